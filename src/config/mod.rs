@@ -1,0 +1,53 @@
+//! Mount configuration: every knob of a mount, parsed from the command line by `cli`.
+
+pub mod cli;
+pub mod credentials;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything the filesystem core needs to know about a mount (no S3 connection details).
+#[derive(Debug, Clone)]
+pub struct FsConfig {
+    /// Key prefix the mount is rooted at: empty, or ending in `/`.
+    pub prefix: String,
+    pub read_only: bool,
+    /// How long attributes and directory listings are trusted.
+    pub metadata_ttl: Duration,
+    /// How long a "no such file" answer is trusted.
+    pub negative_ttl: Duration,
+    /// Upload part size in bytes (grows for very large files, see `fs::upload`).
+    pub part_size: u64,
+    /// One memory budget for the whole mount, shared by write parts and read prefetch.
+    pub max_memory: u64,
+    /// Spill write parts to this directory instead of holding them in memory.
+    pub cache_dir: Option<PathBuf>,
+    pub uid: u32,
+    pub gid: u32,
+    /// Permission bits for objects/directories without `x-amz-meta-mode`.
+    pub file_mode: u16,
+    pub dir_mode: u16,
+    /// Largest ranged GET the prefetcher issues for one chunk.
+    pub max_read_chunk: u64,
+}
+
+impl Default for FsConfig {
+    fn default() -> Self {
+        // SAFETY: getuid/getgid cannot fail.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        FsConfig {
+            prefix: String::new(),
+            read_only: false,
+            metadata_ttl: Duration::from_secs(60),
+            negative_ttl: Duration::from_secs(5),
+            part_size: 8 * 1024 * 1024,
+            max_memory: 96 * 1024 * 1024,
+            cache_dir: None,
+            uid,
+            gid,
+            file_mode: 0o644,
+            dir_mode: 0o755,
+            max_read_chunk: 8 * 1024 * 1024,
+        }
+    }
+}

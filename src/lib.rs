@@ -1,0 +1,11 @@
+//! bucketfs: mount an S3-compatible bucket, or a prefix of one, as a directory.
+//!
+//! Layers, and the one direction their dependencies point:
+//! `fuse` (thin adapter over fuser) → `fs` (filesystem core, no fuser types)
+//! → `s3` (HTTP client and SigV4; knows nothing of files or inodes).
+//! `config` holds the command line and credentials; `main.rs` wires them together.
+
+pub mod config;
+pub mod fs;
+pub mod fuse;
+pub mod s3;
