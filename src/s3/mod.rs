@@ -5,10 +5,16 @@ pub mod credentials;
 pub mod error;
 pub mod profile;
 pub mod sigv4;
+pub mod stats;
+mod time;
+mod transport;
 pub mod types;
+mod wire;
 pub mod xml;
 
 pub use client::{S3Client, S3Config};
 pub use credentials::{CredentialSource, Credentials, SharedCredentials, StaticCredentials};
 pub use error::S3Error;
+pub use profile::{Profile, Provider};
+pub use stats::StatsSnapshot;
 pub use types::*;

@@ -1,0 +1,867 @@
+//! `S3Client`: the S3 operations bucketfs needs, signed with SigV4, with bounded concurrency,
+//! retries with jittered exponential backoff, and traffic counters.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use hyper::header::{HeaderMap, HeaderName, HeaderValue};
+use hyper::Method;
+use md5::{Digest as _, Md5};
+use tokio::sync::Semaphore;
+use tracing::debug;
+
+use super::credentials::SharedCredentials;
+use super::error::S3Error;
+use super::profile::{profile, Profile, Provider};
+use super::sigv4::{self, SignableRequest, SigningKeyCache, SigningParams};
+use super::stats::{Op, Stats, StatsSnapshot};
+use super::time::parse_http_date;
+use super::transport::{self, Endpoint, HttpClient, Progress, RequestBody};
+use super::types::{
+    ByteRange, CompletedPart, GetObjectOutput, ListPage, ListRequest, MultipartUploadInfo,
+    ObjectMeta, PutOptions,
+};
+pub use super::wire::{backoff_ceiling, backoff_delay, range_header};
+use super::wire::{
+    body_excerpt, meta_from_headers, parse_content_range, payload_hash, quote_etag, strip_quotes,
+};
+use super::xml;
+
+/// How to reach one bucket, and how hard to try.
+#[derive(Debug, Clone)]
+pub struct S3Config {
+    /// e.g. `http://127.0.0.1:9000` or `https://s3.eu-west-1.amazonaws.com`.
+    pub endpoint: String,
+    pub region: String,
+    pub bucket: String,
+    /// false → virtual-hosted (`bucket.host/key`); true → path style (`host/bucket/key`).
+    pub path_style: bool,
+    pub credentials: SharedCredentials,
+    pub profile: &'static Profile,
+    /// Most requests in flight at once.
+    pub max_inflight: usize,
+    /// Stop retrying once this much time has passed since the first attempt.
+    pub retry_timeout: Duration,
+    /// Most attempts per operation (1 = no retries).
+    pub max_attempts: u32,
+    pub connect_timeout: Duration,
+    /// An attempt fails once it has sent or received nothing for this long.
+    pub read_timeout: Duration,
+    /// Extra trusted CAs (PEM bundle), on top of the system's and `AWS_CA_BUNDLE`.
+    pub ca_bundle: Option<PathBuf>,
+    /// true: `x-amz-content-sha256` is the body's SHA-256; false: `UNSIGNED-PAYLOAD`.
+    pub sign_payload: bool,
+    /// Storage class for new objects (sent in the profile's storage-class header).
+    pub storage_class: Option<String>,
+}
+
+impl S3Config {
+    /// Defaults: the `Other` profile, path style, 64 requests in flight, 10 attempts within
+    /// 60 s, 5 s connect and 30 s stall timeouts, unsigned payloads.
+    pub fn new(
+        endpoint: impl Into<String>,
+        region: impl Into<String>,
+        bucket: impl Into<String>,
+        credentials: SharedCredentials,
+    ) -> Self {
+        S3Config {
+            endpoint: endpoint.into(),
+            region: region.into(),
+            bucket: bucket.into(),
+            path_style: true,
+            credentials,
+            profile: profile(Provider::Other),
+            max_inflight: 64,
+            retry_timeout: Duration::from_secs(60),
+            max_attempts: 10,
+            connect_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(30),
+            ca_bundle: None,
+            sign_payload: false,
+            storage_class: None,
+        }
+    }
+}
+
+/// A cheap-to-clone handle on one bucket.
+#[derive(Clone)]
+pub struct S3Client {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for S3Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Client")
+            .field("endpoint", &self.inner.cfg.endpoint)
+            .field("bucket", &self.inner.cfg.bucket)
+            .field("provider", &self.inner.cfg.profile.name)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    cfg: S3Config,
+    endpoint: Endpoint,
+    http: HttpClient,
+    permits: Semaphore,
+    stats: Stats,
+    keys: SigningKeyCache,
+}
+
+/// One S3 call, before signing.
+struct Call<'a> {
+    op: Op,
+    method: Method,
+    /// Object key; `None` for bucket-level calls.
+    key: Option<&'a str>,
+    query: Vec<(String, String)>,
+    /// Extra headers (lower-case names), all signed.
+    headers: Vec<(String, String)>,
+    body: Bytes,
+    /// A 2xx body may be an `<Error>` (CompleteMultipartUpload, copies).
+    check_ok_body: bool,
+    /// Non-2xx statuses handed back as responses rather than errors.
+    accept: &'a [u16],
+}
+
+impl<'a> Call<'a> {
+    fn new(op: Op, method: Method, key: Option<&'a str>) -> Self {
+        Call {
+            op,
+            method,
+            key,
+            query: Vec::new(),
+            headers: Vec::new(),
+            body: Bytes::new(),
+            check_ok_body: false,
+            accept: &[],
+        }
+    }
+
+    fn query(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.query.push((name.to_owned(), value.into()));
+        self
+    }
+
+    fn header(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.headers.push((name.to_owned(), value.into()));
+        self
+    }
+}
+
+/// A response read to the end.
+struct Response {
+    status: u16,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Response {
+    fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    }
+}
+
+impl S3Client {
+    /// Builds a client. Fails on a bad endpoint, or unreadable CA bundle for https.
+    pub fn new(cfg: S3Config) -> Result<S3Client, S3Error> {
+        let endpoint = Endpoint::parse(&cfg.endpoint)?;
+        if cfg.bucket.is_empty() {
+            return Err(S3Error::Config("bucket name is empty".into()));
+        }
+        if !cfg.path_style && endpoint.host_is_ip() {
+            return Err(S3Error::Config(format!(
+                "virtual-hosted addressing needs a host name, not {}; use path style",
+                endpoint.host
+            )));
+        }
+        if !cfg.path_style && cfg.bucket.contains(['/', ':']) {
+            return Err(S3Error::Config(format!(
+                "bucket {:?} cannot be used in a host name",
+                cfg.bucket
+            )));
+        }
+        let mut bundles: Vec<PathBuf> = cfg.ca_bundle.iter().cloned().collect();
+        if let Some(p) = std::env::var_os("AWS_CA_BUNDLE").filter(|p| !p.is_empty()) {
+            bundles.push(PathBuf::from(p));
+        }
+        let http = transport::build_client(&transport::ClientSettings {
+            https: endpoint.https,
+            connect_timeout: cfg.connect_timeout,
+            max_idle_per_host: cfg.max_inflight,
+            ca_bundles: &bundles,
+        })?;
+        let permits = Semaphore::new(cfg.max_inflight.max(1));
+        Ok(S3Client {
+            inner: Arc::new(Inner {
+                cfg,
+                endpoint,
+                http,
+                permits,
+                stats: Stats::new(),
+                keys: SigningKeyCache::new(),
+            }),
+        })
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.inner.cfg.bucket
+    }
+
+    pub fn config(&self) -> &S3Config {
+        &self.inner.cfg
+    }
+
+    /// The provider profile in use (part sizes, copy limits, …).
+    pub fn profile(&self) -> &'static Profile {
+        self.inner.cfg.profile
+    }
+
+    /// Where the credentials came from (never the secret itself).
+    pub fn describe_credentials(&self) -> String {
+        self.inner.cfg.credentials.describe()
+    }
+
+    /// Counters since the client was built.
+    pub fn stats(&self) -> StatsSnapshot {
+        let max = self.inner.cfg.max_inflight.max(1);
+        let free = self.inner.permits.available_permits();
+        self.inner.stats.snapshot(max.saturating_sub(free) as u64)
+    }
+
+    /// `(authority, raw path)` of a bucket-level (`None`) or object request.
+    fn target(&self, key: Option<&str>) -> Result<(String, String), S3Error> {
+        let cfg = &self.inner.cfg;
+        let ep = &self.inner.endpoint;
+        if key == Some("") {
+            return Err(S3Error::Config("empty object key".into()));
+        }
+        let mut path = ep.base_path.clone();
+        let authority = if cfg.path_style {
+            path.push('/');
+            path.push_str(&cfg.bucket);
+            ep.authority(None)
+        } else {
+            ep.authority(Some(&cfg.bucket))
+        };
+        match key {
+            Some(k) => {
+                path.push('/');
+                path.push_str(k);
+            }
+            None if path.is_empty() => path.push('/'),
+            None => {}
+        }
+        Ok((authority, path))
+    }
+
+    /// The URL a request for `key` goes to, for logs and tests (no query string).
+    pub fn object_url(&self, key: &str) -> Result<String, S3Error> {
+        let (authority, path) = self.target(Some(key))?;
+        Ok(self
+            .inner
+            .endpoint
+            .uri(&authority, &sigv4::uri_encode_path(&path), "")?
+            .to_string())
+    }
+
+    fn x_id<'a>(&self, call: Call<'a>) -> Call<'a> {
+        if self.inner.cfg.profile.send_x_id_query {
+            let name = call.op.aws_name();
+            call.query("x-id", name)
+        } else {
+            call
+        }
+    }
+
+    /// Headers describing a new object: content type, user metadata, storage class.
+    fn object_headers(&self, opts: &PutOptions) -> Vec<(String, String)> {
+        let mut h = Vec::new();
+        if let Some(ct) = &opts.content_type {
+            h.push(("content-type".to_owned(), ct.clone()));
+        }
+        for (k, v) in &opts.user_metadata {
+            h.push((format!("x-amz-meta-{}", k.to_ascii_lowercase()), v.clone()));
+        }
+        if let Some(class) = &self.inner.cfg.storage_class {
+            h.push((
+                self.inner.cfg.profile.storage_class_header.to_owned(),
+                class.clone(),
+            ));
+        }
+        h
+    }
+
+    fn condition_headers(opts: &PutOptions) -> Vec<(String, String)> {
+        let mut h = Vec::new();
+        if opts.if_none_match_any {
+            h.push(("if-none-match".to_owned(), "*".to_owned()));
+        }
+        if let Some(etag) = &opts.if_match {
+            h.push(("if-match".to_owned(), quote_etag(etag)));
+        }
+        h
+    }
+
+    fn copy_source(&self, source_key: &str) -> String {
+        sigv4::uri_encode_path(&format!("/{}/{}", self.inner.cfg.bucket, source_key))
+    }
+
+    /// Sends a call with retries; returns the 2xx (or accepted) response.
+    async fn execute(&self, call: &Call<'_>) -> Result<Response, S3Error> {
+        let inner = &self.inner;
+        let cfg = &inner.cfg;
+        let (authority, raw_path) = self.target(call.key)?;
+        let payload_hash = payload_hash(&call.body, cfg.sign_payload).await;
+        let started = Instant::now();
+        let max_attempts = cfg.max_attempts.max(1);
+        let mut attempt: u32 = 0;
+        let mut refreshed = false;
+        let result = loop {
+            attempt += 1;
+            let err = match self
+                .attempt(call, &authority, &raw_path, &payload_hash)
+                .await
+            {
+                Ok(resp) => break Ok(resp),
+                Err(e) => e,
+            };
+            if err.status() == Some(403) && !refreshed {
+                refreshed = true;
+                if cfg.credentials.refresh_after_denied() {
+                    debug!(
+                        op = call.op.name(),
+                        "access denied; credentials changed, retrying"
+                    );
+                    inner.stats.retry();
+                    continue;
+                }
+            }
+            if !err.is_retryable() || attempt >= max_attempts {
+                break Err(err);
+            }
+            let delay = backoff_delay(attempt);
+            if started.elapsed() + delay > cfg.retry_timeout {
+                break Err(err);
+            }
+            inner.stats.retry();
+            debug!(
+                op = call.op.name(),
+                key = call.key.unwrap_or(""),
+                attempt,
+                delay_ms = delay.as_millis() as u64,
+                error = %err,
+                "S3 request failed; retrying"
+            );
+            tokio::time::sleep(delay).await;
+        };
+        if let Err(err) = &result {
+            let label = match err {
+                S3Error::Service { code, .. } => code.as_str(),
+                S3Error::Transport { connect: true, .. } => "connect",
+                S3Error::Transport { .. } => "transport",
+                S3Error::Timeout => "timeout",
+                S3Error::InvalidResponse(_) => "invalid_response",
+                S3Error::Config(_) => "config",
+            };
+            inner.stats.error(label);
+            debug!(
+                op = call.op.name(),
+                key = call.key.unwrap_or(""),
+                attempts = attempt,
+                error = %err,
+                "S3 request failed"
+            );
+        }
+        result
+    }
+
+    /// One signed HTTP exchange.
+    async fn attempt(
+        &self,
+        call: &Call<'_>,
+        authority: &str,
+        raw_path: &str,
+        payload_hash: &str,
+    ) -> Result<Response, S3Error> {
+        let inner = &self.inner;
+        let cfg = &inner.cfg;
+        let _permit = inner
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| S3Error::Config("client is shut down".into()))?;
+
+        let mut headers: Vec<(String, String)> = Vec::with_capacity(call.headers.len() + 6);
+        headers.push(("host".to_owned(), authority.to_owned()));
+        headers.extend(call.headers.iter().cloned());
+        let creds = cfg.credentials.current();
+        if !creds.access_key_id.is_empty() {
+            let params = SigningParams {
+                access_key_id: &creds.access_key_id,
+                secret_access_key: &creds.secret_access_key,
+                session_token: creds.session_token.as_deref(),
+                region: &cfg.region,
+                service: "s3",
+                time: std::time::SystemTime::now(),
+            };
+            let req = SignableRequest {
+                method: call.method.as_str(),
+                path: raw_path,
+                query: &call.query,
+                payload_hash,
+                content_sha256_header: true,
+            };
+            sigv4::sign(&params, &req, &mut headers, Some(&inner.keys));
+        }
+
+        let uri = inner.endpoint.uri(
+            authority,
+            &sigv4::uri_encode_path(raw_path),
+            &sigv4::wire_query_string(&call.query),
+        )?;
+        let progress = Progress::new();
+        let mut builder = hyper::Request::builder()
+            .method(call.method.clone())
+            .uri(uri);
+        for (name, value) in &headers {
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| S3Error::Config(format!("invalid header name {name:?}")))?;
+            let value = HeaderValue::from_str(value)
+                .map_err(|_| S3Error::Config(format!("invalid characters in header {name}")))?;
+            builder = builder.header(name, value);
+        }
+        if matches!(call.method, Method::PUT | Method::POST) {
+            builder = builder.header(hyper::header::CONTENT_LENGTH, call.body.len());
+        }
+        builder = builder.header(
+            hyper::header::USER_AGENT,
+            concat!("bucketfs/", env!("CARGO_PKG_VERSION")),
+        );
+        let request = builder
+            .body(RequestBody::new(call.body.clone(), progress.clone()))
+            .map_err(|e| S3Error::Config(format!("cannot build request: {e}")))?;
+
+        inner.stats.request(call.op);
+        inner.stats.sent(call.body.len() as u64);
+        progress.touch();
+        let response = progress
+            .run(inner.http.request(request), cfg.read_timeout)
+            .await?
+            .map_err(|e| transport::map_client_error(&e))?;
+        let status = response.status().as_u16();
+        let (parts, incoming) = response.into_parts();
+        let body = if call.method == Method::HEAD {
+            Bytes::new()
+        } else {
+            let expected = parts
+                .headers
+                .get(hyper::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            transport::read_body(incoming, &progress, cfg.read_timeout, expected).await?
+        };
+        inner.stats.received(body.len() as u64);
+
+        if (200..300).contains(&status) {
+            if call.check_ok_body {
+                if let Some(e) = xml::error_in_ok_body(&body, status, call.key) {
+                    return Err(e);
+                }
+            }
+        } else if !call.accept.contains(&status) {
+            return Err(self.error_from_response(status, &parts.headers, &body, call.key));
+        }
+        Ok(Response {
+            status,
+            headers: parts.headers,
+            body,
+        })
+    }
+
+    fn error_from_response(
+        &self,
+        status: u16,
+        headers: &HeaderMap,
+        body: &[u8],
+        key: Option<&str>,
+    ) -> S3Error {
+        let header = |n: &str| {
+            headers
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let header_id = header("x-amz-request-id")
+            .or_else(|| header("x-obs-request-id"))
+            .or_else(|| header("x-oss-request-id"));
+        let parsed = xml::parse_error(body).filter(|e| !e.code.is_empty());
+        let body_region = parsed.as_ref().and_then(|e| e.region.clone());
+        let (code, mut message, request_id) = match parsed {
+            Some(e) => (e.code, e.message, e.request_id.or(header_id)),
+            None => {
+                let code = S3Error::code_for_status(status, key.is_none()).to_owned();
+                let excerpt = body_excerpt(body);
+                (code, excerpt, header_id)
+            }
+        };
+        // Wrong region: S3 names the right one (301 redirect header, or <Region> in a 400).
+        let region = header("x-amz-bucket-region").or(body_region);
+        if let Some(region) = region.filter(|r| *r != self.inner.cfg.region) {
+            let sep = if message.is_empty() { "" } else { " " };
+            message = format!(
+                "{message}{sep}(bucket is in region {region}; configured region is {})",
+                self.inner.cfg.region
+            );
+        }
+        S3Error::service(status, code, message, request_id, key)
+    }
+
+    /// Checks that the bucket exists and is reachable with these credentials.
+    pub async fn head_bucket(&self) -> Result<(), S3Error> {
+        self.execute(&Call::new(Op::HeadBucket, Method::HEAD, None))
+            .await
+            .map(|_| ())
+    }
+
+    /// One page of ListObjectsV2. Keys are requested URL-encoded when the profile allows.
+    pub async fn list_objects_v2(&self, req: &ListRequest) -> Result<ListPage, S3Error> {
+        let mut call = Call::new(Op::List, Method::GET, None).query("list-type", "2");
+        if !req.prefix.is_empty() {
+            call = call.query("prefix", req.prefix.clone());
+        }
+        if let Some(d) = &req.delimiter {
+            call = call.query("delimiter", d.clone());
+        }
+        if let Some(t) = &req.continuation_token {
+            call = call.query("continuation-token", t.clone());
+        }
+        if let Some(s) = &req.start_after {
+            call = call.query("start-after", s.clone());
+        }
+        if let Some(n) = req.max_keys {
+            call = call.query("max-keys", n.to_string());
+        }
+        if self.inner.cfg.profile.list_encoding_url {
+            call = call.query("encoding-type", "url");
+        }
+        let resp = self.execute(&call).await?;
+        xml::parse_list_objects_v2(&resp.body)
+    }
+
+    /// HEAD of one object.
+    pub async fn head_object(&self, key: &str) -> Result<ObjectMeta, S3Error> {
+        let resp = self
+            .execute(&Call::new(Op::Head, Method::HEAD, Some(key)))
+            .await?;
+        Ok(meta_from_headers(&resp.headers))
+    }
+
+    /// GET of an object or a range `[start, end)` of it. `meta.size` is the whole object's
+    /// size. A range starting at or past the end gives an empty body (like `pread`).
+    pub async fn get_object(
+        &self,
+        key: &str,
+        range: Option<ByteRange>,
+        if_match: Option<&str>,
+    ) -> Result<GetObjectOutput, S3Error> {
+        if let Some(r) = &range {
+            if r.end < r.start {
+                return Err(S3Error::Config(format!("bad range {}..{}", r.start, r.end)));
+            }
+            if r.end == r.start {
+                let meta = self.head_object(key).await?;
+                return Ok(GetObjectOutput {
+                    body: Bytes::new(),
+                    meta,
+                });
+            }
+        }
+        let mut call = self.x_id(Call::new(Op::Get, Method::GET, Some(key)));
+        if let Some(h) = range.as_ref().and_then(range_header) {
+            call = call.header("range", h);
+        }
+        if let Some(etag) = if_match {
+            call = call.header("if-match", quote_etag(etag));
+        }
+        call.accept = &[416];
+        let resp = self.execute(&call).await?;
+        let meta = meta_from_headers(&resp.headers);
+        if resp.status == 416 {
+            let start = range.as_ref().map_or(0, |r| r.start);
+            let total = resp
+                .header("content-range")
+                .and_then(|v| parse_content_range(&v))
+                .and_then(|(_, _, total)| total);
+            return match total {
+                Some(size) if start >= size => Ok(GetObjectOutput {
+                    body: Bytes::new(),
+                    meta: ObjectMeta { size, ..meta },
+                }),
+                None if start == 0 => Ok(GetObjectOutput {
+                    body: Bytes::new(),
+                    meta: ObjectMeta { size: 0, ..meta },
+                }),
+                _ => Err(self.error_from_response(416, &resp.headers, &resp.body, Some(key))),
+            };
+        }
+        let mut body = resp.body;
+        if let Some(r) = &range {
+            if resp.status == 200 {
+                // The server ignored Range and sent everything: cut out what was asked.
+                let len = body.len() as u64;
+                let start = r.start.min(len) as usize;
+                let end = r.end.min(len) as usize;
+                body = body.slice(start..end);
+            }
+        }
+        Ok(GetObjectOutput { body, meta })
+    }
+
+    /// PutObject. Returns size and ETag (other fields from `opts`).
+    pub async fn put_object(
+        &self,
+        key: &str,
+        body: Bytes,
+        opts: &PutOptions,
+    ) -> Result<ObjectMeta, S3Error> {
+        let size = body.len() as u64;
+        let mut call = self.x_id(Call::new(Op::Put, Method::PUT, Some(key)));
+        call.headers = self.object_headers(opts);
+        call.headers.extend(Self::condition_headers(opts));
+        call.body = body;
+        let resp = self.execute(&call).await?;
+        Ok(ObjectMeta {
+            size,
+            etag: resp
+                .header("etag")
+                .map(|e| strip_quotes(&e))
+                .filter(|e| !e.is_empty()),
+            last_modified: resp
+                .header("last-modified")
+                .and_then(|d| parse_http_date(&d)),
+            content_type: opts.content_type.clone(),
+            storage_class: self.inner.cfg.storage_class.clone(),
+            user_metadata: opts.user_metadata.clone(),
+        })
+    }
+
+    /// Starts a multipart upload; returns its upload id.
+    pub async fn create_multipart_upload(
+        &self,
+        key: &str,
+        opts: &PutOptions,
+    ) -> Result<String, S3Error> {
+        let mut call = self
+            .x_id(Call::new(Op::CreateMpu, Method::POST, Some(key)))
+            .query("uploads", "");
+        call.headers = self.object_headers(opts);
+        let resp = self.execute(&call).await?;
+        xml::parse_initiate_multipart(&resp.body, key)
+    }
+
+    /// Uploads one part; returns its ETag (quotes stripped).
+    pub async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        body: Bytes,
+    ) -> Result<String, S3Error> {
+        let mut call = self
+            .x_id(Call::new(Op::UploadPart, Method::PUT, Some(key)))
+            .query("partNumber", part_number.to_string())
+            .query("uploadId", upload_id);
+        call.body = body;
+        let resp = self.execute(&call).await?;
+        resp.header("etag")
+            .map(|e| strip_quotes(&e))
+            .filter(|e| !e.is_empty())
+            .ok_or_else(|| S3Error::InvalidResponse("UploadPart response without ETag".into()))
+    }
+
+    /// Copies `range` of `source_key` (same bucket) into a part; returns the part's ETag.
+    pub async fn upload_part_copy(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        source_key: &str,
+        range: ByteRange,
+        if_match: Option<&str>,
+    ) -> Result<String, S3Error> {
+        let range_value = range_header(&range)
+            .ok_or_else(|| S3Error::Config("empty range for UploadPartCopy".into()))?;
+        let mut call = self
+            .x_id(Call::new(Op::UploadPartCopy, Method::PUT, Some(key)))
+            .query("partNumber", part_number.to_string())
+            .query("uploadId", upload_id)
+            .header("x-amz-copy-source", self.copy_source(source_key))
+            .header("x-amz-copy-source-range", range_value);
+        if let Some(etag) = if_match {
+            call = call.header("x-amz-copy-source-if-match", quote_etag(etag));
+        }
+        call.check_ok_body = true;
+        let resp = self.execute(&call).await?;
+        let (etag, _) = xml::parse_copy_result(&resp.body, resp.status, key)?;
+        etag.ok_or_else(|| S3Error::InvalidResponse("CopyPartResult without ETag".into()))
+    }
+
+    /// Completes a multipart upload (parts in order); `opts.if_match` / `if_none_match_any`
+    /// make it conditional. Returns the new object's ETag.
+    pub async fn complete_multipart_upload(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[CompletedPart],
+        opts: &PutOptions,
+    ) -> Result<String, S3Error> {
+        let mut call = self
+            .x_id(Call::new(Op::CompleteMpu, Method::POST, Some(key)))
+            .query("uploadId", upload_id)
+            .header("content-type", "application/xml");
+        call.headers.extend(Self::condition_headers(opts));
+        call.body = Bytes::from(xml::build_complete_multipart(parts));
+        call.check_ok_body = true;
+        let resp = self.execute(&call).await?;
+        let etag = xml::parse_complete_multipart(&resp.body, resp.status, key)?;
+        etag.or_else(|| resp.header("etag").map(|e| strip_quotes(&e)))
+            .filter(|e| !e.is_empty())
+            .ok_or_else(|| {
+                S3Error::InvalidResponse("CompleteMultipartUpload response without ETag".into())
+            })
+    }
+
+    /// Aborts a multipart upload, freeing its parts.
+    pub async fn abort_multipart_upload(&self, key: &str, upload_id: &str) -> Result<(), S3Error> {
+        let call = self
+            .x_id(Call::new(Op::AbortMpu, Method::DELETE, Some(key)))
+            .query("uploadId", upload_id);
+        self.execute(&call).await.map(|_| ())
+    }
+
+    /// Server-side copy within the bucket. With `replace_metadata`, the new object gets
+    /// those headers (REPLACE directive, and its conditions apply to the destination);
+    /// otherwise the source's metadata is copied. Returns the new ETag.
+    pub async fn copy_object(
+        &self,
+        source_key: &str,
+        dest_key: &str,
+        replace_metadata: Option<&PutOptions>,
+        source_if_match: Option<&str>,
+    ) -> Result<String, S3Error> {
+        let mut call = self
+            .x_id(Call::new(Op::Copy, Method::PUT, Some(dest_key)))
+            .header("x-amz-copy-source", self.copy_source(source_key));
+        match replace_metadata {
+            Some(opts) => {
+                call = call.header("x-amz-metadata-directive", "REPLACE");
+                call.headers.extend(self.object_headers(opts));
+                call.headers.extend(Self::condition_headers(opts));
+            }
+            None => {
+                if let Some(class) = &self.inner.cfg.storage_class {
+                    let name = self.inner.cfg.profile.storage_class_header;
+                    call = call.header(name, class.clone());
+                }
+            }
+        }
+        if let Some(etag) = source_if_match {
+            call = call.header("x-amz-copy-source-if-match", quote_etag(etag));
+        }
+        call.check_ok_body = true;
+        let resp = self.execute(&call).await?;
+        let (etag, _) = xml::parse_copy_result(&resp.body, resp.status, dest_key)?;
+        etag.ok_or_else(|| S3Error::InvalidResponse("CopyObjectResult without ETag".into()))
+    }
+
+    /// Deletes one object. A missing object is not an error (S3 says 204 either way;
+    /// servers that say 404 are treated the same).
+    pub async fn delete_object(&self, key: &str) -> Result<(), S3Error> {
+        let call = self.x_id(Call::new(Op::Delete, Method::DELETE, Some(key)));
+        match self.execute(&call).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes many objects (1000 per request). Returns the keys that could not be deleted,
+    /// with why; keys that did not exist count as deleted.
+    pub async fn delete_objects(&self, keys: &[String]) -> Result<Vec<(String, S3Error)>, S3Error> {
+        let mut failures = Vec::new();
+        for chunk in keys.chunks(1000) {
+            let body = xml::build_delete(chunk, true);
+            let md5 =
+                base64::engine::general_purpose::STANDARD.encode(Md5::digest(body.as_bytes()));
+            let mut call = self
+                .x_id(Call::new(Op::DeleteObjects, Method::POST, None))
+                .query("delete", "")
+                .header("content-md5", md5)
+                .header("content-type", "application/xml");
+            call.body = Bytes::from(body);
+            call.check_ok_body = true;
+            let resp = self.execute(&call).await?;
+            let result = xml::parse_delete_result(&resp.body)?;
+            for (key, code, message) in result.errors {
+                if code == "NoSuchKey" {
+                    continue;
+                }
+                let err = S3Error::service(resp.status, code, message, None, Some(&key));
+                failures.push((key, err));
+            }
+        }
+        Ok(failures)
+    }
+
+    /// Every in-progress multipart upload under `prefix` (all pages).
+    pub async fn list_multipart_uploads(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<MultipartUploadInfo>, S3Error> {
+        let mut out = Vec::new();
+        let mut marker: Option<(String, String)> = None;
+        loop {
+            let mut call = Call::new(Op::ListMpu, Method::GET, None).query("uploads", "");
+            if !prefix.is_empty() {
+                call = call.query("prefix", prefix);
+            }
+            if self.inner.cfg.profile.list_encoding_url {
+                call = call.query("encoding-type", "url");
+            }
+            if let Some((key_marker, id_marker)) = &marker {
+                call = call.query("key-marker", key_marker.clone());
+                if !id_marker.is_empty() {
+                    call = call.query("upload-id-marker", id_marker.clone());
+                }
+            }
+            let resp = self.execute(&call).await?;
+            let page = xml::parse_list_multipart_uploads(&resp.body)?;
+            if !page.skipped_keys.is_empty() {
+                debug!(
+                    count = page.skipped_keys.len(),
+                    "skipping multipart uploads whose keys are not UTF-8"
+                );
+            }
+            out.extend(page.uploads);
+            match page.next {
+                Some(next) if marker.as_ref() == Some(&next) => {
+                    return Err(S3Error::InvalidResponse(
+                        "ListMultipartUploads returned the same page markers twice".into(),
+                    ))
+                }
+                Some(next) => marker = Some(next),
+                None => return Ok(out),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "client_tests.rs"]
+mod tests;

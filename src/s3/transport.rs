@@ -1,0 +1,461 @@
+//! HTTP plumbing under the S3 client: endpoint parsing, hyper connection pool, TLS roots,
+//! request bodies that report progress, and stall timeouts.
+//!
+//! hyper is used directly rather than through reqwest because reqwest parses every URL with
+//! the `url` crate, which resolves `.` and `..` path segments (even `%2E%2E`): an object
+//! key like `a/../b` would silently become `b`. Here the request target is built as an
+//! `http::Uri`, which is sent as is.
+
+use std::convert::Infallible;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::http::uri::{Authority, Scheme};
+use hyper::Uri;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use super::error::S3Error;
+
+/// The pooled HTTP client.
+pub(crate) type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, RequestBody>;
+
+/// Where requests go: scheme, host, port and an optional base path, from the endpoint URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Endpoint {
+    pub https: bool,
+    /// Host name or IP literal (IPv6 in brackets), without port.
+    pub host: String,
+    /// Port, when not the scheme's default.
+    pub port: Option<u16>,
+    /// Path prefix of the endpoint without a trailing slash; usually empty.
+    pub base_path: String,
+}
+
+impl Endpoint {
+    pub fn parse(endpoint: &str) -> Result<Endpoint, S3Error> {
+        let bad = |why: &str| S3Error::Config(format!("endpoint {endpoint:?}: {why}"));
+        let uri: Uri = endpoint.trim().parse().map_err(|_| bad("not a URL"))?;
+        let https = match uri.scheme_str() {
+            Some(s) if s.eq_ignore_ascii_case("https") => true,
+            Some(s) if s.eq_ignore_ascii_case("http") => false,
+            Some(_) => return Err(bad("scheme must be http or https")),
+            None => return Err(bad("needs http:// or https://")),
+        };
+        let host = uri
+            .host()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| bad("no host"))?;
+        let default_port = if https { 443 } else { 80 };
+        let port = uri.port_u16().filter(|p| *p != default_port);
+        if uri.query().is_some() {
+            return Err(bad("must not have a query string"));
+        }
+        let base_path = uri.path().trim_end_matches('/').to_owned();
+        Ok(Endpoint {
+            https,
+            host: host.to_ascii_lowercase(),
+            port,
+            base_path,
+        })
+    }
+
+    /// True when the host is an IP address (virtual-hosted style cannot work there).
+    pub fn host_is_ip(&self) -> bool {
+        self.host.starts_with('[') || self.host.parse::<std::net::Ipv4Addr>().is_ok()
+    }
+
+    /// `host[:port]` with an optional bucket label in front.
+    pub fn authority(&self, bucket_label: Option<&str>) -> String {
+        let mut a = String::new();
+        if let Some(b) = bucket_label {
+            a.push_str(b);
+            a.push('.');
+        }
+        a.push_str(&self.host);
+        if let Some(p) = self.port {
+            a.push(':');
+            a.push_str(&p.to_string());
+        }
+        a
+    }
+
+    /// A full URI from an authority and an already-encoded path and query.
+    pub fn uri(&self, authority: &str, encoded_path: &str, query: &str) -> Result<Uri, S3Error> {
+        let mut pq = String::with_capacity(encoded_path.len() + query.len() + 1);
+        pq.push_str(encoded_path);
+        if !query.is_empty() {
+            pq.push('?');
+            pq.push_str(query);
+        }
+        let authority: Authority = authority
+            .parse()
+            .map_err(|_| S3Error::Config(format!("bad host {authority:?}")))?;
+        Uri::builder()
+            .scheme(if self.https {
+                Scheme::HTTPS
+            } else {
+                Scheme::HTTP
+            })
+            .authority(authority)
+            .path_and_query(pq)
+            .build()
+            .map_err(|e| S3Error::Config(format!("cannot build request URI: {e}")))
+    }
+}
+
+fn load_pem_bundle(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let data = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut certs = Vec::new();
+    for item in CertificateDer::pem_slice_iter(&data) {
+        match item {
+            Ok(c) => certs.push(c),
+            Err(e) => return Err(format!("bad PEM in {}: {e}", path.display())),
+        }
+    }
+    if certs.is_empty() {
+        return Err(format!("no certificates in {}", path.display()));
+    }
+    Ok(certs)
+}
+
+/// Trusted roots: the system's, plus `extra` PEM bundles (`ca_bundle`, `AWS_CA_BUNDLE`).
+/// Problems only matter for https endpoints; for http ones they are logged and ignored.
+fn tls_config(extra: &[std::path::PathBuf], https: bool) -> Result<rustls::ClientConfig, S3Error> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for e in &native.errors {
+        debug!(error = %e, "skipping unreadable system CA certificates");
+    }
+    let (added, ignored) = roots.add_parsable_certificates(native.certs);
+    debug!(added, ignored, "loaded system CA certificates");
+    for path in extra {
+        match load_pem_bundle(path) {
+            Ok(certs) => {
+                let (added, ignored) = roots.add_parsable_certificates(certs);
+                debug!(path = %path.display(), added, ignored, "loaded extra CA bundle");
+                if added == 0 && https {
+                    return Err(S3Error::Config(format!(
+                        "CA bundle {} holds no usable certificate",
+                        path.display()
+                    )));
+                }
+            }
+            Err(e) if https => return Err(S3Error::Config(e)),
+            Err(e) => warn!("ignoring CA bundle (endpoint is plain http): {e}"),
+        }
+    }
+    if https && roots.is_empty() {
+        return Err(S3Error::Config(
+            "no trusted CA certificates found (set AWS_CA_BUNDLE or --ca-bundle)".into(),
+        ));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| S3Error::Config(format!("TLS setup: {e}")))?;
+    Ok(builder.with_root_certificates(roots).with_no_client_auth())
+}
+
+/// Settings for [`build_client`].
+pub(crate) struct ClientSettings<'a> {
+    pub https: bool,
+    pub connect_timeout: Duration,
+    pub max_idle_per_host: usize,
+    pub ca_bundles: &'a [std::path::PathBuf],
+}
+
+/// Builds the pooled client: TCP_NODELAY, connect timeout, keep-alive, rustls.
+pub(crate) fn build_client(s: &ClientSettings<'_>) -> Result<HttpClient, S3Error> {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(s.connect_timeout));
+    http.set_keepalive(Some(Duration::from_secs(60)));
+    let tls = tls_config(s.ca_bundles, s.https)?;
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(s.max_idle_per_host.max(1))
+        .build(connector))
+}
+
+/// When a request last made progress (a body chunk went out or came in).
+#[derive(Debug, Clone)]
+pub(crate) struct Progress {
+    base: Instant,
+    last_ms: Arc<AtomicU64>,
+}
+
+impl Progress {
+    pub fn new() -> Self {
+        Progress {
+            base: Instant::now(),
+            last_ms: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    pub fn touch(&self) {
+        let ms = self.base.elapsed().as_millis() as u64;
+        self.last_ms.fetch_max(ms, Ordering::Relaxed);
+    }
+
+    fn deadline(&self, limit: Duration) -> Instant {
+        self.base + Duration::from_millis(self.last_ms.load(Ordering::Relaxed)) + limit
+    }
+
+    /// Runs `fut`, failing with [`S3Error::Timeout`] once nothing has moved for `limit`.
+    pub async fn run<F: std::future::Future>(
+        &self,
+        fut: F,
+        limit: Duration,
+    ) -> Result<F::Output, S3Error> {
+        tokio::pin!(fut);
+        loop {
+            let deadline = self.deadline(limit);
+            tokio::select! {
+                out = &mut fut => return Ok(out),
+                _ = tokio::time::sleep_until(deadline) => {
+                    if self.deadline(limit) <= Instant::now() {
+                        return Err(S3Error::Timeout);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A request body over `Bytes`, handed to hyper in slices (no copies) so that upload
+/// progress can be seen by the stall timer. Cloning `Bytes` for a retry is free.
+pub(crate) struct RequestBody {
+    data: Bytes,
+    progress: Option<Progress>,
+}
+
+const BODY_CHUNK: usize = 64 * 1024;
+
+impl RequestBody {
+    pub fn new(data: Bytes, progress: Progress) -> Self {
+        RequestBody {
+            data,
+            progress: Some(progress),
+        }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if self.data.is_empty() {
+            return Poll::Ready(None);
+        }
+        let n = self.data.len().min(BODY_CHUNK);
+        let chunk = self.data.split_to(n);
+        if let Some(p) = &self.progress {
+            p.touch();
+        }
+        Poll::Ready(Some(Ok(Frame::data(chunk))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.data.len() as u64)
+    }
+}
+
+/// Reads a whole response body, failing with [`S3Error::Timeout`] if it stalls for
+/// `limit`, and with a (retryable) transport error if it breaks off.
+pub(crate) async fn read_body(
+    mut body: Incoming,
+    progress: &Progress,
+    limit: Duration,
+    expected_len: Option<u64>,
+) -> Result<Bytes, S3Error> {
+    let cap = expected_len.map_or(8 * 1024, |n| n.min(256 * 1024 * 1024) as usize);
+    let mut buf = BytesMut::with_capacity(cap);
+    let mut only: Option<Bytes> = None;
+    loop {
+        let next = progress
+            .run(
+                std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)),
+                limit,
+            )
+            .await?;
+        match next {
+            None => break,
+            Some(Ok(frame)) => {
+                progress.touch();
+                if let Ok(data) = frame.into_data() {
+                    // Keep a lone chunk as is; only copy once a second one arrives.
+                    if buf.is_empty() && only.is_none() {
+                        only = Some(data);
+                    } else {
+                        if let Some(first) = only.take() {
+                            buf.extend_from_slice(&first);
+                        }
+                        buf.extend_from_slice(&data);
+                    }
+                }
+            }
+            Some(Err(e)) => {
+                return Err(S3Error::transport(
+                    format!("response body broke off: {}", error_chain(&e)),
+                    false,
+                ))
+            }
+        }
+    }
+    let out = match only {
+        Some(b) => b,
+        None => buf.freeze(),
+    };
+    if let Some(n) = expected_len {
+        if out.len() as u64 != n {
+            return Err(S3Error::transport(
+                format!(
+                    "response body has {} bytes, Content-Length said {n}",
+                    out.len()
+                ),
+                false,
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// `outer: inner: innermost`, without repeats.
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        let s = err.to_string();
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+        cur = err.source();
+    }
+    parts.join(": ")
+}
+
+/// Classifies a failure of the HTTP client (no response at all).
+pub(crate) fn map_client_error(e: &hyper_util::client::legacy::Error) -> S3Error {
+    S3Error::transport(error_chain(e), e.is_connect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_parse() {
+        let e = Endpoint::parse("http://127.0.0.1:9000").unwrap();
+        assert!(!e.https);
+        assert_eq!(e.host, "127.0.0.1");
+        assert_eq!(e.port, Some(9000));
+        assert_eq!(e.base_path, "");
+        assert!(e.host_is_ip());
+        assert_eq!(e.authority(None), "127.0.0.1:9000");
+
+        let e = Endpoint::parse("https://S3.eu-west-1.amazonaws.com/").unwrap();
+        assert!(e.https);
+        assert_eq!(e.port, None);
+        assert_eq!(e.host, "s3.eu-west-1.amazonaws.com");
+        assert_eq!(e.authority(Some("b")), "b.s3.eu-west-1.amazonaws.com");
+        assert!(!e.host_is_ip());
+
+        let e = Endpoint::parse("https://host:443/base/").unwrap();
+        assert_eq!(e.port, None);
+        assert_eq!(e.base_path, "/base");
+
+        let e = Endpoint::parse("http://[::1]:9000").unwrap();
+        assert_eq!(e.authority(None), "[::1]:9000");
+        assert!(e.host_is_ip());
+
+        assert!(Endpoint::parse("127.0.0.1:9000").is_err());
+        assert!(Endpoint::parse("ftp://x").is_err());
+        assert!(Endpoint::parse("http://x/?a=b").is_err());
+    }
+
+    #[test]
+    fn uri_keeps_dot_segments() {
+        let e = Endpoint::parse("http://127.0.0.1:9000").unwrap();
+        let u = e.uri("127.0.0.1:9000", "/b/a/../c/./d//e", "x=1").unwrap();
+        assert_eq!(u.path(), "/b/a/../c/./d//e");
+        assert_eq!(u.query(), Some("x=1"));
+        assert_eq!(u.to_string(), "http://127.0.0.1:9000/b/a/../c/./d//e?x=1");
+    }
+
+    #[test]
+    fn ca_bundle_errors_matter_only_for_https() {
+        let missing = vec![std::path::PathBuf::from("/nonexistent/ca.pem")];
+        assert!(tls_config(&missing, false).is_ok());
+        assert!(matches!(
+            tls_config(&missing, true),
+            Err(S3Error::Config(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn stall_timer() {
+        let p = Progress::new();
+        let quick = p.run(async { 7 }, Duration::from_millis(50)).await;
+        assert_eq!(quick.unwrap(), 7);
+        let slow = p
+            .run(
+                tokio::time::sleep(Duration::from_secs(5)),
+                Duration::from_millis(30),
+            )
+            .await;
+        assert_eq!(slow, Err(S3Error::Timeout));
+        // Progress keeps a slow future alive.
+        let p = Progress::new();
+        let p2 = p.clone();
+        let ticking = async move {
+            for _ in 0..6 {
+                tokio::time::sleep(Duration::from_millis(15)).await;
+                p2.touch();
+            }
+            1
+        };
+        assert_eq!(p.run(ticking, Duration::from_millis(40)).await.unwrap(), 1);
+    }
+
+    #[test]
+    fn request_body_slices() {
+        let data = Bytes::from(vec![7u8; BODY_CHUNK * 2 + 5]);
+        let mut body = RequestBody::new(data, Progress::new());
+        assert_eq!(body.size_hint().exact(), Some((BODY_CHUNK * 2 + 5) as u64));
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut sizes = Vec::new();
+        while let Poll::Ready(Some(Ok(f))) = Pin::new(&mut body).poll_frame(&mut cx) {
+            sizes.push(f.into_data().map(|d| d.len()).unwrap_or(0));
+        }
+        assert_eq!(sizes, vec![BODY_CHUNK, BODY_CHUNK, 5]);
+        assert!(body.is_end_stream());
+    }
+}
