@@ -1,0 +1,134 @@
+//! State shared by the HTTP layer, the S3 implementation and the test API:
+//! store, faults, counters, request log and credentials.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::faults::FaultSet;
+use crate::store::Store;
+
+/// One request as the server saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestRecord {
+    /// Sequence number, from 1, in arrival order.
+    pub id: u64,
+    pub method: String,
+    /// Raw (still percent-encoded) path.
+    pub path: String,
+    /// Raw query string ("" when absent).
+    pub query: String,
+    /// Lower-case header names with values, without `authorization`.
+    pub headers: Vec<(String, String)>,
+    /// Operation name ("PutObject", ...).
+    pub op: String,
+    pub bucket: Option<String>,
+    /// Decoded key.
+    pub key: Option<String>,
+    /// Response status; `None` while in flight or when the connection was
+    /// dropped without a response.
+    pub status: Option<u16>,
+    /// Description of the injected fault, if one fired.
+    pub fault: Option<String>,
+}
+
+impl RequestRecord {
+    /// First value of a header (name in any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Decoded query parameters.
+    pub fn query_pairs(&self) -> Vec<(String, String)> {
+        crate::classify::query_pairs(Some(&self.query))
+    }
+
+    /// Decoded value of a query parameter (`Some("")` for `?uploads`).
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        self.query_pairs()
+            .into_iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    pub counts: BTreeMap<String, u64>,
+    pub log: VecDeque<RequestRecord>,
+    pub next_id: u64,
+}
+
+/// Everything the server tasks and the handle share.
+pub(crate) struct Shared {
+    pub bucket: String,
+    pub store: Mutex<Store>,
+    pub faults: Mutex<FaultSet>,
+    pub stats: Mutex<Stats>,
+    pub log_capacity: usize,
+    pub bytes_received: AtomicU64,
+    pub bytes_sent: AtomicU64,
+    pub credentials: RwLock<HashMap<String, String>>,
+    pub allow_anonymous: AtomicBool,
+    /// Serve the `/__control/` API.
+    pub control_api: AtomicBool,
+    /// (our op name, s3s op name) pairs that disagreed.
+    pub op_mismatches: Mutex<Vec<(String, String)>>,
+}
+
+impl Shared {
+    pub fn new(bucket: &str, log_capacity: usize) -> Self {
+        Shared {
+            bucket: bucket.to_owned(),
+            store: Mutex::new(Store::new()),
+            faults: Mutex::new(FaultSet::default()),
+            stats: Mutex::new(Stats::default()),
+            log_capacity,
+            bytes_received: AtomicU64::new(0),
+            bytes_sent: AtomicU64::new(0),
+            credentials: RwLock::new(HashMap::new()),
+            allow_anonymous: AtomicBool::new(false),
+            control_api: AtomicBool::new(false),
+            op_mismatches: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Counts and logs an arriving request; returns its id.
+    pub fn record(&self, mut rec: RequestRecord) -> u64 {
+        let mut stats = self.stats.lock();
+        stats.next_id += 1;
+        rec.id = stats.next_id;
+        *stats.counts.entry(rec.op.clone()).or_insert(0) += 1;
+        if self.log_capacity > 0 {
+            while stats.log.len() >= self.log_capacity {
+                stats.log.pop_front();
+            }
+            stats.log.push_back(rec);
+        }
+        stats.next_id
+    }
+
+    /// Fills in the outcome of a logged request.
+    pub fn finish(&self, id: u64, status: Option<u16>, fault: Option<String>) {
+        let mut stats = self.stats.lock();
+        if let Some(rec) = stats.log.iter_mut().rev().find(|r| r.id == id) {
+            rec.status = status;
+            if fault.is_some() {
+                rec.fault = fault;
+            }
+        }
+    }
+
+    pub fn add_sent(&self, n: usize) {
+        self.bytes_sent.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    pub fn add_received(&self, n: usize) {
+        self.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
