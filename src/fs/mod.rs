@@ -1,34 +1,249 @@
 //! Filesystem core: inodes, listings, attributes, reads and writes on S3. Knows nothing of fuser.
+//!
+//! Every operation is an `async fn` on [`Filesystem`] that returns an [`FsResult`]; the FUSE
+//! adapter turns results into replies. The core can be driven without a kernel mount.
 
+pub mod attr;
+pub mod dir_listing;
+pub mod error;
+mod file_io;
+pub mod inode;
+pub mod memory;
+mod namespace;
+pub mod prefetch;
+mod rename;
+pub mod upload;
+
+use std::collections::{HashMap, HashSet};
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use parking_lot::Mutex;
 
 use crate::config::FsConfig;
 use crate::s3::S3Client;
+pub use attr::{Attr, FileKind};
+pub use error::{FsError, FsResult};
+pub use inode::ROOT_INO;
+use inode::{Inode, InodeTable};
+use memory::MemoryBudget;
+use upload::PartLimits;
 
 /// What could not be finished at shutdown.
 #[derive(Debug, Default)]
 pub struct ShutdownReport {
     /// Files whose pending upload failed, with the reason.
     pub failed: Vec<(String, String)>,
+    /// Files whose pending upload was completed at shutdown.
+    pub finished: Vec<String>,
+}
+
+/// Who is asking (from the FUSE request).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Caller {
+    pub uid: u32,
+    pub gid: u32,
+    pub pid: u32,
+}
+
+/// One directory entry handed to readdir, with the offset of the entry after it.
+#[derive(Debug, Clone)]
+pub struct DirEntryOut {
+    pub next_offset: u64,
+    pub ino: u64,
+    pub kind: FileKind,
+    pub name: String,
+}
+
+/// Result of open/create.
+#[derive(Debug, Clone, Copy)]
+pub struct Opened {
+    pub fh: u64,
+    /// The kernel may keep the page cache from an earlier open (the object did not change).
+    pub keep_cache: bool,
+}
+
+/// Attribute changes asked by setattr. Times are resolved by the adapter ("now" included).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SetAttr {
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub size: Option<u64>,
+    pub atime: Option<SystemTime>,
+    pub mtime: Option<SystemTime>,
+    pub fh: Option<u64>,
+}
+
+/// Filesystem usage numbers for statfs.
+#[derive(Debug, Clone, Copy)]
+pub struct StatFs {
+    pub blocks: u64,
+    pub bfree: u64,
+    pub bavail: u64,
+    pub files: u64,
+    pub ffree: u64,
+    pub bsize: u32,
+    pub namelen: u32,
+    pub frsize: u32,
 }
 
 pub struct Filesystem {
     pub(crate) config: FsConfig,
     pub(crate) client: S3Client,
+    pub(crate) limits: PartLimits,
+    pub(crate) budget: Arc<MemoryBudget>,
+    pub(crate) inodes: Mutex<InodeTable>,
+    /// (parent, name) pairs known not to exist, until the instant stored.
+    pub(crate) negative: Mutex<lru::LruCache<(u64, String), Instant>>,
+    pub(crate) handles: Mutex<HashMap<u64, file_io::Handle>>,
+    next_fh: AtomicU64,
+    warned: Mutex<HashSet<String>>,
+    /// Tells the kernel to drop a cached name (set by the FUSE adapter once mounted).
+    invalidator: std::sync::OnceLock<Box<dyn Fn(u64, &str) + Send + Sync>>,
 }
+
+/// Most names remembered as missing at once.
+const NEGATIVE_CACHE_ENTRIES: usize = 16_384;
+/// Keys warned about (left out of listings) are remembered up to this many, to warn once each.
+const WARNED_KEYS: usize = 100_000;
+/// Listings of at most this many entries are kept for lookups.
+pub(crate) const SNAPSHOT_MAX_ENTRIES: usize = 100_000;
 
 impl Filesystem {
     pub fn new(config: FsConfig, client: S3Client) -> Arc<Filesystem> {
-        Arc::new(Filesystem { config, client })
+        let profile = client.config().profile;
+        let limits = PartLimits {
+            base: config.part_size.max(profile.min_part_size),
+            min: profile.min_part_size,
+            max: profile.max_part_size,
+            max_parts: profile.max_parts,
+        };
+        let now = SystemTime::now();
+        let root = Inode {
+            ino: ROOT_INO,
+            parent: ROOT_INO,
+            name: String::new(),
+            key: config.prefix.clone(),
+            attr: Attr::new(ROOT_INO, FileKind::Directory, 0, &config, now),
+            attr_expires: Instant::now() + Duration::from_secs(3600 * 24 * 365),
+            etag: None,
+            has_marker: false,
+            lookups: 1,
+            open_handles: 0,
+            local_only: false,
+            writing: false,
+            snapshot: None,
+            page_cache_etag: None,
+        };
+        let negative_cap = NonZeroUsize::new(NEGATIVE_CACHE_ENTRIES).unwrap_or(NonZeroUsize::MIN);
+        Arc::new(Filesystem {
+            budget: Arc::new(MemoryBudget::new(config.max_memory)),
+            limits,
+            inodes: Mutex::new(InodeTable::new(root)),
+            negative: Mutex::new(lru::LruCache::new(negative_cap)),
+            handles: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            warned: Mutex::new(HashSet::new()),
+            invalidator: std::sync::OnceLock::new(),
+            config,
+            client,
+        })
+    }
+
+    /// Install the hook that makes the kernel forget a cached (parent, name) entry.
+    pub fn set_invalidator(&self, f: Box<dyn Fn(u64, &str) + Send + Sync>) {
+        let _ = self.invalidator.set(f);
+    }
+
+    /// Make the kernel forget `name` in `parent` (it disappeared without an unlink).
+    pub(crate) fn invalidate_entry(&self, parent: u64, name: &str) {
+        if let Some(f) = self.invalidator.get() {
+            f(parent, name);
+        }
+    }
+
+    pub fn config(&self) -> &FsConfig {
+        &self.config
+    }
+
+    pub(crate) fn new_fh(&self) -> u64 {
+        self.next_fh.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// How long the kernel may cache entries and attributes.
+    pub fn ttl(&self) -> Duration {
+        self.config.metadata_ttl
+    }
+
+    pub(crate) fn attr_deadline(&self) -> Instant {
+        Instant::now() + self.config.metadata_ttl
+    }
+
+    /// Warn once about a key that cannot be shown.
+    pub(crate) fn warn_skipped(&self, key: &str, reason: &str) {
+        let mut warned = self.warned.lock();
+        if warned.len() < WARNED_KEYS && warned.insert(key.to_string()) {
+            tracing::warn!(key = %key.escape_debug(), "key left out of the listing: {reason}");
+        }
+    }
+
+    /// Path of an inode relative to the mount, for log lines.
+    pub fn path_of(&self, ino: u64) -> String {
+        let table = self.inodes.lock();
+        let mut parts = Vec::new();
+        let mut cur = ino;
+        for _ in 0..4096 {
+            if cur == ROOT_INO {
+                break;
+            }
+            match table.get(cur) {
+                Some(n) => {
+                    parts.push(n.name.clone());
+                    cur = n.parent;
+                }
+                None => {
+                    parts.push(format!("<inode {cur}>"));
+                    break;
+                }
+            }
+        }
+        parts.reverse();
+        format!("/{}", parts.join("/"))
+    }
+
+    /// statfs: S3 has no capacity limit; report large numbers so `df` and free-space checks pass.
+    pub fn statfs(&self) -> StatFs {
+        const BSIZE: u64 = 4096;
+        let blocks = (1u64 << 50) / BSIZE; // 1 PiB
+        StatFs {
+            blocks,
+            bfree: blocks,
+            bavail: blocks,
+            files: 1 << 40,
+            ffree: 1 << 40,
+            bsize: BSIZE as u32,
+            namelen: 255,
+            frsize: BSIZE as u32,
+        }
+    }
+
+    /// The S3 client's counters and the cache's state, as `name value` lines.
+    pub fn stats_text(&self) -> String {
+        let mut s = self.client.stats().to_text();
+        s.push_str(&format!(
+            "memory_budget_bytes {}\nmemory_in_use_bytes {}\ninodes {}\n",
+            self.budget.total(),
+            self.budget.in_use(),
+            self.inodes.lock().len()
+        ));
+        s
     }
 
     /// Finish (or report) every pending upload. Called after unmount.
     pub async fn shutdown(&self) -> ShutdownReport {
-        ShutdownReport::default()
-    }
-
-    /// The S3 client's counters, as text (`name value` lines).
-    pub fn stats_text(&self) -> String {
-        String::new()
+        self.finish_all_writes().await
     }
 }

@@ -1,0 +1,379 @@
+//! Directory listings: paged ListObjectsV2 turned into directory entries, with stable offsets.
+//!
+//! A key `a` and keys under `a/` may both exist; the directory wins and the file is shadowed.
+//! Since `a` sorts before `a.txt` and both before `a/`, a file whose directory twin could still
+//! come on a later page is held back until the listing has passed `a/`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use super::attr::FileKind;
+use super::inode::ListedChild;
+use crate::s3::{ListPage, ListRequest, S3Client, S3Error};
+
+/// One entry of a directory as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirItem {
+    pub name: String,
+    pub kind: FileKind,
+    /// What the listing said; `None` for entries that exist only locally.
+    pub listed: Option<ListedChild>,
+}
+
+/// Why a name cannot be a file name, or `None` if it can.
+pub fn invalid_name_reason(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("empty path segment (double slash in key)")
+    } else if name == "." || name == ".." {
+        Some("'.' or '..' path segment")
+    } else if name.len() > 255 {
+        Some("path segment longer than 255 bytes")
+    } else if name.contains('\0') {
+        Some("NUL byte in key")
+    } else {
+        None
+    }
+}
+
+/// What the listing tells its caller about keys it had to leave out.
+pub trait ListingWarnings: Sync {
+    /// A key that cannot be shown (bad name, not UTF-8, shadowed by a directory).
+    fn skipped(&self, key: &str, reason: &str);
+}
+
+/// A directory listing in progress or complete.
+#[derive(Debug)]
+pub struct DirStream {
+    prefix: String,
+    token: Option<String>,
+    started: bool,
+    done: bool,
+    items: Vec<DirItem>,
+    emitted: HashSet<String>,
+    deferred: BTreeMap<String, DirItem>,
+    dirs_seen: HashSet<String>,
+}
+
+impl DirStream {
+    /// A listing of the directory whose key prefix is `prefix` ("" or ending in `/`).
+    pub fn new(prefix: &str) -> DirStream {
+        DirStream {
+            prefix: prefix.to_string(),
+            token: None,
+            started: false,
+            done: false,
+            items: Vec::new(),
+            emitted: HashSet::new(),
+            deferred: BTreeMap::new(),
+            dirs_seen: HashSet::new(),
+        }
+    }
+
+    /// A complete listing from a cached snapshot (no request needed).
+    pub fn from_snapshot(prefix: &str, children: &HashMap<String, ListedChild>) -> DirStream {
+        let mut s = DirStream::new(prefix);
+        let mut names: Vec<&String> = children.keys().collect();
+        names.sort();
+        for name in names {
+            let listed = children[name].clone();
+            let kind = match listed {
+                ListedChild::Directory => FileKind::Directory,
+                ListedChild::File { .. } => FileKind::File,
+            };
+            s.emit(DirItem {
+                name: name.clone(),
+                kind,
+                listed: Some(listed),
+            });
+        }
+        s.started = true;
+        s.done = true;
+        s
+    }
+
+    pub fn items(&self) -> &[DirItem] {
+        &self.items
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// Add entries that exist only locally (files being written), after the listing.
+    pub fn add_local(&mut self, name: &str, kind: FileKind) {
+        if !self.emitted.contains(name) {
+            self.emit(DirItem {
+                name: name.to_string(),
+                kind,
+                listed: None,
+            });
+        }
+    }
+
+    /// Everything listed, as a snapshot for lookups.
+    pub fn snapshot(&self) -> HashMap<String, ListedChild> {
+        self.items
+            .iter()
+            .filter_map(|i| i.listed.clone().map(|l| (i.name.clone(), l)))
+            .collect()
+    }
+
+    fn emit(&mut self, item: DirItem) {
+        if self.emitted.insert(item.name.clone()) {
+            self.items.push(item);
+        }
+    }
+
+    /// Fetch and absorb the next page. Does nothing once the listing is complete.
+    pub async fn fetch_next_page(
+        &mut self,
+        client: &S3Client,
+        warn: &dyn ListingWarnings,
+    ) -> Result<(), S3Error> {
+        if self.done {
+            return Ok(());
+        }
+        let req = ListRequest {
+            prefix: self.prefix.clone(),
+            delimiter: Some("/".to_string()),
+            continuation_token: self.token.clone(),
+            start_after: None,
+            max_keys: None,
+        };
+        let page = client.list_objects_v2(&req).await?;
+        self.started = true;
+        self.absorb(page, warn);
+        Ok(())
+    }
+
+    /// Merge one page into the entries (separate from the request so it can be unit-tested).
+    pub fn absorb(&mut self, page: ListPage, warn: &dyn ListingWarnings) {
+        for raw in &page.skipped_keys {
+            warn.skipped(
+                &String::from_utf8_lossy(raw),
+                "key is not valid UTF-8 once URL-decoded",
+            );
+        }
+        let truncated = page.next_continuation_token.is_some();
+        // The largest key this page reached: later pages only hold keys after it.
+        let last_key = page
+            .objects
+            .last()
+            .map(|o| o.key.as_str())
+            .into_iter()
+            .chain(page.common_prefixes.last().map(String::as_str))
+            .max()
+            .unwrap_or("")
+            .to_string();
+
+        let mut page_items: Vec<(String, DirItem)> = Vec::new();
+        for cp in &page.common_prefixes {
+            let Some(rest) = cp.strip_prefix(self.prefix.as_str()) else {
+                continue;
+            };
+            let name = rest.strip_suffix('/').unwrap_or(rest);
+            if let Some(reason) = invalid_name_reason(name) {
+                warn.skipped(cp, reason);
+                continue;
+            }
+            page_items.push((
+                cp.clone(),
+                DirItem {
+                    name: name.to_string(),
+                    kind: FileKind::Directory,
+                    listed: Some(ListedChild::Directory),
+                },
+            ));
+        }
+        for obj in &page.objects {
+            let Some(name) = obj.key.strip_prefix(self.prefix.as_str()) else {
+                continue;
+            };
+            if name.is_empty() {
+                continue; // the directory's own marker
+            }
+            if let Some(reason) = invalid_name_reason(name) {
+                warn.skipped(&obj.key, reason);
+                continue;
+            }
+            page_items.push((
+                obj.key.clone(),
+                DirItem {
+                    name: name.to_string(),
+                    kind: FileKind::File,
+                    listed: Some(ListedChild::File {
+                        size: obj.size,
+                        etag: obj.etag.clone(),
+                        last_modified: obj.last_modified,
+                    }),
+                },
+            ));
+        }
+        page_items.sort_by(|a, b| a.0.cmp(&b.0));
+        // Directories first: `a` sorts before `a/`, and the directory must win.
+        for (_, item) in &page_items {
+            if item.kind == FileKind::Directory {
+                self.dirs_seen.insert(item.name.clone());
+            }
+        }
+
+        for (key, item) in page_items {
+            match item.kind {
+                FileKind::Directory => {
+                    if self.deferred.remove(&item.name).is_some() {
+                        warn.skipped(
+                            key.trim_end_matches('/'),
+                            "shadowed by a directory of the same name",
+                        );
+                    }
+                    if let Some(pos) = self.items.iter().position(|i| i.name == item.name) {
+                        // a file of this name went out earlier: the directory replaces it
+                        warn.skipped(
+                            key.trim_end_matches('/'),
+                            "shadowed by a directory of the same name",
+                        );
+                        self.items[pos] = item;
+                    } else {
+                        self.emit(item);
+                    }
+                }
+                _ => {
+                    if self.dirs_seen.contains(&item.name) {
+                        warn.skipped(&key, "shadowed by a directory of the same name");
+                        continue;
+                    }
+                    let twin = format!("{key}/");
+                    if truncated && twin.as_str() > last_key.as_str() {
+                        self.deferred.insert(item.name.clone(), item);
+                    } else {
+                        self.emit(item);
+                    }
+                }
+            }
+        }
+        // Deferred files that the listing has now passed can no longer be shadowed.
+        let passed: Vec<String> = self
+            .deferred
+            .keys()
+            .filter(|name| !truncated || format!("{}{}/", self.prefix, name) <= last_key)
+            .cloned()
+            .collect();
+        for name in passed {
+            if let Some(item) = self.deferred.remove(&name) {
+                self.emit(item);
+            }
+        }
+        self.token = page.next_continuation_token;
+        if self.token.is_none() {
+            self.done = true;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::s3::ListedObject;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<(String, String)>>);
+    impl ListingWarnings for Recorder {
+        fn skipped(&self, key: &str, reason: &str) {
+            self.0
+                .lock()
+                .unwrap()
+                .push((key.to_string(), reason.to_string()));
+        }
+    }
+
+    fn obj(key: &str) -> ListedObject {
+        ListedObject {
+            key: key.to_string(),
+            size: 1,
+            etag: None,
+            last_modified: None,
+            storage_class: None,
+        }
+    }
+
+    fn page(objs: &[&str], prefixes: &[&str], more: bool) -> ListPage {
+        ListPage {
+            objects: objs.iter().map(|k| obj(k)).collect(),
+            common_prefixes: prefixes.iter().map(|p| p.to_string()).collect(),
+            next_continuation_token: more.then(|| "t".to_string()),
+            skipped_keys: vec![],
+        }
+    }
+
+    fn names(s: &DirStream) -> Vec<String> {
+        s.items().iter().map(|i| i.name.clone()).collect()
+    }
+
+    #[test]
+    fn directory_wins_over_file_across_pages() {
+        let w = Recorder::default();
+        let mut s = DirStream::new("p/");
+        s.absorb(page(&["p/a", "p/a.txt"], &[], true), &w);
+        // both are held back: `p/a/` or `p/a.txt/` could still come
+        assert!(names(&s).is_empty());
+        s.absorb(page(&["p/b"], &["p/a/"], false), &w);
+        assert_eq!(names(&s), vec!["a", "b", "a.txt"]);
+        assert_eq!(s.items()[0].kind, FileKind::Directory);
+        assert_eq!(w.0.lock().unwrap().len(), 1);
+        assert!(s.is_done());
+    }
+
+    #[test]
+    fn directory_wins_within_one_page() {
+        let w = Recorder::default();
+        let mut s = DirStream::new("");
+        s.absorb(page(&["a", "a.txt"], &["a/"], false), &w);
+        assert_eq!(names(&s), vec!["a.txt", "a"]);
+        assert_eq!(s.items()[1].kind, FileKind::Directory);
+        assert_eq!(w.0.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn deferred_file_is_released_when_passed() {
+        let w = Recorder::default();
+        let mut s = DirStream::new("");
+        s.absorb(page(&["a"], &[], true), &w);
+        assert!(names(&s).is_empty());
+        s.absorb(page(&["b"], &[], true), &w);
+        assert_eq!(names(&s), vec!["a"]);
+        s.absorb(page(&[], &[], false), &w);
+        assert_eq!(names(&s), vec!["a", "b"]);
+        assert!(w.0.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn bad_names_are_skipped_with_a_warning() {
+        let w = Recorder::default();
+        let mut s = DirStream::new("d/");
+        let long = format!("d/{}", "x".repeat(256));
+        s.absorb(
+            page(
+                &["d/", "d/ok", "d/.", "d/..", long.as_str()],
+                &["d//", "d/../"],
+                false,
+            ),
+            &w,
+        );
+        assert_eq!(names(&s), vec!["ok"]);
+        assert_eq!(w.0.lock().unwrap().len(), 5);
+    }
+
+    #[test]
+    fn snapshot_round_trip_and_local_entries() {
+        let w = Recorder::default();
+        let mut s = DirStream::new("");
+        s.absorb(page(&["f"], &["d/"], false), &w);
+        s.add_local("new", FileKind::File);
+        s.add_local("f", FileKind::File);
+        assert_eq!(names(&s), vec!["d", "f", "new"]);
+        let snap = s.snapshot();
+        assert_eq!(snap.len(), 2);
+        let again = DirStream::from_snapshot("", &snap);
+        assert_eq!(names(&again), vec!["d", "f"]);
+    }
+}

@@ -1,0 +1,603 @@
+//! Open files: read handles with prefetch, write handles with their upload, flush and release.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+
+use super::attr::{content_type_for, Attr, FileKind};
+use super::error::{FsError, FsResult};
+use super::inode::ListedChild;
+use super::namespace::{check_name, DirState};
+use super::prefetch::Prefetcher;
+use super::upload::Upload;
+use super::{Caller, Filesystem, Opened, ShutdownReport};
+use crate::s3::PutOptions;
+
+/// An open file or directory.
+#[derive(Clone)]
+pub(crate) enum Handle {
+    Dir(Arc<tokio::sync::Mutex<DirState>>),
+    Read(Arc<ReadHandle>),
+    Write(Arc<WriteHandle>),
+}
+
+pub(crate) struct ReadHandle {
+    ino: u64,
+    prefetcher: parking_lot::Mutex<Prefetcher>,
+}
+
+pub(crate) struct WriteHandle {
+    ino: u64,
+    state: tokio::sync::Mutex<WriteState>,
+}
+
+struct WriteState {
+    upload: Upload,
+    /// Written since the last commit.
+    dirty: bool,
+    /// The bucket holds what this handle has (nothing to send if not dirty).
+    committed: bool,
+    /// Unlinked while open, or its writer was killed: never upload.
+    discarded: bool,
+    /// This handle created the file (it did not exist before).
+    created_here: bool,
+}
+
+impl Filesystem {
+    fn write_handle_for(&self, ino: u64) -> Option<Arc<WriteHandle>> {
+        self.handles.lock().values().find_map(|h| match h {
+            Handle::Write(w) if w.ino == ino => Some(w.clone()),
+            _ => None,
+        })
+    }
+
+    fn new_upload(&self, key: String) -> Upload {
+        Upload::new(self.client.clone(), key, self.budget.clone(), self.limits)
+    }
+
+    /// The headers a commit of `ino` sends: content type and the s3fs attribute headers.
+    fn put_options(&self, ino: u64) -> FsResult<PutOptions> {
+        let t = self.inodes.lock();
+        let n = t.get(ino).ok_or_else(FsError::not_found)?;
+        Ok(PutOptions {
+            content_type: Some(content_type_for(&n.name).to_string()),
+            user_metadata: n.attr.to_user_metadata(),
+            ..PutOptions::default()
+        })
+    }
+
+    /// create: a new, empty file that exists here until its first flush uploads it.
+    pub async fn create(
+        &self,
+        parent: u64,
+        name: &str,
+        mode: u32,
+        flags: i32,
+        caller: Caller,
+    ) -> FsResult<(Attr, Opened)> {
+        self.check_writable()?;
+        check_name(name)?;
+        let parent_key = self.dir_key(parent)?;
+        let key = format!("{parent_key}{name}");
+        if let Some(n) = self.inodes.lock().child(parent, name) {
+            if n.writing {
+                return Err(FsError::new(
+                    libc::EBUSY,
+                    "file is already open for writing",
+                ));
+            }
+        }
+        let _ = flags;
+        let now = SystemTime::now();
+        let mut attr = Attr::new(0, FileKind::File, 0, &self.config, now);
+        attr.perm = (mode & 0o7777) as u16;
+        attr.uid = caller.uid;
+        attr.gid = caller.gid;
+        let ino = {
+            let mut t = self.inodes.lock();
+            let ino = t.upsert_child(parent, name, key.clone(), attr, None, false, Instant::now());
+            t.inc_lookup(ino);
+            if let Some(n) = t.get_mut(ino) {
+                n.attr = Attr { ino, ..attr };
+                n.local_only = true;
+                n.writing = true;
+                n.open_handles += 1;
+                n.page_cache_etag = None;
+            }
+            ino
+        };
+        self.forget_missing(parent, name);
+        let fh = self.new_fh();
+        let handle = WriteHandle {
+            ino,
+            state: tokio::sync::Mutex::new(WriteState {
+                upload: self.new_upload(key),
+                dirty: false,
+                committed: false,
+                discarded: false,
+                created_here: true,
+            }),
+        };
+        self.handles
+            .lock()
+            .insert(fh, Handle::Write(Arc::new(handle)));
+        let attr = self
+            .inodes
+            .lock()
+            .get(ino)
+            .map(|n| n.attr)
+            .ok_or_else(FsError::not_found)?;
+        Ok((
+            attr,
+            Opened {
+                fh,
+                keep_cache: false,
+            },
+        ))
+    }
+
+    /// open: reads get a prefetcher bound to the object's current ETag; writes get an upload
+    /// (empty for O_TRUNC, else the object's content when it is smaller than one part).
+    pub async fn open(&self, ino: u64, flags: i32, caller: Caller) -> FsResult<Opened> {
+        let _ = caller;
+        let acc = flags & libc::O_ACCMODE;
+        let attr = self.getattr(ino).await?;
+        if attr.kind == FileKind::Directory {
+            return Err(FsError::new(libc::EISDIR, "is a directory"));
+        }
+        if acc == libc::O_RDONLY {
+            return self.open_read(ino).await;
+        }
+        self.check_writable()?;
+        let (key, etag, size, writing) = {
+            let t = self.inodes.lock();
+            let n = t.get(ino).ok_or_else(FsError::not_found)?;
+            (n.key.clone(), n.etag.clone(), n.attr.size, n.writing)
+        };
+        if writing {
+            return Err(FsError::new(
+                libc::EBUSY,
+                "file is already open for writing by another process",
+            ));
+        }
+        let truncate = flags & libc::O_TRUNC != 0;
+        let mut upload = self.new_upload(key.clone());
+        if !truncate && size > 0 {
+            if size > self.limits.base {
+                return Err(FsError::new(
+                    libc::ENOTSUP,
+                    format!(
+                        "updating a file larger than one part ({} bytes) in place is not supported yet; \
+                         write a new file and rename it",
+                        self.limits.base
+                    ),
+                ));
+            }
+            let out = self
+                .client
+                .get_object(&key, None, etag.as_deref())
+                .await
+                .map_err(|e| FsError::from_s3(&e, &key))?;
+            upload = upload.with_content(&out.body);
+        }
+        {
+            let mut t = self.inodes.lock();
+            let n = t.get_mut(ino).ok_or_else(FsError::not_found)?;
+            if n.writing {
+                return Err(FsError::new(
+                    libc::EBUSY,
+                    "file is already open for writing",
+                ));
+            }
+            n.writing = true;
+            n.open_handles += 1;
+            n.page_cache_etag = None;
+            if truncate {
+                n.attr.size = 0;
+            }
+        }
+        let fh = self.new_fh();
+        let handle = WriteHandle {
+            ino,
+            state: tokio::sync::Mutex::new(WriteState {
+                upload,
+                dirty: false,
+                committed: !truncate,
+                discarded: false,
+                created_here: false,
+            }),
+        };
+        self.handles
+            .lock()
+            .insert(fh, Handle::Write(Arc::new(handle)));
+        Ok(Opened {
+            fh,
+            keep_cache: false,
+        })
+    }
+
+    async fn open_read(&self, ino: u64) -> FsResult<Opened> {
+        let (key, etag, size, keep_cache) = {
+            let mut t = self.inodes.lock();
+            let n = t.get_mut(ino).ok_or_else(FsError::not_found)?;
+            if n.writing {
+                return Err(FsError::new(
+                    libc::EBUSY,
+                    "file is being written; read it after it is closed",
+                ));
+            }
+            let keep = n.etag.is_some() && n.page_cache_etag == n.etag;
+            n.page_cache_etag = n.etag.clone();
+            n.open_handles += 1;
+            (n.key.clone(), n.etag.clone(), n.attr.size, keep)
+        };
+        let prefetcher = Prefetcher::new(
+            self.client.clone(),
+            key,
+            etag,
+            size,
+            self.budget.clone(),
+            self.config.max_read_chunk,
+        );
+        let fh = self.new_fh();
+        self.handles.lock().insert(
+            fh,
+            Handle::Read(Arc::new(ReadHandle {
+                ino,
+                prefetcher: parking_lot::Mutex::new(prefetcher),
+            })),
+        );
+        Ok(Opened { fh, keep_cache })
+    }
+
+    fn handle(&self, fh: u64) -> FsResult<Handle> {
+        self.handles
+            .lock()
+            .get(&fh)
+            .cloned()
+            .ok_or_else(|| FsError::new(libc::EBADF, "no such open file"))
+    }
+
+    pub async fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Bytes> {
+        match self.handle(fh)? {
+            Handle::Read(r) => {
+                let plan = r.prefetcher.lock().plan(offset, size);
+                let out = plan.bytes().await;
+                if out.is_err() {
+                    r.prefetcher.lock().reset();
+                }
+                out
+            }
+            Handle::Write(w) => w.state.lock().await.upload.read_buffered(offset, size),
+            Handle::Dir(_) => Err(FsError::new(libc::EISDIR, "is a directory")),
+        }
+    }
+
+    pub async fn write(&self, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
+        let w = match self.handle(fh)? {
+            Handle::Write(w) => w,
+            _ => return Err(FsError::new(libc::EBADF, "file not open for writing")),
+        };
+        let opts = self.put_options(w.ino)?;
+        let mut st = w.state.lock().await;
+        st.upload.write(offset, data, &opts).await?;
+        st.dirty = true;
+        let size = st.upload.size();
+        drop(st);
+        let mut t = self.inodes.lock();
+        if let Some(n) = t.get_mut(w.ino) {
+            n.attr.size = size;
+            let now = SystemTime::now();
+            n.attr.mtime = now;
+            n.attr.ctime = now;
+        }
+        Ok(data.len() as u32)
+    }
+
+    /// Upload what this handle holds, if the bucket does not have it yet.
+    async fn commit(&self, w: &WriteHandle) -> FsResult<()> {
+        let mut st = w.state.lock().await;
+        if st.discarded || (st.committed && !st.dirty) {
+            return Ok(());
+        }
+        let opts = self.put_options(w.ino)?;
+        let key = st.upload.key().to_string();
+        let done = st.upload.finish(&opts).await?;
+        st.dirty = false;
+        st.committed = true;
+        drop(st);
+        let (parent, name) = {
+            let mut t = self.inodes.lock();
+            let n = t.get_mut(w.ino).ok_or_else(FsError::not_found)?;
+            n.local_only = false;
+            n.etag = done.etag.clone();
+            n.attr.size = done.size;
+            n.attr_expires = Instant::now() + self.config.metadata_ttl;
+            (n.parent, n.name.clone())
+        };
+        tracing::debug!(key = %key, size = done.size, multipart = done.multipart, "uploaded");
+        self.update_snapshot(
+            parent,
+            &name,
+            Some(ListedChild::File {
+                size: done.size,
+                etag: done.etag,
+                last_modified: Some(SystemTime::now()),
+            }),
+        );
+        Ok(())
+    }
+
+    /// flush (close) and fsync: the object is in the bucket when this returns Ok.
+    /// `pid` is the closing process: one being killed by a signal (kill -9, Ctrl-C) did not
+    /// finish its file, so its upload is dropped and no partial object appears.
+    pub async fn flush(&self, fh: u64, pid: u32) -> FsResult<()> {
+        match self.handle(fh)? {
+            Handle::Write(w) => {
+                if let Some(sig) = killed_by_signal(pid) {
+                    let mut st = w.state.lock().await;
+                    if st.dirty || !st.committed {
+                        tracing::warn!(
+                            key = %st.upload.key(),
+                            pid,
+                            signal = sig,
+                            "writer was killed before it finished; its partial file is not uploaded"
+                        );
+                        st.discarded = true;
+                        st.upload.abort().await;
+                        if st.created_here && st.committed {
+                            // an earlier close (a dup'd descriptor) put a first version: it is
+                            // as partial as the rest
+                            let key = st.upload.key().to_string();
+                            if let Err(e) = self.client.delete_object(&key).await {
+                                tracing::warn!(key = %key, "could not remove partial file: {e}");
+                            }
+                            if let Some(n) = self.inodes.lock().get_mut(w.ino) {
+                                n.local_only = true;
+                            }
+                        }
+                    }
+                    return Ok(());
+                }
+                self.commit(&w).await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// fsync: like flush, but never a dying process.
+    pub async fn fsync(&self, fh: u64) -> FsResult<()> {
+        match self.handle(fh)? {
+            Handle::Write(w) => self.commit(&w).await,
+            _ => Ok(()),
+        }
+    }
+
+    /// release: the last close. Uploads anything still pending; a failure here cannot reach the
+    /// application any more, so it is logged as an error with the key.
+    pub async fn release(&self, fh: u64) -> FsResult<()> {
+        let handle = self.handles.lock().remove(&fh);
+        match handle {
+            Some(Handle::Write(w)) => {
+                let result = self.commit(&w).await;
+                let mut st = w.state.lock().await;
+                if result.is_err() {
+                    st.upload.abort().await;
+                    tracing::error!(
+                        key = %st.upload.key(),
+                        "data written to this file was NOT uploaded: {}",
+                        result.as_ref().err().map(|e| e.reason.as_str()).unwrap_or("")
+                    );
+                }
+                drop(st);
+                let mut t = self.inodes.lock();
+                let detach = match t.get_mut(w.ino) {
+                    Some(n) => {
+                        n.writing = false;
+                        n.open_handles = n.open_handles.saturating_sub(1);
+                        // a new file whose upload failed does not exist
+                        n.local_only.then(|| (n.parent, n.name.clone()))
+                    }
+                    None => None,
+                };
+                if let Some((parent, name)) = &detach {
+                    t.detach(*parent, name);
+                }
+                drop(t);
+                if let Some((parent, name)) = detach {
+                    self.update_snapshot(parent, &name, None);
+                    // off the request path: the kernel may still be finishing this release
+                    self.invalidate_entry(parent, &name);
+                }
+                result
+            }
+            Some(Handle::Read(r)) => {
+                if let Some(n) = self.inodes.lock().get_mut(r.ino) {
+                    n.open_handles = n.open_handles.saturating_sub(1);
+                }
+                Ok(())
+            }
+            Some(Handle::Dir(_)) | None => Ok(()),
+        }
+    }
+
+    /// truncate/ftruncate: through the open upload, or by rewriting a closed small object.
+    pub(crate) async fn truncate(&self, ino: u64, size: u64, fh: Option<u64>) -> FsResult<()> {
+        let writer = match fh.map(|fh| self.handle(fh)) {
+            Some(Ok(Handle::Write(w))) => Some(w),
+            _ => self.write_handle_for(ino),
+        };
+        if let Some(w) = writer {
+            let mut st = w.state.lock().await;
+            st.upload.set_size(size).await?;
+            st.dirty = true;
+            drop(st);
+            if let Some(n) = self.inodes.lock().get_mut(ino) {
+                n.attr.size = size;
+                n.attr.mtime = SystemTime::now();
+            }
+            return Ok(());
+        }
+        let (key, etag, cur) = {
+            let t = self.inodes.lock();
+            let n = t.get(ino).ok_or_else(FsError::not_found)?;
+            (n.key.clone(), n.etag.clone(), n.attr.size)
+        };
+        if size == cur {
+            return Ok(());
+        }
+        if size > self.limits.base || cur > self.limits.base {
+            return Err(FsError::new(
+                libc::ENOTSUP,
+                "truncating a file larger than one part is not supported yet",
+            ));
+        }
+        let mut content = if size == 0 {
+            Vec::new()
+        } else {
+            self.client
+                .get_object(&key, None, etag.as_deref())
+                .await
+                .map_err(|e| FsError::from_s3(&e, &key))?
+                .body
+                .to_vec()
+        };
+        content.resize(size as usize, 0);
+        {
+            let mut t = self.inodes.lock();
+            if let Some(n) = t.get_mut(ino) {
+                n.attr.size = size;
+                n.attr.mtime = SystemTime::now();
+            }
+        }
+        let opts = self.put_options(ino)?;
+        let meta = self
+            .client
+            .put_object(&key, Bytes::from(content), &opts)
+            .await
+            .map_err(|e| FsError::from_s3(&e, &key))?;
+        let mut t = self.inodes.lock();
+        if let Some(n) = t.get_mut(ino) {
+            n.etag = meta.etag;
+            n.page_cache_etag = None;
+            n.attr_expires = Instant::now() + self.config.metadata_ttl;
+        }
+        Ok(())
+    }
+
+    /// Drop the pending uploads of `ino` (it was unlinked while open).
+    pub(crate) async fn discard_writers(&self, ino: u64) {
+        let writers: Vec<Arc<WriteHandle>> = self
+            .handles
+            .lock()
+            .values()
+            .filter_map(|h| match h {
+                Handle::Write(w) if w.ino == ino => Some(w.clone()),
+                _ => None,
+            })
+            .collect();
+        for w in writers {
+            let mut st = w.state.lock().await;
+            st.discarded = true;
+            st.upload.abort().await;
+        }
+    }
+
+    /// Commit every open write handle (at unmount), reporting what could not be uploaded.
+    pub(crate) async fn finish_all_writes(&self) -> ShutdownReport {
+        let writers: Vec<Arc<WriteHandle>> = self
+            .handles
+            .lock()
+            .values()
+            .filter_map(|h| match h {
+                Handle::Write(w) => Some(w.clone()),
+                _ => None,
+            })
+            .collect();
+        let mut report = ShutdownReport::default();
+        for w in writers {
+            let key = w.state.lock().await.upload.key().to_string();
+            match self.commit(&w).await {
+                Ok(()) => report.finished.push(key),
+                Err(e) => {
+                    tracing::error!(key = %key, "pending upload could not be finished: {e}");
+                    report.failed.push((key, e.reason));
+                }
+            }
+        }
+        report
+    }
+
+    /// Bytes held by open uploads, and how many files have pending data.
+    pub async fn pending_uploads(&self) -> (usize, u64) {
+        let writers: Vec<Arc<WriteHandle>> = self
+            .handles
+            .lock()
+            .values()
+            .filter_map(|h| match h {
+                Handle::Write(w) => Some(w.clone()),
+                _ => None,
+            })
+            .collect();
+        let mut files = 0;
+        let mut bytes = 0;
+        for w in writers {
+            let st = w.state.lock().await;
+            if st.dirty || !st.committed {
+                files += 1;
+                bytes += st.upload.buffered();
+            }
+        }
+        (files, bytes)
+    }
+}
+
+impl Filesystem {
+    /// Point the open upload of `ino` at a new key (rename of a file being written).
+    pub(crate) async fn retarget_writer(&self, ino: u64, key: String) -> FsResult<()> {
+        let Some(w) = self.write_handle_for(ino) else {
+            return Ok(());
+        };
+        let mut st = w.state.lock().await;
+        st.upload.set_key(key)?;
+        if st.committed {
+            // the object under the old name goes; the new name needs the bytes again
+            st.dirty = true;
+        }
+        Ok(())
+    }
+
+    /// Whether any file under `prefix` is open for writing.
+    pub(crate) fn has_writers_under(&self, prefix: &str) -> bool {
+        let inos: Vec<u64> = self
+            .handles
+            .lock()
+            .values()
+            .filter_map(|h| match h {
+                Handle::Write(w) => Some(w.ino),
+                _ => None,
+            })
+            .collect();
+        let t = self.inodes.lock();
+        inos.iter()
+            .any(|i| t.get(*i).is_some_and(|n| n.key.starts_with(prefix)))
+    }
+}
+
+/// If process `pid` is exiting because of a signal, that signal (from /proc/PID/stat: the
+/// PF_EXITING flag and the exit code, both set before the kernel closes the process's files).
+fn killed_by_signal(pid: u32) -> Option<i32> {
+    const PF_EXITING: u64 = 0x4;
+    if pid == 0 {
+        return None;
+    }
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_comm = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = after_comm.split_whitespace().collect();
+    // fields[0] is field 3 (state): flags is field 9, exit_code field 52
+    let flags: u64 = fields.get(6)?.parse().ok()?;
+    let exit_code: i32 = fields.get(49)?.parse().ok()?;
+    let signal = exit_code & 0x7f;
+    (flags & PF_EXITING != 0 && signal != 0).then_some(signal)
+}

@@ -1,0 +1,316 @@
+//! The inode table: stable inode numbers for (parent, name) pairs, their keys and cached attributes.
+
+use std::collections::HashMap;
+use std::time::{Instant, SystemTime};
+
+use super::attr::{Attr, FileKind};
+
+pub const ROOT_INO: u64 = 1;
+
+/// What a directory listing said about one child, kept so lookups need no request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListedChild {
+    File {
+        size: u64,
+        etag: Option<String>,
+        last_modified: Option<SystemTime>,
+    },
+    Directory,
+}
+
+/// A complete listing of a directory, trusted until `expires`.
+#[derive(Debug, Clone)]
+pub struct DirSnapshot {
+    pub children: HashMap<String, ListedChild>,
+    pub expires: Instant,
+}
+
+#[derive(Debug, Clone)]
+pub struct Inode {
+    pub ino: u64,
+    pub parent: u64,
+    pub name: String,
+    /// Full object key: `prefix/a/b.txt` for files, `prefix/a/` for directories, the mount
+    /// prefix for the root.
+    pub key: String,
+    pub attr: Attr,
+    /// Attributes are trusted until then; after it, getattr asks S3 again.
+    pub attr_expires: Instant,
+    pub etag: Option<String>,
+    /// Directories: a `dir/` marker object exists.
+    pub has_marker: bool,
+    /// Kernel references (lookup count); the inode goes when it and `open_handles` reach 0.
+    pub lookups: u64,
+    pub open_handles: u32,
+    /// Exists only here so far (created, upload not complete yet).
+    pub local_only: bool,
+    /// Being written through a handle: attributes come from the writer, never from S3.
+    pub writing: bool,
+    /// Directories: the last complete listing.
+    pub snapshot: Option<DirSnapshot>,
+    /// ETag of the bytes the kernel may still hold in its page cache.
+    pub page_cache_etag: Option<String>,
+}
+
+impl Inode {
+    pub fn kind(&self) -> FileKind {
+        self.attr.kind
+    }
+    pub fn attr_fresh(&self, now: Instant) -> bool {
+        self.writing || self.local_only || now < self.attr_expires
+    }
+}
+
+/// All inodes the kernel knows of, by number and by (parent, name).
+#[derive(Debug)]
+pub struct InodeTable {
+    inodes: HashMap<u64, Inode>,
+    by_name: HashMap<(u64, String), u64>,
+    next_ino: u64,
+}
+
+impl InodeTable {
+    pub fn new(root: Inode) -> InodeTable {
+        let mut inodes = HashMap::new();
+        inodes.insert(ROOT_INO, root);
+        InodeTable {
+            inodes,
+            by_name: HashMap::new(),
+            next_ino: ROOT_INO + 1,
+        }
+    }
+
+    pub fn get(&self, ino: u64) -> Option<&Inode> {
+        self.inodes.get(&ino)
+    }
+
+    pub fn get_mut(&mut self, ino: u64) -> Option<&mut Inode> {
+        self.inodes.get_mut(&ino)
+    }
+
+    pub fn child(&self, parent: u64, name: &str) -> Option<&Inode> {
+        let ino = self.by_name.get(&(parent, name.to_string()))?;
+        self.inodes.get(ino)
+    }
+
+    pub fn child_ino(&self, parent: u64, name: &str) -> Option<u64> {
+        self.by_name.get(&(parent, name.to_string())).copied()
+    }
+
+    /// Children of `parent` that exist only locally (being created), for readdir.
+    pub fn local_children(&self, parent: u64) -> Vec<(String, Attr)> {
+        self.inodes
+            .values()
+            .filter(|i| i.parent == parent && i.local_only && i.ino != ROOT_INO)
+            .filter(|i| self.by_name.get(&(parent, i.name.clone())) == Some(&i.ino))
+            .map(|i| (i.name.clone(), i.attr))
+            .collect()
+    }
+
+    /// Insert or refresh the child `name` of `parent`. An existing inode of the same kind keeps
+    /// its number; a kind change (file replaced by directory) gets a new number.
+    /// Returns the inode number; `attr.ino` is overwritten with it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn upsert_child(
+        &mut self,
+        parent: u64,
+        name: &str,
+        key: String,
+        mut attr: Attr,
+        etag: Option<String>,
+        has_marker: bool,
+        expires: Instant,
+    ) -> u64 {
+        let map_key = (parent, name.to_string());
+        if let Some(&ino) = self.by_name.get(&map_key) {
+            if let Some(node) = self.inodes.get_mut(&ino) {
+                if node.attr.kind == attr.kind {
+                    if node.writing || node.local_only {
+                        // the writer's view wins until its upload is complete
+                        return ino;
+                    }
+                    attr.ino = ino;
+                    node.attr = attr;
+                    node.key = key;
+                    node.etag = etag;
+                    node.has_marker = has_marker;
+                    node.attr_expires = expires;
+                    return ino;
+                }
+            }
+            self.by_name.remove(&map_key);
+        }
+        let ino = self.next_ino;
+        self.next_ino += 1;
+        attr.ino = ino;
+        self.inodes.insert(
+            ino,
+            Inode {
+                ino,
+                parent,
+                name: name.to_string(),
+                key,
+                attr,
+                attr_expires: expires,
+                etag,
+                has_marker,
+                lookups: 0,
+                open_handles: 0,
+                local_only: false,
+                writing: false,
+                snapshot: None,
+                page_cache_etag: None,
+            },
+        );
+        self.by_name.insert(map_key, ino);
+        ino
+    }
+
+    pub fn inc_lookup(&mut self, ino: u64) {
+        if let Some(n) = self.inodes.get_mut(&ino) {
+            n.lookups += 1;
+        }
+    }
+
+    /// The kernel dropped `n` references; the inode goes when nothing refers to it.
+    pub fn forget(&mut self, ino: u64, n: u64) {
+        if ino == ROOT_INO {
+            return;
+        }
+        let remove = match self.inodes.get_mut(&ino) {
+            Some(node) => {
+                node.lookups = node.lookups.saturating_sub(n);
+                node.lookups == 0 && node.open_handles == 0 && !node.local_only
+            }
+            None => false,
+        };
+        if remove {
+            if let Some(node) = self.inodes.remove(&ino) {
+                let key = (node.parent, node.name);
+                if self.by_name.get(&key) == Some(&ino) {
+                    self.by_name.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// Detach `name` from `parent` (unlink/rmdir); the inode lives on until forgotten.
+    pub fn detach(&mut self, parent: u64, name: &str) -> Option<u64> {
+        let ino = self.by_name.remove(&(parent, name.to_string()))?;
+        if let Some(node) = self.inodes.get_mut(&ino) {
+            node.local_only = false;
+            if node.lookups == 0 && node.open_handles == 0 {
+                self.inodes.remove(&ino);
+            }
+        }
+        Some(ino)
+    }
+
+    /// Move the node `ino` to (new_parent, new_name) with key `new_key`; directory
+    /// descendants get their keys rewritten. Any node already at the target is detached.
+    pub fn relink(&mut self, ino: u64, new_parent: u64, new_name: &str, new_key: String) {
+        let old = match self.inodes.get(&ino) {
+            Some(n) => (n.parent, n.name.clone(), n.key.clone()),
+            None => return,
+        };
+        if self.by_name.get(&(old.0, old.1.clone())) == Some(&ino) {
+            self.by_name.remove(&(old.0, old.1));
+        }
+        self.detach(new_parent, new_name);
+        self.by_name.insert((new_parent, new_name.to_string()), ino);
+        let old_key = old.2;
+        for node in self.inodes.values_mut() {
+            if node.ino == ino {
+                node.parent = new_parent;
+                node.name = new_name.to_string();
+                node.key = new_key.clone();
+            } else if old_key.ends_with('/') && node.key.starts_with(&old_key) {
+                node.key = format!("{}{}", new_key, &node.key[old_key.len()..]);
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.inodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.inodes.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::FsConfig;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn table() -> InodeTable {
+        let cfg = FsConfig::default();
+        let now = Instant::now();
+        InodeTable::new(Inode {
+            ino: ROOT_INO,
+            parent: ROOT_INO,
+            name: String::new(),
+            key: String::new(),
+            attr: Attr::new(ROOT_INO, FileKind::Directory, 0, &cfg, UNIX_EPOCH),
+            attr_expires: now,
+            etag: None,
+            has_marker: false,
+            lookups: 1,
+            open_handles: 0,
+            local_only: false,
+            writing: false,
+            snapshot: None,
+            page_cache_etag: None,
+        })
+    }
+
+    fn file_attr() -> Attr {
+        Attr::new(0, FileKind::File, 3, &FsConfig::default(), UNIX_EPOCH)
+    }
+
+    #[test]
+    fn numbers_are_stable_until_forgotten() {
+        let mut t = table();
+        let exp = Instant::now() + Duration::from_secs(5);
+        let a = t.upsert_child(ROOT_INO, "a", "a".into(), file_attr(), None, false, exp);
+        t.inc_lookup(a);
+        let again = t.upsert_child(ROOT_INO, "a", "a".into(), file_attr(), None, false, exp);
+        assert_eq!(a, again);
+        assert_eq!(t.get(a).map(|n| n.attr.ino), Some(a));
+        t.forget(a, 1);
+        assert!(t.get(a).is_none());
+        let b = t.upsert_child(ROOT_INO, "a", "a".into(), file_attr(), None, false, exp);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn kind_change_gets_a_new_number() {
+        let mut t = table();
+        let exp = Instant::now();
+        let a = t.upsert_child(ROOT_INO, "a", "a".into(), file_attr(), None, false, exp);
+        t.inc_lookup(a);
+        let dir = Attr::new(0, FileKind::Directory, 0, &FsConfig::default(), UNIX_EPOCH);
+        let d = t.upsert_child(ROOT_INO, "a", "a/".into(), dir, None, false, exp);
+        assert_ne!(a, d);
+        assert_eq!(t.child_ino(ROOT_INO, "a"), Some(d));
+        // the old one is still there for the kernel until it forgets it
+        assert!(t.get(a).is_some());
+    }
+
+    #[test]
+    fn relink_rewrites_descendant_keys() {
+        let mut t = table();
+        let exp = Instant::now();
+        let dir = Attr::new(0, FileKind::Directory, 0, &FsConfig::default(), UNIX_EPOCH);
+        let d = t.upsert_child(ROOT_INO, "d", "d/".into(), dir, None, false, exp);
+        t.inc_lookup(d);
+        let f = t.upsert_child(d, "f", "d/f".into(), file_attr(), None, false, exp);
+        t.inc_lookup(f);
+        t.relink(d, ROOT_INO, "e", "e/".into());
+        assert_eq!(t.get(f).map(|n| n.key.as_str()), Some("e/f"));
+        assert_eq!(t.child_ino(ROOT_INO, "e"), Some(d));
+        assert_eq!(t.child_ino(ROOT_INO, "d"), None);
+    }
+}

@@ -1,0 +1,113 @@
+//! One memory budget for the whole mount, shared by write parts and read prefetch.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Budget granularity: reservations are rounded up to this many bytes.
+const UNIT: u64 = 64 * 1024;
+
+/// A bounded pool of bytes; holders of a [`Reservation`] own part of it until they drop it.
+#[derive(Debug)]
+pub struct MemoryBudget {
+    sem: Arc<Semaphore>,
+    total_units: u32,
+}
+
+/// Bytes held against the budget; given back on drop.
+#[derive(Debug, Default)]
+pub struct Reservation {
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Reservation {
+    /// Bytes this reservation holds.
+    pub fn bytes(&self) -> u64 {
+        self.permit
+            .as_ref()
+            .map(|p| p.num_permits() as u64 * UNIT)
+            .unwrap_or(0)
+    }
+    /// Add another reservation's bytes to this one.
+    pub fn merge(&mut self, other: Reservation) {
+        match (&mut self.permit, other.permit) {
+            (Some(p), Some(o)) => p.merge(o),
+            (None, Some(o)) => self.permit = Some(o),
+            _ => {}
+        }
+    }
+}
+
+impl MemoryBudget {
+    pub fn new(bytes: u64) -> MemoryBudget {
+        let units = (bytes / UNIT).clamp(16, u32::MAX as u64 / 2) as u32;
+        MemoryBudget {
+            sem: Arc::new(Semaphore::new(units as usize)),
+            total_units: units,
+        }
+    }
+
+    fn units(&self, bytes: u64) -> u32 {
+        (bytes.div_ceil(UNIT).max(1) as u32).min(self.total_units)
+    }
+
+    /// Reserve now, or `None` if the budget lacks room.
+    pub fn try_reserve(&self, bytes: u64) -> Option<Reservation> {
+        let permit = self
+            .sem
+            .clone()
+            .try_acquire_many_owned(self.units(bytes))
+            .ok()?;
+        Some(Reservation {
+            permit: Some(permit),
+        })
+    }
+
+    /// Wait up to `patience` for room (back-pressure); `None` if there still is none.
+    pub async fn reserve_within(&self, bytes: u64, patience: Duration) -> Option<Reservation> {
+        let fut = self.sem.clone().acquire_many_owned(self.units(bytes));
+        match tokio::time::timeout(patience, fut).await {
+            Ok(Ok(permit)) => Some(Reservation {
+                permit: Some(permit),
+            }),
+            _ => None,
+        }
+    }
+
+    /// Bytes currently reserved.
+    pub fn in_use(&self) -> u64 {
+        (self.total_units as u64 - self.sem.available_permits() as u64) * UNIT
+    }
+
+    pub fn total(&self) -> u64 {
+        self.total_units as u64 * UNIT
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn reservations_are_bounded_and_returned() {
+        let b = MemoryBudget::new(2 * 1024 * 1024);
+        let r1 = b.try_reserve(1024 * 1024).expect("room");
+        let mut r2 = b.try_reserve(1024 * 1024).expect("room");
+        assert!(b.try_reserve(1).is_none());
+        assert_eq!(b.in_use(), 2 * 1024 * 1024);
+        assert!(b
+            .reserve_within(1, Duration::from_millis(20))
+            .await
+            .is_none());
+        drop(r1);
+        let r3 = b
+            .reserve_within(1, Duration::from_millis(20))
+            .await
+            .expect("room after release");
+        r2.merge(r3);
+        assert_eq!(r2.bytes(), 1024 * 1024 + UNIT);
+        drop(r2);
+        assert_eq!(b.in_use(), 0);
+    }
+}

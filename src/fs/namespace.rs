@@ -1,0 +1,705 @@
+//! Names and attributes: lookup, getattr, readdir, mkdir, rmdir, unlink, symlink, setattr.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use super::attr::{content_type_for, Attr, FileKind};
+use super::dir_listing::{invalid_name_reason, DirStream, ListingWarnings};
+use super::error::{FsError, FsResult};
+use super::file_io::Handle;
+use super::inode::{DirSnapshot, ListedChild, ROOT_INO};
+use super::{Caller, DirEntryOut, Filesystem, SetAttr, SNAPSHOT_MAX_ENTRIES};
+use crate::s3::{ListRequest, ObjectMeta, PutOptions};
+
+struct FsWarnings<'a>(&'a Filesystem);
+impl ListingWarnings for FsWarnings<'_> {
+    fn skipped(&self, key: &str, reason: &str) {
+        self.0.warn_skipped(key, reason);
+    }
+}
+
+/// What a lookup found in S3.
+enum Found {
+    File(ObjectMeta),
+    Dir { marker: Option<ObjectMeta> },
+    Missing,
+}
+
+pub(crate) fn check_name(name: &str) -> FsResult<()> {
+    if name.len() > 255 {
+        return Err(FsError::new(
+            libc::ENAMETOOLONG,
+            "name longer than 255 bytes",
+        ));
+    }
+    if let Some(reason) = invalid_name_reason(name) {
+        return Err(FsError::new(libc::EINVAL, reason));
+    }
+    Ok(())
+}
+
+impl Filesystem {
+    /// Key prefix of directory `ino` ("" or ending in `/`), or ENOTDIR/ENOENT.
+    pub(crate) fn dir_key(&self, ino: u64) -> FsResult<String> {
+        let t = self.inodes.lock();
+        let n = t.get(ino).ok_or_else(FsError::not_found)?;
+        if n.kind() != FileKind::Directory {
+            return Err(FsError::new(libc::ENOTDIR, "not a directory"));
+        }
+        Ok(n.key.clone())
+    }
+
+    fn remember_missing(&self, parent: u64, name: &str) {
+        if !self.config.negative_ttl.is_zero() {
+            self.negative.lock().put(
+                (parent, name.to_string()),
+                Instant::now() + self.config.negative_ttl,
+            );
+        }
+    }
+
+    pub(crate) fn forget_missing(&self, parent: u64, name: &str) {
+        self.negative.lock().pop(&(parent, name.to_string()));
+    }
+
+    /// Record a child in its parent's snapshot (after create/mkdir) or remove it (unlink).
+    pub(crate) fn update_snapshot(&self, parent: u64, name: &str, child: Option<ListedChild>) {
+        let mut t = self.inodes.lock();
+        if let Some(p) = t.get_mut(parent) {
+            if let Some(s) = &mut p.snapshot {
+                match child {
+                    Some(c) => {
+                        s.children.insert(name.to_string(), c);
+                    }
+                    None => {
+                        s.children.remove(name);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Find `name` in directory `parent`. Costs nothing when the inode's attributes or the
+    /// parent's listing are fresh; otherwise HEAD `key` and LIST `key/` at once.
+    pub async fn lookup(&self, parent: u64, name: &str) -> FsResult<Attr> {
+        check_name(name)?;
+        let now = Instant::now();
+        let (parent_key, listed) = {
+            let t = self.inodes.lock();
+            let p = t.get(parent).ok_or_else(FsError::not_found)?;
+            if p.kind() != FileKind::Directory {
+                return Err(FsError::new(libc::ENOTDIR, "not a directory"));
+            }
+            if let Some(child) = t.child(parent, name) {
+                if child.attr_fresh(now) {
+                    let attr = child.attr;
+                    drop(t);
+                    self.inodes.lock().inc_lookup(attr.ino);
+                    return Ok(attr);
+                }
+            }
+            let listed = match &p.snapshot {
+                Some(s) if now < s.expires => Some(s.children.get(name).cloned()),
+                _ => None,
+            };
+            (p.key.clone(), listed)
+        };
+        if listed.is_none() {
+            if let Some(until) = self.negative.lock().get(&(parent, name.to_string())) {
+                if now < *until {
+                    return Err(FsError::not_found());
+                }
+            }
+        }
+        let key = format!("{parent_key}{name}");
+        let found = match listed {
+            Some(None) => Found::Missing,
+            Some(Some(ListedChild::Directory)) => Found::Dir {
+                marker: self.head_marker(&key).await?,
+            },
+            Some(Some(ListedChild::File { .. })) => match self.client.head_object(&key).await {
+                Ok(meta) => Found::File(meta),
+                Err(e) if e.is_not_found() => Found::Missing,
+                Err(e) => return Err(FsError::from_s3(&e, &key)),
+            },
+            None => self.probe(&key).await?,
+        };
+        let deadline = self.attr_deadline();
+        let attr = match found {
+            Found::Missing => {
+                self.remember_missing(parent, name);
+                return Err(FsError::not_found());
+            }
+            Found::File(meta) => {
+                let attr = Attr::from_meta(0, FileKind::File, &meta, &self.config);
+                let mut t = self.inodes.lock();
+                let ino =
+                    t.upsert_child(parent, name, key, attr, meta.etag.clone(), false, deadline);
+                t.inc_lookup(ino);
+                t.get(ino).map(|n| n.attr)
+            }
+            Found::Dir { marker } => {
+                let attr = match &marker {
+                    Some(m) => Attr::from_meta(0, FileKind::Directory, m, &self.config),
+                    None => Attr::new(0, FileKind::Directory, 0, &self.config, SystemTime::now()),
+                };
+                let mut t = self.inodes.lock();
+                let ino = t.upsert_child(
+                    parent,
+                    name,
+                    format!("{key}/"),
+                    attr,
+                    None,
+                    marker.is_some(),
+                    deadline,
+                );
+                t.inc_lookup(ino);
+                t.get(ino).map(|n| n.attr)
+            }
+        };
+        attr.ok_or_else(FsError::not_found)
+    }
+
+    /// HEAD of a directory marker `key/`: its metadata, or None if there is no marker.
+    async fn head_marker(&self, key: &str) -> FsResult<Option<ObjectMeta>> {
+        let marker = format!("{key}/");
+        match self.client.head_object(&marker).await {
+            Ok(m) => Ok(Some(m)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(FsError::from_s3(&e, &marker)),
+        }
+    }
+
+    /// HEAD `key` and LIST `key/` at once: a directory wins over a file of the same name.
+    async fn probe(&self, key: &str) -> FsResult<Found> {
+        let dir_prefix = format!("{key}/");
+        let list_req = ListRequest {
+            prefix: dir_prefix.clone(),
+            delimiter: Some("/".into()),
+            max_keys: Some(1),
+            ..ListRequest::default()
+        };
+        let (head, list) = tokio::join!(
+            self.client.head_object(key),
+            self.client.list_objects_v2(&list_req)
+        );
+        let list = list.map_err(|e| FsError::from_s3(&e, &dir_prefix))?;
+        if !list.objects.is_empty() || !list.common_prefixes.is_empty() {
+            if head.is_ok() {
+                self.warn_skipped(key, "shadowed by a directory of the same name");
+            }
+            let has_marker = list.objects.first().map(|o| o.key.as_str()) == Some(&dir_prefix);
+            let marker = if has_marker {
+                self.head_marker(key).await?
+            } else {
+                None
+            };
+            return Ok(Found::Dir { marker });
+        }
+        match head {
+            Ok(meta) => Ok(Found::File(meta)),
+            Err(e) if e.is_not_found() => Ok(Found::Missing),
+            Err(e) => Err(FsError::from_s3(&e, key)),
+        }
+    }
+
+    pub fn forget(&self, ino: u64, n: u64) {
+        self.inodes.lock().forget(ino, n);
+    }
+
+    /// Attributes of `ino`: from cache while fresh, else HEAD (files) or the marker (directories).
+    pub async fn getattr(&self, ino: u64) -> FsResult<Attr> {
+        let now = Instant::now();
+        let (key, kind, has_marker) = {
+            let t = self.inodes.lock();
+            let n = t.get(ino).ok_or_else(FsError::not_found)?;
+            if n.attr_fresh(now) || ino == ROOT_INO {
+                return Ok(n.attr);
+            }
+            (n.key.clone(), n.kind(), n.has_marker)
+        };
+        let deadline = self.attr_deadline();
+        let meta = match kind {
+            FileKind::Directory if !has_marker => None,
+            _ => match self.client.head_object(&key).await {
+                Ok(m) => Some(m),
+                Err(e) if e.is_not_found() && kind == FileKind::Directory => None,
+                Err(e) => return Err(FsError::from_s3(&e, &key)),
+            },
+        };
+        let mut t = self.inodes.lock();
+        let n = t.get_mut(ino).ok_or_else(FsError::not_found)?;
+        if n.writing || n.local_only {
+            return Ok(n.attr);
+        }
+        if let Some(m) = meta {
+            let mut attr = Attr::from_meta(ino, kind, &m, &self.config);
+            attr.kind = if kind == FileKind::Directory {
+                FileKind::Directory
+            } else {
+                attr.kind
+            };
+            if attr.kind != n.attr.kind {
+                // replaced by another kind of node: the kernel must look it up again
+                return Err(FsError::new(libc::ESTALE, "object changed kind"));
+            }
+            n.attr = attr;
+            n.etag = m.etag;
+        }
+        n.attr_expires = deadline;
+        Ok(n.attr)
+    }
+
+    /// Open a directory: the listing is read page by page as readdir advances, or served from
+    /// a fresh snapshot without any request.
+    pub async fn opendir(&self, ino: u64) -> FsResult<u64> {
+        let (key, snapshot) = {
+            let t = self.inodes.lock();
+            let n = t.get(ino).ok_or_else(FsError::not_found)?;
+            if n.kind() != FileKind::Directory {
+                return Err(FsError::new(libc::ENOTDIR, "not a directory"));
+            }
+            let snap = n
+                .snapshot
+                .as_ref()
+                .filter(|s| Instant::now() < s.expires)
+                .map(|s| s.children.clone());
+            (n.key.clone(), snap)
+        };
+        let stream = match snapshot {
+            Some(children) => DirStream::from_snapshot(&key, &children),
+            None => DirStream::new(&key),
+        };
+        let fh = self.new_fh();
+        self.handles.lock().insert(
+            fh,
+            Handle::Dir(Arc::new(tokio::sync::Mutex::new(DirState {
+                stream,
+                locals_added: false,
+            }))),
+        );
+        Ok(fh)
+    }
+
+    /// Entries from `offset` on: `.` and `..` first, then the listing, fetching pages as needed.
+    /// Offsets are indices into the handle's entries, so they stay valid across pages.
+    pub async fn readdir(&self, ino: u64, fh: u64, offset: u64) -> FsResult<Vec<DirEntryOut>> {
+        let state = match self.handles.lock().get(&fh) {
+            Some(Handle::Dir(d)) => d.clone(),
+            _ => return Err(FsError::new(libc::EBADF, "not an open directory")),
+        };
+        let mut st = state.lock().await;
+        let mut out = Vec::new();
+        if offset == 0 {
+            out.push(DirEntryOut {
+                next_offset: 1,
+                ino,
+                kind: FileKind::Directory,
+                name: ".".into(),
+            });
+        }
+        if offset <= 1 {
+            let parent = self
+                .inodes
+                .lock()
+                .get(ino)
+                .map(|n| n.parent)
+                .unwrap_or(ROOT_INO);
+            out.push(DirEntryOut {
+                next_offset: 2,
+                ino: parent,
+                kind: FileKind::Directory,
+                name: "..".into(),
+            });
+        }
+        let index = offset.saturating_sub(2) as usize;
+        while index >= st.stream.items().len() && !st.stream.is_done() {
+            let warn = FsWarnings(self);
+            if let Err(e) = st.stream.fetch_next_page(&self.client, &warn).await {
+                return Err(FsError::from_s3(&e, &self.dir_key(ino).unwrap_or_default()));
+            }
+        }
+        if st.stream.is_done() && !st.locals_added {
+            st.locals_added = true;
+            let snapshot = st.stream.snapshot();
+            let locals = {
+                let mut t = self.inodes.lock();
+                if snapshot.len() <= SNAPSHOT_MAX_ENTRIES {
+                    if let Some(n) = t.get_mut(ino) {
+                        n.snapshot = Some(DirSnapshot {
+                            children: snapshot,
+                            expires: Instant::now() + self.config.metadata_ttl,
+                        });
+                    }
+                }
+                t.local_children(ino)
+            };
+            for (name, attr) in locals {
+                st.stream.add_local(&name, attr.kind);
+            }
+        }
+        let t = self.inodes.lock();
+        for (i, item) in st.stream.items().iter().enumerate().skip(index) {
+            let (child_ino, kind) = match t.child(ino, &item.name) {
+                Some(n) => (n.ino, n.kind()),
+                // not looked up yet: a number that cannot clash with real inodes
+                None => (stable_placeholder_ino(ino, &item.name), item.kind),
+            };
+            out.push(DirEntryOut {
+                next_offset: i as u64 + 3,
+                ino: child_ino,
+                kind,
+                name: item.name.clone(),
+            });
+        }
+        Ok(out)
+    }
+
+    pub fn releasedir(&self, fh: u64) {
+        self.handles.lock().remove(&fh);
+    }
+
+    /// mkdir: one PUT of a `name/` marker carrying the directory's mode, owner and times.
+    pub async fn mkdir(
+        &self,
+        parent: u64,
+        name: &str,
+        mode: u32,
+        caller: Caller,
+    ) -> FsResult<Attr> {
+        self.check_writable()?;
+        check_name(name)?;
+        let parent_key = self.dir_key(parent)?;
+        if self.exists(parent, name).await? {
+            return Err(FsError::new(libc::EEXIST, "file exists"));
+        }
+        let key = format!("{parent_key}{name}/");
+        let mut attr = Attr::new(0, FileKind::Directory, 0, &self.config, SystemTime::now());
+        attr.perm = (mode & 0o7777) as u16;
+        attr.uid = caller.uid;
+        attr.gid = caller.gid;
+        let opts = PutOptions {
+            content_type: Some("application/x-directory".into()),
+            user_metadata: attr.to_user_metadata(),
+            ..PutOptions::default()
+        };
+        let meta = self
+            .client
+            .put_object(&key, bytes::Bytes::new(), &opts)
+            .await
+            .map_err(|e| FsError::from_s3(&e, &key))?;
+        self.forget_missing(parent, name);
+        self.update_snapshot(parent, name, Some(ListedChild::Directory));
+        let mut t = self.inodes.lock();
+        let ino = t.upsert_child(
+            parent,
+            name,
+            key,
+            attr,
+            meta.etag,
+            true,
+            self.attr_deadline(),
+        );
+        t.inc_lookup(ino);
+        if let Some(n) = t.get_mut(ino) {
+            // a new directory is empty: lookups inside it need no request
+            n.snapshot = Some(DirSnapshot {
+                children: Default::default(),
+                expires: Instant::now() + self.config.metadata_ttl,
+            });
+        }
+        t.get(ino).map(|n| n.attr).ok_or_else(FsError::not_found)
+    }
+
+    /// Whether `name` exists in `parent` (a lookup that takes no kernel reference).
+    pub(crate) async fn exists(&self, parent: u64, name: &str) -> FsResult<bool> {
+        match self.lookup(parent, name).await {
+            Ok(attr) => {
+                self.forget(attr.ino, 1);
+                Ok(true)
+            }
+            Err(e) if e.errno == libc::ENOENT => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The child inode `name` of `parent`, looking it up if needed (no kernel reference kept).
+    pub(crate) async fn child_attr(&self, parent: u64, name: &str) -> FsResult<Attr> {
+        let attr = self.lookup(parent, name).await?;
+        self.forget(attr.ino, 1);
+        Ok(attr)
+    }
+
+    pub(crate) fn check_writable(&self) -> FsResult<()> {
+        if self.config.read_only {
+            Err(FsError::new(libc::EROFS, "mounted read-only"))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// unlink: DeleteObject. A file still being written is dropped without reaching the bucket.
+    pub async fn unlink(&self, parent: u64, name: &str) -> FsResult<()> {
+        self.check_writable()?;
+        let attr = self.child_attr(parent, name).await?;
+        if attr.kind == FileKind::Directory {
+            return Err(FsError::new(libc::EISDIR, "is a directory"));
+        }
+        let (key, local_only) = {
+            let t = self.inodes.lock();
+            let n = t.get(attr.ino).ok_or_else(FsError::not_found)?;
+            (n.key.clone(), n.local_only)
+        };
+        self.discard_writers(attr.ino).await;
+        if !local_only {
+            self.client
+                .delete_object(&key)
+                .await
+                .map_err(|e| FsError::from_s3(&e, &key))?;
+        }
+        self.inodes.lock().detach(parent, name);
+        self.update_snapshot(parent, name, None);
+        self.remember_missing(parent, name);
+        Ok(())
+    }
+
+    /// rmdir: ENOTEMPTY if any key lies under the directory, else DeleteObject of its marker.
+    pub async fn rmdir(&self, parent: u64, name: &str) -> FsResult<()> {
+        self.check_writable()?;
+        let attr = self.child_attr(parent, name).await?;
+        if attr.kind != FileKind::Directory {
+            return Err(FsError::new(libc::ENOTDIR, "not a directory"));
+        }
+        let key = {
+            let t = self.inodes.lock();
+            if !t.local_children(attr.ino).is_empty() {
+                return Err(FsError::new(libc::ENOTEMPTY, "directory not empty"));
+            }
+            t.get(attr.ino)
+                .map(|n| n.key.clone())
+                .ok_or_else(FsError::not_found)?
+        };
+        let req = ListRequest {
+            prefix: key.clone(),
+            max_keys: Some(2),
+            ..ListRequest::default()
+        };
+        let page = self
+            .client
+            .list_objects_v2(&req)
+            .await
+            .map_err(|e| FsError::from_s3(&e, &key))?;
+        if page.objects.iter().any(|o| o.key != key) || !page.common_prefixes.is_empty() {
+            return Err(FsError::new(libc::ENOTEMPTY, "directory not empty"));
+        }
+        self.client
+            .delete_object(&key)
+            .await
+            .map_err(|e| FsError::from_s3(&e, &key))?;
+        self.inodes.lock().detach(parent, name);
+        self.update_snapshot(parent, name, None);
+        self.remember_missing(parent, name);
+        Ok(())
+    }
+
+    /// symlink: an object whose body is the target, with S_IFLNK in `x-amz-meta-mode` (as s3fs).
+    pub async fn symlink(
+        &self,
+        parent: u64,
+        name: &str,
+        target: &str,
+        caller: Caller,
+    ) -> FsResult<Attr> {
+        self.check_writable()?;
+        check_name(name)?;
+        let parent_key = self.dir_key(parent)?;
+        if self.exists(parent, name).await? {
+            return Err(FsError::new(libc::EEXIST, "file exists"));
+        }
+        let key = format!("{parent_key}{name}");
+        let mut attr = Attr::new(
+            0,
+            FileKind::Symlink,
+            target.len() as u64,
+            &self.config,
+            SystemTime::now(),
+        );
+        attr.uid = caller.uid;
+        attr.gid = caller.gid;
+        let opts = PutOptions {
+            content_type: Some("application/octet-stream".into()),
+            user_metadata: attr.to_user_metadata(),
+            ..PutOptions::default()
+        };
+        let meta = self
+            .client
+            .put_object(
+                &key,
+                bytes::Bytes::copy_from_slice(target.as_bytes()),
+                &opts,
+            )
+            .await
+            .map_err(|e| FsError::from_s3(&e, &key))?;
+        self.forget_missing(parent, name);
+        self.update_snapshot(
+            parent,
+            name,
+            Some(ListedChild::File {
+                size: target.len() as u64,
+                etag: meta.etag.clone(),
+                last_modified: None,
+            }),
+        );
+        let mut t = self.inodes.lock();
+        let ino = t.upsert_child(
+            parent,
+            name,
+            key,
+            attr,
+            meta.etag,
+            false,
+            self.attr_deadline(),
+        );
+        t.inc_lookup(ino);
+        t.get(ino).map(|n| n.attr).ok_or_else(FsError::not_found)
+    }
+
+    /// readlink: the object's body.
+    pub async fn readlink(&self, ino: u64) -> FsResult<Vec<u8>> {
+        let key = {
+            let t = self.inodes.lock();
+            let n = t.get(ino).ok_or_else(FsError::not_found)?;
+            if n.kind() != FileKind::Symlink {
+                return Err(FsError::new(libc::EINVAL, "not a symlink"));
+            }
+            n.key.clone()
+        };
+        let out = self
+            .client
+            .get_object(&key, None, None)
+            .await
+            .map_err(|e| FsError::from_s3(&e, &key))?;
+        Ok(out.body.to_vec())
+    }
+
+    /// setattr: size changes go through the file's upload; mode, owner and times are stored in
+    /// the object's metadata (folded into a pending upload, or CopyObject onto itself).
+    pub async fn setattr(&self, ino: u64, req: SetAttr, caller: Caller) -> FsResult<Attr> {
+        let _ = caller;
+        let (mut attr, writing) = {
+            let t = self.inodes.lock();
+            let n = t.get(ino).ok_or_else(FsError::not_found)?;
+            (n.attr, n.writing || n.local_only)
+        };
+        let meta_change = req.mode.is_some()
+            || req.uid.is_some()
+            || req.gid.is_some()
+            || req.atime.is_some()
+            || req.mtime.is_some();
+        if meta_change || req.size.is_some() {
+            self.check_writable()?;
+        }
+        if let Some(size) = req.size {
+            if attr.kind == FileKind::Directory {
+                return Err(FsError::new(libc::EISDIR, "is a directory"));
+            }
+            self.truncate(ino, size, req.fh).await?;
+            attr = self.getattr(ino).await?;
+        }
+        if !meta_change {
+            return Ok(attr);
+        }
+        if let Some(mode) = req.mode {
+            attr.perm = (mode & 0o7777) as u16;
+        }
+        if let Some(uid) = req.uid {
+            attr.uid = uid;
+        }
+        if let Some(gid) = req.gid {
+            attr.gid = gid;
+        }
+        if let Some(t) = req.atime {
+            attr.atime = t;
+        }
+        if let Some(t) = req.mtime {
+            attr.mtime = t;
+        }
+        attr.ctime = SystemTime::now();
+        let writing = writing || self.inodes.lock().get(ino).is_some_and(|n| n.writing);
+        if !writing {
+            self.store_metadata(ino, &attr).await?;
+        }
+        let mut t = self.inodes.lock();
+        let n = t.get_mut(ino).ok_or_else(FsError::not_found)?;
+        n.attr.perm = attr.perm;
+        n.attr.uid = attr.uid;
+        n.attr.gid = attr.gid;
+        n.attr.atime = attr.atime;
+        n.attr.mtime = attr.mtime;
+        n.attr.ctime = attr.ctime;
+        Ok(n.attr)
+    }
+
+    /// Write `attr` into the metadata of the object behind `ino`.
+    async fn store_metadata(&self, ino: u64, attr: &Attr) -> FsResult<()> {
+        let (key, etag, has_marker, name) = {
+            let t = self.inodes.lock();
+            let n = t.get(ino).ok_or_else(FsError::not_found)?;
+            (n.key.clone(), n.etag.clone(), n.has_marker, n.name.clone())
+        };
+        if ino == ROOT_INO && key.is_empty() {
+            return Err(FsError::new(
+                libc::EPERM,
+                "the bucket root has no object to hold attributes",
+            ));
+        }
+        let content_type = match attr.kind {
+            FileKind::Directory => "application/x-directory",
+            _ => content_type_for(&name),
+        };
+        let opts = PutOptions {
+            content_type: Some(content_type.to_string()),
+            user_metadata: attr.to_user_metadata(),
+            ..PutOptions::default()
+        };
+        let new_etag = if attr.kind == FileKind::Directory && !has_marker {
+            self.client
+                .put_object(&key, bytes::Bytes::new(), &opts)
+                .await
+                .map_err(|e| FsError::from_s3(&e, &key))?
+                .etag
+        } else {
+            Some(
+                self.client
+                    .copy_object(&key, &key, Some(&opts), etag.as_deref())
+                    .await
+                    .map_err(|e| FsError::from_s3(&e, &key))?,
+            )
+        };
+        let mut t = self.inodes.lock();
+        if let Some(n) = t.get_mut(ino) {
+            n.etag = new_etag.clone();
+            n.page_cache_etag = n.page_cache_etag.take().and(new_etag);
+            if attr.kind == FileKind::Directory {
+                n.has_marker = true;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Per-handle state of an open directory.
+pub(crate) struct DirState {
+    stream: DirStream,
+    locals_added: bool,
+}
+
+/// An inode number for readdir entries not looked up yet; top bit set so it never equals an
+/// allocated number. The kernel does not use it to identify the file.
+fn stable_placeholder_ino(parent: u64, name: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    parent.hash(&mut h);
+    name.hash(&mut h);
+    h.finish() | (1 << 63)
+}

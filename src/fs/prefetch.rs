@@ -1,0 +1,200 @@
+//! Reads of one open file: sequential reads get a growing window of parallel ranged GETs,
+//! random reads get small ranged GETs. Every GET carries If-Match with the ETag seen at open,
+//! so an object replaced meanwhile gives an error, never mixed bytes.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use futures::future::{BoxFuture, FutureExt, Shared};
+
+use super::error::{FsError, FsResult};
+use super::memory::{MemoryBudget, Reservation};
+use crate::s3::S3Client;
+
+/// Smallest GET for a random read: a request costs far more than its bytes.
+const MIN_RANDOM_GET: u64 = 128 * 1024;
+/// Read-ahead window of a stream that just started.
+const INITIAL_WINDOW: u64 = 1024 * 1024;
+/// Smallest chunk of a sequential stream.
+const MIN_CHUNK: u64 = 256 * 1024;
+
+type ChunkData = Shared<BoxFuture<'static, Result<Bytes, FsError>>>;
+
+struct Chunk {
+    start: u64,
+    end: u64,
+    data: ChunkData,
+    // Dropping a chunk does not cancel its GET: a read that raced ahead may still await it.
+    _reservation: Reservation,
+}
+
+/// Which pieces of which chunks make up one read; awaited without holding the handle lock.
+pub struct ReadPlan {
+    pieces: Vec<(ChunkData, usize, usize)>,
+}
+
+/// Read state of one open file handle.
+pub struct Prefetcher {
+    client: S3Client,
+    key: String,
+    etag: Option<String>,
+    size: u64,
+    budget: Arc<MemoryBudget>,
+    chunks: VecDeque<Chunk>,
+    /// End of the last chunk requested: where the sequential stream continues.
+    stream_end: u64,
+    window: u64,
+    max_window: u64,
+    max_chunk: u64,
+}
+
+impl Prefetcher {
+    pub fn new(
+        client: S3Client,
+        key: String,
+        etag: Option<String>,
+        size: u64,
+        budget: Arc<MemoryBudget>,
+        max_chunk: u64,
+    ) -> Prefetcher {
+        let max_window = (budget.total() / 2).clamp(INITIAL_WINDOW, 64 * 1024 * 1024);
+        Prefetcher {
+            client,
+            key,
+            etag,
+            size,
+            budget,
+            chunks: VecDeque::new(),
+            stream_end: 0,
+            window: INITIAL_WINDOW,
+            max_window,
+            max_chunk: max_chunk.max(MIN_CHUNK),
+        }
+    }
+
+    fn spawn_chunk(&self, start: u64, end: u64, reservation: Reservation) -> Chunk {
+        let client = self.client.clone();
+        let key = self.key.clone();
+        let etag = self.etag.clone();
+        let task = tokio::spawn(async move {
+            let out = client
+                .get_object(&key, Some(start..end), etag.as_deref())
+                .await
+                .map_err(|e| FsError::from_s3(&e, &key))?;
+            if out.body.len() as u64 != end - start {
+                return Err(FsError::new(
+                    libc::EIO,
+                    format!(
+                        "short read of {key:?}: asked bytes {start}..{end}, got {} bytes",
+                        out.body.len()
+                    ),
+                ));
+            }
+            Ok(out.body)
+        });
+        let data = task
+            .map(|r| match r {
+                Ok(res) => res,
+                Err(e) => Err(FsError::new(libc::EIO, format!("read task ended: {e}"))),
+            })
+            .boxed()
+            .shared();
+        Chunk {
+            start,
+            end,
+            data,
+            _reservation: reservation,
+        }
+    }
+
+    /// Decide which GETs serve `[offset, offset+len)` and start them (and the read-ahead).
+    pub fn plan(&mut self, offset: u64, len: u32) -> ReadPlan {
+        let end = (offset + u64::from(len)).min(self.size);
+        if offset >= end {
+            return ReadPlan { pieces: vec![] };
+        }
+        let covered = self
+            .chunks
+            .iter()
+            .any(|c| c.start <= offset && offset < c.end);
+        let sequential = covered || offset == self.stream_end;
+        if !sequential {
+            // random access: forget the stream, fetch just around this read
+            self.chunks.clear();
+            self.window = INITIAL_WINDOW;
+            let get_end = end.max(offset + MIN_RANDOM_GET).min(self.size);
+            let chunk = self.spawn_chunk(offset, get_end, Reservation::default());
+            self.chunks.push_back(chunk);
+            self.stream_end = get_end;
+        } else {
+            // drop what the reader has passed, growing the window as chunks are consumed
+            while let Some(front) = self.chunks.front() {
+                if front.end <= offset {
+                    self.chunks.pop_front();
+                    self.window = (self.window * 2).min(self.max_window);
+                } else {
+                    break;
+                }
+            }
+            if self.chunks.is_empty() {
+                self.stream_end = offset;
+            }
+            let target = (offset + self.window).max(end).min(self.size);
+            while self.stream_end < target {
+                let start = self.stream_end;
+                let chunk_len = (self.window / 4).clamp(MIN_CHUNK, self.max_chunk);
+                let chunk_end = (start + chunk_len).min(self.size);
+                let needed_now = start < end;
+                let reservation = match self.budget.try_reserve(chunk_end - start) {
+                    Some(r) => r,
+                    // the bytes this read needs are fetched even when the budget is full;
+                    // read-ahead beyond them waits for room
+                    None if needed_now => Reservation::default(),
+                    None => break,
+                };
+                let chunk = self.spawn_chunk(start, chunk_end, reservation);
+                self.chunks.push_back(chunk);
+                self.stream_end = chunk_end;
+            }
+        }
+        let mut pieces = Vec::new();
+        for c in &self.chunks {
+            if c.end <= offset || c.start >= end {
+                continue;
+            }
+            let from = offset.max(c.start) - c.start;
+            let to = end.min(c.end) - c.start;
+            pieces.push((c.data.clone(), from as usize, to as usize));
+        }
+        ReadPlan { pieces }
+    }
+
+    /// Forget a failed stream so the next read starts afresh.
+    pub fn reset(&mut self) {
+        self.chunks.clear();
+        self.stream_end = 0;
+        self.window = INITIAL_WINDOW;
+    }
+}
+
+impl ReadPlan {
+    /// Wait for the pieces and join them.
+    pub async fn bytes(self) -> FsResult<Bytes> {
+        if self.pieces.len() == 1 {
+            let (data, from, to) = self
+                .pieces
+                .into_iter()
+                .next()
+                .ok_or_else(|| FsError::new(libc::EIO, "empty read plan"))?;
+            let buf = data.await?;
+            return Ok(buf.slice(from..to));
+        }
+        let mut out = BytesMut::new();
+        for (data, from, to) in self.pieces {
+            let buf = data.await?;
+            out.extend_from_slice(&buf[from..to]);
+        }
+        Ok(out.freeze())
+    }
+}

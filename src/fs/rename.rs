@@ -1,0 +1,216 @@
+//! rename: CopyObject then DeleteObject for files; for directories every key under the prefix
+//! is copied (in parallel) and the sources are deleted only after all copies succeeded.
+
+use futures::stream::{self, StreamExt, TryStreamExt};
+
+use super::attr::FileKind;
+use super::error::{FsError, FsResult};
+use super::inode::ListedChild;
+use super::namespace::check_name;
+use super::Filesystem;
+use crate::s3::ListRequest;
+
+/// Copies in flight at once during a directory rename.
+const PARALLEL_COPIES: usize = 16;
+const RENAME_NOREPLACE: u32 = 1;
+const RENAME_EXCHANGE: u32 = 2;
+
+impl Filesystem {
+    pub async fn rename(
+        &self,
+        parent: u64,
+        name: &str,
+        new_parent: u64,
+        new_name: &str,
+        flags: u32,
+    ) -> FsResult<()> {
+        self.check_writable()?;
+        check_name(new_name)?;
+        if flags & RENAME_EXCHANGE != 0 {
+            return Err(FsError::new(
+                libc::EINVAL,
+                "RENAME_EXCHANGE is not supported on S3",
+            ));
+        }
+        let src = self.child_attr(parent, name).await?;
+        let new_parent_key = self.dir_key(new_parent)?;
+        let target = match self.child_attr(new_parent, new_name).await {
+            Ok(a) => Some(a),
+            Err(e) if e.errno == libc::ENOENT => None,
+            Err(e) => return Err(e),
+        };
+        if let Some(t) = target {
+            if t.ino == src.ino {
+                return Ok(());
+            }
+            if flags & RENAME_NOREPLACE != 0 {
+                return Err(FsError::new(libc::EEXIST, "target exists"));
+            }
+            match (src.kind, t.kind) {
+                (FileKind::Directory, FileKind::Directory) => {
+                    self.rmdir(new_parent, new_name).await?;
+                }
+                (FileKind::Directory, _) => {
+                    return Err(FsError::new(libc::ENOTDIR, "target is not a directory"))
+                }
+                (_, FileKind::Directory) => {
+                    return Err(FsError::new(libc::EISDIR, "target is a directory"))
+                }
+                _ => {}
+            }
+        }
+        if src.kind == FileKind::Directory {
+            self.rename_dir(src.ino, parent, name, new_parent, new_name, &new_parent_key)
+                .await
+        } else {
+            self.rename_file(src.ino, parent, name, new_parent, new_name, &new_parent_key)
+                .await
+        }
+    }
+
+    async fn rename_file(
+        &self,
+        ino: u64,
+        parent: u64,
+        name: &str,
+        new_parent: u64,
+        new_name: &str,
+        new_parent_key: &str,
+    ) -> FsResult<()> {
+        let new_key = format!("{new_parent_key}{new_name}");
+        let (old_key, etag, size, writing, local_only) = {
+            let t = self.inodes.lock();
+            let n = t.get(ino).ok_or_else(FsError::not_found)?;
+            (
+                n.key.clone(),
+                n.etag.clone(),
+                n.attr.size,
+                n.writing,
+                n.local_only,
+            )
+        };
+        if writing {
+            // the pending upload lands under the new name
+            self.retarget_writer(ino, new_key.clone()).await?;
+            if !local_only {
+                self.client
+                    .delete_object(&old_key)
+                    .await
+                    .map_err(|e| FsError::from_s3(&e, &old_key))?;
+            }
+        } else {
+            if size > self.client.config().profile.max_copy_object_size {
+                // mv falls back to copy + unlink through the mount
+                return Err(FsError::new(
+                    libc::EXDEV,
+                    "object above the provider's CopyObject limit; copying through the mount",
+                ));
+            }
+            self.client
+                .copy_object(&old_key, &new_key, None, etag.as_deref())
+                .await
+                .map_err(|e| FsError::from_s3(&e, &old_key))?;
+            self.client
+                .delete_object(&old_key)
+                .await
+                .map_err(|e| FsError::from_s3(&e, &old_key))?;
+        }
+        let listed = {
+            let mut t = self.inodes.lock();
+            t.relink(ino, new_parent, new_name, new_key);
+            t.get(ino).map(|n| ListedChild::File {
+                size: n.attr.size,
+                etag: n.etag.clone(),
+                last_modified: Some(n.attr.mtime),
+            })
+        };
+        self.update_snapshot(parent, name, None);
+        if !local_only || !writing {
+            self.update_snapshot(new_parent, new_name, listed);
+        }
+        self.forget_missing(new_parent, new_name);
+        Ok(())
+    }
+
+    async fn rename_dir(
+        &self,
+        ino: u64,
+        parent: u64,
+        name: &str,
+        new_parent: u64,
+        new_name: &str,
+        new_parent_key: &str,
+    ) -> FsResult<()> {
+        let old_prefix = self.dir_key(ino)?;
+        let new_prefix = format!("{new_parent_key}{new_name}/");
+        if new_prefix.starts_with(&old_prefix) {
+            return Err(FsError::new(
+                libc::EINVAL,
+                "cannot move a directory into itself",
+            ));
+        }
+        if self.has_writers_under(&old_prefix) {
+            return Err(FsError::new(
+                libc::EBUSY,
+                "files under this directory are open for writing",
+            ));
+        }
+        // 1. every key under the old prefix
+        let mut keys = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .client
+                .list_objects_v2(&ListRequest {
+                    prefix: old_prefix.clone(),
+                    continuation_token: token.clone(),
+                    ..ListRequest::default()
+                })
+                .await
+                .map_err(|e| FsError::from_s3(&e, &old_prefix))?;
+            keys.extend(page.objects.into_iter().map(|o| o.key));
+            token = page.next_continuation_token;
+            if token.is_none() {
+                break;
+            }
+        }
+        // 2. copy them all; any failure stops here with the sources untouched
+        let copies: Vec<_> = keys
+            .iter()
+            .map(|k| {
+                let client = self.client.clone();
+                let src = k.clone();
+                let dst = format!("{new_prefix}{}", &k[old_prefix.len()..]);
+                async move {
+                    client
+                        .copy_object(&src, &dst, None, None)
+                        .await
+                        .map_err(|e| FsError::from_s3(&e, &src))
+                }
+            })
+            .collect();
+        stream::iter(copies)
+            .buffer_unordered(PARALLEL_COPIES)
+            .try_collect::<Vec<_>>()
+            .await?;
+        // 3. only then delete the sources
+        for batch in keys.chunks(1000) {
+            let failed = self
+                .client
+                .delete_objects(batch)
+                .await
+                .map_err(|e| FsError::from_s3(&e, &old_prefix))?;
+            if let Some((key, err)) = failed.first() {
+                return Err(FsError::from_s3(err, key));
+            }
+        }
+        {
+            let mut t = self.inodes.lock();
+            t.relink(ino, new_parent, new_name, new_prefix);
+        }
+        self.update_snapshot(parent, name, None);
+        self.update_snapshot(new_parent, new_name, Some(ListedChild::Directory));
+        self.forget_missing(new_parent, new_name);
+        Ok(())
+    }
+}

@@ -1,0 +1,413 @@
+//! The part cache and uploader of one file being written: bytes collect into a part; each full
+//! part goes out with UploadPart while the application keeps writing; finishing sends the rest
+//! and completes the upload (or one PutObject for a file smaller than a part).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::task::JoinHandle;
+
+use super::error::{FsError, FsResult};
+use super::memory::{MemoryBudget, Reservation};
+use crate::s3::{CompletedPart, PutOptions, S3Client};
+
+/// The budget is reserved in steps of this size as a part buffer grows.
+const RESERVE_STEP: u64 = 1024 * 1024;
+/// How long a writer waits for memory before going over the budget (so writers holding
+/// half-filled parts cannot wait on each other forever).
+const MEMORY_PATIENCE: Duration = Duration::from_secs(5);
+/// Parts per size step: part sizes double every this many parts, so that 10,000 parts reach
+/// 5 TiB with 8 MiB base parts.
+const PARTS_PER_STEP: u32 = 1000;
+
+/// Size of part `n` (1-based) for a base size: doubles every 1,000 parts, within the limits.
+pub fn part_size_for(n: u32, base: u64, max: u64) -> u64 {
+    let step = (n.saturating_sub(1) / PARTS_PER_STEP).min(20);
+    (base << step).min(max)
+}
+
+struct Multipart {
+    upload_id: String,
+    next_part: u32,
+    /// File offset where the next part starts.
+    next_offset: u64,
+    in_flight: Vec<JoinHandle<FsResult<CompletedPart>>>,
+    done: Vec<CompletedPart>,
+    /// Metadata sent with CreateMultipartUpload.
+    opts: PutOptions,
+}
+
+/// What a finished upload produced.
+#[derive(Debug, Clone)]
+pub struct Uploaded {
+    pub etag: Option<String>,
+    pub size: u64,
+    pub multipart: bool,
+}
+
+/// Limits an upload works within.
+#[derive(Debug, Clone, Copy)]
+pub struct PartLimits {
+    pub base: u64,
+    pub min: u64,
+    pub max: u64,
+    pub max_parts: u32,
+}
+
+/// One file being written.
+pub struct Upload {
+    client: S3Client,
+    key: String,
+    budget: Arc<MemoryBudget>,
+    limits: PartLimits,
+    /// Bytes not yet sent. While no multipart upload exists this is the whole file.
+    buffer: BytesMut,
+    reservation: Reservation,
+    mpu: Option<Multipart>,
+    failed: Option<FsError>,
+    /// A multipart upload was completed: the object is final.
+    sealed: bool,
+}
+
+impl Upload {
+    pub fn new(
+        client: S3Client,
+        key: String,
+        budget: Arc<MemoryBudget>,
+        limits: PartLimits,
+    ) -> Upload {
+        Upload {
+            client,
+            key,
+            budget,
+            limits,
+            buffer: BytesMut::new(),
+            reservation: Reservation::default(),
+            mpu: None,
+            failed: None,
+            sealed: false,
+        }
+    }
+
+    /// Start from existing content (a small object opened for update).
+    pub fn with_content(mut self, content: &[u8]) -> Upload {
+        self.buffer.extend_from_slice(content);
+        self
+    }
+
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    pub fn set_key(&mut self, key: String) -> FsResult<()> {
+        if self.mpu.is_some() {
+            return Err(FsError::new(
+                libc::EBUSY,
+                "cannot rename a large file while its upload is streaming",
+            ));
+        }
+        self.key = key;
+        Ok(())
+    }
+
+    /// Current size of the file.
+    pub fn size(&self) -> u64 {
+        self.mpu.as_ref().map(|m| m.next_offset).unwrap_or(0) + self.buffer.len() as u64
+    }
+
+    /// Bytes this upload holds in memory.
+    pub fn buffered(&self) -> u64 {
+        self.buffer.len() as u64
+    }
+
+    fn buffer_start(&self) -> u64 {
+        self.mpu.as_ref().map(|m| m.next_offset).unwrap_or(0)
+    }
+
+    fn current_part_size(&self) -> u64 {
+        let n = self.mpu.as_ref().map(|m| m.next_part).unwrap_or(1);
+        part_size_for(n, self.limits.base, self.limits.max)
+    }
+
+    async fn reserve_up_to(&mut self, len: u64) {
+        while self.reservation.bytes() < len {
+            let want = RESERVE_STEP.max(len - self.reservation.bytes());
+            match self.budget.reserve_within(want, MEMORY_PATIENCE).await {
+                Some(r) => self.reservation.merge(r),
+                None => {
+                    tracing::debug!(key = %self.key, "memory budget full; writing over it");
+                    break;
+                }
+            }
+        }
+    }
+
+    fn check_failed(&mut self) -> FsResult<()> {
+        if let Some(m) = &mut self.mpu {
+            let mut i = 0;
+            while i < m.in_flight.len() {
+                if m.in_flight[i].is_finished() {
+                    let h = m.in_flight.swap_remove(i);
+                    // is_finished() was true, so this does not wait
+                    match futures::FutureExt::now_or_never(h) {
+                        Some(Ok(Ok(part))) => m.done.push(part),
+                        Some(Ok(Err(e))) => self.failed = Some(e),
+                        Some(Err(e)) => {
+                            self.failed = Some(FsError::new(libc::EIO, format!("upload task: {e}")))
+                        }
+                        None => {}
+                    }
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        match &self.failed {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// Write `data` at `offset`. While the file is smaller than one part any offset works;
+    /// once parts stream out, writes must continue at the end (or inside the unsent part).
+    pub async fn write(&mut self, offset: u64, data: &[u8], opts: &PutOptions) -> FsResult<()> {
+        self.check_failed()?;
+        if self.sealed {
+            return Err(FsError::new(
+                libc::EIO,
+                "the file's upload is already complete; reopen it to change it",
+            ));
+        }
+        let start = self.buffer_start();
+        if offset < start {
+            return Err(FsError::new(
+                libc::EINVAL,
+                format!(
+                    "write at offset {offset} goes back before bytes already uploaded ({start}); \
+                     large files being written must be written in order"
+                ),
+            ));
+        }
+        let rel = (offset - start) as usize;
+        let end = rel + data.len();
+        self.reserve_up_to(end as u64).await;
+        if end > self.buffer.len() {
+            self.buffer.resize(end, 0);
+        }
+        self.buffer[rel..end].copy_from_slice(data);
+        while self.buffer.len() as u64 >= self.current_part_size() {
+            self.send_part(opts).await?;
+        }
+        Ok(())
+    }
+
+    /// Truncate or extend (with zeros) to `size`, while that is within the unsent bytes.
+    pub async fn set_size(&mut self, size: u64) -> FsResult<()> {
+        let start = self.buffer_start();
+        if size < start || self.sealed {
+            return Err(FsError::new(
+                libc::ENOTSUP,
+                "cannot truncate into bytes of a large file that were already uploaded",
+            ));
+        }
+        let rel = (size - start) as usize;
+        self.reserve_up_to(rel as u64).await;
+        self.buffer.resize(rel, 0);
+        Ok(())
+    }
+
+    async fn send_part(&mut self, opts: &PutOptions) -> FsResult<()> {
+        if self.mpu.is_none() {
+            let upload_id = self
+                .client
+                .create_multipart_upload(&self.key, opts)
+                .await
+                .map_err(|e| FsError::from_s3(&e, &self.key))?;
+            self.mpu = Some(Multipart {
+                upload_id,
+                next_part: 1,
+                next_offset: 0,
+                in_flight: Vec::new(),
+                done: Vec::new(),
+                opts: opts.clone(),
+            });
+        }
+        let part_size = self.current_part_size() as usize;
+        let Some(m) = self.mpu.as_mut() else {
+            return Err(FsError::new(libc::EIO, "multipart upload missing"));
+        };
+        if m.next_part > self.limits.max_parts {
+            return Err(FsError::new(
+                libc::EFBIG,
+                "file exceeds the provider's part limit",
+            ));
+        }
+        let take = part_size.min(self.buffer.len());
+        let body: Bytes = self.buffer.split_to(take).freeze();
+        let reservation = std::mem::take(&mut self.reservation);
+        let part_number = m.next_part;
+        m.next_part += 1;
+        m.next_offset += take as u64;
+        let client = self.client.clone();
+        let key = self.key.clone();
+        let upload_id = m.upload_id.clone();
+        m.in_flight.push(tokio::spawn(async move {
+            let _held = reservation;
+            let etag = client
+                .upload_part(&key, &upload_id, part_number, body)
+                .await
+                .map_err(|e| FsError::from_s3(&e, &key))?;
+            Ok(CompletedPart { part_number, etag })
+        }));
+        self.check_failed()
+    }
+
+    /// Make the object in the bucket hold everything written so far.
+    /// Small files are one PutObject (kept in memory, so later writes can be sent again);
+    /// large ones complete their multipart upload, which seals them.
+    pub async fn finish(&mut self, opts: &PutOptions) -> FsResult<Uploaded> {
+        if let Err(e) = self.check_failed() {
+            self.abort().await;
+            return Err(e);
+        }
+        if self.sealed {
+            return Err(FsError::new(libc::EIO, "upload already complete"));
+        }
+        if self.mpu.is_none() {
+            let body = Bytes::copy_from_slice(&self.buffer);
+            let size = body.len() as u64;
+            let meta = self
+                .client
+                .put_object(&self.key, body, opts)
+                .await
+                .map_err(|e| FsError::from_s3(&e, &self.key))?;
+            return Ok(Uploaded {
+                etag: meta.etag,
+                size,
+                multipart: false,
+            });
+        }
+        if !self.buffer.is_empty() {
+            self.send_part(opts).await?;
+        }
+        let size = self.size();
+        let Some(mut m) = self.mpu.take() else {
+            return Err(FsError::new(libc::EIO, "multipart upload missing"));
+        };
+        let mut failure = None;
+        for h in m.in_flight.drain(..) {
+            match h.await {
+                Ok(Ok(part)) => m.done.push(part),
+                Ok(Err(e)) => failure = failure.or(Some(e)),
+                Err(e) => {
+                    failure = failure.or(Some(FsError::new(libc::EIO, format!("upload task: {e}"))))
+                }
+            }
+        }
+        if let Some(e) = failure {
+            self.failed = Some(e.clone());
+            self.abort_upload(&m.upload_id).await;
+            return Err(e);
+        }
+        m.done.sort_by_key(|p| p.part_number);
+        let completion = PutOptions {
+            if_match: opts.if_match.clone(),
+            if_none_match_any: opts.if_none_match_any,
+            ..PutOptions::default()
+        };
+        let etag = match self
+            .client
+            .complete_multipart_upload(&self.key, &m.upload_id, &m.done, &completion)
+            .await
+        {
+            Ok(etag) => etag,
+            Err(e) => {
+                let err = FsError::from_s3(&e, &self.key);
+                self.failed = Some(err.clone());
+                self.abort_upload(&m.upload_id).await;
+                return Err(err);
+            }
+        };
+        self.sealed = true;
+        let mut etag = Some(etag);
+        if m.opts.user_metadata != opts.user_metadata || m.opts.content_type != opts.content_type {
+            // attributes changed while the parts were streaming: replace the metadata in place
+            let replace = PutOptions {
+                if_match: None,
+                if_none_match_any: false,
+                ..opts.clone()
+            };
+            etag = Some(
+                self.client
+                    .copy_object(&self.key, &self.key, Some(&replace), etag.as_deref())
+                    .await
+                    .map_err(|e| FsError::from_s3(&e, &self.key))?,
+            );
+        }
+        Ok(Uploaded {
+            etag,
+            size,
+            multipart: true,
+        })
+    }
+
+    async fn abort_upload(&self, upload_id: &str) {
+        if let Err(e) = self
+            .client
+            .abort_multipart_upload(&self.key, upload_id)
+            .await
+        {
+            tracing::warn!(key = %self.key, upload_id, "could not abort multipart upload: {e}");
+        }
+    }
+
+    /// Give up: abort the multipart upload, if any, and drop the bytes.
+    pub async fn abort(&mut self) {
+        if let Some(m) = self.mpu.take() {
+            for h in &m.in_flight {
+                h.abort();
+            }
+            self.abort_upload(&m.upload_id).await;
+        }
+        self.buffer = BytesMut::new();
+        self.reservation = Reservation::default();
+    }
+
+    /// Whether a multipart upload is open (bytes are already on the server, unfinished).
+    pub fn is_streaming(&self) -> bool {
+        self.mpu.is_some()
+    }
+}
+
+impl Upload {
+    /// Read back bytes not yet uploaded (files opened read-write while smaller than one part).
+    pub fn read_buffered(&self, offset: u64, len: u32) -> FsResult<Bytes> {
+        if self.mpu.is_some() || self.sealed {
+            return Err(FsError::new(
+                libc::EINVAL,
+                "reading back a large file while it is being written is not supported",
+            ));
+        }
+        let start = (offset as usize).min(self.buffer.len());
+        let end = (start + len as usize).min(self.buffer.len());
+        Ok(Bytes::copy_from_slice(&self.buffer[start..end]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_sizes_reach_five_tib_in_ten_thousand_parts() {
+        let mib = 1024 * 1024;
+        let max = 5 * 1024 * mib;
+        assert_eq!(part_size_for(1, 8 * mib, max), 8 * mib);
+        assert_eq!(part_size_for(1000, 8 * mib, max), 8 * mib);
+        assert_eq!(part_size_for(1001, 8 * mib, max), 16 * mib);
+        let total: u64 = (1..=10_000).map(|n| part_size_for(n, 8 * mib, max)).sum();
+        assert!(total >= 5 * 1024 * 1024 * mib, "total {total}");
+        assert!((1..=10_000).all(|n| part_size_for(n, 8 * mib, max) <= max));
+    }
+}

@@ -1,0 +1,236 @@
+//! The filesystem core driven directly (no kernel mount) against the SigV4-checking test server:
+//! what each operation does in the bucket and how many requests it costs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bucketfs::config::FsConfig;
+use bucketfs::fs::{Caller, FileKind, Filesystem, ROOT_INO};
+use bucketfs::s3::{S3Client, S3Config, StaticCredentials};
+use bucketfs_test_server::{Fault, FaultKind, TestServer};
+
+fn client(srv: &TestServer) -> S3Client {
+    let creds = Arc::new(StaticCredentials {
+        credentials: bucketfs::s3::Credentials {
+            access_key_id: srv.access_key(),
+            secret_access_key: srv.secret_key(),
+            session_token: None,
+        },
+        origin: "test".into(),
+    });
+    let mut cfg = S3Config::new(srv.endpoint(), "us-east-1", srv.bucket(), creds);
+    cfg.retry_timeout = Duration::from_secs(5);
+    cfg.max_attempts = 3;
+    S3Client::new(cfg).expect("client")
+}
+
+fn fs_with(srv: &TestServer, cfg: FsConfig) -> Arc<Filesystem> {
+    Filesystem::new(cfg, client(srv))
+}
+
+fn fs(srv: &TestServer) -> Arc<Filesystem> {
+    fs_with(srv, FsConfig::default())
+}
+
+const ME: Caller = Caller {
+    uid: 1000,
+    gid: 1000,
+    pid: 1,
+};
+
+async fn write_file(fs: &Filesystem, parent: u64, name: &str, data: &[u8]) -> u64 {
+    let (attr, opened) = fs
+        .create(parent, name, 0o640, libc::O_WRONLY, ME)
+        .await
+        .expect("create");
+    for (i, chunk) in data.chunks(128 * 1024).enumerate() {
+        fs.write(opened.fh, (i * 128 * 1024) as u64, chunk)
+            .await
+            .expect("write");
+    }
+    fs.flush(opened.fh, 0).await.expect("flush");
+    fs.release(opened.fh).await.expect("release");
+    attr.ino
+}
+
+#[tokio::test]
+async fn cold_lookup_costs_head_and_list_and_listed_names_cost_less() {
+    let srv = TestServer::start().await;
+    srv.put_object("d/f1", "one");
+    srv.put_object("d/f2", "two");
+    let fs = fs(&srv);
+    srv.reset_counts();
+    let d = fs.lookup(ROOT_INO, "d").await.expect("lookup d");
+    assert_eq!(d.kind, FileKind::Directory);
+    assert_eq!(srv.count("HeadObject"), 1);
+    assert_eq!(srv.count("ListObjectsV2"), 1);
+
+    let fh = fs.opendir(d.ino).await.expect("opendir");
+    let entries = fs.readdir(d.ino, fh, 0).await.expect("readdir");
+    let names: Vec<_> = entries.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, vec![".", "..", "f1", "f2"]);
+    fs.releasedir(fh);
+
+    srv.reset_counts();
+    // a name absent from a fresh listing: no request at all
+    let err = fs.lookup(d.ino, "nope").await.expect_err("missing");
+    assert_eq!(err.errno, libc::ENOENT);
+    assert_eq!(srv.total_requests(), 0, "{:?}", srv.counts());
+    // a listed file: one HEAD for its metadata, no LIST
+    let f1 = fs.lookup(d.ino, "f1").await.expect("f1");
+    assert_eq!(f1.size, 3);
+    assert_eq!(srv.count("HeadObject"), 1);
+    assert_eq!(srv.count("ListObjectsV2"), 0);
+    // and a second lookup within the TTL is free
+    srv.reset_counts();
+    fs.lookup(d.ino, "f1").await.expect("f1 again");
+    assert_eq!(srv.total_requests(), 0);
+}
+
+#[tokio::test]
+async fn small_file_is_one_put_with_s3fs_metadata() {
+    let srv = TestServer::start().await;
+    let fs = fs(&srv);
+    srv.reset_counts();
+    write_file(&fs, ROOT_INO, "notes.txt", b"hello world").await;
+    assert_eq!(srv.count("PutObject"), 1, "{:?}", srv.counts());
+    assert_eq!(srv.count("CreateMultipartUpload"), 0);
+    assert_eq!(
+        srv.get_object("notes.txt").as_deref(),
+        Some(&b"hello world"[..])
+    );
+    let meta = srv.object_meta("notes.txt").expect("meta");
+    assert_eq!(meta.content_type.as_deref(), Some("text/plain"));
+    let m = &meta.metadata;
+    assert_eq!(m.get("mode").map(String::as_str), Some("33184")); // 0100640
+    assert_eq!(m.get("uid").map(String::as_str), Some("1000"));
+    assert_eq!(m.get("gid").map(String::as_str), Some("1000"));
+    assert!(m.get("mtime").is_some_and(|t| t.parse::<u64>().is_ok()));
+}
+
+#[tokio::test]
+async fn empty_file_exists_after_close() {
+    let srv = TestServer::start().await;
+    let fs = fs(&srv);
+    write_file(&fs, ROOT_INO, "empty", b"").await;
+    assert_eq!(srv.get_object("empty").map(|b| b.len()), Some(0));
+}
+
+#[tokio::test]
+async fn large_file_streams_parts_while_writing() {
+    let srv = TestServer::start().await;
+    let cfg = FsConfig {
+        part_size: 5 * 1024 * 1024,
+        ..FsConfig::default()
+    };
+    let fs = fs_with(&srv, cfg);
+    let data: Vec<u8> = (0..(12 * 1024 * 1024 + 7))
+        .map(|i| (i % 251) as u8)
+        .collect();
+    srv.reset_counts();
+    write_file(&fs, ROOT_INO, "big.bin", &data).await;
+    assert_eq!(srv.count("CreateMultipartUpload"), 1);
+    assert_eq!(srv.count("UploadPart"), 3);
+    assert_eq!(srv.count("CompleteMultipartUpload"), 1);
+    assert_eq!(srv.count("PutObject"), 0);
+    let meta = srv.object_meta("big.bin").expect("meta");
+    assert!(
+        meta.etag.ends_with("-3") || meta.etag.ends_with("-3\""),
+        "{}",
+        meta.etag
+    );
+    assert_eq!(srv.get_object("big.bin").as_deref(), Some(&data[..]));
+    // the attributes now are those of the uploaded object
+    let attr = fs.lookup(ROOT_INO, "big.bin").await.expect("lookup");
+    assert_eq!(attr.size, data.len() as u64);
+    assert_eq!(attr.perm, 0o640);
+}
+
+#[tokio::test]
+async fn failing_upload_part_gives_eio_at_close_and_no_object() {
+    let srv = TestServer::start().await;
+    let cfg = FsConfig {
+        part_size: 5 * 1024 * 1024,
+        ..FsConfig::default()
+    };
+    let fs = fs_with(&srv, cfg);
+    srv.add_fault(Fault::new(FaultKind::internal_error()).op("UploadPart"));
+    let (_, o) = fs
+        .create(ROOT_INO, "doomed.bin", 0o644, libc::O_WRONLY, ME)
+        .await
+        .expect("create");
+    let chunk = vec![7u8; 1024 * 1024];
+    let mut write_err = None;
+    for i in 0..11u64 {
+        if let Err(e) = fs.write(o.fh, i * chunk.len() as u64, &chunk).await {
+            write_err = Some(e);
+            break;
+        }
+    }
+    let close = fs.flush(o.fh, 0).await;
+    let errno = write_err.or(close.err()).expect("an error").errno;
+    assert_eq!(errno, libc::EIO);
+    let _ = fs.release(o.fh).await;
+    srv.clear_faults();
+    assert!(srv.get_object("doomed.bin").is_none());
+    assert!(srv.multipart_uploads().is_empty(), "upload not aborted");
+}
+
+#[tokio::test]
+async fn access_denied_on_write_is_eacces() {
+    let srv = TestServer::start().await;
+    let fs = fs(&srv);
+    srv.add_fault(Fault::new(FaultKind::access_denied()).op("PutObject"));
+    let (_, o) = fs
+        .create(ROOT_INO, "secret.txt", 0o644, libc::O_WRONLY, ME)
+        .await
+        .expect("create");
+    fs.write(o.fh, 0, b"x").await.expect("write is buffered");
+    let err = fs.flush(o.fh, 0).await.expect_err("denied");
+    assert_eq!(err.errno, libc::EACCES);
+    let _ = fs.release(o.fh).await;
+    assert!(srv.get_object("secret.txt").is_none());
+}
+
+#[tokio::test]
+async fn mkdir_rmdir_unlink_and_enotempty() {
+    let srv = TestServer::start().await;
+    let fs = fs(&srv);
+    let d = fs.mkdir(ROOT_INO, "dir", 0o750, ME).await.expect("mkdir");
+    assert!(srv.get_object("dir/").is_some(), "marker written");
+    assert_eq!(
+        srv.object_meta("dir/")
+            .and_then(|m| m.metadata.get("mode").cloned()),
+        Some((libc::S_IFDIR | 0o750).to_string())
+    );
+    let exists = fs
+        .mkdir(ROOT_INO, "dir", 0o750, ME)
+        .await
+        .expect_err("exists");
+    assert_eq!(exists.errno, libc::EEXIST);
+    write_file(&fs, d.ino, "f", b"data").await;
+    let err = fs.rmdir(ROOT_INO, "dir").await.expect_err("not empty");
+    assert_eq!(err.errno, libc::ENOTEMPTY);
+    let err = fs.unlink(ROOT_INO, "dir").await.expect_err("is dir");
+    assert_eq!(err.errno, libc::EISDIR);
+    fs.unlink(d.ino, "f").await.expect("unlink");
+    assert!(srv.get_object("dir/f").is_none());
+    fs.rmdir(ROOT_INO, "dir").await.expect("rmdir");
+    assert!(srv.keys().is_empty(), "{:?}", srv.keys());
+    let err = fs.lookup(ROOT_INO, "dir").await.expect_err("gone");
+    assert_eq!(err.errno, libc::ENOENT);
+}
+
+#[tokio::test]
+async fn names_over_255_bytes_are_refused() {
+    let srv = TestServer::start().await;
+    let fs = fs(&srv);
+    let long = "n".repeat(256);
+    let err = fs.lookup(ROOT_INO, &long).await.expect_err("too long");
+    assert_eq!(err.errno, libc::ENAMETOOLONG);
+    let err = fs
+        .create(ROOT_INO, &long, 0o644, libc::O_WRONLY, ME)
+        .await
+        .expect_err("too long");
+    assert_eq!(err.errno, libc::ENAMETOOLONG);
+}
