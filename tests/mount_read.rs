@@ -1,0 +1,245 @@
+//! Real mounts, read side: what ls, stat, cat and find see against what the bucket holds.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
+
+use common::*;
+
+fn names(dir: &std::path::Path) -> BTreeSet<String> {
+    std::fs::read_dir(dir)
+        .expect("read_dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+fn set(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn tree_with_and_without_markers_reads_like_the_bucket() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = server();
+    srv.put_object("top.txt", "hello");
+    srv.put_object("a/b.txt", "b");
+    srv.put_object("a/c/d.txt", "ddd");
+    srv.put_object("empty-marker/", "");
+    srv.put_object("marked/", "");
+    srv.put_object("marked/in.txt", "in");
+    srv.put_object("nomarker/deep/er/x", "x");
+    let m = Mount::new(&srv, &[]);
+
+    assert_eq!(
+        names(m.path()),
+        set(&["top.txt", "a", "empty-marker", "marked", "nomarker"])
+    );
+    assert_eq!(names(&m.p("a")), set(&["b.txt", "c"]));
+    assert_eq!(names(&m.p("empty-marker")), set(&[]));
+    assert_eq!(names(&m.p("marked")), set(&["in.txt"]));
+    assert!(m.p("nomarker/deep/er").is_dir());
+    let md = std::fs::metadata(m.p("top.txt")).expect("stat");
+    assert!(md.is_file());
+    assert_eq!(md.len(), 5);
+    assert_eq!(md.mode() & 0o777, 0o644);
+    assert!(std::fs::metadata(m.p("a/c")).expect("stat").is_dir());
+    assert_eq!(std::fs::read(m.p("a/c/d.txt")).expect("read"), b"ddd");
+    assert_eq!(
+        std::fs::read(m.p("nomarker/deep/er/x")).expect("read"),
+        b"x"
+    );
+    assert!(std::fs::metadata(m.p("missing")).is_err());
+    let found = sh(&format!("find {} | wc -l", m.path().display()));
+    // root, top.txt, a, a/b.txt, a/c, a/c/d.txt, empty-marker, marked, marked/in.txt,
+    // nomarker, deep, er, x
+    assert_eq!(found.trim(), "13");
+}
+
+#[test]
+fn fifteen_hundred_keys_in_one_directory_are_all_listed() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = server();
+    let mut want = BTreeSet::new();
+    for i in 0..1500 {
+        let name = format!("f{i:05}");
+        srv.put_object(&format!("big/{name}"), format!("{i}"));
+        want.insert(name);
+    }
+    let m = Mount::new(&srv, &[]);
+    srv.reset_counts();
+    assert_eq!(names(&m.p("big")), want);
+    // two pages of 1,000 keys, one more lookup-LIST for "big" itself at most
+    assert!(srv.count("ListObjectsV2") <= 3, "{:?}", srv.counts());
+    // a second listing within the TTL needs no request at all
+    srv.reset_counts();
+    assert_eq!(names(&m.p("big")).len(), 1500);
+    assert_eq!(srv.count("ListObjectsV2"), 0, "{:?}", srv.counts());
+    assert_eq!(
+        std::fs::read_to_string(m.p("big/f01499")).expect("read"),
+        "1499"
+    );
+}
+
+#[test]
+fn directory_wins_over_a_file_of_the_same_name() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = server();
+    srv.put_object("a", "file a");
+    srv.put_object("a/b", "under a");
+    srv.put_object("a.txt", "sorts between a and a/");
+    let m = Mount::new(&srv, &[]);
+    assert_eq!(names(m.path()), set(&["a", "a.txt"]));
+    assert!(m.p("a").is_dir());
+    assert_eq!(std::fs::read(m.p("a/b")).expect("read"), b"under a");
+    assert!(m.log_text().contains("shadowed"), "{}", m.log_text());
+}
+
+#[test]
+fn odd_names_round_trip() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = server();
+    let odd = [
+        "with space.txt",
+        "100%.txt",
+        "a+b.txt",
+        "hash#tag",
+        "ünïcødé.txt",
+        "日本語",
+        "emoji-🎉.txt",
+        "tab\there",
+        "bell\u{7}",
+        "quote\"s'",
+        "amp&lt;",
+    ];
+    for (i, name) in odd.iter().enumerate() {
+        srv.put_object(&format!("odd/{name}"), format!("content {i}"));
+    }
+    let m = Mount::new(&srv, &[]);
+    assert_eq!(names(&m.p("odd")), set(&odd));
+    for (i, name) in odd.iter().enumerate() {
+        let got = std::fs::read_to_string(m.p("odd").join(name)).expect(name);
+        assert_eq!(got, format!("content {i}"));
+    }
+}
+
+#[test]
+fn keys_that_cannot_be_names_are_skipped_and_the_rest_listed() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = server();
+    let long = "x".repeat(300);
+    for key in [
+        "h/a//b".to_string(),
+        "h/./dot".to_string(),
+        "h/../up".to_string(),
+        format!("h/{long}"),
+        "h/ok1".to_string(),
+        "h/ok2".to_string(),
+    ] {
+        srv.put_object(&key, "v");
+    }
+    let m = Mount::new(&srv, &[]);
+    assert_eq!(names(&m.p("h")), set(&["a", "ok1", "ok2"]));
+    assert!(names(&m.p("h/a")).is_empty());
+    let log = m.log_text();
+    assert!(log.contains("left out of the listing"), "{log}");
+}
+
+#[test]
+fn large_object_sequential_and_random_reads() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = server();
+    let size = 300 * 1024 * 1024 + 12345;
+    let data = pattern(size, 7);
+    srv.put_object("big.bin", data.clone());
+    let m = Mount::new(&srv, &[]);
+    let got = std::fs::read(m.p("big.bin")).expect("read");
+    assert_eq!(got.len(), size);
+    assert_eq!(sha256(&got), sha256(&data));
+    drop(got);
+    // random offsets, through a fresh mount so the page cache is cold
+    drop(m);
+    let m = Mount::new(&srv, &[]);
+    let mut f = std::fs::File::open(m.p("big.bin")).expect("open");
+    let mut x: u64 = 12345;
+    for _ in 0..200 {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+        let off = (x >> 20) % (size as u64 - 70_000);
+        let len = 1 + ((x >> 8) % 65_536) as usize;
+        f.seek(SeekFrom::Start(off)).expect("seek");
+        let mut buf = vec![0; len];
+        f.read_exact(&mut buf).expect("read");
+        assert_eq!(
+            buf,
+            &data[off as usize..off as usize + len],
+            "at {off}+{len}"
+        );
+    }
+    // ranged GETs carried If-Match with the ETag seen at open
+    let gets = srv.requests_for("GetObject");
+    assert!(!gets.is_empty());
+    assert!(gets.iter().all(|r| r
+        .headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("if-match"))));
+}
+
+#[test]
+fn object_replaced_during_a_read_gives_an_error_not_mixed_bytes() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = server();
+    let size = 64 * 1024 * 1024;
+    let old = pattern(size, 1);
+    srv.put_object("r.bin", old.clone());
+    let m = Mount::new(&srv, &["--max-memory", "16M"]);
+    let mut f = std::fs::File::open(m.p("r.bin")).expect("open");
+    let mut first = vec![0; 1024 * 1024];
+    f.read_exact(&mut first).expect("read");
+    assert_eq!(first, &old[..first.len()]);
+    srv.put_object("r.bin", pattern(size, 2));
+    let mut rest = Vec::new();
+    match f.read_to_end(&mut rest) {
+        Ok(_) => {
+            // only acceptable if every byte came from the old object
+            assert_eq!(rest, &old[first.len()..], "mixed bytes");
+        }
+        Err(e) => assert!(e.raw_os_error().is_some(), "{e}"),
+    }
+}
+
+#[test]
+fn prefix_and_read_only_mount() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = server();
+    srv.put_object("photos/2024/a.jpg", "jpeg");
+    srv.put_object("photos/2024/b/c.jpg", "c");
+    srv.put_object("other/x", "x");
+    let m = Mount::new(&srv, &["--prefix", "photos/2024/", "--read-only"]);
+    assert_eq!(names(m.path()), set(&["a.jpg", "b"]));
+    assert_eq!(std::fs::read(m.p("b/c.jpg")).expect("read"), b"c");
+    let err = std::fs::write(m.p("new.txt"), "x").expect_err("read-only");
+    assert_eq!(err.raw_os_error(), Some(libc::EROFS));
+    let m2 = {
+        drop(m);
+        let bucket = format!("s3://{}/photos", srv.bucket());
+        Mount::with_bucket(&srv, &bucket, &[])
+    };
+    assert_eq!(names(m2.path()), set(&["2024"]));
+}

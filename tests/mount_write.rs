@@ -1,0 +1,231 @@
+//! Real mounts, write side: dd, cp -r, echo, mkdir/rmdir, kill -9 of a writer; then the bucket.
+
+mod common;
+
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+#[test]
+fn dd_of_one_gib_lands_as_one_multipart_object() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = server();
+    let m = Mount::new(&srv, &[]);
+    let src = tempfile::NamedTempFile::new().expect("tmp");
+    let size = 1024 * 1024 * 1024;
+    {
+        let mut f = std::io::BufWriter::new(src.as_file());
+        for i in 0..(size / (16 << 20)) {
+            f.write_all(&pattern(16 << 20, i as u64))
+                .expect("write src");
+        }
+        f.flush().expect("flush");
+    }
+    let src_sha = sh(&format!("sha256sum < {}", src.path().display()));
+    sh(&format!(
+        "dd if={} of={} bs=1M status=none",
+        src.path().display(),
+        m.p("big.bin").display()
+    ));
+    // in the bucket when close returned
+    let meta = srv.object_meta("big.bin").expect("object after close");
+    assert_eq!(meta.size, size as u64);
+    assert!(
+        meta.etag.contains('-'),
+        "multipart ETag expected: {}",
+        meta.etag
+    );
+    let obj = srv.get_object("big.bin").expect("object");
+    assert_eq!(format!("{}  -\n", sha256(&obj)), src_sha);
+    assert_eq!(
+        std::fs::metadata(m.p("big.bin")).expect("stat").len(),
+        size as u64
+    );
+    assert!(srv.multipart_uploads().is_empty());
+}
+
+#[test]
+fn cp_r_of_2000_small_files_is_one_put_each() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = server();
+    let m = Mount::new(&srv, &[]);
+    let src = tempfile::tempdir().expect("tmp");
+    for d in 0..40 {
+        let dir = src.path().join(format!("d{d:02}"));
+        std::fs::create_dir(&dir).expect("mkdir");
+        for f in 0..50 {
+            std::fs::write(dir.join(format!("f{f:02}.dat")), pattern(4096, d * 100 + f))
+                .expect("write");
+        }
+    }
+    srv.reset_counts();
+    sh(&format!(
+        "cp -r {}/. {}",
+        src.path().display(),
+        m.p("tree").display()
+    ));
+    for d in 0..40u64 {
+        for f in 0..50u64 {
+            let key = format!("tree/d{d:02}/f{f:02}.dat");
+            let got = srv
+                .get_object(&key)
+                .unwrap_or_else(|| panic!("missing {key}"));
+            assert_eq!(sha256(&got), sha256(&pattern(4096, d * 100 + f)), "{key}");
+        }
+    }
+    let puts = srv.count("PutObject");
+    // 2,000 files + 41 directory markers
+    assert_eq!(puts, 2041, "{:?}", srv.counts());
+    let total = srv.total_requests();
+    assert!(
+        total as f64 <= 2000.0 * 1.1,
+        "{total} requests: {:?}",
+        srv.counts()
+    );
+    // rm -rf of the whole tree
+    sh(&format!("rm -rf {}", m.p("tree").display()));
+    assert!(
+        srv.keys().is_empty(),
+        "{:?}",
+        &srv.keys()[..5.min(srv.keys().len())]
+    );
+}
+
+#[test]
+fn echo_and_metadata_and_visibility() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = server();
+    let m = Mount::new(&srv, &[]);
+    sh(&format!("echo hello > {}", m.p("hi.txt").display()));
+    assert_eq!(srv.get_object("hi.txt").as_deref(), Some(&b"hello\n"[..]));
+    let meta = srv.object_meta("hi.txt").expect("meta");
+    assert_eq!(meta.content_type.as_deref(), Some("text/plain"));
+    for h in ["mode", "uid", "gid", "mtime"] {
+        assert!(meta.metadata.contains_key(h), "x-amz-meta-{h} missing");
+    }
+    // an empty file exists after close
+    sh(&format!("touch {}", m.p("empty").display()));
+    assert_eq!(srv.get_object("empty").map(|b| b.len()), Some(0));
+    // a file being written is visible with its growing size before close
+    let mut f = std::fs::File::create(m.p("growing")).expect("create");
+    f.write_all(&[1u8; 1000]).expect("write");
+    let names: Vec<_> = std::fs::read_dir(m.path())
+        .expect("ls")
+        .map(|e| e.expect("e").file_name().into_string().expect("utf8"))
+        .collect();
+    assert!(names.contains(&"growing".to_string()), "{names:?}");
+    assert_eq!(std::fs::metadata(m.p("growing")).expect("stat").len(), 1000);
+    assert!(
+        srv.get_object("growing").is_none(),
+        "visible in the bucket before close"
+    );
+    drop(f);
+    assert_eq!(srv.get_object("growing").map(|b| b.len()), Some(1000));
+    // statfs has room
+    let df = sh(&format!("df -k {} | tail -1", m.path().display()));
+    let avail: u64 = df
+        .split_whitespace()
+        .nth(3)
+        .and_then(|v| v.parse().ok())
+        .expect("df");
+    assert!(avail > 1 << 30, "{df}");
+}
+
+#[test]
+fn mkdir_rmdir_unlink_through_the_mount() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = server();
+    let m = Mount::new(&srv, &[]);
+    std::fs::create_dir(m.p("d")).expect("mkdir");
+    assert!(srv.get_object("d/").is_some());
+    assert!(m.p("d").is_dir());
+    std::fs::write(m.p("d/f"), "x").expect("write");
+    let err = std::fs::remove_dir(m.p("d")).expect_err("not empty");
+    assert_eq!(err.raw_os_error(), Some(libc::ENOTEMPTY));
+    std::fs::remove_file(m.p("d/f")).expect("unlink");
+    assert!(srv.get_object("d/f").is_none());
+    std::fs::remove_dir(m.p("d")).expect("rmdir");
+    assert!(srv.keys().is_empty());
+    assert!(!m.p("d").exists());
+    let mode = {
+        std::fs::create_dir(m.p("e")).expect("mkdir");
+        std::fs::metadata(m.p("e")).expect("stat").mode()
+    };
+    assert_eq!(mode & 0o777, 0o755);
+}
+
+#[test]
+fn two_large_files_written_at_once() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = server();
+    let m = Mount::new(&srv, &["--max-memory", "48M"]);
+    let size = 48 * 1024 * 1024;
+    let handles: Vec<_> = (0..2u64)
+        .map(|i| {
+            let path = m.p(&format!("par{i}.bin"));
+            std::thread::spawn(move || {
+                let data = pattern(size, 100 + i);
+                let mut f = std::fs::File::create(path).expect("create");
+                for chunk in data.chunks(1 << 20) {
+                    f.write_all(chunk).expect("write");
+                }
+                drop(f);
+                sha256(&data)
+            })
+        })
+        .collect();
+    let shas: Vec<String> = handles
+        .into_iter()
+        .map(|h| h.join().expect("join"))
+        .collect();
+    for (i, want) in shas.iter().enumerate() {
+        let got = srv.get_object(&format!("par{i}.bin")).expect("object");
+        assert_eq!(&sha256(&got), want);
+    }
+}
+
+#[test]
+fn writer_killed_mid_file_leaves_no_object() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = server();
+    let m = Mount::new(&srv, &[]);
+    let mut dd = Command::new("dd")
+        .arg("if=/dev/zero")
+        .arg(format!("of={}", m.p("killed.bin").display()))
+        .arg("bs=1M")
+        .arg("count=100000")
+        .arg("status=none")
+        .spawn()
+        .expect("dd");
+    // wait until some parts are on their way
+    for _ in 0..200 {
+        if srv.count("UploadPart") >= 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    dd.kill().expect("kill -9");
+    let _ = dd.wait();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        srv.get_object("killed.bin").is_none(),
+        "partial object appeared"
+    );
+    assert!(srv.multipart_uploads().is_empty(), "upload not aborted");
+    assert!(!m.p("killed.bin").exists());
+}
