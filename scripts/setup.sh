@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# One-time set-up of a machine for building, demoing and testing bucketfs:
+# the FUSE user tools, rsync (tests drive the mount with it) and moto (second S3 server for
+# scripts/compat.sh). Safe to run again.
+set -euo pipefail
+need_apt=()
+command -v fusermount3 >/dev/null 2>&1 || need_apt+=(fuse3)
+command -v rsync >/dev/null 2>&1 || need_apt+=(rsync)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+fi
+if ! python3 -c 'import moto' >/dev/null 2>&1; then
+  python3 -m pip install -q 'moto[server]' || echo "setup: moto not installed (only scripts/compat.sh needs it)"
+fi
+echo "setup: done"
