@@ -234,3 +234,107 @@ async fn names_over_255_bytes_are_refused() {
         .expect_err("too long");
     assert_eq!(err.errno, libc::ENAMETOOLONG);
 }
+
+fn patch_fs(srv: &TestServer) -> Arc<Filesystem> {
+    fs_with(
+        srv,
+        FsConfig {
+            part_size: 5 * 1024 * 1024,
+            ..FsConfig::default()
+        },
+    )
+}
+
+#[tokio::test]
+async fn overwrite_in_the_middle_of_a_large_object_copies_the_rest_server_side() {
+    let srv = TestServer::start().await;
+    let mut data: Vec<u8> = (0..(100 * 1024 * 1024)).map(|i| (i % 253) as u8).collect();
+    srv.put_object("big", data.clone());
+    let fs = patch_fs(&srv);
+    let attr = fs.lookup(ROOT_INO, "big").await.expect("lookup");
+    srv.reset_bytes();
+    srv.reset_counts();
+    let o = fs.open(attr.ino, libc::O_WRONLY, ME).await.expect("open");
+    let off = 50 * 1024 * 1024 + 123;
+    fs.write(o.fh, off as u64, &[0xAB; 4096])
+        .await
+        .expect("write");
+    fs.flush(o.fh, 0).await.expect("flush");
+    fs.release(o.fh).await.expect("release");
+    data[off..off + 4096].fill(0xAB);
+    assert_eq!(srv.get_object("big").as_deref(), Some(&data[..]));
+    let moved = srv.bytes_received() + srv.bytes_sent();
+    assert!(moved < 20 * 1024 * 1024, "moved {moved} bytes");
+    assert!(srv.count("UploadPartCopy") >= 15, "{:?}", srv.counts());
+    assert_eq!(srv.count("UploadPart"), 1);
+}
+
+#[tokio::test]
+async fn append_truncate_and_sparse_writes_on_large_objects() {
+    let srv = TestServer::start().await;
+    let mut data: Vec<u8> = (0..(20 * 1024 * 1024 + 17))
+        .map(|i| (i % 241) as u8)
+        .collect();
+    srv.put_object("f", data.clone());
+    let fs = patch_fs(&srv);
+    let attr = fs.lookup(ROOT_INO, "f").await.expect("lookup");
+    // append
+    let o = fs
+        .open(attr.ino, libc::O_WRONLY | libc::O_APPEND, ME)
+        .await
+        .expect("open");
+    fs.write(o.fh, data.len() as u64, b"x\n")
+        .await
+        .expect("append");
+    fs.flush(o.fh, 0).await.expect("flush");
+    fs.release(o.fh).await.expect("release");
+    data.extend_from_slice(b"x\n");
+    assert_eq!(srv.get_object("f").as_deref(), Some(&data[..]));
+    // a write past the end leaves a hole of zeros
+    let o = fs.open(attr.ino, libc::O_RDWR, ME).await.expect("open");
+    let hole_at = data.len() + 1000;
+    fs.write(o.fh, hole_at as u64, b"tail")
+        .await
+        .expect("sparse write");
+    let back = fs
+        .read(o.fh, hole_at as u64 - 2, 6)
+        .await
+        .expect("read back");
+    assert_eq!(&back[..], b"\0\0tail");
+    fs.flush(o.fh, 0).await.expect("flush");
+    fs.release(o.fh).await.expect("release");
+    data.resize(hole_at, 0);
+    data.extend_from_slice(b"tail");
+    assert_eq!(srv.get_object("f").as_deref(), Some(&data[..]));
+    // truncate a closed large object: shrink, then grow with zeros
+    let setsize = |size| bucketfs::fs::SetAttr {
+        size: Some(size),
+        ..Default::default()
+    };
+    fs.setattr(attr.ino, setsize(7 * 1024 * 1024 + 5), ME)
+        .await
+        .expect("shrink");
+    data.truncate(7 * 1024 * 1024 + 5);
+    assert_eq!(srv.get_object("f").as_deref(), Some(&data[..]));
+    fs.setattr(attr.ino, setsize(12 * 1024 * 1024), ME)
+        .await
+        .expect("grow");
+    data.resize(12 * 1024 * 1024, 0);
+    assert_eq!(srv.get_object("f").as_deref(), Some(&data[..]));
+}
+
+#[tokio::test]
+async fn refused_upload_part_copy_falls_back_to_read_and_upload() {
+    let srv = TestServer::start().await;
+    let mut data: Vec<u8> = (0..(16 * 1024 * 1024)).map(|i| (i % 239) as u8).collect();
+    srv.put_object("ev2", data.clone());
+    srv.add_fault(Fault::new(FaultKind::not_implemented()).op("UploadPartCopy"));
+    let fs = patch_fs(&srv);
+    let attr = fs.lookup(ROOT_INO, "ev2").await.expect("lookup");
+    let o = fs.open(attr.ino, libc::O_WRONLY, ME).await.expect("open");
+    fs.write(o.fh, 0, b"HEAD").await.expect("write");
+    fs.flush(o.fh, 0).await.expect("flush");
+    fs.release(o.fh).await.expect("release");
+    data[..4].copy_from_slice(b"HEAD");
+    assert_eq!(srv.get_object("ev2").as_deref(), Some(&data[..]));
+}

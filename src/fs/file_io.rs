@@ -9,8 +9,9 @@ use super::attr::{content_type_for, Attr, FileKind};
 use super::error::{FsError, FsResult};
 use super::inode::ListedChild;
 use super::namespace::{check_name, DirState};
+use super::patch::PatchUpload;
 use super::prefetch::Prefetcher;
-use super::upload::Upload;
+use super::upload::{Upload, Uploaded};
 use super::{Caller, Filesystem, Opened, ShutdownReport};
 use crate::s3::PutOptions;
 
@@ -32,8 +33,74 @@ pub(crate) struct WriteHandle {
     state: tokio::sync::Mutex<WriteState>,
 }
 
+/// How a handle writes: a stream of new bytes, or changes to an existing large object.
+enum Writer {
+    Stream(Upload),
+    Patch(PatchUpload),
+}
+
+impl Writer {
+    fn key(&self) -> &str {
+        match self {
+            Writer::Stream(u) => u.key(),
+            Writer::Patch(p) => p.key(),
+        }
+    }
+    fn set_key(&mut self, key: String) -> FsResult<()> {
+        match self {
+            Writer::Stream(u) => u.set_key(key),
+            Writer::Patch(p) => {
+                p.set_key(key);
+                Ok(())
+            }
+        }
+    }
+    fn size(&self) -> u64 {
+        match self {
+            Writer::Stream(u) => u.size(),
+            Writer::Patch(p) => p.size(),
+        }
+    }
+    fn buffered(&self) -> u64 {
+        match self {
+            Writer::Stream(u) => u.buffered(),
+            Writer::Patch(p) => p.buffered(),
+        }
+    }
+    async fn write(&mut self, offset: u64, data: &[u8], opts: &PutOptions) -> FsResult<()> {
+        match self {
+            Writer::Stream(u) => u.write(offset, data, opts).await,
+            Writer::Patch(p) => p.write(offset, data).await,
+        }
+    }
+    async fn set_size(&mut self, size: u64) -> FsResult<()> {
+        match self {
+            Writer::Stream(u) => u.set_size(size).await,
+            Writer::Patch(p) => p.set_size(size).await,
+        }
+    }
+    async fn read(&self, offset: u64, len: u32) -> FsResult<Bytes> {
+        match self {
+            Writer::Stream(u) => u.read_buffered(offset, len),
+            Writer::Patch(p) => p.read(offset, len).await,
+        }
+    }
+    async fn finish(&mut self, opts: &PutOptions) -> FsResult<Uploaded> {
+        match self {
+            Writer::Stream(u) => u.finish(opts).await,
+            Writer::Patch(p) => p.finish(opts).await,
+        }
+    }
+    async fn abort(&mut self) {
+        match self {
+            Writer::Stream(u) => u.abort().await,
+            Writer::Patch(_) => {}
+        }
+    }
+}
+
 struct WriteState {
-    upload: Upload,
+    upload: Writer,
     /// Written since the last commit.
     dirty: bool,
     /// The bucket holds what this handle has (nothing to send if not dirty).
@@ -112,7 +179,7 @@ impl Filesystem {
         let handle = WriteHandle {
             ino,
             state: tokio::sync::Mutex::new(WriteState {
-                upload: self.new_upload(key),
+                upload: Writer::Stream(self.new_upload(key)),
                 dirty: false,
                 committed: false,
                 discarded: false,
@@ -162,25 +229,26 @@ impl Filesystem {
             ));
         }
         let truncate = flags & libc::O_TRUNC != 0;
-        let mut upload = self.new_upload(key.clone());
-        if !truncate && size > 0 {
-            if size > self.limits.base {
-                return Err(FsError::new(
-                    libc::ENOTSUP,
-                    format!(
-                        "updating a file larger than one part ({} bytes) in place is not supported yet; \
-                         write a new file and rename it",
-                        self.limits.base
-                    ),
-                ));
-            }
+        let upload = if !truncate && size > self.limits.base {
+            Writer::Patch(PatchUpload::new(
+                self.client.clone(),
+                self.budget.clone(),
+                key.clone(),
+                etag.clone(),
+                size,
+                self.limits.base,
+                self.client.config().profile.supports_upload_part_copy,
+            ))
+        } else if !truncate && size > 0 {
             let out = self
                 .client
                 .get_object(&key, None, etag.as_deref())
                 .await
                 .map_err(|e| FsError::from_s3(&e, &key))?;
-            upload = upload.with_content(&out.body);
-        }
+            Writer::Stream(self.new_upload(key.clone()).with_content(&out.body))
+        } else {
+            Writer::Stream(self.new_upload(key.clone()))
+        };
         {
             let mut t = self.inodes.lock();
             let n = t.get_mut(ino).ok_or_else(FsError::not_found)?;
@@ -269,7 +337,7 @@ impl Filesystem {
                 }
                 out
             }
-            Handle::Write(w) => w.state.lock().await.upload.read_buffered(offset, size),
+            Handle::Write(w) => w.state.lock().await.upload.read(offset, size).await,
             Handle::Dir(_) => Err(FsError::new(libc::EISDIR, "is a directory")),
         }
     }
@@ -448,10 +516,32 @@ impl Filesystem {
             return Ok(());
         }
         if size > self.limits.base || cur > self.limits.base {
-            return Err(FsError::new(
-                libc::ENOTSUP,
-                "truncating a file larger than one part is not supported yet",
-            ));
+            let mut patch = PatchUpload::new(
+                self.client.clone(),
+                self.budget.clone(),
+                key.clone(),
+                etag,
+                cur,
+                self.limits.base,
+                self.client.config().profile.supports_upload_part_copy,
+            );
+            patch.set_size(size).await?;
+            {
+                let mut t = self.inodes.lock();
+                if let Some(n) = t.get_mut(ino) {
+                    n.attr.size = size;
+                    n.attr.mtime = SystemTime::now();
+                }
+            }
+            let opts = self.put_options(ino)?;
+            let done = patch.finish(&opts).await?;
+            let mut t = self.inodes.lock();
+            if let Some(n) = t.get_mut(ino) {
+                n.etag = done.etag;
+                n.page_cache_etag = None;
+                n.attr_expires = Instant::now() + self.config.metadata_ttl;
+            }
+            return Ok(());
         }
         let mut content = if size == 0 {
             Vec::new()

@@ -10,6 +10,7 @@ mod file_io;
 pub mod inode;
 pub mod memory;
 mod namespace;
+mod patch;
 pub mod prefetch;
 mod rename;
 pub mod upload;

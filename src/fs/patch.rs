@@ -1,0 +1,415 @@
+//! In-place changes to an existing large object (random writes, append, truncate): the parts
+//! that were written to are held in memory; at commit the new object is built with a multipart
+//! upload in which untouched parts are copied server-side (UploadPartCopy) and only the changed
+//! parts are uploaded. Where the server refuses UploadPartCopy, untouched parts are read and
+//! uploaded instead.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures::stream::{self, StreamExt, TryStreamExt};
+
+use super::error::{FsError, FsResult};
+use super::memory::{MemoryBudget, Reservation};
+use super::upload::Uploaded;
+use crate::s3::{CompletedPart, PutOptions, S3Client, S3Error};
+
+/// Parts uploaded or copied at once while committing.
+const PARALLEL_PARTS: usize = 8;
+const MEMORY_PATIENCE: Duration = Duration::from_secs(5);
+
+struct DirtyPart {
+    data: BytesMut,
+    _reservation: Reservation,
+}
+
+/// An open existing object being changed in place.
+pub struct PatchUpload {
+    client: S3Client,
+    budget: Arc<MemoryBudget>,
+    key: String,
+    source_key: String,
+    source_etag: Option<String>,
+    /// Bytes of the source that still stand at the same offsets of the file (shrinks with
+    /// truncation: bytes past it are zeros or new data).
+    source_valid: u64,
+    part_size: u64,
+    size: u64,
+    parts: BTreeMap<u64, DirtyPart>,
+    copy_supported: bool,
+    changed: bool,
+}
+
+fn is_copy_refused(e: &S3Error) -> bool {
+    matches!(e.code(), Some("NotImplemented") | Some("InvalidRequest")) || e.status() == Some(501)
+}
+
+impl PatchUpload {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        client: S3Client,
+        budget: Arc<MemoryBudget>,
+        key: String,
+        etag: Option<String>,
+        size: u64,
+        part_size: u64,
+        copy_supported: bool,
+    ) -> PatchUpload {
+        PatchUpload {
+            client,
+            budget,
+            source_key: key.clone(),
+            key,
+            source_etag: etag,
+            source_valid: size,
+            part_size,
+            size,
+            parts: BTreeMap::new(),
+            copy_supported,
+            changed: false,
+        }
+    }
+
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    pub fn set_key(&mut self, key: String) {
+        self.key = key;
+        self.changed = true;
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub fn buffered(&self) -> u64 {
+        self.parts.values().map(|p| p.data.len() as u64).sum()
+    }
+
+    fn part_range(&self, i: u64, size: u64) -> (u64, u64) {
+        let start = i * self.part_size;
+        (start, ((i + 1) * self.part_size).min(size))
+    }
+
+    /// Source bytes `[start, end)` (within what is still valid), zero-filled up to `len`.
+    async fn source_bytes(&self, start: u64, end: u64) -> FsResult<BytesMut> {
+        let mut buf = BytesMut::with_capacity((end - start) as usize);
+        let src_end = end.min(self.source_valid);
+        if start < src_end {
+            let out = self
+                .client
+                .get_object(
+                    &self.source_key,
+                    Some(start..src_end),
+                    self.source_etag.as_deref(),
+                )
+                .await
+                .map_err(|e| FsError::from_s3(&e, &self.source_key))?;
+            if out.body.len() as u64 != src_end - start {
+                return Err(FsError::new(libc::EIO, "short read of the original object"));
+            }
+            buf.extend_from_slice(&out.body);
+        }
+        buf.resize((end - start) as usize, 0);
+        Ok(buf)
+    }
+
+    /// Make part `i` a dirty in-memory part holding its current content.
+    async fn materialize(&mut self, i: u64) -> FsResult<()> {
+        if self.parts.contains_key(&i) {
+            return Ok(());
+        }
+        let (start, end) = self.part_range(i, self.size);
+        let reservation = self
+            .budget
+            .reserve_within(self.part_size, MEMORY_PATIENCE)
+            .await
+            .unwrap_or_default();
+        let data = self.source_bytes(start, end.max(start)).await?;
+        self.parts.insert(
+            i,
+            DirtyPart {
+                data,
+                _reservation: reservation,
+            },
+        );
+        Ok(())
+    }
+
+    pub async fn write(&mut self, offset: u64, data: &[u8]) -> FsResult<()> {
+        let end = offset + data.len() as u64;
+        if end > self.size {
+            self.grow(end).await?;
+        }
+        let mut pos = offset;
+        while pos < end {
+            let i = pos / self.part_size;
+            let (pstart, pend) = self.part_range(i, self.size);
+            if !self.parts.contains_key(&i) && pos == pstart && end >= pend {
+                // the write covers the whole part: nothing of the old part is needed
+                let reservation = self
+                    .budget
+                    .reserve_within(self.part_size, MEMORY_PATIENCE)
+                    .await
+                    .unwrap_or_default();
+                let mut data = BytesMut::with_capacity((pend - pstart) as usize);
+                data.resize((pend - pstart) as usize, 0);
+                self.parts.insert(
+                    i,
+                    DirtyPart {
+                        data,
+                        _reservation: reservation,
+                    },
+                );
+            }
+            self.materialize(i).await?;
+            let upto = end.min(pend);
+            let part = self
+                .parts
+                .get_mut(&i)
+                .ok_or_else(|| FsError::new(libc::EIO, "part"))?;
+            let need = (pend - pstart) as usize;
+            if part.data.len() < need {
+                part.data.resize(need, 0);
+            }
+            let from = (pos - pstart) as usize;
+            let src = &data[(pos - offset) as usize..(upto - offset) as usize];
+            part.data[from..from + src.len()].copy_from_slice(src);
+            pos = upto;
+        }
+        self.changed = true;
+        Ok(())
+    }
+
+    /// Grow the file: the last part may no longer be the last, so it is materialized and filled.
+    async fn grow(&mut self, new_size: u64) -> FsResult<()> {
+        if self.size % self.part_size != 0 {
+            // a short last part cannot stay short once it is not the last
+            let last = self.size / self.part_size;
+            self.materialize(last).await?;
+        }
+        self.size = new_size;
+        // pad materialized parts up to their new length
+        let ranges: Vec<(u64, u64, u64)> = self
+            .parts
+            .keys()
+            .map(|&i| {
+                let (s, e) = self.part_range(i, new_size);
+                (i, s, e)
+            })
+            .collect();
+        for (i, s, e) in ranges {
+            if let Some(p) = self.parts.get_mut(&i) {
+                if (p.data.len() as u64) < e - s {
+                    p.data.resize((e - s) as usize, 0);
+                }
+            }
+        }
+        self.changed = true;
+        Ok(())
+    }
+
+    pub async fn set_size(&mut self, new_size: u64) -> FsResult<()> {
+        if new_size >= self.size {
+            if new_size > self.size {
+                self.grow(new_size).await?;
+            }
+            return Ok(());
+        }
+        if new_size % self.part_size != 0 {
+            let i = new_size / self.part_size;
+            self.materialize(i).await?;
+        }
+        self.size = new_size;
+        self.source_valid = self.source_valid.min(new_size);
+        let keep_parts = new_size.div_ceil(self.part_size);
+        self.parts.retain(|&i, _| i < keep_parts);
+        if let Some((&i, p)) = self.parts.iter_mut().next_back() {
+            let (s, e) = (i * self.part_size, ((i + 1) * self.part_size).min(new_size));
+            p.data.truncate((e - s) as usize);
+        }
+        self.changed = true;
+        Ok(())
+    }
+
+    pub async fn read(&self, offset: u64, len: u32) -> FsResult<Bytes> {
+        let end = (offset + u64::from(len)).min(self.size);
+        let mut out = BytesMut::new();
+        let mut pos = offset;
+        while pos < end {
+            let i = pos / self.part_size;
+            let (pstart, pend) = self.part_range(i, self.size);
+            let upto = end.min(pend);
+            match self.parts.get(&i) {
+                Some(p) => out
+                    .extend_from_slice(&p.data[(pos - pstart) as usize..(upto - pstart) as usize]),
+                None => out.extend_from_slice(&self.source_bytes(pos, upto).await?),
+            }
+            pos = upto;
+        }
+        Ok(out.freeze())
+    }
+
+    /// Build the new object. Nothing changed: nothing sent (metadata-only changes excepted).
+    pub async fn finish(&mut self, opts: &PutOptions) -> FsResult<Uploaded> {
+        if !self.changed {
+            return Ok(Uploaded {
+                etag: self.source_etag.clone(),
+                size: self.size,
+                multipart: false,
+            });
+        }
+        if self.size <= self.part_size {
+            let body = self.read(0, self.size as u32).await?;
+            let meta = self
+                .client
+                .put_object(&self.key, body, opts)
+                .await
+                .map_err(|e| FsError::from_s3(&e, &self.key))?;
+            self.after_commit(meta.etag.clone());
+            return Ok(Uploaded {
+                etag: meta.etag,
+                size: self.size,
+                multipart: false,
+            });
+        }
+        let upload_id = self
+            .client
+            .create_multipart_upload(&self.key, opts)
+            .await
+            .map_err(|e| FsError::from_s3(&e, &self.key))?;
+        let n = self.size.div_ceil(self.part_size);
+        let result = self.send_parts(&upload_id, n).await;
+        let parts = match result {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = self
+                    .client
+                    .abort_multipart_upload(&self.key, &upload_id)
+                    .await;
+                return Err(e);
+            }
+        };
+        let etag = match self
+            .client
+            .complete_multipart_upload(&self.key, &upload_id, &parts, &PutOptions::default())
+            .await
+        {
+            Ok(etag) => etag,
+            Err(e) => {
+                let _ = self
+                    .client
+                    .abort_multipart_upload(&self.key, &upload_id)
+                    .await;
+                return Err(FsError::from_s3(&e, &self.key));
+            }
+        };
+        self.after_commit(Some(etag.clone()));
+        Ok(Uploaded {
+            etag: Some(etag),
+            size: self.size,
+            multipart: true,
+        })
+    }
+
+    /// The committed object is the new source: later changes build on it.
+    fn after_commit(&mut self, etag: Option<String>) {
+        self.source_key = self.key.clone();
+        self.source_etag = etag;
+        self.source_valid = self.size;
+        self.parts.clear();
+        self.changed = false;
+    }
+
+    async fn send_parts(&mut self, upload_id: &str, n: u64) -> FsResult<Vec<CompletedPart>> {
+        let copy_ok = self.copy_supported;
+        let mut done = Vec::with_capacity(n as usize);
+        let mut todo: Vec<u64> = (0..n).collect();
+        // Clean parts by copy first (cheap, parallel); if refused, fall back for all of them.
+        if copy_ok {
+            // a part is copied only when all its bytes are the source's, at the same offsets
+            let copyable = |i: &u64| {
+                !self.parts.contains_key(i) && self.part_range(*i, self.size).1 <= self.source_valid
+            };
+            let clean: std::collections::BTreeSet<u64> =
+                todo.iter().copied().filter(copyable).collect();
+            let jobs: Vec<_> = clean
+                .iter()
+                .map(|&i| {
+                    let (s, e) = self.part_range(i, self.size);
+                    let client = self.client.clone();
+                    let (key, src, etag) = (
+                        self.key.clone(),
+                        self.source_key.clone(),
+                        self.source_etag.clone(),
+                    );
+                    let upload_id = upload_id.to_string();
+                    async move {
+                        client
+                            .upload_part_copy(
+                                &key,
+                                &upload_id,
+                                i as u32 + 1,
+                                &src,
+                                s..e,
+                                etag.as_deref(),
+                            )
+                            .await
+                            .map(|etag| CompletedPart {
+                                part_number: i as u32 + 1,
+                                etag,
+                            })
+                    }
+                })
+                .collect();
+            match stream::iter(jobs)
+                .buffer_unordered(PARALLEL_PARTS)
+                .try_collect::<Vec<_>>()
+                .await
+            {
+                Ok(parts) => {
+                    done.extend(parts);
+                    todo.retain(|i| !clean.contains(i));
+                }
+                Err(e) if is_copy_refused(&e) => {
+                    tracing::info!(key = %self.key, "server refuses UploadPartCopy ({e}); re-uploading unchanged parts");
+                    self.copy_supported = false;
+                    done.clear();
+                }
+                Err(e) => return Err(FsError::from_s3(&e, &self.key)),
+            }
+        }
+        // Changed parts (and, without copy, every part): upload, a few at a time.
+        for chunk in todo.chunks(PARALLEL_PARTS) {
+            let mut jobs = Vec::new();
+            for &i in chunk {
+                let (s, e) = self.part_range(i, self.size);
+                let body: Bytes = match self.parts.get(&i) {
+                    Some(p) => Bytes::copy_from_slice(&p.data),
+                    None => self.source_bytes(s, e).await?.freeze(),
+                };
+                let client = self.client.clone();
+                let key = self.key.clone();
+                let upload_id = upload_id.to_string();
+                jobs.push(async move {
+                    client
+                        .upload_part(&key, &upload_id, i as u32 + 1, body)
+                        .await
+                        .map(|etag| CompletedPart {
+                            part_number: i as u32 + 1,
+                            etag,
+                        })
+                });
+            }
+            let parts = futures::future::try_join_all(jobs)
+                .await
+                .map_err(|e| FsError::from_s3(&e, &self.key))?;
+            done.extend(parts);
+        }
+        done.sort_by_key(|p| p.part_number);
+        Ok(done)
+    }
+}
