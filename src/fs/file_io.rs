@@ -127,9 +127,12 @@ impl Filesystem {
     fn put_options(&self, ino: u64) -> FsResult<PutOptions> {
         let t = self.inodes.lock();
         let n = t.get(ino).ok_or_else(FsError::not_found)?;
+        // other tools' metadata headers and the xattrs are kept; the attributes are current
+        let mut user_metadata = n.user_meta.clone();
+        user_metadata.extend(n.attr.to_user_metadata());
         Ok(PutOptions {
             content_type: Some(content_type_for(&n.name).to_string()),
-            user_metadata: n.attr.to_user_metadata(),
+            user_metadata,
             ..PutOptions::default()
         })
     }
@@ -379,6 +382,7 @@ impl Filesystem {
             let mut t = self.inodes.lock();
             let n = t.get_mut(w.ino).ok_or_else(FsError::not_found)?;
             n.local_only = false;
+            n.user_meta = opts.user_metadata.clone();
             n.etag = done.etag.clone();
             n.attr.size = done.size;
             n.attr_expires = Instant::now() + self.config.metadata_ttl;

@@ -50,6 +50,9 @@ pub struct Inode {
     pub snapshot: Option<DirSnapshot>,
     /// ETag of the bytes the kernel may still hold in its page cache.
     pub page_cache_etag: Option<String>,
+    /// Every `x-amz-meta-*` header of the object as last seen (kept on rewrites).
+    pub user_meta: std::collections::BTreeMap<String, String>,
+    pub storage_class: Option<String>,
 }
 
 impl Inode {
@@ -160,6 +163,8 @@ impl InodeTable {
                 writing: false,
                 snapshot: None,
                 page_cache_etag: None,
+                user_meta: Default::default(),
+                storage_class: None,
             },
         );
         self.by_name.insert(map_key, ino);
@@ -263,6 +268,8 @@ mod tests {
             writing: false,
             snapshot: None,
             page_cache_etag: None,
+            user_meta: Default::default(),
+            storage_class: None,
         })
     }
 

@@ -14,6 +14,7 @@ mod patch;
 pub mod prefetch;
 mod rename;
 pub mod upload;
+pub mod xattr;
 
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroUsize;
@@ -138,6 +139,8 @@ impl Filesystem {
             writing: false,
             snapshot: None,
             page_cache_etag: None,
+            user_meta: Default::default(),
+            storage_class: None,
         };
         let negative_cap = NonZeroUsize::new(NEGATIVE_CACHE_ENTRIES).unwrap_or(NonZeroUsize::MIN);
         Arc::new(Filesystem {

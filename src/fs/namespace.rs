@@ -64,6 +64,7 @@ impl Filesystem {
 
     /// Record a child in its parent's snapshot (after create/mkdir) or remove it (unlink).
     pub(crate) fn update_snapshot(&self, parent: u64, name: &str, child: Option<ListedChild>) {
+        self.touch_dir(parent);
         let mut t = self.inodes.lock();
         if let Some(p) = t.get_mut(parent) {
             if let Some(s) = &mut p.snapshot {
@@ -76,6 +77,16 @@ impl Filesystem {
                     }
                 }
             }
+        }
+    }
+
+    /// A directory's entries changed: its mtime and ctime become now (kept in memory; a
+    /// directory's times are stored only when set explicitly).
+    pub(crate) fn touch_dir(&self, dir: u64) {
+        let now = SystemTime::now();
+        if let Some(n) = self.inodes.lock().get_mut(dir) {
+            n.attr.mtime = now;
+            n.attr.ctime = now;
         }
     }
 
@@ -136,6 +147,7 @@ impl Filesystem {
                 let ino =
                     t.upsert_child(parent, name, key, attr, meta.etag.clone(), false, deadline);
                 t.inc_lookup(ino);
+                remember_meta(t.get_mut(ino), &meta);
                 t.get(ino).map(|n| n.attr)
             }
             Found::Dir { marker } => {
@@ -154,6 +166,9 @@ impl Filesystem {
                     deadline,
                 );
                 t.inc_lookup(ino);
+                if let Some(m) = &marker {
+                    remember_meta(t.get_mut(ino), m);
+                }
                 t.get(ino).map(|n| n.attr)
             }
         };
@@ -179,13 +194,22 @@ impl Filesystem {
             max_keys: Some(1),
             ..ListRequest::default()
         };
-        let (head, list) = tokio::join!(
-            self.client.head_object(key),
-            self.client.list_objects_v2(&list_req)
-        );
+        // Both at once; once the LIST proves a directory the HEAD is not waited for (some
+        // servers answer HEAD of a prefix with a 500 that would only be retried).
+        let head_fut = self.client.head_object(key);
+        let list_fut = self.client.list_objects_v2(&list_req);
+        tokio::pin!(head_fut);
+        tokio::pin!(list_fut);
+        let mut head_early = None;
+        let list = loop {
+            tokio::select! {
+                h = &mut head_fut, if head_early.is_none() => head_early = Some(h),
+                l = &mut list_fut => break l,
+            }
+        };
         let list = list.map_err(|e| FsError::from_s3(&e, &dir_prefix))?;
         if !list.objects.is_empty() || !list.common_prefixes.is_empty() {
-            if head.is_ok() {
+            if matches!(head_early, Some(Ok(_))) {
                 self.warn_skipped(key, "shadowed by a directory of the same name");
             }
             let has_marker = list.objects.first().map(|o| o.key.as_str()) == Some(&dir_prefix);
@@ -196,6 +220,10 @@ impl Filesystem {
             };
             return Ok(Found::Dir { marker });
         }
+        let head = match head_early {
+            Some(h) => h,
+            None => head_fut.await,
+        };
         match head {
             Ok(meta) => Ok(Found::File(meta)),
             Err(e) if e.is_not_found() => Ok(Found::Missing),
@@ -244,6 +272,8 @@ impl Filesystem {
                 return Err(FsError::new(libc::ESTALE, "object changed kind"));
             }
             n.attr = attr;
+            n.user_meta = m.user_metadata;
+            n.storage_class = m.storage_class;
             n.etag = m.etag;
         }
         n.attr_expires = deadline;
@@ -641,12 +671,19 @@ impl Filesystem {
     }
 
     /// Write `attr` into the metadata of the object behind `ino`.
-    async fn store_metadata(&self, ino: u64, attr: &Attr) -> FsResult<()> {
-        let (key, etag, has_marker, name) = {
+    pub(crate) async fn store_metadata(&self, ino: u64, attr: &Attr) -> FsResult<()> {
+        let (key, etag, has_marker, name, mut user_metadata) = {
             let t = self.inodes.lock();
             let n = t.get(ino).ok_or_else(FsError::not_found)?;
-            (n.key.clone(), n.etag.clone(), n.has_marker, n.name.clone())
+            (
+                n.key.clone(),
+                n.etag.clone(),
+                n.has_marker,
+                n.name.clone(),
+                n.user_meta.clone(),
+            )
         };
+        user_metadata.extend(attr.to_user_metadata());
         if ino == ROOT_INO && key.is_empty() {
             return Err(FsError::new(
                 libc::EPERM,
@@ -659,7 +696,7 @@ impl Filesystem {
         };
         let opts = PutOptions {
             content_type: Some(content_type.to_string()),
-            user_metadata: attr.to_user_metadata(),
+            user_metadata,
             ..PutOptions::default()
         };
         let new_etag = if attr.kind == FileKind::Directory && !has_marker {
@@ -678,6 +715,7 @@ impl Filesystem {
         };
         let mut t = self.inodes.lock();
         if let Some(n) = t.get_mut(ino) {
+            n.user_meta = opts.user_metadata.clone();
             n.etag = new_etag.clone();
             n.page_cache_etag = n.page_cache_etag.take().and(new_etag);
             if attr.kind == FileKind::Directory {
@@ -702,4 +740,14 @@ fn stable_placeholder_ino(parent: u64, name: &str) -> u64 {
     parent.hash(&mut h);
     name.hash(&mut h);
     h.finish() | (1 << 63)
+}
+
+/// Keep what HEAD said beyond the attributes: every metadata header and the storage class.
+fn remember_meta(node: Option<&mut super::inode::Inode>, meta: &ObjectMeta) {
+    if let Some(n) = node {
+        if !n.writing && !n.local_only {
+            n.user_meta = meta.user_metadata.clone();
+            n.storage_class = meta.storage_class.clone();
+        }
+    }
 }

@@ -123,6 +123,17 @@ impl Adapter {
     }
 }
 
+/// Answer an xattr request: the size when asked for it, ERANGE when the buffer is too small.
+fn reply_xattr(reply: ReplyXattr, size: u32, value: &[u8]) {
+    if size == 0 {
+        reply.size(value.len() as u32);
+    } else if value.len() > size as usize {
+        reply.error(Errno::ERANGE);
+    } else {
+        reply.data(value);
+    }
+}
+
 fn fail(fs: &Filesystem, op: &str, ino: u64, e: &FsError) -> Errno {
     log_failure(op, &fs.path_of(ino), e);
     errno(e)
@@ -554,23 +565,59 @@ impl fuser::Filesystem for Adapter {
         );
     }
 
-    fn getxattr(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _name: &OsStr,
-        _size: u32,
-        reply: ReplyXattr,
-    ) {
-        reply.error(Errno::ENODATA);
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let fs = self.fs.clone();
+        let name = name.to_string_lossy().into_owned();
+        self.spawn(async move {
+            match fs.getxattr(ino.0, &name).await {
+                Ok(v) => reply_xattr(reply, size, &v),
+                Err(e) if e.errno == libc::ENODATA => reply.error(Errno::ENODATA),
+                Err(e) => reply.error(fail(&fs, "getxattr", ino.0, &e)),
+            }
+        });
     }
 
-    fn listxattr(&self, _req: &Request, _ino: INodeNo, size: u32, reply: ReplyXattr) {
-        if size == 0 {
-            reply.size(0);
-        } else {
-            reply.data(&[]);
-        }
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let fs = self.fs.clone();
+        self.spawn(async move {
+            match fs.listxattr(ino.0).await {
+                Ok(v) => reply_xattr(reply, size, &v),
+                Err(e) => reply.error(fail(&fs, "listxattr", ino.0, &e)),
+            }
+        });
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        let fs = self.fs.clone();
+        let name = name.to_string_lossy().into_owned();
+        let value = value.to_vec();
+        self.spawn(async move {
+            match fs.setxattr(ino.0, &name, &value, flags).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(fail(&fs, "setxattr", ino.0, &e)),
+            }
+        });
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let fs = self.fs.clone();
+        let name = name.to_string_lossy().into_owned();
+        self.spawn(async move {
+            match fs.removexattr(ino.0, &name).await {
+                Ok(()) => reply.ok(),
+                Err(e) if e.errno == libc::ENODATA => reply.error(Errno::ENODATA),
+                Err(e) => reply.error(fail(&fs, "removexattr", ino.0, &e)),
+            }
+        });
     }
 
     fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {

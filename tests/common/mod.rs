@@ -139,7 +139,9 @@ impl Mount {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let _ = Command::new("umount").arg("-l").arg(self.path()).status();
+        if is_mounted(self.path()) {
+            let _ = Command::new("umount").arg("-l").arg(self.path()).status();
+        }
     }
 }
 
@@ -148,7 +150,9 @@ impl Drop for Mount {
         if self.child.is_some() && !self.unmount() {
             eprintln!("bucketfs log:\n{}", self.log_text());
         }
-        let _ = Command::new("umount").arg("-l").arg(self.path()).status();
+        if is_mounted(self.path()) {
+            let _ = Command::new("umount").arg("-l").arg(self.path()).status();
+        }
     }
 }
 

@@ -1,0 +1,204 @@
+//! Extended attributes, stored as s3fs stores them: one `x-amz-meta-xattr` header holding
+//! URL-encoded JSON `{"name":"base64(value)",…}`. Plus read-only `user.s3.etag` and
+//! `user.s3.storage_class` for scripts.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+use super::error::{FsError, FsResult};
+use super::Filesystem;
+
+/// The metadata header (without `x-amz-meta-`) that holds all extended attributes.
+pub const META_XATTR: &str = "xattr";
+const ETAG_NAME: &str = "user.s3.etag";
+const STORAGE_CLASS_NAME: &str = "user.s3.storage_class";
+/// S3 limits all user metadata of an object to 2 KB.
+const METADATA_LIMIT: usize = 2048;
+const XATTR_CREATE: i32 = 1;
+const XATTR_REPLACE: i32 = 2;
+
+const KEEP: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// Parse the header value into name → value.
+pub fn decode(header: &str) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let json = percent_decode_str(header).decode_utf8_lossy();
+    let body = json.trim().trim_start_matches('{').trim_end_matches('}');
+    // names and base64 values never contain quotes, commas or colons escaped in ways that matter
+    for pair in body.split(',') {
+        let Some((k, v)) = pair.split_once(':') else {
+            continue;
+        };
+        let name = k.trim().trim_matches('"');
+        let value = v.trim().trim_matches('"');
+        if name.is_empty() {
+            continue;
+        }
+        if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(value) {
+            out.insert(name.to_string(), bytes);
+        }
+    }
+    out
+}
+
+/// The header value for these attributes.
+pub fn encode(attrs: &BTreeMap<String, Vec<u8>>) -> String {
+    let mut json = String::from("{");
+    for (i, (k, v)) in attrs.iter().enumerate() {
+        if i > 0 {
+            json.push(',');
+        }
+        json.push('"');
+        json.push_str(k);
+        json.push_str("\":\"");
+        json.push_str(&base64::engine::general_purpose::STANDARD.encode(v));
+        json.push('"');
+    }
+    json.push('}');
+    utf8_percent_encode(&json, KEEP).to_string()
+}
+
+fn check_name(name: &str) -> FsResult<()> {
+    if name.starts_with("system.") {
+        return Err(FsError::new(libc::EOPNOTSUPP, "ACLs are not stored in S3"));
+    }
+    if name.contains(['"', ',', ':', '{', '}']) {
+        return Err(FsError::new(
+            libc::EINVAL,
+            "xattr names with quotes, commas or colons cannot be stored",
+        ));
+    }
+    Ok(())
+}
+
+impl Filesystem {
+    /// The user metadata of `ino` with its current attributes applied.
+    async fn xattrs_of(
+        &self,
+        ino: u64,
+    ) -> FsResult<(BTreeMap<String, Vec<u8>>, Option<String>, Option<String>)> {
+        self.getattr(ino).await?;
+        let t = self.inodes.lock();
+        let n = t.get(ino).ok_or_else(FsError::not_found)?;
+        let map = n
+            .user_meta
+            .get(META_XATTR)
+            .map(|h| decode(h))
+            .unwrap_or_default();
+        Ok((map, n.etag.clone(), n.storage_class.clone()))
+    }
+
+    pub async fn getxattr(&self, ino: u64, name: &str) -> FsResult<Vec<u8>> {
+        let (map, etag, class) = self.xattrs_of(ino).await?;
+        match name {
+            ETAG_NAME => etag
+                .map(String::into_bytes)
+                .ok_or_else(|| FsError::new(libc::ENODATA, "no ETag yet")),
+            STORAGE_CLASS_NAME => Ok(class.unwrap_or_else(|| "STANDARD".into()).into_bytes()),
+            _ => map
+                .get(name)
+                .cloned()
+                .ok_or_else(|| FsError::new(libc::ENODATA, "no such attribute")),
+        }
+    }
+
+    /// Names, NUL-terminated one after another, as listxattr(2) wants them.
+    pub async fn listxattr(&self, ino: u64) -> FsResult<Vec<u8>> {
+        let (map, etag, _) = self.xattrs_of(ino).await?;
+        let mut out = Vec::new();
+        for name in map.keys() {
+            out.extend_from_slice(name.as_bytes());
+            out.push(0);
+        }
+        if etag.is_some() {
+            out.extend_from_slice(ETAG_NAME.as_bytes());
+            out.push(0);
+        }
+        out.extend_from_slice(STORAGE_CLASS_NAME.as_bytes());
+        out.push(0);
+        Ok(out)
+    }
+
+    pub async fn setxattr(&self, ino: u64, name: &str, value: &[u8], flags: i32) -> FsResult<()> {
+        self.check_writable()?;
+        check_name(name)?;
+        if name == ETAG_NAME || name == STORAGE_CLASS_NAME {
+            return Err(FsError::new(libc::EPERM, "read-only attribute"));
+        }
+        let (mut map, _, _) = self.xattrs_of(ino).await?;
+        let exists = map.contains_key(name);
+        if flags & XATTR_CREATE != 0 && exists {
+            return Err(FsError::new(libc::EEXIST, "attribute exists"));
+        }
+        if flags & XATTR_REPLACE != 0 && !exists {
+            return Err(FsError::new(libc::ENODATA, "no such attribute"));
+        }
+        map.insert(name.to_string(), value.to_vec());
+        self.store_xattrs(ino, &map).await
+    }
+
+    pub async fn removexattr(&self, ino: u64, name: &str) -> FsResult<()> {
+        self.check_writable()?;
+        let (mut map, _, _) = self.xattrs_of(ino).await?;
+        if map.remove(name).is_none() {
+            return Err(FsError::new(libc::ENODATA, "no such attribute"));
+        }
+        self.store_xattrs(ino, &map).await
+    }
+
+    async fn store_xattrs(&self, ino: u64, map: &BTreeMap<String, Vec<u8>>) -> FsResult<()> {
+        let header = encode(map);
+        let (attr, writing) = {
+            let mut t = self.inodes.lock();
+            let n = t.get_mut(ino).ok_or_else(FsError::not_found)?;
+            let mut meta = n.user_meta.clone();
+            if map.is_empty() {
+                meta.remove(META_XATTR);
+            } else {
+                meta.insert(META_XATTR.to_string(), header);
+            }
+            let size: usize = meta.iter().map(|(k, v)| k.len() + 11 + v.len()).sum();
+            if size > METADATA_LIMIT {
+                return Err(FsError::new(
+                    libc::E2BIG,
+                    "object metadata would exceed S3's 2 KB limit",
+                ));
+            }
+            n.user_meta = meta;
+            (n.attr, n.writing || n.local_only)
+        };
+        if writing {
+            // folded into the pending upload
+            return Ok(());
+        }
+        self.store_metadata(ino, &attr).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s3fs_format_round_trip() {
+        let mut m = BTreeMap::new();
+        m.insert("user.a".to_string(), b"hello".to_vec());
+        m.insert("user.bin".to_string(), vec![0, 255, 10]);
+        let h = encode(&m);
+        assert!(h.starts_with("%7B%22user.a%22%3A%22aGVsbG8%3D%22"), "{h}");
+        assert_eq!(decode(&h), m);
+        // what s3fs writes for {"user.other":"dGVzdA=="}
+        let s3fs = "%7B%22user.other%22%3A%22dGVzdA%3D%3D%22%7D";
+        assert_eq!(
+            decode(s3fs).get("user.other").map(Vec::as_slice),
+            Some(&b"test"[..])
+        );
+        assert!(decode("").is_empty());
+    }
+}

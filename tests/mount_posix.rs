@@ -1,0 +1,252 @@
+//! Real mounts driven the way rsync, cp -a, tar, mv and backup tools drive them.
+
+mod common;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use common::*;
+
+/// A source tree with nested directories, a symlink, modes 0600/0755 and old mtimes.
+fn make_tree(root: &Path) {
+    sh(&format!(
+        "set -e; cd {r}; mkdir -p a/b/c d; echo one > a/one.txt; echo two > a/b/two.txt; \
+         head -c 300000 /dev/urandom > a/b/c/bin.dat; echo secret > d/private; chmod 600 d/private; \
+         printf '#!/bin/sh\\necho hi\\n' > d/run.sh; chmod 755 d/run.sh; ln -s ../a/one.txt d/link; \
+         touch -h -d '2001-02-03 04:05:06' d/link; \
+         find . -path ./d/link -prune -o -exec touch -d '2001-02-03 04:05:06' {{}} +",
+        r = root.display()
+    ));
+}
+
+#[test]
+fn rsync_twice_sends_nothing_the_second_time_also_after_remount() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = server();
+    let src = tempfile::tempdir().expect("tmp");
+    make_tree(src.path());
+    let m = Mount::new(&srv, &[]);
+    let dst = m.p("backup");
+    sh(&format!(
+        "rsync -a {}/ {}/",
+        src.path().display(),
+        dst.display()
+    ));
+    let again = sh(&format!(
+        "rsync -a --itemize-changes {}/ {}/",
+        src.path().display(),
+        dst.display()
+    ));
+    assert_eq!(again.trim(), "", "second rsync changed things");
+    assert_eq!(
+        std::fs::read_link(dst.join("d/link")).expect("readlink"),
+        Path::new("../a/one.txt")
+    );
+    let md = std::fs::metadata(dst.join("d/private")).expect("stat");
+    assert_eq!(md.permissions().mode() & 0o777, 0o600);
+    drop(m);
+    let m = Mount::new(&srv, &[]);
+    let again = sh(&format!(
+        "rsync -a --itemize-changes {}/ {}/",
+        src.path().display(),
+        m.p("backup").display()
+    ));
+    assert_eq!(again.trim(), "", "rsync after remount changed things");
+    // the symlink is stored as s3fs stores it
+    let meta = srv.object_meta("backup/d/link").expect("link object");
+    let mode: u32 = meta.metadata["mode"].parse().expect("mode");
+    assert_eq!(mode & libc::S_IFMT, libc::S_IFLNK);
+    assert_eq!(
+        srv.get_object("backup/d/link").as_deref(),
+        Some(&b"../a/one.txt"[..])
+    );
+}
+
+#[test]
+fn cp_a_and_tar_keep_modes_and_times() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = server();
+    let src = tempfile::tempdir().expect("tmp");
+    make_tree(src.path());
+    let m = Mount::new(&srv, &[]);
+    sh(&format!(
+        "cp -a {}/. {}",
+        src.path().display(),
+        m.p("copy").display()
+    ));
+    for rel in ["a/one.txt", "d/private", "d/run.sh", "a/b/c/bin.dat"] {
+        let a = std::fs::metadata(src.path().join(rel)).expect("src");
+        let b = std::fs::metadata(m.p("copy").join(rel)).expect("dst");
+        assert_eq!(a.mode(), b.mode(), "{rel}");
+        assert_eq!(a.mtime(), b.mtime(), "{rel}");
+        assert_eq!(a.len(), b.len(), "{rel}");
+    }
+    let tarball = tempfile::NamedTempFile::new().expect("tmp");
+    sh(&format!(
+        "tar -C {} -cf {} .",
+        src.path().display(),
+        tarball.path().display()
+    ));
+    std::fs::create_dir(m.p("untar")).expect("mkdir");
+    sh(&format!(
+        "tar -C {} -xf {}",
+        m.p("untar").display(),
+        tarball.path().display()
+    ));
+    // a clean compare also after a remount
+    drop(m);
+    let m = Mount::new(&srv, &[]);
+    sh(&format!(
+        "tar -C {} --compare -f {}",
+        m.p("untar").display(),
+        tarball.path().display()
+    ));
+}
+
+#[test]
+fn mv_of_a_file_and_of_a_directory_of_500_files() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = server();
+    for i in 0..500 {
+        srv.put_object(&format!("dir/f{i:03}"), format!("{i}"));
+    }
+    srv.put_object("lonely.txt", "x");
+    let m = Mount::new(&srv, &[]);
+    sh(&format!(
+        "mv {} {}",
+        m.p("lonely.txt").display(),
+        m.p("moved.txt").display()
+    ));
+    assert!(srv.get_object("lonely.txt").is_none());
+    assert_eq!(srv.get_object("moved.txt").as_deref(), Some(&b"x"[..]));
+    sh(&format!(
+        "mv {} {}",
+        m.p("dir").display(),
+        m.p("renamed").display()
+    ));
+    let keys = srv.keys();
+    assert!(
+        keys.iter().all(|k| !k.starts_with("dir/")),
+        "sources left behind"
+    );
+    for i in 0..500 {
+        assert_eq!(
+            srv.get_object(&format!("renamed/f{i:03}")).as_deref(),
+            Some(format!("{i}").as_bytes())
+        );
+    }
+    assert_eq!(std::fs::read_dir(m.p("renamed")).expect("ls").count(), 500);
+    assert!(!m.p("dir").exists());
+}
+
+#[test]
+fn append_and_overwrite_in_place_on_large_objects() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = server();
+    let mut twenty = pattern(20 * 1024 * 1024, 3);
+    srv.put_object("twenty.bin", twenty.clone());
+    let mut hundred = pattern(100 * 1024 * 1024, 4);
+    srv.put_object("hundred.bin", hundred.clone());
+    let m = Mount::new(&srv, &[]);
+    sh(&format!("echo x >> {}", m.p("twenty.bin").display()));
+    twenty.extend_from_slice(b"x\n");
+    assert_eq!(srv.get_object("twenty.bin").as_deref(), Some(&twenty[..]));
+
+    srv.reset_bytes();
+    let patch = tempfile::NamedTempFile::new().expect("tmp");
+    std::fs::write(patch.path(), [0x5Au8; 4096]).expect("patch");
+    sh(&format!(
+        "dd if={} of={} bs=4096 seek=12345 conv=notrunc status=none",
+        patch.path().display(),
+        m.p("hundred.bin").display()
+    ));
+    hundred[12345 * 4096..12346 * 4096].fill(0x5A);
+    let moved = srv.bytes_received() + srv.bytes_sent();
+    assert!(
+        moved < 25 * 1024 * 1024,
+        "moved {moved} bytes for a 4 KiB change"
+    );
+    assert_eq!(
+        sha256(&srv.get_object("hundred.bin").expect("obj")),
+        sha256(&hundred)
+    );
+    // truncate shrinks and grows
+    sh(&format!("truncate -s 1000 {}", m.p("twenty.bin").display()));
+    assert_eq!(srv.get_object("twenty.bin").map(|b| b.len()), Some(1000));
+    sh(&format!("truncate -s 3000 {}", m.p("twenty.bin").display()));
+    let obj = srv.get_object("twenty.bin").expect("obj");
+    assert_eq!(&obj[..1000], &twenty[..1000]);
+    assert!(obj[1000..].iter().all(|&b| b == 0));
+}
+
+#[test]
+fn chmod_chown_touch_xattrs_survive_a_remount() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = server();
+    srv.put_object("plain.txt", "from another tool");
+    let m = Mount::new(&srv, &[]);
+    let f = m.p("plain.txt");
+    sh(&format!(
+        "chmod 640 {f} && chown 1234:5678 {f} && touch -d '2010-10-10 10:10:10' {f} && \
+         python3 -c \"import os; os.setxattr('{f}', 'user.color', b'blue')\"",
+        f = f.display()
+    ));
+    assert_eq!(
+        std::fs::read_to_string(&f).expect("read"),
+        "from another tool"
+    );
+    drop(m);
+    let m = Mount::new(&srv, &[]);
+    let md = std::fs::metadata(m.p("plain.txt")).expect("stat");
+    assert_eq!(md.mode() & 0o7777, 0o640);
+    assert_eq!((md.uid(), md.gid()), (1234, 5678));
+    assert_eq!(md.mtime(), 1_286_705_410);
+    let out = sh(&format!(
+        "python3 -c \"import os; p='{}'; print(os.getxattr(p, 'user.color').decode()); \
+         print(sorted(os.listxattr(p))); print(os.getxattr(p, 'user.s3.etag').decode())\"",
+        m.p("plain.txt").display()
+    ));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "blue");
+    assert!(
+        lines[1].contains("user.color") && lines[1].contains("user.s3.etag"),
+        "{out}"
+    );
+    assert_eq!(lines[2], srv.object_meta("plain.txt").expect("meta").etag);
+    // a new file's mode honours the umask
+    sh(&format!("umask 027 && touch {}", m.p("masked").display()));
+    let md = std::fs::metadata(m.p("masked")).expect("stat");
+    assert_eq!(md.mode() & 0o777, 0o640);
+}
+
+#[test]
+fn hard_links_fifos_and_long_names_are_refused_clearly() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = server();
+    srv.put_object("a", "a");
+    let m = Mount::new(&srv, &[]);
+    let err = std::fs::hard_link(m.p("a"), m.p("b")).expect_err("no hard links");
+    assert_eq!(err.raw_os_error(), Some(libc::EOPNOTSUPP));
+    let fifo = std::ffi::CString::new(m.p("fifo").to_string_lossy().as_bytes()).expect("c");
+    let rc = unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) };
+    assert_eq!(rc, -1);
+    assert_eq!(
+        std::io::Error::last_os_error().raw_os_error(),
+        Some(libc::EOPNOTSUPP)
+    );
+    let long = "n".repeat(256);
+    let err = std::fs::write(m.p(&long), "x").expect_err("too long");
+    assert_eq!(err.raw_os_error(), Some(libc::ENAMETOOLONG));
+}
