@@ -2,6 +2,8 @@
 
 pub mod cli;
 pub mod credentials;
+mod dash_o;
+pub mod values;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -1,0 +1,421 @@
+//! Unit tests of the command line: s3:// parsing, sizes, modes, `-o` options, the mount(8) form.
+
+use super::*;
+use crate::config::dash_o::split_options;
+
+fn parse(args: &[&str]) -> Result<ParsedArgs, clap::Error> {
+    parse_args(args.iter().copied())
+}
+
+fn mount_args(args: &[&str]) -> MountArgs {
+    match parse(args).map(|p| p.cli.command) {
+        Ok(Command::Mount(m)) => *m,
+        other => panic!("not a mount: {other:?}"),
+    }
+}
+
+#[test]
+fn s3_url_parsing() {
+    assert_eq!(parse_bucket("b").unwrap(), ("b".into(), "".into()));
+    assert_eq!(parse_bucket("s3://b").unwrap(), ("b".into(), "".into()));
+    assert_eq!(parse_bucket("s3://b/").unwrap(), ("b".into(), "".into()));
+    assert_eq!(
+        parse_bucket("s3://my-bucket/some/prefix").unwrap(),
+        ("my-bucket".into(), "some/prefix/".into())
+    );
+    assert_eq!(
+        parse_bucket("s3://b/p/").unwrap(),
+        ("b".into(), "p/".into())
+    );
+    assert_eq!(parse_bucket("b:/p").unwrap(), ("b".into(), "p/".into()));
+    assert!(parse_bucket("s3://").is_err());
+    assert!(parse_bucket("s3://b/a//c").is_err());
+    assert!(parse_bucket("s3://b/a/../c").is_err());
+}
+
+#[test]
+fn prefix_flag_and_url_combine() {
+    let plan = mount_args(&["bucketfs", "mount", "b", "/mnt", "--prefix", "/x/y"])
+        .plan()
+        .unwrap();
+    assert_eq!((plan.bucket.as_str(), plan.prefix.as_str()), ("b", "x/y/"));
+    assert_eq!(plan.fs.prefix, "x/y/");
+    assert_eq!(plan.mount.fsname, "bucketfs:b/x/y/");
+    let same = mount_args(&["bucketfs", "mount", "s3://b/x/y", "/m", "--prefix", "x/y/"]);
+    assert_eq!(same.plan().unwrap().prefix, "x/y/");
+    let clash = mount_args(&["bucketfs", "mount", "s3://b/x", "/m", "--prefix", "z"]);
+    assert!(clash.plan().unwrap_err().contains("two prefixes"));
+}
+
+#[test]
+fn size_suffixes() {
+    assert_eq!(parse_size("8388608").unwrap(), 8 * 1024 * 1024);
+    assert_eq!(parse_size("8M").unwrap(), 8 * 1024 * 1024);
+    assert_eq!(parse_size("8MiB").unwrap(), 8 * 1024 * 1024);
+    assert_eq!(parse_size("8mib").unwrap(), 8 * 1024 * 1024);
+    assert_eq!(parse_size("8MB").unwrap(), 8_000_000);
+    assert_eq!(parse_size("1.5G").unwrap(), 3 * 512 * 1024 * 1024);
+    assert_eq!(parse_size("64k").unwrap(), 65536);
+    assert_eq!(parse_size("2 GiB").unwrap(), 2 << 30);
+    assert!(parse_size("8X").is_err());
+    assert!(parse_size("M").is_err());
+    assert!(parse_size("").is_err());
+    assert!(parse_size("99999999999999999999T").is_err());
+}
+
+#[test]
+fn part_size_limits() {
+    let small = mount_args(&["bucketfs", "mount", "b", "/m", "--part-size", "4M"]);
+    assert!(small.plan().unwrap_err().contains("5MiB"));
+    let ok = mount_args(&["bucketfs", "mount", "b", "/m", "--part-size", "16MiB"]);
+    assert_eq!(ok.plan().unwrap().fs.part_size, 16 << 20);
+    let defaults = mount_args(&["bucketfs", "mount", "b", "/m"])
+        .plan()
+        .unwrap();
+    assert_eq!(defaults.fs.part_size, 8 << 20);
+    assert_eq!(defaults.fs.max_memory, 96 << 20);
+    let tight = mount_args(&["bucketfs", "mount", "b", "/m", "--max-memory", "6M"]);
+    assert!(tight.plan().unwrap_err().contains("--max-memory"));
+}
+
+#[test]
+fn octal_modes() {
+    assert_eq!(parse_mode("0644").unwrap(), 0o644);
+    assert_eq!(parse_mode("755").unwrap(), 0o755);
+    assert_eq!(parse_mode("0o600").unwrap(), 0o600);
+    assert_eq!(parse_mode("1777").unwrap(), 0o1777);
+    assert!(parse_mode("0648").is_err());
+    assert!(parse_mode("17777").is_err());
+    assert!(parse_mode("rw-r--r--").is_err());
+    let m = mount_args(&["bucketfs", "mount", "b", "/m", "--file-mode", "0600"]);
+    let plan = m.plan().unwrap();
+    assert_eq!((plan.fs.file_mode, plan.fs.dir_mode), (0o600, 0o755));
+}
+
+#[test]
+fn durations() {
+    assert_eq!(parse_duration("24h").unwrap(), Duration::from_secs(86_400));
+    assert_eq!(
+        parse_duration("7d").unwrap(),
+        Duration::from_secs(7 * 86_400)
+    );
+    assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+    assert_eq!(
+        parse_duration("1d12h").unwrap(),
+        Duration::from_secs(129_600)
+    );
+    assert!(parse_duration("h").is_err());
+    assert!(parse_duration("3y").is_err());
+}
+
+#[test]
+fn dash_o_options() {
+    let m = mount_args(&[
+        "bucketfs",
+        "mount",
+        "b",
+        "/m",
+        "-o",
+        "ro,allow_other,uid=1000,endpoint=http://127.0.0.1:9000,path_style",
+        "-oprefix=data,metadata_ttl=5,part_size=16M,_netdev,noatime,x-systemd.automount",
+    ]);
+    let plan = m.plan().unwrap();
+    assert!(plan.fs.read_only && plan.mount.read_only);
+    assert!(plan.mount.allow_other);
+    assert_eq!(plan.fs.uid, 1000);
+    assert_eq!(plan.prefix, "data/");
+    assert_eq!(plan.fs.metadata_ttl, Duration::from_secs(5));
+    assert_eq!(plan.fs.part_size, 16 << 20);
+    assert_eq!(
+        plan.connection.endpoint.as_deref(),
+        Some("http://127.0.0.1:9000")
+    );
+    assert_eq!(plan.connection.path_style, Some(true));
+}
+
+#[test]
+fn dash_o_rw_undoes_ro_and_last_wins() {
+    let m = mount_args(&["bucketfs", "mount", "b", "/m", "-o", "ro", "-o", "rw"]);
+    assert!(!m.plan().unwrap().fs.read_only);
+    let m = mount_args(&["bucketfs", "mount", "b", "/m", "-o", "region=a,region=b"]);
+    assert_eq!(m.plan().unwrap().connection.region.as_deref(), Some("b"));
+}
+
+#[test]
+fn dash_o_unknown_is_refused_with_the_list() {
+    let err = parse(&["bucketfs", "mount", "b", "/m", "-o", "ro,frobnicate"]).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("unknown mount option 'frobnicate'"), "{text}");
+    assert!(text.contains("endpoint="), "{text}");
+    assert!(text.contains("allow_other"), "{text}");
+    assert!(text.contains("_netdev"), "{text}");
+    assert!(
+        !text.contains("help,") && !text.contains("read_write"),
+        "{text}"
+    );
+    assert!(text.contains("bucketfs mount"), "{text}");
+}
+
+#[test]
+fn dash_o_value_mistakes() {
+    let err = parse(&["bucketfs", "mount", "b", "/m", "-o", "endpoint"]).unwrap_err();
+    assert!(err.to_string().contains("needs a value"));
+    let err = parse(&["bucketfs", "mount", "b", "/m", "-o", "ro=1"]).unwrap_err();
+    assert!(err.to_string().contains("takes no value"));
+}
+
+#[test]
+fn dash_o_quotes_protect_commas() {
+    assert_eq!(
+        split_options(r#"a,b="x,y",c"#),
+        vec![
+            ("a".to_string(), None),
+            ("b".to_string(), Some("x,y".to_string())),
+            ("c".to_string(), None)
+        ]
+    );
+}
+
+#[test]
+fn sloppy_ignores_unknown_options() {
+    let p = parse(&[
+        "mount.fuse.bucketfs",
+        "b",
+        "/m",
+        "-s",
+        "-o",
+        "frobnicate,ro",
+    ])
+    .unwrap();
+    assert_eq!(p.warnings.len(), 1);
+    match p.cli.command {
+        Command::Mount(m) => assert!(m.read_only),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn mount8_argv_form() {
+    for argv0 in ["/sbin/mount.fuse.bucketfs", "mount.bucketfs", "bucketfs"] {
+        let p = parse(&[argv0, "s3://b/p", "/mnt/b", "-o", "rw,_netdev,allow_other"]).unwrap();
+        assert_eq!(p.args[0], "mount");
+        match p.cli.command {
+            Command::Mount(m) => {
+                assert!(!m.foreground, "helpers detach by default");
+                let plan = m.plan().unwrap();
+                assert_eq!(plan.bucket, "b");
+                assert_eq!(plan.prefix, "p/");
+                assert!(plan.mount.allow_other);
+                assert_eq!(plan.mount.mountpoint, PathBuf::from("/mnt/b"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // A helper whose bucket is called like a subcommand.
+    let p = parse(&["mount.fuse.bucketfs", "stats", "/mnt", "-o", "ro"]).unwrap();
+    match p.cli.command {
+        Command::Mount(m) => assert_eq!(m.bucket, "stats"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn subcommands_parse() {
+    match parse(&["bucketfs", "stats", "/mnt"]).unwrap().cli.command {
+        Command::Stats(s) => assert_eq!(s.mountpoint, PathBuf::from("/mnt")),
+        other => panic!("{other:?}"),
+    }
+    let p = parse(&[
+        "bucketfs",
+        "cleanup",
+        "s3://b/x",
+        "--older-than",
+        "7d",
+        "--dry-run",
+        "--endpoint",
+        "http://h:1",
+    ])
+    .unwrap();
+    match p.cli.command {
+        Command::Cleanup(c) => {
+            assert_eq!(c.older_than, Duration::from_secs(7 * 86_400));
+            assert!(c.dry_run);
+            assert_eq!(c.bucket_and_prefix().unwrap(), ("b".into(), "x/".into()));
+        }
+        other => panic!("{other:?}"),
+    }
+    match parse(&["bucketfs", "cleanup", "b"]).unwrap().cli.command {
+        Command::Cleanup(c) => assert_eq!(c.older_than, Duration::from_secs(86_400)),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn flags_and_defaults() {
+    let m = mount_args(&[
+        "bucketfs",
+        "mount",
+        "b",
+        "/m",
+        "-f",
+        "--virtual-hosted",
+        "--unsigned-payload",
+        "--provider",
+        "minio",
+        "--no-default-permissions",
+        "--threads",
+        "4",
+        "--sse",
+        "kms",
+    ]);
+    let plan = m.plan().unwrap();
+    assert!(plan.daemon.foreground);
+    assert_eq!(plan.connection.path_style, Some(false));
+    assert_eq!(plan.connection.sign_payload, Some(false));
+    assert_eq!(plan.connection.provider, Some(ProviderName::Minio));
+    assert!(!plan.mount.default_permissions);
+    assert_eq!(plan.mount.threads, 4);
+    assert_eq!(plan.pending.given(), vec!["--sse"]);
+    let d = mount_args(&["bucketfs", "mount", "b", "/m"])
+        .plan()
+        .unwrap();
+    assert_eq!(d.connection.retry_timeout, Duration::from_secs(60));
+    assert_eq!(d.connection.max_inflight, 64);
+    assert_eq!(d.fs.negative_ttl, Duration::from_secs(5));
+    assert_eq!(d.mount.threads, 2);
+    assert!(d.mount.default_permissions && !d.daemon.foreground);
+    assert_eq!(d.connection.path_style, None);
+}
+
+#[test]
+fn endpoints() {
+    assert_eq!(
+        normalize_endpoint("http://h:9000/").unwrap(),
+        "http://h:9000"
+    );
+    assert_eq!(
+        normalize_endpoint("minio.lan").unwrap(),
+        "https://minio.lan"
+    );
+    assert!(normalize_endpoint("ftp://x").is_err());
+}
+
+fn creds() -> SharedCredentials {
+    std::sync::Arc::new(crate::s3::StaticCredentials {
+        credentials: crate::s3::Credentials {
+            access_key_id: "AKID".into(),
+            secret_access_key: "secret".into(),
+            session_token: None,
+        },
+        origin: "test".into(),
+    })
+}
+
+#[test]
+fn s3_config_from_the_command_line() {
+    let plan = mount_args(&[
+        "bucketfs",
+        "mount",
+        "b",
+        "/m",
+        "--endpoint",
+        "http://127.0.0.1:9000",
+        "--max-inflight",
+        "8",
+        "--retry-timeout",
+        "7",
+        "--storage-class",
+        "STANDARD_IA",
+    ])
+    .plan()
+    .unwrap();
+    let c = s3_config(&plan.connection, "b", "http://127.0.0.1:9000", "r", creds());
+    assert_eq!(c.profile.provider, Provider::Other);
+    assert!(c.path_style, "path style is the default off AWS");
+    assert_eq!(c.max_inflight, 8);
+    assert_eq!(c.retry_timeout, Duration::from_secs(7));
+    assert_eq!(c.storage_class.as_deref(), Some("STANDARD_IA"));
+    assert_eq!((c.region.as_str(), c.bucket.as_str()), ("r", "b"));
+
+    let plan = mount_args(&["bucketfs", "mount", "b", "/m", "--sign-payload"])
+        .plan()
+        .unwrap();
+    let aws = "https://s3.eu-west-1.amazonaws.com";
+    let c = s3_config(&plan.connection, "b", aws, "eu-west-1", creds());
+    assert_eq!(c.profile.provider, Provider::Aws);
+    assert!(!c.path_style && c.sign_payload);
+
+    let plan = mount_args(&[
+        "bucketfs",
+        "mount",
+        "b",
+        "/m",
+        "--provider",
+        "gdc",
+        "--virtual-hosted",
+    ])
+    .plan()
+    .unwrap();
+    let c = s3_config(
+        &plan.connection,
+        "b",
+        "https://s3.example.net",
+        "r",
+        creds(),
+    );
+    assert_eq!(c.profile.provider, Provider::Gdc);
+    assert!(!c.path_style);
+}
+
+#[test]
+fn endpoint_resolution() {
+    use std::collections::HashMap;
+    let settings = mount_args(&["bucketfs", "mount", "b", "/m"])
+        .plan()
+        .unwrap()
+        .connection;
+    let mut env: HashMap<String, String> = HashMap::new();
+    assert_eq!(
+        resolve_endpoint(&settings, "eu-west-1", &env).unwrap(),
+        "https://s3.eu-west-1.amazonaws.com"
+    );
+    env.insert("AWS_ENDPOINT_URL".into(), "http://generic:1/".into());
+    assert_eq!(
+        resolve_endpoint(&settings, "r", &env).unwrap(),
+        "http://generic:1"
+    );
+    env.insert("AWS_ENDPOINT_URL_S3".into(), "http://s3only:2".into());
+    assert_eq!(
+        resolve_endpoint(&settings, "r", &env).unwrap(),
+        "http://s3only:2"
+    );
+    let explicit = mount_args(&["bucketfs", "mount", "b", "/m", "--endpoint", "minio:9000"])
+        .plan()
+        .unwrap()
+        .connection;
+    assert_eq!(
+        resolve_endpoint(&explicit, "r", &env).unwrap(),
+        "https://minio:9000"
+    );
+}
+
+#[test]
+fn help_has_groups() {
+    let mut cmd = Cli::command();
+    let mount = cmd.find_subcommand_mut("mount").unwrap();
+    let help = mount.render_long_help().to_string();
+    for heading in [
+        "Connection",
+        "Credentials",
+        "Caching",
+        "Permissions",
+        "Logging",
+    ] {
+        assert!(
+            help.contains(&format!("{heading}:")),
+            "{heading} missing:\n{help}"
+        );
+    }
+    assert!(help.contains("[default: 8MiB]"));
+    Cli::command().debug_assert();
+}
