@@ -19,6 +19,8 @@ use crate::s3::PutOptions;
 #[derive(Clone)]
 pub(crate) enum Handle {
     Dir(Arc<tokio::sync::Mutex<DirState>>),
+    /// A generated read-only file (`.bucketfs/stats`).
+    Static(Bytes),
     Read(Arc<ReadHandle>),
     Write(Arc<WriteHandle>),
 }
@@ -35,7 +37,7 @@ pub(crate) struct WriteHandle {
 
 /// How a handle writes: a stream of new bytes, or changes to an existing large object.
 enum Writer {
-    Stream(Upload),
+    Stream(Box<Upload>),
     Patch(PatchUpload),
 }
 
@@ -182,7 +184,7 @@ impl Filesystem {
         let handle = WriteHandle {
             ino,
             state: tokio::sync::Mutex::new(WriteState {
-                upload: Writer::Stream(self.new_upload(key)),
+                upload: Writer::Stream(Box::new(self.new_upload(key))),
                 dirty: false,
                 committed: false,
                 discarded: false,
@@ -203,6 +205,7 @@ impl Filesystem {
             Opened {
                 fh,
                 keep_cache: false,
+                direct_io: false,
             },
         ))
     }
@@ -212,6 +215,19 @@ impl Filesystem {
     pub async fn open(&self, ino: u64, flags: i32, caller: Caller) -> FsResult<Opened> {
         let _ = caller;
         let acc = flags & libc::O_ACCMODE;
+        if Self::is_control(ino) {
+            if acc != libc::O_RDONLY {
+                return Err(FsError::new(libc::EACCES, "read-only file"));
+            }
+            let fh = self.new_fh();
+            let text = self.stats_bytes().await?;
+            self.handles.lock().insert(fh, Handle::Static(text));
+            return Ok(Opened {
+                fh,
+                keep_cache: false,
+                direct_io: true,
+            });
+        }
         let attr = self.getattr(ino).await?;
         if attr.kind == FileKind::Directory {
             return Err(FsError::new(libc::EISDIR, "is a directory"));
@@ -248,9 +264,11 @@ impl Filesystem {
                 .get_object(&key, None, etag.as_deref())
                 .await
                 .map_err(|e| FsError::from_s3(&e, &key))?;
-            Writer::Stream(self.new_upload(key.clone()).with_content(&out.body))
+            Writer::Stream(Box::new(
+                self.new_upload(key.clone()).with_content(&out.body),
+            ))
         } else {
-            Writer::Stream(self.new_upload(key.clone()))
+            Writer::Stream(Box::new(self.new_upload(key.clone())))
         };
         {
             let mut t = self.inodes.lock();
@@ -285,6 +303,7 @@ impl Filesystem {
         Ok(Opened {
             fh,
             keep_cache: false,
+            direct_io: false,
         })
     }
 
@@ -319,7 +338,11 @@ impl Filesystem {
                 prefetcher: parking_lot::Mutex::new(prefetcher),
             })),
         );
-        Ok(Opened { fh, keep_cache })
+        Ok(Opened {
+            fh,
+            keep_cache,
+            direct_io: false,
+        })
     }
 
     fn handle(&self, fh: u64) -> FsResult<Handle> {
@@ -341,6 +364,11 @@ impl Filesystem {
                 out
             }
             Handle::Write(w) => w.state.lock().await.upload.read(offset, size).await,
+            Handle::Static(b) => {
+                let start = (offset as usize).min(b.len());
+                let end = (start + size as usize).min(b.len());
+                Ok(b.slice(start..end))
+            }
             Handle::Dir(_) => Err(FsError::new(libc::EISDIR, "is a directory")),
         }
     }
@@ -490,7 +518,7 @@ impl Filesystem {
                 }
                 Ok(())
             }
-            Some(Handle::Dir(_)) | None => Ok(()),
+            Some(Handle::Dir(_)) | Some(Handle::Static(_)) | None => Ok(()),
         }
     }
 

@@ -4,6 +4,7 @@
 //! adapter turns results into replies. The core can be driven without a kernel mount.
 
 pub mod attr;
+pub mod control;
 pub mod dir_listing;
 pub mod error;
 mod file_io;
@@ -60,11 +61,13 @@ pub struct DirEntryOut {
 }
 
 /// Result of open/create.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Opened {
     pub fh: u64,
     /// The kernel may keep the page cache from an earlier open (the object did not change).
     pub keep_cache: bool,
+    /// Bypass the page cache (generated files whose size is not known in advance).
+    pub direct_io: bool,
 }
 
 /// Attribute changes asked by setattr. Times are resolved by the adapter ("now" included).
@@ -92,6 +95,9 @@ pub struct StatFs {
     pub frsize: u32,
 }
 
+/// Makes the kernel forget a cached (parent, name) entry.
+pub type EntryInvalidator = Box<dyn Fn(u64, &str) + Send + Sync>;
+
 pub struct Filesystem {
     pub(crate) config: FsConfig,
     pub(crate) client: S3Client,
@@ -104,7 +110,7 @@ pub struct Filesystem {
     next_fh: AtomicU64,
     warned: Mutex<HashSet<String>>,
     /// Tells the kernel to drop a cached name (set by the FUSE adapter once mounted).
-    invalidator: std::sync::OnceLock<Box<dyn Fn(u64, &str) + Send + Sync>>,
+    invalidator: std::sync::OnceLock<EntryInvalidator>,
 }
 
 /// Most names remembered as missing at once.
@@ -158,7 +164,7 @@ impl Filesystem {
     }
 
     /// Install the hook that makes the kernel forget a cached (parent, name) entry.
-    pub fn set_invalidator(&self, f: Box<dyn Fn(u64, &str) + Send + Sync>) {
+    pub fn set_invalidator(&self, f: EntryInvalidator) {
         let _ = self.invalidator.set(f);
     }
 

@@ -93,6 +93,9 @@ impl Filesystem {
     /// Find `name` in directory `parent`. Costs nothing when the inode's attributes or the
     /// parent's listing are fresh; otherwise HEAD `key` and LIST `key/` at once.
     pub async fn lookup(&self, parent: u64, name: &str) -> FsResult<Attr> {
+        if let Some(attr) = self.control_lookup(parent, name) {
+            return Ok(attr);
+        }
         check_name(name)?;
         let now = Instant::now();
         let (parent_key, listed) = {
@@ -237,6 +240,9 @@ impl Filesystem {
 
     /// Attributes of `ino`: from cache while fresh, else HEAD (files) or the marker (directories).
     pub async fn getattr(&self, ino: u64) -> FsResult<Attr> {
+        if let Some(attr) = self.control_getattr(ino) {
+            return Ok(attr);
+        }
         let now = Instant::now();
         let (key, kind, has_marker) = {
             let t = self.inodes.lock();
@@ -283,7 +289,18 @@ impl Filesystem {
     /// Open a directory: the listing is read page by page as readdir advances, or served from
     /// a fresh snapshot without any request.
     pub async fn opendir(&self, ino: u64) -> FsResult<u64> {
-        let (key, snapshot) = {
+        let (key, snapshot) = if ino == super::control::CONTROL_DIR_INO {
+            let mut children = std::collections::HashMap::new();
+            children.insert(
+                super::control::STATS_NAME.to_string(),
+                ListedChild::File {
+                    size: 0,
+                    etag: None,
+                    last_modified: None,
+                },
+            );
+            (String::new(), Some(children))
+        } else {
             let t = self.inodes.lock();
             let n = t.get(ino).ok_or_else(FsError::not_found)?;
             if n.kind() != FileKind::Directory {

@@ -392,11 +392,13 @@ impl fuser::Filesystem for Adapter {
         self.spawn(async move {
             match fs.open(ino.0, flags.0, who).await {
                 Ok(o) => {
-                    let f = if o.keep_cache {
-                        FopenFlags::FOPEN_KEEP_CACHE
-                    } else {
-                        FopenFlags::empty()
-                    };
+                    let mut f = FopenFlags::empty();
+                    if o.keep_cache {
+                        f |= FopenFlags::FOPEN_KEEP_CACHE;
+                    }
+                    if o.direct_io {
+                        f |= FopenFlags::FOPEN_DIRECT_IO;
+                    }
                     reply.opened(FileHandle(o.fh), f)
                 }
                 Err(e) => reply.error(fail(&fs, "open", ino.0, &e)),
