@@ -111,6 +111,20 @@ struct WriteState {
     discarded: bool,
     /// This handle created the file (it did not exist before).
     created_here: bool,
+    /// What the bucket should hold under the key when this handle commits; a commit is
+    /// conditional on it so that a change by another client is never clobbered.
+    expect: Expect,
+}
+
+/// The state of the key a commit may replace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Expect {
+    /// Nothing: the file is new (`If-None-Match: *`).
+    Absent,
+    /// This version (`If-Match`).
+    Etag(String),
+    /// Not known (renamed onto an existing name, or no ETag): unconditional.
+    Unknown,
 }
 
 impl Filesystem {
@@ -189,6 +203,7 @@ impl Filesystem {
                 committed: false,
                 discarded: false,
                 created_here: true,
+                expect: Expect::Absent,
             }),
         };
         self.handles
@@ -295,6 +310,7 @@ impl Filesystem {
                 committed: !truncate,
                 discarded: false,
                 created_here: false,
+                expect: etag.map(Expect::Etag).unwrap_or(Expect::Unknown),
             }),
         };
         self.handles
@@ -400,9 +416,32 @@ impl Filesystem {
         if st.discarded || (st.committed && !st.dirty) {
             return Ok(());
         }
-        let opts = self.put_options(w.ino)?;
+        let mut opts = self.put_options(w.ino)?;
+        if self.client.config().profile.supports_conditional_put {
+            match &st.expect {
+                Expect::Absent => opts.if_none_match_any = true,
+                Expect::Etag(e) => opts.if_match = Some(e.clone()),
+                Expect::Unknown => {}
+            }
+        }
         let key = st.upload.key().to_string();
-        let done = st.upload.finish(&opts).await?;
+        let done = match st.upload.finish(&opts).await {
+            Ok(done) => done,
+            Err(e) if e.s3.as_ref().and_then(|s| s.status) == Some(412) => {
+                tracing::error!(
+                    key = %key,
+                    "the object was changed in the bucket by someone else while open here; \
+                     not overwritten (close fails with ESTALE)"
+                );
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
+        st.expect = done
+            .etag
+            .clone()
+            .map(Expect::Etag)
+            .unwrap_or(Expect::Unknown);
         st.dirty = false;
         st.committed = true;
         drop(st);
@@ -683,6 +722,7 @@ impl Filesystem {
         };
         let mut st = w.state.lock().await;
         st.upload.set_key(key)?;
+        st.expect = Expect::Unknown;
         if st.committed {
             // the object under the old name goes; the new name needs the bytes again
             st.dirty = true;

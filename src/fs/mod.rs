@@ -5,6 +5,7 @@
 
 pub mod attr;
 pub mod control;
+pub mod counters;
 pub mod dir_listing;
 pub mod error;
 mod file_io;
@@ -111,6 +112,8 @@ pub struct Filesystem {
     warned: Mutex<HashSet<String>>,
     /// Tells the kernel to drop a cached name (set by the FUSE adapter once mounted).
     invalidator: std::sync::OnceLock<EntryInvalidator>,
+    /// Cache hits and misses since mount start (shown in the stats file).
+    pub(crate) counters: counters::CacheCounters,
 }
 
 /// Most names remembered as missing at once.
@@ -158,6 +161,7 @@ impl Filesystem {
             next_fh: AtomicU64::new(1),
             warned: Mutex::new(HashSet::new()),
             invalidator: std::sync::OnceLock::new(),
+            counters: counters::CacheCounters::new(),
             config,
             client,
         })
@@ -249,6 +253,7 @@ impl Filesystem {
             self.budget.in_use(),
             self.inodes.lock().len()
         ));
+        s.push_str(&self.counters.to_text());
         s
     }
 

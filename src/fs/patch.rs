@@ -42,6 +42,15 @@ pub struct PatchUpload {
     changed: bool,
 }
 
+/// Only the conditions of `opts` (CompleteMultipartUpload carries no metadata).
+fn conditions(opts: &PutOptions) -> PutOptions {
+    PutOptions {
+        if_match: opts.if_match.clone(),
+        if_none_match_any: opts.if_none_match_any,
+        ..PutOptions::default()
+    }
+}
+
 fn is_copy_refused(e: &S3Error) -> bool {
     matches!(e.code(), Some("NotImplemented") | Some("InvalidRequest")) || e.status() == Some(501)
 }
@@ -295,7 +304,7 @@ impl PatchUpload {
         };
         let etag = match self
             .client
-            .complete_multipart_upload(&self.key, &upload_id, &parts, &PutOptions::default())
+            .complete_multipart_upload(&self.key, &upload_id, &parts, &conditions(opts))
             .await
         {
             Ok(etag) => etag,
