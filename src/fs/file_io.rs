@@ -136,7 +136,13 @@ impl Filesystem {
     }
 
     fn new_upload(&self, key: String) -> Upload {
-        Upload::new(self.client.clone(), key, self.budget.clone(), self.limits)
+        Upload::new(
+            self.client.clone(),
+            key,
+            self.budget.clone(),
+            self.limits,
+            &self.store,
+        )
     }
 
     /// The headers a commit of `ino` sends: content type and the s3fs attribute headers.
@@ -280,7 +286,7 @@ impl Filesystem {
                 .await
                 .map_err(|e| FsError::from_s3(&e, &key))?;
             Writer::Stream(Box::new(
-                self.new_upload(key.clone()).with_content(&out.body),
+                self.new_upload(key.clone()).with_content(&out.body)?,
             ))
         } else {
             Writer::Stream(Box::new(self.new_upload(key.clone())))
@@ -299,6 +305,10 @@ impl Filesystem {
             n.page_cache_etag = None;
             if truncate {
                 n.attr.size = 0;
+                // O_TRUNC arrives here (atomic O_TRUNC): it changes mtime and ctime
+                let now = SystemTime::now();
+                n.attr.mtime = now;
+                n.attr.ctime = now;
             }
         }
         let fh = self.new_fh();
@@ -575,6 +585,7 @@ impl Filesystem {
             if let Some(n) = self.inodes.lock().get_mut(ino) {
                 n.attr.size = size;
                 n.attr.mtime = SystemTime::now();
+                n.attr.ctime = n.attr.mtime;
             }
             return Ok(());
         }
@@ -602,6 +613,7 @@ impl Filesystem {
                 if let Some(n) = t.get_mut(ino) {
                     n.attr.size = size;
                     n.attr.mtime = SystemTime::now();
+                    n.attr.ctime = n.attr.mtime;
                 }
             }
             let opts = self.put_options(ino)?;
@@ -630,6 +642,7 @@ impl Filesystem {
             if let Some(n) = t.get_mut(ino) {
                 n.attr.size = size;
                 n.attr.mtime = SystemTime::now();
+                n.attr.ctime = n.attr.mtime;
             }
         }
         let opts = self.put_options(ino)?;

@@ -10,10 +10,13 @@ pub mod dir_listing;
 pub mod error;
 mod file_io;
 pub mod inode;
+pub mod journal;
 pub mod memory;
 mod namespace;
+pub mod part_buffer;
 mod patch;
 pub mod prefetch;
+mod recovery;
 mod rename;
 pub mod upload;
 pub mod xattr;
@@ -33,7 +36,7 @@ pub use error::{FsError, FsResult};
 pub use inode::ROOT_INO;
 use inode::{Inode, InodeTable};
 use memory::MemoryBudget;
-use upload::PartLimits;
+use upload::{PartLimits, UploadStore};
 
 /// What could not be finished at shutdown.
 #[derive(Debug, Default)]
@@ -104,6 +107,7 @@ pub struct Filesystem {
     pub(crate) client: S3Client,
     pub(crate) limits: PartLimits,
     pub(crate) budget: Arc<MemoryBudget>,
+    pub(crate) store: UploadStore,
     pub(crate) inodes: Mutex<InodeTable>,
     /// (parent, name) pairs known not to exist, until the instant stored.
     pub(crate) negative: Mutex<lru::LruCache<(u64, String), Instant>>,
@@ -151,9 +155,11 @@ impl Filesystem {
             user_meta: Default::default(),
             storage_class: None,
         };
+        let store = upload_store(&config, &client);
         let negative_cap = NonZeroUsize::new(NEGATIVE_CACHE_ENTRIES).unwrap_or(NonZeroUsize::MIN);
         Arc::new(Filesystem {
             budget: Arc::new(MemoryBudget::new(config.max_memory)),
+            store,
             limits,
             inodes: Mutex::new(InodeTable::new(root)),
             negative: Mutex::new(lru::LruCache::new(negative_cap)),
@@ -260,5 +266,31 @@ impl Filesystem {
     /// Finish (or report) every pending upload. Called after unmount.
     pub async fn shutdown(&self) -> ShutdownReport {
         self.finish_all_writes().await
+    }
+}
+
+/// The journal (in `--cache-dir`, else the user's state directory) and where parts are kept.
+fn upload_store(config: &FsConfig, client: &S3Client) -> UploadStore {
+    let dir = config.cache_dir.clone().or_else(|| {
+        std::env::var_os("XDG_STATE_HOME")
+            .map(std::path::PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".local/state"))
+            })
+            .map(|d| d.join("bucketfs"))
+    });
+    let journal = dir.and_then(|dir| {
+        let name = format!("{}/{}", client.config().endpoint, client.bucket());
+        match journal::UploadJournal::open(&dir, &name, &config.prefix) {
+            Ok(j) => Some(Arc::new(j)),
+            Err(e) => {
+                tracing::warn!("upload journal in {} unusable: {e}", dir.display());
+                None
+            }
+        }
+    });
+    UploadStore {
+        spill: config.cache_dir.is_some() && journal.is_some(),
+        journal,
     }
 }

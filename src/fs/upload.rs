@@ -5,12 +5,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::task::JoinHandle;
 
 use super::error::{FsError, FsResult};
+use super::journal::UploadJournal;
 use super::memory::{MemoryBudget, Reservation};
-use crate::s3::{CompletedPart, PutOptions, S3Client};
+use super::part_buffer::PartBuffer;
+use crate::s3::{CompletedPart, PutOptions, S3Client, S3Error};
 
 /// The budget is reserved in steps of this size as a part buffer grows.
 const RESERVE_STEP: u64 = 1024 * 1024;
@@ -62,12 +64,24 @@ pub struct Upload {
     budget: Arc<MemoryBudget>,
     limits: PartLimits,
     /// Bytes not yet sent. While no multipart upload exists this is the whole file.
-    buffer: BytesMut,
+    buffer: PartBuffer,
     reservation: Reservation,
     mpu: Option<Multipart>,
     failed: Option<FsError>,
     /// A multipart upload was completed: the object is final.
     sealed: bool,
+    /// Records the multipart upload so a later mount can resume or abort it.
+    journal: Option<Arc<UploadJournal>>,
+    /// Names this upload's part files (with `--cache-dir`).
+    local_id: String,
+}
+
+/// Where an upload keeps its parts.
+#[derive(Clone, Default)]
+pub struct UploadStore {
+    pub journal: Option<Arc<UploadJournal>>,
+    /// Part buffers are files (`--cache-dir`), not memory.
+    pub spill: bool,
 }
 
 impl Upload {
@@ -76,24 +90,44 @@ impl Upload {
         key: String,
         budget: Arc<MemoryBudget>,
         limits: PartLimits,
+        store: &UploadStore,
     ) -> Upload {
+        let local_id = format!("{:016x}", rand::random::<u64>());
+        let buffer = match (&store.journal, store.spill) {
+            (Some(j), true) => match PartBuffer::disk(&j.part_path(&local_id, 1)) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!("cache dir unusable, keeping parts in memory: {e}");
+                    PartBuffer::memory()
+                }
+            },
+            _ => PartBuffer::memory(),
+        };
         Upload {
             client,
             key,
             budget,
             limits,
-            buffer: BytesMut::new(),
+            buffer,
             reservation: Reservation::default(),
             mpu: None,
             failed: None,
             sealed: false,
+            journal: store.journal.clone(),
+            local_id,
         }
     }
 
     /// Start from existing content (a small object opened for update).
-    pub fn with_content(mut self, content: &[u8]) -> Upload {
-        self.buffer.extend_from_slice(content);
-        self
+    pub fn with_content(mut self, content: &[u8]) -> FsResult<Upload> {
+        if self.buffer.in_memory() {
+            self.reservation = self
+                .budget
+                .try_reserve(content.len() as u64)
+                .unwrap_or_default();
+        }
+        self.buffer.write_at(0, content).map_err(io_err)?;
+        Ok(self)
     }
 
     pub fn key(&self) -> &str {
@@ -191,11 +225,10 @@ impl Upload {
         }
         let rel = (offset - start) as usize;
         let end = rel + data.len();
-        self.reserve_up_to(end as u64).await;
-        if end > self.buffer.len() {
-            self.buffer.resize(end, 0);
+        if self.buffer.in_memory() {
+            self.reserve_up_to(end as u64).await;
         }
-        self.buffer[rel..end].copy_from_slice(data);
+        self.buffer.write_at(rel, data).map_err(io_err)?;
         while self.buffer.len() as u64 >= self.current_part_size() {
             self.send_part(opts).await?;
         }
@@ -212,8 +245,10 @@ impl Upload {
             ));
         }
         let rel = (size - start) as usize;
-        self.reserve_up_to(rel as u64).await;
-        self.buffer.resize(rel, 0);
+        if self.buffer.in_memory() {
+            self.reserve_up_to(rel as u64).await;
+        }
+        self.buffer.resize(rel).map_err(io_err)?;
         Ok(())
     }
 
@@ -224,6 +259,9 @@ impl Upload {
                 .create_multipart_upload(&self.key, opts)
                 .await
                 .map_err(|e| FsError::from_s3(&e, &self.key))?;
+            if let Some(j) = &self.journal {
+                j.started(&upload_id, &self.local_id, &self.key);
+            }
             self.mpu = Some(Multipart {
                 upload_id,
                 next_part: 1,
@@ -244,9 +282,24 @@ impl Upload {
             ));
         }
         let take = part_size.min(self.buffer.len());
-        let body: Bytes = self.buffer.split_to(take).freeze();
-        let reservation = std::mem::take(&mut self.reservation);
         let part_number = m.next_part;
+        let next_path = self
+            .journal
+            .as_ref()
+            .map(|j| j.part_path(&self.local_id, part_number + 1));
+        let body: Bytes = self
+            .buffer
+            .split_to(take, next_path.as_ref())
+            .map_err(io_err)?;
+        let reservation = if self.buffer.in_memory() {
+            std::mem::take(&mut self.reservation)
+        } else {
+            // the part is read back from its file: hold memory while it is in flight
+            self.budget
+                .reserve_within(take as u64, MEMORY_PATIENCE)
+                .await
+                .unwrap_or_default()
+        };
         m.next_part += 1;
         m.next_offset += take as u64;
         let client = self.client.clone();
@@ -275,18 +328,22 @@ impl Upload {
             return Err(FsError::new(libc::EIO, "upload already complete"));
         }
         if self.mpu.is_none() {
-            let body = Bytes::copy_from_slice(&self.buffer);
+            let body = self.buffer.read(0, self.buffer.len()).map_err(io_err)?;
             let size = body.len() as u64;
-            let meta = self
-                .client
-                .put_object(&self.key, body, opts)
-                .await
-                .map_err(|e| FsError::from_s3(&e, &self.key))?;
+            let expected = hex::encode(<md5::Md5 as md5::Digest>::digest(&body));
+            let etag = match self.client.put_object(&self.key, body, opts).await {
+                Ok(meta) => meta.etag,
+                Err(e) => self.landed_anyway(&e, &expected).await?,
+            };
             return Ok(Uploaded {
-                etag: meta.etag,
+                etag,
                 size,
                 multipart: false,
             });
+        }
+        if let (Some(j), Some(m)) = (&self.journal, &self.mpu) {
+            let parts = m.next_part - u32::from(self.buffer.is_empty());
+            j.closed(&m.upload_id, parts);
         }
         if !self.buffer.is_empty() {
             self.send_part(opts).await?;
@@ -322,6 +379,14 @@ impl Upload {
             .await
         {
             Ok(etag) => etag,
+            Err(e)
+                if self
+                    .landed_anyway(&e, &multipart_etag(&m.done))
+                    .await
+                    .is_ok() =>
+            {
+                multipart_etag(&m.done)
+            }
             Err(e) => {
                 let err = FsError::from_s3(&e, &self.key);
                 self.failed = Some(err.clone());
@@ -330,6 +395,9 @@ impl Upload {
             }
         };
         self.sealed = true;
+        if let Some(j) = &self.journal {
+            j.finished(&m.upload_id, &self.local_id);
+        }
         let mut etag = Some(etag);
         if m.opts.user_metadata != opts.user_metadata || m.opts.content_type != opts.content_type {
             // attributes changed while the parts were streaming: replace the metadata in place
@@ -352,13 +420,36 @@ impl Upload {
         })
     }
 
+    /// A retried request can fail although an earlier attempt went through (the answer was
+    /// lost): a conditional PUT then meets its own object (412), a Complete finds its upload
+    /// gone (404). If the object now carries exactly the ETag our bytes give, it landed.
+    async fn landed_anyway(&self, err: &S3Error, expected: &str) -> FsResult<Option<String>> {
+        let ambiguous = err.is_precondition_failed() || err.code() == Some("NoSuchUpload");
+        if ambiguous {
+            if let Ok(meta) = self.client.head_object(&self.key).await {
+                if meta.etag.as_deref() == Some(expected) {
+                    tracing::debug!(key = %self.key, "request retried after a lost answer had succeeded");
+                    return Ok(meta.etag);
+                }
+            }
+        }
+        Err(FsError::from_s3(err, &self.key))
+    }
+
     async fn abort_upload(&self, upload_id: &str) {
-        if let Err(e) = self
+        match self
             .client
             .abort_multipart_upload(&self.key, upload_id)
             .await
         {
-            tracing::warn!(key = %self.key, upload_id, "could not abort multipart upload: {e}");
+            Ok(()) => {
+                if let Some(j) = &self.journal {
+                    j.finished(upload_id, &self.local_id);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(key = %self.key, upload_id, "could not abort multipart upload: {e}")
+            }
         }
     }
 
@@ -370,7 +461,7 @@ impl Upload {
             }
             self.abort_upload(&m.upload_id).await;
         }
-        self.buffer = BytesMut::new();
+        let _ = self.buffer.resize(0);
         self.reservation = Reservation::default();
     }
 
@@ -389,10 +480,42 @@ impl Upload {
                 "reading back a large file while it is being written is not supported",
             ));
         }
-        let start = (offset as usize).min(self.buffer.len());
-        let end = (start + len as usize).min(self.buffer.len());
-        Ok(Bytes::copy_from_slice(&self.buffer[start..end]))
+        let start = offset as usize;
+        self.buffer
+            .read(start, start + len as usize)
+            .map_err(io_err)
     }
+}
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        // part files of an upload still open on the server stay for the next mount to resume
+        // or abort; everything else goes
+        if self.mpu.is_none() {
+            if let Some(j) = &self.journal {
+                j.discard_local(&self.local_id);
+            }
+        }
+    }
+}
+
+/// The ETag S3 gives a multipart object: md5 of the parts' binary md5s, then `-N`.
+fn multipart_etag(parts: &[CompletedPart]) -> String {
+    let mut joined = Vec::with_capacity(parts.len() * 16);
+    for p in parts {
+        if let Ok(raw) = hex::decode(p.etag.trim_matches('"')) {
+            joined.extend_from_slice(&raw);
+        }
+    }
+    format!(
+        "{}-{}",
+        hex::encode(<md5::Md5 as md5::Digest>::digest(&joined)),
+        parts.len()
+    )
+}
+
+fn io_err(e: std::io::Error) -> FsError {
+    FsError::new(libc::EIO, format!("cache dir: {e}"))
 }
 
 #[cfg(test)]

@@ -1,0 +1,163 @@
+//! The upload journal: which multipart uploads this machine started and did not finish, so that
+//! the next mount can resume them (from `--cache-dir` part files, for files that were closed) or
+//! abort them. One append-only text file per bucket and prefix.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use parking_lot::Mutex;
+
+/// What the journal says about one upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalEntry {
+    pub upload_id: String,
+    pub key: String,
+    /// Names the directory holding its part files.
+    pub local_id: String,
+    /// Set once the file was closed: the upload has this many parts.
+    pub closed_parts: Option<u32>,
+}
+
+#[derive(Debug)]
+pub struct UploadJournal {
+    dir: PathBuf,
+    path: PathBuf,
+    file: Mutex<Option<File>>,
+}
+
+fn hex_encode(s: &str) -> String {
+    hex::encode(s.as_bytes())
+}
+
+fn hex_decode(s: &str) -> Option<String> {
+    String::from_utf8(hex::decode(s).ok()?).ok()
+}
+
+impl UploadJournal {
+    /// The journal for `bucket`/`prefix` under `dir` (created if missing).
+    pub fn open(dir: &Path, bucket: &str, prefix: &str) -> std::io::Result<UploadJournal> {
+        std::fs::create_dir_all(dir.join("parts"))?;
+        let name = format!(
+            "uploads-{}.journal",
+            hex_encode(&format!("{bucket}/{prefix}"))
+        );
+        let path = dir.join(name);
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        Ok(UploadJournal {
+            dir: dir.to_path_buf(),
+            path,
+            file: Mutex::new(Some(file)),
+        })
+    }
+
+    /// Where part `n` of the upload known locally as `local_id` is kept.
+    pub fn part_path(&self, local_id: &str, n: u32) -> PathBuf {
+        self.dir.join("parts").join(local_id).join(n.to_string())
+    }
+
+    pub fn parts_dir(&self, local_id: &str) -> PathBuf {
+        self.dir.join("parts").join(local_id)
+    }
+
+    fn append(&self, line: &str) {
+        let mut guard = self.file.lock();
+        if let Some(f) = guard.as_mut() {
+            if let Err(e) = writeln!(f, "{line}").and_then(|_| f.sync_data()) {
+                tracing::warn!("upload journal {}: {e}", self.path.display());
+            }
+        }
+    }
+
+    pub fn started(&self, upload_id: &str, local_id: &str, key: &str) {
+        self.append(&format!("start {upload_id} {local_id} {}", hex_encode(key)));
+    }
+
+    pub fn closed(&self, upload_id: &str, parts: u32) {
+        self.append(&format!("closed {upload_id} {parts}"));
+    }
+
+    /// The upload was completed or aborted; its part files go.
+    pub fn finished(&self, upload_id: &str, local_id: &str) {
+        self.append(&format!("done {upload_id}"));
+        let _ = std::fs::remove_dir_all(self.parts_dir(local_id));
+    }
+
+    /// Part files of an upload that never got an upload id (a small file) are removed.
+    pub fn discard_local(&self, local_id: &str) {
+        let _ = std::fs::remove_dir_all(self.parts_dir(local_id));
+    }
+
+    /// Uploads started and not finished, as the journal has them.
+    pub fn unfinished(&self) -> Vec<JournalEntry> {
+        let Ok(f) = File::open(&self.path) else {
+            return vec![];
+        };
+        let mut map: BTreeMap<String, JournalEntry> = BTreeMap::new();
+        for line in BufReader::new(f).lines().map_while(Result::ok) {
+            let w: Vec<&str> = line.split(' ').collect();
+            match w.as_slice() {
+                ["start", id, local, key] => {
+                    if let Some(key) = hex_decode(key) {
+                        map.insert(
+                            id.to_string(),
+                            JournalEntry {
+                                upload_id: id.to_string(),
+                                key,
+                                local_id: local.to_string(),
+                                closed_parts: None,
+                            },
+                        );
+                    }
+                }
+                ["closed", id, n] => {
+                    if let Some(e) = map.get_mut(*id) {
+                        e.closed_parts = n.parse().ok();
+                    }
+                }
+                ["done", id] => {
+                    map.remove(*id);
+                }
+                _ => {}
+            }
+        }
+        map.into_values().collect()
+    }
+
+    /// Start a fresh journal (after recovery handled every entry).
+    pub fn reset(&self) {
+        let mut guard = self.file.lock();
+        *guard = None;
+        match File::create(&self.path) {
+            Ok(f) => *guard = Some(f),
+            Err(e) => tracing::warn!("upload journal {}: {e}", self.path.display()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_follow_the_lines() {
+        let dir = std::env::temp_dir().join(format!("bfs-journal-{}", std::process::id()));
+        let j = UploadJournal::open(&dir, "b", "p/").expect("open");
+        j.reset();
+        j.started("u1", "l1", "a key with spaces\nand newline");
+        j.started("u2", "l2", "k2");
+        j.closed("u1", 3);
+        j.started("u3", "l3", "k3");
+        j.finished("u2", "l2");
+        let e = j.unfinished();
+        assert_eq!(e.len(), 2);
+        assert_eq!(e[0].key, "a key with spaces\nand newline");
+        assert_eq!(e[0].closed_parts, Some(3));
+        assert_eq!(e[1].upload_id, "u3");
+        assert_eq!(e[1].closed_parts, None);
+        j.reset();
+        assert!(j.unfinished().is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,123 @@
+//! At mount: multipart uploads a previous bucketfs on this machine started and never finished
+//! (it crashed, or was killed) are resumed from `--cache-dir` part files when the file had been
+//! closed and every part is on disk, and aborted otherwise. Uploads under the prefix that the
+//! journal does not know are left alone (another client may be writing them).
+
+use super::journal::JournalEntry;
+use super::Filesystem;
+use crate::s3::CompletedPart;
+
+/// What recovery did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RecoveryReport {
+    pub resumed: Vec<String>,
+    pub aborted: Vec<String>,
+    /// Unfinished uploads under the prefix that this machine did not start.
+    pub foreign: usize,
+}
+
+impl Filesystem {
+    /// Resume or abort what the upload journal says was left unfinished.
+    pub async fn recover_uploads(&self) -> RecoveryReport {
+        let mut report = RecoveryReport::default();
+        let Some(journal) = self.store.journal.clone() else {
+            return report;
+        };
+        let entries = journal.unfinished();
+        let on_server = match self
+            .client
+            .list_multipart_uploads(&self.config.prefix)
+            .await
+        {
+            Ok(v) => v,
+            Err(e) => {
+                if !entries.is_empty() {
+                    tracing::warn!(
+                        "cannot list multipart uploads ({e}); {} unfinished upload(s) from an \
+                         earlier run stay in the journal",
+                        entries.len()
+                    );
+                }
+                return report;
+            }
+        };
+        for e in &entries {
+            if !on_server.iter().any(|u| u.upload_id == e.upload_id) {
+                // completed or aborted after all
+                journal.finished(&e.upload_id, &e.local_id);
+                continue;
+            }
+            match self.resume(e).await {
+                Ok(true) => {
+                    tracing::info!(key = %e.key, "resumed the upload of a file closed before bucketfs stopped");
+                    journal.finished(&e.upload_id, &e.local_id);
+                    report.resumed.push(e.key.clone());
+                }
+                Ok(false) | Err(_) => {
+                    match self
+                        .client
+                        .abort_multipart_upload(&e.key, &e.upload_id)
+                        .await
+                    {
+                        Ok(()) => {
+                            tracing::warn!(
+                                key = %e.key,
+                                "aborted an unfinished upload left by an earlier bucketfs \
+                                 (the file was not completely written)"
+                            );
+                            journal.finished(&e.upload_id, &e.local_id);
+                            report.aborted.push(e.key.clone());
+                        }
+                        Err(err) => tracing::warn!(key = %e.key, "could not abort upload: {err}"),
+                    }
+                }
+            }
+        }
+        report.foreign = on_server
+            .iter()
+            .filter(|u| !entries.iter().any(|e| e.upload_id == u.upload_id))
+            .count();
+        if report.foreign > 0 {
+            tracing::info!(
+                "{} unfinished multipart upload(s) under the prefix were not started by bucketfs \
+                 on this machine; `bucketfs cleanup` lists and aborts stale ones",
+                report.foreign
+            );
+        }
+        if journal.unfinished().is_empty() {
+            journal.reset();
+        }
+        report
+    }
+
+    /// Upload every part from its file and complete; false when the parts are not all there.
+    async fn resume(&self, e: &JournalEntry) -> Result<bool, ()> {
+        let Some(n) = e.closed_parts else {
+            return Ok(false);
+        };
+        let Some(journal) = &self.store.journal else {
+            return Ok(false);
+        };
+        let mut parts = Vec::new();
+        for i in 1..=n {
+            let path = journal.part_path(&e.local_id, i);
+            let Ok(body) = tokio::fs::read(&path).await else {
+                return Ok(false);
+            };
+            let etag = self
+                .client
+                .upload_part(&e.key, &e.upload_id, i, bytes::Bytes::from(body))
+                .await
+                .map_err(|err| tracing::warn!(key = %e.key, "resume: {err}"))?;
+            parts.push(CompletedPart {
+                part_number: i,
+                etag,
+            });
+        }
+        self.client
+            .complete_multipart_upload(&e.key, &e.upload_id, &parts, &Default::default())
+            .await
+            .map_err(|err| tracing::warn!(key = %e.key, "resume: {err}"))?;
+        Ok(true)
+    }
+}

@@ -1,0 +1,283 @@
+//! Never lose data: random faults, a server that goes away, crashes (kill -9) mid-write and
+//! mid-close, the part cache on disk, hostile keys.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use bucketfs_test_server::{Fault, FaultKind};
+use common::*;
+
+#[test]
+fn five_percent_of_requests_failing_loses_nothing() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = server();
+    let m = Mount::new(&srv, &["--max-memory", "64M"]);
+    srv.set_random_faults(0.05, 42);
+    let src = tempfile::tempdir().expect("tmp");
+    for i in 0..1000u64 {
+        std::fs::write(
+            src.path().join(format!("s{i:04}")),
+            pattern(1000 + i as usize, i),
+        )
+        .expect("src");
+    }
+    sh(&format!(
+        "cp -r {}/. {}",
+        src.path().display(),
+        m.p("small").display()
+    ));
+    let big = 200 * 1024 * 1024;
+    let handles: Vec<_> = (0..3u64)
+        .map(|i| {
+            let path = m.p(&format!("big{i}"));
+            std::thread::spawn(move || {
+                let mut f = std::fs::File::create(path).expect("create");
+                for c in 0..(big / (4 << 20)) {
+                    f.write_all(&pattern(4 << 20, 1000 * i + c as u64))
+                        .expect("write");
+                }
+                f.sync_all().expect("fsync");
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("writer");
+    }
+    assert!(srv.faults_injected() > 10, "faults were injected");
+    srv.clear_faults();
+    for i in 0..1000u64 {
+        let got = srv
+            .get_object(&format!("small/s{i:04}"))
+            .expect("small object");
+        assert_eq!(got, pattern(1000 + i as usize, i), "small/s{i:04}");
+    }
+    for i in 0..3u64 {
+        let got = srv.get_object(&format!("big{i}")).expect("big object");
+        assert_eq!(got.len(), big);
+        for (c, chunk) in got.chunks(4 << 20).enumerate() {
+            assert!(
+                chunk == &pattern(4 << 20, 1000 * i + c as u64)[..],
+                "big{i} chunk {c}"
+            );
+        }
+    }
+    // reads under faults: the right bytes or an error, never wrong bytes
+    drop(m);
+    let m = Mount::new(&srv, &["--max-memory", "64M"]);
+    srv.set_random_faults(0.05, 7);
+    let want = srv.get_object("big1").expect("big1");
+    let mut f = std::fs::File::open(m.p("big1")).expect("open");
+    let mut got = Vec::new();
+    match f.read_to_end(&mut got) {
+        Ok(_) => assert!(got == want[..], "wrong bytes under faults"),
+        Err(e) => assert!(e.raw_os_error().is_some()),
+    }
+    srv.clear_faults();
+}
+
+#[test]
+fn server_gone_mid_upload_gives_eio_and_names_the_key() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = server();
+    let m = Mount::new(&srv, &["--retry-timeout", "3"]);
+    let mut f = std::fs::File::create(m.p("doomed.bin")).expect("create");
+    f.write_all(&pattern(20 << 20, 1)).expect("first parts");
+    srv.stop_blocking();
+    let started = Instant::now();
+    let mut failed = f.write_all(&pattern(20 << 20, 2)).is_err();
+    failed |= f.sync_all().is_err();
+    drop(f);
+    assert!(failed, "fsync/close must fail with the server gone");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "retries are bounded"
+    );
+    srv.restart_blocking();
+    assert!(srv.get_object("doomed.bin").is_none(), "partial object");
+    let log = m.log_text();
+    assert!(log.contains("doomed.bin"), "log names the key: {log}");
+}
+
+#[test]
+fn many_writers_fit_with_the_part_cache_on_disk() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = server();
+    let cache = tempfile::tempdir().expect("cache");
+    let cache_arg = cache.path().to_string_lossy().into_owned();
+    let m = Mount::new(&srv, &["--cache-dir", &cache_arg, "--max-memory", "16M"]);
+    let size = 20 * 1024 * 1024 + 3;
+    let handles: Vec<_> = (0..8u64)
+        .map(|i| {
+            let path = m.p(&format!("w{i}"));
+            std::thread::spawn(move || {
+                let data = pattern(size, 50 + i);
+                let mut f = std::fs::File::create(path).expect("create");
+                for chunk in data.chunks(256 * 1024) {
+                    f.write_all(chunk).expect("write");
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("writer");
+    }
+    for i in 0..8u64 {
+        assert_eq!(
+            srv.get_object(&format!("w{i}")).expect("object"),
+            pattern(size, 50 + i)
+        );
+    }
+    let leftover = sh(&format!(
+        "find {}/parts -type f | wc -l",
+        cache.path().display()
+    ));
+    assert_eq!(leftover.trim(), "0", "part files left behind");
+}
+
+#[test]
+fn crash_mid_write_is_aborted_at_the_next_mount() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = server();
+    let cache = tempfile::tempdir().expect("cache");
+    let cache_arg = cache.path().to_string_lossy().into_owned();
+    let mut m = Mount::new(&srv, &["--cache-dir", &cache_arg]);
+    let mut f = std::fs::File::create(m.p("half.bin")).expect("create");
+    f.write_all(&pattern(20 << 20, 9)).expect("write");
+    for _ in 0..100 {
+        if srv.count("UploadPart") >= 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    m.kill();
+    drop(f);
+    assert_eq!(
+        srv.multipart_uploads().len(),
+        1,
+        "the crash left an upload open"
+    );
+    let m = Mount::new(&srv, &["--cache-dir", &cache_arg]);
+    wait_for(|| srv.multipart_uploads().is_empty());
+    assert!(srv.get_object("half.bin").is_none());
+    assert!(
+        m.log_text().contains("aborted an unfinished upload"),
+        "{}",
+        m.log_text()
+    );
+}
+
+#[test]
+fn a_closed_file_whose_upload_was_cut_by_a_crash_is_resumed() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = server();
+    let cache = tempfile::tempdir().expect("cache");
+    let cache_arg = cache.path().to_string_lossy().into_owned();
+    let mut m = Mount::new(&srv, &["--cache-dir", &cache_arg, "--retry-timeout", "60"]);
+    // every CompleteMultipartUpload fails, so close() keeps retrying until we crash
+    srv.add_fault(Fault::new(FaultKind::internal_error()).op("CompleteMultipartUpload"));
+    let data = pattern(20 << 20, 11);
+    let path = m.p("resume.bin");
+    let writer = {
+        let data = data.clone();
+        std::thread::spawn(move || {
+            let mut f = std::fs::File::create(path).expect("create");
+            f.write_all(&data).expect("write");
+            let _ = f.sync_all();
+        })
+    };
+    wait_for(|| srv.count("CompleteMultipartUpload") >= 2);
+    m.kill();
+    let _ = writer.join();
+    srv.clear_faults();
+    assert!(srv.get_object("resume.bin").is_none());
+    let m = Mount::new(&srv, &["--cache-dir", &cache_arg]);
+    wait_for(|| srv.get_object("resume.bin").is_some());
+    assert!(srv.get_object("resume.bin").expect("resumed") == data[..]);
+    assert!(srv.multipart_uploads().is_empty());
+    assert!(
+        m.log_text().contains("resumed the upload"),
+        "{}",
+        m.log_text()
+    );
+}
+
+#[test]
+fn a_thousand_hostile_keys_never_break_listing_or_stat() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = server();
+    let mut good = std::collections::BTreeSet::new();
+    for i in 0..1000 {
+        let key = match i % 10 {
+            0 => format!("h/ctrl\u{1}{i}"),
+            1 => {
+                // a 1,024-byte key (S3's limit) whose last segment is too long for a name
+                let head = format!("h/{i}/");
+                format!("{head}{}", "k".repeat(1024 - head.len()))
+            }
+            2 => format!("h/./dot{i}"),
+            3 => format!("h/../up{i}"),
+            4 => format!("h/dbl//{i}"),
+            5 => format!("h/tab\t{i}"),
+            6 => format!("h/nl\n{i}"),
+            7 => format!("h/data-dir{i}/"),
+            8 => format!("h/spaces  {i} "),
+            _ => format!("h/ok{i}"),
+        };
+        srv.put_object(&key, format!("v{i}"));
+        if matches!(i % 10, 0 | 5 | 6 | 8 | 9) {
+            good.insert(key.trim_start_matches("h/").to_string());
+        }
+    }
+    // `a`, `a/` and `a/b` all at once
+    srv.put_object("h/a", "file a");
+    srv.put_object("h/a/", "");
+    srv.put_object("h/a/b", "b");
+    let m = Mount::new(&srv, &[]);
+    let listed: std::collections::BTreeSet<String> = std::fs::read_dir(m.p("h"))
+        .expect("ls")
+        .map(|e| e.expect("e").file_name().to_string_lossy().into_owned())
+        .collect();
+    for name in &good {
+        assert!(listed.contains(name), "{name:?} missing");
+        let md = std::fs::metadata(m.p("h").join(name)).expect("stat");
+        assert!(md.is_file());
+    }
+    assert!(m.p("h/a").is_dir());
+    assert_eq!(std::fs::read(m.p("h/a/b")).expect("read"), b"b");
+    for name in &listed {
+        // every listed entry can be stat'ed
+        std::fs::symlink_metadata(m.p("h").join(name)).unwrap_or_else(|e| panic!("{name:?}: {e}"));
+    }
+    // list again (and a directory with over-long names): each bad key is warned about once
+    let _ = std::fs::read_dir(m.p("h/1")).expect("ls").count();
+    let _ = std::fs::read_dir(m.p("h/11")).expect("ls").count();
+    let log = m.log_text();
+    let dot_warnings = log
+        .lines()
+        .filter(|l| l.contains("left out of the listing") && l.ends_with("key=h/./"))
+        .count();
+    assert_eq!(dot_warnings, 1, "{log}");
+    assert!(log.contains("longer than 255 bytes"), "{log}");
+}
+
+fn wait_for(mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
