@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""Differential soak test: the same random workload on a bucketfs mount and on a local
+directory, trees compared after every step and after a remount. Bounded in time and steps.
+
+Usage (normally through scripts/soak.sh): soak.py MOUNTPOINT LOCALDIR --seconds N --seed S
+        [--remount-cmd CMD]   (run between phases; must leave MOUNTPOINT mounted again)
+Prints the number of operations and any divergence; exits 1 on divergence.
+"""
+import argparse, errno, os, random, subprocess, sys, time
+
+def tree(root):
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel = os.path.relpath(dirpath, root)
+        for d in dirnames:
+            out[os.path.normpath(os.path.join(rel, d))] = ("dir",)
+        for f in filenames:
+            p = os.path.join(dirpath, f)
+            with open(p, "rb") as fh:
+                data = fh.read()
+            out[os.path.normpath(os.path.join(rel, f))] = ("file", len(data), hash(data))
+    out.pop(".bucketfs", None)
+    return out
+
+def outcome(fn):
+    try:
+        fn()
+        return "ok"
+    except OSError as e:
+        return errno.errorcode.get(e.errno, str(e.errno))
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("mount"); ap.add_argument("local")
+    ap.add_argument("--seconds", type=float, default=60)
+    ap.add_argument("--max-ops", type=int, default=100000)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--remount-cmd")
+    a = ap.parse_args()
+    rnd = random.Random(a.seed)
+    names = ["a", "b", "c", "d e", "f%", "g+h"]
+    dirs = ["", "x", "x/y", "z"]
+    sizes = [0, 1, 100, 4096, 70000, 6 * 1024 * 1024 + 3, 11 * 1024 * 1024]
+
+    def path(base, d, n=None):
+        return os.path.join(base, d, n) if n is not None else os.path.join(base, d)
+
+    def blob(n):
+        return rnd.getrandbits(8 * min(n, 1 << 16)).to_bytes(min(n, 1 << 16), "little") * (n // (1 << 16) + 1)
+
+    def op_pairs():
+        d, n = rnd.choice(dirs), rnd.choice(names)
+        kind = rnd.choice(["create", "create", "write", "append", "truncate", "rename", "unlink",
+                           "mkdir", "rmdir", "read", "renamedir"])
+        if kind == "create":
+            data = blob(rnd.choice(sizes))[: rnd.choice(sizes)]
+            def f(base): 
+                with open(path(base, d, n), "wb") as fh: fh.write(data)
+        elif kind == "write":
+            off, data = rnd.randrange(0, 8 * 1024 * 1024), blob(rnd.choice([1, 5000, 300000]))[:300000]
+            def f(base):
+                with open(path(base, d, n), "r+b") as fh: fh.seek(off); fh.write(data)
+        elif kind == "append":
+            data = blob(rnd.choice([1, 2000, 100000]))[:100000]
+            def f(base):
+                with open(path(base, d, n), "ab") as fh: fh.write(data)
+        elif kind == "truncate":
+            size = rnd.choice(sizes)
+            def f(base): os.truncate(path(base, d, n), size)
+        elif kind == "rename":
+            d2, n2 = rnd.choice(dirs), rnd.choice(names)
+            def f(base): os.rename(path(base, d, n), path(base, d2, n2))
+        elif kind == "unlink":
+            def f(base): os.unlink(path(base, d, n))
+        elif kind == "mkdir":
+            def f(base): os.mkdir(path(base, rnd_dir))
+            rnd_dir = rnd.choice(["x", "z", "x/y", "x/w"])
+        elif kind == "rmdir":
+            rnd_dir = rnd.choice(["x", "z", "x/y", "x/w"])
+            def f(base): os.rmdir(path(base, rnd_dir))
+        elif kind == "renamedir":
+            src, dst = rnd.choice(["x", "z", "x/y"]), rnd.choice(["z", "q", "x/w"])
+            def f(base): os.rename(path(base, src), path(base, dst))
+        else:
+            def f(base):
+                with open(path(base, d, n), "rb") as fh: fh.read()
+        return kind, f
+
+    ops, divergences = 0, 0
+    deadline = time.time() + a.seconds
+    phase_end = time.time() + a.seconds / 2
+    remounted = False
+    while time.time() < deadline and ops < a.max_ops:
+        kind, f = op_pairs()
+        r_local, r_mount = outcome(lambda: f(a.local)), outcome(lambda: f(a.mount))
+        ops += 1
+        if r_local != r_mount:
+            print(f"DIVERGENCE op {ops} {kind}: local={r_local} mount={r_mount}")
+            divergences += 1
+        tl, tm = tree(a.local), tree(a.mount)
+        if tl != tm:
+            diff = sorted(set(tl.items()) ^ set(tm.items()))
+            print(f"DIVERGENCE after op {ops} {kind}: {diff[:6]}")
+            divergences += 1
+        if divergences:
+            break
+        if a.remount_cmd and not remounted and time.time() > phase_end:
+            subprocess.run(a.remount_cmd, shell=True, check=True)
+            remounted = True
+            if tree(a.local) != tree(a.mount):
+                print("DIVERGENCE after remount")
+                divergences += 1
+                break
+    if a.remount_cmd and not divergences:
+        subprocess.run(a.remount_cmd, shell=True, check=True)
+        if tree(a.local) != tree(a.mount):
+            print("DIVERGENCE after final remount")
+            divergences += 1
+    print(f"soak: {ops} operations, {divergences} divergences")
+    sys.exit(1 if divergences else 0)
+
+if __name__ == "__main__":
+    main()

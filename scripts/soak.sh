@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Bounded-time randomized differential test: the same create/write/append/overwrite/truncate/
+# rename/unlink/mkdir/rmdir/read workload on a bucketfs mount and on a local directory, trees
+# compared after every step and after remounts. SOAK_SECONDS (default 60), SOAK_SEED.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build -q --workspace
+BIN=target/debug
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+work=$(mktemp -d); mnt=$work/mnt; local=$work/local; mkdir -p "$mnt" "$local"
+export AWS_ACCESS_KEY_ID=soak AWS_SECRET_ACCESS_KEY=soaksecret
+$BIN/bucketfs-test-server --port "$PORT" --bucket soak --access-key soak --secret-key soaksecret > "$work/server.log" 2>&1 &
+server=$!
+cleanup() { umount "$mnt" 2>/dev/null || true; kill $server 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
+mount_cmd="$BIN/bucketfs mount soak $mnt --endpoint http://127.0.0.1:$PORT --region us-east-1 \
+  --path-style --part-size 5M --log-file $work/bucketfs.log"
+$mount_cmd
+# umount returns once the daemon has finished its uploads and let go of the mountpoint
+python3 scripts/soak.py "$mnt" "$local" --seconds "${SOAK_SECONDS:-60}" --seed "${SOAK_SEED:-$RANDOM}" \
+  --remount-cmd "umount $mnt && while grep -q ' $mnt ' /proc/mounts; do sleep 0.1; done && $mount_cmd" \
+  || { tail -20 "$work/bucketfs.log"; exit 1; }
