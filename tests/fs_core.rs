@@ -376,3 +376,163 @@ async fn a_write_over_an_object_changed_underneath_fails_instead_of_clobbering()
     assert!(puts.iter().any(|r| r.header("if-none-match") == Some("*")));
     assert!(puts.iter().any(|r| r.header("if-match").is_some()));
 }
+
+#[tokio::test]
+async fn rename_truncate_and_o_trunc_change_ctime() {
+    let srv = TestServer::start().await;
+    let fs = fs(&srv);
+    let ino = write_file(&fs, ROOT_INO, "a.txt", b"hello world").await;
+    let nap = || tokio::time::sleep(Duration::from_millis(20));
+    let t0 = fs.getattr(ino).await.expect("stat");
+    nap().await;
+    fs.rename(ROOT_INO, "a.txt", ROOT_INO, "b.txt", 0)
+        .await
+        .expect("rename");
+    let t1 = fs.getattr(ino).await.expect("stat");
+    assert!(t1.ctime > t0.ctime, "rename left ctime alone");
+    assert_eq!(t1.mtime, t0.mtime, "rename changed mtime");
+    nap().await;
+    // truncate(2) of a closed file
+    let size = |n| bucketfs::fs::SetAttr {
+        size: Some(n),
+        ..Default::default()
+    };
+    let t2 = fs.setattr(ino, size(5), ME).await.expect("truncate");
+    assert!(
+        t2.ctime > t1.ctime && t2.mtime > t1.mtime,
+        "truncate: {t2:?}"
+    );
+    nap().await;
+    // open(O_TRUNC) of an existing file
+    let opened = fs
+        .open(ino, libc::O_WRONLY | libc::O_TRUNC, ME)
+        .await
+        .expect("open");
+    let t3 = fs.getattr(ino).await.expect("stat");
+    assert!(
+        t3.ctime > t2.ctime && t3.mtime > t2.mtime,
+        "O_TRUNC: {t3:?}"
+    );
+    nap().await;
+    // ftruncate(2) through the open handle
+    let mut ftrunc = size(3);
+    ftrunc.fh = Some(opened.fh);
+    let t4 = fs.setattr(ino, ftrunc, ME).await.expect("ftruncate");
+    assert!(
+        t4.ctime > t3.ctime && t4.mtime > t3.mtime,
+        "ftruncate: {t4:?}"
+    );
+    fs.flush(opened.fh, 0).await.expect("flush");
+    fs.release(opened.fh).await.expect("release");
+    assert_eq!(srv.get_object("b.txt").as_deref(), Some(&[0u8; 3][..]));
+}
+
+#[tokio::test]
+async fn mknod_stores_fifos_sockets_and_devices_as_s3fs_does() {
+    let srv = TestServer::start().await;
+    let fs = fs(&srv);
+    let fifo = fs
+        .mknod(ROOT_INO, "fifo", libc::S_IFIFO | 0o640, 0, ME)
+        .await
+        .expect("mkfifo");
+    assert_eq!(
+        (fifo.kind, fifo.perm, fifo.uid),
+        (FileKind::Fifo, 0o640, 1000)
+    );
+    let dev = fs
+        .mknod(ROOT_INO, "tty", libc::S_IFCHR | 0o600, 0x0102, ME)
+        .await
+        .expect("mknod c");
+    assert_eq!((dev.kind, dev.rdev), (FileKind::CharDevice, 0x0102));
+    fs.mknod(ROOT_INO, "sock", libc::S_IFSOCK | 0o755, 0, ME)
+        .await
+        .expect("mknod s");
+    let err = fs
+        .mknod(ROOT_INO, "fifo", libc::S_IFIFO | 0o640, 0, ME)
+        .await
+        .expect_err("exists");
+    assert_eq!(err.errno, libc::EEXIST);
+    // empty objects with the type in x-amz-meta-mode and the device in x-amz-meta-rdev
+    let meta = srv.object_meta("fifo").expect("fifo object");
+    assert_eq!(meta.metadata["mode"], (libc::S_IFIFO | 0o640).to_string());
+    assert_eq!(srv.get_object("fifo").map(|b| b.len()), Some(0));
+    assert_eq!(srv.object_meta("tty").expect("tty").metadata["rdev"], "258");
+    // a fresh mount sees them as they were made
+    let again = fs_with(&srv, FsConfig::default());
+    let fifo = again.lookup(ROOT_INO, "fifo").await.expect("lookup");
+    assert_eq!((fifo.kind, fifo.perm), (FileKind::Fifo, 0o640));
+    let dev = again.lookup(ROOT_INO, "tty").await.expect("lookup");
+    assert_eq!((dev.kind, dev.rdev), (FileKind::CharDevice, 0x0102));
+    let sock = again.lookup(ROOT_INO, "sock").await.expect("lookup");
+    assert_eq!(sock.kind, FileKind::Socket);
+    // and they rename and unlink like files
+    again
+        .rename(ROOT_INO, "fifo", ROOT_INO, "fifo2", 0)
+        .await
+        .expect("rename");
+    let meta = srv.object_meta("fifo2").expect("renamed fifo");
+    assert_eq!(meta.metadata["mode"], (libc::S_IFIFO | 0o640).to_string());
+    again.unlink(ROOT_INO, "tty").await.expect("unlink");
+    assert!(srv.get_object("tty").is_none());
+}
+
+#[tokio::test]
+async fn paths_over_the_s3_key_limit_are_enametoolong() {
+    let srv = TestServer::start().await;
+    let fs = fs(&srv);
+    let name = "d".repeat(250);
+    let mut parent = ROOT_INO;
+    for _ in 0..4 {
+        // keys of 251, 502, 753, 1004 bytes
+        parent = fs.mkdir(parent, &name, 0o755, ME).await.expect("mkdir").ino;
+    }
+    srv.reset_counts();
+    let err = fs
+        .mkdir(parent, &name, 0o755, ME)
+        .await
+        .expect_err("key too long");
+    assert_eq!(err.errno, libc::ENAMETOOLONG);
+    let err = fs.lookup(parent, &name).await.expect_err("key too long");
+    assert_eq!(err.errno, libc::ENAMETOOLONG);
+    let err = fs
+        .symlink(parent, &name, "target", ME)
+        .await
+        .expect_err("key too long");
+    assert_eq!(err.errno, libc::ENAMETOOLONG);
+    assert_eq!(srv.total_requests(), 0, "{:?}", srv.counts());
+}
+
+#[tokio::test]
+async fn sequential_reads_arriving_out_of_order_fetch_each_byte_about_once() {
+    let srv = TestServer::start().await;
+    let size = 40 * 1024 * 1024;
+    let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+    srv.put_object("seq.bin", data.clone());
+    let fs = fs(&srv);
+    let attr = fs.lookup(ROOT_INO, "seq.bin").await.expect("lookup");
+    let o = fs.open(attr.ino, libc::O_RDONLY, ME).await.expect("open");
+    srv.reset_bytes();
+    let req = 128 * 1024;
+    let mut out = vec![0u8; size];
+    // the kernel's read-ahead sends several reads at once; they may be served out of order
+    for batch in (0..size / req).collect::<Vec<_>>().chunks(4) {
+        let reads: Vec<_> = batch
+            .iter()
+            .rev()
+            .map(|&i| {
+                let fs = fs.clone();
+                async move { (i, fs.read(o.fh, (i * req) as u64, req as u32).await) }
+            })
+            .collect();
+        for (i, r) in futures::future::join_all(reads).await {
+            out[i * req..(i + 1) * req].copy_from_slice(&r.expect("read"));
+        }
+    }
+    assert!(out == data, "wrong bytes");
+    let sent = srv.bytes_sent();
+    assert!(
+        sent < size as u64 * 11 / 10,
+        "{sent} bytes fetched to read {size}"
+    );
+    fs.release(o.fh).await.expect("release");
+}

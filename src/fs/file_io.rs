@@ -33,6 +33,8 @@ pub(crate) struct ReadHandle {
 pub(crate) struct WriteHandle {
     ino: u64,
     state: tokio::sync::Mutex<WriteState>,
+    /// Bytes not yet uploaded, as of the last write (for stats while the state is busy).
+    pending_bytes: std::sync::atomic::AtomicU64,
 }
 
 /// How a handle writes: a stream of new bytes, or changes to an existing large object.
@@ -203,6 +205,7 @@ impl Filesystem {
         let fh = self.new_fh();
         let handle = WriteHandle {
             ino,
+            pending_bytes: Default::default(),
             state: tokio::sync::Mutex::new(WriteState {
                 upload: Writer::Stream(Box::new(self.new_upload(key))),
                 dirty: false,
@@ -314,6 +317,7 @@ impl Filesystem {
         let fh = self.new_fh();
         let handle = WriteHandle {
             ino,
+            pending_bytes: Default::default(),
             state: tokio::sync::Mutex::new(WriteState {
                 upload,
                 dirty: false,
@@ -383,6 +387,8 @@ impl Filesystem {
         match self.handle(fh)? {
             Handle::Read(r) => {
                 let plan = r.prefetcher.lock().plan(offset, size);
+                self.counters.read_hit(plan.hit_bytes);
+                self.counters.read_miss(plan.miss_bytes);
                 let out = plan.bytes().await;
                 if out.is_err() {
                     r.prefetcher.lock().reset();
@@ -409,6 +415,8 @@ impl Filesystem {
         st.upload.write(offset, data, &opts).await?;
         st.dirty = true;
         let size = st.upload.size();
+        w.pending_bytes
+            .store(st.upload.buffered(), std::sync::atomic::Ordering::Relaxed);
         drop(st);
         let mut t = self.inodes.lock();
         if let Some(n) = t.get_mut(w.ino) {
@@ -703,7 +711,8 @@ impl Filesystem {
         report
     }
 
-    /// Bytes held by open uploads, and how many files have pending data.
+    /// Bytes held by open uploads, and how many files have pending data. Never waits: a
+    /// handle busy uploading counts as pending with the bytes it held when last seen.
     pub async fn pending_uploads(&self) -> (usize, u64) {
         let writers: Vec<Arc<WriteHandle>> = self
             .handles
@@ -717,10 +726,17 @@ impl Filesystem {
         let mut files = 0;
         let mut bytes = 0;
         for w in writers {
-            let st = w.state.lock().await;
-            if st.dirty || !st.committed {
-                files += 1;
-                bytes += st.upload.buffered();
+            match w.state.try_lock() {
+                Ok(st) => {
+                    if !st.discarded && (st.dirty || !st.committed) {
+                        files += 1;
+                        bytes += st.upload.buffered();
+                    }
+                }
+                Err(_) => {
+                    files += 1;
+                    bytes += w.pending_bytes.load(std::sync::atomic::Ordering::Relaxed);
+                }
             }
         }
         (files, bytes)

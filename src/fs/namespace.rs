@@ -25,6 +25,20 @@ enum Found {
     Missing,
 }
 
+/// S3 keys are at most 1024 bytes (UTF-8), prefix included.
+pub(crate) const MAX_KEY_BYTES: usize = 1024;
+
+/// ENAMETOOLONG for a key S3 would refuse (instead of the EIO its KeyTooLong error maps to).
+pub(crate) fn check_key(key: &str) -> FsResult<()> {
+    if key.len() > MAX_KEY_BYTES {
+        return Err(FsError::new(
+            libc::ENAMETOOLONG,
+            "path longer than S3's 1024-byte key limit",
+        ));
+    }
+    Ok(())
+}
+
 pub(crate) fn check_name(name: &str) -> FsResult<()> {
     if name.len() > 255 {
         return Err(FsError::new(
@@ -108,6 +122,7 @@ impl Filesystem {
                 if child.attr_fresh(now) {
                     let attr = child.attr;
                     drop(t);
+                    self.counters.lookup_hit();
                     self.inodes.lock().inc_lookup(attr.ino);
                     return Ok(attr);
                 }
@@ -121,11 +136,18 @@ impl Filesystem {
         if listed.is_none() {
             if let Some(until) = self.negative.lock().get(&(parent, name.to_string())) {
                 if now < *until {
+                    self.counters.lookup_hit();
                     return Err(FsError::not_found());
                 }
             }
         }
         let key = format!("{parent_key}{name}");
+        check_key(&key)?;
+        if matches!(listed, Some(None)) {
+            self.counters.lookup_hit();
+        } else {
+            self.counters.lookup_miss();
+        }
         let found = match listed {
             Some(None) => Found::Missing,
             Some(Some(ListedChild::Directory)) => Found::Dir {
@@ -314,8 +336,14 @@ impl Filesystem {
             (n.key.clone(), snap)
         };
         let stream = match snapshot {
-            Some(children) => DirStream::from_snapshot(&key, &children),
-            None => DirStream::new(&key),
+            Some(children) => {
+                self.counters.readdir_hit();
+                DirStream::from_snapshot(&key, &children)
+            }
+            None => {
+                self.counters.readdir_miss();
+                DirStream::new(&key)
+            }
         };
         let fh = self.new_fh();
         self.handles.lock().insert(
@@ -421,6 +449,7 @@ impl Filesystem {
             return Err(FsError::new(libc::EEXIST, "file exists"));
         }
         let key = format!("{parent_key}{name}/");
+        check_key(&key)?;
         let mut attr = Attr::new(0, FileKind::Directory, 0, &self.config, SystemTime::now());
         attr.perm = (mode & 0o7777) as u16;
         attr.uid = caller.uid;
@@ -557,13 +586,6 @@ impl Filesystem {
         target: &str,
         caller: Caller,
     ) -> FsResult<Attr> {
-        self.check_writable()?;
-        check_name(name)?;
-        let parent_key = self.dir_key(parent)?;
-        if self.exists(parent, name).await? {
-            return Err(FsError::new(libc::EEXIST, "file exists"));
-        }
-        let key = format!("{parent_key}{name}");
         let mut attr = Attr::new(
             0,
             FileKind::Symlink,
@@ -573,18 +595,70 @@ impl Filesystem {
         );
         attr.uid = caller.uid;
         attr.gid = caller.gid;
+        let body = bytes::Bytes::copy_from_slice(target.as_bytes());
+        self.create_object(parent, name, attr, body).await
+    }
+
+    /// mknod: FIFOs, sockets and device nodes are empty objects whose `x-amz-meta-mode` holds
+    /// the type (and `x-amz-meta-rdev` the device number), as s3fs stores them. The kernel
+    /// serves FIFOs and sockets itself; devices cannot be opened (the mount is `nodev`).
+    /// `mode` has the type bits and the permissions (umask already applied).
+    pub async fn mknod(
+        &self,
+        parent: u64,
+        name: &str,
+        mode: u32,
+        rdev: u32,
+        caller: Caller,
+    ) -> FsResult<Attr> {
+        let kind = match mode & libc::S_IFMT {
+            0 => FileKind::File,
+            _ => match FileKind::from_type_bits(mode) {
+                Some(k) if k == FileKind::File || k.is_special() => k,
+                _ => return Err(FsError::new(libc::EINVAL, "mknod of this file type")),
+            },
+        };
+        let mut attr = Attr::new(0, kind, 0, &self.config, SystemTime::now());
+        attr.perm = (mode & 0o7777) as u16;
+        attr.uid = caller.uid;
+        attr.gid = caller.gid;
+        if matches!(kind, FileKind::CharDevice | FileKind::BlockDevice) {
+            attr.rdev = rdev;
+        }
+        self.create_object(parent, name, attr, bytes::Bytes::new())
+            .await
+    }
+
+    /// One PutObject of a new, complete object (symlink, special file) with its attributes in
+    /// the metadata; EEXIST if the name is taken.
+    async fn create_object(
+        &self,
+        parent: u64,
+        name: &str,
+        attr: Attr,
+        body: bytes::Bytes,
+    ) -> FsResult<Attr> {
+        self.check_writable()?;
+        check_name(name)?;
+        let parent_key = self.dir_key(parent)?;
+        if self.exists(parent, name).await? {
+            return Err(FsError::new(libc::EEXIST, "file exists"));
+        }
+        let key = format!("{parent_key}{name}");
+        check_key(&key)?;
+        let content_type = match attr.kind {
+            FileKind::File => content_type_for(name),
+            _ => "application/octet-stream",
+        };
         let opts = PutOptions {
-            content_type: Some("application/octet-stream".into()),
+            content_type: Some(content_type.into()),
             user_metadata: attr.to_user_metadata(),
             ..PutOptions::default()
         };
+        let size = body.len() as u64;
         let meta = self
             .client
-            .put_object(
-                &key,
-                bytes::Bytes::copy_from_slice(target.as_bytes()),
-                &opts,
-            )
+            .put_object(&key, body, &opts)
             .await
             .map_err(|e| FsError::from_s3(&e, &key))?;
         self.forget_missing(parent, name);
@@ -592,7 +666,7 @@ impl Filesystem {
             parent,
             name,
             Some(ListedChild::File {
-                size: target.len() as u64,
+                size,
                 etag: meta.etag.clone(),
                 last_modified: None,
             }),
@@ -608,6 +682,9 @@ impl Filesystem {
             self.attr_deadline(),
         );
         t.inc_lookup(ino);
+        if let Some(n) = t.get_mut(ino) {
+            n.user_meta = opts.user_metadata;
+        }
         t.get(ino).map(|n| n.attr).ok_or_else(FsError::not_found)
     }
 

@@ -18,6 +18,8 @@ const MIN_RANDOM_GET: u64 = 128 * 1024;
 const INITIAL_WINDOW: u64 = 1024 * 1024;
 /// Smallest chunk of a sequential stream.
 const MIN_CHUNK: u64 = 256 * 1024;
+/// Chunks are kept until the reader is this far past them, for reads that arrive late.
+const BEHIND_SLACK: u64 = 2 * 1024 * 1024;
 
 type ChunkData = Shared<BoxFuture<'static, Result<Bytes, FsError>>>;
 
@@ -30,8 +32,12 @@ struct Chunk {
 }
 
 /// Which pieces of which chunks make up one read; awaited without holding the handle lock.
+#[derive(Default)]
 pub struct ReadPlan {
     pieces: Vec<(ChunkData, usize, usize)>,
+    /// Bytes served by GETs already under way (read-ahead hits) and by new ones.
+    pub hit_bytes: u64,
+    pub miss_bytes: u64,
 }
 
 /// Read state of one open file handle.
@@ -109,36 +115,48 @@ impl Prefetcher {
     }
 
     /// Decide which GETs serve `[offset, offset+len)` and start them (and the read-ahead).
+    ///
+    /// The kernel sends read-ahead requests concurrently, so reads of one sequential stream can
+    /// arrive slightly out of order: anything from just behind the oldest chunk kept up to one
+    /// window past the stream's end counts as sequential; gaps are filled, not restarted.
     pub fn plan(&mut self, offset: u64, len: u32) -> ReadPlan {
         let end = (offset + u64::from(len)).min(self.size);
         if offset >= end {
-            return ReadPlan { pieces: vec![] };
+            return ReadPlan::default();
         }
-        let covered = self
+        let stream_start = self
             .chunks
-            .iter()
-            .any(|c| c.start <= offset && offset < c.end);
-        let sequential = covered || offset == self.stream_end;
-        if !sequential {
-            // random access: forget the stream, fetch just around this read
+            .front()
+            .map(|c| c.start)
+            .unwrap_or(self.stream_end);
+        let in_stream = offset >= stream_start && offset <= self.stream_end + self.window;
+        let straggler = offset < stream_start && offset + BEHIND_SLACK >= stream_start;
+        let hit_bytes = self.covered_bytes(offset, end);
+        if !in_stream && !straggler {
+            // random access: the stream goes, a small GET around this read starts a new one
             self.chunks.clear();
             self.window = INITIAL_WINDOW;
             let get_end = end.max(offset + MIN_RANDOM_GET).min(self.size);
             let chunk = self.spawn_chunk(offset, get_end, Reservation::default());
             self.chunks.push_back(chunk);
             self.stream_end = get_end;
+        } else if straggler {
+            // a late read just behind the kept chunks: fetch it alone, the stream stays
+            let chunk = self.spawn_chunk(offset, end, Reservation::default());
+            return ReadPlan {
+                pieces: vec![(chunk.data, 0, (end - offset) as usize)],
+                hit_bytes: 0,
+                miss_bytes: end - offset,
+            };
         } else {
-            // drop what the reader has passed, growing the window as chunks are consumed
+            // drop what the reader has left well behind, growing the window as it goes
             while let Some(front) = self.chunks.front() {
-                if front.end <= offset {
+                if front.end + BEHIND_SLACK <= offset {
                     self.chunks.pop_front();
                     self.window = (self.window * 2).min(self.max_window);
                 } else {
                     break;
                 }
-            }
-            if self.chunks.is_empty() {
-                self.stream_end = offset;
             }
             let target = (offset + self.window).max(end).min(self.size);
             while self.stream_end < target {
@@ -167,7 +185,19 @@ impl Prefetcher {
             let to = end.min(c.end) - c.start;
             pieces.push((c.data.clone(), from as usize, to as usize));
         }
-        ReadPlan { pieces }
+        ReadPlan {
+            pieces,
+            hit_bytes,
+            miss_bytes: (end - offset) - hit_bytes,
+        }
+    }
+
+    /// Bytes of `[offset, end)` that chunks already requested cover.
+    fn covered_bytes(&self, offset: u64, end: u64) -> u64 {
+        self.chunks
+            .iter()
+            .map(|c| end.min(c.end).saturating_sub(offset.max(c.start)))
+            .sum()
     }
 
     /// Forget a failed stream so the next read starts afresh.
