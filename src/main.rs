@@ -20,6 +20,7 @@ use tracing_subscriber::EnvFilter;
 
 use bucketfs::config::cli::{self, CleanupArgs, Command, ConnectionSettings, MountPlan, StatsArgs};
 use bucketfs::config::credentials::{self, ProcessEnv};
+use bucketfs::config::stats_view;
 use bucketfs::s3::{ListRequest, S3Client, S3Error, SharedCredentials};
 use bucketfs::{fs, fuse};
 
@@ -187,11 +188,18 @@ fn run_foreground(plan: MountPlan, mut start: Startup) -> ExitCode {
         }
     }
 
-    runtime.spawn(signals.unmount_on_signal(session.unmounter()));
+    // Uploads a crashed earlier run left behind: resumed or aborted, off the start-up path.
+    let recovering = filesystem.clone();
+    runtime.spawn(async move {
+        recovering.recover_uploads().await;
+    });
+    let progress = UploadProgress::new(filesystem.clone(), runtime.handle().clone());
+    runtime.spawn(signals.unmount_on_signal(session.unmounter(), progress.clone()));
     if let Err(e) = session.wait() {
         error!("FUSE session ended with an error: {e}");
     }
     info!("unmounted {}", mountpoint.display());
+    progress.start();
     let report = runtime.block_on(filesystem.shutdown());
     for name in &report.finished {
         info!("finished pending upload of {name}");
@@ -547,8 +555,9 @@ impl Signals {
         })
     }
 
-    /// On each SIGTERM/SIGINT, unmount (retrying on later signals if the mount is busy).
-    async fn unmount_on_signal(mut self, unmounter: fuse::Unmounter) {
+    /// On each SIGTERM/SIGINT, unmount (retrying on later signals if the mount is busy), then
+    /// log what is still to upload until the process ends.
+    async fn unmount_on_signal(mut self, unmounter: fuse::Unmounter, progress: UploadProgress) {
         let mut unmounted = false;
         loop {
             let name = tokio::select! {
@@ -569,13 +578,78 @@ impl Signals {
             info!("{name}: unmounting: finishing pending uploads");
             let unmounter = unmounter.clone();
             match tokio::task::spawn_blocking(move || unmounter.unmount()).await {
-                Ok(Ok(())) => unmounted = true,
+                Ok(Ok(())) => {
+                    unmounted = true;
+                    progress.start();
+                }
                 Ok(Err(e)) => error!(
                     "cannot unmount: {e}; close files using the mount and send the signal again"
                 ),
                 Err(e) => error!("cannot unmount: {e}"),
             }
         }
+    }
+}
+
+/// How often the progress of pending uploads is logged while unmounting.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(3);
+
+/// Logs, from the moment an unmount was asked for until the process ends, how many files and
+/// bytes are still to upload, every [`PROGRESS_INTERVAL`] while there are any.
+#[derive(Clone)]
+struct UploadProgress {
+    fs: Arc<fs::Filesystem>,
+    runtime: tokio::runtime::Handle,
+    started: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl UploadProgress {
+    fn new(fs: Arc<fs::Filesystem>, runtime: tokio::runtime::Handle) -> UploadProgress {
+        UploadProgress {
+            fs,
+            runtime,
+            started: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        }
+    }
+
+    /// Start logging (once; later calls do nothing).
+    fn start(&self) {
+        if self.started.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        let fs = self.fs.clone();
+        self.runtime.spawn(async move {
+            let mut reported = false;
+            loop {
+                // A file whose upload is being completed answers only once it is done: do not
+                // let that silence the log.
+                match tokio::time::timeout(PROGRESS_INTERVAL, fs.pending_uploads()).await {
+                    Ok((0, _)) => {
+                        if reported {
+                            info!("unmounting: all pending uploads finished");
+                            reported = false;
+                        }
+                        tokio::time::sleep(PROGRESS_INTERVAL).await;
+                    }
+                    Ok((files, bytes)) => {
+                        info!(
+                            files,
+                            bytes,
+                            "unmounting: {files} file(s), {} still to upload",
+                            stats_view::human_bytes(bytes)
+                        );
+                        reported = true;
+                        tokio::time::sleep(PROGRESS_INTERVAL).await;
+                    }
+                    Err(_) => {
+                        info!(
+                            "unmounting: still to upload: a file whose upload is being completed"
+                        );
+                        reported = true;
+                    }
+                }
+            }
+        });
     }
 }
 
@@ -810,7 +884,15 @@ fn format_age(age: Duration) -> String {
 fn stats_command(args: &StatsArgs) -> ExitCode {
     let path = args.mountpoint.join(".bucketfs").join("stats");
     match std::fs::read(&path) {
-        Ok(text) => {
+        Ok(raw) => {
+            let text = if args.raw {
+                raw
+            } else {
+                let shown = std::fs::canonicalize(&args.mountpoint)
+                    .unwrap_or_else(|_| args.mountpoint.clone());
+                stats_view::render(&String::from_utf8_lossy(&raw), &shown.to_string_lossy())
+                    .into_bytes()
+            };
             let mut out = io::stdout().lock();
             match out.write_all(&text).and_then(|()| out.flush()) {
                 Ok(()) => ExitCode::SUCCESS,

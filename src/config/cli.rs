@@ -21,7 +21,7 @@ pub use crate::config::values::{
 use crate::config::FsConfig;
 use crate::fuse::MountOptions;
 use crate::s3::profile::{profile, Provider};
-use crate::s3::{S3Config, SharedCredentials};
+use crate::s3::{S3Config, ServerSideEncryption, SharedCredentials};
 
 /// Names argv[0] has when mount(8) runs bucketfs as its helper.
 const HELPER_NAMES: &[&str] = &["mount.fuse.bucketfs", "mount.bucketfs"];
@@ -59,7 +59,16 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Mount BUCKET (or s3://BUCKET/PREFIX) at MOUNTPOINT; runs in the background unless -f.
-    #[command(args_override_self = true)]
+    #[command(
+        args_override_self = true,
+        after_help = "Every --flag above is also an -o option, dashes as underscores: \
+                      --part-size 16MiB is -o part_size=16MiB, --read-only is -o ro (-o rw undoes \
+                      it).\nmount(8)/fstab options _netdev, noauto, auto, nofail, user, users, \
+                      defaults, noatime, … and x-* are accepted and ignored.\nExamples:\n  \
+                      bucketfs mount my-bucket /mnt/b --endpoint http://127.0.0.1:9000 --path-style\n  \
+                      mount -t fuse.bucketfs my-bucket /mnt/b -o endpoint=URL,region=R,ro,allow_other\n  \
+                      fstab: my-bucket /mnt/b fuse.bucketfs _netdev,endpoint=URL,allow_other 0 0"
+    )]
     Mount(Box<MountArgs>),
     /// Abort incomplete multipart uploads older than a given age.
     Cleanup(CleanupArgs),
@@ -91,7 +100,7 @@ impl ProviderName {
     }
 }
 
-/// Server-side encryption modes `--sse` accepts (stored; not applied yet).
+/// Server-side encryption modes `--sse` accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SseMode {
     /// SSE-S3 (`AES256`).
@@ -254,22 +263,28 @@ pub struct MountArgs {
     #[arg(long, value_name = "ADDR", help_heading = "Logging")]
     pub metrics_addr: Option<SocketAddr>,
 
-    /// Server-side encryption of new objects (not implemented yet)
-    #[arg(long, value_enum, value_name = "MODE", help_heading = "Objects")]
+    /// Server-side encryption of new objects: AES256 (SSE-S3), aws:kms, or c (SSE-C)
+    #[arg(
+        long,
+        value_enum,
+        ignore_case = true,
+        value_name = "MODE",
+        help_heading = "Objects"
+    )]
     pub sse: Option<SseMode>,
-    /// KMS key for --sse kms (not implemented yet)
+    /// KMS key for --sse aws:kms [default: the bucket's or account's KMS key]
     #[arg(long, value_name = "ID", help_heading = "Objects")]
     pub sse_kms_key_id: Option<String>,
-    /// File holding the customer key for --sse c (not implemented yet)
+    /// SSE-C: file (mode 600) holding the 32-byte customer key, raw, base64 or hex; implies --sse c
     #[arg(long, value_name = "FILE", help_heading = "Objects")]
     pub sse_c_key_file: Option<PathBuf>,
     /// Storage class of new objects (STANDARD, STANDARD_IA, …) [default: the bucket's]
     #[arg(long, value_name = "CLASS", help_heading = "Objects")]
     pub storage_class: Option<String>,
-    /// Send x-amz-request-payer: requester (not implemented yet)
+    /// Send x-amz-request-payer: requester (you pay for the requests to this bucket)
     #[arg(long, help_heading = "Objects")]
     pub requester_pays: bool,
-    /// Canned ACL of new objects: private, public-read, … (not implemented yet)
+    /// Canned ACL of new objects: private, public-read, bucket-owner-full-control, …
     #[arg(long, value_name = "ACL", help_heading = "Objects")]
     pub acl: Option<String>,
 
@@ -282,6 +297,9 @@ pub struct MountArgs {
     /// mount(8) -v: verbose (same as --debug)
     #[arg(short = 'v', hide = true)]
     pub verbose: bool,
+    /// mount(8) -t TYPE (fuse.bucketfs): accepted and ignored
+    #[arg(short = 't', hide = true, value_name = "TYPE")]
+    pub fs_type: Option<String>,
 }
 
 /// `bucketfs cleanup`.
@@ -311,6 +329,9 @@ pub struct StatsArgs {
     /// Where a bucketfs is mounted
     #[arg(value_name = "MOUNTPOINT")]
     pub mountpoint: PathBuf,
+    /// Print the `name value` lines of MOUNTPOINT/.bucketfs/stats as they are (for scripts)
+    #[arg(long)]
+    pub raw: bool,
 }
 
 /// The parsed command line.
@@ -418,6 +439,12 @@ pub struct ConnectionSettings {
     pub sign_payload: Option<bool>,
     /// Storage class of new objects.
     pub storage_class: Option<String>,
+    /// Server-side encryption of new objects (SSE-C key already read and checked).
+    pub sse: Option<ServerSideEncryption>,
+    /// `x-amz-request-payer: requester`.
+    pub requester_pays: bool,
+    /// Canned ACL of new objects.
+    pub acl: Option<String>,
 }
 
 impl ConnectionArgs {
@@ -441,6 +468,9 @@ impl ConnectionArgs {
             max_inflight: self.max_inflight as usize,
             sign_payload: flag_pair(self.sign_payload, self.unsigned_payload),
             storage_class: None,
+            sse: None,
+            requester_pays: false,
+            acl: None,
         })
     }
 }
@@ -504,7 +534,41 @@ pub fn s3_config(
         config.sign_payload = sign;
     }
     config.storage_class = conn.storage_class.clone();
+    config.sse = conn.sse.clone();
+    config.requester_pays = conn.requester_pays;
+    config.acl = conn.acl.clone();
     config
+}
+
+/// `--sse`, `--sse-kms-key-id` and `--sse-c-key-file`, checked together; reads the SSE-C key.
+pub fn server_side_encryption(
+    mode: Option<SseMode>,
+    kms_key_id: Option<&str>,
+    sse_c_key_file: Option<&Path>,
+) -> Result<Option<ServerSideEncryption>, String> {
+    let mode = match (mode, sse_c_key_file) {
+        (None, Some(_)) => Some(SseMode::C),
+        (m, _) => m,
+    };
+    if kms_key_id.is_some() && mode != Some(SseMode::Kms) {
+        return Err("--sse-kms-key-id needs --sse aws:kms".into());
+    }
+    if sse_c_key_file.is_some() && mode != Some(SseMode::C) {
+        return Err("--sse-c-key-file is for SSE-C; it cannot go with another --sse".into());
+    }
+    Ok(match mode {
+        None => None,
+        Some(SseMode::Aes256) => Some(ServerSideEncryption::S3),
+        Some(SseMode::Kms) => Some(ServerSideEncryption::Kms {
+            key_id: kms_key_id.map(str::to_string),
+        }),
+        Some(SseMode::C) => {
+            let path = sse_c_key_file.ok_or("--sse c needs --sse-c-key-file FILE")?;
+            let key =
+                crate::config::credentials::load_sse_c_key(path).map_err(|e| e.to_string())?;
+            Some(ServerSideEncryption::Customer(key))
+        }
+    })
 }
 
 fn absolute(path: &Path) -> Result<PathBuf, String> {
@@ -536,14 +600,7 @@ impl PendingFeatures {
     /// The flags given that have no effect yet, by name.
     pub fn given(&self) -> Vec<&'static str> {
         let mut names = Vec::new();
-        let flags = [
-            (self.sse.is_some(), "--sse"),
-            (self.sse_kms_key_id.is_some(), "--sse-kms-key-id"),
-            (self.sse_c_key_file.is_some(), "--sse-c-key-file"),
-            (self.requester_pays, "--requester-pays"),
-            (self.acl.is_some(), "--acl"),
-            (self.metrics_addr.is_some(), "--metrics-addr"),
-        ];
+        let flags = [(self.metrics_addr.is_some(), "--metrics-addr")];
         for (set, name) in flags {
             if set {
                 names.push(name);
@@ -618,6 +675,14 @@ impl MountArgs {
         };
         let mut connection = self.connection.settings()?;
         connection.storage_class = self.storage_class.clone();
+        let sse_c_key_file = self.sse_c_key_file.as_deref().map(absolute).transpose()?;
+        connection.sse = server_side_encryption(
+            self.sse,
+            self.sse_kms_key_id.as_deref(),
+            sse_c_key_file.as_deref(),
+        )?;
+        connection.requester_pays = self.requester_pays;
+        connection.acl = self.acl.clone();
         Ok(MountPlan {
             connection,
             credentials: self.credentials.request(&bucket)?,
@@ -630,7 +695,7 @@ impl MountArgs {
             pending: PendingFeatures {
                 sse: self.sse,
                 sse_kms_key_id: self.sse_kms_key_id.clone(),
-                sse_c_key_file: self.sse_c_key_file.as_deref().map(absolute).transpose()?,
+                sse_c_key_file,
                 requester_pays: self.requester_pays,
                 acl: self.acl.clone(),
                 metrics_addr: self.metrics_addr,

@@ -275,7 +275,11 @@ fn flags_and_defaults() {
     assert_eq!(plan.connection.provider, Some(ProviderName::Minio));
     assert!(!plan.mount.default_permissions);
     assert_eq!(plan.mount.threads, 4);
-    assert_eq!(plan.pending.given(), vec!["--sse"]);
+    assert!(plan.pending.given().is_empty());
+    assert_eq!(
+        plan.connection.sse,
+        Some(crate::s3::ServerSideEncryption::Kms { key_id: None })
+    );
     let d = mount_args(&["bucketfs", "mount", "b", "/m"])
         .plan()
         .unwrap();
@@ -418,4 +422,80 @@ fn help_has_groups() {
     }
     assert!(help.contains("[default: 8MiB]"));
     Cli::command().debug_assert();
+}
+
+#[test]
+fn server_side_encryption_flags() {
+    let plan = |extra: &[&str]| {
+        let mut argv = vec!["bucketfs", "mount", "b", "/m"];
+        argv.extend_from_slice(extra);
+        mount_args(&argv).plan()
+    };
+    let p = plan(&["--sse", "AES256", "--requester-pays", "--acl", "private"]).unwrap();
+    assert_eq!(p.connection.sse, Some(crate::s3::ServerSideEncryption::S3));
+    assert!(p.connection.requester_pays);
+    assert_eq!(p.connection.acl.as_deref(), Some("private"));
+    let p = plan(&["--sse", "aws:kms", "--sse-kms-key-id", "k1"]).unwrap();
+    assert_eq!(
+        p.connection.sse,
+        Some(crate::s3::ServerSideEncryption::Kms {
+            key_id: Some("k1".into())
+        })
+    );
+    assert!(plan(&["--sse-kms-key-id", "k1"])
+        .unwrap_err()
+        .contains("--sse aws:kms"));
+    assert!(plan(&["--sse", "c"])
+        .unwrap_err()
+        .contains("--sse-c-key-file"));
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key");
+    std::fs::write(&key, [7u8; 32]).unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let k = key.to_str().unwrap();
+    assert!(plan(&["--sse-c-key-file", k])
+        .unwrap_err()
+        .contains("chmod 600"));
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let p = plan(&["--sse-c-key-file", k]).unwrap();
+    assert!(matches!(
+        p.connection.sse,
+        Some(crate::s3::ServerSideEncryption::Customer(_))
+    ));
+}
+
+#[test]
+fn mount8_helper_arguments_are_accepted() {
+    // What mount(8) may run: flags -s -n -v, `-t fuse.bucketfs`, fstab-only options.
+    let m = mount_args(&[
+        "/sbin/mount.fuse.bucketfs",
+        "my-bucket",
+        "/mnt/b",
+        "-n",
+        "-v",
+        "-t",
+        "fuse.bucketfs",
+        "-o",
+        "rw,_netdev,noauto,nofail,user,users,defaults,x-systemd.automount,user=alice,\
+         endpoint=http://127.0.0.1:9000,region=r1,path_style,ro,allow_other,uid=1000,gid=1000,\
+         prefix=photos/",
+    ]);
+    assert_eq!(m.fs_type.as_deref(), Some("fuse.bucketfs"));
+    let plan = m.plan().unwrap();
+    assert_eq!(plan.bucket, "my-bucket");
+    assert_eq!(plan.prefix, "photos/");
+    assert!(plan.fs.read_only && plan.mount.read_only);
+    assert!(plan.mount.allow_other);
+    assert_eq!((plan.fs.uid, plan.fs.gid), (1000, 1000));
+    assert!(plan.daemon.debug, "-v is --debug");
+    assert_eq!(plan.connection.region.as_deref(), Some("r1"));
+}
+
+#[test]
+fn stats_raw_flag() {
+    match parse(&["bucketfs", "stats", "--raw", "/mnt/b"]).map(|p| p.cli.command) {
+        Ok(Command::Stats(s)) => assert!(s.raw),
+        other => panic!("not stats: {other:?}"),
+    }
 }

@@ -1,7 +1,12 @@
-//! Finding access keys: environment, then ~/.aws files, then an s3fs-style passwd file.
+//! Finding access keys: environment, then ~/.aws files (keys or `credential_process`), then an
+//! s3fs-style passwd file, then the ECS container endpoint and EC2 instance metadata (IMDSv2).
 //!
 //! Errors name where they looked, never a secret. An explicit `--passwd-file` or `--profile`
 //! is the only place looked at: the user asked for those keys and no others.
+//!
+//! [`load`] hands the client a source that keeps the keys current: files are read again when
+//! they change (rotating keys) and after a 403; `credential_process`, container and instance
+//! keys are fetched again before they expire.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -9,7 +14,13 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::s3::{Credentials, SharedCredentials, StaticCredentials};
+use std::time::{Duration, SystemTime};
+
+use crate::s3::cred_sources::{
+    ContainerFetcher, Expiring, Fetcher, FileCredentials, HttpUrl, ImdsFetcher, ProcessFetcher,
+    RefreshingCredentials, ECS_DEFAULT_HOST, IMDS_DEFAULT_ENDPOINT, METADATA_TIMEOUT,
+};
+use crate::s3::{Credentials, SharedCredentials, SseCustomerKey, StaticCredentials};
 
 /// What the command line says about credentials.
 #[derive(Debug, Clone, Default)]
@@ -34,7 +45,7 @@ pub enum CredentialsError {
     },
     #[error("profile {profile} not found in {files}: check --profile / AWS_PROFILE")]
     ProfileNotFound { profile: String, files: String },
-    #[error("profile {profile} in {file} has no {missing} (role, SSO and credential_process profiles are not supported): add aws_access_key_id and aws_secret_access_key")]
+    #[error("profile {profile} in {file} has no {missing} (role and SSO profiles are not supported): add aws_access_key_id and aws_secret_access_key, or credential_process")]
     ProfileIncomplete {
         profile: String,
         file: String,
@@ -48,6 +59,14 @@ pub enum CredentialsError {
     PasswdMalformed { path: String, line: usize },
     #[error("passwd file {path} has no line for bucket {bucket} and no ACCESS:SECRET line")]
     PasswdNoEntry { path: String, bucket: String },
+    #[error("{origin}: {message}")]
+    Fetch { origin: String, message: String },
+    #[error(
+        "SSE-C key file {path} is readable by group or others (mode {mode:04o}): run chmod 600 {path}"
+    )]
+    KeyFilePermissions { path: String, mode: u32 },
+    #[error("SSE-C key file {path}: {message}")]
+    KeyFileInvalid { path: String, message: String },
     #[error("cannot read {what} {path}: {source}")]
     Read {
         what: &'static str,
@@ -85,33 +104,131 @@ fn nonempty(env: &dyn Env, name: &str) -> Option<String> {
 
 /// Load credentials from the process environment and files.
 pub fn load(request: &CredentialRequest) -> Result<SharedCredentials, CredentialsError> {
-    Ok(Arc::new(load_with(request, &ProcessEnv)?))
+    load_shared_with(request, Arc::new(ProcessEnv))
 }
 
-/// Load credentials, looking variables up in `env`.
+/// Load credentials as a source that keeps them current, looking variables up in `env`.
+pub fn load_shared_with(
+    request: &CredentialRequest,
+    env: Arc<dyn Env + Send + Sync>,
+) -> Result<SharedCredentials, CredentialsError> {
+    let (found, kind) = resolve(request, env.as_ref())?;
+    let source: SharedCredentials = match kind {
+        Kind::Static => Arc::new(found),
+        Kind::Passwd(path) => {
+            let bucket = request.bucket.clone();
+            let env2 = env.clone();
+            let p2 = path.clone();
+            let loader = move || match from_passwd_file(&p2, &bucket, env2.as_ref()) {
+                Ok(Some(c)) => Ok(c.credentials),
+                Ok(None) => Err(format!("{} is gone", p2.display())),
+                Err(e) => Err(e.to_string()),
+            };
+            Arc::new(FileCredentials::new(
+                vec![path],
+                found.origin,
+                found.credentials,
+                Box::new(loader),
+            ))
+        }
+        Kind::Profile(profile) => {
+            let files = AwsFiles::locate(env.as_ref());
+            let paths: Vec<PathBuf> = [&files.credentials, &files.config]
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect();
+            let env2 = env.clone();
+            let loader = move || {
+                let files = AwsFiles::locate(env2.as_ref());
+                match from_profile(&files, &profile, env2.as_ref()) {
+                    Ok(Some((c, None))) => Ok(c.credentials),
+                    Ok(Some((_, Some(_)))) => {
+                        Err("the profile now uses credential_process; remount".to_string())
+                    }
+                    Ok(None) => Err(format!("profile {profile} has no keys any more")),
+                    Err(e) => Err(e.to_string()),
+                }
+            };
+            Arc::new(FileCredentials::new(
+                paths,
+                found.origin,
+                found.credentials,
+                Box::new(loader),
+            ))
+        }
+        Kind::Fetched(fetcher, expires) => Arc::new(RefreshingCredentials::with_initial(
+            fetcher,
+            Expiring {
+                credentials: found.credentials,
+                expires,
+            },
+        )),
+    };
+    Ok(source)
+}
+
+/// Load credentials once, looking variables up in `env` (a snapshot: no refreshing).
 pub fn load_with(
     request: &CredentialRequest,
     env: &dyn Env,
 ) -> Result<StaticCredentials, CredentialsError> {
+    resolve(request, env).map(|(c, _)| c)
+}
+
+/// What kind of place the keys were found in, and so how to keep them current.
+enum Kind {
+    Static,
+    Passwd(PathBuf),
+    Profile(String),
+    Fetched(Arc<dyn Fetcher>, Option<SystemTime>),
+}
+
+fn fetched(fetcher: Arc<dyn Fetcher>) -> Result<(StaticCredentials, Kind), CredentialsError> {
+    let got = fetcher.fetch().map_err(|message| CredentialsError::Fetch {
+        origin: fetcher.describe(),
+        message,
+    })?;
+    Ok((
+        StaticCredentials {
+            credentials: got.credentials,
+            origin: fetcher.describe(),
+        },
+        Kind::Fetched(fetcher, got.expires),
+    ))
+}
+
+fn resolve(
+    request: &CredentialRequest,
+    env: &dyn Env,
+) -> Result<(StaticCredentials, Kind), CredentialsError> {
     if let Some(path) = &request.passwd_file {
-        return from_passwd_file(path, &request.bucket, env)?.ok_or_else(|| {
+        let found = from_passwd_file(path, &request.bucket, env)?.ok_or_else(|| {
             CredentialsError::Read {
                 what: "passwd file",
                 path: path.display().to_string(),
                 source: std::io::Error::from(std::io::ErrorKind::NotFound),
             }
-        });
+        })?;
+        return Ok((found, Kind::Passwd(path.clone())));
     }
     let explicit_profile = request.profile.is_some();
     if !explicit_profile {
         if let Some(found) = from_environment(env)? {
-            return Ok(found);
+            return Ok((found, Kind::Static));
         }
     }
     let profile = profile_name(request.profile.as_deref(), env);
     let files = AwsFiles::locate(env);
-    if let Some(found) = from_profile(&files, &profile, env)? {
-        return Ok(found);
+    match from_profile(&files, &profile, env)? {
+        Some((found, None)) => return Ok((found, Kind::Profile(profile))),
+        Some((_, Some(command))) => {
+            return fetched(Arc::new(ProcessFetcher {
+                command,
+                origin: format!("credential_process of profile {profile}"),
+            }))
+        }
+        None => {}
     }
     if explicit_profile || nonempty(env, "AWS_PROFILE").is_some() {
         return Err(CredentialsError::ProfileNotFound {
@@ -125,12 +242,94 @@ pub fn load_with(
     ];
     for path in default_passwd_files(env) {
         if let Some(found) = from_passwd_file(&path, &request.bucket, env)? {
-            return Ok(found);
+            return Ok((found, Kind::Passwd(path)));
         }
         tried.push(tilde(&path, env));
     }
+    if let Some(fetcher) = container_fetcher(env)? {
+        return fetched(fetcher);
+    }
+    if let Some(fetcher) = imds_fetcher(env)? {
+        match fetched(fetcher) {
+            Ok(found) => return Ok(found),
+            Err(e) => {
+                tracing::debug!("no instance credentials: {e}");
+                tried.push("EC2 instance metadata".to_string());
+            }
+        }
+    }
     Err(CredentialsError::NotFound {
         tried: tried.join(", "),
+    })
+}
+
+/// The ECS container endpoint, when `AWS_CONTAINER_CREDENTIALS_FULL_URI` or
+/// `AWS_CONTAINER_CREDENTIALS_RELATIVE_URI` says where it is.
+fn container_fetcher(env: &dyn Env) -> Result<Option<Arc<dyn Fetcher>>, CredentialsError> {
+    let url = match (
+        nonempty(env, "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"),
+        nonempty(env, "AWS_CONTAINER_CREDENTIALS_FULL_URI"),
+    ) {
+        (Some(rel), _) => format!("{ECS_DEFAULT_HOST}{}", rel.trim()),
+        (None, Some(full)) => full,
+        (None, None) => return Ok(None),
+    };
+    let url = HttpUrl::parse(&url).map_err(|message| CredentialsError::Fetch {
+        origin: "AWS_CONTAINER_CREDENTIALS_FULL_URI".into(),
+        message,
+    })?;
+    Ok(Some(Arc::new(ContainerFetcher {
+        url,
+        token: nonempty(env, "AWS_CONTAINER_AUTHORIZATION_TOKEN"),
+        token_file: nonempty(env, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE").map(PathBuf::from),
+        timeout: metadata_timeout(env),
+    })))
+}
+
+/// EC2 instance metadata unless `AWS_EC2_METADATA_DISABLED=true`; the endpoint from
+/// `AWS_EC2_METADATA_SERVICE_ENDPOINT`, else 169.254.169.254.
+fn imds_fetcher(env: &dyn Env) -> Result<Option<Arc<dyn Fetcher>>, CredentialsError> {
+    if nonempty(env, "AWS_EC2_METADATA_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+        return Ok(None);
+    }
+    let endpoint = nonempty(env, "AWS_EC2_METADATA_SERVICE_ENDPOINT")
+        .unwrap_or_else(|| IMDS_DEFAULT_ENDPOINT.to_string());
+    let url = HttpUrl::parse(&endpoint).map_err(|message| CredentialsError::Fetch {
+        origin: "AWS_EC2_METADATA_SERVICE_ENDPOINT".into(),
+        message,
+    })?;
+    Ok(Some(Arc::new(ImdsFetcher::new(url, metadata_timeout(env)))))
+}
+
+/// `AWS_METADATA_SERVICE_TIMEOUT` (seconds), else one second.
+fn metadata_timeout(env: &dyn Env) -> Duration {
+    nonempty(env, "AWS_METADATA_SERVICE_TIMEOUT")
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| *s > 0.0 && *s < 60.0)
+        .map_or(METADATA_TIMEOUT, Duration::from_secs_f64)
+}
+
+/// Reads an SSE-C key file: 32 raw bytes, or their base64 or hex. Like a passwd file, it
+/// must not be readable by group or others.
+pub fn load_sse_c_key(path: &Path) -> Result<SseCustomerKey, CredentialsError> {
+    let shown = path.display().to_string();
+    let meta = std::fs::metadata(path).map_err(|source| CredentialsError::Read {
+        what: "SSE-C key file",
+        path: shown.clone(),
+        source,
+    })?;
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(CredentialsError::KeyFilePermissions { path: shown, mode });
+    }
+    let data = std::fs::read(path).map_err(|source| CredentialsError::Read {
+        what: "SSE-C key file",
+        path: shown.clone(),
+        source,
+    })?;
+    SseCustomerKey::from_file_contents(&data).map_err(|message| CredentialsError::KeyFileInvalid {
+        path: shown,
+        message,
     })
 }
 
@@ -231,11 +430,13 @@ fn config_section(profile: &str) -> String {
     }
 }
 
+/// Keys of a profile; with `Some(command)` the profile names a `credential_process` instead
+/// (the keys are then a placeholder).
 fn from_profile(
     files: &AwsFiles,
     profile: &str,
     env: &dyn Env,
-) -> Result<Option<StaticCredentials>, CredentialsError> {
+) -> Result<Option<(StaticCredentials, Option<String>)>, CredentialsError> {
     // The credentials file wins over the config file, as in the AWS CLI.
     let mut sources: Vec<(&PathBuf, String)> = Vec::new();
     if let Some(p) = &files.credentials {
@@ -265,17 +466,41 @@ fn from_profile(
             .filter(|v| !v.is_empty());
         match (key, secret) {
             (Some(key), Some(secret)) => {
-                return Ok(Some(StaticCredentials {
-                    credentials: Credentials {
-                        access_key_id: key.clone(),
-                        secret_access_key: secret.clone(),
-                        session_token: section
-                            .get("aws_session_token")
-                            .filter(|v| !v.is_empty())
-                            .cloned(),
+                return Ok(Some((
+                    StaticCredentials {
+                        credentials: Credentials {
+                            access_key_id: key.clone(),
+                            secret_access_key: secret.clone(),
+                            session_token: section
+                                .get("aws_session_token")
+                                .filter(|v| !v.is_empty())
+                                .cloned(),
+                        },
+                        origin: format!("profile {profile} in {}", tilde(path, env)),
                     },
-                    origin: format!("profile {profile} in {}", tilde(path, env)),
-                }))
+                    None,
+                )))
+            }
+            (None, _)
+                if section
+                    .get("credential_process")
+                    .is_some_and(|c| !c.is_empty()) =>
+            {
+                let command = section
+                    .get("credential_process")
+                    .cloned()
+                    .unwrap_or_default();
+                return Ok(Some((
+                    StaticCredentials {
+                        credentials: Credentials {
+                            access_key_id: String::new(),
+                            secret_access_key: String::new(),
+                            session_token: None,
+                        },
+                        origin: format!("credential_process of profile {profile}"),
+                    },
+                    Some(command),
+                )));
             }
             (None, _) => {
                 seen.get_or_insert((tilde(path, env), "aws_access_key_id"));
@@ -464,11 +689,14 @@ mod tests {
 
     const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
 
+    /// An environment with `pairs`; instance metadata is off unless a test points it at a fake.
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        let mut e: HashMap<String, String> = HashMap::new();
+        e.insert("AWS_EC2_METADATA_DISABLED".into(), "true".into());
+        for (k, v) in pairs {
+            e.insert(k.to_string(), v.to_string());
+        }
+        e
     }
 
     fn request(bucket: &str) -> CredentialRequest {
@@ -694,5 +922,259 @@ mod tests {
         let described = loaded.describe();
         assert!(described.contains("PROCKEY") && described.contains("environment"));
         assert!(!described.contains(SECRET));
+    }
+
+    /// A loopback HTTP server answering `(method, path) -> (status, body)`; records
+    /// `(method, path, headers)` of every request.
+    type Seen = Arc<std::sync::Mutex<Vec<(String, String, Vec<(String, String)>)>>>;
+
+    struct FakeMetadata {
+        url: String,
+        seen: Seen,
+    }
+
+    fn fake_metadata(
+        routes: impl Fn(&str, &str, &[(String, String)]) -> (u16, String) + Send + Sync + 'static,
+    ) -> FakeMetadata {
+        use std::io::{BufRead as _, BufReader, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen: Seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen2 = seen.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() {
+                    continue;
+                }
+                let mut parts = line.split_whitespace();
+                let method = parts.next().unwrap_or("").to_string();
+                let path = parts.next().unwrap_or("").to_string();
+                let mut headers = Vec::new();
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = h.split_once(':') {
+                        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+                    }
+                }
+                let (status, body) = routes(&method, &path, &headers);
+                seen2.lock().unwrap().push((method, path, headers));
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        FakeMetadata { url, seen }
+    }
+
+    fn doc(key: &str, expires: SystemTime) -> String {
+        format!(
+            r#"{{"Code":"Success","AccessKeyId":"{key}","SecretAccessKey":"sec-{key}","Token":"tok-{key}","Expiration":"{}"}}"#,
+            crate::s3::cred_sources::iso8601_for_tests(expires)
+        )
+    }
+
+    #[test]
+    fn instance_metadata_v2_with_token() {
+        let n = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let n2 = n.clone();
+        let fake = fake_metadata(move |method, path, headers| {
+            let token = headers
+                .iter()
+                .find(|(k, _)| k == "x-aws-ec2-metadata-token")
+                .map(|(_, v)| v.as_str());
+            match (method, path) {
+                ("PUT", "/latest/api/token") => (200, "TOKEN123".into()),
+                (_, _) if token != Some("TOKEN123") => (401, String::new()),
+                ("GET", "/latest/meta-data/iam/security-credentials/") => (200, "role-a\n".into()),
+                ("GET", "/latest/meta-data/iam/security-credentials/role-a") => {
+                    let i = n2.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                    // the first keys expire at once, so the next use must fetch again
+                    let exp = if i == 1 {
+                        SystemTime::now() - Duration::from_secs(60)
+                    } else {
+                        SystemTime::now() + Duration::from_secs(3600)
+                    };
+                    (200, doc(&format!("IMDS{i}"), exp))
+                }
+                _ => (404, String::new()),
+            }
+        });
+        let home = tempfile::tempdir().unwrap();
+        let e = env(&[
+            ("HOME", home.path().to_str().unwrap()),
+            ("AWS_EC2_METADATA_DISABLED", ""),
+            ("AWS_EC2_METADATA_SERVICE_ENDPOINT", &fake.url),
+        ]);
+        let src = load_shared_with(&request("b"), Arc::new(e)).unwrap();
+        assert!(
+            src.describe().contains("EC2 instance metadata"),
+            "{}",
+            src.describe()
+        );
+        std::thread::sleep(Duration::from_millis(1100));
+        let c = src.current();
+        assert_eq!(c.access_key_id, "IMDS2");
+        assert_eq!(c.session_token.as_deref(), Some("tok-IMDS2"));
+        let seen = fake.seen.lock().unwrap();
+        assert_eq!(seen[0].0, "PUT");
+        assert!(seen[0]
+            .2
+            .iter()
+            .any(|(k, v)| k == "x-aws-ec2-metadata-token-ttl-seconds" && v == "21600"));
+    }
+
+    #[test]
+    fn instance_metadata_that_is_not_there_fails_fast() {
+        // a closed loopback port: refused at once
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let home = tempfile::tempdir().unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        let e = env(&[
+            ("HOME", home.path().to_str().unwrap()),
+            ("AWS_EC2_METADATA_DISABLED", ""),
+            ("AWS_EC2_METADATA_SERVICE_ENDPOINT", &url),
+        ]);
+        let started = std::time::Instant::now();
+        match load_with(&request("b"), &e) {
+            Ok(c) => assert!(c.origin.contains("/etc/passwd-s3fs")),
+            Err(err) => {
+                let err = err.to_string();
+                assert!(err.contains("EC2 instance metadata"), "{err}");
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn container_endpoint_with_authorization() {
+        let fake = fake_metadata(|_, path, headers| {
+            let auth = headers
+                .iter()
+                .any(|(k, v)| k == "authorization" && v == "Bearer xyz");
+            if path == "/creds" && auth {
+                (
+                    200,
+                    doc("ECS1", SystemTime::now() + Duration::from_secs(3600)),
+                )
+            } else {
+                (403, String::new())
+            }
+        });
+        let home = tempfile::tempdir().unwrap();
+        let full = format!("{}/creds", fake.url);
+        let e = env(&[
+            ("HOME", home.path().to_str().unwrap()),
+            ("AWS_CONTAINER_CREDENTIALS_FULL_URI", &full),
+            ("AWS_CONTAINER_AUTHORIZATION_TOKEN", "Bearer xyz"),
+        ]);
+        let src = load_shared_with(&request("b"), Arc::new(e)).unwrap();
+        assert_eq!(src.current().access_key_id, "ECS1");
+        assert!(src.describe().contains("container"), "{}", src.describe());
+    }
+
+    #[test]
+    fn credential_process_is_run_again_when_keys_expire() {
+        let home = tempfile::tempdir().unwrap();
+        let counter = home.path().join("n");
+        let script = home.path().join("creds.sh");
+        // each run prints the next key; the first one has already expired
+        write(
+            &script,
+            &format!(
+                "#!/bin/sh\nn=$(cat {c} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {c}\n\
+                 if [ $n = 1 ]; then exp=2000-01-01T00:00:00Z; else exp=2999-01-01T00:00:00Z; fi\n\
+                 printf '{{\"Version\": 1, \"AccessKeyId\": \"PROC%s\", \"SecretAccessKey\": \"s\", \"SessionToken\": \"t\", \"Expiration\": \"%s\"}}' $n $exp\n",
+                c = counter.display()
+            ),
+            0o700,
+        );
+        write(
+            &home.path().join(".aws/config"),
+            &format!(
+                "[profile proc]\ncredential_process = {}\nregion = r9\n",
+                script.display()
+            ),
+            0o600,
+        );
+        let e = env(&[
+            ("HOME", home.path().to_str().unwrap()),
+            ("AWS_PROFILE", "proc"),
+        ]);
+        let src = load_shared_with(&request("b"), Arc::new(e)).unwrap();
+        std::thread::sleep(Duration::from_millis(1100));
+        assert_eq!(src.current().access_key_id, "PROC2");
+        // valid keys are not fetched again
+        assert_eq!(src.current().access_key_id, "PROC2");
+        assert!(src.refresh_after_denied());
+        assert_eq!(src.current().access_key_id, "PROC3");
+        assert!(src
+            .describe()
+            .contains("credential_process of profile proc"));
+
+        write(
+            &home.path().join(".aws/config"),
+            "[profile bad]\ncredential_process = sh -c 'echo oops >&2; exit 3'\n",
+            0o600,
+        );
+        let e = env(&[
+            ("HOME", home.path().to_str().unwrap()),
+            ("AWS_PROFILE", "bad"),
+        ]);
+        let err = load_with(&request("b"), &e).unwrap_err().to_string();
+        assert!(
+            err.contains("credential_process failed") && err.contains("oops"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn rotated_credentials_file_is_reloaded() {
+        let home = tempfile::tempdir().unwrap();
+        let creds = home.path().join(".aws/credentials");
+        write(
+            &creds,
+            "[default]\naws_access_key_id = OLD\naws_secret_access_key = s1\n",
+            0o600,
+        );
+        let e = env(&[("HOME", home.path().to_str().unwrap())]);
+        let src = load_shared_with(&request("b"), Arc::new(e)).unwrap();
+        assert_eq!(src.current().access_key_id, "OLD");
+        write(
+            &creds,
+            "[default]\naws_access_key_id = NEWKEY\naws_secret_access_key = s2\n",
+            0o600,
+        );
+        assert!(src.refresh_after_denied());
+        assert_eq!(src.current().access_key_id, "NEWKEY");
+        assert_eq!(src.current().secret_access_key, "s2");
+    }
+
+    #[test]
+    fn sse_c_key_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        write(&path, &"k".repeat(32), 0o644);
+        let err = load_sse_c_key(&path).unwrap_err().to_string();
+        assert!(err.contains("chmod 600"), "{err}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let raw = load_sse_c_key(&path).unwrap();
+        write(&path, &format!("{}\n", hex::encode("k".repeat(32))), 0o600);
+        assert_eq!(load_sse_c_key(&path).unwrap(), raw);
+        write(&path, "short", 0o400);
+        let err = load_sse_c_key(&path).unwrap_err().to_string();
+        assert!(err.contains("32 bytes"), "{err}");
+        assert!(!format!("{raw:?}").contains(raw.key_b64()));
     }
 }

@@ -3,6 +3,7 @@
 pub mod cli;
 pub mod credentials;
 mod dash_o;
+pub mod stats_view;
 pub mod values;
 
 use std::path::PathBuf;
