@@ -699,7 +699,14 @@ impl Filesystem {
             .collect();
         let mut report = ShutdownReport::default();
         for w in writers {
-            let key = w.state.lock().await.upload.key().to_string();
+            let (key, pending) = {
+                let st = w.state.lock().await;
+                let pending = !st.discarded && (st.dirty || !st.committed);
+                (st.upload.key().to_string(), pending)
+            };
+            if !pending {
+                continue;
+            }
             match self.commit(&w).await {
                 Ok(()) => report.finished.push(key),
                 Err(e) => {
