@@ -243,3 +243,53 @@ fn prefix_and_read_only_mount() {
     };
     assert_eq!(names(m2.path()), set(&["2024"]));
 }
+
+#[test]
+fn changes_from_outside_are_seen_after_the_metadata_ttl() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = server();
+    srv.put_object("ext/replaced.txt", "old");
+    srv.put_object("ext/deleted.txt", "bye");
+    let m = Mount::new(&srv, &["--metadata-ttl", "1", "--negative-ttl", "1"]);
+    assert_eq!(
+        std::fs::read_to_string(m.p("ext/replaced.txt")).expect("read"),
+        "old"
+    );
+    assert!(m.p("ext/deleted.txt").exists());
+    assert!(!m.p("ext/added.txt").exists());
+    srv.put_object("ext/replaced.txt", "new and longer");
+    srv.delete_object("ext/deleted.txt");
+    srv.put_object("ext/added.txt", "hello");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(
+        std::fs::read_to_string(m.p("ext/replaced.txt")).expect("read"),
+        "new and longer"
+    );
+    assert!(!m.p("ext/deleted.txt").exists());
+    assert_eq!(
+        std::fs::read_to_string(m.p("ext/added.txt")).expect("read"),
+        "hello"
+    );
+    assert_eq!(names(&m.p("ext")), set(&["replaced.txt", "added.txt"]));
+}
+
+#[test]
+fn secrets_stay_out_of_logs_and_process_arguments() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = server();
+    srv.put_object("f", "x");
+    let m = Mount::new(&srv, &["--debug"]);
+    let _ = std::fs::read(m.p("f")).expect("read");
+    let pid = m.child.as_ref().map(|c| c.id()).expect("pid");
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("cmdline");
+    let secret = srv.secret_key();
+    assert!(!String::from_utf8_lossy(&cmdline).contains(&secret));
+    let log = m.log_text();
+    assert!(log.contains("DEBUG"), "debug logging on");
+    assert!(!log.contains(&secret), "secret in the log");
+    assert!(!log.contains("Signature="), "signature in the log");
+}
