@@ -22,7 +22,7 @@ use super::time::parse_http_date;
 use super::transport::{self, Endpoint, HttpClient, Progress, RequestBody};
 use super::types::{
     ByteRange, CompletedPart, GetObjectOutput, ListPage, ListRequest, MultipartUploadInfo,
-    ObjectMeta, PutOptions,
+    ObjectLock, ObjectMeta, PutOptions, RetainUntil, ServerSideEncryption,
 };
 pub use super::wire::{backoff_ceiling, backoff_delay, range_header};
 use super::wire::{
@@ -54,8 +54,20 @@ pub struct S3Config {
     pub ca_bundle: Option<PathBuf>,
     /// true: `x-amz-content-sha256` is the body's SHA-256; false: `UNSIGNED-PAYLOAD`.
     pub sign_payload: bool,
-    /// Storage class for new objects (sent in the profile's storage-class header).
+    /// Storage class for new objects (sent in the profile's storage-class header, translated
+    /// to the provider's name for it).
     pub storage_class: Option<String>,
+    /// Server-side encryption of new objects (SSE-C: of every data request).
+    pub sse: Option<ServerSideEncryption>,
+    /// Send `x-amz-request-payer: requester` on every request.
+    pub requester_pays: bool,
+    /// Canned ACL of new objects (`x-amz-acl`): private, public-read, …
+    pub acl: Option<String>,
+    /// WORM retention put on every new object.
+    pub object_lock: Option<ObjectLock>,
+    /// Connect to this address whatever the host name (like curl's `--connect-to`); the
+    /// `Host` header and signature still name the real host. Plain-http endpoints only.
+    pub connect_to: Option<std::net::SocketAddr>,
 }
 
 impl S3Config {
@@ -82,6 +94,11 @@ impl S3Config {
             ca_bundle: None,
             sign_payload: false,
             storage_class: None,
+            sse: None,
+            requester_pays: false,
+            acl: None,
+            object_lock: None,
+            connect_to: None,
         }
     }
 }
@@ -109,6 +126,34 @@ struct Inner {
     permits: Semaphore,
     stats: Stats,
     keys: SigningKeyCache,
+    /// `cfg.storage_class` in the provider's spelling.
+    storage_class: Option<String>,
+}
+
+/// Canned ACLs S3 defines.
+const CANNED_ACLS: &[&str] = &[
+    "private",
+    "public-read",
+    "public-read-write",
+    "authenticated-read",
+    "aws-exec-read",
+    "bucket-owner-read",
+    "bucket-owner-full-control",
+    "log-delivery-write",
+];
+
+/// How many parts of one server-side copy are in flight at once.
+const COPY_PARALLEL: usize = 8;
+/// Bytes of downloaded parts held at once when a copy falls back to GET + UploadPart.
+const COPY_FALLBACK_MEMORY: u64 = 256 * 1024 * 1024;
+
+/// Which SSE headers a request carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SseFor {
+    /// PutObject, CreateMultipartUpload, CopyObject destination: the full set.
+    NewObject,
+    /// UploadPart, UploadPartCopy destination, HEAD, GET: SSE-C key only.
+    Data,
 }
 
 /// One S3 call, before signing.
@@ -196,6 +241,35 @@ impl S3Client {
             max_idle_per_host: cfg.max_inflight,
             ca_bundles: &bundles,
         })?;
+        if cfg.connect_to.is_some() && endpoint.https {
+            return Err(S3Error::Config(
+                "connect_to works with plain-http endpoints only".into(),
+            ));
+        }
+        let storage_class = cfg
+            .storage_class
+            .as_deref()
+            .map(|c| cfg.profile.storage_class_name(c))
+            .transpose()
+            .map_err(S3Error::Config)?;
+        if let Some(acl) = &cfg.acl {
+            if !CANNED_ACLS.contains(&acl.as_str()) {
+                return Err(S3Error::Config(format!(
+                    "--acl {acl} is not a canned ACL; use one of {}",
+                    CANNED_ACLS.join(", ")
+                )));
+            }
+        }
+        if let Some(lock) = &cfg.object_lock {
+            if !lock.mode.eq_ignore_ascii_case("COMPLIANCE")
+                && !lock.mode.eq_ignore_ascii_case("GOVERNANCE")
+            {
+                return Err(S3Error::Config(format!(
+                    "object lock mode {} is neither COMPLIANCE nor GOVERNANCE",
+                    lock.mode
+                )));
+            }
+        }
         let permits = Semaphore::new(cfg.max_inflight.max(1));
         Ok(S3Client {
             inner: Arc::new(Inner {
@@ -205,6 +279,7 @@ impl S3Client {
                 permits,
                 stats: Stats::new(),
                 keys: SigningKeyCache::new(),
+                storage_class,
             }),
         })
     }
@@ -279,7 +354,7 @@ impl S3Client {
         }
     }
 
-    /// Headers describing a new object: content type, user metadata, storage class.
+    /// Headers describing a new object: content type, user metadata.
     fn object_headers(&self, opts: &PutOptions) -> Vec<(String, String)> {
         let mut h = Vec::new();
         if let Some(ct) = &opts.content_type {
@@ -288,13 +363,105 @@ impl S3Client {
         for (k, v) in &opts.user_metadata {
             h.push((format!("x-amz-meta-{}", k.to_ascii_lowercase()), v.clone()));
         }
-        if let Some(class) = &self.inner.cfg.storage_class {
+        h
+    }
+
+    /// Headers every new object gets from the mount's settings, whatever its metadata:
+    /// storage class, canned ACL, encryption, WORM retention.
+    fn new_object_headers(&self) -> Vec<(String, String)> {
+        let cfg = &self.inner.cfg;
+        let mut h = Vec::new();
+        if let Some(class) = &self.inner.storage_class {
+            h.push((cfg.profile.storage_class_header.to_owned(), class.clone()));
+        }
+        if let Some(acl) = &cfg.acl {
+            h.push(("x-amz-acl".to_owned(), acl.clone()));
+        }
+        h.extend(self.sse_headers(SseFor::NewObject));
+        if let Some(lock) = &cfg.object_lock {
+            let until = match &lock.retain {
+                RetainUntil::Date(d) => d.clone(),
+                RetainUntil::For(d) => super::time::iso8601(std::time::SystemTime::now() + *d),
+            };
             h.push((
-                self.inner.cfg.profile.storage_class_header.to_owned(),
-                class.clone(),
+                "x-amz-object-lock-mode".to_owned(),
+                lock.mode.to_ascii_uppercase(),
             ));
+            h.push(("x-amz-object-lock-retain-until-date".to_owned(), until));
         }
         h
+    }
+
+    /// Encryption headers for one kind of request.
+    fn sse_headers(&self, kind: SseFor) -> Vec<(String, String)> {
+        let cfg = &self.inner.cfg;
+        let mut h = Vec::new();
+        match (&cfg.sse, kind) {
+            (Some(ServerSideEncryption::S3), SseFor::NewObject) => {
+                h.push((
+                    "x-amz-server-side-encryption".to_owned(),
+                    "AES256".to_owned(),
+                ));
+            }
+            (Some(ServerSideEncryption::Kms { key_id }), SseFor::NewObject) => {
+                h.push((
+                    "x-amz-server-side-encryption".to_owned(),
+                    cfg.profile.sse_kms_value.to_owned(),
+                ));
+                if let Some(id) = key_id {
+                    h.push((
+                        "x-amz-server-side-encryption-aws-kms-key-id".to_owned(),
+                        id.clone(),
+                    ));
+                }
+            }
+            (Some(ServerSideEncryption::Customer(key)), _) => {
+                h.push((
+                    "x-amz-server-side-encryption-customer-algorithm".to_owned(),
+                    "AES256".to_owned(),
+                ));
+                h.push((
+                    "x-amz-server-side-encryption-customer-key".to_owned(),
+                    key.key_b64().to_owned(),
+                ));
+                h.push((
+                    "x-amz-server-side-encryption-customer-key-md5".to_owned(),
+                    key.key_md5_b64().to_owned(),
+                ));
+            }
+            _ => {}
+        }
+        h
+    }
+
+    /// SSE-C headers describing the source of a copy.
+    fn copy_source_sse_headers(&self) -> Vec<(String, String)> {
+        let Some(key) = self.inner.cfg.sse.as_ref().and_then(|s| s.customer_key()) else {
+            return Vec::new();
+        };
+        vec![
+            (
+                "x-amz-copy-source-server-side-encryption-customer-algorithm".to_owned(),
+                "AES256".to_owned(),
+            ),
+            (
+                "x-amz-copy-source-server-side-encryption-customer-key".to_owned(),
+                key.key_b64().to_owned(),
+            ),
+            (
+                "x-amz-copy-source-server-side-encryption-customer-key-md5".to_owned(),
+                key.key_md5_b64().to_owned(),
+            ),
+        ]
+    }
+
+    /// `Content-MD5` of a body, needed for writes under WORM retention.
+    fn content_md5_if_locked(&self, body: &[u8]) -> Option<(String, String)> {
+        self.inner.cfg.object_lock.as_ref()?;
+        Some((
+            "content-md5".to_owned(),
+            base64::engine::general_purpose::STANDARD.encode(Md5::digest(body)),
+        ))
     }
 
     fn condition_headers(opts: &PutOptions) -> Vec<(String, String)> {
@@ -400,6 +567,9 @@ impl S3Client {
         let mut headers: Vec<(String, String)> = Vec::with_capacity(call.headers.len() + 6);
         headers.push(("host".to_owned(), authority.to_owned()));
         headers.extend(call.headers.iter().cloned());
+        if cfg.requester_pays {
+            headers.push(("x-amz-request-payer".to_owned(), "requester".to_owned()));
+        }
         let creds = cfg.credentials.current();
         if !creds.access_key_id.is_empty() {
             let params = SigningParams {
@@ -420,8 +590,9 @@ impl S3Client {
             sigv4::sign(&params, &req, &mut headers, Some(&inner.keys));
         }
 
+        let connect_authority = cfg.connect_to.map(|a| a.to_string());
         let uri = inner.endpoint.uri(
-            authority,
+            connect_authority.as_deref().unwrap_or(authority),
             &sigv4::uri_encode_path(raw_path),
             &sigv4::wire_query_string(&call.query),
         )?;
@@ -556,9 +727,9 @@ impl S3Client {
 
     /// HEAD of one object.
     pub async fn head_object(&self, key: &str) -> Result<ObjectMeta, S3Error> {
-        let resp = self
-            .execute(&Call::new(Op::Head, Method::HEAD, Some(key)))
-            .await?;
+        let mut call = Call::new(Op::Head, Method::HEAD, Some(key));
+        call.headers = self.sse_headers(SseFor::Data);
+        let resp = self.execute(&call).await?;
         Ok(meta_from_headers(&resp.headers))
     }
 
@@ -583,6 +754,7 @@ impl S3Client {
             }
         }
         let mut call = self.x_id(Call::new(Op::Get, Method::GET, Some(key)));
+        call.headers = self.sse_headers(SseFor::Data);
         if let Some(h) = range.as_ref().and_then(range_header) {
             call = call.header("range", h);
         }
@@ -633,7 +805,9 @@ impl S3Client {
         let size = body.len() as u64;
         let mut call = self.x_id(Call::new(Op::Put, Method::PUT, Some(key)));
         call.headers = self.object_headers(opts);
+        call.headers.extend(self.new_object_headers());
         call.headers.extend(Self::condition_headers(opts));
+        call.headers.extend(self.content_md5_if_locked(&body));
         call.body = body;
         let resp = self.execute(&call).await?;
         Ok(ObjectMeta {
@@ -646,7 +820,7 @@ impl S3Client {
                 .header("last-modified")
                 .and_then(|d| parse_http_date(&d)),
             content_type: opts.content_type.clone(),
-            storage_class: self.inner.cfg.storage_class.clone(),
+            storage_class: self.inner.storage_class.clone(),
             user_metadata: opts.user_metadata.clone(),
         })
     }
@@ -661,6 +835,7 @@ impl S3Client {
             .x_id(Call::new(Op::CreateMpu, Method::POST, Some(key)))
             .query("uploads", "");
         call.headers = self.object_headers(opts);
+        call.headers.extend(self.new_object_headers());
         let resp = self.execute(&call).await?;
         xml::parse_initiate_multipart(&resp.body, key)
     }
@@ -677,6 +852,8 @@ impl S3Client {
             .x_id(Call::new(Op::UploadPart, Method::PUT, Some(key)))
             .query("partNumber", part_number.to_string())
             .query("uploadId", upload_id);
+        call.headers = self.sse_headers(SseFor::Data);
+        call.headers.extend(self.content_md5_if_locked(&body));
         call.body = body;
         let resp = self.execute(&call).await?;
         resp.header("etag")
@@ -703,6 +880,8 @@ impl S3Client {
             .query("uploadId", upload_id)
             .header("x-amz-copy-source", self.copy_source(source_key))
             .header("x-amz-copy-source-range", range_value);
+        call.headers.extend(self.sse_headers(SseFor::Data));
+        call.headers.extend(self.copy_source_sse_headers());
         if let Some(etag) = if_match {
             call = call.header("x-amz-copy-source-if-match", quote_etag(etag));
         }
@@ -758,19 +937,13 @@ impl S3Client {
         let mut call = self
             .x_id(Call::new(Op::Copy, Method::PUT, Some(dest_key)))
             .header("x-amz-copy-source", self.copy_source(source_key));
-        match replace_metadata {
-            Some(opts) => {
-                call = call.header("x-amz-metadata-directive", "REPLACE");
-                call.headers.extend(self.object_headers(opts));
-                call.headers.extend(Self::condition_headers(opts));
-            }
-            None => {
-                if let Some(class) = &self.inner.cfg.storage_class {
-                    let name = self.inner.cfg.profile.storage_class_header;
-                    call = call.header(name, class.clone());
-                }
-            }
+        if let Some(opts) = replace_metadata {
+            call = call.header("x-amz-metadata-directive", "REPLACE");
+            call.headers.extend(self.object_headers(opts));
+            call.headers.extend(Self::condition_headers(opts));
         }
+        call.headers.extend(self.new_object_headers());
+        call.headers.extend(self.copy_source_sse_headers());
         if let Some(etag) = source_if_match {
             call = call.header("x-amz-copy-source-if-match", quote_etag(etag));
         }
@@ -778,6 +951,192 @@ impl S3Client {
         let resp = self.execute(&call).await?;
         let (etag, _) = xml::parse_copy_result(&resp.body, resp.status, dest_key)?;
         etag.ok_or_else(|| S3Error::InvalidResponse("CopyObjectResult without ETag".into()))
+    }
+
+    /// Part size for a multipart copy of `size` bytes: at least `wanted`, within the
+    /// profile's part limits, and large enough to stay under its part count.
+    pub fn copy_part_size(&self, size: u64, wanted: u64) -> u64 {
+        let p = self.inner.cfg.profile;
+        let by_count = size.div_ceil(u64::from(p.max_parts.max(1)));
+        wanted
+            .max(p.min_part_size)
+            .max(by_count)
+            .min(p.max_part_size)
+            .max(1)
+    }
+
+    /// Server-side copy of any size: one CopyObject up to the profile's copy limit (and for
+    /// empty objects), [`S3Client::copy_object_multipart`] beyond it. Metadata is copied.
+    pub async fn copy_object_sized(
+        &self,
+        source_key: &str,
+        dest_key: &str,
+        size: u64,
+        part_size: u64,
+        source_if_match: Option<&str>,
+    ) -> Result<String, S3Error> {
+        if size == 0 || size <= self.inner.cfg.profile.max_copy_object_size {
+            return self
+                .copy_object(source_key, dest_key, None, source_if_match)
+                .await;
+        }
+        self.copy_object_multipart(source_key, dest_key, size, part_size, None, source_if_match)
+            .await
+    }
+
+    /// Copies `source_key` (`size` bytes) to `dest_key` as a multipart upload: Create, then
+    /// UploadPartCopy of each range in parallel, then Complete. Where the server refuses
+    /// UploadPartCopy (or the profile says it will), each part is fetched with a ranged GET
+    /// and sent with UploadPart instead. Any failure aborts the upload.
+    ///
+    /// `opts`: the new object's content type and metadata, and conditions on the destination
+    /// (applied to Complete). `None` copies the source's content type and metadata (one HEAD).
+    /// `source_if_match`: every read of the source must see this ETag (else 412).
+    /// Returns the new object's ETag.
+    pub async fn copy_object_multipart(
+        &self,
+        source_key: &str,
+        dest_key: &str,
+        size: u64,
+        part_size: u64,
+        opts: Option<&PutOptions>,
+        source_if_match: Option<&str>,
+    ) -> Result<String, S3Error> {
+        let owned_opts;
+        let opts = match opts {
+            Some(o) => o,
+            None => {
+                let meta = self.head_object(source_key).await?;
+                if let (Some(want), Some(have)) = (source_if_match, meta.etag.as_deref()) {
+                    if !self.inner.cfg.profile.etags_equal(want, have) {
+                        return Err(S3Error::service(
+                            412,
+                            "PreconditionFailed",
+                            format!("{source_key} changed during the copy"),
+                            None,
+                            Some(source_key),
+                        ));
+                    }
+                }
+                owned_opts = PutOptions {
+                    content_type: meta.content_type,
+                    user_metadata: meta.user_metadata,
+                    ..PutOptions::default()
+                };
+                &owned_opts
+            }
+        };
+        let part_size = self.copy_part_size(size, part_size);
+        let count = size.div_ceil(part_size).max(1);
+        let upload_id = self.create_multipart_upload(dest_key, opts).await?;
+        let result = self
+            .copy_parts(
+                source_key,
+                dest_key,
+                &upload_id,
+                size,
+                part_size,
+                count,
+                source_if_match,
+            )
+            .await;
+        let parts = match result {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = self.abort_multipart_upload(dest_key, &upload_id).await;
+                return Err(e);
+            }
+        };
+        let completion = PutOptions {
+            if_match: opts.if_match.clone(),
+            if_none_match_any: opts.if_none_match_any,
+            ..PutOptions::default()
+        };
+        match self
+            .complete_multipart_upload(dest_key, &upload_id, &parts, &completion)
+            .await
+        {
+            Ok(etag) => Ok(etag),
+            Err(e) => {
+                let _ = self.abort_multipart_upload(dest_key, &upload_id).await;
+                Err(e)
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn copy_parts(
+        &self,
+        source_key: &str,
+        dest_key: &str,
+        upload_id: &str,
+        size: u64,
+        part_size: u64,
+        count: u64,
+        source_if_match: Option<&str>,
+    ) -> Result<Vec<CompletedPart>, S3Error> {
+        use futures::{stream, StreamExt as _, TryStreamExt as _};
+        use std::sync::atomic::{AtomicBool, Ordering};
+
+        let refused = AtomicBool::new(!self.inner.cfg.profile.supports_upload_part_copy);
+        let fallback_slots = (COPY_FALLBACK_MEMORY / part_size).clamp(1, COPY_PARALLEL as u64);
+        let fallback = Semaphore::new(fallback_slots as usize);
+        let (refused, fallback) = (&refused, &fallback);
+        let jobs = (0..count).map(|i| async move {
+            let start = i * part_size;
+            let range = start..(start + part_size).min(size);
+            let part_number = i as u32 + 1;
+            if !refused.load(Ordering::Relaxed) {
+                match self
+                    .upload_part_copy(
+                        dest_key,
+                        upload_id,
+                        part_number,
+                        source_key,
+                        range.clone(),
+                        source_if_match,
+                    )
+                    .await
+                {
+                    Ok(etag) => return Ok(CompletedPart { part_number, etag }),
+                    Err(e) if e.is_copy_refused() => {
+                        if !refused.swap(true, Ordering::Relaxed) {
+                            tracing::info!(
+                                key = dest_key,
+                                error = %e,
+                                "server refuses UploadPartCopy; copying through GET + UploadPart"
+                            );
+                        }
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            let _slot = fallback
+                .acquire()
+                .await
+                .map_err(|_| S3Error::Config("copy cancelled".into()))?;
+            let got = self
+                .get_object(source_key, Some(range.clone()), source_if_match)
+                .await?;
+            if got.body.len() as u64 != range.end - range.start {
+                return Err(S3Error::InvalidResponse(format!(
+                    "GET of {source_key} bytes {}..{} returned {} bytes",
+                    range.start,
+                    range.end,
+                    got.body.len()
+                )));
+            }
+            let etag = self
+                .upload_part(dest_key, upload_id, part_number, got.body)
+                .await?;
+            Ok(CompletedPart { part_number, etag })
+        });
+        let mut parts: Vec<CompletedPart> = stream::iter(jobs)
+            .buffer_unordered(COPY_PARALLEL)
+            .try_collect()
+            .await?;
+        parts.sort_by_key(|p| p.part_number);
+        Ok(parts)
     }
 
     /// Deletes one object. A missing object is not an error (S3 says 204 either way;

@@ -170,6 +170,23 @@ impl S3Error {
         }
     }
 
+    /// The server refuses server-side part copies (UploadPartCopy): 501 / `NotImplemented`
+    /// (GDC EV2 buckets, some gateways), `NotSupported`, 405, or a 400 `InvalidRequest`.
+    /// The copy can still be done by GET + UploadPart.
+    pub fn is_copy_refused(&self) -> bool {
+        match self {
+            S3Error::Service { status, code, .. } => {
+                *status == 501
+                    || *status == 405
+                    || matches!(
+                        code.as_str(),
+                        "NotImplemented" | "NotSupported" | "InvalidRequest" | "MethodNotAllowed"
+                    )
+            }
+            _ => false,
+        }
+    }
+
     /// The bucket does not exist.
     pub fn is_no_such_bucket(&self) -> bool {
         self.code() == Some("NoSuchBucket")
@@ -181,7 +198,9 @@ impl S3Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             S3Error::Service { status, code, .. } => match *status {
-                500.. | 429 => true,
+                // 501 NotImplemented is an answer, not a hiccup: the same request fails again.
+                501 => false,
+                500.. | 429 => code != "NotImplemented",
                 // Any other 4xx: never, except S3's `RequestTimeout` (400).
                 400..=499 => code == "RequestTimeout",
                 // A 200 carrying an `<Error>` body, or a per-key DeleteObjects error.

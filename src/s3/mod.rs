@@ -1,6 +1,7 @@
 //! S3 client: SigV4 signing, XML bodies, retries, provider profiles. Knows nothing of files.
 
 pub mod client;
+pub mod cred_sources;
 pub mod credentials;
 pub mod error;
 pub mod profile;
@@ -15,6 +16,6 @@ pub mod xml;
 pub use client::{S3Client, S3Config};
 pub use credentials::{CredentialSource, Credentials, SharedCredentials, StaticCredentials};
 pub use error::S3Error;
-pub use profile::{Profile, Provider};
+pub use profile::{EtagStyle, Profile, Provider};
 pub use stats::StatsSnapshot;
 pub use types::*;

@@ -52,6 +52,26 @@ pub struct Profile {
     /// Conditional writes (`If-None-Match: *`, `If-Match` on PUT) are known to be honoured.
     /// False means "not known", not "known broken": callers should not rely on them.
     pub supports_conditional_put: bool,
+    /// Value of `x-amz-server-side-encryption` for SSE-KMS (`aws:kms`; GDC says `SSE-KMS`).
+    pub sse_kms_value: &'static str,
+    /// Storage classes this provider names, in the spelling its header wants. Empty: any
+    /// class is passed through as given (upper-cased).
+    pub storage_classes: &'static [&'static str],
+    /// How this provider's ETags relate to the content.
+    pub etag_style: EtagStyle,
+    /// The WORM headers `x-amz-object-lock-mode` / `-retain-until-date` are accepted on new objects.
+    pub supports_object_lock_headers: bool,
+}
+
+/// What an ETag says about an object's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EtagStyle {
+    /// Single-part objects (without SSE-KMS/SSE-C): hex MD5 of the body, lower case.
+    /// Multipart: MD5 of the parts' binary MD5s, `-N` (AWS, OBS, MinIO, Ceph, GDC).
+    Md5,
+    /// Single-part objects: hex MD5 in upper case. Multipart: an opaque value with `-N`
+    /// that is *not* AWS's MD5-of-MD5s (Alibaba OSS). Compare case-insensitively.
+    Md5UpperOpaqueMultipart,
 }
 
 const fn aws_like(provider: Provider, name: &'static str) -> Profile {
@@ -70,19 +90,47 @@ const fn aws_like(provider: Provider, name: &'static str) -> Profile {
         supports_aws_chunked: true,
         default_region: "us-east-1",
         supports_conditional_put: true,
+        sse_kms_value: "aws:kms",
+        storage_classes: &[],
+        etag_style: EtagStyle::Md5,
+        supports_object_lock_headers: true,
     }
 }
+
+const AWS_CLASSES: &[&str] = &[
+    "STANDARD",
+    "REDUCED_REDUNDANCY",
+    "STANDARD_IA",
+    "ONEZONE_IA",
+    "INTELLIGENT_TIERING",
+    "GLACIER",
+    "GLACIER_IR",
+    "DEEP_ARCHIVE",
+    "EXPRESS_ONEZONE",
+    "OUTPOSTS",
+    "SNOW",
+];
+const OBS_CLASSES: &[&str] = &["STANDARD", "STANDARD_IA", "GLACIER"];
+const OSS_CLASSES: &[&str] = &[
+    "Standard",
+    "IA",
+    "Archive",
+    "ColdArchive",
+    "DeepColdArchive",
+];
 
 /// The table. Order matches [`Provider`]; [`profile`] relies on it.
 static PROFILES: [Profile; 6] = [
     Profile {
         send_x_id_query: true,
+        storage_classes: AWS_CLASSES,
         ..aws_like(Provider::Aws, "aws")
     },
     Profile {
         // OBS rejects the `x-id` query parameter.
         send_x_id_query: false,
         supports_conditional_put: false,
+        storage_classes: OBS_CLASSES,
         ..aws_like(Provider::Obs, "obs")
     },
     Profile {
@@ -90,6 +138,9 @@ static PROFILES: [Profile; 6] = [
         storage_class_header: "x-oss-storage-class",
         supports_aws_chunked: false,
         supports_conditional_put: false,
+        storage_classes: OSS_CLASSES,
+        etag_style: EtagStyle::Md5UpperOpaqueMultipart,
+        supports_object_lock_headers: false,
         ..aws_like(Provider::Oss, "oss")
     },
     Profile {
@@ -97,6 +148,7 @@ static PROFILES: [Profile; 6] = [
         // EV2 buckets refuse UploadPartCopy; large copies fall back to download+upload.
         supports_upload_part_copy: false,
         supports_conditional_put: false,
+        sse_kms_value: "SSE-KMS",
         ..aws_like(Provider::Gdc, "gdc")
     },
     Profile {
@@ -120,6 +172,92 @@ pub fn profile(provider: Provider) -> &'static Profile {
         Provider::Other => 5,
     };
     &PROFILES[i]
+}
+
+impl Profile {
+    /// The provider's spelling of a storage class given on the command line. Common names
+    /// of other providers are translated (`IA`/`STANDARD_IA`, `ARCHIVE`/`GLACIER`, …);
+    /// an unknown class is an error naming the valid ones.
+    pub fn storage_class_name(&self, requested: &str) -> Result<String, String> {
+        let want = requested.trim();
+        if want.is_empty() {
+            return Err("storage class is empty".into());
+        }
+        if !want
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(format!(
+                "storage class {want:?} has characters no provider uses"
+            ));
+        }
+        let norm = want.to_ascii_uppercase().replace('-', "_");
+        if self.storage_classes.is_empty() {
+            return Ok(norm);
+        }
+        // Synonyms: the first name of each group the provider knows wins.
+        const GROUPS: &[&[&str]] = &[
+            &["STANDARD"],
+            &["STANDARD_IA", "IA", "WARM", "INFREQUENT_ACCESS"],
+            &["GLACIER", "ARCHIVE", "COLD"],
+            &["DEEP_ARCHIVE", "COLDARCHIVE", "COLD_ARCHIVE"],
+            &["DEEPCOLDARCHIVE", "DEEP_COLD_ARCHIVE"],
+        ];
+        let squash = |s: &str| s.to_ascii_uppercase().replace(['_', '-'], "");
+        if let Some(exact) = self
+            .storage_classes
+            .iter()
+            .find(|c| squash(c) == squash(want))
+        {
+            return Ok((*exact).to_owned());
+        }
+        if let Some(group) = GROUPS.iter().find(|g| g.contains(&norm.as_str())) {
+            for alias in group.iter() {
+                if let Some(c) = self
+                    .storage_classes
+                    .iter()
+                    .find(|c| squash(c) == squash(alias))
+                {
+                    return Ok((*c).to_owned());
+                }
+            }
+        }
+        Err(format!(
+            "storage class {want} is not one {} knows; use one of {}",
+            self.name,
+            self.storage_classes.join(", ")
+        ))
+    }
+
+    /// Whether two ETags (quoted or not) name the same content, by this provider's rules.
+    pub fn etags_equal(&self, a: &str, b: &str) -> bool {
+        let strip = |s: &str| {
+            let t = s.trim();
+            let t = t.strip_prefix("W/").unwrap_or(t);
+            t.trim_matches('"').to_owned()
+        };
+        let (a, b) = (strip(a), strip(b));
+        match self.etag_style {
+            EtagStyle::Md5 => a == b,
+            EtagStyle::Md5UpperOpaqueMultipart => a.eq_ignore_ascii_case(&b),
+        }
+    }
+
+    /// Whether `etag` of a single-part upload can be checked against the body's MD5
+    /// (`md5_hex`, lower case): not for multipart ETags (`-N`) nor for SSE-KMS/SSE-C objects,
+    /// whose ETags are not MD5s. `None`: cannot be told.
+    pub fn etag_matches_md5(
+        &self,
+        etag: &str,
+        md5_hex: &str,
+        encrypted_kms_or_c: bool,
+    ) -> Option<bool> {
+        let e = etag.trim().trim_matches('"');
+        if encrypted_kms_or_c || e.contains('-') || e.len() != 32 {
+            return None;
+        }
+        Some(self.etags_equal(e, md5_hex))
+    }
 }
 
 impl Provider {
@@ -251,5 +389,35 @@ mod tests {
         assert!(profile(Provider::Other).default_path_style);
         assert_eq!(Provider::from_name(" MinIO "), Some(Provider::Minio));
         assert_eq!(Provider::from_name("nope"), None);
+    }
+
+    #[test]
+    fn etags_and_storage_classes() {
+        let aws = profile(Provider::Aws);
+        let oss = profile(Provider::Oss);
+        assert!(aws.etags_equal("\"abc\"", "abc"));
+        assert!(!aws.etags_equal("ABC", "abc"));
+        assert!(oss.etags_equal("\"ABC-2\"", "abc-2"));
+        let md5 = "5d41402abc4b2a76b9719d911017c592";
+        assert_eq!(aws.etag_matches_md5(md5, md5, false), Some(true));
+        assert_eq!(
+            oss.etag_matches_md5(&md5.to_ascii_uppercase(), md5, false),
+            Some(true)
+        );
+        assert_eq!(aws.etag_matches_md5("abc-3", md5, false), None);
+        assert_eq!(aws.etag_matches_md5(md5, md5, true), None);
+        assert_eq!(oss.storage_class_name("ia").unwrap(), "IA");
+        assert_eq!(
+            oss.storage_class_name("Cold_Archive").unwrap(),
+            "ColdArchive"
+        );
+        assert_eq!(
+            profile(Provider::Obs).storage_class_name("cold").unwrap(),
+            "GLACIER"
+        );
+        assert_eq!(aws.storage_class_name("glacier_ir").unwrap(), "GLACIER_IR");
+        assert!(aws.storage_class_name("NOPE").is_err());
+        assert!(profile(Provider::Other).storage_class_name("a b").is_err());
+        assert_eq!(profile(Provider::Gdc).sse_kms_value, "SSE-KMS");
     }
 }

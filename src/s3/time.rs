@@ -100,6 +100,20 @@ pub fn amz_date(t: SystemTime) -> (String, String) {
     (stamp, date)
 }
 
+/// `YYYY-MM-DDTHH:MM:SSZ` (ISO 8601, UTC, whole seconds).
+pub fn iso8601(t: SystemTime) -> String {
+    let secs = to_unix_seconds(t);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
 fn digits(s: &str) -> Option<u32> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;

@@ -88,3 +88,110 @@ pub struct MultipartUploadInfo {
 
 /// A byte range `[start, end)` of an object.
 pub type ByteRange = Range<u64>;
+
+/// Server-side encryption of new objects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerSideEncryption {
+    /// SSE-S3: `x-amz-server-side-encryption: AES256`.
+    S3,
+    /// SSE-KMS: `x-amz-server-side-encryption: aws:kms` (the profile's spelling), with an
+    /// optional `x-amz-server-side-encryption-aws-kms-key-id`.
+    Kms { key_id: Option<String> },
+    /// SSE-C: the customer's key on every request that writes, reads or copies object data.
+    Customer(SseCustomerKey),
+}
+
+impl ServerSideEncryption {
+    /// SSE-C key, if that is the mode.
+    pub fn customer_key(&self) -> Option<&SseCustomerKey> {
+        match self {
+            ServerSideEncryption::Customer(k) => Some(k),
+            _ => None,
+        }
+    }
+}
+
+/// A 256-bit SSE-C key, kept base64-encoded with its MD5. `Debug` never prints the key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SseCustomerKey {
+    key_b64: String,
+    key_md5_b64: String,
+}
+
+impl std::fmt::Debug for SseCustomerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SseCustomerKey")
+            .field("key", &"<redacted>")
+            .field("key_md5", &self.key_md5_b64)
+            .finish()
+    }
+}
+
+impl SseCustomerKey {
+    /// From the raw 32 key bytes.
+    pub fn from_bytes(key: &[u8]) -> Result<SseCustomerKey, String> {
+        use base64::Engine as _;
+        use md5::{Digest as _, Md5};
+        if key.len() != 32 {
+            return Err(format!(
+                "an SSE-C key is 32 bytes (AES-256), this one is {}",
+                key.len()
+            ));
+        }
+        let b64 = base64::engine::general_purpose::STANDARD;
+        Ok(SseCustomerKey {
+            key_b64: b64.encode(key),
+            key_md5_b64: b64.encode(Md5::digest(key)),
+        })
+    }
+
+    /// From a key file's contents: 32 raw bytes, or (whitespace-trimmed) base64 or hex of them.
+    pub fn from_file_contents(data: &[u8]) -> Result<SseCustomerKey, String> {
+        use base64::Engine as _;
+        if data.len() == 32 {
+            return Self::from_bytes(data);
+        }
+        let text = std::str::from_utf8(data)
+            .map_err(|_| "the key is neither 32 raw bytes nor base64/hex text".to_string())?
+            .trim();
+        if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let raw = hex::decode(text).map_err(|_| "bad hex key".to_string())?;
+            return Self::from_bytes(&raw);
+        }
+        if let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(text) {
+            return Self::from_bytes(&raw);
+        }
+        if text.len() == 32 {
+            return Self::from_bytes(text.as_bytes());
+        }
+        Err("the key must be 32 raw bytes, or 32 bytes as base64 or 64 hex digits".into())
+    }
+
+    /// `x-amz-server-side-encryption-customer-key` value.
+    pub fn key_b64(&self) -> &str {
+        &self.key_b64
+    }
+
+    /// `x-amz-server-side-encryption-customer-key-MD5` value.
+    pub fn key_md5_b64(&self) -> &str {
+        &self.key_md5_b64
+    }
+}
+
+/// WORM retention (`x-amz-object-lock-mode` / `x-amz-object-lock-retain-until-date`) put on
+/// every new object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectLock {
+    /// `COMPLIANCE` or `GOVERNANCE`.
+    pub mode: String,
+    pub retain: RetainUntil,
+}
+
+/// Until when an object is retained.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RetainUntil {
+    /// A fixed ISO 8601 UTC time, e.g. `2030-01-01T00:00:00Z`.
+    Date(String),
+    /// This long after each write.
+    For(std::time::Duration),
+}

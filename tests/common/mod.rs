@@ -1,14 +1,28 @@
 //! Shared test harness: an in-process S3 server (SigV4-checking) and real FUSE mounts of the
 //! bucketfs binary on it.
+//!
+//! With `BUCKETFS_TEST_ENDPOINT=http://HOST:PORT` set, [`server`] stands for that external S3
+//! server instead (bucket `BUCKETFS_TEST_BUCKET`, default `bucketfs-compat`, which must exist
+//! and is emptied at the start of each test; keys `BUCKETFS_TEST_ACCESS_KEY` /
+//! `BUCKETFS_TEST_SECRET_KEY`, default `testing`). Objects are then put and read through the
+//! bucketfs S3 client. Anything only the in-process server has (counters, faults, the request
+//! log, stop/restart) panics with [`SKIP_EXTERNAL`], which `scripts/compat.sh` reports as a
+//! skip; run such a suite with `--test-threads=1` (one bucket).
 
 #![allow(dead_code)]
 
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use bucketfs_test_server::TestServer;
+use bucketfs_test_server::store::Metadata;
+pub use bucketfs_test_server::{ObjectAttrs, ObjectMeta, TestServer};
 use sha2::{Digest, Sha256};
+
+/// Panic message of test-server-only features used against an external server.
+pub const SKIP_EXTERNAL: &str = "SKIP-EXTERNAL: needs the in-process test server";
 
 /// Tests that mount need /dev/fuse and root; skip (loudly) where that is missing.
 pub fn fuse_available() -> bool {
@@ -30,12 +44,279 @@ pub struct Mount {
     pub log: PathBuf,
 }
 
-/// Start the server every test uses.
-pub fn server() -> TestServer {
-    TestServer::start_blocking()
+/// Start the server every test uses (or connect to `BUCKETFS_TEST_ENDPOINT`).
+pub fn server() -> Server {
+    match std::env::var("BUCKETFS_TEST_ENDPOINT") {
+        Ok(endpoint) if !endpoint.trim().is_empty() => {
+            Server::External(Box::new(External::connect(endpoint.trim())))
+        }
+        _ => Server::Local(TestServer::start_blocking()),
+    }
 }
 
-pub fn bucketfs_cmd(srv: &TestServer) -> Command {
+/// The in-process test server, or an external S3 server (see the module docs).
+pub enum Server {
+    Local(TestServer),
+    External(Box<External>),
+}
+
+/// Anything not redefined here is the in-process server's; external servers skip.
+impl Deref for Server {
+    type Target = TestServer;
+    fn deref(&self) -> &TestServer {
+        match self {
+            Server::Local(s) => s,
+            Server::External(_) => panic!("{SKIP_EXTERNAL}"),
+        }
+    }
+}
+
+impl Server {
+    pub fn is_external(&self) -> bool {
+        matches!(self, Server::External(_))
+    }
+
+    pub fn endpoint(&self) -> String {
+        match self {
+            Server::Local(s) => s.endpoint(),
+            Server::External(e) => e.endpoint.clone(),
+        }
+    }
+
+    pub fn bucket(&self) -> &str {
+        match self {
+            Server::Local(s) => s.bucket(),
+            Server::External(e) => &e.bucket,
+        }
+    }
+
+    pub fn access_key(&self) -> String {
+        match self {
+            Server::Local(s) => s.access_key(),
+            Server::External(e) => e.access_key.clone(),
+        }
+    }
+
+    pub fn secret_key(&self) -> String {
+        match self {
+            Server::Local(s) => s.secret_key(),
+            Server::External(e) => e.secret_key.clone(),
+        }
+    }
+
+    pub fn put_object(&self, key: &str, data: impl Into<bytes::Bytes>) -> ObjectMeta {
+        self.put_object_with_meta(key, data, Metadata::new(), None)
+    }
+
+    pub fn put_object_with_meta(
+        &self,
+        key: &str,
+        data: impl Into<bytes::Bytes>,
+        metadata: Metadata,
+        content_type: Option<&str>,
+    ) -> ObjectMeta {
+        match self {
+            Server::Local(s) => s.put_object_with_meta(key, data, metadata, content_type),
+            Server::External(e) => e.put(key, data.into(), metadata, content_type),
+        }
+    }
+
+    pub fn get_object(&self, key: &str) -> Option<bytes::Bytes> {
+        match self {
+            Server::Local(s) => s.get_object(key),
+            Server::External(e) => e.get(key),
+        }
+    }
+
+    pub fn object_meta(&self, key: &str) -> Option<ObjectMeta> {
+        match self {
+            Server::Local(s) => s.object_meta(key),
+            Server::External(e) => e.head(key),
+        }
+    }
+
+    pub fn keys(&self) -> Vec<String> {
+        match self {
+            Server::Local(s) => s.keys(),
+            Server::External(e) => e.keys(),
+        }
+    }
+
+    pub fn delete_object(&self, key: &str) -> bool {
+        match self {
+            Server::Local(s) => s.delete_object(key),
+            Server::External(e) => e.delete(key),
+        }
+    }
+
+    pub fn multipart_uploads(&self) -> Vec<(String, String)> {
+        match self {
+            Server::Local(s) => s.multipart_uploads(),
+            Server::External(e) => e.uploads(),
+        }
+    }
+}
+
+/// An external S3 server, driven through the bucketfs client.
+pub struct External {
+    pub endpoint: String,
+    pub bucket: String,
+    pub access_key: String,
+    pub secret_key: String,
+    client: bucketfs::s3::S3Client,
+    rt: tokio::runtime::Runtime,
+}
+
+impl External {
+    fn connect(endpoint: &str) -> External {
+        let var = |name: &str, default: &str| {
+            std::env::var(name)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| default.to_string())
+        };
+        let bucket = var("BUCKETFS_TEST_BUCKET", "bucketfs-compat");
+        let access_key = var("BUCKETFS_TEST_ACCESS_KEY", "testing");
+        let secret_key = var("BUCKETFS_TEST_SECRET_KEY", "testing");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let creds = Arc::new(bucketfs::s3::StaticCredentials {
+            credentials: bucketfs::s3::Credentials {
+                access_key_id: access_key.clone(),
+                secret_access_key: secret_key.clone(),
+                session_token: None,
+            },
+            origin: "BUCKETFS_TEST_ACCESS_KEY".into(),
+        });
+        let cfg = bucketfs::s3::S3Config::new(endpoint, "us-east-1", &bucket, creds);
+        let client = rt
+            .block_on(async { bucketfs::s3::S3Client::new(cfg) })
+            .expect("client for BUCKETFS_TEST_ENDPOINT");
+        let ext = External {
+            endpoint: endpoint.to_string(),
+            bucket,
+            access_key,
+            secret_key,
+            client,
+            rt,
+        };
+        ext.empty_bucket();
+        ext
+    }
+
+    fn empty_bucket(&self) {
+        for (key, id) in self.uploads() {
+            let _ = self
+                .rt
+                .block_on(self.client.abort_multipart_upload(&key, &id));
+        }
+        let keys = self.keys();
+        if keys.is_empty() {
+            return;
+        }
+        // DeleteObjects first; one by one for what it leaves (servers differ on odd keys in XML)
+        let left: Vec<String> = match self.rt.block_on(self.client.delete_objects(&keys)) {
+            Ok(failed) => failed.into_iter().map(|(k, _)| k).collect(),
+            Err(_) => keys,
+        };
+        for key in left {
+            self.rt
+                .block_on(self.client.delete_object(&key))
+                .unwrap_or_else(|e| panic!("cannot empty the external bucket ({key:?}): {e}"));
+        }
+    }
+
+    fn put(
+        &self,
+        key: &str,
+        data: bytes::Bytes,
+        metadata: Metadata,
+        content_type: Option<&str>,
+    ) -> ObjectMeta {
+        let opts = bucketfs::s3::PutOptions {
+            content_type: content_type.map(str::to_string),
+            user_metadata: metadata,
+            ..Default::default()
+        };
+        self.rt
+            .block_on(self.client.put_object(key, data, &opts))
+            .expect("put_object on the external server");
+        self.head(key).expect("object just put")
+    }
+
+    fn get(&self, key: &str) -> Option<bytes::Bytes> {
+        match self.rt.block_on(self.client.get_object(key, None, None)) {
+            Ok(o) => Some(o.body),
+            Err(e) if e.is_not_found() => None,
+            Err(e) => panic!("GET {key}: {e}"),
+        }
+    }
+
+    fn head(&self, key: &str) -> Option<ObjectMeta> {
+        let m = match self.rt.block_on(self.client.head_object(key)) {
+            Ok(m) => m,
+            Err(e) if e.is_not_found() => return None,
+            Err(e) => panic!("HEAD {key}: {e}"),
+        };
+        Some(ObjectMeta {
+            key: key.to_string(),
+            size: m.size,
+            etag: m.etag.unwrap_or_default(),
+            last_modified: m.last_modified.unwrap_or(std::time::UNIX_EPOCH),
+            content_type: m.content_type.clone(),
+            metadata: m.user_metadata.clone(),
+            attrs: ObjectAttrs {
+                content_type: m.content_type,
+                metadata: m.user_metadata,
+                ..ObjectAttrs::default()
+            },
+            parts_count: None,
+        })
+    }
+
+    fn keys(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .rt
+                .block_on(self.client.list_objects_v2(&bucketfs::s3::ListRequest {
+                    continuation_token: token.clone(),
+                    ..Default::default()
+                }))
+                .expect("list the external bucket");
+            out.extend(page.objects.into_iter().map(|o| o.key));
+            token = page.next_continuation_token;
+            if token.is_none() {
+                break;
+            }
+        }
+        out.sort();
+        out
+    }
+
+    fn delete(&self, key: &str) -> bool {
+        let existed = self.head(key).is_some();
+        self.rt
+            .block_on(self.client.delete_object(key))
+            .expect("delete on the external server");
+        existed
+    }
+
+    fn uploads(&self) -> Vec<(String, String)> {
+        self.rt
+            .block_on(self.client.list_multipart_uploads(""))
+            .expect("list uploads on the external server")
+            .into_iter()
+            .map(|u| (u.key, u.upload_id))
+            .collect()
+    }
+}
+
+pub fn bucketfs_cmd(srv: &Server) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_bucketfs"));
     cmd.env("AWS_ACCESS_KEY_ID", srv.access_key())
         .env("AWS_SECRET_ACCESS_KEY", srv.secret_key())
@@ -47,11 +328,11 @@ pub fn bucketfs_cmd(srv: &TestServer) -> Command {
 
 impl Mount {
     /// Mount the server's bucket with `extra` arguments, in the foreground, and wait until live.
-    pub fn new(srv: &TestServer, extra: &[&str]) -> Mount {
+    pub fn new(srv: &Server, extra: &[&str]) -> Mount {
         Self::with_bucket(srv, srv.bucket(), extra)
     }
 
-    pub fn with_bucket(srv: &TestServer, bucket: &str, extra: &[&str]) -> Mount {
+    pub fn with_bucket(srv: &Server, bucket: &str, extra: &[&str]) -> Mount {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().with_extension("log");
         let mnt = dir.path().to_path_buf();
