@@ -536,3 +536,87 @@ async fn sequential_reads_arriving_out_of_order_fetch_each_byte_about_once() {
     );
     fs.release(o.fh).await.expect("release");
 }
+
+#[tokio::test]
+async fn rename_above_the_copy_limit_uses_a_multipart_copy() {
+    use bucketfs::s3::profile::{profile, Profile, Provider};
+    let srv = TestServer::start().await;
+    srv.set_min_part_size(64 * 1024);
+    let small: &'static Profile = Box::leak(Box::new(Profile {
+        min_part_size: 64 * 1024,
+        max_copy_object_size: 256 * 1024,
+        ..profile(Provider::Other).clone()
+    }));
+    let mut cfg = S3Config::new(
+        srv.endpoint(),
+        "us-east-1",
+        srv.bucket(),
+        Arc::new(StaticCredentials {
+            credentials: bucketfs::s3::Credentials {
+                access_key_id: srv.access_key(),
+                secret_access_key: srv.secret_key(),
+                session_token: None,
+            },
+            origin: "test".into(),
+        }),
+    );
+    cfg.profile = small;
+    let fs = Filesystem::new(
+        FsConfig {
+            part_size: 64 * 1024,
+            ..FsConfig::default()
+        },
+        S3Client::new(cfg).expect("client"),
+    );
+    let big: Vec<u8> = (0..(1024 * 1024 + 5)).map(|i| (i % 13) as u8).collect();
+    srv.put_object("big", big.clone());
+    srv.put_object("d/inner", big.clone());
+    srv.put_object("d/small", "s");
+    fs.lookup(ROOT_INO, "big").await.expect("lookup");
+    srv.reset_counts();
+    fs.rename(ROOT_INO, "big", ROOT_INO, "moved", 0)
+        .await
+        .expect("rename");
+    assert!(srv.count("UploadPartCopy") >= 16, "{:?}", srv.counts());
+    assert_eq!(srv.get_object("moved").as_deref(), Some(&big[..]));
+    assert!(srv.get_object("big").is_none());
+    fs.rename(ROOT_INO, "d", ROOT_INO, "e", 0)
+        .await
+        .expect("rename dir");
+    assert_eq!(srv.get_object("e/inner").as_deref(), Some(&big[..]));
+    assert_eq!(srv.get_object("e/small").as_deref(), Some(&b"s"[..]));
+    assert!(srv.keys().iter().all(|k| !k.starts_with("d/")));
+}
+
+#[tokio::test]
+async fn reopen_for_writing_right_after_close_waits_for_the_release() {
+    let srv = TestServer::start().await;
+    let fs = fs(&srv);
+    let (attr, first) = fs
+        .create(ROOT_INO, "f.txt", 0o644, libc::O_WRONLY, ME)
+        .await
+        .expect("create");
+    fs.write(first.fh, 0, b"one").await.expect("write");
+    // a writer with unflushed bytes: a second writer is refused at once
+    let err = fs
+        .open(attr.ino, libc::O_WRONLY, ME)
+        .await
+        .expect_err("second writer");
+    assert_eq!(err.errno, libc::EBUSY);
+    // close(2) returned (FLUSH answered); the kernel's RELEASE comes a little later
+    fs.flush(first.fh, 0).await.expect("flush");
+    let late = fs.clone();
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        late.release(first.fh).await
+    });
+    let second = fs
+        .open(attr.ino, libc::O_WRONLY | libc::O_APPEND, ME)
+        .await
+        .expect("reopen right after close");
+    release.await.expect("join").expect("release");
+    fs.write(second.fh, 3, b"two").await.expect("append");
+    fs.flush(second.fh, 0).await.expect("flush");
+    fs.release(second.fh).await.expect("release");
+    assert_eq!(srv.get_object("f.txt").as_deref(), Some(&b"onetwo"[..]));
+}

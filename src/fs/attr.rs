@@ -12,6 +12,49 @@ pub enum FileKind {
     File,
     Directory,
     Symlink,
+    /// Special files made by mknod(2): empty objects whose `x-amz-meta-mode` carries the type
+    /// (as s3fs stores them); the kernel serves FIFOs and sockets itself.
+    Fifo,
+    Socket,
+    CharDevice,
+    BlockDevice,
+}
+
+impl FileKind {
+    /// The `S_IFMT` bits of this kind.
+    pub fn type_bits(self) -> u32 {
+        match self {
+            FileKind::File => libc::S_IFREG,
+            FileKind::Directory => libc::S_IFDIR,
+            FileKind::Symlink => libc::S_IFLNK,
+            FileKind::Fifo => libc::S_IFIFO,
+            FileKind::Socket => libc::S_IFSOCK,
+            FileKind::CharDevice => libc::S_IFCHR,
+            FileKind::BlockDevice => libc::S_IFBLK,
+        }
+    }
+
+    /// The kind for `S_IFMT` bits of a mode; `None` for unknown types.
+    pub fn from_type_bits(mode: u32) -> Option<FileKind> {
+        Some(match mode & libc::S_IFMT {
+            libc::S_IFREG => FileKind::File,
+            libc::S_IFDIR => FileKind::Directory,
+            libc::S_IFLNK => FileKind::Symlink,
+            libc::S_IFIFO => FileKind::Fifo,
+            libc::S_IFSOCK => FileKind::Socket,
+            libc::S_IFCHR => FileKind::CharDevice,
+            libc::S_IFBLK => FileKind::BlockDevice,
+            _ => return None,
+        })
+    }
+
+    /// Stored as an object holding no data of its own (FIFOs, sockets, device nodes).
+    pub fn is_special(self) -> bool {
+        matches!(
+            self,
+            FileKind::Fifo | FileKind::Socket | FileKind::CharDevice | FileKind::BlockDevice
+        )
+    }
 }
 
 /// Attributes of one node, as the core knows them.
@@ -27,6 +70,10 @@ pub struct Attr {
     pub mtime: SystemTime,
     pub atime: SystemTime,
     pub ctime: SystemTime,
+    /// Device number of character and block devices (0 otherwise).
+    pub rdev: u32,
+    /// Links: 1 for files, 2 for directories, 0 once unlinked (still open).
+    pub nlink: u32,
 }
 
 /// Metadata header names, as s3fs writes them (`x-amz-meta-` is added by the client).
@@ -36,6 +83,7 @@ pub const META_GID: &str = "gid";
 pub const META_MTIME: &str = "mtime";
 pub const META_ATIME: &str = "atime";
 pub const META_CTIME: &str = "ctime";
+pub const META_RDEV: &str = "rdev";
 
 impl Attr {
     /// Defaults for a node S3 says nothing about (a prefix without marker, or a new node).
@@ -46,14 +94,16 @@ impl Attr {
             size,
             perm: match kind {
                 FileKind::Directory => cfg.dir_mode,
-                FileKind::File => cfg.file_mode,
                 FileKind::Symlink => 0o777,
+                _ => cfg.file_mode,
             },
             uid: cfg.uid,
             gid: cfg.gid,
             mtime: time,
             atime: time,
             ctime: time,
+            rdev: 0,
+            nlink: if kind == FileKind::Directory { 2 } else { 1 },
         }
     }
 
@@ -73,12 +123,14 @@ impl Attr {
     /// Overlay s3fs-style metadata onto these attributes.
     pub fn apply_user_metadata(&mut self, m: &BTreeMap<String, String>) {
         if let Some(mode) = m.get(META_MODE).and_then(|v| v.trim().parse::<u32>().ok()) {
-            let fmt = mode & libc::S_IFMT;
-            if fmt == libc::S_IFLNK && self.kind == FileKind::File {
-                self.kind = FileKind::Symlink;
-            } else if fmt == libc::S_IFDIR && self.kind == FileKind::File {
-                // s3fs-style directory object without trailing slash: keep it a file here;
-                // the directory form is reached through its prefix.
+            // an object is a symlink or special file when its mode says so; s3fs-style
+            // directory objects without trailing slash stay files here (the directory form is
+            // reached through its prefix)
+            if self.kind == FileKind::File {
+                match FileKind::from_type_bits(mode) {
+                    Some(k) if k == FileKind::Symlink || k.is_special() => self.kind = k,
+                    _ => {}
+                }
             }
             self.perm = (mode & 0o7777) as u16;
         }
@@ -98,15 +150,16 @@ impl Attr {
         if let Some(t) = m.get(META_CTIME).and_then(|v| parse_epoch(v)) {
             self.ctime = t;
         }
+        if matches!(self.kind, FileKind::CharDevice | FileKind::BlockDevice) {
+            if let Some(rdev) = m.get(META_RDEV).and_then(|v| v.trim().parse().ok()) {
+                self.rdev = rdev;
+            }
+        }
     }
 
     /// The s3fs-compatible metadata headers that store these attributes on an object.
     pub fn to_user_metadata(&self) -> BTreeMap<String, String> {
-        let type_bits = match self.kind {
-            FileKind::File => libc::S_IFREG,
-            FileKind::Directory => libc::S_IFDIR,
-            FileKind::Symlink => libc::S_IFLNK,
-        };
+        let type_bits = self.kind.type_bits();
         let mut m = BTreeMap::new();
         m.insert(
             META_MODE.to_string(),
@@ -117,6 +170,9 @@ impl Attr {
         m.insert(META_MTIME.to_string(), epoch_secs(self.mtime).to_string());
         m.insert(META_ATIME.to_string(), epoch_secs(self.atime).to_string());
         m.insert(META_CTIME.to_string(), epoch_secs(self.ctime).to_string());
+        if matches!(self.kind, FileKind::CharDevice | FileKind::BlockDevice) {
+            m.insert(META_RDEV.to_string(), self.rdev.to_string());
+        }
         m
     }
 }
@@ -235,6 +291,23 @@ mod tests {
         let m = meta(7, &[("mode", "41471")]); // 0120777
         let a = Attr::from_meta(5, FileKind::File, &m, &cfg);
         assert_eq!(a.kind, FileKind::Symlink);
+    }
+
+    #[test]
+    fn special_files_round_trip_as_s3fs_stores_them() {
+        let cfg = FsConfig::default();
+        // 0020644 with rdev, as s3fs writes a character device
+        let m = meta(0, &[("mode", "8612"), ("rdev", "258")]);
+        let a = Attr::from_meta(5, FileKind::File, &m, &cfg);
+        assert_eq!((a.kind, a.perm, a.rdev), (FileKind::CharDevice, 0o644, 258));
+        assert_eq!(a.to_user_metadata()["rdev"], "258");
+        let fifo = Attr::from_meta(5, FileKind::File, &meta(0, &[("mode", "4516")]), &cfg);
+        assert_eq!((fifo.kind, fifo.perm), (FileKind::Fifo, 0o644));
+        assert_eq!(fifo.to_user_metadata()["mode"], "4516");
+        assert!(!fifo.to_user_metadata().contains_key("rdev"));
+        // a directory mode on a plain object keeps it a file
+        let d = Attr::from_meta(5, FileKind::File, &meta(0, &[("mode", "16877")]), &cfg);
+        assert_eq!(d.kind, FileKind::File);
     }
 
     #[test]

@@ -130,6 +130,31 @@ enum Expect {
 }
 
 impl Filesystem {
+    /// close(2) returns once FLUSH is answered; the kernel sends RELEASE after that, on its
+    /// own. A reopen for writing right after a close (`echo a > f; echo b >> f`) can arrive
+    /// before that release: when every writer of `ino` has been flushed since it last wrote,
+    /// wait up to a second for it to go instead of failing with EBUSY. Whether it went.
+    async fn wait_for_release(&self, ino: u64) -> bool {
+        let deadline = Instant::now() + std::time::Duration::from_secs(1);
+        loop {
+            if !self.inodes.lock().get(ino).is_some_and(|n| n.writing) {
+                return true;
+            }
+            let flushed = match self.write_handle_for(ino) {
+                Some(w) => w
+                    .state
+                    .try_lock()
+                    .is_ok_and(|st| st.discarded || (st.committed && !st.dirty)),
+                // the release is under way (its handle is gone already)
+                None => true,
+            };
+            if !flushed || Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
     fn write_handle_for(&self, ino: u64) -> Option<Arc<WriteHandle>> {
         self.handles.lock().values().find_map(|h| match h {
             Handle::Write(w) if w.ino == ino => Some(w.clone()),
@@ -265,7 +290,7 @@ impl Filesystem {
             let n = t.get(ino).ok_or_else(FsError::not_found)?;
             (n.key.clone(), n.etag.clone(), n.attr.size, n.writing)
         };
-        if writing {
+        if writing && !self.wait_for_release(ino).await {
             return Err(FsError::new(
                 libc::EBUSY,
                 "file is already open for writing by another process",

@@ -177,6 +177,13 @@ impl InodeTable {
         }
     }
 
+    /// Give back a reference taken internally, without removing the inode.
+    pub fn unref(&mut self, ino: u64) {
+        if let Some(n) = self.inodes.get_mut(&ino) {
+            n.lookups = n.lookups.saturating_sub(1);
+        }
+    }
+
     /// The kernel dropped `n` references; the inode goes when nothing refers to it.
     pub fn forget(&mut self, ino: u64, n: u64) {
         if ino == ROOT_INO {
@@ -204,6 +211,8 @@ impl InodeTable {
         let ino = self.by_name.remove(&(parent, name.to_string()))?;
         if let Some(node) = self.inodes.get_mut(&ino) {
             node.local_only = false;
+            // still open somewhere: fstat shows it has no name left
+            node.attr.nlink = 0;
             if node.lookups == 0 && node.open_handles == 0 {
                 self.inodes.remove(&ino);
             }

@@ -491,7 +491,7 @@ impl Filesystem {
     pub(crate) async fn exists(&self, parent: u64, name: &str) -> FsResult<bool> {
         match self.lookup(parent, name).await {
             Ok(attr) => {
-                self.forget(attr.ino, 1);
+                self.inodes.lock().unref(attr.ino);
                 Ok(true)
             }
             Err(e) if e.errno == libc::ENOENT => Ok(false),
@@ -502,7 +502,8 @@ impl Filesystem {
     /// The child inode `name` of `parent`, looking it up if needed (no kernel reference kept).
     pub(crate) async fn child_attr(&self, parent: u64, name: &str) -> FsResult<Attr> {
         let attr = self.lookup(parent, name).await?;
-        self.forget(attr.ino, 1);
+        // give the reference back but keep the inode: the caller is about to use it
+        self.inodes.lock().unref(attr.ino);
         Ok(attr)
     }
 
@@ -799,6 +800,21 @@ impl Filesystem {
                 .await
                 .map_err(|e| FsError::from_s3(&e, &key))?
                 .etag
+        } else if attr.size > self.client.config().profile.max_copy_object_size {
+            // above the copy limit metadata can only be replaced by a multipart self-copy
+            Some(
+                self.client
+                    .copy_object_multipart(
+                        &key,
+                        &key,
+                        attr.size,
+                        self.limits.base,
+                        Some(&opts),
+                        etag.as_deref(),
+                    )
+                    .await
+                    .map_err(|e| FsError::from_s3(&e, &key))?,
+            )
         } else {
             Some(
                 self.client

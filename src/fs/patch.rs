@@ -14,7 +14,7 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use super::error::{FsError, FsResult};
 use super::memory::{MemoryBudget, Reservation};
 use super::upload::Uploaded;
-use crate::s3::{CompletedPart, PutOptions, S3Client, S3Error};
+use crate::s3::{CompletedPart, PutOptions, S3Client};
 
 /// Parts uploaded or copied at once while committing.
 const PARALLEL_PARTS: usize = 8;
@@ -49,10 +49,6 @@ fn conditions(opts: &PutOptions) -> PutOptions {
         if_none_match_any: opts.if_none_match_any,
         ..PutOptions::default()
     }
-}
-
-fn is_copy_refused(e: &S3Error) -> bool {
-    matches!(e.code(), Some("NotImplemented") | Some("InvalidRequest")) || e.status() == Some(501)
 }
 
 impl PatchUpload {
@@ -383,7 +379,7 @@ impl PatchUpload {
                     done.extend(parts);
                     todo.retain(|i| !clean.contains(i));
                 }
-                Err(e) if is_copy_refused(&e) => {
+                Err(e) if e.is_copy_refused() => {
                     tracing::info!(key = %self.key, "server refuses UploadPartCopy ({e}); re-uploading unchanged parts");
                     self.copy_supported = false;
                     done.clear();

@@ -99,15 +99,10 @@ impl Filesystem {
                     .map_err(|e| FsError::from_s3(&e, &old_key))?;
             }
         } else {
-            if size > self.client.config().profile.max_copy_object_size {
-                // mv falls back to copy + unlink through the mount
-                return Err(FsError::new(
-                    libc::EXDEV,
-                    "object above the provider's CopyObject limit; copying through the mount",
-                ));
-            }
+            // one CopyObject, or above the provider's copy limit a multipart copy
+            // (UploadPartCopy in parallel, GET + UploadPart where the server refuses it)
             self.client
-                .copy_object(&old_key, &new_key, None, etag.as_deref())
+                .copy_object_sized(&old_key, &new_key, size, self.limits.base, etag.as_deref())
                 .await
                 .map_err(|e| FsError::from_s3(&e, &old_key))?;
             self.client
@@ -118,6 +113,7 @@ impl Filesystem {
         let listed = {
             let mut t = self.inodes.lock();
             t.relink(ino, new_parent, new_name, new_key);
+            mark_renamed(t.get_mut(ino));
             t.get(ino).map(|n| ListedChild::File {
                 size: n.attr.size,
                 etag: n.etag.clone(),
@@ -168,7 +164,7 @@ impl Filesystem {
                 })
                 .await
                 .map_err(|e| FsError::from_s3(&e, &old_prefix))?;
-            keys.extend(page.objects.into_iter().map(|o| o.key));
+            keys.extend(page.objects.into_iter().map(|o| (o.key, o.size)));
             token = page.next_continuation_token;
             if token.is_none() {
                 break;
@@ -177,13 +173,15 @@ impl Filesystem {
         // 2. copy them all; any failure stops here with the sources untouched
         let copies: Vec<_> = keys
             .iter()
-            .map(|k| {
+            .map(|(k, size)| {
                 let client = self.client.clone();
                 let src = k.clone();
+                let size = *size;
+                let part_size = self.limits.base;
                 let dst = format!("{new_prefix}{}", &k[old_prefix.len()..]);
                 async move {
                     client
-                        .copy_object(&src, &dst, None, None)
+                        .copy_object_sized(&src, &dst, size, part_size, None)
                         .await
                         .map_err(|e| FsError::from_s3(&e, &src))
                 }
@@ -194,6 +192,7 @@ impl Filesystem {
             .try_collect::<Vec<_>>()
             .await?;
         // 3. only then delete the sources
+        let keys: Vec<String> = keys.into_iter().map(|(k, _)| k).collect();
         for batch in keys.chunks(1000) {
             let failed = self
                 .client
@@ -207,10 +206,20 @@ impl Filesystem {
         {
             let mut t = self.inodes.lock();
             t.relink(ino, new_parent, new_name, new_prefix);
+            mark_renamed(t.get_mut(ino));
         }
         self.update_snapshot(parent, name, None);
         self.update_snapshot(new_parent, new_name, Some(ListedChild::Directory));
         self.forget_missing(new_parent, new_name);
         Ok(())
+    }
+}
+
+/// A renamed node's ctime becomes now, as on Linux local filesystems. Kept in memory only: the
+/// copy keeps every header of the object (a REPLACE to store it could drop Content-Encoding and
+/// the like), so after `--metadata-ttl` the stored ctime shows again.
+fn mark_renamed(node: Option<&mut super::inode::Inode>) {
+    if let Some(n) = node {
+        n.attr.ctime = std::time::SystemTime::now();
     }
 }

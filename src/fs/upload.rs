@@ -399,7 +399,7 @@ impl Upload {
             j.finished(&m.upload_id, &self.local_id);
         }
         let mut etag = Some(etag);
-        if m.opts.user_metadata != opts.user_metadata || m.opts.content_type != opts.content_type {
+        if metadata_changed(&m.opts, opts) {
             // attributes changed while the parts were streaming: replace the metadata in place
             let replace = PutOptions {
                 if_match: None,
@@ -408,7 +408,14 @@ impl Upload {
             };
             etag = Some(
                 self.client
-                    .copy_object(&self.key, &self.key, Some(&replace), etag.as_deref())
+                    .copy_object_multipart(
+                        &self.key,
+                        &self.key,
+                        size,
+                        self.limits.base,
+                        Some(&replace),
+                        etag.as_deref(),
+                    )
                     .await
                     .map_err(|e| FsError::from_s3(&e, &self.key))?,
             );
@@ -497,6 +504,22 @@ impl Drop for Upload {
             }
         }
     }
+}
+
+/// Whether attributes changed while the parts were streaming, in a way worth rewriting the
+/// object's metadata for. Times are left out: every write moves mtime, and the tools that care
+/// (cp -p, rsync, tar) set times after close, which rewrites the metadata then.
+fn metadata_changed(at_start: &PutOptions, now: &PutOptions) -> bool {
+    use super::attr::{META_ATIME, META_CTIME, META_MTIME};
+    let strip = |m: &std::collections::BTreeMap<String, String>| {
+        let mut m = m.clone();
+        for k in [META_ATIME, META_CTIME, META_MTIME] {
+            m.remove(k);
+        }
+        m
+    };
+    at_start.content_type != now.content_type
+        || strip(&at_start.user_metadata) != strip(&now.user_metadata)
 }
 
 /// The ETag S3 gives a multipart object: md5 of the parts' binary md5s, then `-N`.
