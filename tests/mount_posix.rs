@@ -230,7 +230,7 @@ fn chmod_chown_touch_xattrs_survive_a_remount() {
 }
 
 #[test]
-fn hard_links_fifos_and_long_names_are_refused_clearly() {
+fn hard_links_and_long_names_are_refused_clearly() {
     if !fuse_available() {
         return;
     }
@@ -239,14 +239,96 @@ fn hard_links_fifos_and_long_names_are_refused_clearly() {
     let m = Mount::new(&srv, &[]);
     let err = std::fs::hard_link(m.p("a"), m.p("b")).expect_err("no hard links");
     assert_eq!(err.raw_os_error(), Some(libc::EOPNOTSUPP));
-    let fifo = std::ffi::CString::new(m.p("fifo").to_string_lossy().as_bytes()).expect("c");
-    let rc = unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) };
-    assert_eq!(rc, -1);
-    assert_eq!(
-        std::io::Error::last_os_error().raw_os_error(),
-        Some(libc::EOPNOTSUPP)
-    );
     let long = "n".repeat(256);
     let err = std::fs::write(m.p(&long), "x").expect_err("too long");
     assert_eq!(err.raw_os_error(), Some(libc::ENAMETOOLONG));
+    // S3 keys are at most 1024 bytes: a deeper path is ENAMETOOLONG, not EIO
+    let name = "d".repeat(250);
+    let deep = m.p(&[name.as_str(); 4].join("/"));
+    std::fs::create_dir_all(&deep).expect("1004-byte key");
+    let err = std::fs::create_dir(deep.join(&name)).expect_err("key too long");
+    assert_eq!(err.raw_os_error(), Some(libc::ENAMETOOLONG));
+}
+
+fn cpath(p: &Path) -> std::ffi::CString {
+    std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).expect("no NUL")
+}
+
+#[test]
+fn fifos_sockets_and_device_nodes_are_kept_as_s3fs_keeps_them() {
+    if !fuse_available() {
+        return;
+    }
+    use std::os::unix::fs::FileTypeExt;
+    let srv = server();
+    let m = Mount::new(&srv, &[]);
+    let fifo = m.p("fifo");
+    // SAFETY: valid NUL-terminated paths
+    assert_eq!(unsafe { libc::mkfifo(cpath(&fifo).as_ptr(), 0o640) }, 0);
+    let dev = libc::makedev(1, 3);
+    let rc = unsafe { libc::mknod(cpath(&m.p("null")).as_ptr(), libc::S_IFCHR | 0o600, dev) };
+    assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+    let listener = std::os::unix::net::UnixListener::bind(m.p("sock")).expect("bind");
+    drop(listener);
+    // chmod of a special file is stored like any other
+    std::fs::set_permissions(&fifo, std::fs::Permissions::from_mode(0o604)).expect("chmod");
+    // the kernel serves the FIFO itself
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read_to_string(fifo).expect("read fifo"))
+    };
+    std::fs::write(&fifo, "through the pipe").expect("write fifo");
+    assert_eq!(reader.join().expect("reader"), "through the pipe");
+    let check = |m: &Mount| {
+        let md = std::fs::symlink_metadata(m.p("fifo")).expect("stat fifo");
+        assert!(md.file_type().is_fifo());
+        assert_eq!(md.mode() & 0o7777, 0o604);
+        let md = std::fs::symlink_metadata(m.p("null")).expect("stat null");
+        assert!(md.file_type().is_char_device());
+        assert_eq!(md.rdev(), dev);
+        let md = std::fs::symlink_metadata(m.p("sock")).expect("stat sock");
+        assert!(md.file_type().is_socket());
+    };
+    check(&m);
+    let mode: u32 = srv.object_meta("fifo").expect("fifo object").metadata["mode"]
+        .parse()
+        .expect("mode");
+    assert_eq!(mode & libc::S_IFMT, libc::S_IFIFO);
+    assert_eq!(srv.get_object("fifo").map(|b| b.len()), Some(0));
+    drop(m);
+    let m = Mount::new(&srv, &[]);
+    check(&m);
+    std::fs::rename(m.p("fifo"), m.p("fifo2")).expect("rename");
+    assert!(std::fs::symlink_metadata(m.p("fifo2"))
+        .expect("stat")
+        .file_type()
+        .is_fifo());
+    std::fs::remove_file(m.p("null")).expect("unlink");
+    assert!(srv.get_object("null").is_none());
+}
+
+#[test]
+fn an_unlinked_open_file_has_no_links_and_stays_usable() {
+    if !fuse_available() {
+        return;
+    }
+    use std::io::Write;
+    use std::os::unix::fs::FileExt;
+    let srv = server();
+    let m = Mount::new(&srv, &[]);
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(m.p("scratch"))
+        .expect("create");
+    std::fs::remove_file(m.p("scratch")).expect("unlink");
+    assert_eq!(f.metadata().expect("fstat").nlink(), 0);
+    f.write_all(b"Hello, World!").expect("write");
+    let mut buf = [0u8; 13];
+    f.read_exact_at(&mut buf, 0).expect("pread");
+    assert_eq!(&buf, b"Hello, World!");
+    drop(f);
+    assert!(srv.get_object("scratch").is_none());
+    assert!(!m.p("scratch").exists());
 }

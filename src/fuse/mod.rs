@@ -53,6 +53,10 @@ fn to_file_type(kind: FileKind) -> FileType {
         FileKind::File => FileType::RegularFile,
         FileKind::Directory => FileType::Directory,
         FileKind::Symlink => FileType::Symlink,
+        FileKind::Fifo => FileType::NamedPipe,
+        FileKind::Socket => FileType::Socket,
+        FileKind::CharDevice => FileType::CharDevice,
+        FileKind::BlockDevice => FileType::BlockDevice,
     }
 }
 
@@ -67,10 +71,10 @@ fn to_file_attr(a: &Attr) -> FileAttr {
         crtime: a.mtime,
         kind: to_file_type(a.kind),
         perm: a.perm,
-        nlink: if a.kind == FileKind::Directory { 2 } else { 1 },
+        nlink: a.nlink,
         uid: a.uid,
         gid: a.gid,
-        rdev: 0,
+        rdev: a.rdev,
         blksize: BLKSIZE,
         flags: 0,
     }
@@ -263,20 +267,32 @@ impl fuser::Filesystem for Adapter {
 
     fn mknod(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
-        _mode: u32,
-        _umask: u32,
-        _rdev: u32,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
         reply: ReplyEntry,
     ) {
-        let e = FsError::new(
-            libc::EOPNOTSUPP,
-            "device nodes, FIFOs and sockets cannot be stored in S3",
-        );
-        log_failure("mknod", &self.child_path(parent.0, name), &e);
-        reply.error(errno(&e));
+        let fs = self.fs.clone();
+        let path = self.child_path(parent.0, name);
+        let name = name.to_owned();
+        let who = caller(req);
+        self.spawn(async move {
+            let mode = (mode & libc::S_IFMT) | (mode & 0o7777 & !umask);
+            let res = match utf8_name(&name) {
+                Ok(n) => fs.mknod(parent.0, &n, mode, rdev, who).await,
+                Err(e) => Err(e),
+            };
+            match res {
+                Ok(attr) => reply.entry(&fs.ttl(), &to_file_attr(&attr), Generation(0)),
+                Err(e) => {
+                    log_failure("mknod", &path, &e);
+                    reply.error(errno(&e))
+                }
+            }
+        });
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
