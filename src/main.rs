@@ -28,6 +28,7 @@ use bucketfs::{fs, fuse};
 const READY_FD_ENV: &str = "BUCKETFS_READY_FD";
 
 fn main() -> ExitCode {
+    limit_allocator_growth();
     let parsed = match cli::parse_args(std::env::args_os()) {
         Ok(parsed) => parsed,
         Err(e) => e.exit(),
@@ -905,5 +906,18 @@ fn stats_command(args: &StatsArgs) -> ExitCode {
             path.display(),
             args.mountpoint.display()
         )),
+    }
+}
+
+/// glibc raises its mmap threshold each time a large block is freed, after which multi-MiB part
+/// and read buffers come from the heap and are not given back: resident memory creeps far past
+/// `--max-memory`. A fixed threshold keeps every buffer of 1 MiB or more in its own mapping,
+/// returned when freed; two arenas are plenty for a daemon whose threads mostly wait on I/O.
+fn limit_allocator_growth() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tuning; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1024 * 1024);
+        libc::mallopt(libc::M_ARENA_MAX, 2);
     }
 }

@@ -15,7 +15,7 @@ use crate::s3::S3Client;
 /// Smallest GET for a random read: a request costs far more than its bytes.
 const MIN_RANDOM_GET: u64 = 128 * 1024;
 /// Read-ahead window of a stream that just started.
-const INITIAL_WINDOW: u64 = 1024 * 1024;
+const INITIAL_WINDOW: u64 = 2 * 1024 * 1024;
 /// Smallest chunk of a sequential stream.
 const MIN_CHUNK: u64 = 256 * 1024;
 /// Chunks are kept until the reader is this far past them, for reads that arrive late.
@@ -161,7 +161,8 @@ impl Prefetcher {
             let target = (offset + self.window).max(end).min(self.size);
             while self.stream_end < target {
                 let start = self.stream_end;
-                let chunk_len = (self.window / 4).clamp(MIN_CHUNK, self.max_chunk);
+                // about eight GETs in flight once the window is wide
+                let chunk_len = (self.window / 8).clamp(MIN_CHUNK, self.max_chunk);
                 let chunk_end = (start + chunk_len).min(self.size);
                 let needed_now = start < end;
                 let reservation = match self.budget.try_reserve(chunk_end - start) {
