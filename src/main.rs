@@ -287,6 +287,13 @@ fn describe_s3_error(
             "no such bucket {bucket} at {endpoint}: check the bucket name, --endpoint and --region"
         );
     }
+    if let S3Error::Certificate(why) = e {
+        return format!(
+            "TLS certificate of {endpoint} not accepted: {why}: if a private CA signed it, \
+             add that CA with --ca-bundle FILE (or AWS_CA_BUNDLE=FILE); check the host name \
+             in --endpoint"
+        );
+    }
     if e.is_unreachable() {
         let why = match e {
             S3Error::Transport { message, .. } => message.clone(),

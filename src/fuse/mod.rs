@@ -698,6 +698,29 @@ impl Unmounter {
     }
 }
 
+/// The kernel caps a FUSE mount's read-ahead at its backing device's default (128 KiB), whatever
+/// `max_readahead` says, so sequential reads arrive as 128 KiB requests. Raising the mount's
+/// `read_ahead_kb` to what was negotiated halves the FUSE round trips of a big sequential read
+/// (measured ~10-15 % faster cold reads). Needs root; without it the default stays.
+fn raise_kernel_read_ahead(mountpoint: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let dev = match std::fs::metadata(mountpoint) {
+        Ok(m) => m.dev(),
+        Err(e) => {
+            tracing::debug!("read-ahead: cannot stat the mountpoint: {e}");
+            return;
+        }
+    };
+    let path = format!(
+        "/sys/class/bdi/{}:{}/read_ahead_kb",
+        libc::major(dev),
+        libc::minor(dev)
+    );
+    if let Err(e) = std::fs::write(&path, (MAX_READAHEAD / 1024).to_string()) {
+        tracing::debug!("read-ahead: {path}: {e}");
+    }
+}
+
 /// Detach the mount at `path` (umount2 with MNT_DETACH, as `umount -l` does).
 pub fn unmount_path(path: &Path) -> io::Result<()> {
     let c = std::ffi::CString::new(path.as_os_str().as_bytes())
@@ -746,6 +769,7 @@ pub fn mount(
         rt: runtime.clone(),
     };
     let session = fuser::spawn_mount(adapter, &opts.mountpoint, &config)?;
+    raise_kernel_read_ahead(&opts.mountpoint);
     let notifier = session.notifier();
     let rt = runtime;
     fs.set_invalidator(Box::new(move |parent, name| {

@@ -535,6 +535,7 @@ impl S3Client {
                 S3Error::Timeout => "timeout",
                 S3Error::InvalidResponse(_) => "invalid_response",
                 S3Error::Config(_) => "config",
+                S3Error::Certificate(_) => "certificate",
             };
             inner.stats.error(label);
             debug!(

@@ -21,6 +21,10 @@ pub enum S3Error {
     /// cut short. `connect` is true when the connection could not be set up at all.
     #[error("{}: {message}", if *connect { "cannot connect to S3 endpoint" } else { "S3 connection failed" })]
     Transport { message: String, connect: bool },
+    /// The endpoint's TLS certificate was refused: not signed by a trusted CA, made for
+    /// another host name, expired, … Not retried: the next attempt gets the same certificate.
+    #[error("TLS certificate not accepted: {0}")]
+    Certificate(String),
     /// A request attempt made no progress for the configured read timeout.
     #[error("S3 request timed out")]
     Timeout,
@@ -210,11 +214,12 @@ impl S3Error {
                 ),
             },
             S3Error::Timeout | S3Error::Transport { .. } => true,
-            S3Error::InvalidResponse(_) | S3Error::Config(_) => false,
+            S3Error::InvalidResponse(_) | S3Error::Config(_) | S3Error::Certificate(_) => false,
         }
     }
 
-    /// The endpoint could not be reached at all (connection refused, DNS, TLS handshake).
+    /// The endpoint could not be reached at all (connection refused, DNS, TLS handshake;
+    /// a refused certificate is [`S3Error::Certificate`] instead).
     pub fn is_unreachable(&self) -> bool {
         matches!(self, S3Error::Transport { connect: true, .. })
     }
@@ -252,6 +257,7 @@ mod tests {
         assert!(!svc(200, "NoSuchUpload").is_retryable());
         assert!(!S3Error::InvalidResponse("x".into()).is_retryable());
         assert!(!S3Error::Config("x".into()).is_retryable());
+        assert!(!S3Error::Certificate("x".into()).is_retryable());
     }
 
     #[test]

@@ -361,9 +361,43 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     parts.join(": ")
 }
 
-/// Classifies a failure of the HTTP client (no response at all).
+/// Classifies a failure of the HTTP client (no response at all). A refused server
+/// certificate is [`S3Error::Certificate`], everything else a transport error.
 pub(crate) fn map_client_error(e: &hyper_util::client::legacy::Error) -> S3Error {
-    S3Error::transport(error_chain(e), e.is_connect())
+    match certificate_error(e) {
+        Some(why) => S3Error::Certificate(why),
+        None => S3Error::transport(error_chain(e), e.is_connect()),
+    }
+}
+
+/// What rustls found wrong with the server's certificate, if that is what failed.
+/// (The `rustls::Error` comes up inside an `io::Error`, itself inside another one, and
+/// `io::Error::source()` skips what it wraps, hence `get_ref`.)
+fn certificate_error(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(cert) = invalid_certificate(err) {
+            return Some(match cert {
+                rustls::CertificateError::UnknownIssuer => {
+                    "it is not signed by a trusted CA (UnknownIssuer)".to_owned()
+                }
+                other => other.to_string(),
+            });
+        }
+        cur = err.source();
+    }
+    None
+}
+
+/// `err`, or what it wraps as an `io::Error` (at any depth), as a certificate error.
+fn invalid_certificate<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a rustls::CertificateError> {
+    if let Some(rustls::Error::InvalidCertificate(cert)) = err.downcast_ref::<rustls::Error>() {
+        return Some(cert);
+    }
+    let inner = err.downcast_ref::<std::io::Error>()?.get_ref()?;
+    invalid_certificate(inner)
 }
 
 #[cfg(test)]
@@ -417,6 +451,25 @@ mod tests {
             tls_config(&missing, true),
             Err(S3Error::Config(_))
         ));
+    }
+
+    #[test]
+    fn certificate_errors_are_found_inside_io_errors() {
+        let io = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        );
+        let why = certificate_error(&io).unwrap();
+        assert!(why.contains("not signed by a trusted CA"), "{why}");
+        // hyper-rustls wraps tokio-rustls's io::Error in another one.
+        let twice = std::io::Error::other(io);
+        assert_eq!(certificate_error(&twice), Some(why));
+        let other = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::NoCertificatesPresented,
+        );
+        assert_eq!(certificate_error(&other), None);
+        assert_eq!(certificate_error(&std::io::Error::other("reset")), None);
     }
 
     #[tokio::test]

@@ -13,6 +13,10 @@
 //! assert_eq!(srv.count("GetObject"), 0);
 //! ```
 //!
+//! [`TestServer::start_tls_blocking`] serves https instead, with a certificate for
+//! `127.0.0.1`/`localhost` from a private CA made at start ([`TestServer::ca_pem`]);
+//! [`ServerConfig::tls`] takes any certificate (see [`TlsConfig::generate`]).
+//!
 //! With [`ServerConfig::control_api`] (on in the binary) an unsigned HTTP
 //! API under `/__control/` does the same for scripts:
 //! `POST /__control/fault?op=GetObject&kind=status&status=503&code=SlowDown&times=1`,
@@ -30,8 +34,10 @@ mod s3_impl;
 mod server;
 mod state;
 pub mod store;
+mod tls;
 
 pub use faults::{Fault, FaultKind, RandomFaults};
 pub use server::{ServerConfig, TestServer};
 pub use state::RequestRecord;
 pub use store::{ObjectAttrs, ObjectMeta};
+pub use tls::TlsConfig;

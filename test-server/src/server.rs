@@ -23,6 +23,7 @@ use crate::state::{RequestRecord, Shared};
 use crate::store::{
     Metadata, ObjectAttrs, ObjectMeta, Store, WriteConditions, DEFAULT_MIN_PART_SIZE,
 };
+use crate::tls::TlsConfig;
 
 /// Settings of a [`TestServer`].
 #[derive(Debug, Clone)]
@@ -43,6 +44,8 @@ pub struct ServerConfig {
     pub request_log_capacity: usize,
     /// Serve the unsigned `/__control/` API (see the `control` module).
     pub control_api: bool,
+    /// Serve https with this certificate instead of plain http.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for ServerConfig {
@@ -57,6 +60,7 @@ impl Default for ServerConfig {
             allow_anonymous: false,
             request_log_capacity: 5000,
             control_api: false,
+            tls: None,
         }
     }
 }
@@ -77,6 +81,13 @@ pub struct TestServer {
     credentials: Mutex<(String, String)>,
     rt: Option<tokio::runtime::Runtime>,
     running: Mutex<Option<Running>>,
+    /// Set when serving https (boxed: keeps `TestServer` small for enums that hold one).
+    tls: Option<Box<Tls>>,
+}
+
+struct Tls {
+    acceptor: tokio_rustls::TlsAcceptor,
+    ca_pem: Option<String>,
 }
 
 impl TestServer {
@@ -93,6 +104,17 @@ impl TestServer {
     /// Same as [`TestServer::start`], for code outside async contexts.
     pub fn start_blocking() -> TestServer {
         Self::start_with_blocking(ServerConfig::default())
+    }
+
+    /// Serves https with a fresh private CA and a certificate from it for `127.0.0.1` and
+    /// `localhost`; [`TestServer::ca_pem`] is that CA, which no client trusts by default.
+    pub fn start_tls_blocking() -> TestServer {
+        let tls = TlsConfig::generate(&["127.0.0.1", "localhost"])
+            .expect("generating the test certificates");
+        Self::start_with_blocking(ServerConfig {
+            tls: Some(tls),
+            ..ServerConfig::default()
+        })
     }
 
     /// Panics when the server cannot start (see [`TestServer::try_start`]).
@@ -120,6 +142,13 @@ impl TestServer {
                 io::Error::new(io::ErrorKind::InvalidInput, format!("bucket: {e:?}"))
             })?;
         }
+        let tls = match &config.tls {
+            Some(t) => Some(Box::new(Tls {
+                acceptor: t.acceptor()?,
+                ca_pem: t.ca_pem.clone(),
+            })),
+            None => None,
+        };
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("s3-test-server")
@@ -127,21 +156,30 @@ impl TestServer {
             .build()?;
         let listener = std::net::TcpListener::bind((config.host, config.port))?;
         let addr = listener.local_addr()?;
-        let running = spawn_server(&rt, listener, shared.clone())?;
+        let acceptor = tls.as_ref().map(|t| t.acceptor.clone());
+        let running = spawn_server(&rt, listener, shared.clone(), acceptor)?;
         Ok(TestServer {
             shared,
             addr,
             credentials: Mutex::new((config.access_key, config.secret_key)),
             rt: Some(rt),
             running: Mutex::new(Some(running)),
+            tls,
         })
     }
 
     // ---- addresses and credentials ----
 
-    /// `http://127.0.0.1:PORT`
+    /// `http://127.0.0.1:PORT`, or `https://` when serving TLS.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// The CA certificate (PEM) that signed the server's certificate, when serving https
+    /// with a generated one ([`TestServer::start_tls_blocking`], [`TlsConfig::generate`]).
+    pub fn ca_pem(&self) -> Option<String> {
+        self.tls.as_ref().and_then(|t| t.ca_pem.clone())
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -450,7 +488,8 @@ impl TestServer {
     fn try_listen(&self) -> io::Result<()> {
         let listener = std::net::TcpListener::bind(self.addr)?;
         let rt = self.rt.as_ref().expect("runtime");
-        let running = spawn_server(rt, listener, self.shared.clone())?;
+        let acceptor = self.tls.as_ref().map(|t| t.acceptor.clone());
+        let running = spawn_server(rt, listener, self.shared.clone(), acceptor)?;
         *self.running.lock() = Some(running);
         Ok(())
     }
@@ -471,6 +510,7 @@ fn spawn_server(
     rt: &tokio::runtime::Runtime,
     listener: std::net::TcpListener,
     shared: Arc<Shared>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 ) -> io::Result<Running> {
     listener.set_nonblocking(true)?;
     let s3 = {
@@ -487,13 +527,14 @@ fn spawn_server(
     };
     let front = Front { shared, s3 };
     let (tx, rx) = watch::channel(false);
-    let done = rt.spawn(accept_loop(listener, front, rx));
+    let done = rt.spawn(accept_loop(listener, front, tls, rx));
     Ok(Running { shutdown: tx, done })
 }
 
 async fn accept_loop(
     listener: std::net::TcpListener,
     front: Front,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let listener = match tokio::net::TcpListener::from_std(listener) {
@@ -510,12 +551,14 @@ async fn accept_loop(
                 Ok((stream, _)) => {
                     let _ = stream.set_nodelay(true);
                     let svc = front.clone();
+                    let tls = tls.clone();
                     conns.spawn(async move {
-                        let conn = hyper::server::conn::http1::Builder::new()
-                            .keep_alive(true)
-                            .serve_connection(TokioIo::new(stream), svc);
-                        if let Err(e) = conn.await {
-                            tracing::debug!("connection ended: {e}");
+                        match tls {
+                            None => serve_connection(stream, svc).await,
+                            Some(acceptor) => match acceptor.accept(stream).await {
+                                Ok(stream) => serve_connection(stream, svc).await,
+                                Err(e) => tracing::debug!("TLS handshake failed: {e}"),
+                            },
                         }
                     });
                 }
@@ -530,4 +573,16 @@ async fn accept_loop(
     }
     drop(listener);
     conns.shutdown().await;
+}
+
+async fn serve_connection<S>(stream: S, svc: Front)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let conn = hyper::server::conn::http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(stream), svc);
+    if let Err(e) = conn.await {
+        tracing::debug!("connection ended: {e}");
+    }
 }
