@@ -43,7 +43,7 @@ if [ -z "${BUCKETFS_TEST_ENDPOINT:-}" ]; then
     done
     export BUCKETFS_TEST_BUCKET="${BUCKETFS_TEST_BUCKET:-bucketfs-compat}"
     export BUCKETFS_TEST_ACCESS_KEY="${BUCKETFS_TEST_ACCESS_KEY:-testing}"
-    export BUCKETFS_TEST_SECRET_KEY="${BUCKETFS_TEST_SECRET_KEY:-testing}"
+    export BUCKETFS_TEST_SECRET_KEY="${BUCKETFS_TEST_SECRET_KEY:-compat-secret-never-logged}"
     # moto accepts unsigned requests: create the bucket with a plain PUT
     if ! curl -fsS -X PUT -o /dev/null "$BUCKETFS_TEST_ENDPOINT/$BUCKETFS_TEST_BUCKET"; then
         echo "compat: cannot create bucket on moto at $BUCKETFS_TEST_ENDPOINT (log: $log)" >&2
