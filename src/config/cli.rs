@@ -287,6 +287,23 @@ pub struct MountArgs {
     /// Canned ACL of new objects: private, public-read, bucket-owner-full-control, …
     #[arg(long, value_name = "ACL", help_heading = "Objects")]
     pub acl: Option<String>,
+    /// Object lock (WORM) of new objects: COMPLIANCE or GOVERNANCE; needs --object-lock-retain
+    #[arg(
+        long,
+        value_name = "MODE",
+        help_heading = "Objects",
+        requires = "object_lock_retain"
+    )]
+    pub object_lock_mode: Option<String>,
+    /// Retain new objects until this UTC time (2030-01-01T00:00:00Z) or for this long after
+    /// each write (30d, 12h)
+    #[arg(
+        long,
+        value_name = "WHEN",
+        help_heading = "Objects",
+        requires = "object_lock_mode"
+    )]
+    pub object_lock_retain: Option<String>,
 
     /// mount(8) -s: ignore unknown -o options instead of failing
     #[arg(short = 's', hide = true)]
@@ -445,6 +462,8 @@ pub struct ConnectionSettings {
     pub requester_pays: bool,
     /// Canned ACL of new objects.
     pub acl: Option<String>,
+    /// Object lock (WORM) headers on new objects.
+    pub object_lock: Option<crate::s3::ObjectLock>,
 }
 
 impl ConnectionArgs {
@@ -471,6 +490,7 @@ impl ConnectionArgs {
             sse: None,
             requester_pays: false,
             acl: None,
+            object_lock: None,
         })
     }
 }
@@ -537,6 +557,7 @@ pub fn s3_config(
     config.sse = conn.sse.clone();
     config.requester_pays = conn.requester_pays;
     config.acl = conn.acl.clone();
+    config.object_lock = conn.object_lock.clone();
     config
 }
 
@@ -683,6 +704,10 @@ impl MountArgs {
         )?;
         connection.requester_pays = self.requester_pays;
         connection.acl = self.acl.clone();
+        connection.object_lock = object_lock(
+            self.object_lock_mode.as_deref(),
+            self.object_lock_retain.as_deref(),
+        )?;
         Ok(MountPlan {
             connection,
             credentials: self.credentials.request(&bucket)?,
@@ -732,3 +757,32 @@ pub fn fsname(bucket: &str, prefix: &str) -> String {
 #[cfg(test)]
 #[path = "cli_tests.rs"]
 mod tests;
+
+/// `--object-lock-mode` and `--object-lock-retain` as the headers' settings.
+fn object_lock(
+    mode: Option<&str>,
+    retain: Option<&str>,
+) -> Result<Option<crate::s3::ObjectLock>, String> {
+    let (Some(mode), Some(retain)) = (mode, retain) else {
+        return Ok(None);
+    };
+    let mode = mode.trim().to_ascii_uppercase();
+    if mode != "COMPLIANCE" && mode != "GOVERNANCE" {
+        return Err(format!(
+            "--object-lock-mode {mode}: use COMPLIANCE or GOVERNANCE"
+        ));
+    }
+    let retain = retain.trim();
+    let until = if retain.contains('T') && retain.ends_with('Z') {
+        crate::s3::RetainUntil::Date(retain.to_string())
+    } else {
+        crate::s3::RetainUntil::For(
+            super::values::parse_duration(retain)
+                .map_err(|e| format!("--object-lock-retain {retain}: {e}"))?,
+        )
+    };
+    Ok(Some(crate::s3::ObjectLock {
+        mode,
+        retain: until,
+    }))
+}

@@ -499,3 +499,64 @@ fn stats_raw_flag() {
         other => panic!("not stats: {other:?}"),
     }
 }
+
+#[test]
+fn object_lock_flags_become_worm_headers() {
+    let plan = mount_args(&[
+        "bucketfs",
+        "mount",
+        "b",
+        "/m",
+        "--object-lock-mode",
+        "compliance",
+        "--object-lock-retain",
+        "2030-01-01T00:00:00Z",
+    ])
+    .plan()
+    .unwrap();
+    let c = s3_config(&plan.connection, "b", "http://127.0.0.1:9000", "r", creds());
+    let lock = c.object_lock.expect("object lock");
+    assert_eq!(lock.mode, "COMPLIANCE");
+    assert_eq!(
+        lock.retain,
+        crate::s3::RetainUntil::Date("2030-01-01T00:00:00Z".into())
+    );
+    let plan = mount_args(&[
+        "bucketfs",
+        "mount",
+        "b",
+        "/m",
+        "--object-lock-mode",
+        "GOVERNANCE",
+        "--object-lock-retain",
+        "30d",
+    ])
+    .plan()
+    .unwrap();
+    let c = s3_config(&plan.connection, "b", "http://127.0.0.1:9000", "r", creds());
+    assert_eq!(
+        c.object_lock.map(|l| l.retain),
+        Some(crate::s3::RetainUntil::For(Duration::from_secs(30 * 86400)))
+    );
+    assert!(mount_args(&[
+        "bucketfs",
+        "mount",
+        "b",
+        "/m",
+        "--object-lock-mode",
+        "FOREVER",
+        "--object-lock-retain",
+        "1d",
+    ])
+    .plan()
+    .is_err());
+    assert!(parse(&[
+        "bucketfs",
+        "mount",
+        "b",
+        "/m",
+        "--object-lock-mode",
+        "GOVERNANCE"
+    ])
+    .is_err());
+}
