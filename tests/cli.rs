@@ -7,6 +7,9 @@ use std::time::{Duration, Instant};
 
 use bucketfs_test_server::{ObjectAttrs, TestServer};
 
+mod common;
+use common::process::{one_line_failure, run, stderr_of};
+
 const BIN: &str = env!("CARGO_BIN_EXE_bucketfs");
 const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
 
@@ -20,43 +23,6 @@ fn bucketfs(home: &Path) -> Command {
     }
     cmd.env("HOME", home).stdin(Stdio::null());
     cmd
-}
-
-/// Run to completion, killing it after `limit`.
-fn run(cmd: &mut Command, limit: Duration) -> Output {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn bucketfs");
-    let started = Instant::now();
-    loop {
-        if child.try_wait().expect("wait").is_some() {
-            return child.wait_with_output().expect("output");
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("output");
-            panic!(
-                "bucketfs still running after {limit:?}; stderr: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn stderr_of(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Exit code 1 and exactly one line on stderr; that line.
-fn one_line_failure(out: &Output) -> String {
-    let err = stderr_of(out);
-    assert_eq!(out.status.code(), Some(1), "exit status; stderr: {err}");
-    let lines: Vec<&str> = err.lines().collect();
-    assert_eq!(lines.len(), 1, "want one line, got: {err}");
-    lines[0].to_string()
 }
 
 /// True (and a note printed) when this machine cannot open /dev/fuse: the later checks

@@ -10,11 +10,12 @@ mod common;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bucketfs_test_server::{Fault, FaultKind};
+use common::process::run;
 use common::{fuse_available, is_mounted, pattern, server, sha256, Mount, TestServer};
 
 const BIN: &str = env!("CARGO_BIN_EXE_bucketfs");
@@ -118,31 +119,6 @@ impl Drop for Mount8 {
         wait_until(Duration::from_secs(30), || {
             daemon_serving(&self.mnt).is_none()
         });
-    }
-}
-
-/// Run to completion, killing it after `limit`.
-fn run(cmd: &mut Command, limit: Duration) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let started = Instant::now();
-    loop {
-        if child.try_wait().expect("wait").is_some() {
-            return child.wait_with_output().expect("output");
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("output");
-            panic!(
-                "{cmd:?} still running after {limit:?}; stderr: {}",
-                stderr(&out)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use bucketfs::s3::{ListRequest, PutOptions, S3Client, S3Config, S3Error};
 use bucketfs_test_server::{ServerConfig, TestServer, TlsConfig};
 use common::is_mounted;
+use common::process::{one_line_failure, run, stderr_of};
 
 const BIN: &str = env!("CARGO_BIN_EXE_bucketfs");
 
@@ -33,43 +34,6 @@ fn bucketfs(srv: &TestServer, home: &Path) -> Command {
         .env("AWS_SECRET_ACCESS_KEY", srv.secret_key())
         .stdin(Stdio::null());
     cmd
-}
-
-/// Run to completion, killing it after `limit`.
-fn run(cmd: &mut Command, limit: Duration) -> Output {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn bucketfs");
-    let started = Instant::now();
-    loop {
-        if child.try_wait().expect("wait").is_some() {
-            return child.wait_with_output().expect("output");
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("output");
-            panic!(
-                "bucketfs still running after {limit:?}; stderr: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn stderr_of(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Exit status 1 and exactly one line on stderr; that line.
-fn one_line_failure(out: &Output) -> String {
-    let err = stderr_of(out);
-    assert_eq!(out.status.code(), Some(1), "exit status; stderr: {err}");
-    let lines: Vec<&str> = err.lines().collect();
-    assert_eq!(lines.len(), 1, "want one line, got: {err}");
-    lines[0].to_string()
 }
 
 /// /dev/fuse and root, or a `SKIPPED` note saying which part is not run.

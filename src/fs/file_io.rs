@@ -155,6 +155,18 @@ impl Filesystem {
         }
     }
 
+    /// Every open write handle.
+    fn write_handles(&self) -> Vec<Arc<WriteHandle>> {
+        self.handles
+            .lock()
+            .values()
+            .filter_map(|h| match h {
+                Handle::Write(w) => Some(w.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
     fn write_handle_for(&self, ino: u64) -> Option<Arc<WriteHandle>> {
         self.handles.lock().values().find_map(|h| match h {
             Handle::Write(w) if w.ino == ino => Some(w.clone()),
@@ -696,13 +708,9 @@ impl Filesystem {
     /// Drop the pending uploads of `ino` (it was unlinked while open).
     pub(crate) async fn discard_writers(&self, ino: u64) {
         let writers: Vec<Arc<WriteHandle>> = self
-            .handles
-            .lock()
-            .values()
-            .filter_map(|h| match h {
-                Handle::Write(w) if w.ino == ino => Some(w.clone()),
-                _ => None,
-            })
+            .write_handles()
+            .into_iter()
+            .filter(|w| w.ino == ino)
             .collect();
         for w in writers {
             let mut st = w.state.lock().await;
@@ -713,15 +721,7 @@ impl Filesystem {
 
     /// Commit every open write handle (at unmount), reporting what could not be uploaded.
     pub(crate) async fn finish_all_writes(&self) -> ShutdownReport {
-        let writers: Vec<Arc<WriteHandle>> = self
-            .handles
-            .lock()
-            .values()
-            .filter_map(|h| match h {
-                Handle::Write(w) => Some(w.clone()),
-                _ => None,
-            })
-            .collect();
+        let writers = self.write_handles();
         let mut report = ShutdownReport::default();
         for w in writers {
             let (key, pending) = {
@@ -746,15 +746,7 @@ impl Filesystem {
     /// Bytes held by open uploads, and how many files have pending data. Never waits: a
     /// handle busy uploading counts as pending with the bytes it held when last seen.
     pub async fn pending_uploads(&self) -> (usize, u64) {
-        let writers: Vec<Arc<WriteHandle>> = self
-            .handles
-            .lock()
-            .values()
-            .filter_map(|h| match h {
-                Handle::Write(w) => Some(w.clone()),
-                _ => None,
-            })
-            .collect();
+        let writers = self.write_handles();
         let mut files = 0;
         let mut bytes = 0;
         for w in writers {

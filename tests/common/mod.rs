@@ -11,6 +11,8 @@
 
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
