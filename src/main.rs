@@ -128,8 +128,15 @@ fn run_foreground(plan: MountPlan, mut start: Startup) -> ExitCode {
         Ok(c) => c,
         Err(e) => return start.fail(&e.to_string()),
     };
+    // --region, else the region the endpoint's host names, else environment and profile
+    let region_flag = plan.connection.region.clone().or_else(|| {
+        plan.connection
+            .endpoint
+            .as_deref()
+            .and_then(bucketfs::config::values::region_from_endpoint)
+    });
     let region = credentials::resolve_region(
-        plan.connection.region.as_deref(),
+        region_flag.as_deref(),
         plan.credentials.profile.as_deref(),
         &ProcessEnv,
     );
@@ -796,8 +803,14 @@ fn cleanup_command(args: &CleanupArgs) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail_line(&e.to_string()),
     };
+    let region_flag = settings.region.clone().or_else(|| {
+        settings
+            .endpoint
+            .as_deref()
+            .and_then(bucketfs::config::values::region_from_endpoint)
+    });
     let region = credentials::resolve_region(
-        settings.region.as_deref(),
+        region_flag.as_deref(),
         request.profile.as_deref(),
         &ProcessEnv,
     );

@@ -121,7 +121,7 @@ pub struct ConnectionArgs {
     /// S3 endpoint URL [default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, else AWS for the region]
     #[arg(long, value_name = "URL")]
     pub endpoint: Option<String>,
-    /// Region to sign for [default: $AWS_REGION, $AWS_DEFAULT_REGION, the profile's region, else us-east-1]
+    /// Region to sign for [default: the one the endpoint host names (AWS, OBS), $AWS_REGION, $AWS_DEFAULT_REGION, the profile's region, else us-east-1]
     #[arg(long, value_name = "R")]
     pub region: Option<String>,
     /// Address the bucket as ENDPOINT/BUCKET [default: the provider's usual style]

@@ -165,3 +165,60 @@ pub fn normalize_endpoint(endpoint: &str) -> Result<String, String> {
     }
     Ok(with_scheme)
 }
+
+/// The signing region an endpoint's host names, where the provider puts it there:
+/// `s3.REGION.amazonaws.com` (also `s3-REGION.`, `s3.dualstack.REGION.`, with a bucket in front)
+/// and `obs.REGION.myhuaweicloud.com`.
+pub fn region_from_endpoint(endpoint: &str) -> Option<String> {
+    let rest = endpoint.split_once("://").map_or(endpoint, |(_, r)| r);
+    let host = rest.split(['/', ':']).next()?.to_ascii_lowercase();
+    let labels: Vec<&str> = host.split('.').collect();
+    let looks_like_region =
+        |r: &str| r.contains('-') && r.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if host.ends_with(".amazonaws.com") || host.ends_with(".amazonaws.com.cn") {
+        for (i, l) in labels.iter().enumerate() {
+            let candidate = match *l {
+                "s3" | "dualstack" => labels.get(i + 1).copied(),
+                l if l.starts_with("s3-") => Some(&l[3..]),
+                _ => None,
+            };
+            if let Some(r) = candidate.filter(|r| looks_like_region(r) && *r != "external-1") {
+                return Some(r.to_string());
+            }
+        }
+    } else if host.ends_with(".myhuaweicloud.com") {
+        let i = labels.iter().position(|l| *l == "obs")?;
+        return labels
+            .get(i + 1)
+            .filter(|r| looks_like_region(r))
+            .map(|r| r.to_string());
+    }
+    None
+}
+
+#[cfg(test)]
+mod region_tests {
+    use super::region_from_endpoint as r;
+
+    #[test]
+    fn regions_named_by_endpoint_hosts() {
+        assert_eq!(
+            r("https://s3.eu-west-1.amazonaws.com").as_deref(),
+            Some("eu-west-1")
+        );
+        assert_eq!(
+            r("https://s3-us-west-2.amazonaws.com/").as_deref(),
+            Some("us-west-2")
+        );
+        assert_eq!(
+            r("https://bucket.s3.dualstack.ap-south-1.amazonaws.com").as_deref(),
+            Some("ap-south-1")
+        );
+        assert_eq!(r("https://s3.amazonaws.com"), None);
+        assert_eq!(
+            r("https://obs.cn-north-4.myhuaweicloud.com").as_deref(),
+            Some("cn-north-4")
+        );
+        assert_eq!(r("http://127.0.0.1:9000"), None);
+    }
+}
