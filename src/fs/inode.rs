@@ -56,6 +56,35 @@ pub struct Inode {
 }
 
 impl Inode {
+    /// A node nobody refers to yet, with nothing cached beyond its attributes.
+    pub fn new(
+        ino: u64,
+        parent: u64,
+        name: &str,
+        key: String,
+        attr: Attr,
+        expires: Instant,
+    ) -> Inode {
+        Inode {
+            ino,
+            parent,
+            name: name.to_string(),
+            key,
+            attr,
+            attr_expires: expires,
+            etag: None,
+            has_marker: false,
+            lookups: 0,
+            open_handles: 0,
+            local_only: false,
+            writing: false,
+            snapshot: None,
+            page_cache_etag: None,
+            user_meta: Default::default(),
+            storage_class: None,
+        }
+    }
+
     pub fn kind(&self) -> FileKind {
         self.attr.kind
     }
@@ -146,27 +175,10 @@ impl InodeTable {
         let ino = self.next_ino;
         self.next_ino += 1;
         attr.ino = ino;
-        self.inodes.insert(
-            ino,
-            Inode {
-                ino,
-                parent,
-                name: name.to_string(),
-                key,
-                attr,
-                attr_expires: expires,
-                etag,
-                has_marker,
-                lookups: 0,
-                open_handles: 0,
-                local_only: false,
-                writing: false,
-                snapshot: None,
-                page_cache_etag: None,
-                user_meta: Default::default(),
-                storage_class: None,
-            },
-        );
+        let mut node = Inode::new(ino, parent, name, key, attr, expires);
+        node.etag = etag;
+        node.has_marker = has_marker;
+        self.inodes.insert(ino, node);
         self.by_name.insert(map_key, ino);
         ino
     }
@@ -262,24 +274,10 @@ mod tests {
     fn table() -> InodeTable {
         let cfg = FsConfig::default();
         let now = Instant::now();
-        InodeTable::new(Inode {
-            ino: ROOT_INO,
-            parent: ROOT_INO,
-            name: String::new(),
-            key: String::new(),
-            attr: Attr::new(ROOT_INO, FileKind::Directory, 0, &cfg, UNIX_EPOCH),
-            attr_expires: now,
-            etag: None,
-            has_marker: false,
-            lookups: 1,
-            open_handles: 0,
-            local_only: false,
-            writing: false,
-            snapshot: None,
-            page_cache_etag: None,
-            user_meta: Default::default(),
-            storage_class: None,
-        })
+        let attr = Attr::new(ROOT_INO, FileKind::Directory, 0, &cfg, UNIX_EPOCH);
+        let mut root = Inode::new(ROOT_INO, ROOT_INO, "", String::new(), attr, now);
+        root.lookups = 1;
+        InodeTable::new(root)
     }
 
     fn file_attr() -> Attr {

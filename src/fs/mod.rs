@@ -137,24 +137,17 @@ impl Filesystem {
             max_parts: profile.max_parts,
         };
         let now = SystemTime::now();
-        let root = Inode {
-            ino: ROOT_INO,
-            parent: ROOT_INO,
-            name: String::new(),
-            key: config.prefix.clone(),
-            attr: Attr::new(ROOT_INO, FileKind::Directory, 0, &config, now),
-            attr_expires: Instant::now() + Duration::from_secs(3600 * 24 * 365),
-            etag: None,
-            has_marker: false,
-            lookups: 1,
-            open_handles: 0,
-            local_only: false,
-            writing: false,
-            snapshot: None,
-            page_cache_etag: None,
-            user_meta: Default::default(),
-            storage_class: None,
-        };
+        let root_attr = Attr::new(ROOT_INO, FileKind::Directory, 0, &config, now);
+        let forever = Instant::now() + Duration::from_secs(3600 * 24 * 365);
+        let mut root = Inode::new(
+            ROOT_INO,
+            ROOT_INO,
+            "",
+            config.prefix.clone(),
+            root_attr,
+            forever,
+        );
+        root.lookups = 1;
         let store = upload_store(&config, &client);
         let negative_cap = NonZeroUsize::new(NEGATIVE_CACHE_ENTRIES).unwrap_or(NonZeroUsize::MIN);
         Arc::new(Filesystem {

@@ -442,13 +442,7 @@ impl Filesystem {
         mode: u32,
         caller: Caller,
     ) -> FsResult<Attr> {
-        self.check_writable()?;
-        check_name(name)?;
-        let parent_key = self.dir_key(parent)?;
-        if self.exists(parent, name).await? {
-            return Err(FsError::new(libc::EEXIST, "file exists"));
-        }
-        let key = format!("{parent_key}{name}/");
+        let key = format!("{}/", self.key_for_new(parent, name).await?);
         check_key(&key)?;
         let mut attr = Attr::new(0, FileKind::Directory, 0, &self.config, SystemTime::now());
         attr.perm = (mode & 0o7777) as u16;
@@ -485,6 +479,18 @@ impl Filesystem {
             });
         }
         t.get(ino).map(|n| n.attr).ok_or_else(FsError::not_found)
+    }
+
+    /// The key a new node `name` in `parent` gets, after checking the mount is writable, the
+    /// name is valid and nothing of that name exists (EEXIST).
+    async fn key_for_new(&self, parent: u64, name: &str) -> FsResult<String> {
+        self.check_writable()?;
+        check_name(name)?;
+        let parent_key = self.dir_key(parent)?;
+        if self.exists(parent, name).await? {
+            return Err(FsError::new(libc::EEXIST, "file exists"));
+        }
+        Ok(format!("{parent_key}{name}"))
     }
 
     /// Whether `name` exists in `parent` (a lookup that takes no kernel reference).
@@ -639,13 +645,7 @@ impl Filesystem {
         attr: Attr,
         body: bytes::Bytes,
     ) -> FsResult<Attr> {
-        self.check_writable()?;
-        check_name(name)?;
-        let parent_key = self.dir_key(parent)?;
-        if self.exists(parent, name).await? {
-            return Err(FsError::new(libc::EEXIST, "file exists"));
-        }
-        let key = format!("{parent_key}{name}");
+        let key = self.key_for_new(parent, name).await?;
         check_key(&key)?;
         let content_type = match attr.kind {
             FileKind::File => content_type_for(name),
