@@ -127,6 +127,34 @@ impl Adapter {
     }
 }
 
+/// Answer a request that creates or finds a name; a failure is logged with the path.
+fn answer_entry(
+    fs: &Filesystem,
+    op: &str,
+    path: &str,
+    res: Result<Attr, FsError>,
+    reply: ReplyEntry,
+) {
+    match res {
+        Ok(attr) => reply.entry(&fs.ttl(), &to_file_attr(&attr), Generation(0)),
+        Err(e) => {
+            log_failure(op, path, &e);
+            reply.error(errno(&e))
+        }
+    }
+}
+
+/// Answer a request with no payload (unlink, rmdir, rename); a failure is logged with the path.
+fn answer_empty(op: &str, path: &str, res: Result<(), FsError>, reply: ReplyEmpty) {
+    match res {
+        Ok(()) => reply.ok(),
+        Err(e) => {
+            log_failure(op, path, &e);
+            reply.error(errno(&e))
+        }
+    }
+}
+
 /// Answer an xattr request: the size when asked for it, ERANGE when the buffer is too small.
 fn reply_xattr(reply: ReplyXattr, size: u32, value: &[u8]) {
     if size == 0 {
@@ -166,13 +194,8 @@ impl fuser::Filesystem for Adapter {
                 Ok(n) => n,
                 Err(_) => return reply.error(Errno::ENOENT),
             };
-            match fs.lookup(parent.0, &name).await {
-                Ok(attr) => reply.entry(&fs.ttl(), &to_file_attr(&attr), Generation(0)),
-                Err(e) => {
-                    log_failure("lookup", &path, &e);
-                    reply.error(errno(&e))
-                }
-            }
+            let res = fs.lookup(parent.0, &name).await;
+            answer_entry(&fs, "lookup", &path, res, reply);
         });
     }
 
@@ -255,13 +278,7 @@ impl fuser::Filesystem for Adapter {
                 Ok(n) => fs.mkdir(parent.0, &n, mode & !umask, who).await,
                 Err(e) => Err(e),
             };
-            match res {
-                Ok(attr) => reply.entry(&fs.ttl(), &to_file_attr(&attr), Generation(0)),
-                Err(e) => {
-                    log_failure("mkdir", &path, &e);
-                    reply.error(errno(&e))
-                }
-            }
+            answer_entry(&fs, "mkdir", &path, res, reply);
         });
     }
 
@@ -285,13 +302,7 @@ impl fuser::Filesystem for Adapter {
                 Ok(n) => fs.mknod(parent.0, &n, mode, rdev, who).await,
                 Err(e) => Err(e),
             };
-            match res {
-                Ok(attr) => reply.entry(&fs.ttl(), &to_file_attr(&attr), Generation(0)),
-                Err(e) => {
-                    log_failure("mknod", &path, &e);
-                    reply.error(errno(&e))
-                }
-            }
+            answer_entry(&fs, "mknod", &path, res, reply);
         });
     }
 
@@ -304,13 +315,7 @@ impl fuser::Filesystem for Adapter {
                 Ok(n) => fs.unlink(parent.0, &n).await,
                 Err(_) => Err(FsError::not_found()),
             };
-            match res {
-                Ok(()) => reply.ok(),
-                Err(e) => {
-                    log_failure("unlink", &path, &e);
-                    reply.error(errno(&e))
-                }
-            }
+            answer_empty("unlink", &path, res, reply);
         });
     }
 
@@ -323,13 +328,7 @@ impl fuser::Filesystem for Adapter {
                 Ok(n) => fs.rmdir(parent.0, &n).await,
                 Err(_) => Err(FsError::not_found()),
             };
-            match res {
-                Ok(()) => reply.ok(),
-                Err(e) => {
-                    log_failure("rmdir", &path, &e);
-                    reply.error(errno(&e))
-                }
-            }
+            answer_empty("rmdir", &path, res, reply);
         });
     }
 
@@ -351,13 +350,7 @@ impl fuser::Filesystem for Adapter {
                 (Ok(n), Ok(t)) => fs.symlink(parent.0, &n, &t, who).await,
                 (Err(e), _) | (_, Err(e)) => Err(e),
             };
-            match res {
-                Ok(attr) => reply.entry(&fs.ttl(), &to_file_attr(&attr), Generation(0)),
-                Err(e) => {
-                    log_failure("symlink", &path, &e);
-                    reply.error(errno(&e))
-                }
-            }
+            answer_entry(&fs, "symlink", &path, res, reply);
         });
     }
 
@@ -380,13 +373,7 @@ impl fuser::Filesystem for Adapter {
                 (Ok(a), Ok(b)) => fs.rename(parent.0, &a, newparent.0, &b, flags).await,
                 (Err(e), _) | (_, Err(e)) => Err(e),
             };
-            match res {
-                Ok(()) => reply.ok(),
-                Err(e) => {
-                    log_failure("rename", &path, &e);
-                    reply.error(errno(&e))
-                }
-            }
+            answer_empty("rename", &path, res, reply);
         });
     }
 
