@@ -3,9 +3,11 @@
 //! Layers, and the one direction their dependencies point:
 //! `fuse` (thin adapter over fuser) → `fs` (filesystem core, no fuser types)
 //! → `s3` (HTTP client and SigV4; knows nothing of files or inodes).
-//! `config` holds the command line and credentials; `main.rs` wires them together.
+//! `config` holds the command line and credentials; `metrics` serves the counters over HTTP;
+//! `main.rs` wires them together.
 
 pub mod config;
 pub mod fs;
 pub mod fuse;
+pub mod metrics;
 pub mod s3;

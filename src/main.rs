@@ -61,13 +61,7 @@ fn one_line(msg: &str) -> String {
 
 fn mount_command(plan: MountPlan, args: Vec<OsString>, warnings: Vec<String>) -> ExitCode {
     let ready = Ready::from_env();
-    let mut notes = warnings;
-    notes.extend(
-        plan.pending
-            .given()
-            .into_iter()
-            .map(|flag| format!("{flag} is not implemented yet and has no effect")),
-    );
+    let notes = warnings;
 
     if !plan.daemon.foreground && !ready.is_child() {
         for note in &notes {
@@ -169,6 +163,14 @@ fn run_foreground(plan: MountPlan, mut start: Startup) -> ExitCode {
         Err(e) => return start.fail(&format!("cannot handle signals: {e}")),
     };
 
+    let metrics = match plan.daemon.metrics_addr {
+        Some(addr) => match runtime.block_on(bucketfs::metrics::bind(addr)) {
+            Ok(l) => Some(l),
+            Err(e) => return start.fail(&format!("cannot serve metrics at {addr}: {e}")),
+        },
+        None => None,
+    };
+
     let filesystem = fs::Filesystem::new(plan.fs.clone(), client);
     let mut options = plan.mount.clone();
     options.mountpoint = mountpoint.clone();
@@ -196,6 +198,12 @@ fn run_foreground(plan: MountPlan, mut start: Startup) -> ExitCode {
         }
     }
 
+    if let Some(listener) = metrics {
+        if let Ok(addr) = listener.local_addr() {
+            info!("serving metrics at http://{addr}/metrics");
+        }
+        runtime.spawn(bucketfs::metrics::serve(listener, filesystem.clone()));
+    }
     // Uploads a crashed earlier run left behind: resumed or aborted, off the start-up path.
     let recovering = filesystem.clone();
     runtime.spawn(async move {

@@ -571,3 +571,68 @@ fn failed_operation_logs_the_s3_error_code() {
     }
     assert!(!log.contains(&srv.secret_key()), "a secret in the log");
 }
+
+/// GET `path` from the metrics endpoint at `addr`: the status line and the body.
+fn scrape(addr: &str, path: &str) -> (String, String) {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    let (head, body) = reply.split_once("\r\n\r\n").unwrap_or((&reply, ""));
+    (
+        head.lines().next().unwrap_or("").to_string(),
+        body.to_string(),
+    )
+}
+
+#[test]
+fn metrics_addr_serves_the_counters_and_a_taken_port_fails_the_mount() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = server();
+    srv.put_object("a.txt", "hello");
+    // a free port: bind, note, release
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .to_string();
+    let m = Mount::new(&srv, &["--metrics-addr", &addr]);
+    assert_eq!(std::fs::read(m.p("a.txt")).unwrap(), b"hello");
+    let (status, body) = scrape(&addr, "/metrics");
+    assert!(status.contains(" 200 "), "{status}");
+    let get = body
+        .lines()
+        .find_map(|l| l.strip_prefix("bucketfs_s3_requests{op=\"get\"} "))
+        .and_then(|v| v.parse::<u64>().ok());
+    assert!(get.is_some_and(|n| n >= 1), "{body}");
+    assert!(body.lines().all(|l| l.starts_with("bucketfs_")), "{body}");
+    let (status, _) = scrape(&addr, "/nothing");
+    assert!(status.contains(" 404 "), "{status}");
+
+    // The port is taken now: a second mount says so in one line and does not mount.
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = srv.endpoint();
+    let out = run(
+        common::bucketfs_cmd(&srv).args([
+            "mount",
+            srv.bucket(),
+            dir.path().to_str().unwrap(),
+            "--endpoint",
+            &endpoint,
+            "--region",
+            "us-east-1",
+            "--path-style",
+            "--metrics-addr",
+            &addr,
+        ]),
+        Duration::from_secs(30),
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("cannot serve metrics at"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(!is_mounted(dir.path()));
+}

@@ -259,7 +259,7 @@ pub struct MountArgs {
     /// Log debug detail (RUST_LOG overrides)
     #[arg(long, help_heading = "Logging")]
     pub debug: bool,
-    /// Serve metrics at this address (not implemented yet)
+    /// Serve the counters at http://ADDR/metrics (Prometheus text format)
     #[arg(long, value_name = "ADDR", help_heading = "Logging")]
     pub metrics_addr: Option<SocketAddr>,
 
@@ -604,31 +604,8 @@ pub struct DaemonSettings {
     pub debug: bool,
     /// Mounting over a non-empty directory is allowed.
     pub nonempty: bool,
-}
-
-/// Options parsed and kept for features that are not implemented yet.
-#[derive(Debug, Clone, Default)]
-pub struct PendingFeatures {
-    pub sse: Option<SseMode>,
-    pub sse_kms_key_id: Option<String>,
-    pub sse_c_key_file: Option<PathBuf>,
-    pub requester_pays: bool,
-    pub acl: Option<String>,
+    /// Serve the counters over HTTP here.
     pub metrics_addr: Option<SocketAddr>,
-}
-
-impl PendingFeatures {
-    /// The flags given that have no effect yet, by name.
-    pub fn given(&self) -> Vec<&'static str> {
-        let mut names = Vec::new();
-        let flags = [(self.metrics_addr.is_some(), "--metrics-addr")];
-        for (set, name) in flags {
-            if set {
-                names.push(name);
-            }
-        }
-        names
-    }
 }
 
 /// Everything a mount needs, from one `bucketfs mount` command line.
@@ -643,7 +620,6 @@ pub struct MountPlan {
     pub connection: ConnectionSettings,
     pub credentials: CredentialRequest,
     pub daemon: DaemonSettings,
-    pub pending: PendingFeatures,
 }
 
 impl MountArgs {
@@ -716,13 +692,6 @@ impl MountArgs {
                 log_file: self.log_file.as_deref().map(absolute).transpose()?,
                 debug: self.debug || self.verbose,
                 nonempty: self.nonempty,
-            },
-            pending: PendingFeatures {
-                sse: self.sse,
-                sse_kms_key_id: self.sse_kms_key_id.clone(),
-                sse_c_key_file,
-                requester_pays: self.requester_pays,
-                acl: self.acl.clone(),
                 metrics_addr: self.metrics_addr,
             },
             bucket,

@@ -275,7 +275,7 @@ fn flags_and_defaults() {
     assert_eq!(plan.connection.provider, Some(ProviderName::Minio));
     assert!(!plan.mount.default_permissions);
     assert_eq!(plan.mount.threads, 4);
-    assert!(plan.pending.given().is_empty());
+    assert_eq!(plan.daemon.metrics_addr, None);
     assert_eq!(
         plan.connection.sse,
         Some(crate::s3::ServerSideEncryption::Kms { key_id: None })
