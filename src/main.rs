@@ -686,11 +686,15 @@ enum LogTarget {
 }
 
 /// Info for bucketfs and warnings for everything else; `--debug` or RUST_LOG for more.
+///
+/// fuser's own unmount at the end of a session fails with EINVAL whenever the user already
+/// unmounted (`umount`, `fusermount3 -u`: the normal way to stop), and warns about it; that
+/// warning is noise, so only its errors are kept.
 fn init_logging(target: &LogTarget, debug: bool) -> Result<(), String> {
     let default = if debug {
-        "warn,bucketfs=debug"
+        "warn,fuser::mnt=error,bucketfs=debug"
     } else {
-        "warn,bucketfs=info"
+        "warn,fuser::mnt=error,bucketfs=info"
     };
     let filter = std::env::var("RUST_LOG")
         .ok()
