@@ -504,6 +504,8 @@ impl Filesystem {
             let mut t = self.inodes.lock();
             let n = t.get_mut(w.ino).ok_or_else(FsError::not_found)?;
             n.local_only = false;
+            // the upload carried the node's attributes, changed ones included
+            n.meta_pending = false;
             n.user_meta = opts.user_metadata.clone();
             n.etag = done.etag.clone();
             n.attr.size = done.size;
@@ -564,6 +566,7 @@ impl Filesystem {
     pub async fn fsync(&self, fh: u64) -> FsResult<()> {
         match self.handle(fh)? {
             Handle::Write(w) => self.commit(&w).await,
+            Handle::Read(r) => self.flush_metadata(r.ino).await,
             _ => Ok(()),
         }
     }

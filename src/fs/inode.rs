@@ -53,6 +53,11 @@ pub struct Inode {
     /// Every `x-amz-meta-*` header of the object as last seen (kept on rewrites).
     pub user_meta: std::collections::BTreeMap<String, String>,
     pub storage_class: Option<String>,
+    /// mode/owner/times were changed here and are not in the object's metadata yet (see
+    /// `metadata_write.rs`): the local attributes win until they are.
+    pub meta_pending: bool,
+    /// Counts attribute changes, so a metadata write knows whether a newer one came meanwhile.
+    pub meta_gen: u64,
 }
 
 impl Inode {
@@ -82,6 +87,8 @@ impl Inode {
             page_cache_etag: None,
             user_meta: Default::default(),
             storage_class: None,
+            meta_pending: false,
+            meta_gen: 0,
         }
     }
 
@@ -89,7 +96,7 @@ impl Inode {
         self.attr.kind
     }
     pub fn attr_fresh(&self, now: Instant) -> bool {
-        self.writing || self.local_only || now < self.attr_expires
+        self.writing || self.local_only || self.meta_pending || now < self.attr_expires
     }
 }
 
@@ -157,8 +164,9 @@ impl InodeTable {
         if let Some(&ino) = self.by_name.get(&map_key) {
             if let Some(node) = self.inodes.get_mut(&ino) {
                 if node.attr.kind == attr.kind {
-                    if node.writing || node.local_only {
-                        // the writer's view wins until its upload is complete
+                    if node.writing || node.local_only || node.meta_pending {
+                        // the writer's view wins until its upload is complete, and
+                        // attributes set here until they are stored
                         return ino;
                     }
                     attr.ino = ino;
@@ -223,6 +231,8 @@ impl InodeTable {
         let ino = self.by_name.remove(&(parent, name.to_string()))?;
         if let Some(node) = self.inodes.get_mut(&ino) {
             node.local_only = false;
+            // its object is gone or replaced: attribute changes not written yet have no home
+            node.meta_pending = false;
             // still open somewhere: fstat shows it has no name left
             node.attr.nlink = 0;
             if node.lookups == 0 && node.open_handles == 0 {

@@ -12,6 +12,7 @@ mod file_io;
 pub mod inode;
 pub mod journal;
 pub mod memory;
+mod metadata_write;
 mod namespace;
 pub mod part_buffer;
 mod patch;
@@ -24,7 +25,7 @@ pub mod xattr;
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::Mutex;
@@ -118,6 +119,10 @@ pub struct Filesystem {
     invalidator: std::sync::OnceLock<EntryInvalidator>,
     /// Cache hits and misses since mount start (shown in the stats file).
     pub(crate) counters: counters::CacheCounters,
+    /// Attribute changes of files waiting to be written (see `metadata_write.rs`).
+    pub(crate) writeback: Arc<metadata_write::MetadataWriteback>,
+    /// This filesystem, for the background tasks it starts.
+    pub(crate) me: Weak<Filesystem>,
 }
 
 /// Most names remembered as missing at once.
@@ -150,7 +155,9 @@ impl Filesystem {
         root.lookups = 1;
         let store = upload_store(&config, &client);
         let negative_cap = NonZeroUsize::new(NEGATIVE_CACHE_ENTRIES).unwrap_or(NonZeroUsize::MIN);
-        Arc::new(Filesystem {
+        Arc::new_cyclic(|me| Filesystem {
+            writeback: Arc::default(),
+            me: me.clone(),
             budget: Arc::new(MemoryBudget::new(config.max_memory)),
             store,
             limits,
@@ -258,7 +265,9 @@ impl Filesystem {
 
     /// Finish (or report) every pending upload. Called after unmount.
     pub async fn shutdown(&self) -> ShutdownReport {
-        self.finish_all_writes().await
+        let report = self.finish_all_writes().await;
+        self.flush_all_metadata().await;
+        report
     }
 }
 

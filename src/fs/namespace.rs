@@ -285,7 +285,7 @@ impl Filesystem {
         };
         let mut t = self.inodes.lock();
         let n = t.get_mut(ino).ok_or_else(FsError::not_found)?;
-        if n.writing || n.local_only {
+        if n.writing || n.local_only || n.meta_pending {
             return Ok(n.attr);
         }
         if let Some(m) = meta {
@@ -751,7 +751,10 @@ impl Filesystem {
         }
         attr.ctime = SystemTime::now();
         let writing = writing || self.inodes.lock().get(ino).is_some_and(|n| n.writing);
-        if !writing {
+        // a writer's commit carries the change; a file's is written a moment later
+        // (metadata_write.rs); a directory's (and the root's refusal) at once
+        let deferred = !writing && attr.kind != FileKind::Directory && ino != ROOT_INO;
+        if !writing && !deferred {
             self.store_metadata(ino, &attr).await?;
         }
         let mut t = self.inodes.lock();
@@ -762,77 +765,12 @@ impl Filesystem {
         n.attr.atime = attr.atime;
         n.attr.mtime = attr.mtime;
         n.attr.ctime = attr.ctime;
-        Ok(n.attr)
-    }
-
-    /// Write `attr` into the metadata of the object behind `ino`.
-    pub(crate) async fn store_metadata(&self, ino: u64, attr: &Attr) -> FsResult<()> {
-        let (key, etag, has_marker, name, mut user_metadata) = {
-            let t = self.inodes.lock();
-            let n = t.get(ino).ok_or_else(FsError::not_found)?;
-            (
-                n.key.clone(),
-                n.etag.clone(),
-                n.has_marker,
-                n.name.clone(),
-                n.user_meta.clone(),
-            )
-        };
-        user_metadata.extend(attr.to_user_metadata());
-        if ino == ROOT_INO && key.is_empty() {
-            return Err(FsError::new(
-                libc::EPERM,
-                "the bucket root has no object to hold attributes",
-            ));
+        let attr = n.attr;
+        drop(t);
+        if deferred {
+            self.defer_metadata(ino)?;
         }
-        let content_type = match attr.kind {
-            FileKind::Directory => "application/x-directory",
-            _ => content_type_for(&name),
-        };
-        let opts = PutOptions {
-            content_type: Some(content_type.to_string()),
-            user_metadata,
-            ..PutOptions::default()
-        };
-        let new_etag = if attr.kind == FileKind::Directory && !has_marker {
-            self.client
-                .put_object(&key, bytes::Bytes::new(), &opts)
-                .await
-                .map_err(|e| FsError::from_s3(&e, &key))?
-                .etag
-        } else if attr.size > self.client.config().profile.max_copy_object_size {
-            // above the copy limit metadata can only be replaced by a multipart self-copy
-            Some(
-                self.client
-                    .copy_object_multipart(
-                        &key,
-                        &key,
-                        attr.size,
-                        self.limits.base,
-                        Some(&opts),
-                        etag.as_deref(),
-                    )
-                    .await
-                    .map_err(|e| FsError::from_s3(&e, &key))?,
-            )
-        } else {
-            Some(
-                self.client
-                    .copy_object(&key, &key, Some(&opts), etag.as_deref())
-                    .await
-                    .map_err(|e| FsError::from_s3(&e, &key))?,
-            )
-        };
-        let mut t = self.inodes.lock();
-        if let Some(n) = t.get_mut(ino) {
-            n.user_meta = opts.user_metadata.clone();
-            n.etag = new_etag.clone();
-            n.page_cache_etag = n.page_cache_etag.take().and(new_etag);
-            if attr.kind == FileKind::Directory {
-                n.has_marker = true;
-            }
-        }
-        Ok(())
+        Ok(attr)
     }
 }
 
@@ -855,7 +793,7 @@ fn stable_placeholder_ino(parent: u64, name: &str) -> u64 {
 /// Keep what HEAD said beyond the attributes: every metadata header and the storage class.
 fn remember_meta(node: Option<&mut super::inode::Inode>, meta: &ObjectMeta) {
     if let Some(n) = node {
-        if !n.writing && !n.local_only {
+        if !n.writing && !n.local_only && !n.meta_pending {
             n.user_meta = meta.user_metadata.clone();
             n.storage_class = meta.storage_class.clone();
         }

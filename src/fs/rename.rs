@@ -78,17 +78,19 @@ impl Filesystem {
         new_parent_key: &str,
     ) -> FsResult<()> {
         let new_key = format!("{new_parent_key}{new_name}");
-        let (old_key, etag, size, writing, local_only) = {
+        let (old_key, etag, attr, writing, local_only, pending) = {
             let t = self.inodes.lock();
             let n = t.get(ino).ok_or_else(FsError::not_found)?;
             (
                 n.key.clone(),
                 n.etag.clone(),
-                n.attr.size,
+                n.attr,
                 n.writing,
                 n.local_only,
+                n.meta_pending.then_some(n.meta_gen),
             )
         };
+        let size = attr.size;
         if writing {
             // the pending upload lands under the new name
             self.retarget_writer(ino, new_key.clone()).await?;
@@ -101,10 +103,49 @@ impl Filesystem {
         } else {
             // one CopyObject, or above the provider's copy limit a multipart copy
             // (UploadPartCopy in parallel, GET + UploadPart where the server refuses it)
-            self.client
-                .copy_object_sized(&old_key, &new_key, size, self.limits.base, etag.as_deref())
-                .await
-                .map_err(|e| FsError::from_s3(&e, &old_key))?;
+            // Attribute changes not written yet (metadata_write.rs) go with this copy.
+            let new_etag = match pending {
+                None => self
+                    .client
+                    .copy_object_sized(&old_key, &new_key, size, self.limits.base, etag.as_deref())
+                    .await
+                    .map_err(|e| FsError::from_s3(&e, &old_key))?,
+                Some(generation) => {
+                    let opts = self.metadata_options(ino, &attr, new_name)?;
+                    let copied = if size <= self.client.config().profile.max_copy_object_size {
+                        self.client
+                            .copy_object(&old_key, &new_key, Some(&opts), etag.as_deref())
+                            .await
+                    } else {
+                        self.client
+                            .copy_object_multipart(
+                                &old_key,
+                                &new_key,
+                                size,
+                                self.limits.base,
+                                Some(&opts),
+                                etag.as_deref(),
+                            )
+                            .await
+                    }
+                    .map_err(|e| FsError::from_s3(&e, &old_key))?;
+                    let mut t = self.inodes.lock();
+                    if let Some(n) = t.get_mut(ino) {
+                        n.user_meta = opts.user_metadata;
+                        if n.meta_gen == generation {
+                            n.meta_pending = false;
+                        }
+                    }
+                    copied
+                }
+            };
+            {
+                let mut t = self.inodes.lock();
+                if let Some(n) = t.get_mut(ino) {
+                    n.page_cache_etag = n.page_cache_etag.take().and(Some(new_etag.clone()));
+                    n.etag = Some(new_etag);
+                }
+            }
             self.client
                 .delete_object(&old_key)
                 .await
@@ -217,7 +258,8 @@ impl Filesystem {
 
 /// A renamed node's ctime becomes now, as on Linux local filesystems. Kept in memory only: the
 /// copy keeps every header of the object (a REPLACE to store it could drop Content-Encoding and
-/// the like), so after `--metadata-ttl` the stored ctime shows again.
+/// the like), so after `--metadata-ttl` the stored ctime shows again. (A rename that carries
+/// pending attribute changes replaces the metadata anyway, as chmod does.)
 fn mark_renamed(node: Option<&mut super::inode::Inode>) {
     if let Some(n) = node {
         n.attr.ctime = std::time::SystemTime::now();

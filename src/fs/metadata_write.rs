@@ -1,0 +1,240 @@
+//! Writing attributes (mode, owner, times, xattrs) into object metadata: one CopyObject onto
+//! itself per change for directories, deferred and coalesced for files.
+//!
+//! S3 cannot change an object's metadata in place: every chmod, chown or utimens is a copy of the
+//! object onto itself. Tools change several at once (`rsync -a` sets the times, then the mode,
+//! then renames a temporary file), so on a file a change is applied here at once (stat sees it)
+//! and sent to S3 [`METADATA_WRITE_DELAY`] after the first one, as one copy carrying all of
+//! them. A rename in the meantime carries them in its own copy, a commit of new data in its
+//! upload, and fsync or unmount sends them at once. So `rsync` costs a PUT, a copy and a delete
+//! per file instead of a PUT, three copies and a delete.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use super::attr::content_type_for;
+use super::error::log_failure;
+use super::inode::ROOT_INO;
+use super::{Attr, FileKind, Filesystem, FsError, FsResult};
+use crate::s3::PutOptions;
+
+/// How long after the first attribute change of a file its metadata is written to S3.
+pub const METADATA_WRITE_DELAY: Duration = Duration::from_secs(1);
+
+/// Files whose attribute changes wait to be written, and the task that writes them.
+#[derive(Default)]
+pub(crate) struct MetadataWriteback {
+    /// inode → when its metadata is due in S3.
+    due: Mutex<HashMap<u64, Instant>>,
+    wake: tokio::sync::Notify,
+    started: AtomicBool,
+}
+
+impl Filesystem {
+    /// Note that `ino` (a file) has attribute changes the object lacks, and have them written
+    /// [`METADATA_WRITE_DELAY`] after the first.
+    pub(crate) fn defer_metadata(&self, ino: u64) -> FsResult<()> {
+        {
+            let mut t = self.inodes.lock();
+            let n = t.get_mut(ino).ok_or_else(FsError::not_found)?;
+            n.meta_pending = true;
+            n.meta_gen += 1;
+        }
+        let first = {
+            let mut due = self.writeback.due.lock();
+            let first = due.is_empty();
+            due.entry(ino)
+                .or_insert_with(|| Instant::now() + METADATA_WRITE_DELAY);
+            first
+        };
+        self.start_metadata_writer();
+        if first {
+            self.writeback.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Write `ino`'s pending attribute changes now (fsync, unmount, or their time came).
+    /// A file renamed, removed or rewritten meanwhile has had them carried already.
+    pub(crate) async fn flush_metadata(&self, ino: u64) -> FsResult<()> {
+        self.writeback.due.lock().remove(&ino);
+        let (attr, key, generation) = {
+            let t = self.inodes.lock();
+            match t.get(ino) {
+                Some(n) if n.meta_pending && !n.writing && !n.local_only => {
+                    (n.attr, n.key.clone(), n.meta_gen)
+                }
+                _ => return Ok(()),
+            }
+        };
+        match self.store_metadata(ino, &attr).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let mut t = self.inodes.lock();
+                match t.get_mut(ino) {
+                    // renamed or rewritten meanwhile: the change went with that
+                    Some(n) if n.key != key || !n.meta_pending => Ok(()),
+                    // failed for good: the change stays local only; say so once
+                    Some(n) if n.meta_gen == generation => {
+                        n.meta_pending = false;
+                        n.attr_expires = Instant::now();
+                        Err(e)
+                    }
+                    Some(_) => Err(e),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+
+    /// Write every pending attribute change now (unmount). Failures are logged.
+    pub(crate) async fn flush_all_metadata(&self) {
+        let inos: Vec<u64> = self.writeback.due.lock().keys().copied().collect();
+        for ino in inos {
+            if let Err(e) = self.flush_metadata(ino).await {
+                log_failure("setattr", &self.path_of(ino), &e);
+            }
+        }
+    }
+
+    /// The headers that give `ino`'s object the attributes `attr` (and its other metadata and
+    /// xattrs), named `name` for the content type.
+    pub(crate) fn metadata_options(
+        &self,
+        ino: u64,
+        attr: &Attr,
+        name: &str,
+    ) -> FsResult<PutOptions> {
+        let mut user_metadata = {
+            let t = self.inodes.lock();
+            t.get(ino).ok_or_else(FsError::not_found)?.user_meta.clone()
+        };
+        user_metadata.extend(attr.to_user_metadata());
+        let content_type = match attr.kind {
+            FileKind::Directory => "application/x-directory",
+            _ => content_type_for(name),
+        };
+        Ok(PutOptions {
+            content_type: Some(content_type.to_string()),
+            user_metadata,
+            ..PutOptions::default()
+        })
+    }
+
+    /// Write `attr` into the metadata of the object behind `ino` now.
+    pub(crate) async fn store_metadata(&self, ino: u64, attr: &Attr) -> FsResult<()> {
+        let (key, etag, has_marker, name, generation) = {
+            let t = self.inodes.lock();
+            let n = t.get(ino).ok_or_else(FsError::not_found)?;
+            (
+                n.key.clone(),
+                n.etag.clone(),
+                n.has_marker,
+                n.name.clone(),
+                n.meta_gen,
+            )
+        };
+        if ino == ROOT_INO && key.is_empty() {
+            return Err(FsError::new(
+                libc::EPERM,
+                "the bucket root has no object to hold attributes",
+            ));
+        }
+        let opts = self.metadata_options(ino, attr, &name)?;
+        let new_etag = if attr.kind == FileKind::Directory && !has_marker {
+            self.client
+                .put_object(&key, bytes::Bytes::new(), &opts)
+                .await
+                .map_err(|e| FsError::from_s3(&e, &key))?
+                .etag
+        } else if attr.size > self.client.config().profile.max_copy_object_size {
+            // above the copy limit metadata can only be replaced by a multipart self-copy
+            Some(
+                self.client
+                    .copy_object_multipart(
+                        &key,
+                        &key,
+                        attr.size,
+                        self.limits.base,
+                        Some(&opts),
+                        etag.as_deref(),
+                    )
+                    .await
+                    .map_err(|e| FsError::from_s3(&e, &key))?,
+            )
+        } else {
+            Some(
+                self.client
+                    .copy_object(&key, &key, Some(&opts), etag.as_deref())
+                    .await
+                    .map_err(|e| FsError::from_s3(&e, &key))?,
+            )
+        };
+        let mut t = self.inodes.lock();
+        if let Some(n) = t.get_mut(ino) {
+            n.user_meta = opts.user_metadata.clone();
+            n.etag = new_etag.clone();
+            n.page_cache_etag = n.page_cache_etag.take().and(new_etag);
+            if attr.kind == FileKind::Directory {
+                n.has_marker = true;
+            }
+            if n.meta_gen == generation {
+                n.meta_pending = false;
+            }
+        }
+        Ok(())
+    }
+
+    /// Start the task that writes deferred changes when they are due (once per mount).
+    fn start_metadata_writer(&self) {
+        if self.writeback.started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        tokio::spawn(metadata_writer(self.me.clone(), self.writeback.clone()));
+    }
+}
+
+/// Sleeps until the earliest change is due, writes the due ones, and so on; ends with the mount.
+/// Holds the filesystem only while writing, so the mount's end is not held up by it.
+async fn metadata_writer(me: Weak<Filesystem>, writeback: Arc<MetadataWriteback>) {
+    loop {
+        let Some(fs) = me.upgrade() else { return };
+        let now = Instant::now();
+        let (ready, next) = {
+            let due = fs.writeback.due.lock();
+            let ready: Vec<u64> = due
+                .iter()
+                .filter(|(_, at)| **at <= now)
+                .map(|(ino, _)| *ino)
+                .collect();
+            (ready, due.values().min().copied())
+        };
+        for ino in ready {
+            if let Err(e) = fs.flush_metadata(ino).await {
+                log_failure("setattr", &fs.path_of(ino), &e);
+            }
+        }
+        if next.is_some_and(|at| at <= now) {
+            continue;
+        }
+        drop(fs);
+        wait_for_work(&writeback, next).await;
+    }
+}
+
+async fn wait_for_work(writeback: &MetadataWriteback, next: Option<Instant>) {
+    let notified = writeback.wake.notified();
+    match next {
+        Some(at) => {
+            tokio::select! {
+                _ = tokio::time::sleep_until(at.into()) => {}
+                _ = notified => {}
+            }
+        }
+        None => notified.await,
+    }
+}

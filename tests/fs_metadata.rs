@@ -1,0 +1,225 @@
+//! Attribute changes (chmod, chown, utimens) on files, driven through the filesystem core: seen
+//! at once, written to S3 a moment later as one copy, carried by a rename's copy, written at
+//! once by fsync and at unmount, dropped with the file, and reverted when S3 refuses them.
+
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use bucketfs::config::FsConfig;
+use bucketfs::fs::{Caller, Filesystem, SetAttr, ROOT_INO};
+use bucketfs::s3::{S3Client, S3Config, StaticCredentials};
+use bucketfs_test_server::{Fault, FaultKind, TestServer};
+
+/// Longer than the delay after which a file's attribute changes are written.
+const AFTER_THE_DELAY: Duration = Duration::from_millis(1600);
+
+const ME: Caller = Caller {
+    uid: 1000,
+    gid: 1000,
+    pid: 1,
+};
+
+fn fs(srv: &TestServer) -> Arc<Filesystem> {
+    let creds = Arc::new(StaticCredentials {
+        credentials: bucketfs::s3::Credentials {
+            access_key_id: srv.access_key(),
+            secret_access_key: srv.secret_key(),
+            session_token: None,
+        },
+        origin: "test".into(),
+    });
+    let mut cfg = S3Config::new(srv.endpoint(), "us-east-1", srv.bucket(), creds);
+    cfg.retry_timeout = Duration::from_secs(5);
+    cfg.max_attempts = 2;
+    Filesystem::new(FsConfig::default(), S3Client::new(cfg).expect("client"))
+}
+
+fn chmod(mode: u32) -> SetAttr {
+    SetAttr {
+        mode: Some(mode),
+        ..Default::default()
+    }
+}
+
+fn touch(secs: u64) -> SetAttr {
+    let t = UNIX_EPOCH + Duration::from_secs(secs);
+    SetAttr {
+        atime: Some(t),
+        mtime: Some(t),
+        ..Default::default()
+    }
+}
+
+/// The stored `x-amz-meta-NAME` of `key`.
+fn meta(srv: &TestServer, key: &str, name: &str) -> Option<String> {
+    srv.object_meta(key)?.metadata.get(name).cloned()
+}
+
+async fn new_file(fs: &Filesystem, name: &str, data: &[u8]) -> u64 {
+    let (attr, opened) = fs
+        .create(ROOT_INO, name, 0o600, libc::O_WRONLY, ME)
+        .await
+        .expect("create");
+    fs.write(opened.fh, 0, data).await.expect("write");
+    fs.flush(opened.fh, 0).await.expect("flush");
+    fs.release(opened.fh).await.expect("release");
+    attr.ino
+}
+
+#[tokio::test]
+async fn rsync_pattern_costs_one_put_one_copy_and_one_delete() {
+    let srv = TestServer::start().await;
+    let fs = fs(&srv);
+    // what rsync -a does per file: temporary file, times, mode, rename over the real name
+    let ino = new_file(&fs, ".notes.txt.Ab12Cd", b"some text").await;
+    fs.setattr(ino, touch(1_000_000_000), ME)
+        .await
+        .expect("utimens");
+    let attr = fs.setattr(ino, chmod(0o644), ME).await.expect("chmod");
+    assert_eq!(attr.perm, 0o644);
+    fs.rename(ROOT_INO, ".notes.txt.Ab12Cd", ROOT_INO, "notes.txt", 0)
+        .await
+        .expect("rename");
+    tokio::time::sleep(AFTER_THE_DELAY).await;
+    assert_eq!(srv.count("PutObject"), 1, "{:?}", srv.counts());
+    assert_eq!(srv.count("CopyObject"), 1, "{:?}", srv.counts());
+    assert_eq!(srv.count("DeleteObject"), 1, "{:?}", srv.counts());
+    assert_eq!(srv.keys(), vec!["notes.txt".to_string()]);
+    let mode: u32 = meta(&srv, "notes.txt", "mode")
+        .expect("mode")
+        .parse()
+        .expect("num");
+    assert_eq!(mode & 0o7777, 0o644);
+    assert_eq!(
+        meta(&srv, "notes.txt", "mtime").as_deref(),
+        Some("1000000000")
+    );
+    // the content type follows the final name, not the temporary one
+    let ct = srv.object_meta("notes.txt").and_then(|m| m.content_type);
+    assert_eq!(ct.as_deref(), Some("text/plain"));
+    assert_eq!(
+        srv.get_object("notes.txt").as_deref(),
+        Some(&b"some text"[..])
+    );
+}
+
+#[tokio::test]
+async fn chmod_is_seen_at_once_and_written_once_a_moment_later() {
+    let srv = TestServer::start().await;
+    srv.put_object("a.bin", "data");
+    let fs = fs(&srv);
+    let ino = fs.lookup(ROOT_INO, "a.bin").await.expect("lookup").ino;
+    srv.reset_counts();
+    fs.setattr(ino, chmod(0o600), ME).await.expect("chmod");
+    fs.setattr(ino, touch(1_234_567_890), ME)
+        .await
+        .expect("touch");
+    fs.setattr(ino, chmod(0o640), ME)
+        .await
+        .expect("chmod again");
+    let attr = fs.getattr(ino).await.expect("getattr");
+    assert_eq!(attr.perm, 0o640);
+    assert_eq!(attr.mtime, UNIX_EPOCH + Duration::from_secs(1_234_567_890));
+    assert_eq!(srv.count("CopyObject"), 0, "written at once");
+    tokio::time::sleep(AFTER_THE_DELAY).await;
+    assert_eq!(srv.count("CopyObject"), 1, "{:?}", srv.counts());
+    let mode: u32 = meta(&srv, "a.bin", "mode")
+        .expect("mode")
+        .parse()
+        .expect("num");
+    assert_eq!(mode & 0o7777, 0o640);
+    assert_eq!(meta(&srv, "a.bin", "mtime").as_deref(), Some("1234567890"));
+    assert_eq!(srv.get_object("a.bin").as_deref(), Some(&b"data"[..]));
+}
+
+#[tokio::test]
+async fn fsync_and_unmount_write_pending_changes_at_once() {
+    let srv = TestServer::start().await;
+    srv.put_object("f", "x");
+    srv.put_object("g", "y");
+    let fs = fs(&srv);
+    let f = fs.lookup(ROOT_INO, "f").await.expect("lookup").ino;
+    let g = fs.lookup(ROOT_INO, "g").await.expect("lookup").ino;
+    srv.reset_counts();
+    let opened = fs.open(f, libc::O_RDONLY, ME).await.expect("open");
+    fs.setattr(f, chmod(0o604), ME).await.expect("chmod");
+    fs.fsync(opened.fh).await.expect("fsync");
+    assert_eq!(srv.count("CopyObject"), 1, "{:?}", srv.counts());
+    let mode: u32 = meta(&srv, "f", "mode").expect("mode").parse().expect("num");
+    assert_eq!(mode & 0o7777, 0o604);
+    fs.release(opened.fh).await.expect("release");
+
+    fs.setattr(g, chmod(0o611), ME).await.expect("chmod");
+    let report = fs.shutdown().await;
+    assert!(report.failed.is_empty());
+    assert_eq!(srv.count("CopyObject"), 2, "{:?}", srv.counts());
+    let mode: u32 = meta(&srv, "g", "mode").expect("mode").parse().expect("num");
+    assert_eq!(mode & 0o7777, 0o611);
+}
+
+#[tokio::test]
+async fn a_file_removed_or_replaced_before_the_write_costs_no_copy() {
+    let srv = TestServer::start().await;
+    srv.put_object("gone", "1");
+    srv.put_object("old", "2");
+    srv.put_object("new", "3");
+    let fs = fs(&srv);
+    let gone = fs.lookup(ROOT_INO, "gone").await.expect("lookup").ino;
+    let old = fs.lookup(ROOT_INO, "old").await.expect("lookup").ino;
+    fs.lookup(ROOT_INO, "new").await.expect("lookup");
+    srv.reset_counts();
+    fs.setattr(gone, chmod(0o600), ME).await.expect("chmod");
+    fs.unlink(ROOT_INO, "gone").await.expect("unlink");
+    // `old` is replaced by `new` (renamed over it): its pending change must not land on `new`
+    fs.setattr(old, chmod(0o600), ME).await.expect("chmod");
+    fs.rename(ROOT_INO, "new", ROOT_INO, "old", 0)
+        .await
+        .expect("rename");
+    tokio::time::sleep(AFTER_THE_DELAY).await;
+    // one copy: the rename's
+    assert_eq!(srv.count("CopyObject"), 1, "{:?}", srv.counts());
+    assert!(srv.object_meta("gone").is_none());
+    assert_eq!(srv.get_object("old").as_deref(), Some(&b"3"[..]));
+    assert_ne!(meta(&srv, "old", "mode").as_deref(), Some("33152"));
+}
+
+#[tokio::test]
+async fn a_refused_write_reverts_to_what_the_bucket_holds() {
+    let srv = TestServer::start().await;
+    srv.put_object("locked", "z");
+    let fs = fs(&srv);
+    let ino = fs.lookup(ROOT_INO, "locked").await.expect("lookup").ino;
+    let before = fs.getattr(ino).await.expect("getattr").perm;
+    srv.add_fault(Fault::new(FaultKind::access_denied()).op("CopyObject"));
+    let attr = fs.setattr(ino, chmod(0o600), ME).await.expect("chmod");
+    assert_eq!(attr.perm, 0o600);
+    tokio::time::sleep(AFTER_THE_DELAY).await;
+    assert!(srv.count("CopyObject") >= 1);
+    srv.clear_faults();
+    let after = fs.getattr(ino).await.expect("getattr");
+    assert_eq!(
+        after.perm, before,
+        "the refused change is not shown as if stored"
+    );
+    assert!(meta(&srv, "locked", "mode").is_none());
+}
+
+#[tokio::test]
+async fn directories_are_written_at_once() {
+    let srv = TestServer::start().await;
+    let fs = fs(&srv);
+    let d = fs.mkdir(ROOT_INO, "d", 0o755, ME).await.expect("mkdir");
+    srv.reset_counts();
+    fs.setattr(d.ino, chmod(0o700), ME).await.expect("chmod");
+    assert_eq!(
+        srv.count("CopyObject") + srv.count("PutObject"),
+        1,
+        "{:?}",
+        srv.counts()
+    );
+    let mode: u32 = meta(&srv, "d/", "mode")
+        .expect("mode")
+        .parse()
+        .expect("num");
+    assert_eq!(mode & 0o7777, 0o700);
+}
