@@ -620,3 +620,29 @@ async fn reopen_for_writing_right_after_close_waits_for_the_release() {
     fs.release(second.fh).await.expect("release");
     assert_eq!(srv.get_object("f.txt").as_deref(), Some(&b"onetwo"[..]));
 }
+
+#[tokio::test]
+async fn read_right_after_close_waits_for_the_release() {
+    let srv = TestServer::start().await;
+    let fs = fs(&srv);
+    let (attr, w) = fs
+        .create(ROOT_INO, "copied.txt", 0o644, libc::O_WRONLY, ME)
+        .await
+        .expect("create");
+    fs.write(w.fh, 0, b"copied bytes").await.expect("write");
+    // `cp a b && cat b`: close(2) returned, the RELEASE comes a little later
+    fs.flush(w.fh, 0).await.expect("flush");
+    let late = fs.clone();
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        late.release(w.fh).await
+    });
+    let r = fs
+        .open(attr.ino, libc::O_RDONLY, ME)
+        .await
+        .expect("open for reading right after close");
+    release.await.expect("join").expect("release");
+    let data = fs.read(r.fh, 0, 100).await.expect("read");
+    assert_eq!(&data[..], b"copied bytes");
+    fs.release(r.fh).await.expect("release reader");
+}

@@ -131,8 +131,8 @@ enum Expect {
 
 impl Filesystem {
     /// close(2) returns once FLUSH is answered; the kernel sends RELEASE after that, on its
-    /// own. A reopen for writing right after a close (`echo a > f; echo b >> f`) can arrive
-    /// before that release: when every writer of `ino` has been flushed since it last wrote,
+    /// own. A reopen right after a close (`echo a > f; echo b >> f`, `cp a b && cat b`) can
+    /// arrive before that release: when every writer of `ino` has been flushed since it last wrote,
     /// wait up to a second for it to go instead of failing with EBUSY. Whether it went.
     async fn wait_for_release(&self, ino: u64) -> bool {
         let deadline = Instant::now() + std::time::Duration::from_secs(1);
@@ -375,6 +375,11 @@ impl Filesystem {
     }
 
     async fn open_read(&self, ino: u64) -> FsResult<Opened> {
+        // `cp a b && cat b`: the writer's release may still be on its way
+        let writing = self.inodes.lock().get(ino).is_some_and(|n| n.writing);
+        if writing {
+            self.wait_for_release(ino).await;
+        }
         let (key, etag, size, keep_cache) = {
             let mut t = self.inodes.lock();
             let n = t.get_mut(ino).ok_or_else(FsError::not_found)?;
