@@ -141,14 +141,15 @@ impl Filesystem {
                 return true;
             }
             let flushed = match self.write_handle_for(ino) {
-                Some(w) => w
-                    .state
-                    .try_lock()
-                    .is_ok_and(|st| st.discarded || (st.committed && !st.dirty)),
+                Some(w) => match w.state.try_lock() {
+                    Ok(st) => Some(st.discarded || (st.committed && !st.dirty)),
+                    // a flush or the release itself holds it: look again
+                    Err(_) => None,
+                },
                 // the release is under way (its handle is gone already)
-                None => true,
+                None => Some(true),
             };
-            if !flushed || Instant::now() >= deadline {
+            if flushed == Some(false) || Instant::now() >= deadline {
                 return false;
             }
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
