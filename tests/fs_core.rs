@@ -646,3 +646,52 @@ async fn read_right_after_close_waits_for_the_release() {
     assert_eq!(&data[..], b"copied bytes");
     fs.release(r.fh).await.expect("release reader");
 }
+
+/// Let background HEADs finish before counting.
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+}
+
+#[tokio::test]
+async fn a_walk_through_a_listing_fetches_metadata_ahead_once_per_entry() {
+    let srv = TestServer::start().await;
+    for i in 0..100u32 {
+        let mut meta = std::collections::BTreeMap::new();
+        meta.insert("mode".into(), (0o100600 + i % 8).to_string());
+        srv.put_object_with_meta(&format!("d/f{i:03}"), "x", meta, None);
+    }
+    srv.put_object("d/sub/inner", "y");
+    let fs = fs(&srv);
+    let d = fs.lookup(ROOT_INO, "d").await.expect("lookup d");
+    let fh = fs.opendir(d.ino).await.expect("opendir");
+    let listed = fs.readdir(d.ino, fh, 0).await.expect("readdir").len();
+    fs.releasedir(fh);
+    assert_eq!(listed, 2 + 101);
+
+    // a lookup here and there fetches nothing ahead
+    srv.reset_counts();
+    fs.lookup(d.ino, "f050").await.expect("f050");
+    fs.lookup(d.ino, "f010").await.expect("f010");
+    settle().await;
+    assert_eq!(srv.count("HeadObject"), 2, "{:?}", srv.counts());
+
+    // two lookups in listing order: the next entries' HEADs go out ahead of the walk
+    srv.reset_counts();
+    fs.lookup(d.ino, "f000").await.expect("f000");
+    fs.lookup(d.ino, "f001").await.expect("f001");
+    settle().await;
+    let ahead = srv.count("HeadObject");
+    assert!(ahead >= 2 + 8, "{ahead} HEADs after two lookups in a row");
+
+    // the whole walk (as `ls -l` does it): each entry fetched once, with its own attributes
+    for i in 2..100u32 {
+        let attr = fs.lookup(d.ino, &format!("f{i:03}")).await.expect("lookup");
+        assert_eq!(u32::from(attr.perm), 0o600 + i % 8, "f{i:03}");
+    }
+    let sub = fs.lookup(d.ino, "sub").await.expect("sub");
+    assert_eq!(sub.kind, FileKind::Directory);
+    settle().await;
+    // 100 files + the marker HEAD of `sub`, less f010 and f050 (fetched before the walk)
+    assert_eq!(srv.count("HeadObject"), 99, "{:?}", srv.counts());
+    assert_eq!(srv.count("ListObjectsV2"), 0, "{:?}", srv.counts());
+}

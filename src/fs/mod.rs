@@ -19,6 +19,7 @@ mod patch;
 pub mod prefetch;
 mod recovery;
 mod rename;
+mod stat_ahead;
 pub mod upload;
 pub mod xattr;
 
@@ -121,6 +122,8 @@ pub struct Filesystem {
     pub(crate) counters: counters::CacheCounters,
     /// Attribute changes of files waiting to be written (see `metadata_write.rs`).
     pub(crate) writeback: Arc<metadata_write::MetadataWriteback>,
+    /// Metadata fetched ahead of a walk through a listing (see `stat_ahead.rs`).
+    pub(crate) stat_ahead: stat_ahead::StatAhead,
     /// This filesystem, for the background tasks it starts.
     pub(crate) me: Weak<Filesystem>,
 }
@@ -157,6 +160,7 @@ impl Filesystem {
         let negative_cap = NonZeroUsize::new(NEGATIVE_CACHE_ENTRIES).unwrap_or(NonZeroUsize::MIN);
         Arc::new_cyclic(|me| Filesystem {
             writeback: Arc::default(),
+            stat_ahead: stat_ahead::StatAhead::default(),
             me: me.clone(),
             budget: Arc::new(MemoryBudget::new(config.max_memory)),
             store,

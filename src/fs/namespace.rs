@@ -79,6 +79,7 @@ impl Filesystem {
     /// Record a child in its parent's snapshot (after create/mkdir) or remove it (unlink).
     pub(crate) fn update_snapshot(&self, parent: u64, name: &str, child: Option<ListedChild>) {
         self.touch_dir(parent);
+        self.stat_ahead_forget(parent, name);
         let mut t = self.inodes.lock();
         if let Some(p) = t.get_mut(parent) {
             if let Some(s) = &mut p.snapshot {
@@ -148,15 +149,27 @@ impl Filesystem {
         } else {
             self.counters.lookup_miss();
         }
+        // a listed entry needs only its HEAD; a walk through the listing fetches them ahead
+        let ahead = match listed {
+            Some(Some(_)) => self.stat_ahead(parent, name),
+            _ => None,
+        };
         let found = match listed {
             Some(None) => Found::Missing,
             Some(Some(ListedChild::Directory)) => Found::Dir {
-                marker: self.head_marker(&key).await?,
+                marker: match ahead_result(ahead).await {
+                    Some(marker) => marker,
+                    None => self.head_marker(&key).await?,
+                },
             },
-            Some(Some(ListedChild::File { .. })) => match self.client.head_object(&key).await {
-                Ok(meta) => Found::File(meta),
-                Err(e) if e.is_not_found() => Found::Missing,
-                Err(e) => return Err(FsError::from_s3(&e, &key)),
+            Some(Some(ListedChild::File { .. })) => match ahead_result(ahead).await {
+                Some(Some(meta)) => Found::File(meta),
+                Some(None) => Found::Missing,
+                None => match self.client.head_object(&key).await {
+                    Ok(meta) => Found::File(meta),
+                    Err(e) if e.is_not_found() => Found::Missing,
+                    Err(e) => return Err(FsError::from_s3(&e, &key)),
+                },
             },
             None => self.probe(&key).await?,
         };
@@ -796,6 +809,18 @@ fn remember_meta(node: Option<&mut super::inode::Inode>, meta: &ObjectMeta) {
         if !n.writing && !n.local_only && !n.meta_pending {
             n.user_meta = meta.user_metadata.clone();
             n.storage_class = meta.storage_class.clone();
+        }
+    }
+}
+
+/// The result of a HEAD fetched ahead, if there was one and it worked (a failed one is
+/// simply asked again).
+async fn ahead_result(ahead: Option<super::stat_ahead::PendingHead>) -> Option<Option<ObjectMeta>> {
+    match ahead?.await {
+        Ok(found) => Some(found),
+        Err(e) => {
+            tracing::debug!("stat-ahead HEAD failed, asking again: {e}");
+            None
         }
     }
 }

@@ -1,0 +1,216 @@
+//! Stat-ahead: when lookups walk a listed directory in listing order (`ls -l`, `rsync`, `du`,
+//! `find -ls`), the HEADs of the next entries go out in parallel, so each stat finds its
+//! attributes ready instead of waiting for one HEAD after another.
+//!
+//! A listing gives names, sizes and dates but not the mode, owner and times kept in object
+//! metadata, so the first stat of each listed file costs a HEAD. A program that stats every
+//! entry of a directory pays those HEADs one after another: 1,000 files at 20 ms each is 20 s.
+//! Once two lookups in a row miss on neighbouring entries of one listing, the next entries are
+//! fetched ahead, 16 at a time, in a window that starts at 8 entries and doubles up to 128 as
+//! the walk goes on. Every entry is still fetched once: a walk that stops early wastes at most
+//! one window of HEADs; a lookup of one file here and there starts nothing.
+
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::future::{BoxFuture, FutureExt, Shared};
+use parking_lot::Mutex;
+
+use super::inode::ListedChild;
+use super::{Filesystem, FsError};
+use crate::s3::ObjectMeta;
+
+/// What a HEAD found: the object's metadata, or `None` when there is no such object.
+pub(crate) type HeadResult = Result<Option<ObjectMeta>, FsError>;
+pub(crate) type PendingHead = Shared<BoxFuture<'static, HeadResult>>;
+
+const FIRST_WINDOW: usize = 8;
+const MAX_WINDOW: usize = 128;
+/// HEADs of one mount's stat-ahead in flight at once.
+const CONCURRENCY: usize = 16;
+/// Directories whose walk is followed at once.
+const MAX_WALKS: usize = 64;
+/// Results kept waiting for their lookup (older ones are dropped, never wrong).
+const MAX_RESULTS: usize = 4 * MAX_WINDOW * 8;
+/// A lookup this far past the previous one still continues the walk (names the kernel
+/// already had cached are skipped without a lookup).
+const SKIP_TOLERANCE: usize = 8;
+
+/// Walks being followed and HEADs fetched ahead, for one mount.
+pub(crate) struct StatAhead {
+    walks: Mutex<lru::LruCache<u64, Walk>>,
+    results: Mutex<lru::LruCache<(u64, String), (Instant, PendingHead)>>,
+    limit: Arc<tokio::sync::Semaphore>,
+}
+
+impl Default for StatAhead {
+    fn default() -> Self {
+        StatAhead {
+            walks: Mutex::new(lru::LruCache::new(nonzero(MAX_WALKS))),
+            results: Mutex::new(lru::LruCache::new(nonzero(MAX_RESULTS))),
+            limit: Arc::new(tokio::sync::Semaphore::new(CONCURRENCY)),
+        }
+    }
+}
+
+fn nonzero(n: usize) -> NonZeroUsize {
+    NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN)
+}
+
+/// One directory's walk through its listing.
+struct Walk {
+    /// The listing the names came from (its expiry tells snapshots apart).
+    listing: Instant,
+    /// Listed names in listing (byte) order, and whether each is a directory.
+    names: Arc<Vec<(String, bool)>>,
+    /// Position of the last lookup.
+    pos: usize,
+    /// Lookups in a row that followed the previous one.
+    in_order: u32,
+    /// Entries before this position have been fetched (or were not needed).
+    launched_until: usize,
+    window: usize,
+}
+
+impl Filesystem {
+    /// A lookup of `name`, listed in `parent`'s fresh listing, needs its HEAD: note the walk,
+    /// start the HEADs ahead of it when it is one, and hand back this entry's HEAD if it was
+    /// started earlier.
+    pub(crate) fn stat_ahead(&self, parent: u64, name: &str) -> Option<PendingHead> {
+        let now = Instant::now();
+        let taken = {
+            let mut results = self.stat_ahead.results.lock();
+            match results.pop(&(parent, name.to_string())) {
+                Some((expires, head)) if now < expires => Some(head),
+                _ => None,
+            }
+        };
+        let launch = self.follow_walk(parent, name);
+        for (child, is_dir) in launch {
+            self.start_head(parent, &child, is_dir);
+        }
+        taken
+    }
+
+    /// Forget a result fetched ahead for `name` (it was created, removed or renamed here).
+    pub(crate) fn stat_ahead_forget(&self, parent: u64, name: &str) {
+        self.stat_ahead
+            .results
+            .lock()
+            .pop(&(parent, name.to_string()));
+    }
+
+    /// Update `parent`'s walk with a lookup of `name`; the entries to fetch now.
+    fn follow_walk(&self, parent: u64, name: &str) -> Vec<(String, bool)> {
+        let listing = {
+            let t = self.inodes.lock();
+            match t.get(parent).and_then(|p| p.snapshot.as_ref()) {
+                Some(s) => s.expires,
+                None => return Vec::new(),
+            }
+        };
+        let mut walks = self.stat_ahead.walks.lock();
+        let stale = walks.get(&parent).is_none_or(|w| w.listing != listing);
+        if stale {
+            let names = match self.listed_names(parent) {
+                Some(n) => n,
+                None => return Vec::new(),
+            };
+            walks.put(
+                parent,
+                Walk {
+                    listing,
+                    names,
+                    pos: usize::MAX,
+                    in_order: 0,
+                    launched_until: 0,
+                    window: FIRST_WINDOW,
+                },
+            );
+        }
+        let Some(walk) = walks.get_mut(&parent) else {
+            return Vec::new();
+        };
+        let Ok(pos) = walk.names.binary_search_by(|(n, _)| n.as_str().cmp(name)) else {
+            return Vec::new();
+        };
+        let follows = walk.pos != usize::MAX
+            && pos > walk.pos
+            && pos <= walk.pos.max(walk.launched_until) + SKIP_TOLERANCE;
+        walk.in_order = if follows { walk.in_order + 1 } else { 0 };
+        walk.pos = pos;
+        if walk.in_order == 0 {
+            walk.launched_until = pos + 1;
+            walk.window = FIRST_WINDOW;
+            return Vec::new();
+        }
+        let from = walk.launched_until.max(pos + 1);
+        let to = (pos + 1 + walk.window).min(walk.names.len());
+        if from >= to {
+            return Vec::new();
+        }
+        walk.launched_until = to;
+        walk.window = (walk.window * 2).min(MAX_WINDOW);
+        walk.names[from..to].to_vec()
+    }
+
+    /// The names of `parent`'s fresh listing in byte order, with their kind.
+    fn listed_names(&self, parent: u64) -> Option<Arc<Vec<(String, bool)>>> {
+        let t = self.inodes.lock();
+        let s = t.get(parent)?.snapshot.as_ref()?;
+        let mut names: Vec<(String, bool)> = s
+            .children
+            .iter()
+            .map(|(n, c)| (n.clone(), matches!(c, ListedChild::Directory)))
+            .collect();
+        drop(t);
+        names.sort_unstable();
+        Some(Arc::new(names))
+    }
+
+    /// Fetch `name`'s metadata (its marker's, for a directory) in the background, unless its
+    /// attributes are fresh already or it is being fetched.
+    fn start_head(&self, parent: u64, name: &str, is_dir: bool) {
+        let now = Instant::now();
+        let key = {
+            let t = self.inodes.lock();
+            if t.child(parent, name).is_some_and(|c| c.attr_fresh(now)) {
+                return;
+            }
+            match t.get(parent) {
+                Some(p) if is_dir => format!("{}{name}/", p.key),
+                Some(p) => format!("{}{name}", p.key),
+                None => return,
+            }
+        };
+        let slot = (parent, name.to_string());
+        if self.stat_ahead.results.lock().contains(&slot) {
+            return;
+        }
+        let client = self.client.clone();
+        let limit = self.stat_ahead.limit.clone();
+        let task = tokio::spawn(async move {
+            let _permit = limit.acquire_owned().await;
+            match client.head_object(&key).await {
+                Ok(meta) => Ok(Some(meta)),
+                Err(e) if e.is_not_found() => Ok(None),
+                Err(e) => Err(FsError::from_s3(&e, &key)),
+            }
+        });
+        let head = task
+            .map(|r| match r {
+                Ok(res) => res,
+                Err(e) => Err(FsError::new(
+                    libc::EIO,
+                    format!("stat-ahead task ended: {e}"),
+                )),
+            })
+            .boxed()
+            .shared();
+        self.stat_ahead
+            .results
+            .lock()
+            .put(slot, (now + self.config.metadata_ttl, head));
+    }
+}
