@@ -695,3 +695,33 @@ async fn a_walk_through_a_listing_fetches_metadata_ahead_once_per_entry() {
     assert_eq!(srv.count("HeadObject"), 99, "{:?}", srv.counts());
     assert_eq!(srv.count("ListObjectsV2"), 0, "{:?}", srv.counts());
 }
+
+#[tokio::test]
+async fn a_walk_through_directories_only_fetches_no_files_ahead() {
+    let srv = TestServer::start().await;
+    for i in 0..30 {
+        // a file beside each directory: `aNN` and `aNN.txt` are neighbours in the listing
+        srv.put_object(&format!("m/a{i:02}/x"), "x");
+        srv.put_object(&format!("m/a{i:02}.txt"), "t");
+    }
+    let fs = fs(&srv);
+    let m = fs.lookup(ROOT_INO, "m").await.expect("lookup m");
+    let fh = fs.opendir(m.ino).await.expect("opendir");
+    fs.readdir(m.ino, fh, 0).await.expect("readdir");
+    fs.releasedir(fh);
+    srv.reset_stats();
+    // `find` descends into each directory and never stats the files
+    for i in 0..30 {
+        let d = fs.lookup(m.ino, &format!("a{i:02}")).await.expect("dir");
+        assert_eq!(d.kind, FileKind::Directory);
+    }
+    settle().await;
+    let heads = srv.requests_for("HeadObject");
+    let files: Vec<_> = heads
+        .iter()
+        .filter_map(|r| r.key.clone())
+        .filter(|k| !k.ends_with('/'))
+        .collect();
+    assert!(files.is_empty(), "files fetched ahead: {files:?}");
+    assert_eq!(heads.len(), 30, "{:?}", srv.counts());
+}

@@ -8,7 +8,8 @@
 //! Once two lookups in a row miss on neighbouring entries of one listing, the next entries are
 //! fetched ahead, 16 at a time, in a window that starts at 8 entries and doubles up to 128 as
 //! the walk goes on. Every entry is still fetched once: a walk that stops early wastes at most
-//! one window of HEADs; a lookup of one file here and there starts nothing.
+//! one window of HEADs; a lookup of one file here and there starts nothing; a walk that looks
+//! up only directories (`find` descending) fetches only directories ahead.
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
@@ -71,6 +72,9 @@ struct Walk {
     /// Entries before this position have been fetched (or were not needed).
     launched_until: usize,
     window: usize,
+    /// The walk has looked up files, not only directories (`find` descends into directories
+    /// without stat-ing files: then only directories are fetched ahead).
+    files_seen: bool,
 }
 
 impl Filesystem {
@@ -126,6 +130,7 @@ impl Filesystem {
                     in_order: 0,
                     launched_until: 0,
                     window: FIRST_WINDOW,
+                    files_seen: false,
                 },
             );
         }
@@ -143,6 +148,10 @@ impl Filesystem {
         if walk.in_order == 0 {
             walk.launched_until = pos + 1;
             walk.window = FIRST_WINDOW;
+            walk.files_seen = false;
+        }
+        walk.files_seen |= !walk.names[pos].1;
+        if walk.in_order == 0 {
             return Vec::new();
         }
         let from = walk.launched_until.max(pos + 1);
@@ -152,7 +161,12 @@ impl Filesystem {
         }
         walk.launched_until = to;
         walk.window = (walk.window * 2).min(MAX_WINDOW);
-        walk.names[from..to].to_vec()
+        let files_too = walk.files_seen;
+        walk.names[from..to]
+            .iter()
+            .filter(|(_, is_dir)| *is_dir || files_too)
+            .cloned()
+            .collect()
     }
 
     /// The names of `parent`'s fresh listing in byte order, with their kind.
