@@ -4,6 +4,7 @@
 //! adapter turns results into replies. The core can be driven without a kernel mount.
 
 pub mod attr;
+pub mod buffer_pool;
 pub mod control;
 pub mod counters;
 pub mod dir_listing;
@@ -298,5 +299,6 @@ fn upload_store(config: &FsConfig, client: &S3Client) -> UploadStore {
     UploadStore {
         spill: config.cache_dir.is_some() && journal.is_some(),
         journal,
+        pool: Default::default(),
     }
 }

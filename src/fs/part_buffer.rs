@@ -5,12 +5,23 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+
+use super::buffer_pool::BufferPool;
 
 pub enum PartBuffer {
-    Mem(BytesMut),
-    Disk { file: File, len: usize },
+    /// Bytes in a buffer of the part's size from the pool (recycled once the part is sent).
+    Mem {
+        buf: Vec<u8>,
+        part_size: usize,
+        pool: Arc<BufferPool>,
+    },
+    Disk {
+        file: File,
+        len: usize,
+    },
 }
 
 fn create(path: &Path) -> io::Result<File> {
@@ -26,8 +37,13 @@ fn create(path: &Path) -> io::Result<File> {
 }
 
 impl PartBuffer {
-    pub fn memory() -> PartBuffer {
-        PartBuffer::Mem(BytesMut::new())
+    /// A buffer in memory for parts of `part_size` bytes, from `pool`.
+    pub fn memory(pool: Arc<BufferPool>, part_size: usize) -> PartBuffer {
+        PartBuffer::Mem {
+            buf: Vec::new(),
+            part_size,
+            pool,
+        }
     }
 
     pub fn disk(path: &Path) -> io::Result<PartBuffer> {
@@ -39,7 +55,7 @@ impl PartBuffer {
 
     pub fn len(&self) -> usize {
         match self {
-            PartBuffer::Mem(b) => b.len(),
+            PartBuffer::Mem { buf, .. } => buf.len(),
             PartBuffer::Disk { len, .. } => *len,
         }
     }
@@ -49,18 +65,30 @@ impl PartBuffer {
     }
 
     pub fn in_memory(&self) -> bool {
-        matches!(self, PartBuffer::Mem(_))
+        matches!(self, PartBuffer::Mem { .. })
     }
 
     /// Write `data` at `rel`, filling any gap with zeros.
     pub fn write_at(&mut self, rel: usize, data: &[u8]) -> io::Result<()> {
         let end = rel + data.len();
         match self {
-            PartBuffer::Mem(b) => {
-                if end > b.len() {
-                    b.resize(end, 0);
+            PartBuffer::Mem {
+                buf,
+                part_size,
+                pool,
+            } => {
+                if buf.capacity() == 0 {
+                    // the first byte of a part: a whole part's room, recycled if possible
+                    *buf = pool.take((*part_size).max(end));
                 }
-                b[rel..end].copy_from_slice(data);
+                if rel == buf.len() {
+                    buf.extend_from_slice(data);
+                } else {
+                    if end > buf.len() {
+                        buf.resize(end, 0);
+                    }
+                    buf[rel..end].copy_from_slice(data);
+                }
             }
             PartBuffer::Disk { file, len } => {
                 file.write_all_at(data, rel as u64)?;
@@ -73,7 +101,7 @@ impl PartBuffer {
     /// Truncate or extend with zeros.
     pub fn resize(&mut self, new_len: usize) -> io::Result<()> {
         match self {
-            PartBuffer::Mem(b) => b.resize(new_len, 0),
+            PartBuffer::Mem { buf, .. } => buf.resize(new_len, 0),
             PartBuffer::Disk { file, len } => {
                 file.set_len(new_len as u64)?;
                 *len = new_len;
@@ -87,7 +115,7 @@ impl PartBuffer {
         let end = end.min(self.len());
         let start = start.min(end);
         match self {
-            PartBuffer::Mem(b) => Ok(Bytes::copy_from_slice(&b[start..end])),
+            PartBuffer::Mem { buf, .. } => Ok(Bytes::copy_from_slice(&buf[start..end])),
             PartBuffer::Disk { file, .. } => {
                 let mut buf = vec![0u8; end - start];
                 file.read_exact_at(&mut buf, start as u64)?;
@@ -98,9 +126,32 @@ impl PartBuffer {
 
     /// Take the first `n` bytes out as a part body; the rest becomes the next part (for a
     /// disk buffer: in a new file at `next_path`; the old file keeps exactly the part).
-    pub fn split_to(&mut self, n: usize, next_path: Option<&PathBuf>) -> io::Result<Bytes> {
+    /// `next_part_size`: the size of the part that follows.
+    pub fn split_to(
+        &mut self,
+        n: usize,
+        next_path: Option<&PathBuf>,
+        next_part_size: usize,
+    ) -> io::Result<Bytes> {
         match self {
-            PartBuffer::Mem(b) => Ok(b.split_to(n.min(b.len())).freeze()),
+            PartBuffer::Mem {
+                buf,
+                part_size,
+                pool,
+            } => {
+                let n = n.min(buf.len());
+                *part_size = next_part_size;
+                let rest = if n < buf.len() {
+                    let mut next = pool.take(next_part_size.max(buf.len() - n));
+                    next.extend_from_slice(&buf[n..]);
+                    buf.truncate(n);
+                    next
+                } else {
+                    // taken from the pool at the next write
+                    Vec::new()
+                };
+                Ok(pool.freeze(std::mem::replace(buf, rest)))
+            }
             PartBuffer::Disk { file, len } => {
                 let n = n.min(*len);
                 let mut body = vec![0u8; n];
@@ -128,19 +179,21 @@ mod tests {
     fn disk_and_memory_buffers_agree() {
         let dir = std::env::temp_dir().join(format!("bfs-pb-{}", std::process::id()));
         let mut d = PartBuffer::disk(&dir.join("1")).expect("disk");
-        let mut m = PartBuffer::memory();
+        let pool = Arc::new(BufferPool::default());
+        let mut m = PartBuffer::memory(pool.clone(), 16);
         for b in [&mut d, &mut m] {
             b.write_at(0, b"hello").expect("w");
             b.write_at(8, b"world").expect("w");
             assert_eq!(b.len(), 13);
             assert_eq!(&b.read(0, 13).expect("r")[..], b"hello\0\0\0world");
-            let first = b.split_to(6, Some(&dir.join("2"))).expect("split");
+            let first = b.split_to(6, Some(&dir.join("2")), 16).expect("split");
             assert_eq!(&first[..], b"hello\0");
             assert_eq!(&b.read(0, 100).expect("r")[..], b"\0\0world");
             b.resize(3).expect("resize");
             assert_eq!(&b.read(0, 100).expect("r")[..], b"\0\0w");
         }
         assert_eq!(std::fs::read(dir.join("1")).expect("part file"), b"hello\0");
+        assert_eq!(pool.idle(), 1, "the sent part's buffer is back in the pool");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

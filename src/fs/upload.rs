@@ -8,6 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::task::JoinHandle;
 
+use super::buffer_pool::BufferPool;
 use super::error::{FsError, FsResult};
 use super::journal::UploadJournal;
 use super::memory::{MemoryBudget, Reservation};
@@ -82,6 +83,8 @@ pub struct UploadStore {
     pub journal: Option<Arc<UploadJournal>>,
     /// Part buffers are files (`--cache-dir`), not memory.
     pub spill: bool,
+    /// Memory part buffers for reuse.
+    pub pool: Arc<BufferPool>,
 }
 
 impl Upload {
@@ -98,10 +101,10 @@ impl Upload {
                 Ok(b) => b,
                 Err(e) => {
                     tracing::warn!("cache dir unusable, keeping parts in memory: {e}");
-                    PartBuffer::memory()
+                    PartBuffer::memory(store.pool.clone(), limits.base as usize)
                 }
             },
-            _ => PartBuffer::memory(),
+            _ => PartBuffer::memory(store.pool.clone(), limits.base as usize),
         };
         Upload {
             client,
@@ -287,9 +290,10 @@ impl Upload {
             .journal
             .as_ref()
             .map(|j| j.part_path(&self.local_id, part_number + 1));
+        let next_part_size = part_size_for(part_number + 1, self.limits.base, self.limits.max);
         let body: Bytes = self
             .buffer
-            .split_to(take, next_path.as_ref())
+            .split_to(take, next_path.as_ref(), next_part_size as usize)
             .map_err(io_err)?;
         let reservation = if self.buffer.in_memory() {
             std::mem::take(&mut self.reservation)
