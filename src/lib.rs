@@ -4,8 +4,9 @@
 //! `fuse` (thin adapter over fuser) → `fs` (filesystem core, no fuser types)
 //! → `s3` (HTTP client and SigV4; knows nothing of files or inodes).
 //! `config` holds the command line and credentials; `metrics` serves the counters over HTTP;
-//! `main.rs` wires them together.
+//! `buffer_pool` recycles large I/O buffers for all of them; `main.rs` wires them together.
 
+pub mod buffer_pool;
 pub mod config;
 pub mod fs;
 pub mod fuse;

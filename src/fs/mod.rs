@@ -4,7 +4,6 @@
 //! adapter turns results into replies. The core can be driven without a kernel mount.
 
 pub mod attr;
-pub mod buffer_pool;
 pub mod control;
 pub mod counters;
 pub mod dir_listing;

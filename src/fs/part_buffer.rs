@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::buffer_pool::BufferPool;
+use crate::buffer_pool::BufferPool;
 
 pub enum PartBuffer {
     /// Bytes in a buffer of the part's size from the pool (recycled once the part is sent).

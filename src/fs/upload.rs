@@ -8,11 +8,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::task::JoinHandle;
 
-use super::buffer_pool::BufferPool;
 use super::error::{FsError, FsResult};
 use super::journal::UploadJournal;
 use super::memory::{MemoryBudget, Reservation};
 use super::part_buffer::PartBuffer;
+use crate::buffer_pool::BufferPool;
 use crate::s3::{CompletedPart, PutOptions, S3Client, S3Error};
 
 /// The budget is reserved in steps of this size as a part buffer grows.

@@ -17,7 +17,7 @@ use fuser::{
     ReplyWrite, ReplyXattr, Request, SessionACL, TimeOrNow, WriteFlags,
 };
 
-use crate::fs::buffer_pool::BufferPool;
+use crate::buffer_pool::BufferPool;
 use crate::fs::error::log_failure;
 use crate::fs::{Attr, Caller, FileKind, Filesystem, FsError, SetAttr};
 

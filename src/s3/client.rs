@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+
+use crate::buffer_pool::BufferPool;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -128,6 +130,8 @@ struct Inner {
     keys: SigningKeyCache,
     /// `cfg.storage_class` in the provider's spelling.
     storage_class: Option<String>,
+    /// Buffers for object data read from responses, reused.
+    bodies: Arc<BufferPool>,
 }
 
 /// Canned ACLs S3 defines.
@@ -280,6 +284,7 @@ impl S3Client {
                 stats: Stats::new(),
                 keys: SigningKeyCache::new(),
                 storage_class,
+                bodies: Arc::default(),
             }),
         })
     }
@@ -636,7 +641,14 @@ impl S3Client {
                 .get(hyper::header::CONTENT_LENGTH)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<u64>().ok());
-            transport::read_body(incoming, &progress, cfg.read_timeout, expected).await?
+            transport::read_body(
+                incoming,
+                &progress,
+                cfg.read_timeout,
+                expected,
+                &inner.bodies,
+            )
+            .await?
         };
         inner.stats.received(body.len() as u64);
 

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::http::uri::{Authority, Scheme};
 use hyper::Uri;
@@ -27,6 +27,7 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use super::error::S3Error;
+use crate::buffer_pool::BufferPool;
 
 /// The pooled HTTP client.
 pub(crate) type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, RequestBody>;
@@ -287,16 +288,21 @@ impl Body for RequestBody {
     }
 }
 
+/// Bodies at least this large are read into recycled buffers.
+const POOLED_BODY: usize = 256 * 1024;
+
 /// Reads a whole response body, failing with [`S3Error::Timeout`] if it stalls for
-/// `limit`, and with a (retryable) transport error if it breaks off.
+/// `limit`, and with a (retryable) transport error if it breaks off. Large bodies (object data)
+/// are gathered in a buffer from `pool`, which gets it back when the bytes are dropped.
 pub(crate) async fn read_body(
     mut body: Incoming,
     progress: &Progress,
     limit: Duration,
     expected_len: Option<u64>,
+    pool: &Arc<BufferPool>,
 ) -> Result<Bytes, S3Error> {
     let cap = expected_len.map_or(8 * 1024, |n| n.min(256 * 1024 * 1024) as usize);
-    let mut buf = BytesMut::with_capacity(cap);
+    let mut buf: Option<Vec<u8>> = None;
     let mut only: Option<Bytes> = None;
     loop {
         let next = progress
@@ -311,27 +317,38 @@ pub(crate) async fn read_body(
                 progress.touch();
                 if let Ok(data) = frame.into_data() {
                     // Keep a lone chunk as is; only copy once a second one arrives.
-                    if buf.is_empty() && only.is_none() {
-                        only = Some(data);
-                    } else {
-                        if let Some(first) = only.take() {
-                            buf.extend_from_slice(&first);
+                    match (&mut buf, only.take()) {
+                        (None, None) => only = Some(data),
+                        (Some(b), _) => b.extend_from_slice(&data),
+                        (None, Some(first)) => {
+                            let mut b = if cap >= POOLED_BODY {
+                                pool.take(cap)
+                            } else {
+                                Vec::with_capacity(cap)
+                            };
+                            b.extend_from_slice(&first);
+                            b.extend_from_slice(&data);
+                            buf = Some(b);
                         }
-                        buf.extend_from_slice(&data);
                     }
                 }
             }
             Some(Err(e)) => {
+                if let Some(b) = buf {
+                    pool.give(b);
+                }
                 return Err(S3Error::transport(
                     format!("response body broke off: {}", error_chain(&e)),
                     false,
-                ))
+                ));
             }
         }
     }
-    let out = match only {
-        Some(b) => b,
-        None => buf.freeze(),
+    let out = match (only, buf) {
+        (Some(b), _) => b,
+        (None, Some(b)) if b.capacity() >= POOLED_BODY => pool.freeze(b),
+        (None, Some(b)) => Bytes::from(b),
+        (None, None) => Bytes::new(),
     };
     if let Some(n) = expected_len {
         if out.len() as u64 != n {

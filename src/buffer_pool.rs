@@ -1,6 +1,7 @@
-//! Part buffers kept for reuse. A fresh 8 MiB buffer costs 2,048 page faults, each zeroing a
-//! page, before the first byte is copied in (freed parts go back to the system, so every part
-//! would pay that again); a recycled one costs nothing. The pool keeps only a few idle buffers.
+//! Large I/O buffers kept for reuse: upload parts, GET bodies, FUSE write data. A fresh 8 MiB
+//! buffer costs 2,048 page faults, each zeroing a page, before the first byte is copied in
+//! (freed large buffers go back to the system, so every part would pay that again); a recycled
+//! one costs nothing. Each pool keeps only a few idle buffers.
 
 use std::sync::Arc;
 
@@ -10,7 +11,7 @@ use parking_lot::Mutex;
 /// Idle buffers kept at most (the rest are freed).
 const KEEP: usize = 2;
 
-/// Idle part buffers of one mount.
+/// Idle buffers of one kind (parts, bodies, …) of one mount.
 #[derive(Debug, Default)]
 pub struct BufferPool {
     idle: Mutex<Vec<Vec<u8>>>,
@@ -26,12 +27,19 @@ impl BufferPool {
         }
     }
 
-    /// Keep `buf` for a later [`take`](Self::take), unless enough are idle already.
+    /// Keep `buf` for a later [`take`](Self::take); when enough are idle already, it replaces
+    /// the smallest if it is larger (sizes grow: read-ahead chunks, later parts).
     pub fn give(&self, mut buf: Vec<u8>) {
         buf.clear();
         let mut idle = self.idle.lock();
         if idle.len() < KEEP {
             idle.push(buf);
+            return;
+        }
+        if let Some(smallest) = idle.iter_mut().min_by_key(|b| b.capacity()) {
+            if smallest.capacity() < buf.capacity() {
+                *smallest = buf;
+            }
         }
     }
 
@@ -93,5 +101,9 @@ mod tests {
             pool.give(Vec::with_capacity(16));
         }
         assert_eq!(pool.idle(), KEEP);
+        // a larger buffer displaces a small one, so growing sizes keep being reused
+        pool.give(Vec::with_capacity(1 << 20));
+        assert_eq!(pool.idle(), KEEP);
+        assert!(pool.take(1 << 20).capacity() >= 1 << 20);
     }
 }
