@@ -223,3 +223,73 @@ async fn directories_are_written_at_once() {
         .expect("num");
     assert_eq!(mode & 0o7777, 0o700);
 }
+
+#[tokio::test]
+async fn a_change_waiting_when_a_writer_opens_goes_with_its_upload() {
+    let srv = TestServer::start().await;
+    srv.put_object("log.txt", "one\n");
+    let fs = fs(&srv);
+    let ino = fs.lookup(ROOT_INO, "log.txt").await.expect("lookup").ino;
+    fs.setattr(ino, chmod(0o600), ME).await.expect("chmod");
+    // `chmod 600 f; echo two >> f` within the delay: one upload carries both, no copy
+    let w = fs
+        .open(ino, libc::O_WRONLY | libc::O_APPEND, ME)
+        .await
+        .expect("open for append");
+    fs.write(w.fh, 4, b"two\n").await.expect("append");
+    fs.flush(w.fh, 0).await.expect("close");
+    fs.release(w.fh).await.expect("release");
+    assert_eq!(
+        srv.get_object("log.txt").as_deref(),
+        Some(&b"one\ntwo\n"[..])
+    );
+    let mode: u32 = meta(&srv, "log.txt", "mode")
+        .expect("mode")
+        .parse()
+        .expect("num");
+    assert_eq!(mode & 0o7777, 0o600);
+    tokio::time::sleep(AFTER_THE_DELAY).await;
+    assert_eq!(srv.count("CopyObject"), 0, "{:?}", srv.counts());
+}
+
+#[tokio::test]
+async fn a_change_before_an_open_without_writes_is_still_written() {
+    let srv = TestServer::start().await;
+    srv.put_object("quiet", "q");
+    let fs = fs(&srv);
+    let ino = fs.lookup(ROOT_INO, "quiet").await.expect("lookup").ino;
+    // open for writing while a change waits, then close without writing anything
+    let w = fs.open(ino, libc::O_RDWR, ME).await.expect("open");
+    fs.setattr(ino, chmod(0o640), ME).await.expect("chmod");
+    fs.flush(w.fh, 0).await.expect("close");
+    fs.release(w.fh).await.expect("release");
+    tokio::time::sleep(AFTER_THE_DELAY).await;
+    tokio::time::sleep(AFTER_THE_DELAY).await;
+    let mode: u32 = meta(&srv, "quiet", "mode")
+        .expect("mode")
+        .parse()
+        .expect("num");
+    assert_eq!(mode & 0o7777, 0o640);
+    assert_eq!(srv.get_object("quiet").as_deref(), Some(&b"q"[..]));
+}
+
+#[tokio::test]
+async fn renaming_a_directory_carries_its_files_waiting_changes() {
+    let srv = TestServer::start().await;
+    srv.put_object("d/f", "f");
+    let fs = fs(&srv);
+    let d = fs.lookup(ROOT_INO, "d").await.expect("lookup d");
+    let f = fs.lookup(d.ino, "f").await.expect("lookup f");
+    fs.setattr(f.ino, chmod(0o604), ME).await.expect("chmod");
+    fs.rename(ROOT_INO, "d", ROOT_INO, "e", 0)
+        .await
+        .expect("rename dir");
+    assert!(srv.object_meta("d/f").is_none());
+    let mode: u32 = meta(&srv, "e/f", "mode")
+        .expect("mode")
+        .parse()
+        .expect("num");
+    assert_eq!(mode & 0o7777, 0o604);
+    tokio::time::sleep(AFTER_THE_DELAY).await;
+    assert_eq!(srv.keys(), vec!["e/f".to_string()]);
+}

@@ -58,16 +58,35 @@ impl Filesystem {
         Ok(())
     }
 
-    /// Write `ino`'s pending attribute changes now (fsync, unmount, or their time came).
+    /// Write `ino`'s pending attribute changes now (fsync, or their time came).
     /// A file renamed, removed or rewritten meanwhile has had them carried already.
     pub(crate) async fn flush_metadata(&self, ino: u64) -> FsResult<()> {
+        self.write_pending_metadata(ino, false).await
+    }
+
+    /// As [`flush_metadata`](Self::flush_metadata); `even_if_open`: also for a file still open
+    /// for writing (at unmount, after every pending upload was finished).
+    pub(crate) async fn write_pending_metadata(
+        &self,
+        ino: u64,
+        even_if_open: bool,
+    ) -> FsResult<()> {
         self.writeback.due.lock().remove(&ino);
         let (attr, key, generation) = {
             let t = self.inodes.lock();
             match t.get(ino) {
-                Some(n) if n.meta_pending && !n.writing && !n.local_only => {
-                    (n.attr, n.key.clone(), n.meta_gen)
+                Some(n) if n.meta_pending && n.local_only => return Ok(()),
+                Some(n) if n.meta_pending && n.writing && !even_if_open => {
+                    // open for writing: its commit carries the change; if it closes without
+                    // one (nothing written), the change is written later
+                    drop(t);
+                    self.writeback
+                        .due
+                        .lock()
+                        .insert(ino, Instant::now() + METADATA_WRITE_DELAY);
+                    return Ok(());
                 }
+                Some(n) if n.meta_pending => (n.attr, n.key.clone(), n.meta_gen),
                 _ => return Ok(()),
             }
         };
@@ -91,11 +110,27 @@ impl Filesystem {
         }
     }
 
+    /// Write the pending attribute changes of every file whose key starts with `prefix` now
+    /// (before a directory rename copies them).
+    pub(crate) async fn flush_metadata_under(&self, prefix: &str) -> FsResult<()> {
+        let inos: Vec<u64> = {
+            let due: Vec<u64> = self.writeback.due.lock().keys().copied().collect();
+            let t = self.inodes.lock();
+            due.into_iter()
+                .filter(|ino| t.get(*ino).is_some_and(|n| n.key.starts_with(prefix)))
+                .collect()
+        };
+        for ino in inos {
+            self.flush_metadata(ino).await?;
+        }
+        Ok(())
+    }
+
     /// Write every pending attribute change now (unmount). Failures are logged.
     pub(crate) async fn flush_all_metadata(&self) {
         let inos: Vec<u64> = self.writeback.due.lock().keys().copied().collect();
         for ino in inos {
-            if let Err(e) = self.flush_metadata(ino).await {
+            if let Err(e) = self.write_pending_metadata(ino, true).await {
                 log_failure("setattr", &self.path_of(ino), &e);
             }
         }

@@ -724,10 +724,9 @@ impl Filesystem {
     /// the object's metadata (folded into a pending upload, or CopyObject onto itself).
     pub async fn setattr(&self, ino: u64, req: SetAttr, caller: Caller) -> FsResult<Attr> {
         let _ = caller;
-        let (mut attr, writing) = {
+        let mut attr = {
             let t = self.inodes.lock();
-            let n = t.get(ino).ok_or_else(FsError::not_found)?;
-            (n.attr, n.writing || n.local_only)
+            t.get(ino).ok_or_else(FsError::not_found)?.attr
         };
         let meta_change = req.mode.is_some()
             || req.uid.is_some()
@@ -763,11 +762,10 @@ impl Filesystem {
             attr.mtime = t;
         }
         attr.ctime = SystemTime::now();
-        let writing = writing || self.inodes.lock().get(ino).is_some_and(|n| n.writing);
-        // a writer's commit carries the change; a file's is written a moment later
-        // (metadata_write.rs); a directory's (and the root's refusal) at once
-        let deferred = !writing && attr.kind != FileKind::Directory && ino != ROOT_INO;
-        if !writing && !deferred {
+        // a file's change is written a moment later (metadata_write.rs), or carried by the
+        // commit of a writer that has it open; a directory's (and the root's refusal) at once
+        let deferred = attr.kind != FileKind::Directory && ino != ROOT_INO;
+        if !deferred {
             self.store_metadata(ino, &attr).await?;
         }
         let mut t = self.inodes.lock();

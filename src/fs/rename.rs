@@ -192,6 +192,8 @@ impl Filesystem {
                 "files under this directory are open for writing",
             ));
         }
+        // attribute changes not written yet go first, so the copies carry them
+        self.flush_metadata_under(&old_prefix).await?;
         // 1. every key under the old prefix
         let mut keys = Vec::new();
         let mut token = None;

@@ -174,8 +174,8 @@ impl Filesystem {
             (n.attr, n.writing || n.local_only)
         };
         if writing {
-            // folded into the pending upload
-            return Ok(());
+            // carried by the writer's commit, or written after it closes if it commits nothing
+            return self.defer_metadata(ino);
         }
         self.store_metadata(ino, &attr).await
     }
