@@ -9,15 +9,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures::stream::{self, StreamExt, TryStreamExt};
+use futures::FutureExt;
 
 use super::error::{FsError, FsResult};
 use super::memory::{MemoryBudget, Reservation};
 use super::upload::Uploaded;
-use crate::s3::{CompletedPart, PutOptions, S3Client};
+use crate::s3::{CompletedPart, PutOptions, S3Client, S3Error};
 
 /// Parts uploaded or copied at once while committing.
 const PARALLEL_PARTS: usize = 8;
+/// Largest run of untouched bytes copied as one part (S3 allows 5 GiB; smaller runs copy in
+/// parallel).
+const MAX_COPY_PART: u64 = 512 * 1024 * 1024;
 const MEMORY_PATIENCE: Duration = Duration::from_secs(5);
 
 struct DirtyPart {
@@ -329,92 +332,214 @@ impl PatchUpload {
         self.changed = false;
     }
 
-    async fn send_parts(&mut self, upload_id: &str, n: u64) -> FsResult<Vec<CompletedPart>> {
-        let copy_ok = self.copy_supported;
-        let mut done = Vec::with_capacity(n as usize);
-        let mut todo: Vec<u64> = (0..n).collect();
-        // Clean parts by copy first (cheap, parallel); if refused, fall back for all of them.
-        if copy_ok {
-            // a part is copied only when all its bytes are the source's, at the same offsets
-            let copyable = |i: &u64| {
-                !self.parts.contains_key(i) && self.part_range(*i, self.size).1 <= self.source_valid
-            };
-            let clean: std::collections::BTreeSet<u64> =
-                todo.iter().copied().filter(copyable).collect();
-            let jobs: Vec<_> = clean
-                .iter()
-                .map(|&i| {
-                    let (s, e) = self.part_range(i, self.size);
-                    let client = self.client.clone();
-                    let (key, src, etag) = (
-                        self.key.clone(),
-                        self.source_key.clone(),
-                        self.source_etag.clone(),
-                    );
-                    let upload_id = upload_id.to_string();
-                    async move {
-                        client
-                            .upload_part_copy(
-                                &key,
-                                &upload_id,
-                                i as u32 + 1,
-                                &src,
-                                s..e,
-                                etag.as_deref(),
-                            )
-                            .await
-                            .map(|etag| CompletedPart {
-                                part_number: i as u32 + 1,
-                                etag,
-                            })
-                    }
-                })
-                .collect();
-            match stream::iter(jobs)
-                .buffer_unordered(PARALLEL_PARTS)
-                .try_collect::<Vec<_>>()
-                .await
-            {
-                Ok(parts) => {
-                    done.extend(parts);
-                    todo.retain(|i| !clean.contains(i));
+    /// The new object's parts in order: runs of untouched parts as one server-side copy each
+    /// (up to [`MAX_COPY_PART`]), every other part uploaded. Appending to a 100 MiB object is
+    /// then one copy and one upload, not a copy per part.
+    fn plan(&self, n: u64) -> Vec<Piece> {
+        // a part is copied only when all its bytes are the source's, at the same offsets
+        let copyable = |i: u64| {
+            !self.parts.contains_key(&i) && self.part_range(i, self.size).1 <= self.source_valid
+        };
+        let mut pieces = Vec::new();
+        let mut i = 0;
+        while i < n {
+            let (start, mut end) = self.part_range(i, self.size);
+            i += 1;
+            if !copyable(i - 1) {
+                pieces.push(Piece::Upload(i - 1));
+                continue;
+            }
+            while i < n && copyable(i) {
+                let next_end = self.part_range(i, self.size).1;
+                if next_end - start > MAX_COPY_PART {
+                    break;
                 }
-                Err(e) if e.is_copy_refused() => {
+                end = next_end;
+                i += 1;
+            }
+            pieces.push(Piece::Copy(start, end));
+        }
+        pieces
+    }
+
+    /// The body of part `i` to upload: its changed bytes, or the source's.
+    async fn part_body(&self, i: u64) -> FsResult<Bytes> {
+        let (s, e) = self.part_range(i, self.size);
+        Ok(match self.parts.get(&i) {
+            Some(p) => Bytes::copy_from_slice(&p.data),
+            None => self.source_bytes(s, e).await?.freeze(),
+        })
+    }
+
+    async fn send_parts(&mut self, upload_id: &str, n: u64) -> FsResult<Vec<CompletedPart>> {
+        if self.copy_supported {
+            match self.send_pieces(upload_id, &self.plan(n)).await {
+                Ok(parts) => return Ok(parts),
+                Err(PieceError::S3(e)) if e.is_copy_refused() => {
                     tracing::info!(key = %self.key, "server refuses UploadPartCopy ({e}); re-uploading unchanged parts");
                     self.copy_supported = false;
-                    done.clear();
                 }
-                Err(e) => return Err(FsError::from_s3(&e, &self.key)),
+                Err(e) => return Err(e.into_fs(&self.key)),
             }
         }
-        // Changed parts (and, without copy, every part): upload, a few at a time.
-        for chunk in todo.chunks(PARALLEL_PARTS) {
+        // Without copy every part is uploaded (numbers 1..n replace any sent above).
+        let pieces: Vec<Piece> = (0..n).map(Piece::Upload).collect();
+        self.send_pieces(upload_id, &pieces)
+            .await
+            .map_err(|e| e.into_fs(&self.key))
+    }
+
+    /// Send `pieces` as parts 1, 2, …, [`PARALLEL_PARTS`] at a time.
+    async fn send_pieces(
+        &self,
+        upload_id: &str,
+        pieces: &[Piece],
+    ) -> Result<Vec<CompletedPart>, PieceError> {
+        let mut done = Vec::with_capacity(pieces.len());
+        for batch in pieces.chunks(PARALLEL_PARTS).enumerate() {
+            let (b, batch) = batch;
             let mut jobs = Vec::new();
-            for &i in chunk {
-                let (s, e) = self.part_range(i, self.size);
-                let body: Bytes = match self.parts.get(&i) {
-                    Some(p) => Bytes::copy_from_slice(&p.data),
-                    None => self.source_bytes(s, e).await?.freeze(),
-                };
+            for (k, piece) in batch.iter().enumerate() {
+                let part_number = (b * PARALLEL_PARTS + k + 1) as u32;
                 let client = self.client.clone();
                 let key = self.key.clone();
                 let upload_id = upload_id.to_string();
-                jobs.push(async move {
-                    client
-                        .upload_part(&key, &upload_id, i as u32 + 1, body)
-                        .await
-                        .map(|etag| CompletedPart {
-                            part_number: i as u32 + 1,
-                            etag,
-                        })
+                match *piece {
+                    Piece::Copy(s, e) => {
+                        let (src, etag) = (self.source_key.clone(), self.source_etag.clone());
+                        jobs.push(
+                            async move {
+                                client
+                                    .upload_part_copy(
+                                        &key,
+                                        &upload_id,
+                                        part_number,
+                                        &src,
+                                        s..e,
+                                        etag.as_deref(),
+                                    )
+                                    .await
+                            }
+                            .boxed(),
+                        );
+                    }
+                    Piece::Upload(i) => {
+                        let body = self.part_body(i).await.map_err(PieceError::Fs)?;
+                        jobs.push(
+                            async move {
+                                client
+                                    .upload_part(&key, &upload_id, part_number, body)
+                                    .await
+                            }
+                            .boxed(),
+                        );
+                    }
+                }
+            }
+            let etags = futures::future::try_join_all(jobs)
+                .await
+                .map_err(PieceError::S3)?;
+            for (k, etag) in etags.into_iter().enumerate() {
+                done.push(CompletedPart {
+                    part_number: (b * PARALLEL_PARTS + k + 1) as u32,
+                    etag,
                 });
             }
-            let parts = futures::future::try_join_all(jobs)
-                .await
-                .map_err(|e| FsError::from_s3(&e, &self.key))?;
-            done.extend(parts);
         }
-        done.sort_by_key(|p| p.part_number);
         Ok(done)
+    }
+}
+
+/// One part of a rebuilt object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Piece {
+    /// Source bytes `[start, end)` copied server-side.
+    Copy(u64, u64),
+    /// Part `i` (of `part_size` bytes) uploaded.
+    Upload(u64),
+}
+
+/// Why sending parts failed: an S3 request, or reading a part's bytes.
+enum PieceError {
+    S3(S3Error),
+    Fs(FsError),
+}
+
+impl PieceError {
+    fn into_fs(self, key: &str) -> FsError {
+        match self {
+            PieceError::S3(e) => FsError::from_s3(&e, key),
+            PieceError::Fs(e) => e,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::s3::{Credentials, S3Config, StaticCredentials};
+
+    const MIB: u64 = 1024 * 1024;
+
+    fn upload(size: u64) -> PatchUpload {
+        let creds = Arc::new(StaticCredentials {
+            credentials: Credentials {
+                access_key_id: "AK".into(),
+                secret_access_key: "SK".into(),
+                session_token: None,
+            },
+            origin: "test".into(),
+        });
+        let cfg = S3Config::new("http://127.0.0.1:9", "us-east-1", "b", creds);
+        let client = S3Client::new(cfg).expect("client");
+        let budget = Arc::new(MemoryBudget::new(64 * MIB));
+        PatchUpload::new(client, budget, "k".into(), None, size, 8 * MIB, true)
+    }
+
+    fn dirty(u: &mut PatchUpload, i: u64) {
+        u.parts.insert(
+            i,
+            DirtyPart {
+                data: BytesMut::from(&b"x"[..]),
+                _reservation: Reservation::default(),
+            },
+        );
+    }
+
+    #[test]
+    fn untouched_runs_become_one_copy_each_up_to_the_copy_part_limit() {
+        // append to 100 MiB: everything before the last part is one copy
+        let mut u = upload(100 * MIB);
+        dirty(&mut u, 12);
+        assert_eq!(
+            u.plan(13),
+            vec![Piece::Copy(0, 96 * MIB), Piece::Upload(12)]
+        );
+        // a change in the middle: a copy on each side
+        let mut u = upload(100 * MIB);
+        dirty(&mut u, 6);
+        assert_eq!(
+            u.plan(13),
+            vec![
+                Piece::Copy(0, 48 * MIB),
+                Piece::Upload(6),
+                Piece::Copy(56 * MIB, 100 * MIB)
+            ]
+        );
+        // long runs are cut at MAX_COPY_PART, on part boundaries
+        let mut u = upload(1200 * MIB);
+        dirty(&mut u, 0);
+        let plan = u.plan(150);
+        assert_eq!(plan[0], Piece::Upload(0));
+        assert_eq!(plan[1], Piece::Copy(8 * MIB, 520 * MIB));
+        assert_eq!(plan[2], Piece::Copy(520 * MIB, 1032 * MIB));
+        assert_eq!(plan[3], Piece::Copy(1032 * MIB, 1200 * MIB));
+        assert_eq!(plan.len(), 4);
+        // bytes past a truncation are not the source's: that part is uploaded
+        let mut u = upload(100 * MIB);
+        u.source_valid = 20 * MIB;
+        let plan = u.plan(13);
+        assert_eq!(plan[0], Piece::Copy(0, 16 * MIB));
+        assert!(plan[1..].iter().all(|p| matches!(p, Piece::Upload(_))));
     }
 }
