@@ -9,24 +9,9 @@ use bucketfs::fs::{Caller, FileKind, Filesystem, ROOT_INO};
 use bucketfs::s3::{S3Client, S3Config, StaticCredentials};
 use bucketfs_test_server::{Fault, FaultKind, TestServer};
 
-fn client(srv: &TestServer) -> S3Client {
-    let creds = Arc::new(StaticCredentials {
-        credentials: bucketfs::s3::Credentials {
-            access_key_id: srv.access_key(),
-            secret_access_key: srv.secret_key(),
-            session_token: None,
-        },
-        origin: "test".into(),
-    });
-    let mut cfg = S3Config::new(srv.endpoint(), "us-east-1", srv.bucket(), creds);
-    cfg.retry_timeout = Duration::from_secs(5);
-    cfg.max_attempts = 3;
-    S3Client::new(cfg).expect("client")
-}
-
-fn fs_with(srv: &TestServer, cfg: FsConfig) -> Arc<Filesystem> {
-    Filesystem::new(cfg, client(srv))
-}
+#[path = "common/core.rs"]
+mod core_fs;
+use core_fs::fs_with;
 
 fn fs(srv: &TestServer) -> Arc<Filesystem> {
     fs_with(srv, FsConfig::default())

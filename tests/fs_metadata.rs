@@ -7,8 +7,10 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use bucketfs::config::FsConfig;
 use bucketfs::fs::{Caller, Filesystem, SetAttr, ROOT_INO};
-use bucketfs::s3::{S3Client, S3Config, StaticCredentials};
 use bucketfs_test_server::{Fault, FaultKind, TestServer};
+
+#[path = "common/core.rs"]
+mod core_fs;
 
 /// Longer than the delay after which a file's attribute changes are written.
 const AFTER_THE_DELAY: Duration = Duration::from_millis(1600);
@@ -20,18 +22,7 @@ const ME: Caller = Caller {
 };
 
 fn fs(srv: &TestServer) -> Arc<Filesystem> {
-    let creds = Arc::new(StaticCredentials {
-        credentials: bucketfs::s3::Credentials {
-            access_key_id: srv.access_key(),
-            secret_access_key: srv.secret_key(),
-            session_token: None,
-        },
-        origin: "test".into(),
-    });
-    let mut cfg = S3Config::new(srv.endpoint(), "us-east-1", srv.bucket(), creds);
-    cfg.retry_timeout = Duration::from_secs(5);
-    cfg.max_attempts = 2;
-    Filesystem::new(FsConfig::default(), S3Client::new(cfg).expect("client"))
+    core_fs::fs_with(srv, FsConfig::default())
 }
 
 fn chmod(mode: u32) -> SetAttr {
