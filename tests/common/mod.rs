@@ -396,8 +396,18 @@ impl Mount {
 
     /// Unmount cleanly and wait for the daemon to exit; returns its exit status success.
     pub fn unmount(&mut self) -> bool {
-        if is_mounted(self.path()) {
-            let _ = Command::new("umount").arg(self.path()).status();
+        // "target is busy" can be another test's mount(8) looking at every mount for a moment:
+        // try again for a while before waiting on the daemon
+        let busy_until = Instant::now() + Duration::from_secs(10);
+        while is_mounted(self.path()) {
+            let ok = Command::new("umount")
+                .arg(self.path())
+                .status()
+                .is_ok_and(|s| s.success());
+            if ok || Instant::now() > busy_until {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
         let Some(mut child) = self.child.take() else {
             return true;
