@@ -5,37 +5,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bucketfs::config::FsConfig;
-use bucketfs::fs::{Caller, FileKind, Filesystem, ROOT_INO};
+use bucketfs::fs::{FileKind, Filesystem, ROOT_INO};
 use bucketfs::s3::{S3Client, S3Config, StaticCredentials};
 use bucketfs_test_server::{Fault, FaultKind, TestServer};
 
 #[path = "common/core.rs"]
 mod core_fs;
-use core_fs::fs_with;
+use core_fs::{fs_with, write_file, ME};
 
 fn fs(srv: &TestServer) -> Arc<Filesystem> {
     fs_with(srv, FsConfig::default())
-}
-
-const ME: Caller = Caller {
-    uid: 1000,
-    gid: 1000,
-    pid: 1,
-};
-
-async fn write_file(fs: &Filesystem, parent: u64, name: &str, data: &[u8]) -> u64 {
-    let (attr, opened) = fs
-        .create(parent, name, 0o640, libc::O_WRONLY, ME)
-        .await
-        .expect("create");
-    for (i, chunk) in data.chunks(128 * 1024).enumerate() {
-        fs.write(opened.fh, (i * 128 * 1024) as u64, chunk)
-            .await
-            .expect("write");
-    }
-    fs.flush(opened.fh, 0).await.expect("flush");
-    fs.release(opened.fh).await.expect("release");
-    attr.ino
 }
 
 #[tokio::test]

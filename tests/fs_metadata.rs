@@ -6,20 +6,15 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use bucketfs::config::FsConfig;
-use bucketfs::fs::{Caller, Filesystem, SetAttr, ROOT_INO};
+use bucketfs::fs::{Filesystem, SetAttr, ROOT_INO};
 use bucketfs_test_server::{Fault, FaultKind, TestServer};
 
 #[path = "common/core.rs"]
 mod core_fs;
+use core_fs::{write_file, ME};
 
 /// Longer than the delay after which a file's attribute changes are written.
 const AFTER_THE_DELAY: Duration = Duration::from_millis(1600);
-
-const ME: Caller = Caller {
-    uid: 1000,
-    gid: 1000,
-    pid: 1,
-};
 
 fn fs(srv: &TestServer) -> Arc<Filesystem> {
     core_fs::fs_with(srv, FsConfig::default())
@@ -46,23 +41,12 @@ fn meta(srv: &TestServer, key: &str, name: &str) -> Option<String> {
     srv.object_meta(key)?.metadata.get(name).cloned()
 }
 
-async fn new_file(fs: &Filesystem, name: &str, data: &[u8]) -> u64 {
-    let (attr, opened) = fs
-        .create(ROOT_INO, name, 0o600, libc::O_WRONLY, ME)
-        .await
-        .expect("create");
-    fs.write(opened.fh, 0, data).await.expect("write");
-    fs.flush(opened.fh, 0).await.expect("flush");
-    fs.release(opened.fh).await.expect("release");
-    attr.ino
-}
-
 #[tokio::test]
 async fn rsync_pattern_costs_one_put_one_copy_and_one_delete() {
     let srv = TestServer::start().await;
     let fs = fs(&srv);
     // what rsync -a does per file: temporary file, times, mode, rename over the real name
-    let ino = new_file(&fs, ".notes.txt.Ab12Cd", b"some text").await;
+    let ino = write_file(&fs, ROOT_INO, ".notes.txt.Ab12Cd", b"some text").await;
     fs.setattr(ino, touch(1_000_000_000), ME)
         .await
         .expect("utimens");

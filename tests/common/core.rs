@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bucketfs::config::FsConfig;
-use bucketfs::fs::Filesystem;
+use bucketfs::fs::{Caller, Filesystem};
 use bucketfs::s3::{Credentials, S3Client, S3Config, StaticCredentials};
 use bucketfs_test_server::TestServer;
 
@@ -28,4 +28,27 @@ pub fn client(srv: &TestServer) -> S3Client {
 /// A filesystem core on `srv` with `cfg`.
 pub fn fs_with(srv: &TestServer, cfg: FsConfig) -> Arc<Filesystem> {
     Filesystem::new(cfg, client(srv))
+}
+
+/// The caller of every operation in the core tests.
+pub const ME: Caller = Caller {
+    uid: 1000,
+    gid: 1000,
+    pid: 1,
+};
+
+/// Create `name` in `parent` (mode 0640), write `data` in 128 KiB writes, close: its inode.
+pub async fn write_file(fs: &Filesystem, parent: u64, name: &str, data: &[u8]) -> u64 {
+    let (attr, opened) = fs
+        .create(parent, name, 0o640, libc::O_WRONLY, ME)
+        .await
+        .expect("create");
+    for (i, chunk) in data.chunks(128 * 1024).enumerate() {
+        fs.write(opened.fh, (i * 128 * 1024) as u64, chunk)
+            .await
+            .expect("write");
+    }
+    fs.flush(opened.fh, 0).await.expect("flush");
+    fs.release(opened.fh).await.expect("release");
+    attr.ino
 }
