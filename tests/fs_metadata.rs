@@ -236,6 +236,9 @@ async fn a_change_before_an_open_without_writes_is_still_written() {
     // open for writing while a change waits, then close without writing anything
     let w = fs.open(ino, libc::O_RDWR, ME).await.expect("open");
     fs.setattr(ino, chmod(0o640), ME).await.expect("chmod");
+    // still open when the change is due: it waits for the writer
+    tokio::time::sleep(AFTER_THE_DELAY).await;
+    assert!(meta(&srv, "quiet", "mode").is_none());
     fs.flush(w.fh, 0).await.expect("close");
     fs.release(w.fh).await.expect("release");
     tokio::time::sleep(AFTER_THE_DELAY).await;

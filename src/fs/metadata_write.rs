@@ -84,6 +84,7 @@ impl Filesystem {
                         .due
                         .lock()
                         .insert(ino, Instant::now() + METADATA_WRITE_DELAY);
+                    self.writeback.wake.notify_one();
                     return Ok(());
                 }
                 Some(n) if n.meta_pending => (n.attr, n.key.clone(), n.meta_gen),
@@ -239,21 +240,22 @@ async fn metadata_writer(me: Weak<Filesystem>, writeback: Arc<MetadataWriteback>
     loop {
         let Some(fs) = me.upgrade() else { return };
         let now = Instant::now();
-        let (ready, next) = {
-            let due = fs.writeback.due.lock();
-            let ready: Vec<u64> = due
-                .iter()
-                .filter(|(_, at)| **at <= now)
-                .map(|(ino, _)| *ino)
-                .collect();
-            (ready, due.values().min().copied())
-        };
+        let ready: Vec<u64> = fs
+            .writeback
+            .due
+            .lock()
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(ino, _)| *ino)
+            .collect();
         for ino in ready {
             if let Err(e) = fs.flush_metadata(ino).await {
                 log_failure("setattr", &fs.path_of(ino), &e);
             }
         }
-        if next.is_some_and(|at| at <= now) {
+        // after the writes: a file still open for writing was put back for later
+        let next = fs.writeback.due.lock().values().min().copied();
+        if next.is_some_and(|at| at <= Instant::now()) {
             continue;
         }
         drop(fs);
