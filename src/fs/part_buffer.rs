@@ -12,9 +12,12 @@ use bytes::Bytes;
 use crate::buffer_pool::BufferPool;
 
 pub enum PartBuffer {
-    /// Bytes in a buffer of the part's size from the pool (recycled once the part is sent).
+    /// Bytes `buf[start..]`, in a buffer of the part's size from the pool (recycled once the
+    /// part is sent). `start` moves past parts split off a buffer that held more than one part
+    /// (a write far past the end), so each split copies one part, not the rest.
     Mem {
         buf: Vec<u8>,
+        start: usize,
         part_size: usize,
         pool: Arc<BufferPool>,
     },
@@ -41,6 +44,7 @@ impl PartBuffer {
     pub fn memory(pool: Arc<BufferPool>, part_size: usize) -> PartBuffer {
         PartBuffer::Mem {
             buf: Vec::new(),
+            start: 0,
             part_size,
             pool,
         }
@@ -55,7 +59,7 @@ impl PartBuffer {
 
     pub fn len(&self) -> usize {
         match self {
-            PartBuffer::Mem { buf, .. } => buf.len(),
+            PartBuffer::Mem { buf, start, .. } => buf.len() - *start,
             PartBuffer::Disk { len, .. } => *len,
         }
     }
@@ -74,6 +78,7 @@ impl PartBuffer {
         match self {
             PartBuffer::Mem {
                 buf,
+                start,
                 part_size,
                 pool,
             } => {
@@ -81,6 +86,7 @@ impl PartBuffer {
                     // the first byte of a part: a whole part's room, recycled if possible
                     *buf = pool.take((*part_size).max(end));
                 }
+                let (rel, end) = (*start + rel, *start + end);
                 if rel == buf.len() {
                     buf.extend_from_slice(data);
                 } else {
@@ -101,7 +107,7 @@ impl PartBuffer {
     /// Truncate or extend with zeros.
     pub fn resize(&mut self, new_len: usize) -> io::Result<()> {
         match self {
-            PartBuffer::Mem { buf, .. } => buf.resize(new_len, 0),
+            PartBuffer::Mem { buf, start, .. } => buf.resize(*start + new_len, 0),
             PartBuffer::Disk { file, len } => {
                 file.set_len(new_len as u64)?;
                 *len = new_len;
@@ -115,7 +121,9 @@ impl PartBuffer {
         let end = end.min(self.len());
         let start = start.min(end);
         match self {
-            PartBuffer::Mem { buf, .. } => Ok(Bytes::copy_from_slice(&buf[start..end])),
+            PartBuffer::Mem { buf, start: at, .. } => {
+                Ok(Bytes::copy_from_slice(&buf[at + start..at + end]))
+            }
             PartBuffer::Disk { file, .. } => {
                 let mut buf = vec![0u8; end - start];
                 file.read_exact_at(&mut buf, start as u64)?;
@@ -136,21 +144,30 @@ impl PartBuffer {
         match self {
             PartBuffer::Mem {
                 buf,
+                start,
                 part_size,
                 pool,
             } => {
-                let n = n.min(buf.len());
                 *part_size = next_part_size;
-                let rest = if n < buf.len() {
-                    let mut next = pool.take(next_part_size.max(buf.len() - n));
-                    next.extend_from_slice(&buf[n..]);
-                    buf.truncate(n);
-                    next
-                } else {
-                    // taken from the pool at the next write
-                    Vec::new()
-                };
-                Ok(pool.freeze(std::mem::replace(buf, rest)))
+                let n = n.min(buf.len() - *start);
+                if *start == 0 && n == buf.len() {
+                    // the usual case: the buffer is exactly the part; the next write takes a
+                    // new one from the pool
+                    return Ok(pool.freeze(std::mem::take(buf)));
+                }
+                let mut body = pool.take(n);
+                body.extend_from_slice(&buf[*start..*start + n]);
+                *start += n;
+                let rest = buf.len() - *start;
+                if rest == 0 {
+                    buf.clear();
+                    *start = 0;
+                } else if rest <= *start {
+                    // moving the rest to the front costs less than what was split off
+                    buf.drain(..*start);
+                    *start = 0;
+                }
+                Ok(pool.freeze(body))
             }
             PartBuffer::Disk { file, len } => {
                 let n = n.min(*len);
@@ -195,5 +212,27 @@ mod tests {
         assert_eq!(std::fs::read(dir.join("1")).expect("part file"), b"hello\0");
         assert_eq!(pool.idle(), 1, "the sent part's buffer is back in the pool");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_buffer_holding_several_parts_splits_them_off_in_order() {
+        // a write far past the end: zeros, then the data, split part by part
+        let pool = Arc::new(BufferPool::default());
+        let mut m = PartBuffer::memory(pool, 4);
+        m.write_at(10, b"xy").expect("w");
+        assert_eq!(m.len(), 12);
+        let mut parts = Vec::new();
+        while m.len() >= 4 {
+            parts.push(m.split_to(4, None, 4).expect("split"));
+        }
+        assert_eq!(parts.len(), 3);
+        assert_eq!(&parts[0][..], b"\0\0\0\0");
+        assert_eq!(&parts[2][..], b"\0\0xy");
+        assert!(m.is_empty());
+        // the rest keeps taking writes at the right place
+        m.write_at(0, b"abc").expect("w");
+        m.write_at(3, b"defg").expect("w");
+        assert_eq!(&m.split_to(4, None, 4).expect("split")[..], b"abcd");
+        assert_eq!(&m.read(0, 10).expect("r")[..], b"efg");
     }
 }
