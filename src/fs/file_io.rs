@@ -118,6 +118,9 @@ struct WriteState {
     expect: Expect,
 }
 
+/// Longest wait for the release of a writer that was already flushed (see `wait_for_release`).
+const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The state of the key a commit may replace.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Expect {
@@ -133,9 +136,10 @@ impl Filesystem {
     /// close(2) returns once FLUSH is answered; the kernel sends RELEASE after that, on its
     /// own. A reopen right after a close (`echo a > f; echo b >> f`, `cp a b && cat b`) can
     /// arrive before that release: when every writer of `ino` has been flushed since it last wrote,
-    /// wait up to a second for it to go instead of failing with EBUSY. Whether it went.
+    /// wait up to [`RELEASE_WAIT`] for it to go instead of failing with EBUSY (under load the
+    /// kernel's release has been seen to take over a second). Whether it went.
     async fn wait_for_release(&self, ino: u64) -> bool {
-        let deadline = Instant::now() + std::time::Duration::from_secs(1);
+        let deadline = Instant::now() + RELEASE_WAIT;
         loop {
             if !self.inodes.lock().get(ino).is_some_and(|n| n.writing) {
                 return true;
