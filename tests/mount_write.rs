@@ -229,3 +229,90 @@ fn writer_killed_mid_file_leaves_no_object() {
     assert!(srv.multipart_uploads().is_empty(), "upload not aborted");
     assert!(!m.p("killed.bin").exists());
 }
+
+/// A process that starts a program while it has a file open for writing (make writing a log,
+/// a shell with `exec 3>f`): the child's execve closes its close-on-exec copy, a FLUSH that
+/// execve waits on. The program starts, and the file lands whole at the writer's close.
+#[test]
+fn starting_a_program_while_writing_a_file_does_not_hang() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = server();
+    let m = Mount::new(&srv, &[]);
+    let first = pattern(100_000, 3);
+    let second = pattern(50_000, 4);
+    let mut f = std::fs::File::create(m.p("log.txt")).expect("create");
+    f.write_all(&first).expect("write");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(Command::new("true").status().map(|s| s.success()));
+    });
+    match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(Ok(true)) => {}
+        Ok(other) => panic!("`true` did not run: {other:?}"),
+        Err(_) => panic!(
+            "starting a program hung on the flush of the inherited descriptor; log: {}",
+            m.log_text()
+        ),
+    }
+    f.write_all(&second).expect("write after the program ran");
+    assert_eq!(
+        srv.count("PutObject"),
+        0,
+        "the child's close of its copy uploaded a partial file"
+    );
+    drop(f);
+    let mut whole = first;
+    whole.extend_from_slice(&second);
+    assert_eq!(srv.get_object("log.txt").as_deref(), Some(&whole[..]));
+    assert_eq!(srv.count("PutObject"), 1);
+    assert_eq!(std::fs::read(m.p("log.txt")).expect("read back"), whole);
+}
+
+/// A shell that opens a file and lets its children write to it: the children's exits do not
+/// upload (the shell's close does, once; a builtin's `>&3` would be a close of a dup in the
+/// shell itself, which uploads as any close does); a child still writing after the shell has
+/// gone uploads at its own close.
+#[test]
+fn children_writing_to_an_inherited_descriptor() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = server();
+    let m = Mount::new(&srv, &[]);
+    let f = m.p("inherited.txt");
+    sh(&format!(
+        "exec 3>'{}'; /bin/echo one >&3; sh -c 'echo two >&3'; /bin/echo three >&3; exec 3>&-",
+        f.display()
+    ));
+    assert_eq!(
+        srv.get_object("inherited.txt").as_deref(),
+        Some(&b"one\ntwo\nthree\n"[..])
+    );
+    assert_eq!(
+        srv.count("PutObject"),
+        1,
+        "one upload, at the shell's close; log: {}",
+        m.log_text()
+    );
+
+    let g = m.p("orphaned.txt");
+    sh(&format!(
+        "exec 3>'{}'; echo first >&3; (sleep 0.5; echo second >&3) & exit 0",
+        g.display()
+    ));
+    let want = &b"first\nsecond\n"[..];
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while srv.get_object("orphaned.txt").as_deref() != Some(want)
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        srv.get_object("orphaned.txt").as_deref(),
+        Some(want),
+        "the late child's data; log: {}",
+        m.log_text()
+    );
+}
