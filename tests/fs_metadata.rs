@@ -1,6 +1,7 @@
-//! Attribute changes (chmod, chown, utimens) on files, driven through the filesystem core: seen
-//! at once, written to S3 a moment later as one copy, carried by a rename's copy, written at
-//! once by fsync and at unmount, dropped with the file, and reverted when S3 refuses them.
+//! Attribute changes (chmod, chown, utimens) on files and directories, driven through the
+//! filesystem core: seen at once, written to S3 a moment later as one copy, carried by a
+//! rename's copy, written at once by fsync and at unmount, dropped with the file, and reverted
+//! when S3 refuses them.
 
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -180,23 +181,74 @@ async fn a_refused_write_reverts_to_what_the_bucket_holds() {
 }
 
 #[tokio::test]
-async fn directories_are_written_at_once() {
+async fn a_directory_change_is_written_once_a_moment_later() {
     let srv = TestServer::start().await;
     let fs = fs(&srv);
     let d = fs.mkdir(ROOT_INO, "d", 0o755, ME).await.expect("mkdir");
     srv.reset_counts();
-    fs.setattr(d.ino, chmod(0o700), ME).await.expect("chmod");
-    assert_eq!(
-        srv.count("CopyObject") + srv.count("PutObject"),
-        1,
-        "{:?}",
-        srv.counts()
-    );
+    // rsync -a on a directory: mode, then times
+    let attr = fs.setattr(d.ino, chmod(0o700), ME).await.expect("chmod");
+    assert_eq!(attr.perm, 0o700);
+    fs.setattr(d.ino, touch(1_200_000_000), ME)
+        .await
+        .expect("utimens");
+    assert_eq!(srv.count("CopyObject") + srv.count("PutObject"), 0);
+    assert_eq!(fs.getattr(d.ino).await.expect("stat").perm, 0o700);
+    tokio::time::sleep(AFTER_THE_DELAY).await;
+    assert_eq!(srv.count("CopyObject"), 1, "{:?}", srv.counts());
+    assert_eq!(srv.count("PutObject"), 0, "{:?}", srv.counts());
     let mode: u32 = meta(&srv, "d/", "mode")
         .expect("mode")
         .parse()
         .expect("num");
     assert_eq!(mode & 0o7777, 0o700);
+    assert_eq!(meta(&srv, "d/", "mtime").as_deref(), Some("1200000000"));
+}
+
+#[tokio::test]
+async fn a_directory_without_marker_gets_one_at_once() {
+    let srv = TestServer::start().await;
+    srv.put_object("x/f", "f");
+    let fs = fs(&srv);
+    let x = fs.lookup(ROOT_INO, "x").await.expect("lookup x");
+    srv.reset_counts();
+    fs.setattr(x.ino, chmod(0o711), ME).await.expect("chmod");
+    assert_eq!(srv.count("PutObject"), 1, "{:?}", srv.counts());
+    let mode: u32 = meta(&srv, "x/", "mode")
+        .expect("mode")
+        .parse()
+        .expect("num");
+    assert_eq!(mode & 0o7777, 0o711);
+}
+
+#[tokio::test]
+async fn a_directory_removed_before_its_change_is_written_stays_removed() {
+    let srv = TestServer::start().await;
+    let fs = fs(&srv);
+    let d = fs.mkdir(ROOT_INO, "gone", 0o755, ME).await.expect("mkdir");
+    fs.setattr(d.ino, chmod(0o700), ME).await.expect("chmod");
+    fs.rmdir(ROOT_INO, "gone").await.expect("rmdir");
+    tokio::time::sleep(AFTER_THE_DELAY).await;
+    assert!(srv.keys().is_empty(), "{:?}", srv.keys());
+    assert_eq!(srv.count("CopyObject"), 0, "{:?}", srv.counts());
+}
+
+#[tokio::test]
+async fn renaming_a_directory_carries_its_own_waiting_change() {
+    let srv = TestServer::start().await;
+    let fs = fs(&srv);
+    let d = fs.mkdir(ROOT_INO, "d", 0o755, ME).await.expect("mkdir");
+    fs.setattr(d.ino, chmod(0o750), ME).await.expect("chmod");
+    fs.rename(ROOT_INO, "d", ROOT_INO, "e", 0)
+        .await
+        .expect("rename dir");
+    let mode: u32 = meta(&srv, "e/", "mode")
+        .expect("mode")
+        .parse()
+        .expect("num");
+    assert_eq!(mode & 0o7777, 0o750);
+    tokio::time::sleep(AFTER_THE_DELAY).await;
+    assert_eq!(srv.keys(), vec!["e/".to_string()]);
 }
 
 #[tokio::test]

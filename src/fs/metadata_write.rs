@@ -1,9 +1,9 @@
-//! Writing attributes (mode, owner, times, xattrs) into object metadata: one CopyObject onto
-//! itself per change for directories, deferred and coalesced for files.
+//! Writing attributes (mode, owner, times, xattrs) into object metadata: deferred and
+//! coalesced into one CopyObject of the object (or directory marker) onto itself.
 //!
 //! S3 cannot change an object's metadata in place: every chmod, chown or utimens is a copy of the
 //! object onto itself. Tools change several at once (`rsync -a` sets the times, then the mode,
-//! then renames a temporary file), so on a file a change is applied here at once (stat sees it)
+//! then renames a temporary file), so a change is applied here at once (stat sees it)
 //! and sent to S3 [`METADATA_WRITE_DELAY`] after the first one, as one copy carrying all of
 //! them. A rename in the meantime carries them in its own copy, a commit of new data in its
 //! upload, and fsync or unmount sends them at once. So `rsync` costs a PUT, a copy and a delete
@@ -22,7 +22,7 @@ use super::inode::ROOT_INO;
 use super::{Attr, FileKind, Filesystem, FsError, FsResult};
 use crate::s3::PutOptions;
 
-/// How long after the first attribute change of a file its metadata is written to S3.
+/// How long after the first attribute change of a file or directory its metadata is written.
 pub const METADATA_WRITE_DELAY: Duration = Duration::from_secs(1);
 
 /// Files whose attribute changes wait to be written, and the task that writes them.
@@ -35,7 +35,7 @@ pub(crate) struct MetadataWriteback {
 }
 
 impl Filesystem {
-    /// Note that `ino` (a file) has attribute changes the object lacks, and have them written
+    /// Note that `ino` has attribute changes its object lacks, and have them written
     /// [`METADATA_WRITE_DELAY`] after the first.
     pub(crate) fn defer_metadata(&self, ino: u64) -> FsResult<()> {
         {

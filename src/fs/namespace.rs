@@ -762,9 +762,15 @@ impl Filesystem {
             attr.mtime = t;
         }
         attr.ctime = SystemTime::now();
-        // a file's change is written a moment later (metadata_write.rs), or carried by the
-        // commit of a writer that has it open; a directory's (and the root's refusal) at once
-        let deferred = attr.kind != FileKind::Directory && ino != ROOT_INO;
+        // a change is written a moment later (metadata_write.rs), or carried by the commit of
+        // a writer that has the file open. At once: the root's refusal, and a directory without
+        // a marker, whose write creates one (a PUT landing after an rmdir would bring it back,
+        // where a late copy of a removed marker just fails)
+        let deferred = ino != ROOT_INO && {
+            let t = self.inodes.lock();
+            let n = t.get(ino).ok_or_else(FsError::not_found)?;
+            attr.kind != FileKind::Directory || n.has_marker
+        };
         if !deferred {
             self.store_metadata(ino, &attr).await?;
         }
