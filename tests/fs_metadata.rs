@@ -37,6 +37,15 @@ fn touch(secs: u64) -> SetAttr {
     }
 }
 
+/// The permission bits stored in `key`'s metadata.
+fn stored_perm(srv: &TestServer, key: &str) -> u32 {
+    let mode: u32 = meta(srv, key, "mode")
+        .unwrap_or_else(|| panic!("{key} has no stored mode"))
+        .parse()
+        .expect("a number");
+    mode & 0o7777
+}
+
 /// The stored `x-amz-meta-NAME` of `key`.
 fn meta(srv: &TestServer, key: &str, name: &str) -> Option<String> {
     srv.object_meta(key)?.metadata.get(name).cloned()
@@ -61,11 +70,7 @@ async fn rsync_pattern_costs_one_put_one_copy_and_one_delete() {
     assert_eq!(srv.count("CopyObject"), 1, "{:?}", srv.counts());
     assert_eq!(srv.count("DeleteObject"), 1, "{:?}", srv.counts());
     assert_eq!(srv.keys(), vec!["notes.txt".to_string()]);
-    let mode: u32 = meta(&srv, "notes.txt", "mode")
-        .expect("mode")
-        .parse()
-        .expect("num");
-    assert_eq!(mode & 0o7777, 0o644);
+    assert_eq!(stored_perm(&srv, "notes.txt"), 0o644);
     assert_eq!(
         meta(&srv, "notes.txt", "mtime").as_deref(),
         Some("1000000000")
@@ -99,11 +104,7 @@ async fn chmod_is_seen_at_once_and_written_once_a_moment_later() {
     assert_eq!(srv.count("CopyObject"), 0, "written at once");
     tokio::time::sleep(AFTER_THE_DELAY).await;
     assert_eq!(srv.count("CopyObject"), 1, "{:?}", srv.counts());
-    let mode: u32 = meta(&srv, "a.bin", "mode")
-        .expect("mode")
-        .parse()
-        .expect("num");
-    assert_eq!(mode & 0o7777, 0o640);
+    assert_eq!(stored_perm(&srv, "a.bin"), 0o640);
     assert_eq!(meta(&srv, "a.bin", "mtime").as_deref(), Some("1234567890"));
     assert_eq!(srv.get_object("a.bin").as_deref(), Some(&b"data"[..]));
 }
@@ -121,16 +122,14 @@ async fn fsync_and_unmount_write_pending_changes_at_once() {
     fs.setattr(f, chmod(0o604), ME).await.expect("chmod");
     fs.fsync(opened.fh).await.expect("fsync");
     assert_eq!(srv.count("CopyObject"), 1, "{:?}", srv.counts());
-    let mode: u32 = meta(&srv, "f", "mode").expect("mode").parse().expect("num");
-    assert_eq!(mode & 0o7777, 0o604);
+    assert_eq!(stored_perm(&srv, "f"), 0o604);
     fs.release(opened.fh).await.expect("release");
 
     fs.setattr(g, chmod(0o611), ME).await.expect("chmod");
     let report = fs.shutdown().await;
     assert!(report.failed.is_empty());
     assert_eq!(srv.count("CopyObject"), 2, "{:?}", srv.counts());
-    let mode: u32 = meta(&srv, "g", "mode").expect("mode").parse().expect("num");
-    assert_eq!(mode & 0o7777, 0o611);
+    assert_eq!(stored_perm(&srv, "g"), 0o611);
 }
 
 #[tokio::test]
@@ -197,11 +196,7 @@ async fn a_directory_change_is_written_once_a_moment_later() {
     tokio::time::sleep(AFTER_THE_DELAY).await;
     assert_eq!(srv.count("CopyObject"), 1, "{:?}", srv.counts());
     assert_eq!(srv.count("PutObject"), 0, "{:?}", srv.counts());
-    let mode: u32 = meta(&srv, "d/", "mode")
-        .expect("mode")
-        .parse()
-        .expect("num");
-    assert_eq!(mode & 0o7777, 0o700);
+    assert_eq!(stored_perm(&srv, "d/"), 0o700);
     assert_eq!(meta(&srv, "d/", "mtime").as_deref(), Some("1200000000"));
 }
 
@@ -214,11 +209,7 @@ async fn a_directory_without_marker_gets_one_at_once() {
     srv.reset_counts();
     fs.setattr(x.ino, chmod(0o711), ME).await.expect("chmod");
     assert_eq!(srv.count("PutObject"), 1, "{:?}", srv.counts());
-    let mode: u32 = meta(&srv, "x/", "mode")
-        .expect("mode")
-        .parse()
-        .expect("num");
-    assert_eq!(mode & 0o7777, 0o711);
+    assert_eq!(stored_perm(&srv, "x/"), 0o711);
 }
 
 #[tokio::test]
@@ -242,11 +233,7 @@ async fn renaming_a_directory_carries_its_own_waiting_change() {
     fs.rename(ROOT_INO, "d", ROOT_INO, "e", 0)
         .await
         .expect("rename dir");
-    let mode: u32 = meta(&srv, "e/", "mode")
-        .expect("mode")
-        .parse()
-        .expect("num");
-    assert_eq!(mode & 0o7777, 0o750);
+    assert_eq!(stored_perm(&srv, "e/"), 0o750);
     tokio::time::sleep(AFTER_THE_DELAY).await;
     assert_eq!(srv.keys(), vec!["e/".to_string()]);
 }
@@ -270,11 +257,7 @@ async fn a_change_waiting_when_a_writer_opens_goes_with_its_upload() {
         srv.get_object("log.txt").as_deref(),
         Some(&b"one\ntwo\n"[..])
     );
-    let mode: u32 = meta(&srv, "log.txt", "mode")
-        .expect("mode")
-        .parse()
-        .expect("num");
-    assert_eq!(mode & 0o7777, 0o600);
+    assert_eq!(stored_perm(&srv, "log.txt"), 0o600);
     tokio::time::sleep(AFTER_THE_DELAY).await;
     assert_eq!(srv.count("CopyObject"), 0, "{:?}", srv.counts());
 }
@@ -295,11 +278,7 @@ async fn a_change_before_an_open_without_writes_is_still_written() {
     fs.release(w.fh).await.expect("release");
     tokio::time::sleep(AFTER_THE_DELAY).await;
     tokio::time::sleep(AFTER_THE_DELAY).await;
-    let mode: u32 = meta(&srv, "quiet", "mode")
-        .expect("mode")
-        .parse()
-        .expect("num");
-    assert_eq!(mode & 0o7777, 0o640);
+    assert_eq!(stored_perm(&srv, "quiet"), 0o640);
     assert_eq!(srv.get_object("quiet").as_deref(), Some(&b"q"[..]));
 }
 
@@ -315,11 +294,7 @@ async fn renaming_a_directory_carries_its_files_waiting_changes() {
         .await
         .expect("rename dir");
     assert!(srv.object_meta("d/f").is_none());
-    let mode: u32 = meta(&srv, "e/f", "mode")
-        .expect("mode")
-        .parse()
-        .expect("num");
-    assert_eq!(mode & 0o7777, 0o604);
+    assert_eq!(stored_perm(&srv, "e/f"), 0o604);
     tokio::time::sleep(AFTER_THE_DELAY).await;
     assert_eq!(srv.keys(), vec!["e/f".to_string()]);
 }
