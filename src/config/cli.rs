@@ -596,6 +596,49 @@ fn absolute(path: &Path) -> Result<PathBuf, String> {
     std::path::absolute(path).map_err(|e| format!("bad path {}: {e}", path.display()))
 }
 
+/// `path` (the part cache, the log) must not lie inside the mountpoint: bucketfs would write it
+/// through its own mount and wait on itself. Compared with `..` and symlinks resolved.
+fn outside_mountpoint(option: &str, path: &Path, mountpoint: &Path) -> Result<(), String> {
+    if resolved(path).starts_with(resolved(mountpoint)) {
+        return Err(format!(
+            "{option} {} is inside the mountpoint {}: bucketfs would write it through its own \
+             mount; choose a place outside it",
+            path.display(),
+            mountpoint.display()
+        ));
+    }
+    Ok(())
+}
+
+/// `path` with `.` and `..` folded, and its nearest existing ancestor's symlinks resolved.
+fn resolved(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut lexical = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::ParentDir => {
+                lexical.pop();
+            }
+            Component::CurDir => {}
+            other => lexical.push(other),
+        }
+    }
+    let mut missing = Vec::new();
+    let mut existing = lexical.as_path();
+    loop {
+        if let Ok(real) = existing.canonicalize() {
+            return missing.iter().rev().fold(real, |p, name| p.join(name));
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                missing.push(name.to_owned());
+                existing = parent;
+            }
+            _ => return lexical,
+        }
+    }
+}
+
 /// How the process runs and logs.
 #[derive(Debug, Clone)]
 pub struct DaemonSettings {
@@ -645,6 +688,14 @@ impl MountArgs {
             ));
         }
         let mountpoint = absolute(&self.mountpoint)?;
+        let cache_dir = self.cache_dir.as_deref().map(absolute).transpose()?;
+        let log_file = self.log_file.as_deref().map(absolute).transpose()?;
+        if let Some(dir) = &cache_dir {
+            outside_mountpoint("--cache-dir", dir, &mountpoint)?;
+        }
+        if let Some(file) = &log_file {
+            outside_mountpoint("--log-file", file, &mountpoint)?;
+        }
         let read_only = self.read_only && !self.read_write;
         let defaults = FsConfig::default();
         let fs = FsConfig {
@@ -654,7 +705,7 @@ impl MountArgs {
             negative_ttl: Duration::from_secs(self.negative_ttl),
             part_size: self.part_size,
             max_memory: self.max_memory,
-            cache_dir: self.cache_dir.as_deref().map(absolute).transpose()?,
+            cache_dir,
             uid: self.uid.unwrap_or(defaults.uid),
             gid: self.gid.unwrap_or(defaults.gid),
             file_mode: self.file_mode,
@@ -689,7 +740,7 @@ impl MountArgs {
             credentials: self.credentials.request(&bucket)?,
             daemon: DaemonSettings {
                 foreground: self.foreground,
-                log_file: self.log_file.as_deref().map(absolute).transpose()?,
+                log_file,
                 debug: self.debug || self.verbose,
                 nonempty: self.nonempty,
                 metrics_addr: self.metrics_addr,

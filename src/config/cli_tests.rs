@@ -560,3 +560,37 @@ fn object_lock_flags_become_worm_headers() {
     ])
     .is_err());
 }
+
+#[test]
+fn cache_dir_and_log_file_inside_the_mountpoint_are_refused() {
+    let tmp = std::env::temp_dir().join(format!("bucketfs-cli-{}", std::process::id()));
+    let mnt = tmp.join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let link = tmp.join("link-to-mnt");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&mnt, &link).unwrap();
+    let m = mnt.to_str().unwrap();
+    let plan = |extra: &[&str]| {
+        let mut args = vec!["bucketfs", "mount", "b", m];
+        args.extend_from_slice(extra);
+        mount_args(&args).plan()
+    };
+    let inside = format!("{m}/parts");
+    let err = plan(&["--cache-dir", &inside]).unwrap_err();
+    assert!(
+        err.contains("--cache-dir") && err.contains("inside the mountpoint"),
+        "{err}"
+    );
+    // through `..` and through a symlink to the mountpoint
+    let dotdot = format!("{m}/../mnt/x/bucketfs.log");
+    let err = plan(&["--log-file", &dotdot]).unwrap_err();
+    assert!(err.contains("--log-file"), "{err}");
+    let via_link = link.join("cache");
+    let err = plan(&["--cache-dir", via_link.to_str().unwrap()]).unwrap_err();
+    assert!(err.contains("inside the mountpoint"), "{err}");
+    // beside it is fine, even with a name that starts the same
+    let beside = format!("{m}-cache");
+    let ok = plan(&["--cache-dir", &beside, "--log-file", &format!("{m}.log")]);
+    assert!(ok.is_ok(), "{:?}", ok.err());
+    let _ = std::fs::remove_dir_all(&tmp);
+}
