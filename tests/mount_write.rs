@@ -316,3 +316,34 @@ fn children_writing_to_an_inherited_descriptor() {
         m.log_text()
     );
 }
+
+/// A parent that opens a file and hands it to a child as its stdout, then closes its own copy
+/// (Python's `Popen(cmd, stdout=open(path, "w"))`): the child's bytes land when it exits, and
+/// the parent can read them right after waiting for it.
+#[test]
+fn a_child_writing_a_descriptor_its_parent_opened_can_be_read_after_it_exits() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = server();
+    let m = Mount::new(&srv, &[]);
+    for round in 0..5 {
+        let name = format!("child-{round}.txt");
+        let out = std::fs::File::create(m.p(&name)).expect("create");
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg("echo hello; sleep 0.1; echo world")
+            .stdout(out)
+            .spawn()
+            .expect("spawn");
+        // the Command (and with it this process's copy of the file) is gone: the parent closed
+        assert!(child.wait().expect("wait").success());
+        let got = std::fs::read(m.p(&name))
+            .unwrap_or_else(|e| panic!("read after the child exited: {e}; log: {}", m.log_text()));
+        assert_eq!(got, b"hello\nworld\n");
+        assert_eq!(
+            srv.get_object(&name).as_deref(),
+            Some(&b"hello\nworld\n"[..])
+        );
+    }
+}

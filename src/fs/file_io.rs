@@ -109,6 +109,9 @@ struct WriteState {
     upload: Writer,
     /// Written since the last commit.
     dirty: bool,
+    /// A child's close of its inherited copy was let go without an upload since the last
+    /// write (see `flush`): the release, which uploads, may follow at once.
+    closed_by_child: bool,
     /// The bucket holds what this handle has (nothing to send if not dirty).
     committed: bool,
     /// Unlinked while open, or its writer was killed: never upload.
@@ -137,8 +140,8 @@ enum Expect {
 impl Filesystem {
     /// close(2) returns once FLUSH is answered; the kernel sends RELEASE after that, on its
     /// own. A reopen right after a close (`echo a > f; echo b >> f`, `cp a b && cat b`) can
-    /// arrive before that release: when every writer of `ino` has been flushed since it last wrote,
-    /// wait up to [`RELEASE_WAIT`] for it to go instead of failing with EBUSY (under load the
+    /// arrive before that release: when every writer of `ino` has been flushed (or closed by a
+    /// child, see `flush`) since it last wrote, wait up to [`RELEASE_WAIT`] for it to go instead of failing with EBUSY (under load the
     /// kernel's release has been seen to take over a second). Whether it went.
     async fn wait_for_release(&self, ino: u64) -> bool {
         let deadline = Instant::now() + RELEASE_WAIT;
@@ -148,7 +151,9 @@ impl Filesystem {
             }
             let flushed = match self.write_handle_for(ino) {
                 Some(w) => match w.state.try_lock() {
-                    Ok(st) => Some(st.discarded || (st.committed && !st.dirty)),
+                    Ok(st) => {
+                        Some(st.discarded || (st.committed && !st.dirty) || st.closed_by_child)
+                    }
                     // a flush or the release itself holds it: look again
                     Err(_) => None,
                 },
@@ -254,6 +259,7 @@ impl Filesystem {
             state: tokio::sync::Mutex::new(WriteState {
                 upload: Writer::Stream(Box::new(self.new_upload(key))),
                 dirty: false,
+                closed_by_child: false,
                 committed: false,
                 discarded: false,
                 created_here: true,
@@ -366,6 +372,7 @@ impl Filesystem {
             state: tokio::sync::Mutex::new(WriteState {
                 upload,
                 dirty: false,
+                closed_by_child: false,
                 committed: !truncate,
                 discarded: false,
                 created_here: false,
@@ -464,6 +471,7 @@ impl Filesystem {
         let mut st = w.state.lock().await;
         st.upload.write(offset, data, &opts).await?;
         st.dirty = true;
+        st.closed_by_child = false;
         let size = st.upload.size();
         w.pending_bytes
             .store(st.upload.buffered(), std::sync::atomic::Ordering::Relaxed);
@@ -549,6 +557,7 @@ impl Filesystem {
         match self.handle(fh)? {
             Handle::Write(w) => {
                 if !closes_for_the_opener(w.opener, pid) {
+                    w.state.lock().await.closed_by_child = true;
                     tracing::debug!(
                         pid,
                         opener = w.opener,
@@ -663,6 +672,7 @@ impl Filesystem {
             let mut st = w.state.lock().await;
             st.upload.set_size(size).await?;
             st.dirty = true;
+            st.closed_by_child = false;
             drop(st);
             if let Some(n) = self.inodes.lock().get_mut(ino) {
                 n.attr.size = size;
