@@ -347,3 +347,46 @@ fn a_child_writing_a_descriptor_its_parent_opened_can_be_read_after_it_exits() {
         );
     }
 }
+
+/// Shells and dd open the file, `dup2` it onto stdout and close the original before writing:
+/// that first close sends nothing, so `cmd > file` and `dd of=file` are one PUT, and an existing
+/// object is not emptied before its new content arrives.
+#[test]
+fn redirections_and_dd_are_one_put_per_file() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = server();
+    let m = Mount::new(&srv, &[]);
+    sh(&format!("echo hello > '{}'", m.p("builtin.txt").display()));
+    sh(&format!(
+        "/bin/echo world > '{}'",
+        m.p("external.txt").display()
+    ));
+    sh(&format!(
+        "dd if=/dev/zero of='{}' bs=4k count=3 status=none",
+        m.p("dd.bin").display()
+    ));
+    assert_eq!(srv.count("PutObject"), 3, "{:?}", srv.counts());
+    assert_eq!(
+        srv.get_object("builtin.txt").as_deref(),
+        Some(&b"hello\n"[..])
+    );
+    assert_eq!(
+        srv.get_object("external.txt").as_deref(),
+        Some(&b"world\n"[..])
+    );
+    assert_eq!(srv.get_object("dd.bin").map(|b| b.len()), Some(12288));
+    // a redirection over an existing file: one PUT, the old content until then
+    sh(&format!("echo again > '{}'", m.p("builtin.txt").display()));
+    assert_eq!(srv.count("PutObject"), 4, "{:?}", srv.counts());
+    assert_eq!(
+        srv.get_object("builtin.txt").as_deref(),
+        Some(&b"again\n"[..])
+    );
+    // nothing written at all: `: > file` and touch still leave an empty object
+    sh(&format!(": > '{}'", m.p("truncated.txt").display()));
+    sh(&format!("touch '{}'", m.p("touched").display()));
+    assert_eq!(srv.get_object("truncated.txt").map(|b| b.len()), Some(0));
+    assert_eq!(srv.get_object("touched").map(|b| b.len()), Some(0));
+}

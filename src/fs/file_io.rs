@@ -6,6 +6,9 @@ use std::time::{Instant, SystemTime};
 use bytes::Bytes;
 
 use super::attr::{content_type_for, Attr, FileKind};
+use super::closer::{
+    closes_for_the_opener, holds_another_descriptor, killed_by_signal, process_of,
+};
 use super::error::{FsError, FsResult};
 use super::inode::ListedChild;
 use super::namespace::{check_name, DirState};
@@ -565,10 +568,19 @@ impl Filesystem {
                     );
                     return Ok(());
                 }
-                let pending = {
+                let (pending, untouched) = {
                     let st = w.state.lock().await;
-                    st.dirty || !st.committed
+                    (st.dirty || !st.committed, !st.dirty && !st.committed)
                 };
+                // `> file` and dd: open, dup2 onto stdout, close the original, then write: an
+                // empty upload at that first close would be replaced at once
+                if untouched && holds_another_descriptor(pid, self.mount_id(), w.ino).await {
+                    tracing::debug!(
+                        pid,
+                        "close of a duplicate before any write: nothing to send"
+                    );
+                    return Ok(());
+                }
                 let killed = if pending {
                     killed_by_signal(pid).await
                 } else {
@@ -844,133 +856,5 @@ impl Filesystem {
         let t = self.inodes.lock();
         inos.iter()
             .any(|i| t.get(*i).is_some_and(|n| n.key.starts_with(prefix)))
-    }
-}
-
-/// The process (thread group) of thread `pid`, as FUSE requests carry the calling thread; 0
-/// stays 0 (not known). From /proc/PID/status, which, unlike /proc/PID/stat, can be read while
-/// that process is inside execve.
-fn process_of(pid: u32) -> u32 {
-    if pid == 0 {
-        return 0;
-    }
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| tgid_in_status(&s))
-        .unwrap_or(pid)
-}
-
-/// The `Tgid:` field of a /proc/PID/status text.
-fn tgid_in_status(status: &str) -> Option<u32> {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Tgid:"))
-        .and_then(|v| v.trim().parse().ok())
-}
-
-/// Whether a close by thread `pid` of a file opened by process `opener` uploads it: yes for
-/// the opener's threads, for unknown pids, and once the opener is gone (this may be the last
-/// copy of the descriptor); no for a child closing its inherited copy while the opener runs.
-fn closes_for_the_opener(opener: u32, pid: u32) -> bool {
-    if opener == 0 || pid == 0 || pid == opener {
-        return true;
-    }
-    process_of(pid) == opener || !std::path::Path::new(&format!("/proc/{opener}")).exists()
-}
-
-/// How long a flush waits to learn whether the closing process is dying (see `killed_by_signal`).
-const PROC_STAT_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
-
-/// If process `pid` is exiting because of a signal, that signal (from /proc/PID/stat: the
-/// PF_EXITING flag and the exit code, both set before the kernel closes the process's files).
-///
-/// Reading /proc/PID/stat blocks while PID is inside execve, and execve closes the
-/// close-on-exec descriptors, whose FLUSH is the very request asking: a program started while a
-/// file is open for writing (any fork + exec in the writing process) would wait on us while we
-/// wait on it. So the read runs on the blocking pool with a deadline; a process whose stat does
-/// not come in time is execing, not dying (the read finishes once the flush is answered).
-async fn killed_by_signal(pid: u32) -> Option<i32> {
-    if pid == 0 {
-        return None;
-    }
-    let read = tokio::task::spawn_blocking(move || {
-        std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()
-    });
-    let Ok(Ok(Some(stat))) = tokio::time::timeout(PROC_STAT_WAIT, read).await else {
-        tracing::debug!(
-            pid,
-            "closing process is not dying (its stat did not come in time)"
-        );
-        return None;
-    };
-    fatal_signal_in_stat(&stat)
-}
-
-/// The signal a process is dying of, from the text of its /proc/PID/stat.
-fn fatal_signal_in_stat(stat: &str) -> Option<i32> {
-    const PF_EXITING: u64 = 0x4;
-    let after_comm = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = after_comm.split_whitespace().collect();
-    // fields[0] is field 3 (state): flags is field 9, exit_code field 52
-    let flags: u64 = fields.get(6)?.parse().ok()?;
-    let exit_code: i32 = fields.get(49)?.parse().ok()?;
-    let signal = exit_code & 0x7f;
-    (flags & PF_EXITING != 0 && signal != 0).then_some(signal)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{closes_for_the_opener, fatal_signal_in_stat, process_of, tgid_in_status};
-
-    /// A /proc/PID/stat line for a process named `comm` with these flags and exit code.
-    fn stat_line(comm: &str, flags: u64, exit_code: i32) -> String {
-        let mut fields = vec!["0".to_string(); 50];
-        fields[0] = "R".into();
-        fields[6] = flags.to_string();
-        fields[49] = exit_code.to_string();
-        format!("4242 ({comm}) {}", fields.join(" "))
-    }
-
-    #[test]
-    fn the_process_of_a_thread_is_its_thread_group() {
-        let status = "Name:\tcp\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t4242\nPid:\t4250\n";
-        assert_eq!(tgid_in_status(status), Some(4242));
-        assert_eq!(tgid_in_status("Name:\tcp\n"), None);
-        // this test's own thread belongs to this process
-        assert_eq!(process_of(std::process::id()), std::process::id());
-        assert_eq!(process_of(0), 0);
-    }
-
-    #[test]
-    fn only_the_opener_or_an_orphaned_copy_uploads_at_close() {
-        let me = std::process::id();
-        assert!(closes_for_the_opener(me, me));
-        assert!(closes_for_the_opener(0, me));
-        assert!(closes_for_the_opener(me, 0));
-        // pid 1 is another process, and it is running
-        assert!(!closes_for_the_opener(me, 1));
-        // an opener that is gone: its children's closes upload
-        let mut child = std::process::Command::new("true").spawn().expect("spawn");
-        let gone = child.id();
-        child.wait().expect("wait");
-        assert!(closes_for_the_opener(gone, me));
-    }
-
-    #[test]
-    fn a_dying_process_shows_its_signal() {
-        assert_eq!(fatal_signal_in_stat(&stat_line("dd", 0x4, 9)), Some(9));
-        // a name with spaces and parentheses does not shift the fields
-        assert_eq!(
-            fatal_signal_in_stat(&stat_line("a) (b", 0x404, 15)),
-            Some(15)
-        );
-    }
-
-    #[test]
-    fn a_living_or_normally_exiting_process_shows_none() {
-        assert_eq!(fatal_signal_in_stat(&stat_line("dd", 0x400000, 0)), None);
-        // exit(1): PF_EXITING with an exit status, no signal
-        assert_eq!(fatal_signal_in_stat(&stat_line("dd", 0x4, 1 << 8)), None);
-        assert_eq!(fatal_signal_in_stat("4242 (dd) R 1 2"), None);
     }
 }

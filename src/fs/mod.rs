@@ -4,6 +4,7 @@
 //! adapter turns results into replies. The core can be driven without a kernel mount.
 
 pub mod attr;
+mod closer;
 pub mod control;
 pub mod counters;
 pub mod dir_listing;
@@ -118,6 +119,9 @@ pub struct Filesystem {
     warned: Mutex<HashSet<String>>,
     /// Tells the kernel to drop a cached name (set by the FUSE adapter once mounted).
     invalidator: std::sync::OnceLock<EntryInvalidator>,
+    /// The kernel's id of the mount serving this filesystem (0: not known), to recognise its
+    /// files among a process's descriptors.
+    mount_id: AtomicU64,
     /// Cache hits and misses since mount start (shown in the stats file).
     pub(crate) counters: counters::CacheCounters,
     /// Attribute changes of files waiting to be written (see `metadata_write.rs`).
@@ -171,6 +175,7 @@ impl Filesystem {
             next_fh: AtomicU64::new(1),
             warned: Mutex::new(HashSet::new()),
             invalidator: std::sync::OnceLock::new(),
+            mount_id: AtomicU64::new(0),
             counters: counters::CacheCounters::new(),
             config,
             client,
@@ -180,6 +185,15 @@ impl Filesystem {
     /// Install the hook that makes the kernel forget a cached (parent, name) entry.
     pub fn set_invalidator(&self, f: EntryInvalidator) {
         let _ = self.invalidator.set(f);
+    }
+
+    /// Note the kernel's id of the mount that serves this filesystem (`mnt_id` in mountinfo).
+    pub fn set_mount_id(&self, id: u64) {
+        self.mount_id.store(id, Ordering::Relaxed);
+    }
+
+    pub(crate) fn mount_id(&self) -> u64 {
+        self.mount_id.load(Ordering::Relaxed)
     }
 
     /// Make the kernel forget `name` in `parent` (it disappeared without an unlink).

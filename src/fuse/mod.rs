@@ -5,7 +5,7 @@
 
 use std::ffi::OsStr;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -716,6 +716,48 @@ fn raise_kernel_read_ahead(mountpoint: &Path) {
     }
 }
 
+/// The kernel's id of the newest mount at `mountpoint`, from /proc/self/mountinfo.
+fn mount_id_of(mountpoint: &Path) -> Option<u64> {
+    let want = mountpoint.canonicalize().ok()?;
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    mount_id_in(&info, &want)
+}
+
+/// In a mountinfo text, the id of the last mount whose mount point is `path`.
+fn mount_id_in(mountinfo: &str, path: &Path) -> Option<u64> {
+    mountinfo.lines().rev().find_map(|line| {
+        let mut fields = line.split(' ');
+        let id = fields.next()?.parse::<u64>().ok()?;
+        let point = fields.nth(3)?;
+        (Path::new(&unescape_mountinfo(point)) == path).then_some(id)
+    })
+}
+
+/// mountinfo writes space, tab, newline and backslash in paths as `\040`-style octal.
+fn unescape_mountinfo(field: &str) -> std::ffi::OsString {
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b.get(i + 1..i + 4).and_then(|d| {
+            std::str::from_utf8(d)
+                .ok()
+                .and_then(|d| u8::from_str_radix(d, 8).ok())
+        });
+        match (b[i], octal) {
+            (b'\\', Some(c)) => {
+                out.push(c);
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    std::ffi::OsString::from_vec(out)
+}
+
 /// Detach the mount at `path` (umount2 with MNT_DETACH, as `umount -l` does).
 pub fn unmount_path(path: &Path) -> io::Result<()> {
     let c = std::ffi::CString::new(path.as_os_str().as_bytes())
@@ -766,6 +808,10 @@ pub fn mount(
     };
     let session = fuser::spawn_mount(adapter, &opts.mountpoint, &config)?;
     raise_kernel_read_ahead(&opts.mountpoint);
+    match mount_id_of(&opts.mountpoint) {
+        Some(id) => fs.set_mount_id(id),
+        None => tracing::debug!("mount id of {} not found", opts.mountpoint.display()),
+    }
     let notifier = session.notifier();
     let rt = runtime;
     fs.set_invalidator(Box::new(move |parent, name| {
@@ -794,5 +840,24 @@ impl MountSession {
     /// Block until the filesystem is unmounted.
     pub fn wait(self) -> io::Result<()> {
         self.session.join()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_newest_mount_at_a_path_is_found_in_mountinfo() {
+        let info = "\
+22 1 0:21 / /proc rw,nosuid - proc proc rw
+57 22 0:50 / /tmp/my\\040mnt rw,nosuid,nodev - fuse bucketfs:b rw
+61 22 0:52 / /tmp/other rw - fuse bucketfs:c rw
+64 57 0:53 / /tmp/my\\040mnt rw,nosuid,nodev - fuse bucketfs:b rw
+";
+        assert_eq!(mount_id_in(info, Path::new("/tmp/my mnt")), Some(64));
+        assert_eq!(mount_id_in(info, Path::new("/tmp/other")), Some(61));
+        assert_eq!(mount_id_in(info, Path::new("/tmp/none")), None);
+        assert_eq!(unescape_mountinfo("a\\134b\\011c"), "a\\b\tc");
     }
 }

@@ -1,0 +1,198 @@
+//! Who is closing a file, from /proc: the process that opened it or a child that inherited the
+//! descriptor, one dying of a signal, one that still holds another descriptor of the file.
+//!
+//! FUSE names the closing thread only. Some /proc files (`stat`, `fd/`, `fdinfo/`) cannot be
+//! read while that process is inside execve, and execve's close of its close-on-exec
+//! descriptors is itself a FLUSH waiting on us: those reads run on the blocking pool with a
+//! deadline and count as "no" when they do not come in time.
+
+use std::time::Duration;
+
+/// How long a flush waits for a /proc read about the closing process.
+const PROC_READ_WAIT: Duration = Duration::from_millis(50);
+
+/// `read` on the blocking pool, `None` unless it returns within [`PROC_READ_WAIT`].
+async fn read_proc_in_time<T: Send + 'static>(
+    read: impl FnOnce() -> Option<T> + Send + 'static,
+) -> Option<T> {
+    match tokio::time::timeout(PROC_READ_WAIT, tokio::task::spawn_blocking(read)).await {
+        Ok(Ok(v)) => v,
+        _ => {
+            tracing::debug!("a /proc read about the closing process did not come in time");
+            None
+        }
+    }
+}
+
+/// The process (thread group) of thread `pid`, as FUSE requests carry the calling thread; 0
+/// stays 0 (not known). From /proc/PID/status, which, unlike /proc/PID/stat, can be read while
+/// that process is inside execve.
+pub(super) fn process_of(pid: u32) -> u32 {
+    if pid == 0 {
+        return 0;
+    }
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| tgid_in_status(&s))
+        .unwrap_or(pid)
+}
+
+/// The `Tgid:` field of a /proc/PID/status text.
+fn tgid_in_status(status: &str) -> Option<u32> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Whether a close by thread `pid` of a file opened by process `opener` uploads it: yes for
+/// the opener's threads, for unknown pids, and once the opener is gone (this may be the last
+/// copy of the descriptor); no for a child closing its inherited copy while the opener runs.
+pub(super) fn closes_for_the_opener(opener: u32, pid: u32) -> bool {
+    if opener == 0 || pid == 0 || pid == opener {
+        return true;
+    }
+    process_of(pid) == opener || !std::path::Path::new(&format!("/proc/{opener}")).exists()
+}
+
+/// If process `pid` is exiting because of a signal, that signal (from /proc/PID/stat: the
+/// PF_EXITING flag and the exit code, both set before the kernel closes the process's files).
+/// A process whose stat does not come in time is execing, not dying.
+pub(super) async fn killed_by_signal(pid: u32) -> Option<i32> {
+    if pid == 0 {
+        return None;
+    }
+    let stat = read_proc_in_time(move || std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+        .await?;
+    fatal_signal_in_stat(&stat)
+}
+
+/// Whether process `pid` still holds another descriptor of inode `ino` on the mount `mnt_id`
+/// (from /proc/PID/fdinfo/*). Shells and dd open a file, `dup2` it onto stdout and close the
+/// original before writing a byte: that close is then not the process's last.
+pub(super) async fn holds_another_descriptor(pid: u32, mnt_id: u64, ino: u64) -> bool {
+    if pid == 0 || mnt_id == 0 {
+        return false;
+    }
+    read_proc_in_time(move || {
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fdinfo")).ok()?;
+        Some(fds.flatten().any(|fd| {
+            std::fs::read_to_string(fd.path()).is_ok_and(|t| fdinfo_names(&t, mnt_id, ino))
+        }))
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// Whether a /proc/PID/fdinfo/N text is of inode `ino` on mount `mnt_id`.
+fn fdinfo_names(fdinfo: &str, mnt_id: u64, ino: u64) -> bool {
+    let field = |name: &str| {
+        fdinfo
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    field("mnt_id:") == Some(mnt_id) && field("ino:") == Some(ino)
+}
+
+/// The signal a process is dying of, from the text of its /proc/PID/stat.
+fn fatal_signal_in_stat(stat: &str) -> Option<i32> {
+    const PF_EXITING: u64 = 0x4;
+    let after_comm = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = after_comm.split_whitespace().collect();
+    // fields[0] is field 3 (state): flags is field 9, exit_code field 52
+    let flags: u64 = fields.get(6)?.parse().ok()?;
+    let exit_code: i32 = fields.get(49)?.parse().ok()?;
+    let signal = exit_code & 0x7f;
+    (flags & PF_EXITING != 0 && signal != 0).then_some(signal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A /proc/PID/stat line for a process named `comm` with these flags and exit code.
+    fn stat_line(comm: &str, flags: u64, exit_code: i32) -> String {
+        let mut fields = vec!["0".to_string(); 50];
+        fields[0] = "R".into();
+        fields[6] = flags.to_string();
+        fields[49] = exit_code.to_string();
+        format!("4242 ({comm}) {}", fields.join(" "))
+    }
+
+    #[test]
+    fn the_process_of_a_thread_is_its_thread_group() {
+        let status = "Name:\tcp\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t4242\nPid:\t4250\n";
+        assert_eq!(tgid_in_status(status), Some(4242));
+        assert_eq!(tgid_in_status("Name:\tcp\n"), None);
+        // this test's own thread belongs to this process
+        assert_eq!(process_of(std::process::id()), std::process::id());
+        assert_eq!(process_of(0), 0);
+    }
+
+    #[test]
+    fn only_the_opener_or_an_orphaned_copy_uploads_at_close() {
+        let me = std::process::id();
+        assert!(closes_for_the_opener(me, me));
+        assert!(closes_for_the_opener(0, me));
+        assert!(closes_for_the_opener(me, 0));
+        // pid 1 is another process, and it is running
+        assert!(!closes_for_the_opener(me, 1));
+        // an opener that is gone: its children's closes upload
+        let mut child = std::process::Command::new("true").spawn().expect("spawn");
+        let gone = child.id();
+        child.wait().expect("wait");
+        assert!(closes_for_the_opener(gone, me));
+    }
+
+    #[test]
+    fn fdinfo_names_a_file_by_mount_and_inode() {
+        let text = "pos:\t0\nflags:\t0100001\nmnt_id:\t57\nino:\t12\n";
+        assert!(fdinfo_names(text, 57, 12));
+        assert!(!fdinfo_names(text, 57, 1));
+        assert!(!fdinfo_names(text, 58, 12));
+        assert!(!fdinfo_names("pos:\t0\n", 57, 12));
+    }
+
+    #[tokio::test]
+    async fn a_second_descriptor_of_a_file_is_found() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("f");
+        let first = std::fs::File::create(&path).expect("create");
+        let me = std::process::id();
+        let fdinfo = |f: &std::fs::File| {
+            use std::os::fd::AsRawFd;
+            std::fs::read_to_string(format!("/proc/self/fdinfo/{}", f.as_raw_fd())).expect("fdinfo")
+        };
+        let field = |t: &str, name: &str| -> u64 {
+            t.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().parse().ok())
+                .expect("field")
+        };
+        let info = fdinfo(&first);
+        let (mnt, ino) = (field(&info, "mnt_id:"), field(&info, "ino:"));
+        assert!(holds_another_descriptor(me, mnt, ino).await);
+        drop(first);
+        assert!(!holds_another_descriptor(me, mnt, ino).await);
+        assert!(!holds_another_descriptor(me, 0, ino).await);
+    }
+
+    #[test]
+    fn a_dying_process_shows_its_signal() {
+        assert_eq!(fatal_signal_in_stat(&stat_line("dd", 0x4, 9)), Some(9));
+        // a name with spaces and parentheses does not shift the fields
+        assert_eq!(
+            fatal_signal_in_stat(&stat_line("a) (b", 0x404, 15)),
+            Some(15)
+        );
+    }
+
+    #[test]
+    fn a_living_or_normally_exiting_process_shows_none() {
+        assert_eq!(fatal_signal_in_stat(&stat_line("dd", 0x400000, 0)), None);
+        // exit(1): PF_EXITING with an exit status, no signal
+        assert_eq!(fatal_signal_in_stat(&stat_line("dd", 0x4, 1 << 8)), None);
+        assert_eq!(fatal_signal_in_stat("4242 (dd) R 1 2"), None);
+    }
+}
