@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 /// How long a flush waits for a /proc read about the closing process.
-const PROC_READ_WAIT: Duration = Duration::from_millis(50);
+const PROC_READ_WAIT: Duration = Duration::from_millis(250);
 
 /// `read` on the blocking pool, `None` unless it returns within [`PROC_READ_WAIT`].
 async fn read_proc_in_time<T: Send + 'static>(
