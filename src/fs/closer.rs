@@ -1,10 +1,11 @@
 //! Who is closing a file, from /proc: the process that opened it or a child that inherited the
 //! descriptor, one dying of a signal, one that still holds another descriptor of the file.
 //!
-//! FUSE names the closing thread only. Some /proc files (`stat`, `fd/`, `fdinfo/`) cannot be
-//! read while that process is inside execve, and execve's close of its close-on-exec
-//! descriptors is itself a FLUSH waiting on us: those reads run on the blocking pool with a
-//! deadline and count as "no" when they do not come in time.
+//! FUSE names the closing thread only. Some /proc files of a process inside execve cannot be
+//! read until execve is done (`stat` and `fd/` were seen to block; `status` does not), and
+//! execve's close of its close-on-exec descriptors is itself a FLUSH waiting on us: so `stat`
+//! and `fdinfo/` are read on the blocking pool with a deadline and count as "no" when they do
+//! not come in time.
 
 use std::time::Duration;
 
