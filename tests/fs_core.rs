@@ -41,15 +41,82 @@ async fn cold_lookup_costs_head_and_list_and_listed_names_cost_less() {
     let err = fs.lookup(d.ino, "nope").await.expect_err("missing");
     assert_eq!(err.errno, libc::ENOENT);
     assert_eq!(srv.total_requests(), 0, "{:?}", srv.counts());
-    // a listed file: one HEAD for its metadata, no LIST
+    // a listed file: one request for its metadata (a small one's is a GET: see below), no LIST
     let f1 = fs.lookup(d.ino, "f1").await.expect("f1");
     assert_eq!(f1.size, 3);
-    assert_eq!(srv.count("HeadObject"), 1);
+    assert_eq!(metadata_requests(&srv), 1, "{:?}", srv.counts());
     assert_eq!(srv.count("ListObjectsV2"), 0);
     // and a second lookup within the TTL is free
     srv.reset_counts();
     fs.lookup(d.ino, "f1").await.expect("f1 again");
     assert_eq!(srv.total_requests(), 0);
+}
+
+/// `len` bytes that are not all alike.
+fn common_pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 % 251) as u8).collect()
+}
+
+/// HEADs and GETs: a small listed file's metadata comes with a GET of its body.
+fn metadata_requests(srv: &TestServer) -> u64 {
+    srv.count("HeadObject") + srv.count("GetObject")
+}
+
+#[tokio::test]
+async fn a_small_listed_file_is_read_with_the_request_for_its_attributes() {
+    let srv = TestServer::start().await;
+    let small = common_pattern(20_000);
+    let big = common_pattern(200_000);
+    srv.put_object("d/small.bin", small.clone());
+    srv.put_object("d/big.bin", big.clone());
+    let fs = fs(&srv);
+    let d = fs.lookup(ROOT_INO, "d").await.expect("lookup d");
+    let fh = fs.opendir(d.ino).await.expect("opendir");
+    fs.readdir(d.ino, fh, 0).await.expect("readdir");
+    fs.releasedir(fh);
+
+    // small: lookup + open + read = one GET, no HEAD
+    srv.reset_counts();
+    let f = fs.lookup(d.ino, "small.bin").await.expect("small");
+    let o = fs.open(f.ino, libc::O_RDONLY, ME).await.expect("open");
+    let got = fs.read(o.fh, 0, 1 << 20).await.expect("read");
+    fs.release(o.fh).await.expect("release");
+    assert_eq!(&got[..], &small[..]);
+    assert_eq!(srv.count("GetObject"), 1, "{:?}", srv.counts());
+    assert_eq!(srv.total_requests(), 1, "{:?}", srv.counts());
+
+    // big: a HEAD at lookup, the bytes when read
+    srv.reset_counts();
+    let f = fs.lookup(d.ino, "big.bin").await.expect("big");
+    assert_eq!(srv.count("HeadObject"), 1, "{:?}", srv.counts());
+    assert_eq!(srv.count("GetObject"), 0, "{:?}", srv.counts());
+    let o = fs.open(f.ino, libc::O_RDONLY, ME).await.expect("open");
+    let got = fs.read(o.fh, 0, 1 << 20).await.expect("read");
+    fs.release(o.fh).await.expect("release");
+    assert_eq!(&got[..], &big[..]);
+}
+
+#[tokio::test]
+async fn a_small_file_replaced_elsewhere_is_read_in_its_new_version_once_attributes_expire() {
+    let srv = TestServer::start().await;
+    srv.put_object("d/s.txt", "first");
+    let fs = fs_with(
+        &srv,
+        FsConfig {
+            metadata_ttl: Duration::ZERO,
+            ..FsConfig::default()
+        },
+    );
+    let d = fs.lookup(ROOT_INO, "d").await.expect("lookup d");
+    let fh = fs.opendir(d.ino).await.expect("opendir");
+    fs.readdir(d.ino, fh, 0).await.expect("readdir");
+    fs.releasedir(fh);
+    let f = fs.lookup(d.ino, "s.txt").await.expect("lookup");
+    // replaced by another client: the open sees the new version, never the kept body
+    srv.put_object("d/s.txt", "second");
+    let o = fs.open(f.ino, libc::O_RDONLY, ME).await.expect("open");
+    let got = fs.read(o.fh, 0, 100).await.expect("read");
+    assert_eq!(&got[..], b"second");
 }
 
 #[tokio::test]
@@ -642,15 +709,15 @@ async fn a_walk_through_a_listing_fetches_metadata_ahead_once_per_entry() {
     fs.lookup(d.ino, "f050").await.expect("f050");
     fs.lookup(d.ino, "f010").await.expect("f010");
     settle().await;
-    assert_eq!(srv.count("HeadObject"), 2, "{:?}", srv.counts());
+    assert_eq!(metadata_requests(&srv), 2, "{:?}", srv.counts());
 
     // two lookups in listing order: the next entries' HEADs go out ahead of the walk
     srv.reset_counts();
     fs.lookup(d.ino, "f000").await.expect("f000");
     fs.lookup(d.ino, "f001").await.expect("f001");
     settle().await;
-    let ahead = srv.count("HeadObject");
-    assert!(ahead >= 2 + 8, "{ahead} HEADs after two lookups in a row");
+    let ahead = metadata_requests(&srv);
+    assert!(ahead >= 2 + 8, "{ahead} fetches after two lookups in a row");
 
     // the whole walk (as `ls -l` does it): each entry fetched once, with its own attributes
     for i in 2..100u32 {
@@ -661,7 +728,7 @@ async fn a_walk_through_a_listing_fetches_metadata_ahead_once_per_entry() {
     assert_eq!(sub.kind, FileKind::Directory);
     settle().await;
     // 100 files + the marker HEAD of `sub`, less f010 and f050 (fetched before the walk)
-    assert_eq!(srv.count("HeadObject"), 99, "{:?}", srv.counts());
+    assert_eq!(metadata_requests(&srv), 99, "{:?}", srv.counts());
     assert_eq!(srv.count("ListObjectsV2"), 0, "{:?}", srv.counts());
 }
 

@@ -14,6 +14,7 @@ use super::inode::ListedChild;
 use super::namespace::{check_name, DirState};
 use super::patch::PatchUpload;
 use super::prefetch::Prefetcher;
+use super::small_bodies::SMALL_BODY;
 use super::upload::{Upload, Uploaded};
 use super::{Caller, Filesystem, Opened, ShutdownReport};
 use crate::s3::PutOptions;
@@ -412,7 +413,12 @@ impl Filesystem {
             n.open_handles += 1;
             (n.key.clone(), n.etag.clone(), n.attr.size, keep)
         };
-        let prefetcher = Prefetcher::new(
+        // a small file whose body came with its attributes is read from memory
+        let body = etag
+            .as_deref()
+            .filter(|_| size <= SMALL_BODY)
+            .and_then(|e| self.small_bodies.get(&key, e));
+        let mut prefetcher = Prefetcher::new(
             self.client.clone(),
             key,
             etag,
@@ -420,6 +426,9 @@ impl Filesystem {
             self.budget.clone(),
             self.config.max_read_chunk,
         );
+        if let Some(body) = body {
+            prefetcher = prefetcher.with_body(body);
+        }
         let fh = self.new_fh();
         self.handles.lock().insert(
             fh,

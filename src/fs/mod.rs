@@ -20,6 +20,7 @@ mod patch;
 pub mod prefetch;
 mod recovery;
 mod rename;
+mod small_bodies;
 mod stat_ahead;
 pub mod upload;
 pub mod xattr;
@@ -128,6 +129,8 @@ pub struct Filesystem {
     pub(crate) writeback: Arc<metadata_write::MetadataWriteback>,
     /// Metadata fetched ahead of a walk through a listing (see `stat_ahead.rs`).
     pub(crate) stat_ahead: stat_ahead::StatAhead,
+    /// Bodies of small files that came with their attributes (see `small_bodies.rs`).
+    pub(crate) small_bodies: Arc<small_bodies::SmallBodies>,
     /// This filesystem, for the background tasks it starts.
     pub(crate) me: Weak<Filesystem>,
 }
@@ -165,6 +168,7 @@ impl Filesystem {
         Arc::new_cyclic(|me| Filesystem {
             writeback: Arc::default(),
             stat_ahead: stat_ahead::StatAhead::default(),
+            small_bodies: Arc::new(small_bodies::SmallBodies::new(config.metadata_ttl)),
             me: me.clone(),
             budget: Arc::new(MemoryBudget::new(config.max_memory)),
             store,

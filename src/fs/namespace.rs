@@ -8,6 +8,7 @@ use super::dir_listing::{invalid_name_reason, DirStream, ListingWarnings};
 use super::error::{FsError, FsResult};
 use super::file_io::Handle;
 use super::inode::{DirSnapshot, ListedChild, ROOT_INO};
+use super::small_bodies::fetch_file_meta;
 use super::{Caller, DirEntryOut, Filesystem, SetAttr, SNAPSHOT_MAX_ENTRIES};
 use crate::s3::{ListRequest, ObjectMeta, PutOptions};
 
@@ -162,10 +163,12 @@ impl Filesystem {
                     None => self.head_marker(&key).await?,
                 },
             },
-            Some(Some(ListedChild::File { .. })) => match ahead_result(ahead).await {
+            Some(Some(ListedChild::File { size, .. })) => match ahead_result(ahead).await {
                 Some(Some(meta)) => Found::File(meta),
                 Some(None) => Found::Missing,
-                None => match self.client.head_object(&key).await {
+                None => match fetch_file_meta(&self.client, &self.small_bodies, &key, Some(size))
+                    .await
+                {
                     Ok(meta) => Found::File(meta),
                     Err(e) if e.is_not_found() => Found::Missing,
                     Err(e) => return Err(FsError::from_s3(&e, &key)),
@@ -279,20 +282,24 @@ impl Filesystem {
             return Ok(attr);
         }
         let now = Instant::now();
-        let (key, kind, has_marker) = {
+        let (key, kind, has_marker, size) = {
             let t = self.inodes.lock();
             let n = t.get(ino).ok_or_else(FsError::not_found)?;
             if n.attr_fresh(now) || ino == ROOT_INO {
                 return Ok(n.attr);
             }
-            (n.key.clone(), n.kind(), n.has_marker)
+            (n.key.clone(), n.kind(), n.has_marker, n.attr.size)
         };
         let deadline = self.attr_deadline();
         let meta = match kind {
             FileKind::Directory if !has_marker => None,
-            _ => match self.client.head_object(&key).await {
+            FileKind::Directory => match self.client.head_object(&key).await {
                 Ok(m) => Some(m),
-                Err(e) if e.is_not_found() && kind == FileKind::Directory => None,
+                Err(e) if e.is_not_found() => None,
+                Err(e) => return Err(FsError::from_s3(&e, &key)),
+            },
+            _ => match fetch_file_meta(&self.client, &self.small_bodies, &key, Some(size)).await {
+                Ok(m) => Some(m),
                 Err(e) => return Err(FsError::from_s3(&e, &key)),
             },
         };

@@ -19,6 +19,7 @@ use futures::future::{BoxFuture, FutureExt, Shared};
 use parking_lot::Mutex;
 
 use super::inode::ListedChild;
+use super::small_bodies::fetch_file_meta;
 use super::{Filesystem, FsError};
 use crate::s3::ObjectMeta;
 
@@ -187,15 +188,21 @@ impl Filesystem {
     /// attributes are fresh already or it is being fetched.
     fn start_head(&self, parent: u64, name: &str, is_dir: bool) {
         let now = Instant::now();
-        let key = {
+        let (key, listed_size) = {
             let t = self.inodes.lock();
             if t.child(parent, name).is_some_and(|c| c.attr_fresh(now)) {
                 return;
             }
-            match t.get(parent) {
-                Some(p) if is_dir => format!("{}{name}/", p.key),
-                Some(p) => format!("{}{name}", p.key),
-                None => return,
+            let Some(p) = t.get(parent) else {
+                return;
+            };
+            let listed_size = match p.snapshot.as_ref().and_then(|s| s.children.get(name)) {
+                Some(ListedChild::File { size, .. }) => Some(*size),
+                _ => None,
+            };
+            match is_dir {
+                true => (format!("{}{name}/", p.key), None),
+                false => (format!("{}{name}", p.key), listed_size),
             }
         };
         let slot = (parent, name.to_string());
@@ -203,10 +210,11 @@ impl Filesystem {
             return;
         }
         let client = self.client.clone();
+        let bodies = self.small_bodies.clone();
         let limit = self.stat_ahead.limit.clone();
         let task = tokio::spawn(async move {
             let _permit = limit.acquire_owned().await;
-            match client.head_object(&key).await {
+            match fetch_file_meta(&client, &bodies, &key, listed_size).await {
                 Ok(meta) => Ok(Some(meta)),
                 Err(e) if e.is_not_found() => Ok(None),
                 Err(e) => Err(FsError::from_s3(&e, &key)),

@@ -1,0 +1,147 @@
+//! Small files read in the request that fetches their attributes. Where a listing shows a file
+//! of at most [`SMALL_BODY`] bytes, its lookup (or stat-ahead) sends a GET of the whole object
+//! instead of a HEAD: one request either way, and the GET answers with the same headers. The
+//! body is kept here, bound to the object's ETag, so that opening and reading the file right
+//! after costs nothing: `cat`, `grep -r` or a copy out of the mount cost one request per small
+//! file instead of two.
+
+use std::num::NonZeroUsize;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+
+use crate::s3::{ObjectMeta, S3Client, S3Error};
+
+/// Largest file (by its listed size) whose body comes with its attributes.
+pub const SMALL_BODY: u64 = 32 * 1024;
+/// Bytes of bodies kept at most; the least recently fetched go first.
+const KEPT_BYTES: usize = 8 * 1024 * 1024;
+/// Entries kept at most (a bound for many empty files).
+const KEPT_ENTRIES: usize = 4096;
+
+/// Bodies of small files, by key, each with the ETag it belongs to.
+pub(crate) struct SmallBodies {
+    inner: Mutex<Kept>,
+    ttl: Duration,
+}
+
+struct Kept {
+    bodies: lru::LruCache<String, Body>,
+    bytes: usize,
+}
+
+struct Body {
+    etag: String,
+    data: Bytes,
+    fetched: Instant,
+}
+
+impl SmallBodies {
+    /// Bodies are served for `ttl` after their fetch (the attribute TTL).
+    pub fn new(ttl: Duration) -> SmallBodies {
+        let cap = NonZeroUsize::new(KEPT_ENTRIES).unwrap_or(NonZeroUsize::MIN);
+        SmallBodies {
+            inner: Mutex::new(Kept {
+                bodies: lru::LruCache::new(cap),
+                bytes: 0,
+            }),
+            ttl,
+        }
+    }
+
+    fn keep(&self, key: &str, etag: &str, data: Bytes) {
+        let mut k = self.inner.lock();
+        let len = data.len();
+        if let Some(old) = k.bodies.put(
+            key.to_string(),
+            Body {
+                etag: etag.to_string(),
+                data,
+                fetched: Instant::now(),
+            },
+        ) {
+            k.bytes -= old.data.len();
+        }
+        k.bytes += len;
+        while k.bytes > KEPT_BYTES {
+            match k.bodies.pop_lru() {
+                Some((_, gone)) => k.bytes -= gone.data.len(),
+                None => break,
+            }
+        }
+    }
+
+    /// The body of `key` at version `etag`, if it was fetched within the TTL.
+    pub fn get(&self, key: &str, etag: &str) -> Option<Bytes> {
+        let k = self.inner.lock();
+        let b = k.bodies.peek(key)?;
+        (b.etag == etag && b.fetched.elapsed() < self.ttl).then(|| b.data.clone())
+    }
+
+    /// Bytes held.
+    #[cfg(test)]
+    pub fn bytes(&self) -> usize {
+        self.inner.lock().bytes
+    }
+}
+
+/// The metadata of the file `key`, whose listing said `listed_size` bytes: a GET that keeps
+/// the body in `bodies` when that is small, else (or when the GET is refused, as for an archived
+/// object) a HEAD.
+pub(crate) async fn fetch_file_meta(
+    client: &S3Client,
+    bodies: &SmallBodies,
+    key: &str,
+    listed_size: Option<u64>,
+) -> Result<ObjectMeta, S3Error> {
+    if listed_size.is_some_and(|s| s <= SMALL_BODY) {
+        match client.get_object(key, None, None).await {
+            Ok(out) => {
+                if let Some(etag) = &out.meta.etag {
+                    if out.body.len() as u64 == out.meta.size {
+                        bodies.keep(key, etag, out.body);
+                    }
+                }
+                return Ok(out.meta);
+            }
+            Err(e) if e.is_not_found() => return Err(e),
+            Err(e) => tracing::debug!(key, "GET with the attributes failed, HEAD instead: {e}"),
+        }
+    }
+    client.head_object(key).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_is_served_for_its_own_version_only() {
+        let b = SmallBodies::new(Duration::from_secs(60));
+        b.keep("a", "e1", Bytes::from_static(b"one"));
+        assert_eq!(b.get("a", "e1").as_deref(), Some(&b"one"[..]));
+        assert_eq!(b.get("a", "e2"), None);
+        assert_eq!(b.get("b", "e1"), None);
+        b.keep("a", "e2", Bytes::from_static(b"three"));
+        assert_eq!(b.get("a", "e1"), None);
+        assert_eq!(b.bytes(), 5);
+    }
+
+    #[test]
+    fn bodies_expire_with_the_ttl_and_stay_within_their_bytes() {
+        let b = SmallBodies::new(Duration::ZERO);
+        b.keep("a", "e", Bytes::from_static(b"x"));
+        assert_eq!(b.get("a", "e"), None);
+
+        let b = SmallBodies::new(Duration::from_secs(60));
+        let body = Bytes::from(vec![7u8; SMALL_BODY as usize]);
+        for i in 0..(KEPT_BYTES / SMALL_BODY as usize + 10) {
+            b.keep(&format!("k{i}"), "e", body.clone());
+        }
+        assert!(b.bytes() <= KEPT_BYTES);
+        assert_eq!(b.get("k0", "e"), None, "the oldest went first");
+        let last = KEPT_BYTES / SMALL_BODY as usize + 9;
+        assert!(b.get(&format!("k{last}"), "e").is_some());
+    }
+}
