@@ -97,6 +97,34 @@ async fn a_small_listed_file_is_read_with_the_request_for_its_attributes() {
 }
 
 #[tokio::test]
+async fn a_small_listed_file_that_grew_meanwhile_is_read_whole() {
+    let srv = TestServer::start().await;
+    srv.put_object("d/grows.bin", "tiny");
+    let fs = fs(&srv);
+    let d = fs.lookup(ROOT_INO, "d").await.expect("lookup d");
+    let fh = fs.opendir(d.ino).await.expect("opendir");
+    fs.readdir(d.ino, fh, 0).await.expect("readdir");
+    fs.releasedir(fh);
+    // another client replaces it with a big object after the listing
+    let big = common_pattern(300_000);
+    srv.put_object("d/grows.bin", big.clone());
+    let f = fs.lookup(d.ino, "grows.bin").await.expect("lookup");
+    assert_eq!(f.size, 300_000);
+    let o = fs.open(f.ino, libc::O_RDONLY, ME).await.expect("open");
+    let mut got = Vec::new();
+    while got.len() < big.len() {
+        let part = fs
+            .read(o.fh, got.len() as u64, 128 * 1024)
+            .await
+            .expect("read");
+        assert!(!part.is_empty());
+        got.extend_from_slice(&part);
+    }
+    fs.release(o.fh).await.expect("release");
+    assert_eq!(got, big);
+}
+
+#[tokio::test]
 async fn a_small_file_replaced_elsewhere_is_read_in_its_new_version_once_attributes_expire() {
     let srv = TestServer::start().await;
     srv.put_object("d/s.txt", "first");

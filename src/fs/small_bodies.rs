@@ -88,15 +88,17 @@ impl SmallBodies {
 
 /// The metadata of the file `key`, whose listing said `listed_size` bytes: a GET that keeps
 /// the body in `bodies` when that is small, else (or when the GET is refused, as for an archived
-/// object) a HEAD.
+/// object) a HEAD. The GET asks for the first [`SMALL_BODY`] bytes only, so an object that grew
+/// since the listing costs no more than that (and its body is not kept); an empty file gets a
+/// HEAD (there is nothing to read, and a range of an empty object is refused without headers).
 pub(crate) async fn fetch_file_meta(
     client: &S3Client,
     bodies: &SmallBodies,
     key: &str,
     listed_size: Option<u64>,
 ) -> Result<ObjectMeta, S3Error> {
-    if listed_size.is_some_and(|s| s <= SMALL_BODY) {
-        match client.get_object(key, None, None).await {
+    if listed_size.is_some_and(|s| s > 0 && s <= SMALL_BODY) {
+        match client.get_object(key, Some(0..SMALL_BODY), None).await {
             Ok(out) => {
                 if let Some(etag) = &out.meta.etag {
                     if out.body.len() as u64 == out.meta.size {
