@@ -52,6 +52,15 @@ async fn cold_lookup_costs_head_and_list_and_listed_names_cost_less() {
     assert_eq!(srv.total_requests(), 0);
 }
 
+/// Look up the directory `name` in the root and list it once, as `ls` would.
+async fn listed_dir(fs: &Filesystem, name: &str) -> bucketfs::fs::Attr {
+    let d = fs.lookup(ROOT_INO, name).await.expect("lookup dir");
+    let fh = fs.opendir(d.ino).await.expect("opendir");
+    fs.readdir(d.ino, fh, 0).await.expect("readdir");
+    fs.releasedir(fh);
+    d
+}
+
 /// `len` bytes that are not all alike.
 fn common_pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 7 % 251) as u8).collect()
@@ -70,10 +79,7 @@ async fn a_small_listed_file_is_read_with_the_request_for_its_attributes() {
     srv.put_object("d/small.bin", small.clone());
     srv.put_object("d/big.bin", big.clone());
     let fs = fs(&srv);
-    let d = fs.lookup(ROOT_INO, "d").await.expect("lookup d");
-    let fh = fs.opendir(d.ino).await.expect("opendir");
-    fs.readdir(d.ino, fh, 0).await.expect("readdir");
-    fs.releasedir(fh);
+    let d = listed_dir(&fs, "d").await;
 
     // small: lookup + open + read = one GET, no HEAD
     srv.reset_counts();
@@ -101,10 +107,7 @@ async fn a_small_listed_file_that_grew_meanwhile_is_read_whole() {
     let srv = TestServer::start().await;
     srv.put_object("d/grows.bin", "tiny");
     let fs = fs(&srv);
-    let d = fs.lookup(ROOT_INO, "d").await.expect("lookup d");
-    let fh = fs.opendir(d.ino).await.expect("opendir");
-    fs.readdir(d.ino, fh, 0).await.expect("readdir");
-    fs.releasedir(fh);
+    let d = listed_dir(&fs, "d").await;
     // another client replaces it with a big object after the listing
     let big = common_pattern(300_000);
     srv.put_object("d/grows.bin", big.clone());
@@ -135,10 +138,7 @@ async fn a_small_file_replaced_elsewhere_is_read_in_its_new_version_once_attribu
             ..FsConfig::default()
         },
     );
-    let d = fs.lookup(ROOT_INO, "d").await.expect("lookup d");
-    let fh = fs.opendir(d.ino).await.expect("opendir");
-    fs.readdir(d.ino, fh, 0).await.expect("readdir");
-    fs.releasedir(fh);
+    let d = listed_dir(&fs, "d").await;
     let f = fs.lookup(d.ino, "s.txt").await.expect("lookup");
     // replaced by another client: the open sees the new version, never the kept body
     srv.put_object("d/s.txt", "second");
@@ -769,10 +769,7 @@ async fn a_walk_through_directories_only_fetches_no_files_ahead() {
         srv.put_object(&format!("m/a{i:02}.txt"), "t");
     }
     let fs = fs(&srv);
-    let m = fs.lookup(ROOT_INO, "m").await.expect("lookup m");
-    let fh = fs.opendir(m.ino).await.expect("opendir");
-    fs.readdir(m.ino, fh, 0).await.expect("readdir");
-    fs.releasedir(fh);
+    let m = listed_dir(&fs, "m").await;
     srv.reset_stats();
     // `find` descends into each directory and never stats the files
     for i in 0..30 {
