@@ -103,6 +103,26 @@ async fn a_small_listed_file_is_read_with_the_request_for_its_attributes() {
 }
 
 #[tokio::test]
+async fn a_listed_symlink_is_resolved_with_the_request_for_its_attributes() {
+    let srv = TestServer::start().await;
+    let writer = fs(&srv);
+    let d = writer.mkdir(ROOT_INO, "d", 0o755, ME).await.expect("mkdir");
+    writer
+        .symlink(d.ino, "link", "../some/target", ME)
+        .await
+        .expect("symlink");
+    // a fresh mount lists the directory, then `ls -l` stats and reads the link
+    let fs = fs(&srv);
+    let d = listed_dir(&fs, "d").await;
+    srv.reset_counts();
+    let link = fs.lookup(d.ino, "link").await.expect("lookup link");
+    assert_eq!(link.kind, FileKind::Symlink);
+    let target = fs.readlink(link.ino).await.expect("readlink");
+    assert_eq!(target, b"../some/target");
+    assert_eq!(srv.total_requests(), 1, "{:?}", srv.counts());
+}
+
+#[tokio::test]
 async fn a_small_listed_file_that_grew_meanwhile_is_read_whole() {
     let srv = TestServer::start().await;
     srv.put_object("d/grows.bin", "tiny");

@@ -711,14 +711,18 @@ impl Filesystem {
 
     /// readlink: the object's body.
     pub async fn readlink(&self, ino: u64) -> FsResult<Vec<u8>> {
-        let key = {
+        let (key, etag) = {
             let t = self.inodes.lock();
             let n = t.get(ino).ok_or_else(FsError::not_found)?;
             if n.kind() != FileKind::Symlink {
                 return Err(FsError::new(libc::EINVAL, "not a symlink"));
             }
-            n.key.clone()
+            (n.key.clone(), n.etag.clone())
         };
+        // the target came with the lookup's GET (small_bodies.rs)
+        if let Some(body) = etag.and_then(|e| self.small_bodies.get(&key, &e)) {
+            return Ok(body.to_vec());
+        }
         let out = self
             .client
             .get_object(&key, None, None)
