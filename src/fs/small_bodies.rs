@@ -102,7 +102,9 @@ pub(crate) async fn fetch_file_meta(
             Ok(out) => {
                 if let Some(etag) = &out.meta.etag {
                     if out.body.len() as u64 == out.meta.size {
-                        bodies.keep(key, etag, out.body);
+                        // a copy of its own: a slice of the connection's read buffer would keep
+                        // that whole buffer alive, beyond what KEPT_BYTES counts
+                        bodies.keep(key, etag, Bytes::copy_from_slice(&out.body));
                     }
                 }
                 return Ok(out.meta);
