@@ -40,9 +40,13 @@ pub(super) fn process_of(pid: u32) -> u32 {
 
 /// The `Tgid:` field of a /proc/PID/status text.
 fn tgid_in_status(status: &str) -> Option<u32> {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Tgid:"))
+    proc_field(status, "Tgid:")
+}
+
+/// The number after `name` (`Tgid:`, `ino:`, …) in a /proc text of `name<TAB>value` lines.
+fn proc_field<T: std::str::FromStr>(text: &str, name: &str) -> Option<T> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name))
         .and_then(|v| v.trim().parse().ok())
 }
 
@@ -87,13 +91,7 @@ pub(super) async fn holds_another_descriptor(pid: u32, mnt_id: u64, ino: u64) ->
 
 /// Whether a /proc/PID/fdinfo/N text is of inode `ino` on mount `mnt_id`.
 fn fdinfo_names(fdinfo: &str, mnt_id: u64, ino: u64) -> bool {
-    let field = |name: &str| {
-        fdinfo
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().parse::<u64>().ok())
-    };
-    field("mnt_id:") == Some(mnt_id) && field("ino:") == Some(ino)
+    proc_field(fdinfo, "mnt_id:") == Some(mnt_id) && proc_field(fdinfo, "ino:") == Some(ino)
 }
 
 /// The signal a process is dying of, from the text of its /proc/PID/stat.
@@ -165,12 +163,7 @@ mod tests {
             use std::os::fd::AsRawFd;
             std::fs::read_to_string(format!("/proc/self/fdinfo/{}", f.as_raw_fd())).expect("fdinfo")
         };
-        let field = |t: &str, name: &str| -> u64 {
-            t.lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.trim().parse().ok())
-                .expect("field")
-        };
+        let field = |t: &str, name: &str| -> u64 { proc_field(t, name).expect("field") };
         let info = fdinfo(&first);
         let (mnt, ino) = (field(&info, "mnt_id:"), field(&info, "ino:"));
         assert!(holds_another_descriptor(me, mnt, ino).await);
