@@ -11,7 +11,8 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
 fi
-if ! python3 -c 'import moto' >/dev/null 2>&1; then
-  python3 -m pip install -q 'moto[server]' || echo "setup: moto not installed (only scripts/compat.sh needs it)"
+# moto 5.2.5 exactly: 5.2.1 answers CompleteMultipartUpload with the wrong root element
+if [ "$(python3 -c 'import moto; print(moto.__version__)' 2>/dev/null)" != "5.2.5" ]; then
+  python3 -m pip install -q 'moto[server]==5.2.5' || echo "setup: moto not installed (only scripts/compat.sh needs it)"
 fi
 echo "setup: done"

@@ -156,6 +156,7 @@ fn run_foreground(plan: MountPlan, mut start: Startup) -> ExitCode {
     if let Err(msg) = runtime.block_on(check_bucket(&client, &plan, &endpoint, &region)) {
         return start.fail(&msg);
     }
+    learn_server(&runtime, &client, &plan, &endpoint);
 
     // Catch SIGTERM/SIGINT before the mount goes live, so none can kill us uncleanly.
     let signals = match runtime.block_on(async { Signals::register(start.ready.is_child()) }) {
@@ -258,6 +259,77 @@ fn connect(
 ) -> Result<S3Client, String> {
     let config = cli::s3_config(conn, bucket, endpoint, region, creds);
     S3Client::new(config).map_err(|e| format!("cannot set up the S3 client for {endpoint}: {e}"))
+}
+
+/// How long a probe's findings are trusted.
+const PROBE_FRESH: Duration = Duration::from_secs(24 * 3600);
+
+/// What the server does where S3 servers differ: the provider profile's answers, or (for a
+/// server no profile describes, or `--probe always`) a probe, kept a day per endpoint and
+/// bucket in the state directory. A read-only mount writes nothing, so probes nothing. Each
+/// guarantee weaker than AWS's is said once in the log.
+fn learn_server(
+    runtime: &tokio::runtime::Runtime,
+    client: &S3Client,
+    plan: &MountPlan,
+    endpoint: &str,
+) {
+    use cli::ProbeMode;
+    let mode = plan.connection.probe;
+    let wanted = match mode {
+        ProbeMode::Off => false,
+        ProbeMode::Auto => client.profile().probe,
+        ProbeMode::Always => true,
+    };
+    if wanted && !plan.fs.read_only {
+        let cache = plan.fs.state_dir().map(|d| {
+            let id = hex::encode(format!("{endpoint}/{}/{}", plan.bucket, plan.prefix));
+            d.join("probes").join(id)
+        });
+        let cached = cache
+            .as_deref()
+            .filter(|_| mode == ProbeMode::Auto)
+            .filter(|p| {
+                std::fs::metadata(p)
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t.elapsed().is_ok_and(|age| age < PROBE_FRESH))
+            })
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .and_then(|text| bucketfs::s3::profile::Capabilities::from_text(&text));
+        match cached {
+            Some(caps) => {
+                debug!("what the server does, as probed earlier: {caps:?}");
+                client.set_capabilities(caps);
+            }
+            None => match runtime.block_on(client.probe(&plan.prefix)) {
+                Ok(caps) => {
+                    info!(
+                        "probed the server: {}",
+                        caps.to_text().trim_end().replace('\n', ", ")
+                    );
+                    client.set_capabilities(caps);
+                    if let Some(path) = &cache {
+                        let written = path
+                            .parent()
+                            .map_or(Ok(()), std::fs::create_dir_all)
+                            .and_then(|()| std::fs::write(path, caps.to_text()));
+                        if let Err(e) = written {
+                            debug!("cannot keep the probe's result in {}: {e}", path.display());
+                        }
+                    }
+                }
+                Err(e) => warn!(
+                    "cannot probe what the server does ({e}); assuming what the {} profile says",
+                    client.profile().name
+                ),
+            },
+        }
+    }
+    if !plan.fs.read_only {
+        for line in client.capabilities().weaker_guarantees() {
+            warn!("{line}");
+        }
+    }
 }
 
 /// One small listing, to turn bad keys, names and endpoints into one clear line.

@@ -253,6 +253,8 @@ async fn failing_upload_part_gives_eio_at_close_and_no_object() {
     let _ = fs.release(o.fh).await;
     srv.clear_faults();
     assert!(srv.get_object("doomed.bin").is_none());
+    // the failed file stays in the mount (tests/fs_servers.rs); removing it aborts its upload
+    fs.unlink(ROOT_INO, "doomed.bin").await.expect("unlink");
     assert!(srv.multipart_uploads().is_empty(), "upload not aborted");
 }
 

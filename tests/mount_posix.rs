@@ -343,7 +343,7 @@ fn an_unlinked_open_file_has_no_links_and_stays_usable() {
     let mut buf = [0u8; 13];
     f.read_exact_at(&mut buf, 0).expect("pread");
     assert_eq!(&buf, b"Hello, World!");
-    drop(f);
+    close_checked(f);
     assert!(srv.get_object("scratch").is_none());
     assert!(!m.p("scratch").exists());
 }

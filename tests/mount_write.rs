@@ -128,7 +128,7 @@ fn echo_and_metadata_and_visibility() {
         srv.get_object("growing").is_none(),
         "visible in the bucket before close"
     );
-    drop(f);
+    close_checked(f);
     assert_eq!(srv.get_object("growing").map(|b| b.len()), Some(1000));
     // statfs has room
     let df = sh(&format!("df -k {} | tail -1", m.path().display()));
@@ -150,7 +150,7 @@ fn mkdir_rmdir_unlink_through_the_mount() {
     std::fs::create_dir(m.p("d")).expect("mkdir");
     assert!(srv.get_object("d/").is_some());
     assert!(m.p("d").is_dir());
-    std::fs::write(m.p("d/f"), "x").expect("write");
+    write_checked(m.p("d/f"), "x").expect("write");
     let err = std::fs::remove_dir(m.p("d")).expect_err("not empty");
     assert_eq!(err.raw_os_error(), Some(libc::ENOTEMPTY));
     std::fs::remove_file(m.p("d/f")).expect("unlink");
@@ -182,7 +182,7 @@ fn two_large_files_written_at_once() {
                 for chunk in data.chunks(1 << 20) {
                     f.write_all(chunk).expect("write");
                 }
-                drop(f);
+                close_checked(f);
                 sha256(&data)
             })
         })
@@ -262,7 +262,7 @@ fn starting_a_program_while_writing_a_file_does_not_hang() {
         0,
         "the child's close of its copy uploaded a partial file"
     );
-    drop(f);
+    close_checked(f);
     let mut whole = first;
     whole.extend_from_slice(&second);
     assert_eq!(srv.get_object("log.txt").as_deref(), Some(&whole[..]));

@@ -251,7 +251,7 @@ async fn request_shapes(p: Provider) {
     assert_eq!(srv.count("CreateMultipartUpload"), 1);
     assert_eq!(srv.count("CompleteMultipartUpload"), 1);
     let n_parts = (large.len() as u64).div_ceil(PART);
-    if prof.supports_upload_part_copy {
+    if prof.caps.upload_part_copy.yes() {
         assert_eq!(srv.count("UploadPartCopy"), n_parts);
         assert_eq!(srv.count("UploadPart"), 0);
         for r in srv.requests_for("UploadPartCopy") {

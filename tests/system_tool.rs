@@ -223,7 +223,7 @@ fn fstab_line_and_mount_t_mount_serve_and_umount() {
     let fstab = m.home.path().join("fstab");
     let options = format!(
         "_netdev,noauto,nofail,user,x-systemd.automount,{},passwd_file={},allow_other,\
-         uid=1000,gid=1000,prefix=photos/",
+         uid=1000,gid=1000,prefix=photos/,probe=off",
         m.base_options(&srv),
         passwd.display()
     );

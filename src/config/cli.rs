@@ -84,6 +84,7 @@ pub enum ProviderName {
     Oss,
     Gdc,
     Minio,
+    Ceph,
     Other,
 }
 
@@ -95,6 +96,7 @@ impl ProviderName {
             ProviderName::Oss => "oss",
             ProviderName::Gdc => "gdc",
             ProviderName::Minio => "minio",
+            ProviderName::Ceph => "ceph",
             ProviderName::Other => "other",
         }
     }
@@ -149,6 +151,19 @@ pub struct ConnectionArgs {
     /// Send UNSIGNED-PAYLOAD instead of hashing request bodies
     #[arg(long, overrides_with = "sign_payload")]
     pub unsigned_payload: bool,
+    /// Find out at mount what the server does where S3 servers differ (conditional writes,
+    /// ETags, part copy): auto = for servers no provider profile describes, once a day;
+    /// off = trust the profile; always = at every mount
+    #[arg(long, value_enum, value_name = "WHEN", default_value = "auto")]
+    pub probe: ProbeMode,
+}
+
+/// When `--probe` asks the server what it does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProbeMode {
+    Auto,
+    Off,
+    Always,
 }
 
 /// Where the access keys come from.
@@ -464,6 +479,7 @@ pub struct ConnectionSettings {
     pub acl: Option<String>,
     /// Object lock (WORM) headers on new objects.
     pub object_lock: Option<crate::s3::ObjectLock>,
+    pub probe: ProbeMode,
 }
 
 impl ConnectionArgs {
@@ -491,6 +507,7 @@ impl ConnectionArgs {
             requester_pays: false,
             acl: None,
             object_lock: None,
+            probe: self.probe,
         })
     }
 }

@@ -54,3 +54,17 @@ impl Default for FsConfig {
         }
     }
 }
+
+impl FsConfig {
+    /// Where the mount keeps what must outlive it (the upload journal, probe results):
+    /// `--cache-dir`, else `$XDG_STATE_HOME/bucketfs`, else `~/.local/state/bucketfs`.
+    pub fn state_dir(&self) -> Option<PathBuf> {
+        self.cache_dir.clone().or_else(|| {
+            std::env::var_os("XDG_STATE_HOME")
+                .filter(|d| !d.is_empty())
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+                .map(|d| d.join("bucketfs"))
+        })
+    }
+}

@@ -102,8 +102,14 @@ pub fn render(text: &str, mountpoint: &str) -> String {
     let mut requests: Vec<(String, u64)> = Vec::new();
     let mut errors: Vec<(String, u64)> = Vec::new();
     let mut other: Vec<&str> = Vec::new();
+    let mut unsaved: Vec<&str> = Vec::new();
     for raw in text.lines().filter(|l| !l.trim().is_empty()) {
         match parse_line(raw) {
+            Some(Line {
+                name: "unsaved_file",
+                label: Some(key),
+                ..
+            }) => unsaved.push(key),
             Some(Line {
                 name: "s3_requests",
                 label: Some(op),
@@ -222,6 +228,13 @@ pub fn render(text: &str, mountpoint: &str) -> String {
         );
     }
 
+    if get("unsaved_files") > 0 {
+        out.push_str("\nUnsaved files (upload failed; kept here, sent again at close or fsync)\n");
+        for key in &unsaved {
+            let _ = writeln!(out, "  {key}");
+        }
+    }
+
     if !other.is_empty() {
         out.push_str("\nOther\n");
         for line in other {
@@ -249,6 +262,7 @@ const KNOWN: &[&str] = &[
     "cache_read_miss_bytes",
     "pending_upload_files",
     "pending_upload_bytes",
+    "unsaved_files",
 ];
 
 #[cfg(test)]

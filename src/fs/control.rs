@@ -54,6 +54,15 @@ impl Filesystem {
         text.push_str(&format!(
             "pending_upload_files {files}\npending_upload_bytes {bytes}\n"
         ));
+        let unsaved = self.unsaved_files();
+        text.push_str(&format!("unsaved_files {}\n", unsaved.len()));
+        for key in unsaved {
+            let key = key
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n");
+            text.push_str(&format!("unsaved_file{{key=\"{key}\"}} 1\n"));
+        }
         Ok(Bytes::from(text))
     }
 }

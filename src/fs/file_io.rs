@@ -1,5 +1,6 @@
 //! Open files: read handles with prefetch, write handles with their upload, flush and release.
 
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -17,6 +18,7 @@ use super::prefetch::Prefetcher;
 use super::small_bodies::SMALL_BODY;
 use super::upload::{Upload, Uploaded};
 use super::{Caller, Filesystem, Opened, ShutdownReport};
+use crate::s3::profile::Holds;
 use crate::s3::PutOptions;
 
 /// An open file or directory.
@@ -27,6 +29,8 @@ pub(crate) enum Handle {
     Static(Bytes),
     Read(Arc<ReadHandle>),
     Write(Arc<WriteHandle>),
+    /// A read-only open of a file whose upload failed: reads come from the kept writer.
+    Unsaved(Arc<WriteHandle>),
 }
 
 pub(crate) struct ReadHandle {
@@ -37,7 +41,10 @@ pub(crate) struct ReadHandle {
 pub(crate) struct WriteHandle {
     ino: u64,
     /// The process that opened it (0: not known): its close uploads, see `flush`.
-    opener: u32,
+    opener: AtomicU32,
+    /// Released by the kernel after its upload failed, and kept (under its old handle number)
+    /// so that its data stays readable and is sent again at the next close or fsync.
+    kept: AtomicBool,
     state: tokio::sync::Mutex<WriteState>,
     /// Bytes not yet uploaded, as of the last write (for stats while the state is busy).
     pending_bytes: std::sync::atomic::AtomicU64,
@@ -118,6 +125,9 @@ struct WriteState {
     closed_by_child: bool,
     /// The bucket holds what this handle has (nothing to send if not dirty).
     committed: bool,
+    /// The last commit (a close or fsync) failed and nothing was written since: the release
+    /// that follows keeps the file (see `release`).
+    commit_failed: bool,
     /// Unlinked while open, or its writer was killed: never upload.
     discarded: bool,
     /// This handle created the file (it did not exist before).
@@ -155,9 +165,12 @@ impl Filesystem {
             }
             let flushed = match self.write_handle_for(ino) {
                 Some(w) => match w.state.try_lock() {
-                    Ok(st) => {
-                        Some(st.discarded || (st.committed && !st.dirty) || st.closed_by_child)
-                    }
+                    Ok(st) => Some(
+                        st.discarded
+                            || (st.committed && !st.dirty)
+                            || st.closed_by_child
+                            || st.commit_failed,
+                    ),
                     // a flush or the release itself holds it: look again
                     Err(_) => None,
                 },
@@ -258,13 +271,15 @@ impl Filesystem {
         let fh = self.new_fh();
         let handle = WriteHandle {
             ino,
-            opener: process_of(caller.pid),
+            opener: AtomicU32::new(process_of(caller.pid)),
+            kept: AtomicBool::new(false),
             pending_bytes: Default::default(),
             state: tokio::sync::Mutex::new(WriteState {
                 upload: Writer::Stream(Box::new(self.new_upload(key))),
                 dirty: false,
                 closed_by_child: false,
                 committed: false,
+                commit_failed: false,
                 discarded: false,
                 created_here: true,
                 expect: Expect::Absent,
@@ -319,13 +334,20 @@ impl Filesystem {
             let n = t.get(ino).ok_or_else(FsError::not_found)?;
             (n.key.clone(), n.etag.clone(), n.attr.size, n.writing)
         };
+        let truncate = flags & libc::O_TRUNC != 0;
+        if let Some((old_fh, w)) = self.kept_writer(ino) {
+            return self.reopen_kept(old_fh, w, truncate, caller).await;
+        }
         if writing && !self.wait_for_release(ino).await {
             return Err(FsError::new(
                 libc::EBUSY,
                 "file is already open for writing by another process",
             ));
         }
-        let truncate = flags & libc::O_TRUNC != 0;
+        if let Some((old_fh, w)) = self.kept_writer(ino) {
+            // its release (just waited for) kept it: its upload had failed
+            return self.reopen_kept(old_fh, w, truncate, caller).await;
+        }
         let upload = if !truncate && size > self.limits.base {
             Writer::Patch(PatchUpload::new(
                 self.client.clone(),
@@ -334,7 +356,7 @@ impl Filesystem {
                 etag.clone(),
                 size,
                 self.limits.base,
-                self.client.config().profile.supports_upload_part_copy,
+                self.client.capabilities().upload_part_copy != Holds::No,
             ))
         } else if !truncate && size > 0 {
             let out = self
@@ -371,13 +393,15 @@ impl Filesystem {
         let fh = self.new_fh();
         let handle = WriteHandle {
             ino,
-            opener: process_of(caller.pid),
+            opener: AtomicU32::new(process_of(caller.pid)),
+            kept: AtomicBool::new(false),
             pending_bytes: Default::default(),
             state: tokio::sync::Mutex::new(WriteState {
                 upload,
                 dirty: false,
                 closed_by_child: false,
                 committed: !truncate,
+                commit_failed: false,
                 discarded: false,
                 created_here: false,
                 expect: etag.map(Expect::Etag).unwrap_or(Expect::Unknown),
@@ -393,11 +417,81 @@ impl Filesystem {
         })
     }
 
+    /// A file whose upload failed (see `release`): a writer picks up its kept state, so its
+    /// close sends it again; O_TRUNC starts it afresh.
+    async fn reopen_kept(
+        &self,
+        old_fh: u64,
+        w: Arc<WriteHandle>,
+        truncate: bool,
+        caller: Caller,
+    ) -> FsResult<Opened> {
+        if truncate {
+            let mut st = w.state.lock().await;
+            if st.upload.set_size(0).await.is_err() {
+                // a large file's open upload cannot shrink: start a new one
+                st.upload.abort().await;
+                let key = st.upload.key().to_string();
+                st.upload = Writer::Stream(Box::new(self.new_upload(key)));
+            }
+            st.dirty = true;
+        }
+        w.opener.store(process_of(caller.pid), Ordering::Relaxed);
+        w.kept.store(false, Ordering::Relaxed);
+        let fh = self.new_fh();
+        {
+            let mut handles = self.handles.lock();
+            handles.remove(&old_fh);
+            handles.insert(fh, Handle::Write(w.clone()));
+        }
+        let mut t = self.inodes.lock();
+        if let Some(n) = t.get_mut(w.ino) {
+            n.open_handles += 1;
+            if truncate {
+                n.attr.size = 0;
+                let now = SystemTime::now();
+                n.attr.mtime = now;
+                n.attr.ctime = now;
+            }
+        }
+        Ok(Opened {
+            fh,
+            keep_cache: false,
+            direct_io: false,
+        })
+    }
+
+    /// The kept writer of `ino`, if its upload failed, with the handle number it is kept under.
+    fn kept_writer(&self, ino: u64) -> Option<(u64, Arc<WriteHandle>)> {
+        self.handles.lock().iter().find_map(|(fh, h)| match h {
+            Handle::Write(w) if w.ino == ino && w.kept.load(Ordering::Relaxed) => {
+                Some((*fh, w.clone()))
+            }
+            _ => None,
+        })
+    }
+
     async fn open_read(&self, ino: u64) -> FsResult<Opened> {
+        if let Some((_, w)) = self.kept_writer(ino) {
+            // not in the bucket: read what this mount kept
+            if let Some(n) = self.inodes.lock().get_mut(ino) {
+                n.open_handles += 1;
+            }
+            let fh = self.new_fh();
+            self.handles.lock().insert(fh, Handle::Unsaved(w));
+            return Ok(Opened {
+                fh,
+                keep_cache: false,
+                direct_io: false,
+            });
+        }
         // `cp a b && cat b`: the writer's release may still be on its way
         let writing = self.inodes.lock().get(ino).is_some_and(|n| n.writing);
         if writing {
             self.wait_for_release(ino).await;
+            if self.kept_writer(ino).is_some() {
+                return Box::pin(self.open_read(ino)).await;
+            }
         }
         let (key, etag, size, keep_cache) = {
             let mut t = self.inodes.lock();
@@ -464,7 +558,9 @@ impl Filesystem {
                 }
                 out
             }
-            Handle::Write(w) => w.state.lock().await.upload.read(offset, size).await,
+            Handle::Write(w) | Handle::Unsaved(w) => {
+                w.state.lock().await.upload.read(offset, size).await
+            }
             Handle::Static(b) => {
                 let start = (offset as usize).min(b.len());
                 let end = (start + size as usize).min(b.len());
@@ -484,6 +580,7 @@ impl Filesystem {
         st.upload.write(offset, data, &opts).await?;
         st.dirty = true;
         st.closed_by_child = false;
+        st.commit_failed = false;
         let size = st.upload.size();
         w.pending_bytes
             .store(st.upload.buffered(), std::sync::atomic::Ordering::Relaxed);
@@ -505,26 +602,30 @@ impl Filesystem {
             return Ok(());
         }
         let mut opts = self.put_options(w.ino)?;
-        if self.client.config().profile.supports_conditional_put {
-            match &st.expect {
-                Expect::Absent => opts.if_none_match_any = true,
-                Expect::Etag(e) => opts.if_match = Some(e.clone()),
-                Expect::Unknown => {}
+        let caps = self.client.capabilities();
+        match &st.expect {
+            Expect::Absent if caps.conditional_create != Holds::No => opts.if_none_match_any = true,
+            Expect::Etag(e) if caps.conditional_replace != Holds::No => {
+                opts.if_match = Some(e.clone())
             }
+            _ => {}
         }
         let key = st.upload.key().to_string();
         let done = match st.upload.finish(&opts).await {
             Ok(done) => done,
-            Err(e) if e.s3.as_ref().and_then(|s| s.status) == Some(412) => {
-                tracing::error!(
-                    key = %key,
-                    "the object was changed in the bucket by someone else while open here; \
-                     not overwritten (close fails with ESTALE)"
-                );
+            Err(e) => {
+                st.commit_failed = true;
+                if e.s3.as_ref().and_then(|s| s.status) == Some(412) {
+                    tracing::error!(
+                        key = %key,
+                        "the object was changed in the bucket by someone else while open here; \
+                         not overwritten (close fails with ESTALE)"
+                    );
+                }
                 return Err(e);
             }
-            Err(e) => return Err(e),
         };
+        st.commit_failed = false;
         st.expect = done
             .etag
             .clone()
@@ -568,11 +669,11 @@ impl Filesystem {
     pub async fn flush(&self, fh: u64, pid: u32) -> FsResult<()> {
         match self.handle(fh)? {
             Handle::Write(w) => {
-                if !closes_for_the_opener(w.opener, pid) {
+                if !closes_for_the_opener(w.opener.load(Ordering::Relaxed), pid) {
                     w.state.lock().await.closed_by_child = true;
                     tracing::debug!(
                         pid,
-                        opener = w.opener,
+                        opener = w.opener.load(Ordering::Relaxed),
                         "close of an inherited descriptor: uploaded at the opener's close"
                     );
                     return Ok(());
@@ -642,22 +743,36 @@ impl Filesystem {
         match handle {
             Some(Handle::Write(w)) => {
                 let result = self.commit(&w).await;
-                let mut st = w.state.lock().await;
-                if result.is_err() {
-                    st.upload.abort().await;
-                    tracing::error!(
-                        key = %st.upload.key(),
-                        "data written to this file was NOT uploaded: {}",
-                        result.as_ref().err().map(|e| e.reason.as_str()).unwrap_or("")
-                    );
+                let st = w.state.lock().await;
+                let keep = result.is_err() && !st.discarded;
+                if let Err(e) = &result {
+                    if keep {
+                        tracing::error!(
+                            key = %st.upload.key(),
+                            size = st.upload.size(),
+                            "upload failed: {}; the data stays in this mount (readable, listed \
+                             under unsaved_files in the stats) and is sent again at the file's \
+                             next close or fsync, or at unmount",
+                            e.reason
+                        );
+                    }
                 }
                 drop(st);
+                if keep {
+                    w.kept.store(true, Ordering::Relaxed);
+                    self.handles.lock().insert(fh, Handle::Write(w.clone()));
+                    if let Some(n) = self.inodes.lock().get_mut(w.ino) {
+                        n.open_handles = n.open_handles.saturating_sub(1);
+                    }
+                    return result;
+                }
                 let mut t = self.inodes.lock();
                 let detach = match t.get_mut(w.ino) {
                     Some(n) => {
                         n.writing = false;
                         n.open_handles = n.open_handles.saturating_sub(1);
-                        // a new file whose upload failed does not exist
+                        // a new file dropped before its upload (unlinked, or its writer
+                        // killed) does not exist
                         n.local_only.then(|| (n.parent, n.name.clone()))
                     }
                     None => None,
@@ -679,6 +794,12 @@ impl Filesystem {
                 }
                 Ok(())
             }
+            Some(Handle::Unsaved(w)) => {
+                if let Some(n) = self.inodes.lock().get_mut(w.ino) {
+                    n.open_handles = n.open_handles.saturating_sub(1);
+                }
+                Ok(())
+            }
             Some(Handle::Dir(_)) | Some(Handle::Static(_)) | None => Ok(()),
         }
     }
@@ -694,6 +815,7 @@ impl Filesystem {
             st.upload.set_size(size).await?;
             st.dirty = true;
             st.closed_by_child = false;
+            st.commit_failed = false;
             drop(st);
             if let Some(n) = self.inodes.lock().get_mut(ino) {
                 n.attr.size = size;
@@ -718,7 +840,7 @@ impl Filesystem {
                 etag,
                 cur,
                 self.limits.base,
-                self.client.config().profile.supports_upload_part_copy,
+                self.client.capabilities().upload_part_copy != Holds::No,
             );
             patch.set_size(size).await?;
             {
@@ -785,6 +907,30 @@ impl Filesystem {
             st.discarded = true;
             st.upload.abort().await;
         }
+        // a kept writer (its upload had failed) has no release to come
+        while let Some((fh, _)) = self.kept_writer(ino) {
+            self.handles.lock().remove(&fh);
+            if let Some(n) = self.inodes.lock().get_mut(ino) {
+                n.writing = false;
+            }
+        }
+    }
+
+    /// Files whose upload failed and whose data this mount keeps (see `release`).
+    pub fn unsaved_files(&self) -> Vec<String> {
+        let kept: Vec<u64> = self
+            .handles
+            .lock()
+            .values()
+            .filter_map(|h| match h {
+                Handle::Write(w) if w.kept.load(Ordering::Relaxed) => Some(w.ino),
+                _ => None,
+            })
+            .collect();
+        let t = self.inodes.lock();
+        kept.iter()
+            .filter_map(|i| t.get(*i).map(|n| n.key.clone()))
+            .collect()
     }
 
     /// Commit every open write handle (at unmount), reporting what could not be uploaded.

@@ -295,14 +295,7 @@ impl Filesystem {
 
 /// The journal (in `--cache-dir`, else the user's state directory) and where parts are kept.
 fn upload_store(config: &FsConfig, client: &S3Client) -> UploadStore {
-    let dir = config.cache_dir.clone().or_else(|| {
-        std::env::var_os("XDG_STATE_HOME")
-            .map(std::path::PathBuf::from)
-            .or_else(|| {
-                std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".local/state"))
-            })
-            .map(|d| d.join("bucketfs"))
-    });
+    let dir = config.state_dir();
     let journal = dir.and_then(|dir| {
         let name = format!("{}/{}", client.config().endpoint, client.bucket());
         match journal::UploadJournal::open(&dir, &name, &config.prefix) {

@@ -13,7 +13,7 @@ use super::journal::UploadJournal;
 use super::memory::{MemoryBudget, Reservation};
 use super::part_buffer::PartBuffer;
 use crate::buffer_pool::BufferPool;
-use crate::s3::{CompletedPart, PutOptions, S3Client, S3Error};
+use crate::s3::{CompletedPart, PutOptions, S3Client};
 
 /// The budget is reserved in steps of this size as a part buffer grows.
 const RESERVE_STEP: u64 = 1024 * 1024;
@@ -30,13 +30,22 @@ pub fn part_size_for(n: u32, base: u64, max: u64) -> u64 {
     (base << step).min(max)
 }
 
+/// A part whose UploadPart failed after the client's retries: kept to be sent again when the
+/// file is finished (at its close or fsync, or a later one).
+struct FailedPart {
+    part_number: u32,
+    body: Bytes,
+    error: FsError,
+}
+
 struct Multipart {
     upload_id: String,
     next_part: u32,
     /// File offset where the next part starts.
     next_offset: u64,
-    in_flight: Vec<JoinHandle<FsResult<CompletedPart>>>,
+    in_flight: Vec<JoinHandle<Result<CompletedPart, FailedPart>>>,
     done: Vec<CompletedPart>,
+    failed: Vec<FailedPart>,
     /// Metadata sent with CreateMultipartUpload.
     opts: PutOptions,
 }
@@ -189,7 +198,10 @@ impl Upload {
                     // is_finished() was true, so this does not wait
                     match futures::FutureExt::now_or_never(h) {
                         Some(Ok(Ok(part))) => m.done.push(part),
-                        Some(Ok(Err(e))) => self.failed = Some(e),
+                        Some(Ok(Err(f))) => {
+                            self.failed = Some(f.error.clone());
+                            m.failed.push(f);
+                        }
                         Some(Err(e)) => {
                             self.failed = Some(FsError::new(libc::EIO, format!("upload task: {e}")))
                         }
@@ -256,6 +268,12 @@ impl Upload {
     }
 
     async fn send_part(&mut self, opts: &PutOptions) -> FsResult<()> {
+        self.queue_part(opts).await?;
+        self.check_failed()
+    }
+
+    /// Starts the upload of the next part (and the multipart upload, for the first).
+    async fn queue_part(&mut self, opts: &PutOptions) -> FsResult<()> {
         if self.mpu.is_none() {
             let upload_id = self
                 .client
@@ -271,6 +289,7 @@ impl Upload {
                 next_offset: 0,
                 in_flight: Vec::new(),
                 done: Vec::new(),
+                failed: Vec::new(),
                 opts: opts.clone(),
             });
         }
@@ -311,36 +330,30 @@ impl Upload {
         let upload_id = m.upload_id.clone();
         m.in_flight.push(tokio::spawn(async move {
             let _held = reservation;
-            let etag = client
-                .upload_part(&key, &upload_id, part_number, body)
-                .await
-                .map_err(|e| FsError::from_s3(&e, &key))?;
-            Ok(CompletedPart { part_number, etag })
+            send_one_part(&client, &key, &upload_id, part_number, body).await
         }));
-        self.check_failed()
+        Ok(())
     }
 
     /// Make the object in the bucket hold everything written so far.
     /// Small files are one PutObject (kept in memory, so later writes can be sent again);
-    /// large ones complete their multipart upload, which seals them.
+    /// large ones complete their multipart upload, which seals them. A failure keeps what is
+    /// needed to try again (the bytes of a small file, the open multipart upload and any part
+    /// that failed to go): a later `finish` sends only what is missing.
     pub async fn finish(&mut self, opts: &PutOptions) -> FsResult<Uploaded> {
-        if let Err(e) = self.check_failed() {
-            self.abort().await;
-            return Err(e);
-        }
         if self.sealed {
             return Err(FsError::new(libc::EIO, "upload already complete"));
         }
         if self.mpu.is_none() {
             let body = self.buffer.read(0, self.buffer.len()).map_err(io_err)?;
             let size = body.len() as u64;
-            let expected = hex::encode(<md5::Md5 as md5::Digest>::digest(&body));
-            let etag = match self.client.put_object(&self.key, body, opts).await {
-                Ok(meta) => meta.etag,
-                Err(e) => self.landed_anyway(&e, &expected).await?,
-            };
+            let meta = self
+                .client
+                .put_object(&self.key, body, opts)
+                .await
+                .map_err(|e| FsError::from_s3(&e, &self.key))?;
             return Ok(Uploaded {
-                etag,
+                etag: meta.etag,
                 size,
                 multipart: false,
             });
@@ -350,26 +363,57 @@ impl Upload {
             j.closed(&m.upload_id, parts);
         }
         if !self.buffer.is_empty() {
-            self.send_part(opts).await?;
+            self.queue_part(opts).await?;
         }
         let size = self.size();
         let Some(mut m) = self.mpu.take() else {
             return Err(FsError::new(libc::EIO, "multipart upload missing"));
         };
-        let mut failure = None;
+        let result = self.complete(&mut m, opts).await;
+        match result {
+            Ok(etag) => {
+                self.sealed = true;
+                self.failed = None;
+                if let Some(j) = &self.journal {
+                    j.finished(&m.upload_id, &self.local_id);
+                }
+                let etag = self
+                    .replace_metadata_if_changed(&m.opts, opts, size, etag)
+                    .await?;
+                Ok(Uploaded {
+                    etag: Some(etag),
+                    size,
+                    multipart: true,
+                })
+            }
+            Err(e) => {
+                // the upload stays open on the server with every part sent: a later finish
+                // completes it
+                self.mpu = Some(m);
+                Err(e)
+            }
+        }
+    }
+
+    /// Waits for the parts in flight, sends again those that failed, and completes.
+    async fn complete(&mut self, m: &mut Multipart, opts: &PutOptions) -> FsResult<String> {
         for h in m.in_flight.drain(..) {
             match h.await {
                 Ok(Ok(part)) => m.done.push(part),
-                Ok(Err(e)) => failure = failure.or(Some(e)),
-                Err(e) => {
-                    failure = failure.or(Some(FsError::new(libc::EIO, format!("upload task: {e}"))))
-                }
+                Ok(Err(f)) => m.failed.push(f),
+                Err(e) => return Err(FsError::new(libc::EIO, format!("upload task: {e}"))),
             }
         }
-        if let Some(e) = failure {
-            self.failed = Some(e.clone());
-            self.abort_upload(&m.upload_id).await;
-            return Err(e);
+        while let Some(f) = m.failed.pop() {
+            match send_one_part(&self.client, &self.key, &m.upload_id, f.part_number, f.body).await
+            {
+                Ok(part) => m.done.push(part),
+                Err(f) => {
+                    let error = f.error.clone();
+                    m.failed.push(f);
+                    return Err(error);
+                }
+            }
         }
         m.done.sort_by_key(|p| p.part_number);
         let completion = PutOptions {
@@ -377,74 +421,39 @@ impl Upload {
             if_none_match_any: opts.if_none_match_any,
             ..PutOptions::default()
         };
-        let etag = match self
-            .client
+        self.client
             .complete_multipart_upload(&self.key, &m.upload_id, &m.done, &completion)
             .await
-        {
-            Ok(etag) => etag,
-            Err(e)
-                if self
-                    .landed_anyway(&e, &multipart_etag(&m.done))
-                    .await
-                    .is_ok() =>
-            {
-                multipart_etag(&m.done)
-            }
-            Err(e) => {
-                let err = FsError::from_s3(&e, &self.key);
-                self.failed = Some(err.clone());
-                self.abort_upload(&m.upload_id).await;
-                return Err(err);
-            }
-        };
-        self.sealed = true;
-        if let Some(j) = &self.journal {
-            j.finished(&m.upload_id, &self.local_id);
-        }
-        let mut etag = Some(etag);
-        if metadata_changed(&m.opts, opts) {
-            // attributes changed while the parts were streaming: replace the metadata in place
-            let replace = PutOptions {
-                if_match: None,
-                if_none_match_any: false,
-                ..opts.clone()
-            };
-            etag = Some(
-                self.client
-                    .copy_object_multipart(
-                        &self.key,
-                        &self.key,
-                        size,
-                        self.limits.base,
-                        Some(&replace),
-                        etag.as_deref(),
-                    )
-                    .await
-                    .map_err(|e| FsError::from_s3(&e, &self.key))?,
-            );
-        }
-        Ok(Uploaded {
-            etag,
-            size,
-            multipart: true,
-        })
+            .map_err(|e| FsError::from_s3(&e, &self.key))
     }
 
-    /// A retried request can fail although an earlier attempt went through (the answer was
-    /// lost): a conditional PUT then meets its own object (412), a Complete finds its upload
-    /// gone (404). If the object now carries exactly the ETag our bytes give, it landed.
-    async fn landed_anyway(&self, err: &S3Error, expected: &str) -> FsResult<Option<String>> {
-        let ambiguous = err.is_precondition_failed() || err.code() == Some("NoSuchUpload");
-        if ambiguous {
-            if let Ok(meta) = self.client.head_object(&self.key).await {
-                if meta.etag.as_deref() == Some(expected) {
-                    tracing::debug!(key = %self.key, "request retried after a lost answer had succeeded");
-                    return Ok(meta.etag);
-                }
-            }
+    /// Attributes changed while the parts were streaming: replace the metadata in place.
+    async fn replace_metadata_if_changed(
+        &self,
+        at_start: &PutOptions,
+        now: &PutOptions,
+        size: u64,
+        etag: String,
+    ) -> FsResult<String> {
+        if !metadata_changed(at_start, now) {
+            return Ok(etag);
         }
-        Err(FsError::from_s3(err, &self.key))
+        let replace = PutOptions {
+            if_match: None,
+            if_none_match_any: false,
+            ..now.clone()
+        };
+        self.client
+            .copy_object_multipart(
+                &self.key,
+                &self.key,
+                size,
+                self.limits.base,
+                Some(&replace),
+                Some(&etag),
+            )
+            .await
+            .map_err(|e| FsError::from_s3(&e, &self.key))
     }
 
     async fn abort_upload(&self, upload_id: &str) {
@@ -483,18 +492,60 @@ impl Upload {
 }
 
 impl Upload {
-    /// Read back bytes not yet uploaded (files opened read-write while smaller than one part).
+    /// Read back what was written: the bytes not yet sent, and (with `--cache-dir`, whose part
+    /// files stay until the upload completes) the parts already sent. In memory, parts already
+    /// sent are only on the server, inside the unfinished upload: EIO, with the reason.
     pub fn read_buffered(&self, offset: u64, len: u32) -> FsResult<Bytes> {
-        if self.mpu.is_some() || self.sealed {
+        if self.sealed {
             return Err(FsError::new(
                 libc::EINVAL,
-                "reading back a large file while it is being written is not supported",
+                "the file's upload is complete; reopen it to read it",
             ));
         }
-        let start = offset as usize;
-        self.buffer
-            .read(start, start + len as usize)
-            .map_err(io_err)
+        let start = self.buffer_start();
+        let end = (offset + u64::from(len)).min(self.size());
+        if offset >= start || offset >= end {
+            let rel = offset.saturating_sub(start) as usize;
+            return self.buffer.read(rel, rel + len as usize).map_err(io_err);
+        }
+        let journal = match &self.journal {
+            Some(j) if !self.buffer.in_memory() => j,
+            _ => {
+                return Err(FsError::new(
+                    libc::EIO,
+                    "the bytes asked for were sent in an upload that is not complete yet, and \
+                     are not kept here (they are with --cache-dir); they can be read once it is",
+                ))
+            }
+        };
+        let mut out = Vec::with_capacity((end - offset) as usize);
+        let (mut n, mut part_start) = (1u32, 0u64);
+        let mut pos = offset;
+        while pos < end {
+            if pos >= start {
+                let rel = (pos - start) as usize;
+                let rest = self
+                    .buffer
+                    .read(rel, rel + (end - pos) as usize)
+                    .map_err(io_err)?;
+                out.extend_from_slice(&rest);
+                break;
+            }
+            let part_len = part_size_for(n, self.limits.base, self.limits.max);
+            if pos >= part_start + part_len {
+                part_start += part_len;
+                n += 1;
+                continue;
+            }
+            let take = (end.min(part_start + part_len).min(start) - pos) as usize;
+            let file = std::fs::File::open(journal.part_path(&self.local_id, n)).map_err(io_err)?;
+            let mut buf = vec![0u8; take];
+            std::os::unix::fs::FileExt::read_exact_at(&file, &mut buf, pos - part_start)
+                .map_err(io_err)?;
+            out.extend_from_slice(&buf);
+            pos += take as u64;
+        }
+        Ok(Bytes::from(out))
     }
 }
 
@@ -526,19 +577,25 @@ fn metadata_changed(at_start: &PutOptions, now: &PutOptions) -> bool {
         || strip(&at_start.user_metadata) != strip(&now.user_metadata)
 }
 
-/// The ETag S3 gives a multipart object: md5 of the parts' binary md5s, then `-N`.
-fn multipart_etag(parts: &[CompletedPart]) -> String {
-    let mut joined = Vec::with_capacity(parts.len() * 16);
-    for p in parts {
-        if let Ok(raw) = hex::decode(p.etag.trim_matches('"')) {
-            joined.extend_from_slice(&raw);
-        }
+/// One UploadPart; on failure the body comes back to be sent again.
+async fn send_one_part(
+    client: &S3Client,
+    key: &str,
+    upload_id: &str,
+    part_number: u32,
+    body: Bytes,
+) -> Result<CompletedPart, FailedPart> {
+    match client
+        .upload_part(key, upload_id, part_number, body.clone())
+        .await
+    {
+        Ok(etag) => Ok(CompletedPart { part_number, etag }),
+        Err(e) => Err(FailedPart {
+            part_number,
+            body,
+            error: FsError::from_s3(&e, key),
+        }),
     }
-    format!(
-        "{}-{}",
-        hex::encode(<md5::Md5 as md5::Digest>::digest(&joined)),
-        parts.len()
-    )
 }
 
 fn io_err(e: std::io::Error) -> FsError {

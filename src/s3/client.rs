@@ -17,7 +17,7 @@ use tracing::debug;
 
 use super::credentials::SharedCredentials;
 use super::error::S3Error;
-use super::profile::{profile, Profile, Provider};
+use super::profile::{profile, Capabilities, Holds, Profile, Provider};
 use super::sigv4::{self, SignableRequest, SigningKeyCache, SigningParams};
 use super::stats::{Op, Stats, StatsSnapshot};
 use super::time::parse_http_date;
@@ -70,6 +70,10 @@ pub struct S3Config {
     /// Connect to this address whatever the host name (like curl's `--connect-to`); the
     /// `Host` header and signature still name the real host. Plain-http endpoints only.
     pub connect_to: Option<std::net::SocketAddr>,
+    /// How long a write whose answer was lost or unclear (a timeout, a 5xx, NoSuchUpload on a
+    /// retried Complete) may still land on the server: its key is HEADed until then before
+    /// the write is called failed.
+    pub confirm_grace: Duration,
 }
 
 impl S3Config {
@@ -101,6 +105,7 @@ impl S3Config {
             acl: None,
             object_lock: None,
             connect_to: None,
+            confirm_grace: Duration::from_secs(30),
         }
     }
 }
@@ -132,6 +137,8 @@ struct Inner {
     storage_class: Option<String>,
     /// Buffers for object data read from responses, reused.
     bodies: Arc<BufferPool>,
+    /// What the server really does (from the profile, then the probe and first use).
+    caps: parking_lot::RwLock<Capabilities>,
 }
 
 /// Canned ACLs S3 defines.
@@ -275,6 +282,7 @@ impl S3Client {
             }
         }
         let permits = Semaphore::new(cfg.max_inflight.max(1));
+        let cfg_caps = cfg.profile.caps;
         Ok(S3Client {
             inner: Arc::new(Inner {
                 cfg,
@@ -285,6 +293,7 @@ impl S3Client {
                 keys: SigningKeyCache::new(),
                 storage_class,
                 bodies: Arc::default(),
+                caps: parking_lot::RwLock::new(cfg_caps),
             }),
         })
     }
@@ -300,6 +309,16 @@ impl S3Client {
     /// The provider profile in use (part sizes, copy limits, …).
     pub fn profile(&self) -> &'static Profile {
         self.inner.cfg.profile
+    }
+
+    /// What the server is known to do where servers differ.
+    pub fn capabilities(&self) -> Capabilities {
+        *self.inner.caps.read()
+    }
+
+    /// Replace what is known of the server (from a probe).
+    pub fn set_capabilities(&self, caps: Capabilities) {
+        *self.inner.caps.write() = caps;
     }
 
     /// Where the credentials came from (never the secret itself).
@@ -469,15 +488,24 @@ impl S3Client {
         ))
     }
 
-    fn condition_headers(opts: &PutOptions) -> Vec<(String, String)> {
+    fn condition_headers(&self, opts: &PutOptions) -> Vec<(String, String)> {
         let mut h = Vec::new();
         if opts.if_none_match_any {
             h.push(("if-none-match".to_owned(), "*".to_owned()));
         }
         if let Some(etag) = &opts.if_match {
-            h.push(("if-match".to_owned(), quote_etag(etag)));
+            h.push(("if-match".to_owned(), self.if_match_value(etag)));
         }
         h
+    }
+
+    /// An ETag in the form this server matches in `If-Match` (quoted, or bare for RGW).
+    fn if_match_value(&self, etag: &str) -> String {
+        if self.inner.caps.read().if_match_bare {
+            strip_quotes(etag)
+        } else {
+            quote_etag(etag)
+        }
     }
 
     fn copy_source(&self, source_key: &str) -> String {
@@ -620,9 +648,10 @@ impl S3Client {
             hyper::header::USER_AGENT,
             concat!("bucketfs/", env!("CARGO_PKG_VERSION")),
         );
-        let request = builder
+        let mut request = builder
             .body(RequestBody::new(call.body.clone(), progress.clone()))
             .map_err(|e| S3Error::Config(format!("cannot build request: {e}")))?;
+        let connection = hyper_util::client::legacy::connect::capture_connection(&mut request);
 
         inner.stats.request(call.op);
         inner.stats.sent(call.body.len() as u64);
@@ -632,6 +661,13 @@ impl S3Client {
             .await?
             .map_err(|e| transport::map_client_error(&e))?;
         let status = response.status().as_u16();
+        if status >= 300 && !call.body.is_empty() {
+            // the server may have answered without reading the body (RGW does for NoSuchBucket
+            // or a key too long): the rest of it would stall the next request on this connection
+            if let Some(c) = connection.connection_metadata().as_ref() {
+                c.poison();
+            }
+        }
         let (parts, incoming) = response.into_parts();
         let body = if call.method == Method::HEAD {
             Bytes::new()
@@ -808,8 +844,59 @@ impl S3Client {
         Ok(GetObjectOutput { body, meta })
     }
 
-    /// PutObject. Returns size and ETag (other fields from `opts`).
+    /// PutObject. Returns size and ETag (other fields from `opts`). An answer that was lost or
+    /// unclear is checked with a HEAD (see [`S3Client::confirm_put`]), and a server that
+    /// matches `If-Match` only against bare ETags is found out here on first use.
     pub async fn put_object(
+        &self,
+        key: &str,
+        body: Bytes,
+        opts: &PutOptions,
+    ) -> Result<ObjectMeta, S3Error> {
+        let err = match self.put_object_once(key, body.clone(), opts).await {
+            Ok(meta) => return Ok(meta),
+            Err(e) => e,
+        };
+        let landed = self.confirm_put(key, &body, &err).await;
+        let meta = |etag: Option<String>| ObjectMeta {
+            size: body.len() as u64,
+            etag,
+            last_modified: Some(std::time::SystemTime::now()),
+            content_type: opts.content_type.clone(),
+            storage_class: self.inner.storage_class.clone(),
+            user_metadata: opts.user_metadata.clone(),
+        };
+        match landed {
+            Confirmed::Landed(etag) => Ok(meta(Some(etag))),
+            Confirmed::Holds(etag)
+                if err.is_precondition_failed() && self.learn_bare_if_match(opts, &etag) =>
+            {
+                self.put_object_once(key, body.clone(), opts).await
+            }
+            Confirmed::Holds(_) | Confirmed::Unknown => Err(err),
+        }
+    }
+
+    /// A conditional write got 412 although the object still has the ETag it named: the
+    /// server compares `If-Match` with the bare ETag (Ceph RGW). Whether that is news (then
+    /// the write is worth sending again with the bare form).
+    fn learn_bare_if_match(&self, opts: &PutOptions, current: &str) -> bool {
+        let Some(want) = opts.if_match.as_deref() else {
+            return false;
+        };
+        let mut caps = self.inner.caps.write();
+        if caps.if_match_bare || !self.inner.cfg.profile.etags_equal(want, current) {
+            return false;
+        }
+        caps.if_match_bare = true;
+        tracing::info!(
+            "this server matches If-Match only against bare ETags (as Ceph RGW does); sending \
+             them without quotes from now on"
+        );
+        true
+    }
+
+    async fn put_object_once(
         &self,
         key: &str,
         body: Bytes,
@@ -819,7 +906,7 @@ impl S3Client {
         let mut call = self.x_id(Call::new(Op::Put, Method::PUT, Some(key)));
         call.headers = self.object_headers(opts);
         call.headers.extend(self.new_object_headers());
-        call.headers.extend(Self::condition_headers(opts));
+        call.headers.extend(self.condition_headers(opts));
         call.headers.extend(self.content_md5_if_locked(&body));
         call.body = body;
         let resp = self.execute(&call).await?;
@@ -906,6 +993,12 @@ impl S3Client {
 
     /// Completes a multipart upload (parts in order); `opts.if_match` / `if_none_match_any`
     /// make it conditional. Returns the new object's ETag.
+    ///
+    /// Where the server ignores conditions on Complete, they are checked with a HEAD first.
+    /// A reply without ETag (Ceph RGW), a lost answer, a 5xx or NoSuchUpload after retries is
+    /// not taken for a failure: the key is HEADed (for up to `confirm_grace` while an attempt
+    /// may still be completing on the server) and the upload counts as done when the object
+    /// there is the one these parts make.
     pub async fn complete_multipart_upload(
         &self,
         key: &str,
@@ -913,20 +1006,56 @@ impl S3Client {
         parts: &[CompletedPart],
         opts: &PutOptions,
     ) -> Result<String, S3Error> {
+        let conditional = opts.if_none_match_any || opts.if_match.is_some();
+        if conditional && !self.capabilities().conditional_complete.yes() {
+            self.check_conditions_by_head(key, opts).await?;
+        }
+        let err = match self.complete_once(key, upload_id, parts, opts).await {
+            Ok(Some(etag)) => return Ok(etag),
+            Ok(None) => {
+                let mut caps = self.inner.caps.write();
+                if caps.complete_etag != Holds::No {
+                    caps.complete_etag = Holds::No;
+                    debug!("CompleteMultipartUpload answered without an ETag; HEADing for it");
+                }
+                S3Error::InvalidResponse("CompleteMultipartUpload response without ETag".into())
+            }
+            Err(e) => e,
+        };
+        match self.confirm_multipart(key, parts, &err).await {
+            Confirmed::Landed(etag) => Ok(etag),
+            Confirmed::Holds(etag)
+                if err.is_precondition_failed() && self.learn_bare_if_match(opts, &etag) =>
+            {
+                self.complete_once(key, upload_id, parts, opts)
+                    .await?
+                    .ok_or(err)
+            }
+            Confirmed::Holds(_) | Confirmed::Unknown => Err(err),
+        }
+    }
+
+    /// One CompleteMultipartUpload; `None`: the server named no ETag.
+    async fn complete_once(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[CompletedPart],
+        opts: &PutOptions,
+    ) -> Result<Option<String>, S3Error> {
         let mut call = self
             .x_id(Call::new(Op::CompleteMpu, Method::POST, Some(key)))
             .query("uploadId", upload_id)
             .header("content-type", "application/xml");
-        call.headers.extend(Self::condition_headers(opts));
+        call.headers.extend(self.condition_headers(opts));
         call.body = Bytes::from(xml::build_complete_multipart(parts));
         call.check_ok_body = true;
         let resp = self.execute(&call).await?;
         let etag = xml::parse_complete_multipart(&resp.body, resp.status, key)?;
-        etag.or_else(|| resp.header("etag").map(|e| strip_quotes(&e)))
-            .filter(|e| !e.is_empty())
-            .ok_or_else(|| {
-                S3Error::InvalidResponse("CompleteMultipartUpload response without ETag".into())
-            })
+        Ok(etag
+            .or_else(|| resp.header("etag"))
+            .map(|e| strip_quotes(&e))
+            .filter(|e| !e.is_empty()))
     }
 
     /// Aborts a multipart upload, freeing its parts.
@@ -953,7 +1082,7 @@ impl S3Client {
         if let Some(opts) = replace_metadata {
             call = call.header("x-amz-metadata-directive", "REPLACE");
             call.headers.extend(self.object_headers(opts));
-            call.headers.extend(Self::condition_headers(opts));
+            call.headers.extend(self.condition_headers(opts));
         }
         call.headers.extend(self.new_object_headers());
         call.headers.extend(self.copy_source_sse_headers());
@@ -1091,7 +1220,7 @@ impl S3Client {
         use futures::{stream, StreamExt as _, TryStreamExt as _};
         use std::sync::atomic::{AtomicBool, Ordering};
 
-        let refused = AtomicBool::new(!self.inner.cfg.profile.supports_upload_part_copy);
+        let refused = AtomicBool::new(self.capabilities().upload_part_copy == Holds::No);
         let fallback_slots = (COPY_FALLBACK_MEMORY / part_size).clamp(1, COPY_PARALLEL as u64);
         let fallback = Semaphore::new(fallback_slots as usize);
         let (refused, fallback) = (&refused, &fallback);
@@ -1114,6 +1243,7 @@ impl S3Client {
                     Ok(etag) => return Ok(CompletedPart { part_number, etag }),
                     Err(e) if e.is_copy_refused() => {
                         if !refused.swap(true, Ordering::Relaxed) {
+                            self.inner.caps.write().upload_part_copy = Holds::No;
                             tracing::info!(
                                 key = dest_key,
                                 error = %e,
@@ -1233,6 +1363,13 @@ impl S3Client {
         }
     }
 }
+
+#[path = "confirm.rs"]
+mod confirm;
+#[path = "probe.rs"]
+mod probe;
+use confirm::Confirmed;
+pub use probe::PROBE_DIR;
 
 #[cfg(test)]
 #[path = "client_tests.rs"]

@@ -1,4 +1,5 @@
-//! What differs between S3 providers, as one table (AWS, Huawei OBS, Alibaba OSS, GDC, MinIO, other).
+//! What differs between S3 providers, as one table (AWS, Huawei OBS, Alibaba OSS, GDC, MinIO,
+//! Ceph RGW, other), with what each server is known to do where S3 servers disagree.
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
@@ -17,7 +18,9 @@ pub enum Provider {
     Gdc,
     /// MinIO.
     Minio,
-    /// Anything else that speaks S3 (Ceph RGW, SeaweedFS, s3s, moto, …).
+    /// Ceph RADOS Gateway.
+    Ceph,
+    /// Anything else that speaks S3 (SeaweedFS, Garage, s3s, moto, …): probed at mount.
     Other,
 }
 
@@ -39,8 +42,6 @@ pub struct Profile {
     pub max_parts: u32,
     /// Largest object a single CopyObject can copy; larger ones need UploadPartCopy.
     pub max_copy_object_size: u64,
-    /// UploadPartCopy works (server-side copy of a range into a part).
-    pub supports_upload_part_copy: bool,
     /// ListObjectsV2 accepts `encoding-type=url` (and then URL-encodes keys).
     pub list_encoding_url: bool,
     /// Header that sets the storage class of a new object.
@@ -49,9 +50,11 @@ pub struct Profile {
     pub supports_aws_chunked: bool,
     /// Region to sign with when none is given.
     pub default_region: &'static str,
-    /// Conditional writes (`If-None-Match: *`, `If-Match` on PUT) are known to be honoured.
-    /// False means "not known", not "known broken": callers should not rely on them.
-    pub supports_conditional_put: bool,
+    /// What the server does where servers differ (conditions, ETags, part copy). For a
+    /// profile with `probe`, what is assumed until the mount's probe says otherwise.
+    pub caps: Capabilities,
+    /// The server's behaviour is not known well enough: find it out at mount (see `probe.rs`).
+    pub probe: bool,
     /// Value of `x-amz-server-side-encryption` for SSE-KMS (`aws:kms`; GDC says `SSE-KMS`).
     pub sse_kms_value: &'static str,
     /// Storage classes this provider names, in the spelling its header wants. Empty: any
@@ -61,6 +64,146 @@ pub struct Profile {
     pub etag_style: EtagStyle,
     /// The WORM headers `x-amz-object-lock-mode` / `-retain-until-date` are accepted on new objects.
     pub supports_object_lock_headers: bool,
+}
+
+/// Whether a server honours a feature bucketfs relies on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holds {
+    Yes,
+    /// Accepted but ignored, or refused: not to be relied on.
+    No,
+    /// Not known (the probe could not tell).
+    Unknown,
+}
+
+impl Holds {
+    pub fn yes(self) -> bool {
+        self == Holds::Yes
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Holds::Yes => "yes",
+            Holds::No => "no",
+            Holds::Unknown => "unknown",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Holds> {
+        match s {
+            "yes" => Some(Holds::Yes),
+            "no" => Some(Holds::No),
+            "unknown" => Some(Holds::Unknown),
+            _ => None,
+        }
+    }
+}
+
+/// What a server really does in the corners where S3 servers differ from AWS and each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// `If-None-Match: *` on PutObject refuses to replace an existing object (412).
+    pub conditional_create: Holds,
+    /// `If-Match` on PutObject refuses to replace another version (412).
+    pub conditional_replace: Holds,
+    /// `If-Match` is matched only against the bare ETag (`abc…`), not the quoted form
+    /// (`"abc…"`) that RFC 9110 and AWS use (Ceph RGW compares the raw strings).
+    pub if_match_bare: bool,
+    /// `If-None-Match: *` / `If-Match` on CompleteMultipartUpload are honoured. Where not,
+    /// the client checks the condition with a HEAD just before completing.
+    pub conditional_complete: Holds,
+    /// CompleteMultipartUpload's reply names the new object's ETag (Ceph RGW: empty). Where
+    /// not, the client HEADs the key for it.
+    pub complete_etag: Holds,
+    /// UploadPartCopy (a server-side copy of a range into a part) works.
+    pub upload_part_copy: Holds,
+    /// `x-amz-copy-source-if-match` on a copy refuses a changed source (412). Ceph RGW and
+    /// moto ignore it.
+    pub copy_source_condition: Holds,
+}
+
+impl Capabilities {
+    /// Everything as AWS documents it.
+    pub const AWS: Capabilities = Capabilities {
+        conditional_create: Holds::Yes,
+        conditional_replace: Holds::Yes,
+        if_match_bare: false,
+        conditional_complete: Holds::Yes,
+        complete_etag: Holds::Yes,
+        upload_part_copy: Holds::Yes,
+        copy_source_condition: Holds::Yes,
+    };
+
+    /// `name value` lines, as kept in the probe cache.
+    pub fn to_text(&self) -> String {
+        format!(
+            "conditional_create {}\nconditional_replace {}\nif_match_bare {}\n\
+             conditional_complete {}\ncomplete_etag {}\nupload_part_copy {}\n\
+             copy_source_condition {}\n",
+            self.conditional_create.as_str(),
+            self.conditional_replace.as_str(),
+            self.if_match_bare,
+            self.conditional_complete.as_str(),
+            self.complete_etag.as_str(),
+            self.upload_part_copy.as_str(),
+            self.copy_source_condition.as_str(),
+        )
+    }
+
+    /// The inverse of [`Capabilities::to_text`]; `None` unless every field is there.
+    pub fn from_text(text: &str) -> Option<Capabilities> {
+        let mut fields = std::collections::HashMap::new();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            if let Some((k, v)) = line.trim().split_once(' ') {
+                fields.insert(k, v.trim());
+            }
+        }
+        let holds = |k: &str| fields.get(k).and_then(|v| Holds::parse(v));
+        Some(Capabilities {
+            conditional_create: holds("conditional_create")?,
+            conditional_replace: holds("conditional_replace")?,
+            if_match_bare: fields.get("if_match_bare")?.parse().ok()?,
+            conditional_complete: holds("conditional_complete")?,
+            complete_etag: holds("complete_etag")?,
+            upload_part_copy: holds("upload_part_copy")?,
+            copy_source_condition: holds("copy_source_condition")?,
+        })
+    }
+
+    /// One line per guarantee that is weaker on this server than on AWS, for the log.
+    pub fn weaker_guarantees(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if !self.conditional_create.yes() {
+            out.push(
+                "this server does not honour If-None-Match on PutObject: a new file created at \
+                 the same time through another client may be overwritten",
+            );
+        }
+        if !self.conditional_replace.yes() {
+            out.push(
+                "this server does not honour If-Match on PutObject: a file changed through \
+                 another client while open here may be overwritten",
+            );
+        }
+        if !self.conditional_complete.yes() {
+            out.push(
+                "this server ignores conditions on CompleteMultipartUpload: large files are \
+                 checked with a HEAD just before they complete, so a change through another \
+                 client in that moment may be overwritten",
+            );
+        }
+        if !self.copy_source_condition.yes() {
+            out.push(
+                "this server ignores x-amz-copy-source-if-match: a rename of a file changed \
+                 through another client at that moment may carry the other version",
+            );
+        }
+        if !self.upload_part_copy.yes() {
+            out.push(
+                "this server refuses UploadPartCopy: renames and in-place changes of large \
+                 files copy their bytes through this machine",
+            );
+        }
+        out
+    }
 }
 
 /// What an ETag says about an object's bytes.
@@ -84,12 +227,12 @@ const fn aws_like(provider: Provider, name: &'static str) -> Profile {
         min_part_size: 5 * MIB,
         max_parts: 10_000,
         max_copy_object_size: 5 * GIB,
-        supports_upload_part_copy: true,
         list_encoding_url: true,
         storage_class_header: "x-amz-storage-class",
         supports_aws_chunked: true,
         default_region: "us-east-1",
-        supports_conditional_put: true,
+        caps: Capabilities::AWS,
+        probe: false,
         sse_kms_value: "aws:kms",
         storage_classes: &[],
         etag_style: EtagStyle::Md5,
@@ -119,8 +262,16 @@ const OSS_CLASSES: &[&str] = &[
     "DeepColdArchive",
 ];
 
+/// Providers that document no conditional writes: none are sent.
+const NO_CONDITIONS: Capabilities = Capabilities {
+    conditional_create: Holds::No,
+    conditional_replace: Holds::No,
+    conditional_complete: Holds::No,
+    ..Capabilities::AWS
+};
+
 /// The table. Order matches [`Provider`]; [`profile`] relies on it.
-static PROFILES: [Profile; 6] = [
+static PROFILES: [Profile; 7] = [
     Profile {
         send_x_id_query: true,
         storage_classes: AWS_CLASSES,
@@ -129,7 +280,7 @@ static PROFILES: [Profile; 6] = [
     Profile {
         // OBS rejects the `x-id` query parameter.
         send_x_id_query: false,
-        supports_conditional_put: false,
+        caps: NO_CONDITIONS,
         storage_classes: OBS_CLASSES,
         ..aws_like(Provider::Obs, "obs")
     },
@@ -137,7 +288,7 @@ static PROFILES: [Profile; 6] = [
         max_copy_object_size: GIB,
         storage_class_header: "x-oss-storage-class",
         supports_aws_chunked: false,
-        supports_conditional_put: false,
+        caps: NO_CONDITIONS,
         storage_classes: OSS_CLASSES,
         etag_style: EtagStyle::Md5UpperOpaqueMultipart,
         supports_object_lock_headers: false,
@@ -146,8 +297,10 @@ static PROFILES: [Profile; 6] = [
     Profile {
         default_path_style: true,
         // EV2 buckets refuse UploadPartCopy; large copies fall back to download+upload.
-        supports_upload_part_copy: false,
-        supports_conditional_put: false,
+        caps: Capabilities {
+            upload_part_copy: Holds::No,
+            ..NO_CONDITIONS
+        },
         sse_kms_value: "SSE-KMS",
         ..aws_like(Provider::Gdc, "gdc")
     },
@@ -156,7 +309,21 @@ static PROFILES: [Profile; 6] = [
         ..aws_like(Provider::Minio, "minio")
     },
     Profile {
+        // measured against RGW 16.2.15 (docs/PROVIDERS.md): the quoted If-Match that AWS
+        // clients send always fails; Complete ignores If-None-Match and answers an empty ETag
         default_path_style: true,
+        caps: Capabilities {
+            if_match_bare: true,
+            conditional_complete: Holds::No,
+            complete_etag: Holds::No,
+            copy_source_condition: Holds::No,
+            ..Capabilities::AWS
+        },
+        ..aws_like(Provider::Ceph, "ceph")
+    },
+    Profile {
+        default_path_style: true,
+        probe: true,
         ..aws_like(Provider::Other, "other")
     },
 ];
@@ -169,7 +336,8 @@ pub fn profile(provider: Provider) -> &'static Profile {
         Provider::Oss => 2,
         Provider::Gdc => 3,
         Provider::Minio => 4,
-        Provider::Other => 5,
+        Provider::Ceph => 5,
+        Provider::Other => 6,
     };
     &PROFILES[i]
 }
@@ -262,12 +430,13 @@ impl Profile {
 
 impl Provider {
     /// Every provider, in table order.
-    pub const ALL: [Provider; 6] = [
+    pub const ALL: [Provider; 7] = [
         Provider::Aws,
         Provider::Obs,
         Provider::Oss,
         Provider::Gdc,
         Provider::Minio,
+        Provider::Ceph,
         Provider::Other,
     ];
 
@@ -279,6 +448,7 @@ impl Provider {
             "oss" | "alibaba" | "aliyun" => Some(Provider::Oss),
             "gdc" | "google-distributed-cloud" => Some(Provider::Gdc),
             "minio" => Some(Provider::Minio),
+            "ceph" | "rgw" | "radosgw" => Some(Provider::Ceph),
             "other" | "generic" => Some(Provider::Other),
             _ => None,
         }
@@ -383,12 +553,25 @@ mod tests {
         assert!(!oss.supports_aws_chunked);
         assert!(!profile(Provider::Obs).send_x_id_query);
         assert!(profile(Provider::Gdc).default_path_style);
-        assert!(!profile(Provider::Gdc).supports_upload_part_copy);
+        assert_eq!(profile(Provider::Gdc).caps.upload_part_copy, Holds::No);
+        assert!(profile(Provider::Other).probe && !profile(Provider::Ceph).probe);
+        assert!(profile(Provider::Ceph).caps.if_match_bare);
+        assert_eq!(Provider::from_name("rgw"), Some(Provider::Ceph));
         assert!(profile(Provider::Minio).default_path_style);
         assert_eq!(profile(Provider::Minio).default_region, "us-east-1");
         assert!(profile(Provider::Other).default_path_style);
         assert_eq!(Provider::from_name(" MinIO "), Some(Provider::Minio));
         assert_eq!(Provider::from_name("nope"), None);
+    }
+
+    #[test]
+    fn capabilities_round_trip_as_text() {
+        let ceph = profile(Provider::Ceph).caps;
+        assert_eq!(Capabilities::from_text(&ceph.to_text()), Some(ceph));
+        assert_eq!(Capabilities::from_text("conditional_create yes\n"), None);
+        assert!(Capabilities::AWS.weaker_guarantees().is_empty());
+        assert_eq!(ceph.weaker_guarantees().len(), 2);
+        assert_eq!(profile(Provider::Obs).caps.weaker_guarantees().len(), 3);
     }
 
     #[test]

@@ -25,6 +25,15 @@ pub enum FaultKind {
     /// Answer 200 OK with an S3 `<Error>` body, without touching the store
     /// (what S3 may do for CompleteMultipartUpload and CopyObject).
     ErrorIn200 { code: String },
+    /// Answer at once with this status and code, and carry the request out
+    /// `delay` later (a server still completing a large upload when the
+    /// client hears back: a retried Complete then meets NoSuchUpload, and
+    /// the object appears afterwards).
+    LateApply {
+        delay: Duration,
+        status: u16,
+        code: String,
+    },
 }
 
 impl FaultKind {
@@ -64,6 +73,11 @@ impl FaultKind {
             FaultKind::DropConnection => "drop connection".into(),
             FaultKind::TruncateBody => "truncate body".into(),
             FaultKind::ErrorIn200 { code } => format!("200 with error {code}"),
+            FaultKind::LateApply {
+                delay,
+                status,
+                code,
+            } => format!("status {status} {code}, applied {delay:?} later"),
         }
     }
 }

@@ -270,8 +270,41 @@ impl Front {
                 false
             }
             Some(FaultKind::TruncateBody) => true,
+            Some(FaultKind::LateApply {
+                delay,
+                status,
+                code,
+            }) => {
+                let bytes = match body.collect().await {
+                    Ok(b) => b.to_bytes(),
+                    Err(e) => return Err(e.into()),
+                };
+                let s3 = self.s3.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    let req = Request::from_parts(parts, s3s::Body::from(bytes));
+                    if let Err(e) = s3.call(req).await {
+                        tracing::warn!("late-applied request failed: {e:?}");
+                    }
+                });
+                self.shared.finish(id, Some(status), desc);
+                return Ok(self.error_response(status, &code, &resource, id));
+            }
             None => false,
         };
+        let dialect = *self.shared.dialect.read();
+        if dialect.if_match_raw_string
+            && target.op == "PutObject"
+            && parts
+                .headers
+                .get("if-match")
+                .is_some_and(|v| v.as_bytes().starts_with(b"\""))
+        {
+            // RGW compares the header with the bare ETag as a raw string
+            drain(&mut body).await;
+            self.shared.finish(id, Some(412), desc);
+            return Ok(self.error_response(412, "PreconditionFailed", &resource, id));
+        }
 
         let req = Request::from_parts(parts, s3s::Body::http_body_unsync(body));
         let mut resp = self.s3.call(req).await.map_err(BoxError::from)?;
@@ -291,13 +324,18 @@ impl Front {
         let resp = if is_xml && !matches!(target.op.as_str(), "GetObject" | "HeadObject") {
             let (mut rparts, rbody) = resp.into_parts();
             let bytes = rbody.collect().await?.to_bytes();
-            let bytes = match escape_xml_controls(&bytes) {
+            let mut bytes = match escape_xml_controls(&bytes) {
                 Some(v) => {
                     rparts.headers.remove(CONTENT_LENGTH);
                     Bytes::from(v)
                 }
                 None => bytes,
             };
+            if dialect.complete_empty_etag && target.op == "CompleteMultipartUpload" {
+                bytes = empty_etag_element(&bytes);
+                rparts.headers.remove(CONTENT_LENGTH);
+                rparts.headers.remove("etag");
+            }
             Response::from_parts(rparts, s3s::Body::from(bytes))
         } else {
             resp
@@ -320,5 +358,16 @@ impl Front {
         self.shared.finish(id, Some(status.as_u16()), desc);
         let (rparts, rbody) = resp.into_parts();
         Ok(Response::from_parts(rparts, self.out(rbody, remaining)))
+    }
+}
+
+/// The XML with the text of its `<ETag>` element removed (RGW's Complete reply).
+fn empty_etag_element(xml: &[u8]) -> Bytes {
+    let text = String::from_utf8_lossy(xml);
+    match (text.find("<ETag>"), text.find("</ETag>")) {
+        (Some(a), Some(b)) if a < b => {
+            Bytes::from(format!("{}{}", &text[..a + "<ETag>".len()], &text[b..]))
+        }
+        _ => Bytes::copy_from_slice(xml),
     }
 }

@@ -38,6 +38,6 @@ mod tls;
 
 pub use faults::{Fault, FaultKind, RandomFaults};
 pub use server::{ServerConfig, TestServer};
-pub use state::RequestRecord;
+pub use state::{Dialect, RequestRecord};
 pub use store::{ObjectAttrs, ObjectMeta};
 pub use tls::TlsConfig;

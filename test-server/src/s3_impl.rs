@@ -428,8 +428,9 @@ impl S3 for Backend {
         } else {
             Directive::Copy
         };
-        let if_match = cond(input.copy_source_if_match);
-        let if_none_match = cond(input.copy_source_if_none_match);
+        let ignore = self.shared.dialect.read().copy_source_conditions_ignored;
+        let if_match = cond(input.copy_source_if_match).filter(|_| !ignore);
+        let if_none_match = cond(input.copy_source_if_none_match).filter(|_| !ignore);
         let meta = self
             .store()
             .copy_object(
@@ -616,7 +617,8 @@ impl S3 for Backend {
     ) -> S3Result<S3Response<UploadPartCopyOutput>> {
         let input = req.input;
         let (sb, sk) = copy_source(&input.copy_source)?;
-        let if_match = cond(input.copy_source_if_match);
+        let ignore = self.shared.dialect.read().copy_source_conditions_ignored;
+        let if_match = cond(input.copy_source_if_match).filter(|_| !ignore);
         let (e, when) = self
             .store()
             .upload_part_copy(
@@ -659,9 +661,13 @@ impl S3 for Backend {
             };
             parts.push((n, e.into_value()));
         }
-        let c = WriteConditions {
-            if_match: cond(input.if_match),
-            if_none_match: cond(input.if_none_match),
+        let c = if self.shared.dialect.read().complete_ignores_conditions {
+            WriteConditions::default()
+        } else {
+            WriteConditions {
+                if_match: cond(input.if_match),
+                if_none_match: cond(input.if_none_match),
+            }
         };
         let meta = self
             .store()

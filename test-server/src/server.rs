@@ -409,6 +409,11 @@ impl TestServer {
 
     // ---- faults ----
 
+    /// Behave like another server where it departs from AWS (e.g. [`Dialect::ceph_rgw`]).
+    pub fn set_dialect(&self, dialect: crate::state::Dialect) {
+        *self.shared.dialect.write() = dialect;
+    }
+
     pub fn add_fault(&self, fault: Fault) {
         self.shared.faults.lock().add(fault);
     }

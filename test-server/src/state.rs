@@ -79,6 +79,34 @@ pub(crate) struct Shared {
     pub control_api: AtomicBool,
     /// (our op name, s3s op name) pairs that disagreed.
     pub op_mismatches: Mutex<Vec<(String, String)>>,
+    /// Where this server departs from AWS on purpose, to play another server.
+    pub dialect: RwLock<Dialect>,
+}
+
+/// Departures from AWS's behaviour that real servers show (see `Dialect::ceph_rgw`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Dialect {
+    /// CompleteMultipartUpload answers `<ETag></ETag>` (the HEAD after it has the ETag).
+    pub complete_empty_etag: bool,
+    /// `If-Match` on PutObject is compared with the bare ETag as a raw string: the quoted
+    /// form (`"abc"`) never matches, so it always gets 412.
+    pub if_match_raw_string: bool,
+    /// `If-None-Match` / `If-Match` on CompleteMultipartUpload are ignored.
+    pub complete_ignores_conditions: bool,
+    /// `x-amz-copy-source-if-match` / `-if-none-match` on copies are ignored.
+    pub copy_source_conditions_ignored: bool,
+}
+
+impl Dialect {
+    /// What Ceph RGW 16.2.15 does (measured; `../shared/S3-SERVERS.md`).
+    pub fn ceph_rgw() -> Dialect {
+        Dialect {
+            complete_empty_etag: true,
+            if_match_raw_string: true,
+            complete_ignores_conditions: true,
+            copy_source_conditions_ignored: true,
+        }
+    }
 }
 
 impl Shared {
@@ -95,6 +123,7 @@ impl Shared {
             allow_anonymous: AtomicBool::new(false),
             control_api: AtomicBool::new(false),
             op_mismatches: Mutex::new(Vec::new()),
+            dialect: RwLock::new(Dialect::default()),
         }
     }
 

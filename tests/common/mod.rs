@@ -318,6 +318,19 @@ impl External {
     }
 }
 
+/// The in-process server needs no probe (its request counts stay the tests' own), unless a
+/// test asks for one; external servers are probed as a user's mount would probe them.
+fn probe_off(srv: &Server, extra: &[&str]) -> Vec<&'static str> {
+    let asked = extra
+        .iter()
+        .any(|a| a.starts_with("--probe") || a.contains("probe="));
+    if srv.is_external() || asked {
+        vec![]
+    } else {
+        vec!["--probe", "off"]
+    }
+}
+
 pub fn bucketfs_cmd(srv: &Server) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_bucketfs"));
     cmd.env("AWS_ACCESS_KEY_ID", srv.access_key())
@@ -352,6 +365,7 @@ impl Mount {
                 "--path-style",
             ])
             .arg("--foreground")
+            .args(probe_off(srv, extra))
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -457,6 +471,25 @@ pub fn is_mounted(path: &Path) -> bool {
     let want = canon.to_string_lossy().replace(' ', "\\040");
     text.lines()
         .any(|l| l.split(' ').nth(4) == Some(want.as_str()) && l.contains("fuse"))
+}
+
+/// close(2) `f` and fail the test if close reports an error: dropping a `File` ignores it,
+/// and close is where a file on the mount is uploaded.
+pub fn close_checked(f: std::fs::File) {
+    use std::os::fd::IntoRawFd;
+    let fd = f.into_raw_fd();
+    // SAFETY: `fd` was just taken out of a File, so it is open and owned here.
+    let rc = unsafe { libc::close(fd) };
+    assert_eq!(rc, 0, "close failed: {}", std::io::Error::last_os_error());
+}
+
+/// `std::fs::write` whose close is checked (see [`close_checked`]).
+pub fn write_checked(path: impl AsRef<Path>, data: impl AsRef<[u8]>) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut f = std::fs::File::create(path)?;
+    f.write_all(data.as_ref())?;
+    close_checked(f);
+    Ok(())
 }
 
 /// Run a shell command, panicking with its output if it fails.

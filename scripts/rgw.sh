@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The mount test suites against Ceph RADOS Gateway: a one-node Ceph cluster on 127.0.0.1 from
+# Debian's packages (../shared/ceph-rgw.sh, or $CEPH_RGW_SCRIPT), a fresh bucket, then
+# scripts/compat.sh with BUCKETFS_TEST_ENDPOINT pointing at it. Stops the cluster afterwards if
+# this script started it.
+#
+#   scripts/rgw.sh                    # mount_read, mount_write, mount_posix against RGW
+#   scripts/rgw.sh mount_write        # one suite
+#   RGW_KEEP=1 scripts/rgw.sh         # leave the cluster running
+#
+# Needs root (apt-get, FUSE). About 1 GiB of RAM; ~70 s to install and start from nothing.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export AWS_EC2_METADATA_DISABLED=true
+
+script=${CEPH_RGW_SCRIPT:-../shared/ceph-rgw.sh}
+if [ ! -f "$script" ]; then
+    echo "rgw: $script not found (set CEPH_RGW_SCRIPT to the ceph-rgw.sh that starts Ceph)" >&2
+    exit 2
+fi
+dir=${CEPH_RGW_DIR:-/tmp/ceph-rgw}
+started=0
+if ! bash "$script" status >/dev/null 2>&1 || [ ! -s "$dir/env" ]; then
+    bash "$script" start || { echo "rgw: Ceph did not start" >&2; exit 2; }
+    started=1
+fi
+stop() {
+    if [ "$started" = 1 ] && [ -z "${RGW_KEEP:-}" ]; then
+        bash "$script" stop >/dev/null 2>&1
+    fi
+}
+trap stop EXIT INT TERM
+# shellcheck disable=SC1091
+. "$dir/env"
+
+bucket=bucketfs-rgw-$(date +%s)
+# a signed PUT of the bucket (curl's SigV4); RGW accepts any signing region
+if ! curl -fsS -X PUT -o /dev/null --aws-sigv4 "aws:amz:us-east-1:s3" \
+    --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" "$S3_ENDPOINT/$bucket"; then
+    echo "rgw: cannot create bucket $bucket at $S3_ENDPOINT" >&2
+    exit 2
+fi
+echo "rgw: Ceph RGW at $S3_ENDPOINT, bucket $bucket"
+BUCKETFS_TEST_ENDPOINT=$S3_ENDPOINT BUCKETFS_TEST_BUCKET=$bucket \
+    BUCKETFS_TEST_ACCESS_KEY=$AWS_ACCESS_KEY_ID BUCKETFS_TEST_SECRET_KEY=$AWS_SECRET_ACCESS_KEY \
+    COMPAT_VERBOSE=${COMPAT_VERBOSE:-1} bash scripts/compat.sh "$@"

@@ -1,0 +1,306 @@
+//! The core against servers that answer unlike AWS (Ceph RGW's dialect), answers that are
+//! lost or late, and uploads that fail: a stored object is never reported lost, bytes that
+//! could not be uploaded stay in the mount, and nothing is clobbered on a guess.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bucketfs::config::FsConfig;
+use bucketfs::fs::{Filesystem, ROOT_INO};
+use bucketfs::s3::profile::{Capabilities, Holds};
+use bucketfs_test_server::{Dialect, Fault, FaultKind, TestServer};
+
+#[path = "common/core.rs"]
+mod core_fs;
+use core_fs::{client, fs_with, write_file, ME};
+
+const MIB: usize = 1024 * 1024;
+
+fn big_parts() -> FsConfig {
+    FsConfig {
+        part_size: 5 * MIB as u64,
+        ..FsConfig::default()
+    }
+}
+
+fn data(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8 ^ seed).collect()
+}
+
+/// Read the whole file `ino` through a fresh read handle.
+async fn read_all(fs: &Filesystem, ino: u64, len: usize) -> Vec<u8> {
+    let o = fs
+        .open(ino, libc::O_RDONLY, ME)
+        .await
+        .expect("open for read");
+    let mut out = Vec::new();
+    while out.len() < len {
+        let got = fs
+            .read(o.fh, out.len() as u64, 128 * 1024)
+            .await
+            .expect("read");
+        if got.is_empty() {
+            break;
+        }
+        out.extend_from_slice(&got);
+    }
+    fs.release(o.fh).await.expect("release");
+    out
+}
+
+#[tokio::test]
+async fn the_probe_finds_what_a_server_answering_like_rgw_does() {
+    let srv = TestServer::start().await;
+    let c = client(&srv);
+    let aws = c.probe("").await.expect("probe");
+    assert_eq!(aws, Capabilities::AWS);
+    srv.set_dialect(Dialect::ceph_rgw());
+    let rgw = c.probe("p/").await.expect("probe");
+    assert!(rgw.if_match_bare, "{rgw:?}");
+    assert_eq!(rgw.conditional_replace, Holds::Yes);
+    assert_eq!(rgw.conditional_create, Holds::Yes);
+    assert_eq!(rgw.conditional_complete, Holds::No);
+    assert_eq!(rgw.complete_etag, Holds::No);
+    assert_eq!(rgw.upload_part_copy, Holds::Yes);
+    assert_eq!(rgw.copy_source_condition, Holds::No);
+    // what the ceph profile says is what the probe finds
+    assert_eq!(
+        rgw,
+        bucketfs::s3::Provider::Ceph.profile().caps,
+        "the ceph profile row"
+    );
+    // probe objects are gone, no upload is left open
+    assert!(srv.keys().is_empty(), "{:?}", srv.keys());
+    assert!(srv.multipart_uploads().is_empty());
+}
+
+#[tokio::test]
+async fn large_files_appends_and_overwrites_work_on_a_server_answering_like_rgw() {
+    let srv = TestServer::start().await;
+    srv.set_dialect(Dialect::ceph_rgw());
+    // no probe, no profile: everything is found out on first use
+    let fs = fs_with(&srv, big_parts());
+
+    // Complete answers an empty ETag: the object is there, close succeeds
+    let big = data(12 * MIB + 5, 1);
+    let ino = write_file(&fs, ROOT_INO, "big.bin", &big).await;
+    assert_eq!(srv.get_object("big.bin").as_deref(), Some(&big[..]));
+    assert!(srv.multipart_uploads().is_empty());
+    // and the mount shows it with the ETag the HEAD found
+    assert_eq!(read_all(&fs, ino, big.len()).await, big);
+
+    // If-Match with the quoted ETag gets 412: learned, sent bare, the append lands
+    srv.put_object("log.txt", "one\n");
+    let attr = fs.lookup(ROOT_INO, "log.txt").await.expect("lookup");
+    let o = fs
+        .open(attr.ino, libc::O_WRONLY | libc::O_APPEND, ME)
+        .await
+        .expect("open");
+    fs.write(o.fh, 4, b"two\n").await.expect("write");
+    fs.flush(o.fh, 0).await.expect("append lands");
+    fs.release(o.fh).await.expect("release");
+    assert_eq!(
+        srv.get_object("log.txt").as_deref(),
+        Some(&b"one\ntwo\n"[..])
+    );
+    let ifm = srv.requests_for("PutObject");
+    let last = ifm.last().expect("a PUT");
+    assert!(
+        last.header("if-match").is_some_and(|v| !v.starts_with('"')),
+        "{:?}",
+        last.header("if-match")
+    );
+
+    // a 4 KiB write in the middle of the large object (in-place patch)
+    let o = fs.open(ino, libc::O_WRONLY, ME).await.expect("open");
+    fs.write(o.fh, 6 * MIB as u64, &[9u8; 4096])
+        .await
+        .expect("write");
+    fs.flush(o.fh, 0).await.expect("patch lands");
+    fs.release(o.fh).await.expect("release");
+    let mut want = big.clone();
+    want[6 * MIB..6 * MIB + 4096].fill(9);
+    assert_eq!(srv.get_object("big.bin").as_deref(), Some(&want[..]));
+}
+
+#[tokio::test]
+async fn a_server_ignoring_conditions_on_complete_still_never_clobbers_a_new_file() {
+    let srv = TestServer::start().await;
+    srv.set_dialect(Dialect::ceph_rgw());
+    let c = client(&srv);
+    c.set_capabilities(c.probe("").await.expect("probe"));
+    let fs = Filesystem::new(big_parts(), c);
+    let (_, o) = fs
+        .create(ROOT_INO, "race.bin", 0o644, libc::O_WRONLY, ME)
+        .await
+        .expect("create");
+    let mine = data(11 * MIB, 2);
+    for (i, chunk) in mine.chunks(MIB).enumerate() {
+        fs.write(o.fh, (i * MIB) as u64, chunk)
+            .await
+            .expect("write");
+    }
+    // another client creates the same name before this one closes
+    srv.put_object("race.bin", "theirs");
+    let err = fs.flush(o.fh, 0).await.expect_err("must not clobber");
+    assert_eq!(err.errno, libc::ESTALE);
+    assert_eq!(srv.get_object("race.bin").as_deref(), Some(&b"theirs"[..]));
+    let _ = fs.release(o.fh).await;
+    assert_eq!(srv.get_object("race.bin").as_deref(), Some(&b"theirs"[..]));
+}
+
+#[tokio::test]
+async fn a_complete_that_lands_after_its_answer_is_not_reported_lost() {
+    let srv = TestServer::start().await;
+    let fs = fs_with(&srv, big_parts());
+    // the server answers NoSuchUpload at once and completes the upload 300 ms later
+    srv.add_fault(
+        Fault::new(FaultKind::LateApply {
+            delay: Duration::from_millis(300),
+            status: 404,
+            code: "NoSuchUpload".into(),
+        })
+        .op("CompleteMultipartUpload")
+        .times(1),
+    );
+    let big = data(11 * MIB, 3);
+    write_file(&fs, ROOT_INO, "slow.bin", &big).await;
+    assert_eq!(srv.get_object("slow.bin").as_deref(), Some(&big[..]));
+    assert!(srv.count("HeadObject") >= 1);
+}
+
+#[tokio::test]
+async fn an_upload_failing_at_close_keeps_the_data_here_until_a_later_close_sends_it() {
+    let srv = TestServer::start().await;
+    let fs: Arc<Filesystem> = fs_with(&srv, FsConfig::default());
+    srv.add_fault(Fault::new(FaultKind::access_denied()).op("PutObject"));
+    let (attr, o) = fs
+        .create(ROOT_INO, "kept.txt", 0o644, libc::O_WRONLY, ME)
+        .await
+        .expect("create");
+    fs.write(o.fh, 0, b"precious bytes").await.expect("write");
+    let err = fs.flush(o.fh, 0).await.expect_err("denied");
+    assert_eq!(err.errno, libc::EACCES);
+    assert!(fs.release(o.fh).await.is_err());
+    assert!(srv.get_object("kept.txt").is_none());
+
+    // still there, with its bytes, and listed as unsaved
+    let seen = fs
+        .lookup(ROOT_INO, "kept.txt")
+        .await
+        .expect("still visible");
+    assert_eq!(seen.ino, attr.ino);
+    assert_eq!(seen.size, 14);
+    assert_eq!(read_all(&fs, attr.ino, 14).await, b"precious bytes");
+    assert_eq!(fs.unsaved_files(), vec!["kept.txt".to_string()]);
+    let dh = fs.opendir(ROOT_INO).await.expect("opendir");
+    let names: Vec<String> = fs
+        .readdir(ROOT_INO, dh, 0)
+        .await
+        .expect("readdir")
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    fs.releasedir(dh);
+    assert!(names.contains(&"kept.txt".to_string()), "{names:?}");
+
+    // the server accepts writes again: the next close sends the kept bytes plus the new ones
+    srv.clear_faults();
+    let o = fs
+        .open(attr.ino, libc::O_WRONLY | libc::O_APPEND, ME)
+        .await
+        .expect("reopen");
+    fs.write(o.fh, 14, b"!").await.expect("write");
+    fs.flush(o.fh, 0).await.expect("uploaded now");
+    fs.release(o.fh).await.expect("release");
+    assert_eq!(
+        srv.get_object("kept.txt").as_deref(),
+        Some(&b"precious bytes!"[..])
+    );
+    assert!(fs.unsaved_files().is_empty());
+}
+
+#[tokio::test]
+async fn a_large_upload_failing_keeps_its_parts_and_finishes_later() {
+    large_upload_failing_then_finishing(None).await;
+}
+
+#[tokio::test]
+async fn with_a_cache_dir_a_large_file_whose_upload_failed_reads_back_whole() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    large_upload_failing_then_finishing(Some(dir.path().to_path_buf())).await;
+}
+
+/// A large file whose parts fail to upload: kept, listed as unsaved, readable where its parts
+/// are on disk (`cache_dir`), and complete in the bucket after a later fsync.
+async fn large_upload_failing_then_finishing(cache_dir: Option<std::path::PathBuf>) {
+    let srv = TestServer::start().await;
+    let readable = cache_dir.is_some();
+    let cfg = FsConfig {
+        cache_dir,
+        ..big_parts()
+    };
+    let fs = fs_with(&srv, cfg);
+    srv.add_fault(Fault::new(FaultKind::internal_error()).op("UploadPart"));
+    let (attr, o) = fs
+        .create(ROOT_INO, "later.bin", 0o644, libc::O_WRONLY, ME)
+        .await
+        .expect("create");
+    let chunk = data(MIB, 4);
+    let mut accepted = Vec::new();
+    for i in 0..11u64 {
+        match fs.write(o.fh, i * MIB as u64, &chunk).await {
+            Ok(_) => accepted.extend_from_slice(&chunk),
+            Err(e) => {
+                assert_eq!(e.errno, libc::EIO);
+                break;
+            }
+        }
+    }
+    assert!(fs.flush(o.fh, 0).await.is_err());
+    let _ = fs.release(o.fh).await;
+    assert!(srv.get_object("later.bin").is_none());
+    assert_eq!(srv.multipart_uploads().len(), 1, "the upload is kept open");
+    assert_eq!(fs.unsaved_files(), vec!["later.bin".to_string()]);
+    if readable {
+        assert_eq!(read_all(&fs, attr.ino, accepted.len()).await, accepted);
+    } else {
+        let o = fs.open(attr.ino, libc::O_RDONLY, ME).await.expect("open");
+        let err = fs.read(o.fh, 0, 4096).await.expect_err("sent, not kept");
+        assert_eq!(err.errno, libc::EIO);
+        fs.release(o.fh).await.expect("release");
+    }
+
+    srv.clear_faults();
+    let o = fs.open(attr.ino, libc::O_WRONLY, ME).await.expect("reopen");
+    fs.fsync(o.fh).await.expect("fsync sends what is missing");
+    fs.release(o.fh).await.expect("release");
+    assert_eq!(srv.get_object("later.bin").as_deref(), Some(&accepted[..]));
+    assert!(srv.multipart_uploads().is_empty());
+    assert!(fs.unsaved_files().is_empty());
+}
+
+#[tokio::test]
+async fn unlinking_a_file_whose_upload_failed_drops_it_and_its_upload() {
+    let srv = TestServer::start().await;
+    let fs = fs_with(&srv, big_parts());
+    srv.add_fault(Fault::new(FaultKind::access_denied()).op("CompleteMultipartUpload"));
+    let (_, o) = fs
+        .create(ROOT_INO, "gone.bin", 0o644, libc::O_WRONLY, ME)
+        .await
+        .expect("create");
+    let big = data(6 * MIB, 5);
+    fs.write(o.fh, 0, &big).await.expect("write");
+    assert_eq!(
+        fs.flush(o.fh, 0).await.expect_err("denied").errno,
+        libc::EACCES
+    );
+    let _ = fs.release(o.fh).await;
+    assert_eq!(srv.multipart_uploads().len(), 1);
+    fs.unlink(ROOT_INO, "gone.bin").await.expect("unlink");
+    assert!(fs.lookup(ROOT_INO, "gone.bin").await.is_err());
+    assert!(srv.multipart_uploads().is_empty());
+    assert!(fs.unsaved_files().is_empty());
+    srv.clear_faults();
+    assert!(srv.get_object("gone.bin").is_none());
+}
