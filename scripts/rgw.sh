@@ -35,8 +35,10 @@ trap stop EXIT INT TERM
 
 bucket=bucketfs-rgw-$(date +%s)
 # a signed PUT of the bucket (curl's SigV4); RGW accepts any signing region
+empty_sha=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
 if ! curl -fsS -X PUT -o /dev/null --aws-sigv4 "aws:amz:us-east-1:s3" \
-    --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" "$S3_ENDPOINT/$bucket"; then
+    --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" -H "x-amz-content-sha256: $empty_sha" \
+    "$S3_ENDPOINT/$bucket"; then
     echo "rgw: cannot create bucket $bucket at $S3_ENDPOINT" >&2
     exit 2
 fi

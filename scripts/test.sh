@@ -1,8 +1,20 @@
 #!/usr/bin/env bash
 # The test command: formatting, lints, then every test (unit, core against the in-process S3
-# server, and real FUSE mounts when /dev/fuse is usable).
+# server, and real FUSE mounts when /dev/fuse is usable), then the mount suites against a real
+# Ceph RGW (scripts/rgw.sh, from ../shared/ceph-rgw.sh; BUCKETFS_SKIP_RGW=1 leaves it out).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export AWS_EC2_METADATA_DISABLED=true
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace -- --test-threads="${TEST_THREADS:-2}"
+if [ -z "${BUCKETFS_SKIP_RGW:-}" ]; then
+  if [ -f "${CEPH_RGW_SCRIPT:-../shared/ceph-rgw.sh}" ]; then
+    bash scripts/rgw.sh
+  elif [ -n "${CI:-}" ]; then
+    echo "test: ../shared/ceph-rgw.sh is missing: the RGW suites cannot run" >&2
+    exit 1
+  else
+    echo "SKIPPED: the mount suites against Ceph RGW (no ../shared/ceph-rgw.sh)"
+  fi
+fi

@@ -67,42 +67,45 @@ fn fifteen_hundred_keys_in_one_directory_are_all_listed() {
     let srv = server();
     let mut want = BTreeSet::new();
     for i in 0..1500 {
-        let name = format!("f{i:05}");
+        // a page ends at key 999: RGW's continuation token is that raw key, `%` and all
+        let name = format!("f{i:05}{}", ["", " sp", "+plus", "%pct"][i % 4]);
         srv.put_object(&format!("big/{name}"), format!("{i}"));
         want.insert(name);
     }
     let m = Mount::new(&srv, &[]);
-    srv.reset_counts();
+    if let Some(s) = srv.counting() {
+        s.reset_counts();
+    }
     assert_eq!(names(&m.p("big")), want);
-    // two pages of 1,000 keys, one more lookup-LIST for "big" itself at most
-    assert!(srv.count("ListObjectsV2") <= 3, "{:?}", srv.counts());
-    // a second listing within the TTL needs no request at all
-    srv.reset_counts();
-    assert_eq!(names(&m.p("big")).len(), 1500);
-    assert_eq!(srv.count("ListObjectsV2"), 0, "{:?}", srv.counts());
-    // `ls -l` stats every entry: the fetches go out ahead of it, still one per file (GETs, the
-    // files being small: their bodies come along)
-    if !srv.is_external() {
+    if let Some(s) = srv.counting() {
+        // two pages of 1,000 keys, one more lookup-LIST for "big" itself at most
+        assert!(s.count("ListObjectsV2") <= 3, "{:?}", s.counts());
+        // a second listing within the TTL needs no request at all
+        s.reset_counts();
+        assert_eq!(names(&m.p("big")).len(), 1500);
+        assert_eq!(s.count("ListObjectsV2"), 0, "{:?}", s.counts());
+        // `ls -l` stats every entry: the fetches go out ahead of it, still one per file (GETs,
+        // the files being small: their bodies come along)
         let out = sh(&format!(
             "ls -l {} | grep -c '^-rw-r--r--'",
             m.p("big").display()
         ));
         assert_eq!(out.trim(), "1500");
         assert_eq!(
-            srv.count("HeadObject") + srv.count("GetObject"),
+            s.count("HeadObject") + s.count("GetObject"),
             1500,
             "{:?}",
-            srv.counts()
+            s.counts()
         );
         // so reading one of them right after costs nothing more
-        srv.reset_counts();
+        s.reset_counts();
     }
     assert_eq!(
-        std::fs::read_to_string(m.p("big/f01499")).expect("read"),
+        std::fs::read_to_string(m.p("big/f01499%pct")).expect("read"),
         "1499"
     );
-    if !srv.is_external() {
-        assert_eq!(srv.total_requests(), 0, "{:?}", srv.counts());
+    if let Some(s) = srv.counting() {
+        assert_eq!(s.total_requests(), 0, "{:?}", s.counts());
     }
 }
 

@@ -137,6 +137,8 @@ fn etag_quoting() {
 struct Seen {
     method: String,
     target: String,
+    /// Which accepted connection it came on (from 0).
+    conn: usize,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
 }
@@ -211,6 +213,7 @@ async fn read_request(sock: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Seen> {
     Some(Seen {
         method,
         target,
+        conn: 0,
         headers,
         body,
     })
@@ -230,11 +233,15 @@ impl Server {
         let count = Arc::new(AtomicUsize::new(0));
         let seen2 = seen.clone();
         tokio::spawn(async move {
+            let mut conns = 0;
             while let Ok((mut sock, _)) = listener.accept().await {
                 let (seen, script, count) = (seen2.clone(), script.clone(), count.clone());
+                let conn = conns;
+                conns += 1;
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
-                    while let Some(req) = read_request(&mut sock, &mut buf).await {
+                    while let Some(mut req) = read_request(&mut sock, &mut buf).await {
+                        req.conn = conn;
                         let n = count.fetch_add(1, Ordering::SeqCst);
                         seen.lock().push(req.clone());
                         match script(&req, n) {
@@ -266,6 +273,34 @@ impl Server {
     fn seen(&self) -> Vec<Seen> {
         self.seen.lock().clone()
     }
+}
+
+#[tokio::test]
+async fn a_connection_whose_request_body_may_be_unread_is_not_reused() {
+    // RGW answers some PUTs before reading their body: the rest of the body would be taken
+    // for the next request on that connection. After an error answer to a request with a
+    // body, the connection is dropped; after one to a bodiless request it is kept.
+    let srv = Server::start(|req, _| match req.method.as_str() {
+        "PUT" => resp(400, &[], b"<Error><Code>KeyTooLongError</Code></Error>"),
+        "HEAD" => resp(404, &[], b""),
+        _ => resp(200, &[], b"<ListBucketResult></ListBucketResult>"),
+    })
+    .await;
+    let c = srv.client();
+    assert!(c.head_object("a").await.is_err());
+    assert!(c.head_object("b").await.is_err());
+    let put = c
+        .put_object("k", Bytes::from_static(b"body"), &PutOptions::default())
+        .await;
+    assert_eq!(put.unwrap_err().status(), Some(400));
+    assert!(c.head_object("c").await.is_err());
+    let conns: Vec<usize> = srv.seen().iter().map(|s| s.conn).collect();
+    assert_eq!(conns[0], conns[1], "a 404 to a HEAD keeps its connection");
+    assert_eq!(conns[1], conns[2], "the PUT goes on the same connection");
+    assert_ne!(
+        conns[2], conns[3],
+        "the connection of the refused PUT was reused"
+    );
 }
 
 #[tokio::test]

@@ -78,6 +78,15 @@ impl Server {
         matches!(self, Server::External(_))
     }
 
+    /// The in-process server, whose request counters a test may check; `None` for an
+    /// external server (the test then checks everything but the counts).
+    pub fn counting(&self) -> Option<&TestServer> {
+        match self {
+            Server::Local(s) => Some(s),
+            Server::External(_) => None,
+        }
+    }
+
     pub fn endpoint(&self) -> String {
         match self {
             Server::Local(s) => s.endpoint(),
