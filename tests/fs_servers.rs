@@ -304,3 +304,46 @@ async fn unlinking_a_file_whose_upload_failed_drops_it_and_its_upload() {
     srv.clear_faults();
     assert!(srv.get_object("gone.bin").is_none());
 }
+
+#[tokio::test]
+async fn a_later_open_of_a_file_whose_upload_failed_never_clobbers_a_newer_object() {
+    // what destroyed a file on RGW: a failed write "vanished", a later in-place write then
+    // took the name for a new file and replaced the real object
+    let srv = TestServer::start().await;
+    srv.set_dialect(Dialect::ceph_rgw());
+    let c = client(&srv);
+    c.set_capabilities(c.probe("").await.expect("probe"));
+    let fs = fs_with(&srv, big_parts());
+    let v1 = data(12 * MIB, 6);
+    srv.put_object("db.bin", v1.clone());
+    let attr = fs.lookup(ROOT_INO, "db.bin").await.expect("lookup");
+
+    srv.add_fault(Fault::new(FaultKind::access_denied()).op("CompleteMultipartUpload"));
+    let o = fs.open(attr.ino, libc::O_WRONLY, ME).await.expect("open");
+    fs.write(o.fh, 0, b"mine").await.expect("write");
+    assert!(fs.flush(o.fh, 0).await.is_err());
+    let _ = fs.release(o.fh).await;
+    srv.clear_faults();
+    assert_eq!(fs.unsaved_files(), vec!["db.bin".to_string()]);
+
+    // another client replaces the object meanwhile
+    srv.put_object("db.bin", "v2 from elsewhere");
+    // a later writer picks up the kept state, with the version it was based on
+    let o = fs.open(attr.ino, libc::O_WRONLY, ME).await.expect("reopen");
+    fs.write(o.fh, 50 * 1024, &[1u8; 4096])
+        .await
+        .expect("write");
+    let err = fs
+        .flush(o.fh, 0)
+        .await
+        .expect_err("based on v1: must not clobber v2");
+    assert_eq!(err.errno, libc::ESTALE);
+    let _ = fs.release(o.fh).await;
+    assert_eq!(
+        srv.get_object("db.bin").as_deref(),
+        Some(&b"v2 from elsewhere"[..])
+    );
+    // removing the file here is the way out
+    fs.unlink(ROOT_INO, "db.bin").await.expect("unlink");
+    assert!(srv.multipart_uploads().is_empty());
+}

@@ -986,7 +986,22 @@ impl S3Client {
             call = call.header("x-amz-copy-source-if-match", quote_etag(etag));
         }
         call.check_ok_body = true;
-        let resp = self.execute(&call).await?;
+        let resp = match self.execute(&call).await {
+            Ok(r) => r,
+            // a source without the range asked for: on a server that ignores
+            // x-amz-copy-source-if-match, this is how a change of the source shows
+            Err(e) if matches!(e.code(), Some("InvalidRange" | "InvalidArgument")) => {
+                if let Some(want) = if_match {
+                    let source = PutOptions {
+                        if_match: Some(want.to_owned()),
+                        ..PutOptions::default()
+                    };
+                    self.check_conditions_by_head(source_key, &source).await?;
+                }
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
         let (etag, _) = xml::parse_copy_result(&resp.body, resp.status, key)?;
         etag.ok_or_else(|| S3Error::InvalidResponse("CopyPartResult without ETag".into()))
     }

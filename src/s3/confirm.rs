@@ -160,7 +160,7 @@ impl S3Client {
         Err(S3Error::service(
             412,
             "PreconditionFailed",
-            "checked before completing: the object changed in the bucket",
+            "the object changed in the bucket (checked with a HEAD)",
             None,
             Some(key),
         ))
