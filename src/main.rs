@@ -118,6 +118,11 @@ fn run_foreground(plan: MountPlan, mut start: Startup) -> ExitCode {
         Ok(mp) => mp,
         Err(msg) => return start.fail(&msg),
     };
+    if let Some(dir) = &plan.fs.cache_dir {
+        if let Err(msg) = check_cache_dir(dir) {
+            return start.fail(&msg);
+        }
+    }
     let creds = match credentials::load(&plan.credentials) {
         Ok(c) => c,
         Err(e) => return start.fail(&e.to_string()),
@@ -238,6 +243,23 @@ fn run_foreground(plan: MountPlan, mut start: Startup) -> ExitCode {
         );
         ExitCode::from(1)
     }
+}
+
+/// The staging directory must take files; else one line says why, at mount.
+fn check_cache_dir(dir: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir)
+        .and_then(|()| {
+            let probe = dir.join(format!(".bucketfs-write-test-{}", std::process::id()));
+            std::fs::write(&probe, b"x")?;
+            std::fs::remove_file(&probe)
+        })
+        .map_err(|e| {
+            format!(
+                "cache dir {} is not writable: {e} (choose another with --cache-dir DIR, or \
+                 --cache-dir none to keep parts in memory)",
+                dir.display()
+            )
+        })
 }
 
 fn build_runtime() -> io::Result<tokio::runtime::Runtime> {

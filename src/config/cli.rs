@@ -240,7 +240,9 @@ pub struct MountArgs {
     #[arg(long, value_name = "BYTES", default_value = "96MiB", value_parser = parse_size,
           help_heading = "Caching")]
     pub max_memory: u64,
-    /// Spill write buffers to this directory instead of memory
+    /// Staging area of files being written (their parts, on disk), and the upload journal;
+    /// `none` keeps parts in memory [default: $XDG_CACHE_HOME/bucketfs, ~/.cache/bucketfs, or
+    /// /var/cache/bucketfs for root]
     #[arg(long, value_name = "DIR", help_heading = "Caching")]
     pub cache_dir: Option<PathBuf>,
 
@@ -453,6 +455,21 @@ fn bucket_and_prefix(source: &str, flag: Option<&str>) -> Result<(String, String
         }
     };
     Ok((bucket, prefix))
+}
+
+/// Where files being written are staged unless `--cache-dir` says otherwise: root's
+/// `/var/cache/bucketfs`, else `$XDG_CACHE_HOME/bucketfs`, else `~/.cache/bucketfs` (`None`
+/// when there is no home: parts then stay in memory).
+pub fn default_cache_dir() -> Option<PathBuf> {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        return Some(PathBuf::from("/var/cache/bucketfs"));
+    }
+    std::env::var_os("XDG_CACHE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .map(|d| d.join("bucketfs"))
 }
 
 /// Connection settings, checked; endpoint and region may still come from the environment.
@@ -705,7 +722,11 @@ impl MountArgs {
             ));
         }
         let mountpoint = absolute(&self.mountpoint)?;
-        let cache_dir = self.cache_dir.as_deref().map(absolute).transpose()?;
+        let cache_dir = match self.cache_dir.as_deref() {
+            Some(p) if p == Path::new("none") => None,
+            Some(p) => Some(absolute(p)?),
+            None => default_cache_dir(),
+        };
         let log_file = self.log_file.as_deref().map(absolute).transpose()?;
         if let Some(dir) = &cache_dir {
             outside_mountpoint("--cache-dir", dir, &mountpoint)?;

@@ -29,8 +29,9 @@ pub(crate) enum Handle {
     Static(Bytes),
     Read(Arc<ReadHandle>),
     Write(Arc<WriteHandle>),
-    /// A read-only open of a file whose upload failed: reads come from the kept writer.
-    Unsaved(Arc<WriteHandle>),
+    /// A read-only open of a file a writer holds (still writing, or its upload failed):
+    /// reads come from the writer.
+    Peek(Arc<WriteHandle>),
 }
 
 pub(crate) struct ReadHandle {
@@ -45,6 +46,8 @@ pub(crate) struct WriteHandle {
     /// Released by the kernel after its upload failed, and kept (under its old handle number)
     /// so that its data stays readable and is sent again at the next close or fsync.
     kept: AtomicBool,
+    /// Open handles (kernel file handles) sharing this writer.
+    fhs: AtomicU32,
     state: tokio::sync::Mutex<WriteState>,
     /// Bytes not yet uploaded, as of the last write (for stats while the state is busy).
     pending_bytes: std::sync::atomic::AtomicU64,
@@ -111,6 +114,13 @@ impl Writer {
     async fn abort(&mut self) {
         match self {
             Writer::Stream(u) => u.abort().await,
+            Writer::Patch(_) => {}
+        }
+    }
+    async fn forget_remote(&mut self) {
+        match self {
+            Writer::Stream(u) => u.forget_remote().await,
+            // sends nothing before it is finished
             Writer::Patch(_) => {}
         }
     }
@@ -186,14 +196,16 @@ impl Filesystem {
 
     /// Every open write handle.
     fn write_handles(&self) -> Vec<Arc<WriteHandle>> {
-        self.handles
-            .lock()
-            .values()
-            .filter_map(|h| match h {
-                Handle::Write(w) => Some(w.clone()),
-                _ => None,
-            })
-            .collect()
+        let mut out: Vec<Arc<WriteHandle>> = Vec::new();
+        for h in self.handles.lock().values() {
+            if let Handle::Write(w) = h {
+                // several handles may share one writer
+                if !out.iter().any(|o| Arc::ptr_eq(o, w)) {
+                    out.push(w.clone());
+                }
+            }
+        }
+        out
     }
 
     fn write_handle_for(&self, ino: u64) -> Option<Arc<WriteHandle>> {
@@ -210,6 +222,19 @@ impl Filesystem {
             self.budget.clone(),
             self.limits,
             &self.store,
+        )
+    }
+
+    /// A writer of changes to the existing object `key` (`size` bytes, version `etag`).
+    fn patch_writer(&self, key: String, etag: Option<String>, size: u64) -> PatchUpload {
+        PatchUpload::new(
+            self.client.clone(),
+            self.budget.clone(),
+            key,
+            etag,
+            size,
+            self.limits.base,
+            self.client.capabilities().upload_part_copy != Holds::No,
         )
     }
 
@@ -273,6 +298,7 @@ impl Filesystem {
             ino,
             opener: AtomicU32::new(process_of(caller.pid)),
             kept: AtomicBool::new(false),
+            fhs: AtomicU32::new(1),
             pending_bytes: Default::default(),
             state: tokio::sync::Mutex::new(WriteState {
                 upload: Writer::Stream(Box::new(self.new_upload(key))),
@@ -335,29 +361,18 @@ impl Filesystem {
             (n.key.clone(), n.etag.clone(), n.attr.size, n.writing)
         };
         let truncate = flags & libc::O_TRUNC != 0;
-        if let Some((old_fh, w)) = self.kept_writer(ino) {
-            return self.reopen_kept(old_fh, w, truncate, caller).await;
-        }
-        if writing && !self.wait_for_release(ino).await {
-            return Err(FsError::new(
-                libc::EBUSY,
-                "file is already open for writing by another process",
-            ));
-        }
-        if let Some((old_fh, w)) = self.kept_writer(ino) {
-            // its release (just waited for) kept it: its upload had failed
-            return self.reopen_kept(old_fh, w, truncate, caller).await;
+        if writing {
+            // a file another handle writes (or whose upload failed and is kept): share its
+            // state; the upload happens when the last writer closes, or at an fsync
+            if let Some((old_fh, w)) = self.kept_writer(ino) {
+                return self.attach_writer(Some(old_fh), w, truncate, caller).await;
+            }
+            if let Some(w) = self.write_handle_for(ino) {
+                return self.attach_writer(None, w, truncate, caller).await;
+            }
         }
         let upload = if !truncate && size > self.limits.base {
-            Writer::Patch(PatchUpload::new(
-                self.client.clone(),
-                self.budget.clone(),
-                key.clone(),
-                etag.clone(),
-                size,
-                self.limits.base,
-                self.client.capabilities().upload_part_copy != Holds::No,
-            ))
+            Writer::Patch(self.patch_writer(key.clone(), etag.clone(), size))
         } else if !truncate && size > 0 {
             let out = self
                 .client
@@ -395,6 +410,7 @@ impl Filesystem {
             ino,
             opener: AtomicU32::new(process_of(caller.pid)),
             kept: AtomicBool::new(false),
+            fhs: AtomicU32::new(1),
             pending_bytes: Default::default(),
             state: tokio::sync::Mutex::new(WriteState {
                 upload,
@@ -417,11 +433,12 @@ impl Filesystem {
         })
     }
 
-    /// A file whose upload failed (see `release`): a writer picks up its kept state, so its
-    /// close sends it again; O_TRUNC starts it afresh.
-    async fn reopen_kept(
+    /// Another writer of a file being written, or of one whose upload failed and is kept
+    /// (`kept_fh`, see `release`): it shares that state, so what all of them wrote goes up
+    /// together; O_TRUNC empties it for all.
+    async fn attach_writer(
         &self,
-        old_fh: u64,
+        kept_fh: Option<u64>,
         w: Arc<WriteHandle>,
         truncate: bool,
         caller: Caller,
@@ -438,10 +455,13 @@ impl Filesystem {
         }
         w.opener.store(process_of(caller.pid), Ordering::Relaxed);
         w.kept.store(false, Ordering::Relaxed);
+        w.fhs.fetch_add(1, Ordering::Relaxed);
         let fh = self.new_fh();
         {
             let mut handles = self.handles.lock();
-            handles.remove(&old_fh);
+            if let Some(old) = kept_fh {
+                handles.remove(&old);
+            }
             handles.insert(fh, Handle::Write(w.clone()));
         }
         let mut t = self.inodes.lock();
@@ -461,6 +481,20 @@ impl Filesystem {
         })
     }
 
+    /// A read-only open of a file a writer holds: reads see what was written so far.
+    fn peek(&self, w: Arc<WriteHandle>) -> Opened {
+        if let Some(n) = self.inodes.lock().get_mut(w.ino) {
+            n.open_handles += 1;
+        }
+        let fh = self.new_fh();
+        self.handles.lock().insert(fh, Handle::Peek(w));
+        Opened {
+            fh,
+            keep_cache: false,
+            direct_io: false,
+        }
+    }
+
     /// The kept writer of `ino`, if its upload failed, with the handle number it is kept under.
     fn kept_writer(&self, ino: u64) -> Option<(u64, Arc<WriteHandle>)> {
         self.handles.lock().iter().find_map(|(fh, h)| match h {
@@ -474,23 +508,18 @@ impl Filesystem {
     async fn open_read(&self, ino: u64) -> FsResult<Opened> {
         if let Some((_, w)) = self.kept_writer(ino) {
             // not in the bucket: read what this mount kept
-            if let Some(n) = self.inodes.lock().get_mut(ino) {
-                n.open_handles += 1;
-            }
-            let fh = self.new_fh();
-            self.handles.lock().insert(fh, Handle::Unsaved(w));
-            return Ok(Opened {
-                fh,
-                keep_cache: false,
-                direct_io: false,
-            });
+            return Ok(self.peek(w));
         }
-        // `cp a b && cat b`: the writer's release may still be on its way
+        // `cp a b && cat b`: the writer's release may still be on its way; a writer still at
+        // work (`tail -f` of a growing log) is read from directly
         let writing = self.inodes.lock().get(ino).is_some_and(|n| n.writing);
-        if writing {
-            self.wait_for_release(ino).await;
-            if self.kept_writer(ino).is_some() {
-                return Box::pin(self.open_read(ino)).await;
+        if writing && !self.wait_for_release(ino).await {
+            let writer = self
+                .kept_writer(ino)
+                .map(|(_, w)| w)
+                .or_else(|| self.write_handle_for(ino));
+            if let Some(w) = writer {
+                return Ok(self.peek(w));
             }
         }
         let (key, etag, size, keep_cache) = {
@@ -558,7 +587,7 @@ impl Filesystem {
                 }
                 out
             }
-            Handle::Write(w) | Handle::Unsaved(w) => {
+            Handle::Write(w) | Handle::Peek(w) => {
                 w.state.lock().await.upload.read(offset, size).await
             }
             Handle::Static(b) => {
@@ -626,6 +655,11 @@ impl Filesystem {
             }
         };
         st.commit_failed = false;
+        if done.multipart && matches!(st.upload, Writer::Stream(_)) {
+            // a completed multipart upload is final: later writes (after an fsync, or by
+            // whoever keeps the file open) change the new object in place
+            st.upload = Writer::Patch(self.patch_writer(key.clone(), done.etag.clone(), done.size));
+        }
         st.expect = done
             .etag
             .clone()
@@ -676,6 +710,10 @@ impl Filesystem {
                         opener = w.opener.load(Ordering::Relaxed),
                         "close of an inherited descriptor: uploaded at the opener's close"
                     );
+                    return Ok(());
+                }
+                if w.fhs.load(Ordering::Relaxed) > 1 {
+                    tracing::debug!(pid, "close of one of several writers: the last one uploads");
                     return Ok(());
                 }
                 let (pending, untouched) = {
@@ -741,6 +779,13 @@ impl Filesystem {
     pub async fn release(&self, fh: u64) -> FsResult<()> {
         let handle = self.handles.lock().remove(&fh);
         match handle {
+            Some(Handle::Write(w)) if w.fhs.fetch_sub(1, Ordering::Relaxed) > 1 => {
+                // other writers still share this file: the last one's release uploads
+                if let Some(n) = self.inodes.lock().get_mut(w.ino) {
+                    n.open_handles = n.open_handles.saturating_sub(1);
+                }
+                Ok(())
+            }
             Some(Handle::Write(w)) => {
                 let result = self.commit(&w).await;
                 let st = w.state.lock().await;
@@ -794,7 +839,7 @@ impl Filesystem {
                 }
                 Ok(())
             }
-            Some(Handle::Unsaved(w)) => {
+            Some(Handle::Peek(w)) => {
                 if let Some(n) = self.inodes.lock().get_mut(w.ino) {
                     n.open_handles = n.open_handles.saturating_sub(1);
                 }
@@ -833,15 +878,7 @@ impl Filesystem {
             return Ok(());
         }
         if size > self.limits.base || cur > self.limits.base {
-            let mut patch = PatchUpload::new(
-                self.client.clone(),
-                self.budget.clone(),
-                key.clone(),
-                etag,
-                cur,
-                self.limits.base,
-                self.client.capabilities().upload_part_copy != Holds::No,
-            );
+            let mut patch = self.patch_writer(key.clone(), etag, cur);
             patch.set_size(size).await?;
             {
                 let mut t = self.inodes.lock();
@@ -903,9 +940,11 @@ impl Filesystem {
             .filter(|w| w.ino == ino)
             .collect();
         for w in writers {
+            // its bytes stay readable and writable through the open descriptors (POSIX), and
+            // nothing is uploaded
             let mut st = w.state.lock().await;
             st.discarded = true;
-            st.upload.abort().await;
+            st.upload.forget_remote().await;
         }
         // a kept writer (its upload had failed) has no release to come
         while let Some((fh, _)) = self.kept_writer(ino) {

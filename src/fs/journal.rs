@@ -80,8 +80,13 @@ impl UploadJournal {
 
     /// The upload was completed or aborted; its part files go.
     pub fn finished(&self, upload_id: &str, local_id: &str) {
-        self.append(&format!("done {upload_id}"));
+        self.ended(upload_id);
         let _ = std::fs::remove_dir_all(self.parts_dir(local_id));
+    }
+
+    /// The upload is gone from the server; its part files stay (their owner still reads them).
+    pub fn ended(&self, upload_id: &str) {
+        self.append(&format!("done {upload_id}"));
     }
 
     /// Part files of an upload that never got an upload id (a small file) are removed.

@@ -46,6 +46,9 @@ struct Multipart {
     in_flight: Vec<JoinHandle<Result<CompletedPart, FailedPart>>>,
     done: Vec<CompletedPart>,
     failed: Vec<FailedPart>,
+    /// Parts written to again after they were queued: sent again (from their part files)
+    /// before the upload completes.
+    rewritten: std::collections::BTreeSet<u32>,
     /// Metadata sent with CreateMultipartUpload.
     opts: PutOptions,
 }
@@ -84,6 +87,8 @@ pub struct Upload {
     journal: Option<Arc<UploadJournal>>,
     /// Names this upload's part files (with `--cache-dir`).
     local_id: String,
+    /// Unlinked while open: nothing is sent any more (see `forget_remote`).
+    forgotten: bool,
 }
 
 /// Where an upload keeps its parts.
@@ -127,6 +132,7 @@ impl Upload {
             sealed: false,
             journal: store.journal.clone(),
             local_id,
+            forgotten: false,
         }
     }
 
@@ -229,14 +235,15 @@ impl Upload {
             ));
         }
         let start = self.buffer_start();
-        if offset < start {
-            return Err(FsError::new(
-                libc::EINVAL,
-                format!(
-                    "write at offset {offset} goes back before bytes already uploaded ({start}); \
-                     large files being written must be written in order"
-                ),
-            ));
+        let (offset, data) = if offset < start {
+            let head = ((start - offset) as usize).min(data.len());
+            self.rewrite_sent(offset, &data[..head])?;
+            (offset + head as u64, &data[head..])
+        } else {
+            (offset, data)
+        };
+        if data.is_empty() {
+            return Ok(());
         }
         let rel = (offset - start) as usize;
         let end = rel + data.len();
@@ -244,8 +251,55 @@ impl Upload {
             self.reserve_up_to(end as u64).await;
         }
         self.buffer.write_at(rel, data).map_err(io_err)?;
-        while self.buffer.len() as u64 >= self.current_part_size() {
+        while !self.forgotten && self.buffer.len() as u64 >= self.current_part_size() {
             self.send_part(opts).await?;
+        }
+        Ok(())
+    }
+
+    /// A write into parts already sent (zip going back to fill in a header, a database): with
+    /// the parts staged on disk, the part files take the bytes and those parts are sent again
+    /// (same part numbers) before the upload completes. In memory, sent bytes are gone: EINVAL.
+    fn rewrite_sent(&mut self, offset: u64, data: &[u8]) -> FsResult<()> {
+        let (Some(journal), Some(m)) = (&self.journal, self.mpu.as_mut()) else {
+            return Err(FsError::new(
+                libc::EINVAL,
+                "write before the bytes already uploaded",
+            ));
+        };
+        if self.buffer.in_memory() {
+            return Err(FsError::new(
+                libc::EINVAL,
+                format!(
+                    "write at offset {offset} goes back before bytes already uploaded ({}); \
+                     without a cache dir (--cache-dir none) large files must be written in order",
+                    m.next_offset
+                ),
+            ));
+        }
+        let end = offset + data.len() as u64;
+        let (mut n, mut part_start) = (1u32, 0u64);
+        let mut pos = offset;
+        while pos < end {
+            let part_len = part_size_for(n, self.limits.base, self.limits.max);
+            if pos >= part_start + part_len {
+                part_start += part_len;
+                n += 1;
+                continue;
+            }
+            let upto = end.min(part_start + part_len);
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(journal.part_path(&self.local_id, n))
+                .map_err(io_err)?;
+            std::os::unix::fs::FileExt::write_all_at(
+                &file,
+                &data[(pos - offset) as usize..(upto - offset) as usize],
+                pos - part_start,
+            )
+            .map_err(io_err)?;
+            m.rewritten.insert(n);
+            pos = upto;
         }
         Ok(())
     }
@@ -290,6 +344,7 @@ impl Upload {
                 in_flight: Vec::new(),
                 done: Vec::new(),
                 failed: Vec::new(),
+                rewritten: Default::default(),
                 opts: opts.clone(),
             });
         }
@@ -404,10 +459,33 @@ impl Upload {
                 Err(e) => return Err(FsError::new(libc::EIO, format!("upload task: {e}"))),
             }
         }
+        // parts written again since they were queued go again, from their part files
+        for f in std::mem::take(&mut m.failed) {
+            if !m.rewritten.contains(&f.part_number) {
+                m.failed.push(f);
+            }
+        }
+        for n in std::mem::take(&mut m.rewritten) {
+            let body = match self.read_part_file(n) {
+                Ok(b) => b,
+                Err(e) => {
+                    m.rewritten.insert(n);
+                    return Err(e);
+                }
+            };
+            m.failed.push(FailedPart {
+                part_number: n,
+                body,
+                error: FsError::new(libc::EIO, "part written again"),
+            });
+        }
         while let Some(f) = m.failed.pop() {
             match send_one_part(&self.client, &self.key, &m.upload_id, f.part_number, f.body).await
             {
-                Ok(part) => m.done.push(part),
+                Ok(part) => {
+                    m.done.retain(|p| p.part_number != part.part_number);
+                    m.done.push(part)
+                }
                 Err(f) => {
                     let error = f.error.clone();
                     m.failed.push(f);
@@ -469,6 +547,29 @@ impl Upload {
             }
             Err(e) => {
                 tracing::warn!(key = %self.key, upload_id, "could not abort multipart upload: {e}")
+            }
+        }
+    }
+
+    /// The file was unlinked while open: nothing of it may reach the bucket, but its bytes stay
+    /// readable and writable here until the last close. Aborts the multipart upload, if any
+    /// (part files stay until the upload is dropped), and sends nothing from now on.
+    pub async fn forget_remote(&mut self) {
+        self.forgotten = true;
+        self.failed = None;
+        if let Some(m) = &mut self.mpu {
+            for h in m.in_flight.drain(..) {
+                h.abort();
+            }
+            m.failed.clear();
+            if let Err(e) = self
+                .client
+                .abort_multipart_upload(&self.key, &m.upload_id)
+                .await
+            {
+                tracing::warn!(key = %self.key, "could not abort multipart upload: {e}");
+            } else if let Some(j) = &self.journal {
+                j.ended(&m.upload_id);
             }
         }
     }
@@ -549,11 +650,24 @@ impl Upload {
     }
 }
 
+impl Upload {
+    /// The bytes of part `n` as staged on disk.
+    fn read_part_file(&self, n: u32) -> FsResult<Bytes> {
+        let journal = self
+            .journal
+            .as_ref()
+            .ok_or_else(|| FsError::new(libc::EIO, "no staging directory"))?;
+        std::fs::read(journal.part_path(&self.local_id, n))
+            .map(Bytes::from)
+            .map_err(io_err)
+    }
+}
+
 impl Drop for Upload {
     fn drop(&mut self) {
         // part files of an upload still open on the server stay for the next mount to resume
         // or abort; everything else goes
-        if self.mpu.is_none() {
+        if self.mpu.is_none() || self.forgotten {
             if let Some(j) = &self.journal {
                 j.discard_local(&self.local_id);
             }

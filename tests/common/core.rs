@@ -1,6 +1,8 @@
 //! The filesystem core without a mount, for the core tests: an S3 client for the in-process
 //! test server and a `Filesystem` on it.
 
+#![allow(dead_code)]
+
 use std::sync::Arc;
 use std::time::Duration;
 

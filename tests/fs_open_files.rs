@@ -1,0 +1,233 @@
+//! An open file behaves like a file (core, no mount): writes anywhere with the parts staged on
+//! disk, fsync in the middle of a large file, reads while writing, writers sharing a file,
+//! unlink while open.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bucketfs::config::FsConfig;
+use bucketfs::fs::{Filesystem, ROOT_INO};
+use bucketfs_test_server::TestServer;
+
+#[path = "common/core.rs"]
+mod core_fs;
+use core_fs::{fs_with, ME};
+
+const MIB: usize = 1024 * 1024;
+
+fn staged(dir: &tempfile::TempDir) -> FsConfig {
+    FsConfig {
+        part_size: 5 * MIB as u64,
+        cache_dir: Some(PathBuf::from(dir.path())),
+        ..FsConfig::default()
+    }
+}
+
+fn data(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| ((i % 253) as u8) ^ seed).collect()
+}
+
+async fn write_all(fs: &Filesystem, fh: u64, offset: usize, bytes: &[u8]) {
+    for (i, chunk) in bytes.chunks(128 * 1024).enumerate() {
+        fs.write(fh, (offset + i * 128 * 1024) as u64, chunk)
+            .await
+            .expect("write");
+    }
+}
+
+async fn read_range(fs: &Filesystem, fh: u64, offset: usize, len: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    while out.len() < len {
+        let want = (len - out.len()).min(128 * 1024) as u32;
+        let got = fs
+            .read(fh, (offset + out.len()) as u64, want)
+            .await
+            .expect("read");
+        if got.is_empty() {
+            break;
+        }
+        out.extend_from_slice(&got);
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_write_back_into_parts_already_sent_resends_just_those_parts() {
+    // zip: stream the entries, then go back and fill in a header at the start
+    let srv = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let fs = fs_with(&srv, staged(&dir));
+    let (_, o) = fs
+        .create(ROOT_INO, "a.zip", 0o644, libc::O_WRONLY, ME)
+        .await
+        .expect("create");
+    let mut want = data(17 * MIB, 1);
+    write_all(&fs, o.fh, 0, &want).await;
+    assert_eq!(
+        srv.count("CreateMultipartUpload"),
+        1,
+        "parts stream while writing"
+    );
+    fs.write(o.fh, 100, b"HEADER").await.expect("write back");
+    want[100..106].copy_from_slice(b"HEADER");
+    // a write across the end of the sent bytes and into the unsent ones
+    let at = 10 * MIB - 3;
+    fs.write(o.fh, at as u64, b"straddle").await.expect("write");
+    want[at..at + 8].copy_from_slice(b"straddle");
+    // and reading back through the writer sees it all
+    assert_eq!(read_range(&fs, o.fh, 0, want.len()).await, want);
+    fs.flush(o.fh, 0).await.expect("close");
+    fs.release(o.fh).await.expect("release");
+    assert_eq!(srv.get_object("a.zip").as_deref(), Some(&want[..]));
+    // 4 parts (5+5+5+2 MiB); parts 1 (the header), 2 and 3 (the straddling write) sent twice
+    assert_eq!(srv.count("UploadPart"), 7, "{:?}", srv.counts());
+    assert_eq!(srv.count("CompleteMultipartUpload"), 1);
+    assert!(srv.multipart_uploads().is_empty());
+}
+
+#[tokio::test]
+async fn without_a_staging_dir_a_write_back_into_sent_parts_is_refused() {
+    let srv = TestServer::start().await;
+    let fs = fs_with(
+        &srv,
+        FsConfig {
+            part_size: 5 * MIB as u64,
+            ..FsConfig::default()
+        },
+    );
+    let (_, o) = fs
+        .create(ROOT_INO, "m.bin", 0o644, libc::O_WRONLY, ME)
+        .await
+        .expect("create");
+    write_all(&fs, o.fh, 0, &data(11 * MIB, 2)).await;
+    let err = fs.write(o.fh, 0, b"x").await.expect_err("sent, not kept");
+    assert_eq!(err.errno, libc::EINVAL);
+    fs.flush(o.fh, 0).await.expect("close");
+    fs.release(o.fh).await.expect("release");
+}
+
+#[tokio::test]
+async fn fsync_in_the_middle_of_a_large_file_then_more_writes() {
+    // a database: writes, fsync, more writes anywhere, fsync
+    let srv = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let fs = fs_with(&srv, staged(&dir));
+    let (_, o) = fs
+        .create(ROOT_INO, "db", 0o644, libc::O_RDWR, ME)
+        .await
+        .expect("create");
+    let mut want = data(12 * MIB, 3);
+    write_all(&fs, o.fh, 0, &want).await;
+    fs.fsync(o.fh).await.expect("fsync");
+    assert_eq!(srv.get_object("db").as_deref(), Some(&want[..]));
+    // more writes: in the middle and past the end
+    fs.write(o.fh, (6 * MIB) as u64, &[7u8; 4096])
+        .await
+        .expect("write in place");
+    want[6 * MIB..6 * MIB + 4096].fill(7);
+    let tail = data(MIB, 4);
+    write_all(&fs, o.fh, want.len(), &tail).await;
+    want.extend_from_slice(&tail);
+    assert_eq!(read_range(&fs, o.fh, 6 * MIB, 4096).await, vec![7u8; 4096]);
+    fs.fsync(o.fh).await.expect("second fsync");
+    fs.flush(o.fh, 0).await.expect("close");
+    fs.release(o.fh).await.expect("release");
+    assert_eq!(srv.get_object("db").as_deref(), Some(&want[..]));
+}
+
+#[tokio::test]
+async fn a_reader_of_a_file_being_written_sees_the_bytes_so_far() {
+    let srv = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let fs: Arc<Filesystem> = fs_with(&srv, staged(&dir));
+    let (attr, w) = fs
+        .create(ROOT_INO, "log.txt", 0o644, libc::O_WRONLY, ME)
+        .await
+        .expect("create");
+    fs.write(w.fh, 0, b"line 1\n").await.expect("write");
+    let r = fs.open(attr.ino, libc::O_RDONLY, ME).await.expect("open");
+    assert_eq!(&fs.read(r.fh, 0, 100).await.expect("read")[..], b"line 1\n");
+    fs.write(w.fh, 7, b"line 2\n").await.expect("write");
+    // `tail -f`: the same descriptor reads on from where it was
+    assert_eq!(&fs.read(r.fh, 7, 100).await.expect("read")[..], b"line 2\n");
+    assert_eq!(fs.getattr(attr.ino).await.expect("stat").size, 14);
+    // a large file: the parts already sent are read from the staging area
+    let big = data(11 * MIB, 5);
+    write_all(&fs, w.fh, 14, &big).await;
+    assert_eq!(read_range(&fs, r.fh, 14, big.len()).await, big);
+    fs.release(r.fh).await.expect("release reader");
+    fs.flush(w.fh, 0).await.expect("close");
+    fs.release(w.fh).await.expect("release");
+    let mut want = b"line 1\nline 2\n".to_vec();
+    want.extend_from_slice(&big);
+    assert_eq!(srv.get_object("log.txt").as_deref(), Some(&want[..]));
+}
+
+#[tokio::test]
+async fn two_writers_share_the_file_and_the_last_close_uploads() {
+    let srv = TestServer::start().await;
+    let fs = fs_with(&srv, FsConfig::default());
+    let (attr, a) = fs
+        .create(ROOT_INO, "shared.log", 0o644, libc::O_WRONLY, ME)
+        .await
+        .expect("create");
+    let b = fs
+        .open(attr.ino, libc::O_WRONLY | libc::O_APPEND, ME)
+        .await
+        .expect("second writer");
+    fs.write(a.fh, 0, b"from a\n").await.expect("a");
+    fs.write(b.fh, 7, b"from b\n").await.expect("b");
+    fs.flush(a.fh, 0).await.expect("a closes");
+    fs.release(a.fh).await.expect("a released");
+    assert!(srv.get_object("shared.log").is_none());
+    fs.write(b.fh, 14, b"b again\n").await.expect("b");
+    fs.flush(b.fh, 0).await.expect("b closes");
+    assert_eq!(
+        srv.get_object("shared.log").as_deref(),
+        Some(&b"from a\nfrom b\nb again\n"[..])
+    );
+    fs.release(b.fh).await.expect("b released");
+    assert_eq!(srv.count("PutObject"), 1);
+}
+
+#[tokio::test]
+async fn an_unlinked_open_file_keeps_its_bytes_and_uploads_nothing() {
+    let srv = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let fs = fs_with(&srv, staged(&dir));
+    let (_, o) = fs
+        .create(ROOT_INO, "scratch", 0o644, libc::O_RDWR, ME)
+        .await
+        .expect("create");
+    let before = data(11 * MIB, 6);
+    write_all(&fs, o.fh, 0, &before).await;
+    fs.unlink(ROOT_INO, "scratch").await.expect("unlink");
+    assert!(srv.multipart_uploads().is_empty(), "its upload is aborted");
+    assert_eq!(read_range(&fs, o.fh, 0, before.len()).await, before);
+    let after = data(6 * MIB, 7);
+    write_all(&fs, o.fh, before.len(), &after).await;
+    assert_eq!(
+        read_range(&fs, o.fh, before.len(), after.len()).await,
+        after
+    );
+    fs.flush(o.fh, 0).await.expect("close");
+    fs.release(o.fh).await.expect("release");
+    assert!(srv.keys().is_empty(), "{:?}", srv.keys());
+    assert!(srv.multipart_uploads().is_empty());
+    // the staging area is clean again
+    let left: Vec<_> = walk(dir.path());
+    assert!(left.iter().all(|p| !p.contains("/parts/")), "{left:?}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p.display().to_string());
+        }
+    }
+    out
+}
