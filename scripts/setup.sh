@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # One-time set-up of a machine for building, demoing and testing bucketfs:
-# the FUSE user tools, rsync (tests drive the mount with it) and moto (second S3 server for
+# the FUSE user tools, rsync, zip and sqlite3 (tests drive the mount with them) and moto (second S3 server for
 # scripts/compat.sh). Safe to run again.
 set -euo pipefail
 need_apt=()
 command -v fusermount3 >/dev/null 2>&1 || need_apt+=(fuse3)
 command -v rsync >/dev/null 2>&1 || need_apt+=(rsync)
+# the mount tests drive zip and SQLite on the mount
+command -v zip >/dev/null 2>&1 || need_apt+=(zip)
+command -v unzip >/dev/null 2>&1 || need_apt+=(unzip)
+command -v sqlite3 >/dev/null 2>&1 || need_apt+=(sqlite3)
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
   $SUDO apt-get update -qq

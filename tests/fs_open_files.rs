@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use bucketfs::config::FsConfig;
-use bucketfs::fs::{Filesystem, ROOT_INO};
+use bucketfs::fs::{Filesystem, SetAttr, ROOT_INO};
 use bucketfs_test_server::TestServer;
 
 #[path = "common/core.rs"]
@@ -20,6 +20,15 @@ fn staged(dir: &tempfile::TempDir) -> FsConfig {
         part_size: 5 * MIB as u64,
         cache_dir: Some(PathBuf::from(dir.path())),
         ..FsConfig::default()
+    }
+}
+
+/// ftruncate(fh, size).
+fn truncate_to(size: u64, fh: u64) -> SetAttr {
+    SetAttr {
+        size: Some(size),
+        fh: Some(fh),
+        ..SetAttr::default()
     }
 }
 
@@ -230,4 +239,71 @@ fn walk(dir: &std::path::Path) -> Vec<String> {
         }
     }
     out
+}
+
+#[tokio::test]
+async fn truncate_down_into_parts_already_sent_then_write_on() {
+    let srv = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let fs = fs_with(&srv, staged(&dir));
+    let (attr, o) = fs
+        .create(ROOT_INO, "t.bin", 0o644, libc::O_RDWR, ME)
+        .await
+        .expect("create");
+    let mut want = data(17 * MIB, 8);
+    write_all(&fs, o.fh, 0, &want).await;
+    // into the second part, then on
+    fs.setattr(attr.ino, truncate_to((7 * MIB) as u64, o.fh), ME)
+        .await
+        .expect("truncate");
+    want.truncate(7 * MIB);
+    let more = data(3 * MIB, 9);
+    write_all(&fs, o.fh, want.len(), &more).await;
+    want.extend_from_slice(&more);
+    assert_eq!(read_range(&fs, o.fh, 0, want.len() + 10).await, want);
+    fs.fsync(o.fh).await.expect("fsync");
+    assert_eq!(srv.get_object("t.bin").as_deref(), Some(&want[..]));
+    fs.flush(o.fh, 0).await.expect("close");
+    fs.release(o.fh).await.expect("release");
+
+    // back under one part: a single PutObject, no multipart upload left open
+    let (attr, o) = fs
+        .create(ROOT_INO, "u.bin", 0o644, libc::O_RDWR, ME)
+        .await
+        .expect("create");
+    write_all(&fs, o.fh, 0, &data(12 * MIB, 10)).await;
+    fs.setattr(attr.ino, truncate_to(1000, o.fh), ME)
+        .await
+        .expect("truncate");
+    srv.reset_counts();
+    fs.flush(o.fh, 0).await.expect("close");
+    fs.release(o.fh).await.expect("release");
+    assert_eq!(
+        srv.get_object("u.bin").as_deref(),
+        Some(&data(12 * MIB, 10)[..1000])
+    );
+    assert_eq!(srv.count("PutObject"), 1, "{:?}", srv.counts());
+    assert!(srv.multipart_uploads().is_empty());
+}
+
+#[tokio::test]
+async fn sizes_past_the_largest_object_are_efbig_at_once() {
+    let srv = TestServer::start().await;
+    let fs = fs_with(&srv, FsConfig::default());
+    let (attr, o) = fs
+        .create(ROOT_INO, "huge", 0o644, libc::O_RDWR, ME)
+        .await
+        .expect("create");
+    let err = fs
+        .setattr(attr.ino, truncate_to(900 << 40, o.fh), ME)
+        .await
+        .expect_err("900 TiB");
+    assert_eq!(err.errno, libc::EFBIG);
+    let err = fs.write(o.fh, 6 << 40, b"x").await.expect_err("at 6 TiB");
+    assert_eq!(err.errno, libc::EFBIG);
+    fs.write(o.fh, 0, b"fine").await.expect("write");
+    fs.flush(o.fh, 0).await.expect("close");
+    fs.release(o.fh).await.expect("release");
+    assert_eq!(srv.get_object("huge").as_deref(), Some(&b"fine"[..]));
+    assert!(srv.multipart_uploads().is_empty());
 }

@@ -604,6 +604,7 @@ impl Filesystem {
             Handle::Write(w) => w,
             _ => return Err(FsError::new(libc::EBADF, "file not open for writing")),
         };
+        self.limits.check_size(offset + data.len() as u64)?;
         let opts = self.put_options(w.ino)?;
         let mut st = w.state.lock().await;
         st.upload.write(offset, data, &opts).await?;
@@ -851,6 +852,7 @@ impl Filesystem {
 
     /// truncate/ftruncate: through the open upload, or by rewriting a closed small object.
     pub(crate) async fn truncate(&self, ino: u64, size: u64, fh: Option<u64>) -> FsResult<()> {
+        self.limits.check_size(size)?;
         let writer = match fh.map(|fh| self.handle(fh)) {
             Some(Ok(Handle::Write(w))) => Some(w),
             _ => self.write_handle_for(ino),

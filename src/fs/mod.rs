@@ -145,12 +145,13 @@ pub(crate) const SNAPSHOT_MAX_ENTRIES: usize = 100_000;
 impl Filesystem {
     pub fn new(config: FsConfig, client: S3Client) -> Arc<Filesystem> {
         let profile = client.config().profile;
-        let limits = PartLimits {
-            base: config.part_size.max(profile.min_part_size),
-            min: profile.min_part_size,
-            max: profile.max_part_size,
-            max_parts: profile.max_parts,
-        };
+        let limits = PartLimits::new(
+            config.part_size.max(profile.min_part_size),
+            profile.min_part_size,
+            profile.max_part_size,
+            profile.max_parts,
+            profile.max_object_size,
+        );
         let now = SystemTime::now();
         let root_attr = Attr::new(ROOT_INO, FileKind::Directory, 0, &config, now);
         let forever = Instant::now() + Duration::from_secs(3600 * 24 * 365);

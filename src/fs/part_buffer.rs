@@ -50,6 +50,13 @@ impl PartBuffer {
         }
     }
 
+    /// The first `len` bytes of an existing part file (the rest is cut off).
+    pub fn disk_existing(path: &Path, len: usize) -> io::Result<PartBuffer> {
+        let file = OpenOptions::new().read(true).write(true).open(path)?;
+        file.set_len(len as u64)?;
+        Ok(PartBuffer::Disk { file, len })
+    }
+
     pub fn disk(path: &Path) -> io::Result<PartBuffer> {
         Ok(PartBuffer::Disk {
             file: create(path)?,

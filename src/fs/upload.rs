@@ -43,7 +43,8 @@ struct Multipart {
     next_part: u32,
     /// File offset where the next part starts.
     next_offset: u64,
-    in_flight: Vec<JoinHandle<Result<CompletedPart, FailedPart>>>,
+    /// Parts being sent, by part number.
+    in_flight: Vec<(u32, JoinHandle<Result<CompletedPart, FailedPart>>)>,
     done: Vec<CompletedPart>,
     failed: Vec<FailedPart>,
     /// Parts written to again after they were queued: sent again (from their part files)
@@ -68,6 +69,36 @@ pub struct PartLimits {
     pub min: u64,
     pub max: u64,
     pub max_parts: u32,
+    /// Largest file: the provider's largest object, or what `max_parts` parts of growing size
+    /// reach, whichever is smaller (see [`PartLimits::new`]).
+    pub max_file: u64,
+}
+
+impl PartLimits {
+    pub fn new(base: u64, min: u64, max: u64, max_parts: u32, max_object: u64) -> PartLimits {
+        let parts: u64 = (1..=max_parts).map(|n| part_size_for(n, base, max)).sum();
+        PartLimits {
+            base,
+            min,
+            max,
+            max_parts,
+            max_file: parts.min(max_object),
+        }
+    }
+
+    /// EFBIG, with the reason, for a file that would grow to `size`.
+    pub fn check_size(&self, size: u64) -> FsResult<()> {
+        let largest = self.max_file;
+        if size > largest {
+            return Err(FsError::new(
+                libc::EFBIG,
+                format!(
+                    "{size} bytes is more than the largest object this provider stores ({largest})"
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// One file being written.
@@ -199,8 +230,8 @@ impl Upload {
         if let Some(m) = &mut self.mpu {
             let mut i = 0;
             while i < m.in_flight.len() {
-                if m.in_flight[i].is_finished() {
-                    let h = m.in_flight.swap_remove(i);
+                if m.in_flight[i].1.is_finished() {
+                    let (_, h) = m.in_flight.swap_remove(i);
                     // is_finished() was true, so this does not wait
                     match futures::FutureExt::now_or_never(h) {
                         Some(Ok(Ok(part))) => m.done.push(part),
@@ -257,6 +288,67 @@ impl Upload {
         Ok(())
     }
 
+    /// Truncate to `size`, below the bytes already sent (parts staged on disk): the part
+    /// holding `size` becomes the part being filled again, the parts after it are dropped
+    /// (their sends cancelled, and Complete will not name them). A file back under one part
+    /// is one PutObject again: its multipart upload is aborted.
+    async fn rewind(&mut self, size: u64) -> FsResult<()> {
+        let Some(journal) = self.journal.clone().filter(|_| !self.buffer.in_memory()) else {
+            return Ok(()); // in memory: refused by the caller
+        };
+        let (mut k, mut part_start) = (1u32, 0u64);
+        loop {
+            let len = part_size_for(k, self.limits.base, self.limits.max);
+            if size < part_start + len {
+                break;
+            }
+            part_start += len;
+            k += 1;
+        }
+        let Some(m) = self.mpu.as_mut() else {
+            return Ok(());
+        };
+        for (n, h) in &m.in_flight {
+            if *n >= k {
+                h.abort();
+            }
+        }
+        m.in_flight.retain(|(n, _)| *n < k);
+        m.done.retain(|p| p.part_number < k);
+        m.failed.retain(|f| f.part_number < k);
+        m.rewritten.retain(|n| *n < k);
+        for n in k + 1..=m.next_part {
+            let _ = std::fs::remove_file(journal.part_path(&self.local_id, n));
+        }
+        self.buffer = PartBuffer::disk_existing(
+            &journal.part_path(&self.local_id, k),
+            (size - part_start) as usize,
+        )
+        .map_err(io_err)?;
+        m.next_part = k;
+        m.next_offset = part_start;
+        self.failed = None;
+        if k == 1 {
+            // nothing sent remains: back to one PutObject at the end
+            if let Some(m) = self.mpu.take() {
+                for (_, h) in &m.in_flight {
+                    h.abort();
+                }
+                match self
+                    .client
+                    .abort_multipart_upload(&self.key, &m.upload_id)
+                    .await
+                {
+                    Ok(()) => journal.ended(&m.upload_id),
+                    Err(e) => {
+                        tracing::warn!(key = %self.key, "could not abort multipart upload: {e}")
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// A write into parts already sent (zip going back to fill in a header, a database): with
     /// the parts staged on disk, the part files take the bytes and those parts are sent again
     /// (same part numbers) before the upload completes. In memory, sent bytes are gone: EINVAL.
@@ -306,11 +398,15 @@ impl Upload {
 
     /// Truncate or extend (with zeros) to `size`, while that is within the unsent bytes.
     pub async fn set_size(&mut self, size: u64) -> FsResult<()> {
+        if size < self.buffer_start() && !self.sealed {
+            self.rewind(size).await?;
+        }
         let start = self.buffer_start();
         if size < start || self.sealed {
             return Err(FsError::new(
                 libc::ENOTSUP,
-                "cannot truncate into bytes of a large file that were already uploaded",
+                "cannot truncate into bytes of a large file that were already uploaded \
+                 without a cache dir (--cache-dir none)",
             ));
         }
         let rel = (size - start) as usize;
@@ -383,10 +479,13 @@ impl Upload {
         let client = self.client.clone();
         let key = self.key.clone();
         let upload_id = m.upload_id.clone();
-        m.in_flight.push(tokio::spawn(async move {
-            let _held = reservation;
-            send_one_part(&client, &key, &upload_id, part_number, body).await
-        }));
+        m.in_flight.push((
+            part_number,
+            tokio::spawn(async move {
+                let _held = reservation;
+                send_one_part(&client, &key, &upload_id, part_number, body).await
+            }),
+        ));
         Ok(())
     }
 
@@ -416,6 +515,10 @@ impl Upload {
         if let (Some(j), Some(m)) = (&self.journal, &self.mpu) {
             let parts = m.next_part - u32::from(self.buffer.is_empty());
             j.closed(&m.upload_id, parts);
+        }
+        // a file extended by truncate holds more than one part in its buffer
+        while self.buffer.len() as u64 > self.current_part_size() {
+            self.queue_part(opts).await?;
         }
         if !self.buffer.is_empty() {
             self.queue_part(opts).await?;
@@ -452,7 +555,7 @@ impl Upload {
 
     /// Waits for the parts in flight, sends again those that failed, and completes.
     async fn complete(&mut self, m: &mut Multipart, opts: &PutOptions) -> FsResult<String> {
-        for h in m.in_flight.drain(..) {
+        for (_, h) in m.in_flight.drain(..) {
             match h.await {
                 Ok(Ok(part)) => m.done.push(part),
                 Ok(Err(f)) => m.failed.push(f),
@@ -558,7 +661,7 @@ impl Upload {
         self.forgotten = true;
         self.failed = None;
         if let Some(m) = &mut self.mpu {
-            for h in m.in_flight.drain(..) {
+            for (_, h) in m.in_flight.drain(..) {
                 h.abort();
             }
             m.failed.clear();
@@ -577,7 +680,7 @@ impl Upload {
     /// Give up: abort the multipart upload, if any, and drop the bytes.
     pub async fn abort(&mut self) {
         if let Some(m) = self.mpu.take() {
-            for h in &m.in_flight {
+            for (_, h) in &m.in_flight {
                 h.abort();
             }
             self.abort_upload(&m.upload_id).await;

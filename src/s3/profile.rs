@@ -40,6 +40,8 @@ pub struct Profile {
     pub min_part_size: u64,
     /// Most parts in one multipart upload.
     pub max_parts: u32,
+    /// Largest object the provider stores.
+    pub max_object_size: u64,
     /// Largest object a single CopyObject can copy; larger ones need UploadPartCopy.
     pub max_copy_object_size: u64,
     /// ListObjectsV2 accepts `encoding-type=url` (and then URL-encodes keys).
@@ -226,6 +228,7 @@ const fn aws_like(provider: Provider, name: &'static str) -> Profile {
         max_part_size: 5 * GIB,
         min_part_size: 5 * MIB,
         max_parts: 10_000,
+        max_object_size: 5 * 1024 * GIB,
         max_copy_object_size: 5 * GIB,
         list_encoding_url: true,
         storage_class_header: "x-amz-storage-class",

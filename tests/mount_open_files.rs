@@ -1,0 +1,199 @@
+//! Real mounts: programs that use an open file as a file — zip going back to fill in headers,
+//! SQLite, a reader following a growing log, several appending writers — then the bucket.
+
+mod common;
+
+use std::io::Write;
+use std::process::Command;
+
+use common::*;
+
+#[test]
+fn zip_of_a_tree_over_100_mib_into_the_mount_unzips_after_a_remount() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = server();
+    let src = tempfile::tempdir().expect("tmp");
+    let tree = src.path().join("tree");
+    std::fs::create_dir(&tree).expect("mkdir");
+    for i in 0..6u64 {
+        std::fs::write(tree.join(format!("f{i}.bin")), pattern(18 << 20, i)).expect("src");
+    }
+    std::fs::write(tree.join("small.txt"), "a small one\n").expect("src");
+    let mut m = Mount::new(&srv, &[]);
+    // zip seeks back to each entry's header once the entry is written
+    sh(&format!(
+        "cd {} && zip -q -r {} tree",
+        src.path().display(),
+        m.p("backup.zip").display()
+    ));
+    assert!(m.unmount());
+    let size = srv.object_meta("backup.zip").expect("object").size;
+    assert!(size > 100 << 20, "{size}");
+
+    let m = Mount::new(&srv, &[]);
+    sh(&format!("unzip -tq {}", m.p("backup.zip").display()));
+    let out = tempfile::tempdir().expect("tmp");
+    sh(&format!(
+        "cd {} && unzip -q {}",
+        out.path().display(),
+        m.p("backup.zip").display()
+    ));
+    sh(&format!(
+        "diff -r {} {}",
+        tree.display(),
+        out.path().join("tree").display()
+    ));
+}
+
+/// The same SQL, run by python's sqlite3 on `path`.
+fn sqlite_workload(path: &std::path::Path) {
+    let script = r#"
+import random, sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+db.execute("PRAGMA page_size=4096")
+db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB)")
+rnd = random.Random(7)
+for batch in range(16):
+    with db:
+        db.executemany("INSERT INTO t (body) VALUES (?)",
+                       [(rnd.randbytes(1000),) for _ in range(4500)])
+    with db:
+        for _ in range(300):
+            db.execute("UPDATE t SET body = ? WHERE id = ?",
+                       (rnd.randbytes(1000), rnd.randrange(1, 4500 * (batch + 1))))
+        db.execute("DELETE FROM t WHERE id % 97 = ?", (batch,))
+db.close()
+"#;
+    let status = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(path)
+        .status()
+        .expect("python3");
+    assert!(status.success(), "sqlite workload on {}", path.display());
+}
+
+#[test]
+fn a_sqlite_database_past_64_mib_with_updates_and_deletes_survives_a_remount() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = server();
+    let local = tempfile::tempdir().expect("tmp");
+    sqlite_workload(&local.path().join("ref.db"));
+    let reference = std::fs::read(local.path().join("ref.db")).expect("reference");
+    assert!(reference.len() > 64 << 20, "{}", reference.len());
+
+    let mut m = Mount::new(&srv, &[]);
+    sqlite_workload(&m.p("app.db"));
+    assert!(m.unmount());
+    let stored = srv.get_object("app.db").expect("object");
+    assert_eq!(sha256(&stored), sha256(&reference), "the bucket's copy");
+
+    let m = Mount::new(&srv, &[]);
+    let ok = sh(&format!(
+        "sqlite3 {} 'PRAGMA integrity_check;'",
+        m.p("app.db").display()
+    ));
+    assert_eq!(ok.trim(), "ok");
+}
+
+#[test]
+fn a_reader_follows_a_growing_file_and_appenders_share_it() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = server();
+    let m = Mount::new(&srv, &[]);
+    let mut w = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(m.p("app.log"))
+        .expect("open log");
+    w.write_all(b"started\n").expect("write");
+    // `cat` while the writer still has the file open
+    assert_eq!(
+        std::fs::read_to_string(m.p("app.log")).expect("read while written"),
+        "started\n"
+    );
+    // two more processes append to it at once
+    let script = |tag: &str| {
+        format!(
+            "for i in $(seq 1 200); do echo {tag}-$i >> {}; done",
+            m.p("app.log").display()
+        )
+    };
+    let a = Command::new("bash")
+        .arg("-c")
+        .arg(script("a"))
+        .spawn()
+        .expect("a");
+    let b = Command::new("bash")
+        .arg("-c")
+        .arg(script("b"))
+        .spawn()
+        .expect("b");
+    for mut c in [a, b] {
+        assert!(c.wait().expect("wait").success());
+    }
+    w.write_all(b"done\n").expect("write");
+    let seen = std::fs::read_to_string(m.p("app.log")).expect("read");
+    close_checked(w);
+    let stored =
+        String::from_utf8(srv.get_object("app.log").expect("object").to_vec()).expect("utf8");
+    assert_eq!(stored, seen);
+    let lines: Vec<&str> = stored.lines().collect();
+    assert_eq!(lines.len(), 402, "{stored}");
+    for tag in ["a", "b"] {
+        for i in 1..=200 {
+            assert!(lines.contains(&format!("{tag}-{i}").as_str()), "{tag}-{i}");
+        }
+    }
+    assert_eq!(lines.first(), Some(&"started"));
+    assert_eq!(lines.last(), Some(&"done"));
+
+    // `cp a b && cat b`, at once
+    sh(&format!(
+        "cp {a} {b} && cmp {a} {b}",
+        a = m.p("app.log").display(),
+        b = m.p("copy.log").display()
+    ));
+}
+
+#[test]
+fn mmap_shared_writes_past_the_first_part_reach_the_bucket() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = server();
+    let m = Mount::new(&srv, &[]);
+    let script = r#"
+import mmap, os, sys
+path = sys.argv[1]
+size = 20 << 20
+fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+os.ftruncate(fd, size)
+mm = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+for off in range(0, size, 1 << 20):
+    mm[off:off + 8] = b"%08d" % (off >> 20)
+mm[size - 4:size] = b"tail"
+mm.flush()
+mm.close()
+os.close(fd)
+"#;
+    let status = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(m.p("mapped.bin"))
+        .status()
+        .expect("python3");
+    assert!(status.success(), "mmap writer failed");
+    let got = srv.get_object("mapped.bin").expect("object");
+    assert_eq!(got.len(), 20 << 20);
+    for i in 0..20usize {
+        assert_eq!(&got[i << 20..(i << 20) + 8], format!("{i:08}").as_bytes());
+    }
+    assert_eq!(&got[(20 << 20) - 4..], b"tail");
+}
