@@ -114,6 +114,31 @@ fn mountpoint_that_is_a_file_is_refused() {
 }
 
 #[test]
+fn an_unwritable_cache_dir_refuses_the_mount_in_one_line() {
+    let home = tempfile::tempdir().unwrap();
+    let mnt = home.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    // a file where the directory should be: nothing can be created under it
+    let blocker = home.path().join("blocker");
+    std::fs::write(&blocker, "x").unwrap();
+    let out = run(
+        bucketfs(home.path())
+            .args(["mount", "-f", "b"])
+            .arg(&mnt)
+            .arg("--cache-dir")
+            .arg(blocker.join("cache")),
+        Duration::from_secs(10),
+    );
+    let line = one_line_failure(&out);
+    if fuse_unavailable(&line) {
+        return;
+    }
+    assert!(line.contains("cache dir"), "{line}");
+    assert!(line.contains("not writable"), "{line}");
+    assert!(line.contains("--cache-dir none"), "{line}");
+}
+
+#[test]
 fn non_empty_mountpoint_is_one_line() {
     let home = tempfile::tempdir().unwrap();
     let mnt = home.path().join("mnt");

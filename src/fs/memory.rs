@@ -39,6 +39,11 @@ impl Reservation {
     }
 }
 
+/// How long a writer holding memory (a part being filled in memory, a changed part of an
+/// object edited in place) waits for more before going over the budget, so that writers
+/// holding half-filled parts cannot wait on each other forever.
+pub const WRITER_PATIENCE: Duration = Duration::from_secs(5);
+
 impl MemoryBudget {
     pub fn new(bytes: u64) -> MemoryBudget {
         let units = (bytes / UNIT).clamp(16, u32::MAX as u64 / 2) as u32;
@@ -62,6 +67,18 @@ impl MemoryBudget {
         Some(Reservation {
             permit: Some(permit),
         })
+    }
+
+    /// Wait for room as long as it takes (back-pressure), for callers that hold nothing of
+    /// the budget while they wait (so cannot block each other).
+    pub async fn reserve(&self, bytes: u64) -> Reservation {
+        match self.sem.clone().acquire_many_owned(self.units(bytes)).await {
+            Ok(permit) => Reservation {
+                permit: Some(permit),
+            },
+            // the semaphore is never closed
+            Err(_) => Reservation::default(),
+        }
     }
 
     /// Wait up to `patience` for room (back-pressure); `None` if there still is none.

@@ -6,13 +6,12 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
 
 use super::error::{FsError, FsResult};
-use super::memory::{MemoryBudget, Reservation};
+use super::memory::{MemoryBudget, Reservation, WRITER_PATIENCE};
 use super::upload::Uploaded;
 use crate::s3::{CompletedPart, PutOptions, S3Client, S3Error};
 
@@ -21,7 +20,6 @@ const PARALLEL_PARTS: usize = 8;
 /// Largest run of untouched bytes copied as one part (S3 allows 5 GiB; smaller runs copy in
 /// parallel).
 const MAX_COPY_PART: u64 = 512 * 1024 * 1024;
-const MEMORY_PATIENCE: Duration = Duration::from_secs(5);
 
 struct DirtyPart {
     data: BytesMut,
@@ -133,7 +131,7 @@ impl PatchUpload {
         let (start, end) = self.part_range(i, self.size);
         let reservation = self
             .budget
-            .reserve_within(self.part_size, MEMORY_PATIENCE)
+            .reserve_within(self.part_size, WRITER_PATIENCE)
             .await
             .unwrap_or_default();
         let data = self.source_bytes(start, end.max(start)).await?;
@@ -160,7 +158,7 @@ impl PatchUpload {
                 // the write covers the whole part: nothing of the old part is needed
                 let reservation = self
                     .budget
-                    .reserve_within(self.part_size, MEMORY_PATIENCE)
+                    .reserve_within(self.part_size, WRITER_PATIENCE)
                     .await
                     .unwrap_or_default();
                 let mut data = BytesMut::with_capacity((pend - pstart) as usize);

@@ -3,23 +3,19 @@
 //! and completes the upload (or one PutObject for a file smaller than a part).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::task::JoinHandle;
 
 use super::error::{FsError, FsResult};
 use super::journal::UploadJournal;
-use super::memory::{MemoryBudget, Reservation};
+use super::memory::{MemoryBudget, Reservation, WRITER_PATIENCE};
 use super::part_buffer::PartBuffer;
 use crate::buffer_pool::BufferPool;
 use crate::s3::{CompletedPart, PutOptions, S3Client};
 
 /// The budget is reserved in steps of this size as a part buffer grows.
 const RESERVE_STEP: u64 = 1024 * 1024;
-/// How long a writer waits for memory before going over the budget (so writers holding
-/// half-filled parts cannot wait on each other forever).
-const MEMORY_PATIENCE: Duration = Duration::from_secs(5);
 /// Parts per size step: part sizes double every this many parts, so that 10,000 parts reach
 /// 5 TiB with 8 MiB base parts.
 const PARTS_PER_STEP: u32 = 1000;
@@ -216,7 +212,7 @@ impl Upload {
     async fn reserve_up_to(&mut self, len: u64) {
         while self.reservation.bytes() < len {
             let want = RESERVE_STEP.max(len - self.reservation.bytes());
-            match self.budget.reserve_within(want, MEMORY_PATIENCE).await {
+            match self.budget.reserve_within(want, WRITER_PATIENCE).await {
                 Some(r) => self.reservation.merge(r),
                 None => {
                     tracing::debug!(key = %self.key, "memory budget full; writing over it");
@@ -461,19 +457,18 @@ impl Upload {
             .as_ref()
             .map(|j| j.part_path(&self.local_id, part_number + 1));
         let next_part_size = part_size_for(part_number + 1, self.limits.base, self.limits.max);
+        let reservation = if self.buffer.in_memory() {
+            std::mem::take(&mut self.reservation)
+        } else {
+            // the part is read back from its file: hold memory while it is in flight, waiting
+            // for room as long as it takes (this writer holds no memory while it waits, and
+            // parts in flight give theirs back), so many writers stay within the budget
+            self.budget.reserve(take as u64).await
+        };
         let body: Bytes = self
             .buffer
             .split_to(take, next_path.as_ref(), next_part_size as usize)
             .map_err(io_err)?;
-        let reservation = if self.buffer.in_memory() {
-            std::mem::take(&mut self.reservation)
-        } else {
-            // the part is read back from its file: hold memory while it is in flight
-            self.budget
-                .reserve_within(take as u64, MEMORY_PATIENCE)
-                .await
-                .unwrap_or_default()
-        };
         m.next_part += 1;
         m.next_offset += take as u64;
         let client = self.client.clone();
