@@ -36,7 +36,18 @@ def main():
     ap.add_argument("--max-ops", type=int, default=100000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--remount-cmd")
+    ap.add_argument("--open-files", action="store_true",
+                    help="also keep files open across steps: pwrite/pread/ftruncate/close")
     a = ap.parse_args()
+    held = []      # {base: fd} for files open on both sides
+    pending = []   # fds opened by the current "hold" step, local first
+    reads = []     # what the current "pread" step read, local first
+
+    def close_all():
+        for h in held:
+            for fd in h.values():
+                os.close(fd)
+        held.clear()
     rnd = random.Random(a.seed)
     names = ["a", "b", "c", "d e", "f%", "g+h"]
     dirs = ["", "x", "x/y", "z"]
@@ -50,8 +61,40 @@ def main():
 
     def op_pairs():
         d, n = rnd.choice(dirs), rnd.choice(names)
-        kind = rnd.choice(["create", "create", "write", "append", "truncate", "rename", "unlink",
-                           "mkdir", "rmdir", "read", "renamedir"])
+        kinds = ["create", "create", "write", "append", "truncate", "rename", "unlink",
+                 "mkdir", "rmdir", "read", "renamedir"]
+        if a.open_files:
+            kinds += ["hold", "pwrite", "pwrite", "pwrite", "pread", "ftruncate", "release"]
+        kind = rnd.choice(kinds)
+        if kind in ("pwrite", "pread", "ftruncate", "release") and not held:
+            kind = "hold"
+        if kind == "hold":
+            if len(held) >= 3:
+                kind = "release"
+            else:
+                def f(base):
+                    fd = os.open(path(base, d, n), os.O_RDWR | os.O_CREAT, 0o644)
+                    pending.append(fd)
+                return kind, f
+        if kind in ("pwrite", "pread", "ftruncate", "release"):
+            i = rnd.randrange(len(held))
+            if kind == "pwrite":
+                off = rnd.randrange(0, 20 * 1024 * 1024)
+                data = blob(rnd.choice([1, 4096, 70000, 300000]))[:300000]
+                def f(base): os.pwrite(held[i][base], data, off)
+            elif kind == "pread":
+                off, size = rnd.randrange(0, 21 * 1024 * 1024), rnd.choice([10, 4096, 200000])
+                def f(base): reads.append(os.pread(held[i][base], size, off))
+            elif kind == "ftruncate":
+                size = rnd.choice([0, 1000, 3 * 1024 * 1024, 7 * 1024 * 1024 + 5, 16 * 1024 * 1024])
+                def f(base): os.ftruncate(held[i][base], size)
+            else:
+                def f(base):
+                    fd = held[i].pop(base)
+                    if not held[i]:
+                        held.pop(i)
+                    os.close(fd)
+            return kind, f
         if kind == "create":
             data = blob(rnd.choice(sizes))[: rnd.choice(sizes)]
             def f(base): 
@@ -92,8 +135,18 @@ def main():
     remounted = False
     while time.time() < deadline and ops < a.max_ops:
         kind, f = op_pairs()
+        pending.clear(); reads.clear()
         r_local, r_mount = outcome(lambda: f(a.local)), outcome(lambda: f(a.mount))
         ops += 1
+        if kind == "hold":
+            if len(pending) == 2:
+                held.append({a.local: pending[0], a.mount: pending[1]})
+            else:
+                for fd in pending:
+                    os.close(fd)
+        if kind == "pread" and len(reads) == 2 and reads[0] != reads[1]:
+            print(f"DIVERGENCE op {ops} pread: local {len(reads[0])} bytes, mount {len(reads[1])}")
+            divergences += 1
         if r_local != r_mount:
             print(f"DIVERGENCE op {ops} {kind}: local={r_local} mount={r_mount}")
             divergences += 1
@@ -105,12 +158,14 @@ def main():
         if divergences:
             break
         if a.remount_cmd and not remounted and time.time() > phase_end:
+            close_all()
             subprocess.run(a.remount_cmd, shell=True, check=True)
             remounted = True
             if tree(a.local) != tree(a.mount):
                 print("DIVERGENCE after remount")
                 divergences += 1
                 break
+    close_all()
     if a.remount_cmd and not divergences:
         subprocess.run(a.remount_cmd, shell=True, check=True)
         if tree(a.local) != tree(a.mount):

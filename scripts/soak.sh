@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Bounded-time randomized differential test: the same create/write/append/overwrite/truncate/
-# rename/unlink/mkdir/rmdir/read workload on a bucketfs mount and on a local directory, trees
+# rename/unlink/mkdir/rmdir/read workload, with files kept open across steps (pwrite anywhere,
+# pread, ftruncate, close), on a bucketfs mount and on a local directory, trees
 # compared after every step and after remounts. SOAK_SECONDS (default 60), SOAK_SEED.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +19,6 @@ mount_cmd="$BIN/bucketfs mount soak $mnt --endpoint http://127.0.0.1:$PORT --reg
   --path-style --part-size 5M --log-file $work/bucketfs.log"
 $mount_cmd
 # umount returns once the daemon has finished its uploads and let go of the mountpoint
-python3 scripts/soak.py "$mnt" "$local" --seconds "${SOAK_SECONDS:-60}" --seed "${SOAK_SEED:-$RANDOM}" \
+python3 scripts/soak.py "$mnt" "$local" --open-files --seconds "${SOAK_SECONDS:-60}" --seed "${SOAK_SEED:-$RANDOM}" \
   --remount-cmd "umount $mnt && while grep -q ' $mnt ' /proc/mounts; do sleep 0.1; done && $mount_cmd" \
   || { tail -20 "$work/bucketfs.log"; exit 1; }

@@ -307,3 +307,28 @@ async fn sizes_past_the_largest_object_are_efbig_at_once() {
     assert_eq!(srv.get_object("huge").as_deref(), Some(&b"fine"[..]));
     assert!(srv.multipart_uploads().is_empty());
 }
+
+#[tokio::test]
+async fn renaming_a_large_file_while_it_streams_lands_it_under_the_new_name() {
+    let srv = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let fs = fs_with(&srv, staged(&dir));
+    let (_, o) = fs
+        .create(ROOT_INO, "part.tmp", 0o644, libc::O_WRONLY, ME)
+        .await
+        .expect("create");
+    let first = data(12 * MIB, 11);
+    write_all(&fs, o.fh, 0, &first).await;
+    fs.rename(ROOT_INO, "part.tmp", ROOT_INO, "final.bin", 0)
+        .await
+        .expect("rename while streaming");
+    let rest = data(3 * MIB, 12);
+    write_all(&fs, o.fh, first.len(), &rest).await;
+    fs.flush(o.fh, 0).await.expect("close");
+    fs.release(o.fh).await.expect("release");
+    let mut want = first;
+    want.extend_from_slice(&rest);
+    assert_eq!(srv.get_object("final.bin").as_deref(), Some(&want[..]));
+    assert!(srv.get_object("part.tmp").is_none());
+    assert!(srv.multipart_uploads().is_empty());
+}

@@ -66,9 +66,9 @@ impl Writer {
             Writer::Patch(p) => p.key(),
         }
     }
-    fn set_key(&mut self, key: String) -> FsResult<()> {
+    async fn set_key(&mut self, key: String) -> FsResult<()> {
         match self {
-            Writer::Stream(u) => u.set_key(key),
+            Writer::Stream(u) => u.set_key(key).await,
             Writer::Patch(p) => {
                 p.set_key(key);
                 Ok(())
@@ -1029,7 +1029,7 @@ impl Filesystem {
             return Ok(());
         };
         let mut st = w.state.lock().await;
-        st.upload.set_key(key)?;
+        st.upload.set_key(key).await?;
         st.expect = Expect::Unknown;
         if st.committed {
             // the object under the old name goes; the new name needs the bytes again

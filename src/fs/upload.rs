@@ -179,15 +179,74 @@ impl Upload {
         &self.key
     }
 
-    pub fn set_key(&mut self, key: String) -> FsResult<()> {
-        if self.mpu.is_some() {
-            return Err(FsError::new(
-                libc::EBUSY,
-                "cannot rename a large file while its upload is streaming",
-            ));
+    /// Rename while writing. Once parts have streamed, the upload starts over under the new
+    /// name: the old one is aborted and every part goes again from its part file (with
+    /// `--cache-dir none` the parts sent are gone: EBUSY).
+    pub async fn set_key(&mut self, key: String) -> FsResult<()> {
+        if let Some(m) = self.mpu.as_mut() {
+            if self.buffer.in_memory() {
+                return Err(FsError::new(
+                    libc::EBUSY,
+                    "cannot rename a large file while its upload is streaming without a cache \
+                     dir (--cache-dir none)",
+                ));
+            }
+            for (_, h) in m.in_flight.drain(..) {
+                h.abort();
+            }
+            m.done.clear();
+            m.failed.clear();
+            m.rewritten = (1..m.next_part).collect();
+            if !m.upload_id.is_empty() {
+                let old = std::mem::take(&mut m.upload_id);
+                match self.client.abort_multipart_upload(&self.key, &old).await {
+                    Ok(()) => {
+                        if let Some(j) = &self.journal {
+                            j.ended(&old);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(key = %self.key, "could not abort multipart upload: {e}")
+                    }
+                }
+            }
+            self.failed = None;
         }
         self.key = key;
         Ok(())
+    }
+
+    /// The multipart upload's id, creating the upload (again, after a rename) if needed.
+    async fn upload_id(&mut self, opts: &PutOptions) -> FsResult<String> {
+        if let Some(m) = &self.mpu {
+            if !m.upload_id.is_empty() {
+                return Ok(m.upload_id.clone());
+            }
+        }
+        let upload_id = self
+            .client
+            .create_multipart_upload(&self.key, opts)
+            .await
+            .map_err(|e| FsError::from_s3(&e, &self.key))?;
+        if let Some(j) = &self.journal {
+            j.started(&upload_id, &self.local_id, &self.key);
+        }
+        match self.mpu.as_mut() {
+            Some(m) => m.upload_id = upload_id.clone(),
+            None => {
+                self.mpu = Some(Multipart {
+                    upload_id: upload_id.clone(),
+                    next_part: 1,
+                    next_offset: 0,
+                    in_flight: Vec::new(),
+                    done: Vec::new(),
+                    failed: Vec::new(),
+                    rewritten: Default::default(),
+                    opts: opts.clone(),
+                })
+            }
+        }
+        Ok(upload_id)
     }
 
     /// Current size of the file.
@@ -420,26 +479,7 @@ impl Upload {
 
     /// Starts the upload of the next part (and the multipart upload, for the first).
     async fn queue_part(&mut self, opts: &PutOptions) -> FsResult<()> {
-        if self.mpu.is_none() {
-            let upload_id = self
-                .client
-                .create_multipart_upload(&self.key, opts)
-                .await
-                .map_err(|e| FsError::from_s3(&e, &self.key))?;
-            if let Some(j) = &self.journal {
-                j.started(&upload_id, &self.local_id, &self.key);
-            }
-            self.mpu = Some(Multipart {
-                upload_id,
-                next_part: 1,
-                next_offset: 0,
-                in_flight: Vec::new(),
-                done: Vec::new(),
-                failed: Vec::new(),
-                rewritten: Default::default(),
-                opts: opts.clone(),
-            });
-        }
+        self.upload_id(opts).await?;
         let part_size = self.current_part_size() as usize;
         let Some(m) = self.mpu.as_mut() else {
             return Err(FsError::new(libc::EIO, "multipart upload missing"));
@@ -519,6 +559,8 @@ impl Upload {
             self.queue_part(opts).await?;
         }
         let size = self.size();
+        // after a rename the upload starts over under the new name
+        self.upload_id(opts).await?;
         let Some(mut m) = self.mpu.take() else {
             return Err(FsError::new(libc::EIO, "multipart upload missing"));
         };
