@@ -235,6 +235,7 @@ impl Filesystem {
             size,
             self.limits.base,
             self.client.capabilities().upload_part_copy != Holds::No,
+            self.store.journal.clone(),
         )
     }
 

@@ -133,6 +133,8 @@ pub struct Filesystem {
     pub(crate) small_bodies: Arc<small_bodies::SmallBodies>,
     /// This filesystem, for the background tasks it starts.
     pub(crate) me: Weak<Filesystem>,
+    /// The upload journal's unfinished entries as the mount started (see `recovery.rs`).
+    pub(crate) earlier_uploads: Mutex<Option<Vec<journal::JournalEntry>>>,
 }
 
 /// Most names remembered as missing at once.
@@ -165,6 +167,13 @@ impl Filesystem {
         );
         root.lookups = 1;
         let store = upload_store(&config, &client);
+        // what earlier runs left, read before this mount starts uploads of its own, so that
+        // recovery never takes one of them for a leftover
+        let earlier = store
+            .journal
+            .as_ref()
+            .map(|j| j.unfinished())
+            .unwrap_or_default();
         let negative_cap = NonZeroUsize::new(NEGATIVE_CACHE_ENTRIES).unwrap_or(NonZeroUsize::MIN);
         Arc::new_cyclic(|me| Filesystem {
             writeback: Arc::default(),
@@ -173,6 +182,7 @@ impl Filesystem {
             me: me.clone(),
             budget: Arc::new(MemoryBudget::new(config.max_memory)),
             store,
+            earlier_uploads: Mutex::new(Some(earlier)),
             limits,
             inodes: Mutex::new(InodeTable::new(root)),
             negative: Mutex::new(lru::LruCache::new(negative_cap)),

@@ -11,6 +11,7 @@ use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
 
 use super::error::{FsError, FsResult};
+use super::journal::UploadJournal;
 use super::memory::{MemoryBudget, Reservation, WRITER_PATIENCE};
 use super::upload::Uploaded;
 use crate::s3::{CompletedPart, PutOptions, S3Client, S3Error};
@@ -41,6 +42,8 @@ pub struct PatchUpload {
     parts: BTreeMap<u64, DirtyPart>,
     copy_supported: bool,
     changed: bool,
+    /// Records the multipart upload a commit builds (see `journal.rs`).
+    journal: Option<Arc<UploadJournal>>,
 }
 
 /// Only the conditions of `opts` (CompleteMultipartUpload carries no metadata).
@@ -62,6 +65,7 @@ impl PatchUpload {
         size: u64,
         part_size: u64,
         copy_supported: bool,
+        journal: Option<Arc<UploadJournal>>,
     ) -> PatchUpload {
         PatchUpload {
             client,
@@ -75,6 +79,7 @@ impl PatchUpload {
             parts: BTreeMap::new(),
             copy_supported,
             changed: false,
+            journal,
         }
     }
 
@@ -287,32 +292,30 @@ impl PatchUpload {
             .create_multipart_upload(&self.key, opts)
             .await
             .map_err(|e| FsError::from_s3(&e, &self.key))?;
+        // journaled, so that a crash before it ends leaves no upload the next mount misses
+        let local_id = format!("patch-{:016x}", rand::random::<u64>());
+        if let Some(j) = &self.journal {
+            j.started(&upload_id, &local_id, &self.key);
+        }
         let n = self.size.div_ceil(self.part_size);
-        let result = self.send_parts(&upload_id, n).await;
-        let parts = match result {
-            Ok(p) => p,
-            Err(e) => {
-                let _ = self
-                    .client
-                    .abort_multipart_upload(&self.key, &upload_id)
-                    .await;
-                return Err(e);
-            }
+        let result = match self.send_parts(&upload_id, n).await {
+            Ok(parts) => self
+                .client
+                .complete_multipart_upload(&self.key, &upload_id, &parts, &conditions(opts))
+                .await
+                .map_err(|e| FsError::from_s3(&e, &self.key)),
+            Err(e) => Err(e),
         };
-        let etag = match self
-            .client
-            .complete_multipart_upload(&self.key, &upload_id, &parts, &conditions(opts))
-            .await
-        {
-            Ok(etag) => etag,
-            Err(e) => {
-                let _ = self
-                    .client
-                    .abort_multipart_upload(&self.key, &upload_id)
-                    .await;
-                return Err(FsError::from_s3(&e, &self.key));
-            }
-        };
+        if result.is_err() {
+            let _ = self
+                .client
+                .abort_multipart_upload(&self.key, &upload_id)
+                .await;
+        }
+        if let Some(j) = &self.journal {
+            j.finished(&upload_id, &local_id);
+        }
+        let etag = result?;
         self.after_commit(Some(etag.clone()));
         Ok(Uploaded {
             etag: Some(etag),
@@ -491,7 +494,7 @@ mod tests {
         let cfg = S3Config::new("http://127.0.0.1:9", "us-east-1", "b", creds);
         let client = S3Client::new(cfg).expect("client");
         let budget = Arc::new(MemoryBudget::new(64 * MIB));
-        PatchUpload::new(client, budget, "k".into(), None, size, 8 * MIB, true)
+        PatchUpload::new(client, budget, "k".into(), None, size, 8 * MIB, true, None)
     }
 
     fn dirty(u: &mut PatchUpload, i: u64) {

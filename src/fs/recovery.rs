@@ -23,7 +23,7 @@ impl Filesystem {
         let Some(journal) = self.store.journal.clone() else {
             return report;
         };
-        let entries = journal.unfinished();
+        let entries = self.earlier_uploads.lock().take().unwrap_or_default();
         let on_server = match self
             .client
             .list_multipart_uploads(&self.config.prefix)
