@@ -179,6 +179,45 @@ fn crash_mid_write_is_aborted_at_the_next_mount() {
 }
 
 #[test]
+fn a_crash_while_a_changed_large_object_commits_leaves_no_upload_and_the_old_version() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = server();
+    let original = pattern(12 << 20, 21);
+    srv.put_object("db.bin", original.clone());
+    let cache = tempfile::tempdir().expect("cache");
+    let cache_arg = cache.path().to_string_lossy().into_owned();
+    let mut m = Mount::new(&srv, &["--cache-dir", &cache_arg, "--retry-timeout", "60"]);
+    // the commit's Complete keeps failing: the fsync is still retrying when the daemon dies
+    srv.add_fault(Fault::new(FaultKind::internal_error()).op("CompleteMultipartUpload"));
+    let path = m.p("db.bin");
+    let writer = std::thread::spawn(move || {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .expect("open");
+        f.write_all_at(&[0xEE; 4096], 6 << 20).expect("pwrite");
+        let _ = f.sync_all();
+    });
+    wait_for(|| srv.count("CompleteMultipartUpload") >= 1);
+    m.kill();
+    writer.join().expect("writer");
+    assert_eq!(srv.multipart_uploads().len(), 1, "the crash left an upload");
+    srv.clear_faults();
+    let m = Mount::new(&srv, &["--cache-dir", &cache_arg]);
+    wait_for(|| srv.multipart_uploads().is_empty());
+    assert_eq!(
+        sha256(&srv.get_object("db.bin").expect("object")),
+        sha256(&original),
+        "not the old version"
+    );
+    wait_for(|| m.log_text().contains("aborted an unfinished upload"));
+}
+
+#[test]
 fn a_closed_file_whose_upload_was_cut_by_a_crash_is_resumed() {
     if !fuse_available() {
         return;
