@@ -332,3 +332,33 @@ async fn renaming_a_large_file_while_it_streams_lands_it_under_the_new_name() {
     assert!(srv.get_object("part.tmp").is_none());
     assert!(srv.multipart_uploads().is_empty());
 }
+
+#[tokio::test]
+async fn a_directory_renamed_while_a_file_in_it_is_written_takes_the_file_along() {
+    let srv = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let fs = fs_with(&srv, staged(&dir));
+    let d = fs.mkdir(ROOT_INO, "d", 0o755, ME).await.expect("mkdir");
+    let (_, o) = fs
+        .create(d.ino, "f", 0o644, libc::O_WRONLY, ME)
+        .await
+        .expect("create");
+    let first = data(11 * MIB, 13);
+    write_all(&fs, o.fh, 0, &first).await;
+    fs.rename(ROOT_INO, "d", ROOT_INO, "e", 0)
+        .await
+        .expect("rename the directory");
+    let rest = data(MIB, 14);
+    write_all(&fs, o.fh, first.len(), &rest).await;
+    fs.flush(o.fh, 0).await.expect("close");
+    fs.release(o.fh).await.expect("release");
+    let mut want = first;
+    want.extend_from_slice(&rest);
+    assert_eq!(srv.get_object("e/f").as_deref(), Some(&want[..]));
+    assert!(
+        srv.keys().iter().all(|k| !k.starts_with("d/")),
+        "{:?}",
+        srv.keys()
+    );
+    assert!(srv.multipart_uploads().is_empty());
+}

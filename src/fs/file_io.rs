@@ -1039,19 +1039,12 @@ impl Filesystem {
         Ok(())
     }
 
-    /// Whether any file under `prefix` is open for writing.
-    pub(crate) fn has_writers_under(&self, prefix: &str) -> bool {
-        let inos: Vec<u64> = self
-            .handles
-            .lock()
-            .values()
-            .filter_map(|h| match h {
-                Handle::Write(w) => Some(w.ino),
-                _ => None,
-            })
-            .collect();
+    /// The files under `prefix` open for writing (or kept after a failed upload).
+    pub(crate) fn writers_under(&self, prefix: &str) -> Vec<u64> {
+        let inos: Vec<u64> = self.write_handles().iter().map(|w| w.ino).collect();
         let t = self.inodes.lock();
-        inos.iter()
-            .any(|i| t.get(*i).is_some_and(|n| n.key.starts_with(prefix)))
+        inos.into_iter()
+            .filter(|i| t.get(*i).is_some_and(|n| n.key.starts_with(prefix)))
+            .collect()
     }
 }

@@ -186,10 +186,14 @@ impl Filesystem {
                 "cannot move a directory into itself",
             ));
         }
-        if self.has_writers_under(&old_prefix) {
+        // files being written under it follow it (their uploads restart under the new names,
+        // from the staging area); without one, parts already sent cannot follow
+        let writers = self.writers_under(&old_prefix);
+        if !writers.is_empty() && !self.store.spill {
             return Err(FsError::new(
                 libc::EBUSY,
-                "files under this directory are open for writing",
+                "files under this directory are open for writing (and --cache-dir none keeps \
+                 no copy of the parts they sent)",
             ));
         }
         // attribute changes not written yet go first, so the copies carry them
@@ -250,6 +254,12 @@ impl Filesystem {
             let mut t = self.inodes.lock();
             t.relink(ino, new_parent, new_name, new_prefix);
             mark_renamed(t.get_mut(ino));
+        }
+        for w in writers {
+            let key = self.inodes.lock().get(w).map(|n| n.key.clone());
+            if let Some(key) = key {
+                self.retarget_writer(w, key).await?;
+            }
         }
         self.update_snapshot(parent, name, None);
         self.update_snapshot(new_parent, new_name, Some(ListedChild::Directory));
