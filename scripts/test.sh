@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # The test command: formatting, lints, then every test (unit, core against the in-process S3
-# server, and real FUSE mounts when /dev/fuse is usable), then the mount suites against a real
-# Ceph RGW (scripts/rgw.sh, from ../shared/ceph-rgw.sh; BUCKETFS_SKIP_RGW=1 leaves it out).
+# server, and real FUSE mounts: in CI they must run), a bounded soak run (scripts/soak.sh),
+# then the mount suites against a real Ceph RGW (scripts/rgw.sh, from ../shared/ceph-rgw.sh;
+# BUCKETFS_SKIP_RGW=1 leaves it out).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export AWS_EC2_METADATA_DISABLED=true
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace -- --test-threads="${TEST_THREADS:-2}"
+# the randomized differential run (files kept open, written anywhere, read back), bounded
+SOAK_SECONDS="${SOAK_SECONDS:-45}" bash scripts/soak.sh
 if [ -z "${BUCKETFS_SKIP_RGW:-}" ]; then
   if [ -f "${CEPH_RGW_SCRIPT:-../shared/ceph-rgw.sh}" ]; then
     bash scripts/rgw.sh
