@@ -236,6 +236,7 @@ impl Filesystem {
             self.limits.base,
             self.client.capabilities().upload_part_copy != Holds::No,
             self.store.journal.clone(),
+            self.store.staging_path("patch"),
         )
     }
 

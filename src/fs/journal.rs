@@ -130,6 +130,15 @@ impl UploadJournal {
         map.into_values().collect()
     }
 
+    /// At unmount: a journal with nothing unfinished is removed (a mount per endpoint, bucket
+    /// and prefix would otherwise leave one file each behind).
+    pub fn remove_if_done(&self) {
+        if self.unfinished().is_empty() {
+            *self.file.lock() = None;
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+
     /// Start a fresh journal (after recovery handled every entry).
     pub fn reset(&self) {
         let mut guard = self.file.lock();

@@ -8,6 +8,7 @@ mod closer;
 pub mod control;
 pub mod counters;
 pub mod dir_listing;
+mod dirty_parts;
 pub mod error;
 mod file_io;
 pub mod inode;
@@ -300,6 +301,9 @@ impl Filesystem {
     pub async fn shutdown(&self) -> ShutdownReport {
         let report = self.finish_all_writes().await;
         self.flush_all_metadata().await;
+        if let Some(j) = &self.store.journal {
+            j.remove_if_done();
+        }
         report
     }
 }

@@ -4,12 +4,12 @@
 //! parts are uploaded. Where the server refuses UploadPartCopy, untouched parts are read and
 //! uploaded instead.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
 
+use super::dirty_parts::DirtyParts;
 use super::error::{FsError, FsResult};
 use super::journal::UploadJournal;
 use super::memory::{MemoryBudget, Reservation, WRITER_PATIENCE};
@@ -21,11 +21,6 @@ const PARALLEL_PARTS: usize = 8;
 /// Largest run of untouched bytes copied as one part (S3 allows 5 GiB; smaller runs copy in
 /// parallel).
 const MAX_COPY_PART: u64 = 512 * 1024 * 1024;
-
-struct DirtyPart {
-    data: BytesMut,
-    _reservation: Reservation,
-}
 
 /// An open existing object being changed in place.
 pub struct PatchUpload {
@@ -39,7 +34,8 @@ pub struct PatchUpload {
     source_valid: u64,
     part_size: u64,
     size: u64,
-    parts: BTreeMap<u64, DirtyPart>,
+    /// The parts written to (on disk in the staging dir, else in memory).
+    parts: DirtyParts,
     copy_supported: bool,
     changed: bool,
     /// Records the multipart upload a commit builds (see `journal.rs`).
@@ -66,7 +62,17 @@ impl PatchUpload {
         part_size: u64,
         copy_supported: bool,
         journal: Option<Arc<UploadJournal>>,
+        staging: Option<std::path::PathBuf>,
     ) -> PatchUpload {
+        let parts = staging
+            .and_then(|path| match DirtyParts::disk(part_size, path) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    tracing::warn!("cache dir unusable, keeping changed parts in memory: {e}");
+                    None
+                }
+            })
+            .unwrap_or_else(|| DirtyParts::memory(part_size));
         PatchUpload {
             client,
             budget,
@@ -76,7 +82,7 @@ impl PatchUpload {
             source_valid: size,
             part_size,
             size,
-            parts: BTreeMap::new(),
+            parts,
             copy_supported,
             changed: false,
             journal,
@@ -97,7 +103,11 @@ impl PatchUpload {
     }
 
     pub fn buffered(&self) -> u64 {
-        self.parts.values().map(|p| p.data.len() as u64).sum()
+        if self.parts.on_disk() {
+            0
+        } else {
+            self.parts.total()
+        }
     }
 
     fn part_range(&self, i: u64, size: u64) -> (u64, u64) {
@@ -128,25 +138,26 @@ impl PatchUpload {
         Ok(buf)
     }
 
-    /// Make part `i` a dirty in-memory part holding its current content.
+    /// Memory for a changed part: none when parts are staged on disk.
+    async fn part_memory(&self) -> Reservation {
+        if self.parts.on_disk() {
+            return Reservation::default();
+        }
+        self.budget
+            .reserve_within(self.part_size, WRITER_PATIENCE)
+            .await
+            .unwrap_or_default()
+    }
+
+    /// Make part `i` a changed part holding its current content.
     async fn materialize(&mut self, i: u64) -> FsResult<()> {
-        if self.parts.contains_key(&i) {
+        if self.parts.contains(i) {
             return Ok(());
         }
         let (start, end) = self.part_range(i, self.size);
-        let reservation = self
-            .budget
-            .reserve_within(self.part_size, WRITER_PATIENCE)
-            .await
-            .unwrap_or_default();
+        let reservation = self.part_memory().await;
         let data = self.source_bytes(start, end.max(start)).await?;
-        self.parts.insert(
-            i,
-            DirtyPart {
-                data,
-                _reservation: reservation,
-            },
-        );
+        self.parts.insert(i, &data, reservation).map_err(io_err)?;
         Ok(())
     }
 
@@ -159,36 +170,21 @@ impl PatchUpload {
         while pos < end {
             let i = pos / self.part_size;
             let (pstart, pend) = self.part_range(i, self.size);
-            if !self.parts.contains_key(&i) && pos == pstart && end >= pend {
+            if !self.parts.contains(i) && pos == pstart && end >= pend {
                 // the write covers the whole part: nothing of the old part is needed
-                let reservation = self
-                    .budget
-                    .reserve_within(self.part_size, WRITER_PATIENCE)
-                    .await
-                    .unwrap_or_default();
-                let mut data = BytesMut::with_capacity((pend - pstart) as usize);
-                data.resize((pend - pstart) as usize, 0);
-                self.parts.insert(
-                    i,
-                    DirtyPart {
-                        data,
-                        _reservation: reservation,
-                    },
-                );
+                let reservation = self.part_memory().await;
+                let zeros = vec![0u8; (pend - pstart) as usize];
+                self.parts.insert(i, &zeros, reservation).map_err(io_err)?;
             }
             self.materialize(i).await?;
             let upto = end.min(pend);
-            let part = self
-                .parts
-                .get_mut(&i)
-                .ok_or_else(|| FsError::new(libc::EIO, "part"))?;
             let need = (pend - pstart) as usize;
-            if part.data.len() < need {
-                part.data.resize(need, 0);
+            if self.parts.len(i).unwrap_or(0) < need {
+                self.parts.resize(i, need).map_err(io_err)?;
             }
             let from = (pos - pstart) as usize;
             let src = &data[(pos - offset) as usize..(upto - offset) as usize];
-            part.data[from..from + src.len()].copy_from_slice(src);
+            self.parts.write(i, from, src).map_err(io_err)?;
             pos = upto;
         }
         self.changed = true;
@@ -204,19 +200,10 @@ impl PatchUpload {
         }
         self.size = new_size;
         // pad materialized parts up to their new length
-        let ranges: Vec<(u64, u64, u64)> = self
-            .parts
-            .keys()
-            .map(|&i| {
-                let (s, e) = self.part_range(i, new_size);
-                (i, s, e)
-            })
-            .collect();
-        for (i, s, e) in ranges {
-            if let Some(p) = self.parts.get_mut(&i) {
-                if (p.data.len() as u64) < e - s {
-                    p.data.resize((e - s) as usize, 0);
-                }
+        for i in self.parts.indices() {
+            let (s, e) = self.part_range(i, new_size);
+            if (self.parts.len(i).unwrap_or(0) as u64) < e - s {
+                self.parts.resize(i, (e - s) as usize).map_err(io_err)?;
             }
         }
         self.changed = true;
@@ -237,10 +224,10 @@ impl PatchUpload {
         self.size = new_size;
         self.source_valid = self.source_valid.min(new_size);
         let keep_parts = new_size.div_ceil(self.part_size);
-        self.parts.retain(|&i, _| i < keep_parts);
-        if let Some((&i, p)) = self.parts.iter_mut().next_back() {
+        self.parts.retain(|i| i < keep_parts);
+        if let Some(&i) = self.parts.indices().last() {
             let (s, e) = (i * self.part_size, ((i + 1) * self.part_size).min(new_size));
-            p.data.truncate((e - s) as usize);
+            self.parts.resize(i, (e - s) as usize).map_err(io_err)?;
         }
         self.changed = true;
         Ok(())
@@ -254,10 +241,14 @@ impl PatchUpload {
             let i = pos / self.part_size;
             let (pstart, pend) = self.part_range(i, self.size);
             let upto = end.min(pend);
-            match self.parts.get(&i) {
-                Some(p) => out
-                    .extend_from_slice(&p.data[(pos - pstart) as usize..(upto - pstart) as usize]),
-                None => out.extend_from_slice(&self.source_bytes(pos, upto).await?),
+            if self.parts.contains(i) {
+                let got = self
+                    .parts
+                    .read(i, (pos - pstart) as usize, (upto - pstart) as usize)
+                    .map_err(io_err)?;
+                out.extend_from_slice(&got);
+            } else {
+                out.extend_from_slice(&self.source_bytes(pos, upto).await?);
             }
             pos = upto;
         }
@@ -339,7 +330,7 @@ impl PatchUpload {
     fn plan(&self, n: u64) -> Vec<Piece> {
         // a part is copied only when all its bytes are the source's, at the same offsets
         let copyable = |i: u64| {
-            !self.parts.contains_key(&i) && self.part_range(i, self.size).1 <= self.source_valid
+            !self.parts.contains(i) && self.part_range(i, self.size).1 <= self.source_valid
         };
         let mut pieces = Vec::new();
         let mut i = 0;
@@ -366,10 +357,10 @@ impl PatchUpload {
     /// The body of part `i` to upload: its changed bytes, or the source's.
     async fn part_body(&self, i: u64) -> FsResult<Bytes> {
         let (s, e) = self.part_range(i, self.size);
-        Ok(match self.parts.get(&i) {
-            Some(p) => Bytes::copy_from_slice(&p.data),
-            None => self.source_bytes(s, e).await?.freeze(),
-        })
+        if let Some(len) = self.parts.len(i) {
+            return self.parts.read(i, 0, len).map_err(io_err);
+        }
+        Ok(self.source_bytes(s, e).await?.freeze())
     }
 
     async fn send_parts(&mut self, upload_id: &str, n: u64) -> FsResult<Vec<CompletedPart>> {
@@ -494,17 +485,23 @@ mod tests {
         let cfg = S3Config::new("http://127.0.0.1:9", "us-east-1", "b", creds);
         let client = S3Client::new(cfg).expect("client");
         let budget = Arc::new(MemoryBudget::new(64 * MIB));
-        PatchUpload::new(client, budget, "k".into(), None, size, 8 * MIB, true, None)
+        PatchUpload::new(
+            client,
+            budget,
+            "k".into(),
+            None,
+            size,
+            8 * MIB,
+            true,
+            None,
+            None,
+        )
     }
 
     fn dirty(u: &mut PatchUpload, i: u64) {
-        u.parts.insert(
-            i,
-            DirtyPart {
-                data: BytesMut::from(&b"x"[..]),
-                _reservation: Reservation::default(),
-            },
-        );
+        u.parts
+            .insert(i, b"x", Reservation::default())
+            .expect("in memory");
     }
 
     #[test]
@@ -543,4 +540,8 @@ mod tests {
         assert_eq!(plan[0], Piece::Copy(0, 16 * MIB));
         assert!(plan[1..].iter().all(|p| matches!(p, Piece::Upload(_))));
     }
+}
+
+fn io_err(e: std::io::Error) -> FsError {
+    FsError::new(libc::EIO, format!("cache dir: {e}"))
 }

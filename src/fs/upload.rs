@@ -128,6 +128,15 @@ pub struct UploadStore {
     pub pool: Arc<BufferPool>,
 }
 
+impl UploadStore {
+    /// A fresh file in the staging dir (`None` when parts are kept in memory).
+    pub fn staging_path(&self, name: &str) -> Option<std::path::PathBuf> {
+        let journal = self.journal.as_ref().filter(|_| self.spill)?;
+        let id = format!("{:016x}", rand::random::<u64>());
+        Some(journal.parts_dir(&id).join(name))
+    }
+}
+
 impl Upload {
     pub fn new(
         client: S3Client,
