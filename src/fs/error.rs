@@ -22,6 +22,11 @@ pub struct S3Failure {
 }
 
 impl FsError {
+    /// A failure of the staging area (the cache dir's files).
+    pub fn staging(e: std::io::Error) -> FsError {
+        FsError::new(libc::EIO, format!("cache dir: {e}"))
+    }
+
     pub fn new(errno: i32, reason: impl Into<String>) -> FsError {
         FsError {
             errno,

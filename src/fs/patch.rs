@@ -157,7 +157,9 @@ impl PatchUpload {
         let (start, end) = self.part_range(i, self.size);
         let reservation = self.part_memory().await;
         let data = self.source_bytes(start, end.max(start)).await?;
-        self.parts.insert(i, &data, reservation).map_err(io_err)?;
+        self.parts
+            .insert(i, &data, reservation)
+            .map_err(FsError::staging)?;
         Ok(())
     }
 
@@ -174,17 +176,19 @@ impl PatchUpload {
                 // the write covers the whole part: nothing of the old part is needed
                 let reservation = self.part_memory().await;
                 let zeros = vec![0u8; (pend - pstart) as usize];
-                self.parts.insert(i, &zeros, reservation).map_err(io_err)?;
+                self.parts
+                    .insert(i, &zeros, reservation)
+                    .map_err(FsError::staging)?;
             }
             self.materialize(i).await?;
             let upto = end.min(pend);
             let need = (pend - pstart) as usize;
             if self.parts.len(i).unwrap_or(0) < need {
-                self.parts.resize(i, need).map_err(io_err)?;
+                self.parts.resize(i, need).map_err(FsError::staging)?;
             }
             let from = (pos - pstart) as usize;
             let src = &data[(pos - offset) as usize..(upto - offset) as usize];
-            self.parts.write(i, from, src).map_err(io_err)?;
+            self.parts.write(i, from, src).map_err(FsError::staging)?;
             pos = upto;
         }
         self.changed = true;
@@ -203,7 +207,9 @@ impl PatchUpload {
         for i in self.parts.indices() {
             let (s, e) = self.part_range(i, new_size);
             if (self.parts.len(i).unwrap_or(0) as u64) < e - s {
-                self.parts.resize(i, (e - s) as usize).map_err(io_err)?;
+                self.parts
+                    .resize(i, (e - s) as usize)
+                    .map_err(FsError::staging)?;
             }
         }
         self.changed = true;
@@ -227,7 +233,9 @@ impl PatchUpload {
         self.parts.retain(|i| i < keep_parts);
         if let Some(&i) = self.parts.indices().last() {
             let (s, e) = (i * self.part_size, ((i + 1) * self.part_size).min(new_size));
-            self.parts.resize(i, (e - s) as usize).map_err(io_err)?;
+            self.parts
+                .resize(i, (e - s) as usize)
+                .map_err(FsError::staging)?;
         }
         self.changed = true;
         Ok(())
@@ -245,7 +253,7 @@ impl PatchUpload {
                 let got = self
                     .parts
                     .read(i, (pos - pstart) as usize, (upto - pstart) as usize)
-                    .map_err(io_err)?;
+                    .map_err(FsError::staging)?;
                 out.extend_from_slice(&got);
             } else {
                 out.extend_from_slice(&self.source_bytes(pos, upto).await?);
@@ -358,7 +366,7 @@ impl PatchUpload {
     async fn part_body(&self, i: u64) -> FsResult<Bytes> {
         let (s, e) = self.part_range(i, self.size);
         if let Some(len) = self.parts.len(i) {
-            return self.parts.read(i, 0, len).map_err(io_err);
+            return self.parts.read(i, 0, len).map_err(FsError::staging);
         }
         Ok(self.source_bytes(s, e).await?.freeze())
     }
@@ -540,8 +548,4 @@ mod tests {
         assert_eq!(plan[0], Piece::Copy(0, 16 * MIB));
         assert!(plan[1..].iter().all(|p| matches!(p, Piece::Upload(_))));
     }
-}
-
-fn io_err(e: std::io::Error) -> FsError {
-    FsError::new(libc::EIO, format!("cache dir: {e}"))
 }

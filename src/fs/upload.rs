@@ -180,7 +180,7 @@ impl Upload {
                 .try_reserve(content.len() as u64)
                 .unwrap_or_default();
         }
-        self.buffer.write_at(0, content).map_err(io_err)?;
+        self.buffer.write_at(0, content).map_err(FsError::staging)?;
         Ok(self)
     }
 
@@ -345,7 +345,7 @@ impl Upload {
         if self.buffer.in_memory() {
             self.reserve_up_to(end as u64).await;
         }
-        self.buffer.write_at(rel, data).map_err(io_err)?;
+        self.buffer.write_at(rel, data).map_err(FsError::staging)?;
         while !self.forgotten && self.buffer.len() as u64 >= self.current_part_size() {
             self.send_part(opts).await?;
         }
@@ -388,7 +388,7 @@ impl Upload {
             &journal.part_path(&self.local_id, k),
             (size - part_start) as usize,
         )
-        .map_err(io_err)?;
+        .map_err(FsError::staging)?;
         m.next_part = k;
         m.next_offset = part_start;
         self.failed = None;
@@ -447,13 +447,13 @@ impl Upload {
             let file = std::fs::OpenOptions::new()
                 .write(true)
                 .open(journal.part_path(&self.local_id, n))
-                .map_err(io_err)?;
+                .map_err(FsError::staging)?;
             std::os::unix::fs::FileExt::write_all_at(
                 &file,
                 &data[(pos - offset) as usize..(upto - offset) as usize],
                 pos - part_start,
             )
-            .map_err(io_err)?;
+            .map_err(FsError::staging)?;
             m.rewritten.insert(n);
             pos = upto;
         }
@@ -477,7 +477,7 @@ impl Upload {
         if self.buffer.in_memory() {
             self.reserve_up_to(rel as u64).await;
         }
-        self.buffer.resize(rel).map_err(io_err)?;
+        self.buffer.resize(rel).map_err(FsError::staging)?;
         Ok(())
     }
 
@@ -517,7 +517,7 @@ impl Upload {
         let body: Bytes = self
             .buffer
             .split_to(take, next_path.as_ref(), next_part_size as usize)
-            .map_err(io_err)?;
+            .map_err(FsError::staging)?;
         m.next_part += 1;
         m.next_offset += take as u64;
         let client = self.client.clone();
@@ -543,7 +543,10 @@ impl Upload {
             return Err(FsError::new(libc::EIO, "upload already complete"));
         }
         if self.mpu.is_none() {
-            let body = self.buffer.read(0, self.buffer.len()).map_err(io_err)?;
+            let body = self
+                .buffer
+                .read(0, self.buffer.len())
+                .map_err(FsError::staging)?;
             let size = body.len() as u64;
             let meta = self
                 .client
@@ -756,7 +759,10 @@ impl Upload {
         let end = (offset + u64::from(len)).min(self.size());
         if offset >= start || offset >= end {
             let rel = offset.saturating_sub(start) as usize;
-            return self.buffer.read(rel, rel + len as usize).map_err(io_err);
+            return self
+                .buffer
+                .read(rel, rel + len as usize)
+                .map_err(FsError::staging);
         }
         let journal = match &self.journal {
             Some(j) if !self.buffer.in_memory() => j,
@@ -777,7 +783,7 @@ impl Upload {
                 let rest = self
                     .buffer
                     .read(rel, rel + (end - pos) as usize)
-                    .map_err(io_err)?;
+                    .map_err(FsError::staging)?;
                 out.extend_from_slice(&rest);
                 break;
             }
@@ -788,10 +794,11 @@ impl Upload {
                 continue;
             }
             let take = (end.min(part_start + part_len).min(start) - pos) as usize;
-            let file = std::fs::File::open(journal.part_path(&self.local_id, n)).map_err(io_err)?;
+            let file = std::fs::File::open(journal.part_path(&self.local_id, n))
+                .map_err(FsError::staging)?;
             let mut buf = vec![0u8; take];
             std::os::unix::fs::FileExt::read_exact_at(&file, &mut buf, pos - part_start)
-                .map_err(io_err)?;
+                .map_err(FsError::staging)?;
             out.extend_from_slice(&buf);
             pos += take as u64;
         }
@@ -808,7 +815,7 @@ impl Upload {
             .ok_or_else(|| FsError::new(libc::EIO, "no staging directory"))?;
         std::fs::read(journal.part_path(&self.local_id, n))
             .map(Bytes::from)
-            .map_err(io_err)
+            .map_err(FsError::staging)
     }
 }
 
@@ -859,10 +866,6 @@ async fn send_one_part(
             error: FsError::from_s3(&e, key),
         }),
     }
-}
-
-fn io_err(e: std::io::Error) -> FsError {
-    FsError::new(libc::EIO, format!("cache dir: {e}"))
 }
 
 #[cfg(test)]
