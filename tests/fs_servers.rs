@@ -361,3 +361,39 @@ async fn a_later_open_of_a_file_whose_upload_failed_never_clobbers_a_newer_objec
     fs.unlink(ROOT_INO, "db.bin").await.expect("unlink");
     assert!(srv.multipart_uploads().is_empty());
 }
+
+#[tokio::test]
+async fn truncate_of_a_closed_file_never_clobbers_a_version_written_elsewhere() {
+    let srv = TestServer::start().await;
+    let fs = fs_with(&srv, big_parts());
+    srv.put_object("small.txt", "v1");
+    srv.put_object("large.bin", data(12 * MIB, 7));
+    let small = fs.lookup(ROOT_INO, "small.txt").await.expect("lookup");
+    let large = fs.lookup(ROOT_INO, "large.bin").await.expect("lookup");
+    // another client replaces both after this mount saw them
+    srv.put_object("small.txt", "v2 from elsewhere");
+    srv.put_object("large.bin", data(12 * MIB, 8));
+    for (attr, size) in [(small, 0u64), (large, 6 * MIB as u64)] {
+        let req = bucketfs::fs::SetAttr {
+            size: Some(size),
+            ..Default::default()
+        };
+        let err = fs
+            .setattr(attr.ino, req, ME)
+            .await
+            .expect_err("must not clobber");
+        assert_eq!(err.errno, libc::ESTALE);
+    }
+    assert_eq!(
+        srv.get_object("small.txt").as_deref(),
+        Some(&b"v2 from elsewhere"[..])
+    );
+    assert_eq!(
+        srv.get_object("large.bin").as_deref(),
+        Some(&data(12 * MIB, 8)[..])
+    );
+    assert!(srv.multipart_uploads().is_empty());
+    // and the mount shows the bucket's version again
+    let seen = fs.getattr(small.ino).await.expect("stat");
+    assert_eq!(seen.size, 17);
+}

@@ -225,6 +225,20 @@ impl Filesystem {
         )
     }
 
+    /// `opts` made conditional on what the bucket should hold (where the server honours it):
+    /// a commit never clobbers a change made by someone else.
+    fn conditional(&self, mut opts: PutOptions, expect: &Expect) -> PutOptions {
+        let caps = self.client.capabilities();
+        match expect {
+            Expect::Absent if caps.conditional_create != Holds::No => opts.if_none_match_any = true,
+            Expect::Etag(e) if caps.conditional_replace != Holds::No => {
+                opts.if_match = Some(e.clone())
+            }
+            _ => {}
+        }
+        opts
+    }
+
     /// A writer of changes to the existing object `key` (`size` bytes, version `etag`).
     fn patch_writer(&self, key: String, etag: Option<String>, size: u64) -> PatchUpload {
         PatchUpload::new(
@@ -633,15 +647,7 @@ impl Filesystem {
         if st.discarded || (st.committed && !st.dirty) {
             return Ok(());
         }
-        let mut opts = self.put_options(w.ino)?;
-        let caps = self.client.capabilities();
-        match &st.expect {
-            Expect::Absent if caps.conditional_create != Holds::No => opts.if_none_match_any = true,
-            Expect::Etag(e) if caps.conditional_replace != Holds::No => {
-                opts.if_match = Some(e.clone())
-            }
-            _ => {}
-        }
+        let opts = self.conditional(self.put_options(w.ino)?, &st.expect);
         let key = st.upload.key().to_string();
         let done = match st.upload.finish(&opts).await {
             Ok(done) => done,
@@ -881,6 +887,8 @@ impl Filesystem {
         if size == cur {
             return Ok(());
         }
+        // never clobber a version this mount has not seen (truncate -s 0 included)
+        let expect = etag.clone().map(Expect::Etag).unwrap_or(Expect::Unknown);
         if size > self.limits.base || cur > self.limits.base {
             let mut patch = self.patch_writer(key.clone(), etag, cur);
             patch.set_size(size).await?;
@@ -892,8 +900,11 @@ impl Filesystem {
                     n.attr.ctime = n.attr.mtime;
                 }
             }
-            let opts = self.put_options(ino)?;
-            let done = patch.finish(&opts).await?;
+            let opts = self.conditional(self.put_options(ino)?, &expect);
+            let done = patch
+                .finish(&opts)
+                .await
+                .inspect_err(|_| self.expire_attr(ino))?;
             let mut t = self.inodes.lock();
             if let Some(n) = t.get_mut(ino) {
                 n.etag = done.etag;
@@ -921,12 +932,15 @@ impl Filesystem {
                 n.attr.ctime = n.attr.mtime;
             }
         }
-        let opts = self.put_options(ino)?;
+        let opts = self.conditional(self.put_options(ino)?, &expect);
         let meta = self
             .client
             .put_object(&key, Bytes::from(content), &opts)
             .await
-            .map_err(|e| FsError::from_s3(&e, &key))?;
+            .map_err(|e| {
+                self.expire_attr(ino);
+                FsError::from_s3(&e, &key)
+            })?;
         let mut t = self.inodes.lock();
         if let Some(n) = t.get_mut(ino) {
             n.etag = meta.etag;
@@ -934,6 +948,13 @@ impl Filesystem {
             n.attr_expires = Instant::now() + self.config.metadata_ttl;
         }
         Ok(())
+    }
+
+    /// A change of `ino` failed in the bucket: its attributes are asked for again.
+    fn expire_attr(&self, ino: u64) {
+        if let Some(n) = self.inodes.lock().get_mut(ino) {
+            n.attr_expires = Instant::now();
+        }
     }
 
     /// Drop the pending uploads of `ino` (it was unlinked while open).
