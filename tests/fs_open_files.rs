@@ -362,3 +362,95 @@ async fn a_directory_renamed_while_a_file_in_it_is_written_takes_the_file_along(
     );
     assert!(srv.multipart_uploads().is_empty());
 }
+
+#[tokio::test]
+async fn a_small_cache_size_holds_while_large_files_are_written() {
+    let srv = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let limit = 12 * MIB as u64;
+    let fs = fs_with(
+        &srv,
+        FsConfig {
+            cache_size: limit,
+            ..staged(&dir)
+        },
+    );
+    let (attr, o) = fs
+        .create(ROOT_INO, "big.bin", 0o644, libc::O_RDWR, ME)
+        .await
+        .expect("create");
+    let want = data(40 * MIB, 15);
+    let mut peak = 0;
+    for (i, chunk) in want.chunks(MIB).enumerate() {
+        fs.write(o.fh, (i * MIB) as u64, chunk)
+            .await
+            .expect("write");
+        peak = peak.max(fs.staging_used());
+    }
+    // the sent parts were dropped from the staging area to make room
+    assert!(peak <= limit, "staged {peak} > {limit}");
+    assert_eq!(fs.staging_overruns(), 0);
+    let err = fs.write(o.fh, 10, b"x").await.expect_err("part 1 is gone");
+    assert_eq!(err.errno, libc::EINVAL);
+    let err = fs.read(o.fh, 10, 10).await.expect_err("part 1 is gone");
+    assert_eq!(err.errno, libc::EIO);
+    fs.flush(o.fh, 0).await.expect("close");
+    fs.release(o.fh).await.expect("release");
+    assert_eq!(srv.get_object("big.bin").as_deref(), Some(&want[..]));
+    assert_eq!(fs.staging_used(), 0);
+    // after the upload completed, the file is read and written as usual
+    let o = fs.open(attr.ino, libc::O_RDWR, ME).await.expect("reopen");
+    fs.write(o.fh, 10, b"x").await.expect("write");
+    fs.flush(o.fh, 0).await.expect("close");
+    fs.release(o.fh).await.expect("release");
+    let mut changed = want.clone();
+    changed[10] = b'x';
+    assert_eq!(srv.get_object("big.bin").as_deref(), Some(&changed[..]));
+    assert_eq!(
+        fs.staging_used(),
+        0,
+        "the in-place change gave its room back"
+    );
+}
+
+#[tokio::test]
+async fn writers_beyond_the_cache_size_wait_for_uploads_then_go_on() {
+    let srv = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let fs = fs_with(
+        &srv,
+        FsConfig {
+            cache_size: 12 * MIB as u64,
+            ..staged(&dir)
+        },
+    );
+    let mut tasks = Vec::new();
+    for w in 0..4u8 {
+        let fs = fs.clone();
+        tasks.push(tokio::spawn(async move {
+            let name = format!("w{w}");
+            let (_, o) = fs
+                .create(ROOT_INO, &name, 0o644, libc::O_WRONLY, ME)
+                .await
+                .expect("create");
+            write_all(&fs, o.fh, 0, &data(20 * MIB, 20 + w)).await;
+            fs.flush(o.fh, 0).await.expect("close");
+            fs.release(o.fh).await.expect("release");
+        }));
+    }
+    for t in tasks {
+        t.await.expect("writer");
+    }
+    for w in 0..4u8 {
+        assert_eq!(
+            srv.get_object(&format!("w{w}")).as_deref(),
+            Some(&data(20 * MIB, 20 + w)[..])
+        );
+    }
+    assert_eq!(fs.staging_used(), 0);
+    assert_eq!(
+        fs.staging_overruns(),
+        0,
+        "the writers waited for room, never in vain"
+    );
+}

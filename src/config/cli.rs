@@ -245,6 +245,10 @@ pub struct MountArgs {
     /// /var/cache/bucketfs for root]
     #[arg(long, value_name = "DIR", help_heading = "Caching")]
     pub cache_dir: Option<PathBuf>,
+    /// Most bytes of files being written staged at once; writers wait for uploads beyond it
+    #[arg(long, value_name = "BYTES", default_value = "10GiB", value_parser = parse_size,
+          help_heading = "Caching")]
+    pub cache_size: u64,
 
     /// Owner of every file [default: your user id]
     #[arg(long, value_name = "UID", help_heading = "Permissions")]
@@ -744,6 +748,7 @@ impl MountArgs {
             part_size: self.part_size,
             max_memory: self.max_memory,
             cache_dir,
+            cache_size: self.cache_size,
             uid: self.uid.unwrap_or(defaults.uid),
             gid: self.gid.unwrap_or(defaults.gid),
             file_mode: self.file_mode,

@@ -23,8 +23,10 @@ pub struct FsConfig {
     pub part_size: u64,
     /// One memory budget for the whole mount, shared by write parts and read prefetch.
     pub max_memory: u64,
-    /// Spill write parts to this directory instead of holding them in memory.
+    /// The staging area of files being written (their parts); `None`: parts in memory.
     pub cache_dir: Option<PathBuf>,
+    /// Most bytes staged in `cache_dir` at once (writers wait for uploads beyond it).
+    pub cache_size: u64,
     pub uid: u32,
     pub gid: u32,
     /// Permission bits for objects/directories without `x-amz-meta-mode`.
@@ -46,6 +48,7 @@ impl Default for FsConfig {
             part_size: 8 * 1024 * 1024,
             max_memory: 96 * 1024 * 1024,
             cache_dir: None,
+            cache_size: 10 * 1024 * 1024 * 1024,
             uid,
             gid,
             file_mode: 0o644,

@@ -214,6 +214,15 @@ pub fn render(text: &str, mountpoint: &str) -> String {
         human_bytes(get("memory_budget_bytes"))
     );
     let _ = writeln!(out, "  {:<26} {:>10}", "inodes known", get("inodes"));
+    if values.contains_key("staging_limit_bytes") {
+        let _ = writeln!(
+            out,
+            "  {:<26} {:>10}  of {} (files being written, on disk)",
+            "staging area in use",
+            human_bytes(get("staging_bytes")),
+            human_bytes(get("staging_limit_bytes"))
+        );
+    }
 
     if values.contains_key("pending_upload_files") {
         let files = get("pending_upload_files");
@@ -263,6 +272,8 @@ const KNOWN: &[&str] = &[
     "pending_upload_files",
     "pending_upload_bytes",
     "unsaved_files",
+    "staging_bytes",
+    "staging_limit_bytes",
 ];
 
 #[cfg(test)]

@@ -9,7 +9,10 @@ use std::path::PathBuf;
 
 use bytes::{Bytes, BytesMut};
 
+use std::sync::Arc;
+
 use super::memory::Reservation;
+use super::staging::{Charge, StagingBudget, STAGING_PATIENCE};
 
 enum Store {
     Memory(BTreeMap<u64, (BytesMut, Reservation)>),
@@ -18,6 +21,8 @@ enum Store {
         file: File,
         path: PathBuf,
         lens: BTreeMap<u64, usize>,
+        /// The file's bytes against `--cache-size`.
+        charge: Option<Charge>,
     },
 }
 
@@ -35,7 +40,11 @@ impl DirtyParts {
     }
 
     /// Parts in a new staging file at `path` (its directory is created).
-    pub fn disk(part_size: u64, path: PathBuf) -> io::Result<DirtyParts> {
+    pub fn disk(
+        part_size: u64,
+        path: PathBuf,
+        staging: Option<Arc<StagingBudget>>,
+    ) -> io::Result<DirtyParts> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
@@ -51,8 +60,34 @@ impl DirtyParts {
                 file,
                 path,
                 lens: BTreeMap::new(),
+                charge: staging.map(Charge::new),
             },
         })
+    }
+
+    /// Before staging one more part: wait (a while) for room within `--cache-size`.
+    pub async fn room_for_a_part(&self) {
+        if let Store::Disk {
+            charge: Some(c), ..
+        } = &self.store
+        {
+            let deadline = std::time::Instant::now() + STAGING_PATIENCE;
+            if !c.budget().wait_for_room(self.part_size, deadline).await {
+                c.budget().overrun();
+            }
+        }
+    }
+
+    /// Keep the charge equal to the bytes held.
+    fn recharge(&mut self) {
+        if let Store::Disk {
+            lens,
+            charge: Some(c),
+            ..
+        } = &mut self.store
+        {
+            c.set(lens.values().map(|&l| l as u64).sum());
+        }
     }
 
     /// Whether the parts live on disk (then they hold no memory).
@@ -98,6 +133,7 @@ impl DirtyParts {
                 lens.insert(i, data.len());
             }
         }
+        self.recharge();
         Ok(())
     }
 
@@ -134,6 +170,7 @@ impl DirtyParts {
                 }
             }
         }
+        self.recharge();
         Ok(())
     }
 
@@ -158,6 +195,7 @@ impl DirtyParts {
             Store::Memory(m) => m.retain(|&i, _| keep(i)),
             Store::Disk { lens, .. } => lens.retain(|&i, _| keep(i)),
         }
+        self.recharge();
     }
 
     pub fn clear(&mut self) {
@@ -169,6 +207,7 @@ impl DirtyParts {
                 let _ = file.set_len(0);
             }
         }
+        self.recharge();
     }
 }
 
@@ -190,7 +229,9 @@ mod tests {
     #[test]
     fn disk_and_memory_parts_agree() {
         let dir = tempfile_dir();
-        let mut d = DirtyParts::disk(16, dir.join("p").join("patch")).expect("disk");
+        let budget = StagingBudget::new(1000);
+        let mut d =
+            DirtyParts::disk(16, dir.join("p").join("patch"), Some(budget.clone())).expect("disk");
         let mut m = DirtyParts::memory(16);
         for p in [&mut d, &mut m] {
             p.insert(2, b"0123456789", Reservation::default())
@@ -209,6 +250,11 @@ mod tests {
             p.clear();
             assert_eq!(p.total(), 0);
         }
+        assert_eq!(
+            budget.used(),
+            0,
+            "the staged bytes are counted and given back"
+        );
         drop(d);
         assert!(!dir.join("p").exists(), "staging file removed");
         let _ = std::fs::remove_dir_all(&dir);

@@ -250,7 +250,7 @@ impl Filesystem {
             self.limits.base,
             self.client.capabilities().upload_part_copy != Holds::No,
             self.store.journal.clone(),
-            self.store.staging_path("patch"),
+            self.store.staging_file("patch"),
         )
     }
 

@@ -22,6 +22,7 @@ pub mod prefetch;
 mod recovery;
 mod rename;
 mod small_bodies;
+pub mod staging;
 mod stat_ahead;
 pub mod upload;
 pub mod xattr;
@@ -293,8 +294,25 @@ impl Filesystem {
             self.budget.in_use(),
             self.inodes.lock().len()
         ));
+        if let Some(staging) = &self.store.staging {
+            s.push_str(&format!(
+                "staging_bytes {}\nstaging_limit_bytes {}\n",
+                staging.used(),
+                staging.limit()
+            ));
+        }
         s.push_str(&self.counters.to_text());
         s
+    }
+
+    /// Bytes staged now in the staging area (0 without one).
+    pub fn staging_used(&self) -> u64 {
+        self.store.staging.as_ref().map_or(0, |s| s.used())
+    }
+
+    /// Times a writer went over `--cache-size` after waiting in vain for room.
+    pub fn staging_overruns(&self) -> u64 {
+        self.store.staging.as_ref().map_or(0, |s| s.overruns())
     }
 
     /// Finish (or report) every pending upload. Called after unmount.
@@ -321,9 +339,11 @@ fn upload_store(config: &FsConfig, client: &S3Client) -> UploadStore {
             }
         }
     });
+    let spill = config.cache_dir.is_some() && journal.is_some();
     UploadStore {
-        spill: config.cache_dir.is_some() && journal.is_some(),
+        spill,
         journal,
         pool: Default::default(),
+        staging: spill.then(|| staging::StagingBudget::new(config.cache_size)),
     }
 }

@@ -13,6 +13,7 @@ use super::dirty_parts::DirtyParts;
 use super::error::{FsError, FsResult};
 use super::journal::UploadJournal;
 use super::memory::{MemoryBudget, Reservation, WRITER_PATIENCE};
+use super::staging::StagingBudget;
 use super::upload::Uploaded;
 use crate::s3::{CompletedPart, PutOptions, S3Client, S3Error};
 
@@ -62,16 +63,18 @@ impl PatchUpload {
         part_size: u64,
         copy_supported: bool,
         journal: Option<Arc<UploadJournal>>,
-        staging: Option<std::path::PathBuf>,
+        staging: Option<(std::path::PathBuf, Arc<StagingBudget>)>,
     ) -> PatchUpload {
         let parts = staging
-            .and_then(|path| match DirtyParts::disk(part_size, path) {
-                Ok(p) => Some(p),
-                Err(e) => {
-                    tracing::warn!("cache dir unusable, keeping changed parts in memory: {e}");
-                    None
-                }
-            })
+            .and_then(
+                |(path, budget)| match DirtyParts::disk(part_size, path, Some(budget)) {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        tracing::warn!("cache dir unusable, keeping changed parts in memory: {e}");
+                        None
+                    }
+                },
+            )
             .unwrap_or_else(|| DirtyParts::memory(part_size));
         PatchUpload {
             client,
@@ -138,9 +141,10 @@ impl PatchUpload {
         Ok(buf)
     }
 
-    /// Memory for a changed part: none when parts are staged on disk.
+    /// Memory for a changed part: none when parts are staged on disk (room there instead).
     async fn part_memory(&self) -> Reservation {
         if self.parts.on_disk() {
+            self.parts.room_for_a_part().await;
             return Reservation::default();
         }
         self.budget

@@ -11,6 +11,7 @@ use super::error::{FsError, FsResult};
 use super::journal::UploadJournal;
 use super::memory::{MemoryBudget, Reservation, WRITER_PATIENCE};
 use super::part_buffer::PartBuffer;
+use super::staging::{Charge, StagingBudget, STAGING_PATIENCE};
 use crate::buffer_pool::BufferPool;
 use crate::s3::{CompletedPart, PutOptions, S3Client};
 
@@ -46,6 +47,9 @@ struct Multipart {
     /// Parts written to again after they were queued: sent again (from their part files)
     /// before the upload completes.
     rewritten: std::collections::BTreeSet<u32>,
+    /// Parts sent whose files were dropped to stay within `--cache-size`: they cannot be
+    /// read back or written again before the upload completes.
+    evicted: std::collections::BTreeSet<u32>,
     /// Metadata sent with CreateMultipartUpload.
     opts: PutOptions,
 }
@@ -116,6 +120,10 @@ pub struct Upload {
     local_id: String,
     /// Unlinked while open: nothing is sent any more (see `forget_remote`).
     forgotten: bool,
+    /// The bytes of this upload's staged files against `--cache-size` (with a staging dir).
+    charge: Option<Charge>,
+    /// Bytes of the part files of parts already queued (not dropped from the staging area).
+    sent_files: u64,
 }
 
 /// Where an upload keeps its parts.
@@ -126,14 +134,17 @@ pub struct UploadStore {
     pub spill: bool,
     /// Memory part buffers for reuse.
     pub pool: Arc<BufferPool>,
+    /// The staging area's size bound (with `spill`).
+    pub staging: Option<Arc<StagingBudget>>,
 }
 
 impl UploadStore {
-    /// A fresh file in the staging dir (`None` when parts are kept in memory).
-    pub fn staging_path(&self, name: &str) -> Option<std::path::PathBuf> {
+    /// A fresh file in the staging dir with the area's bound (`None` when parts are kept in
+    /// memory).
+    pub fn staging_file(&self, name: &str) -> Option<(std::path::PathBuf, Arc<StagingBudget>)> {
         let journal = self.journal.as_ref().filter(|_| self.spill)?;
         let id = format!("{:016x}", rand::random::<u64>());
-        Some(journal.parts_dir(&id).join(name))
+        Some((journal.parts_dir(&id).join(name), self.staging.clone()?))
     }
 }
 
@@ -156,6 +167,7 @@ impl Upload {
             },
             _ => PartBuffer::memory(store.pool.clone(), limits.base as usize),
         };
+        let buffer_in_memory = buffer.in_memory();
         Upload {
             client,
             key,
@@ -169,6 +181,12 @@ impl Upload {
             journal: store.journal.clone(),
             local_id,
             forgotten: false,
+            charge: store
+                .staging
+                .clone()
+                .filter(|_| !buffer_in_memory)
+                .map(Charge::new),
+            sent_files: 0,
         }
     }
 
@@ -193,11 +211,12 @@ impl Upload {
     /// `--cache-dir none` the parts sent are gone: EBUSY).
     pub async fn set_key(&mut self, key: String) -> FsResult<()> {
         if let Some(m) = self.mpu.as_mut() {
-            if self.buffer.in_memory() {
+            if self.buffer.in_memory() || !m.evicted.is_empty() {
                 return Err(FsError::new(
                     libc::EBUSY,
-                    "cannot rename a large file while its upload is streaming without a cache \
-                     dir (--cache-dir none)",
+                    "cannot rename a large file while its upload is streaming: the parts it \
+                     sent are not all kept (--cache-dir none, or dropped to stay within \
+                     --cache-size)",
                 ));
             }
             for (_, h) in m.in_flight.drain(..) {
@@ -251,6 +270,7 @@ impl Upload {
                     done: Vec::new(),
                     failed: Vec::new(),
                     rewritten: Default::default(),
+                    evicted: Default::default(),
                     opts: opts.clone(),
                 })
             }
@@ -344,8 +364,12 @@ impl Upload {
         let end = rel + data.len();
         if self.buffer.in_memory() {
             self.reserve_up_to(end as u64).await;
+        } else {
+            self.make_room(end.saturating_sub(self.buffer.len()) as u64)
+                .await;
         }
         self.buffer.write_at(rel, data).map_err(FsError::staging)?;
+        self.update_charge();
         while !self.forgotten && self.buffer.len() as u64 >= self.current_part_size() {
             self.send_part(opts).await?;
         }
@@ -369,6 +393,8 @@ impl Upload {
             part_start += len;
             k += 1;
         }
+        self.check_not_evicted(k)
+            .map_err(|e| FsError::new(libc::EOPNOTSUPP, e.reason))?;
         let Some(m) = self.mpu.as_mut() else {
             return Ok(());
         };
@@ -381,6 +407,11 @@ impl Upload {
         m.done.retain(|p| p.part_number < k);
         m.failed.retain(|f| f.part_number < k);
         m.rewritten.retain(|n| *n < k);
+        m.evicted.retain(|n| *n < k);
+        self.sent_files = (1..k)
+            .filter(|n| !m.evicted.contains(n))
+            .map(|n| part_size_for(n, self.limits.base, self.limits.max))
+            .sum();
         for n in k + 1..=m.next_part {
             let _ = std::fs::remove_file(journal.part_path(&self.local_id, n));
         }
@@ -409,6 +440,112 @@ impl Upload {
                     }
                 }
             }
+        }
+        self.update_charge();
+        Ok(())
+    }
+
+    /// This upload's staged bytes, as `--cache-size` counts them.
+    fn update_charge(&mut self) {
+        let staged = self.sent_files + self.buffer.len() as u64;
+        if let Some(c) = self.charge.as_mut() {
+            c.set(staged);
+        }
+    }
+
+    /// Before staging `more` bytes: within `--cache-size`, first by dropping the files of this
+    /// upload's parts already sent (they are only needed to write or read them again before
+    /// the upload completes), then by waiting for other uploads to finish. After
+    /// [`STAGING_PATIENCE`] the write goes over the bound rather than wait forever.
+    async fn make_room(&mut self, more: u64) {
+        let Some((limit, used)) = self
+            .charge
+            .as_ref()
+            .map(|c| (c.budget().limit(), c.budget().used()))
+        else {
+            return;
+        };
+        if used.saturating_add(more) <= limit {
+            // above three quarters, drop what this upload sent anyway, so that writers
+            // waiting for room find some
+            if used > limit / 4 * 3 {
+                let _ = self.check_failed();
+                self.evict_sent_parts(limit / 4);
+            }
+            return;
+        }
+        let deadline = std::time::Instant::now() + STAGING_PATIENCE;
+        loop {
+            let _ = self.check_failed();
+            self.evict_sent_parts(more);
+            let fits = self.charge.as_ref().is_none_or(|c| c.budget().fits(more));
+            if fits {
+                return;
+            }
+            if std::time::Instant::now() >= deadline {
+                if let Some(c) = self.charge.as_ref() {
+                    c.budget().overrun();
+                }
+                return;
+            }
+            // wait for room freed elsewhere, or for a part of this upload to finish sending
+            let in_flight = self.mpu.as_ref().is_some_and(|m| !m.in_flight.is_empty());
+            let wait = if in_flight {
+                deadline.min(std::time::Instant::now() + std::time::Duration::from_millis(50))
+            } else {
+                deadline
+            };
+            if let Some(c) = self.charge.as_ref() {
+                if c.budget().wait_for_room(more, wait).await {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Drop part files of parts sent successfully, oldest first, until `more` bytes fit.
+    fn evict_sent_parts(&mut self, more: u64) {
+        let (Some(journal), Some(m)) = (&self.journal, self.mpu.as_mut()) else {
+            return;
+        };
+        let Some(budget) = self.charge.as_ref().map(|c| c.budget()) else {
+            return;
+        };
+        let mut done: Vec<u32> = m
+            .done
+            .iter()
+            .map(|p| p.part_number)
+            .filter(|n| !m.rewritten.contains(n) && !m.evicted.contains(n))
+            .collect();
+        done.sort_unstable();
+        let mut freed = 0u64;
+        for n in done {
+            if budget.used().saturating_sub(freed).saturating_add(more) <= budget.limit() {
+                break;
+            }
+            if std::fs::remove_file(journal.part_path(&self.local_id, n)).is_ok() {
+                let size = part_size_for(n, self.limits.base, self.limits.max);
+                freed += size;
+                self.sent_files = self.sent_files.saturating_sub(size);
+                m.evicted.insert(n);
+            }
+        }
+        if freed > 0 {
+            tracing::debug!(key = %self.key, freed, "dropped sent parts from the staging area");
+            self.update_charge();
+        }
+    }
+
+    /// EINVAL (with the reason) when part `n`'s file was dropped to stay within --cache-size.
+    fn check_not_evicted(&self, n: u32) -> FsResult<()> {
+        if self.mpu.as_ref().is_some_and(|m| m.evicted.contains(&n)) {
+            return Err(FsError::new(
+                libc::EINVAL,
+                format!(
+                    "part {n} was sent and dropped from the staging area to stay within \
+                     --cache-size; it can be changed or read again once the upload completes"
+                ),
+            ));
         }
         Ok(())
     }
@@ -444,6 +581,13 @@ impl Upload {
                 continue;
             }
             let upto = end.min(part_start + part_len);
+            if m.evicted.contains(&n) {
+                return Err(FsError::new(
+                    libc::EINVAL,
+                    "a write into a part dropped from the staging area (--cache-size) before \
+                     its upload completed",
+                ));
+            }
             let file = std::fs::OpenOptions::new()
                 .write(true)
                 .open(journal.part_path(&self.local_id, n))
@@ -478,6 +622,7 @@ impl Upload {
             self.reserve_up_to(rel as u64).await;
         }
         self.buffer.resize(rel).map_err(FsError::staging)?;
+        self.update_charge();
         Ok(())
     }
 
@@ -520,6 +665,9 @@ impl Upload {
             .map_err(FsError::staging)?;
         m.next_part += 1;
         m.next_offset += take as u64;
+        if !self.buffer.in_memory() {
+            self.sent_files += take as u64;
+        }
         let client = self.client.clone();
         let key = self.key.clone();
         let upload_id = m.upload_id.clone();
@@ -584,6 +732,9 @@ impl Upload {
                 if let Some(j) = &self.journal {
                     j.finished(&m.upload_id, &self.local_id);
                 }
+                // the part files are gone
+                self.sent_files = 0;
+                self.update_charge();
                 let etag = self
                     .replace_metadata_if_changed(&m.opts, opts, size, etag)
                     .await?;
@@ -736,6 +887,8 @@ impl Upload {
         }
         let _ = self.buffer.resize(0);
         self.reservation = Reservation::default();
+        self.sent_files = 0;
+        self.update_charge();
     }
 
     /// Whether a multipart upload is open (bytes are already on the server, unfinished).
@@ -794,6 +947,8 @@ impl Upload {
                 continue;
             }
             let take = (end.min(part_start + part_len).min(start) - pos) as usize;
+            self.check_not_evicted(n)
+                .map_err(|e| FsError::new(libc::EIO, e.reason))?;
             let file = std::fs::File::open(journal.part_path(&self.local_id, n))
                 .map_err(FsError::staging)?;
             let mut buf = vec![0u8; take];
