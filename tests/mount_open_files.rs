@@ -197,3 +197,44 @@ os.close(fd)
     }
     assert_eq!(&got[(20 << 20) - 4..], b"tail");
 }
+
+#[test]
+fn twenty_four_writers_of_100_mib_at_once_land_byte_identical_within_memory() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = server();
+    let m = Mount::new(&srv, &[]);
+    let size = 100 << 20;
+    let writers: Vec<_> = (0..24u64)
+        .map(|i| {
+            let path = m.p(&format!("w{i:02}.bin"));
+            std::thread::spawn(move || {
+                let mut f = std::fs::File::create(path).expect("create");
+                for c in 0..(size / (4 << 20)) {
+                    f.write_all(&pattern(4 << 20, i * 1000 + c as u64))
+                        .expect("write");
+                }
+                close_checked(f);
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().expect("writer");
+    }
+    for i in 0..24u64 {
+        let got = srv.get_object(&format!("w{i:02}.bin")).expect("object");
+        assert_eq!(got.len(), size);
+        for c in 0..(size / (4 << 20)) {
+            let want = pattern(4 << 20, i * 1000 + c as u64);
+            assert!(
+                got[c * (4 << 20)..(c + 1) * (4 << 20)] == want[..],
+                "w{i:02}.bin chunk {c}"
+            );
+        }
+    }
+    // the parts are staged on disk and wait for memory: the default 96 MiB budget holds
+    let peak = m.peak_rss();
+    eprintln!("daemon peak RSS {} MiB", peak >> 20);
+    assert!(peak < 160 << 20, "peak RSS {} MiB", peak >> 20);
+}
