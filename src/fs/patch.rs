@@ -34,6 +34,8 @@ pub struct PatchUpload {
     /// truncation: bytes past it are zeros or new data).
     source_valid: u64,
     part_size: u64,
+    /// Most parts of the rebuilt object (the provider's limit).
+    max_parts: u32,
     size: u64,
     /// The parts written to (on disk in the staging dir, else in memory).
     parts: DirtyParts,
@@ -61,10 +63,13 @@ impl PatchUpload {
         etag: Option<String>,
         size: u64,
         part_size: u64,
+        max_parts: u32,
         copy_supported: bool,
         journal: Option<Arc<UploadJournal>>,
         staging: Option<(std::path::PathBuf, Arc<StagingBudget>)>,
     ) -> PatchUpload {
+        // parts large enough that the object fits the provider's part count, twice over
+        let part_size = part_size.max(size.div_ceil(u64::from(max_parts.max(2) / 2)));
         let parts = staging
             .and_then(
                 |(path, budget)| match DirtyParts::disk(part_size, path, Some(budget)) {
@@ -84,6 +89,7 @@ impl PatchUpload {
             source_etag: etag,
             source_valid: size,
             part_size,
+            max_parts,
             size,
             parts,
             copy_supported,
@@ -201,6 +207,17 @@ impl PatchUpload {
 
     /// Grow the file: the last part may no longer be the last, so it is materialized and filled.
     async fn grow(&mut self, new_size: u64) -> FsResult<()> {
+        let most = self.part_size * u64::from(self.max_parts);
+        if new_size > most {
+            return Err(FsError::new(
+                libc::EFBIG,
+                format!(
+                    "an object changed in place can grow to {most} bytes ({} parts of {}); \
+                     copy it to a new file to make it larger",
+                    self.max_parts, self.part_size
+                ),
+            ));
+        }
         if self.size % self.part_size != 0 {
             // a short last part cannot stay short once it is not the last
             let last = self.size / self.part_size;
@@ -504,6 +521,7 @@ mod tests {
             None,
             size,
             8 * MIB,
+            10_000,
             true,
             None,
             None,
@@ -514,6 +532,22 @@ mod tests {
         u.parts
             .insert(i, b"x", Reservation::default())
             .expect("in memory");
+    }
+
+    #[tokio::test]
+    async fn huge_objects_get_parts_that_fit_the_part_count_and_growth_past_it_is_efbig() {
+        let mut u = upload(200 << 30);
+        let n = u.size.div_ceil(u.part_size);
+        assert!(n <= 5_000, "{n} parts for 200 GiB");
+        // growing past the part count is refused before anything is fetched or sent
+        let most = u.part_size * 10_000;
+        assert!(most >= 2 * (200 << 30), "room to grow to twice the size");
+        let err = u.set_size(most + 1).await.expect_err("past 10,000 parts");
+        assert_eq!(err.errno, libc::EFBIG);
+        assert!(
+            upload(100 * MIB).part_size == 8 * MIB,
+            "small objects keep the part size"
+        );
     }
 
     #[test]
