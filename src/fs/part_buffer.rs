@@ -39,6 +39,47 @@ fn create(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
+/// Copy the data of `from[start..end)` to `to` at offset 0 onwards, 1 MiB at a time, skipping
+/// holes (`SEEK_DATA`/`SEEK_HOLE`; where those are not supported, everything is copied).
+fn copy_data(from: &File, start: u64, end: u64, to: &File) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    const CHUNK: u64 = 1024 * 1024;
+    let fd = from.as_raw_fd();
+    let mut pos = start;
+    let mut buf = vec![0u8; CHUNK.min(end.saturating_sub(start)) as usize];
+    while pos < end {
+        // SAFETY: lseek on a descriptor this File owns; it only moves the file offset.
+        let data = unsafe { libc::lseek(fd, pos as libc::off_t, libc::SEEK_DATA) };
+        let data = if data < 0 {
+            match io::Error::last_os_error().raw_os_error() {
+                Some(libc::ENXIO) => return Ok(()), // only a hole up to the end
+                _ => pos,                           // no SEEK_DATA: copy it all
+            }
+        } else {
+            data as u64
+        };
+        if data >= end {
+            return Ok(());
+        }
+        // SAFETY: as above.
+        let hole = unsafe { libc::lseek(fd, data as libc::off_t, libc::SEEK_HOLE) };
+        let stop = if hole < 0 {
+            end
+        } else {
+            (hole as u64).min(end)
+        };
+        let mut at = data;
+        while at < stop {
+            let take = (stop - at).min(CHUNK) as usize;
+            from.read_exact_at(&mut buf[..take], at)?;
+            to.write_all_at(&buf[..take], at - start)?;
+            at += take as u64;
+        }
+        pos = stop;
+    }
+    Ok(())
+}
+
 impl PartBuffer {
     /// A buffer in memory for parts of `part_size` bytes, from `pool`.
     pub fn memory(pool: Arc<BufferPool>, part_size: usize) -> PartBuffer {
@@ -180,15 +221,16 @@ impl PartBuffer {
                 let n = n.min(*len);
                 let mut body = vec![0u8; n];
                 file.read_exact_at(&mut body, 0)?;
-                let mut rest = vec![0u8; *len - n];
-                file.read_exact_at(&mut rest, n as u64)?;
-                file.set_len(n as u64)?;
                 let path =
                     next_path.ok_or_else(|| io::Error::other("no path for the next part"))?;
                 let next = create(path)?;
-                next.write_all_at(&rest, 0)?;
+                // the rest may be large and mostly a hole (a write far past the end): copy its
+                // data a piece at a time, and keep the holes holes
+                next.set_len((*len - n) as u64)?;
+                copy_data(file, n as u64, *len as u64, &next)?;
+                file.set_len(n as u64)?;
                 *file = next;
-                *len = rest.len();
+                *len -= n;
                 Ok(Bytes::from(body))
             }
         }
@@ -218,6 +260,22 @@ mod tests {
         }
         assert_eq!(std::fs::read(dir.join("1")).expect("part file"), b"hello\0");
         assert_eq!(pool.idle(), 1, "the sent part's buffer is back in the pool");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_disk_buffer_far_past_the_end_splits_without_reading_the_hole() {
+        // one byte at 1 TiB: the rest after each split is a hole, never read into memory
+        let dir = std::env::temp_dir().join(format!("bfs-pb-hole-{}", std::process::id()));
+        let mut d = PartBuffer::disk(&dir.join("1")).expect("disk");
+        let far = 1usize << 40;
+        d.write_at(100, b"head").expect("w");
+        d.write_at(far, b"x").expect("far write");
+        let first = d.split_to(16, Some(&dir.join("2")), 16).expect("split");
+        assert_eq!(&first[..], b"\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0");
+        assert_eq!(d.len(), far + 1 - 16);
+        assert_eq!(&d.read(84, 88).expect("r")[..], b"head");
+        assert_eq!(&d.read(far - 16, far - 15).expect("r")[..], b"x");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
