@@ -136,7 +136,7 @@ fn many_writers_fit_with_the_part_cache_on_disk() {
         );
     }
     let leftover = sh(&format!(
-        "find {}/parts -type f | wc -l",
+        "find {}/parts -type f ! -name .lock | wc -l",
         cache.path().display()
     ));
     assert_eq!(leftover.trim(), "0", "part files left behind");
@@ -215,6 +215,35 @@ fn a_crash_while_a_changed_large_object_commits_leaves_no_upload_and_the_old_ver
         "not the old version"
     );
     wait_for(|| m.log_text().contains("aborted an unfinished upload"));
+}
+
+#[test]
+fn staging_a_killed_daemon_left_is_cleaned_at_the_next_mount() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = server();
+    let cache = tempfile::tempdir().expect("cache");
+    let cache_arg = cache.path().to_string_lossy().into_owned();
+    let mut m = Mount::new(&srv, &["--cache-dir", &cache_arg]);
+    // a small file being written: its bytes are only in the staging area
+    let mut f = std::fs::File::create(m.p("small.txt")).expect("create");
+    f.write_all(b"never closed").expect("write");
+    let staged = || {
+        sh(&format!(
+            "find {}/parts -type f ! -name .lock | wc -l",
+            cache.path().display()
+        ))
+        .trim()
+        .to_string()
+    };
+    assert_eq!(staged(), "1");
+    m.kill();
+    drop(f);
+    assert_eq!(staged(), "1", "left behind by the crash");
+    let _m = Mount::new(&srv, &["--cache-dir", &cache_arg]);
+    assert_eq!(staged(), "0", "cleaned at the next mount");
+    assert!(srv.get_object("small.txt").is_none());
 }
 
 #[test]

@@ -22,9 +22,22 @@ pub struct JournalEntry {
 
 #[derive(Debug)]
 pub struct UploadJournal {
-    dir: PathBuf,
+    /// This mount's part files: one directory per bucket and prefix.
+    parts: PathBuf,
     path: PathBuf,
     file: Mutex<Option<File>>,
+    /// Held shared for the daemon's life (`flock`), so that a mount can tell whether another
+    /// daemon of the same bucket and prefix still uses the part files.
+    _lock: Option<File>,
+    /// No other daemon held the lock when this one opened the journal.
+    alone: bool,
+}
+
+/// `flock(2)`; whether it was granted.
+fn flock(file: &File, op: libc::c_int) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a descriptor this File owns.
+    unsafe { libc::flock(file.as_raw_fd(), op) == 0 }
 }
 
 fn hex_encode(s: &str) -> String {
@@ -38,27 +51,61 @@ fn hex_decode(s: &str) -> Option<String> {
 impl UploadJournal {
     /// The journal for `bucket`/`prefix` under `dir` (created if missing).
     pub fn open(dir: &Path, bucket: &str, prefix: &str) -> std::io::Result<UploadJournal> {
-        std::fs::create_dir_all(dir.join("parts"))?;
-        let name = format!(
-            "uploads-{}.journal",
-            hex_encode(&format!("{bucket}/{prefix}"))
-        );
+        let id = format!("{bucket}/{prefix}");
+        let digest = <sha2::Sha256 as sha2::Digest>::digest(id.as_bytes());
+        let parts = dir.join("parts").join(hex::encode(&digest[..8]));
+        std::fs::create_dir_all(&parts)?;
+        let name = format!("uploads-{}.journal", hex_encode(&id));
         let path = dir.join(name);
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let lock = File::create(parts.join(".lock")).ok();
+        let alone = lock
+            .as_ref()
+            .is_some_and(|l| flock(l, libc::LOCK_EX | libc::LOCK_NB));
+        if let Some(l) = &lock {
+            flock(l, libc::LOCK_SH);
+        }
         Ok(UploadJournal {
-            dir: dir.to_path_buf(),
+            parts,
             path,
             file: Mutex::new(Some(file)),
+            _lock: lock,
+            alone,
         })
+    }
+
+    /// Part files a crashed earlier daemon left that no unfinished upload (`keep`) needs are
+    /// removed — only when no other daemon of this bucket and prefix is running.
+    pub fn remove_orphans(&self, keep: &[JournalEntry]) {
+        if !self.alone {
+            tracing::debug!("another bucketfs uses this staging area: its files are left alone");
+            return;
+        }
+        let Ok(dir) = std::fs::read_dir(&self.parts) else {
+            return;
+        };
+        let mut removed = 0;
+        for entry in dir.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name == ".lock" || keep.iter().any(|e| e.local_id == name) {
+                continue;
+            }
+            if std::fs::remove_dir_all(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            tracing::info!("removed {removed} staging dir(s) an earlier bucketfs left behind");
+        }
     }
 
     /// Where part `n` of the upload known locally as `local_id` is kept.
     pub fn part_path(&self, local_id: &str, n: u32) -> PathBuf {
-        self.dir.join("parts").join(local_id).join(n.to_string())
+        self.parts.join(local_id).join(n.to_string())
     }
 
     pub fn parts_dir(&self, local_id: &str) -> PathBuf {
-        self.dir.join("parts").join(local_id)
+        self.parts.join(local_id)
     }
 
     fn append(&self, line: &str) {

@@ -174,7 +174,12 @@ impl Filesystem {
         let earlier = store
             .journal
             .as_ref()
-            .map(|j| j.unfinished())
+            .map(|j| {
+                let left = j.unfinished();
+                // staging a crashed daemon left, that no unfinished upload needs
+                j.remove_orphans(&left);
+                left
+            })
             .unwrap_or_default();
         let negative_cap = NonZeroUsize::new(NEGATIVE_CACHE_ENTRIES).unwrap_or(NonZeroUsize::MIN);
         Arc::new_cyclic(|me| Filesystem {
