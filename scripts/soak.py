@@ -6,7 +6,7 @@ Usage (normally through scripts/soak.sh): soak.py MOUNTPOINT LOCALDIR --seconds 
         [--remount-cmd CMD]   (run between phases; must leave MOUNTPOINT mounted again)
 Prints the number of operations and any divergence; exits 1 on divergence.
 """
-import argparse, errno, os, random, subprocess, sys, time
+import argparse, errno, mmap, os, random, subprocess, sys, time
 
 def tree(root):
     out = {}
@@ -64,9 +64,9 @@ def main():
         kinds = ["create", "create", "write", "append", "truncate", "rename", "unlink",
                  "mkdir", "rmdir", "read", "renamedir"]
         if a.open_files:
-            kinds += ["hold", "pwrite", "pwrite", "pwrite", "pread", "ftruncate", "release"]
+            kinds += ["hold", "pwrite", "pwrite", "pwrite", "pread", "ftruncate", "mmap", "release"]
         kind = rnd.choice(kinds)
-        if kind in ("pwrite", "pread", "ftruncate", "release") and not held:
+        if kind in ("pwrite", "pread", "ftruncate", "mmap", "release") and not held:
             kind = "hold"
         if kind == "hold":
             if len(held) >= 3:
@@ -76,7 +76,7 @@ def main():
                     fd = os.open(path(base, d, n), os.O_RDWR | os.O_CREAT, 0o644)
                     pending.append(fd)
                 return kind, f
-        if kind in ("pwrite", "pread", "ftruncate", "release"):
+        if kind in ("pwrite", "pread", "ftruncate", "mmap", "release"):
             i = rnd.randrange(len(held))
             if kind == "pwrite":
                 off = rnd.randrange(0, 20 * 1024 * 1024)
@@ -85,6 +85,19 @@ def main():
             elif kind == "pread":
                 off, size = rnd.randrange(0, 21 * 1024 * 1024), rnd.choice([10, 4096, 200000])
                 def f(base): reads.append(os.pread(held[i][base], size, off))
+            elif kind == "mmap":
+                frac, data = rnd.random(), blob(rnd.choice([1, 4096, 70000]))[:70000]
+                def f(base):
+                    fd = held[i][base]
+                    size = os.fstat(fd).st_size
+                    if size == 0:
+                        return
+                    mm = mmap.mmap(fd, size)
+                    off = int(frac * size)
+                    chunk = data[: size - off]
+                    mm[off:off + len(chunk)] = chunk
+                    mm.flush()
+                    mm.close()
             elif kind == "ftruncate":
                 size = rnd.choice([0, 1000, 3 * 1024 * 1024, 7 * 1024 * 1024 + 5, 16 * 1024 * 1024])
                 def f(base): os.ftruncate(held[i][base], size)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Bounded-time randomized differential test: the same create/write/append/overwrite/truncate/
 # rename/unlink/mkdir/rmdir/read workload, with files kept open across steps (pwrite anywhere,
-# pread, ftruncate, close), on a bucketfs mount and on a local directory, trees
+# pread, ftruncate, mmap writes, close), on a bucketfs mount and on a local directory, trees
 # compared after every step and after remounts. SOAK_SECONDS (default 60), SOAK_SEED.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -9,6 +9,22 @@ use std::time::{Duration, Instant};
 use bucketfs_test_server::{Fault, FaultKind};
 use common::*;
 
+/// A staging dir of the test's own, and its path as an argument.
+fn cache_dir() -> (tempfile::TempDir, String) {
+    let cache = tempfile::tempdir().expect("cache");
+    let arg = cache.path().to_string_lossy().into_owned();
+    (cache, arg)
+}
+
+/// Files in a staging dir, its lock file aside.
+fn staged_files(cache: &std::path::Path) -> usize {
+    let out = sh(&format!(
+        "find {}/parts -type f ! -name .lock | wc -l",
+        cache.display()
+    ));
+    out.trim().parse().expect("a count")
+}
+
 #[test]
 fn five_percent_of_requests_failing_loses_nothing() {
     if !fuse_available() {
@@ -110,8 +126,7 @@ fn many_writers_fit_with_the_part_cache_on_disk() {
         return;
     }
     let srv = server();
-    let cache = tempfile::tempdir().expect("cache");
-    let cache_arg = cache.path().to_string_lossy().into_owned();
+    let (cache, cache_arg) = cache_dir();
     let m = Mount::new(&srv, &["--cache-dir", &cache_arg, "--max-memory", "16M"]);
     let size = 20 * 1024 * 1024 + 3;
     let handles: Vec<_> = (0..16u64)
@@ -135,11 +150,7 @@ fn many_writers_fit_with_the_part_cache_on_disk() {
             pattern(size, 50 + i)
         );
     }
-    let leftover = sh(&format!(
-        "find {}/parts -type f ! -name .lock | wc -l",
-        cache.path().display()
-    ));
-    assert_eq!(leftover.trim(), "0", "part files left behind");
+    assert_eq!(staged_files(cache.path()), 0, "part files left behind");
     // the parts wait for memory instead of going over the budget: the daemon's peak is the
     // budget plus a fixed overhead, whatever the number of writers
     let peak = m.peak_rss();
@@ -153,8 +164,7 @@ fn crash_mid_write_is_aborted_at_the_next_mount() {
         return;
     }
     let srv = server();
-    let cache = tempfile::tempdir().expect("cache");
-    let cache_arg = cache.path().to_string_lossy().into_owned();
+    let (_cache, cache_arg) = cache_dir();
     let mut m = Mount::new(&srv, &["--cache-dir", &cache_arg]);
     let mut f = std::fs::File::create(m.p("half.bin")).expect("create");
     f.write_all(&pattern(20 << 20, 9)).expect("write");
@@ -186,8 +196,7 @@ fn a_crash_while_a_changed_large_object_commits_leaves_no_upload_and_the_old_ver
     let srv = server();
     let original = pattern(12 << 20, 21);
     srv.put_object("db.bin", original.clone());
-    let cache = tempfile::tempdir().expect("cache");
-    let cache_arg = cache.path().to_string_lossy().into_owned();
+    let (_cache, cache_arg) = cache_dir();
     let mut m = Mount::new(&srv, &["--cache-dir", &cache_arg, "--retry-timeout", "60"]);
     // the commit's Complete keeps failing: the fsync is still retrying when the daemon dies
     srv.add_fault(Fault::new(FaultKind::internal_error()).op("CompleteMultipartUpload"));
@@ -223,26 +232,17 @@ fn staging_a_killed_daemon_left_is_cleaned_at_the_next_mount() {
         return;
     }
     let srv = server();
-    let cache = tempfile::tempdir().expect("cache");
-    let cache_arg = cache.path().to_string_lossy().into_owned();
+    let (cache, cache_arg) = cache_dir();
     let mut m = Mount::new(&srv, &["--cache-dir", &cache_arg]);
     // a small file being written: its bytes are only in the staging area
     let mut f = std::fs::File::create(m.p("small.txt")).expect("create");
     f.write_all(b"never closed").expect("write");
-    let staged = || {
-        sh(&format!(
-            "find {}/parts -type f ! -name .lock | wc -l",
-            cache.path().display()
-        ))
-        .trim()
-        .to_string()
-    };
-    assert_eq!(staged(), "1");
+    assert_eq!(staged_files(cache.path()), 1);
     m.kill();
     drop(f);
-    assert_eq!(staged(), "1", "left behind by the crash");
+    assert_eq!(staged_files(cache.path()), 1, "left behind by the crash");
     let _m = Mount::new(&srv, &["--cache-dir", &cache_arg]);
-    assert_eq!(staged(), "0", "cleaned at the next mount");
+    assert_eq!(staged_files(cache.path()), 0, "cleaned at the next mount");
     assert!(srv.get_object("small.txt").is_none());
 }
 
@@ -252,8 +252,7 @@ fn a_closed_file_whose_upload_was_cut_by_a_crash_is_resumed() {
         return;
     }
     let srv = server();
-    let cache = tempfile::tempdir().expect("cache");
-    let cache_arg = cache.path().to_string_lossy().into_owned();
+    let (_cache, cache_arg) = cache_dir();
     let mut m = Mount::new(&srv, &["--cache-dir", &cache_arg, "--retry-timeout", "60"]);
     // every CompleteMultipartUpload fails, so close() keeps retrying until we crash
     srv.add_fault(Fault::new(FaultKind::internal_error()).op("CompleteMultipartUpload"));
