@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# bench-openfiles.sh - programs that use an open file as a file, on bucketfs and on s3fs-fuse with
+# its local cache (use_cache), in rotation, on moto (127.0.0.1:19001, from ../shared/bench/setup.sh):
+#   zip    `zip -r` of a 108 MiB tree (6 x 18 MiB incompressible + a small file) into the mount
+#   sqlite a SQLite database grown past 64 MiB (16 transactions of inserts, updates, deletes)
+# Prints one TSV line per run: workload, config#rep, seconds, S3 requests (counted in moto's log),
+# and whether the result checks out (unzip -t / PRAGMA integrity_check after a remount).
+#
+#   REPS=2 scripts/bench-openfiles.sh            (build first: cargo build --release)
+set -u
+cd "$(dirname "$0")/.."
+SH=../shared/bench; B=/tmp/bench; REPS=${REPS:-2}
+OUT=${OUT:-$B/results_openfiles.tsv}
+export BUCKETFS_BIN=${BUCKETFS_BIN:-$PWD/target/release/bucketfs}
+(exec 3<>/dev/tcp/127.0.0.1/19001) 2>/dev/null || { echo "moto is not up on :19001: run $SH/setup.sh" >&2; exit 2; }
+src=$B/data/openfiles-tree
+if [ ! -d "$src" ]; then
+  mkdir -p "$src"
+  for i in 1 2 3 4 5 6; do head -c $((18 << 20)) /dev/urandom > "$src/f$i.bin"; done
+  echo "a small one" > "$src/small.txt"
+fi
+sqlite_py='
+import random, sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+db.execute("PRAGMA page_size=4096")
+db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB)")
+rnd = random.Random(7)
+for batch in range(16):
+    with db:
+        db.executemany("INSERT INTO t (body) VALUES (?)", [(rnd.randbytes(1000),) for _ in range(4500)])
+    with db:
+        for _ in range(300):
+            db.execute("UPDATE t SET body = ? WHERE id = ?", (rnd.randbytes(1000), rnd.randrange(1, 4500 * (batch + 1))))
+        db.execute("DELETE FROM t WHERE id % 97 = ?", (batch,))
+db.close()
+'
+requests() { grep -c "\"[A-Z]* /$1[/? ]" $B/moto.log; }
+run() {  # WORKLOAD CFG REP
+  local wl=$1 cfg=$2 r=$3 bkt="of-$1-$2-$3" mnt=$B/mnt/$2 t0 t1 n0 n1 ok
+  curl -fsS -X PUT -o /dev/null "http://127.0.0.1:19001/$bkt" || return 1
+  bash $SH/run_all.sh mount "$cfg" moto "$bkt" || return 1
+  n0=$(requests "$bkt"); t0=$(date +%s.%N)
+  case $wl in
+    zip) (cd "$(dirname "$src")" && zip -q -r "$mnt/backup.zip" "$(basename "$src")") ;;
+    sqlite) python3 -c "$sqlite_py" "$mnt/app.db" ;;
+  esac
+  local rc=$?
+  t1=$(date +%s.%N); n1=$(requests "$bkt")
+  bash $SH/run_all.sh remount "$cfg" moto "$bkt" >/dev/null 2>&1
+  case $wl in
+    zip) unzip -tq "$mnt/backup.zip" >/dev/null 2>&1 && ok=ok || ok=BAD ;;
+    sqlite) [ "$(sqlite3 "$mnt/app.db" 'PRAGMA integrity_check;' 2>/dev/null)" = ok ] && ok=ok || ok=BAD ;;
+  esac
+  [ $rc -eq 0 ] || ok="BAD(rc=$rc)"
+  bash $SH/run_all.sh umount "$cfg" moto "$bkt" >/dev/null 2>&1
+  printf '%s\t%s#%s\t%.1f\t%s\t%s\n' "$wl" "$cfg" "$r" "$(echo "$t1 - $t0" | bc)" "$((n1 - n0))" "$ok" | tee -a "$OUT"
+}
+for r in $(seq 1 "$REPS"); do
+  for wl in zip sqlite; do
+    for cfg in bfs s3fsc; do
+      run "$wl" "$cfg" "$r"
+    done
+  done
+done
