@@ -69,18 +69,6 @@ impl MemoryBudget {
         })
     }
 
-    /// Wait for room as long as it takes (back-pressure), for callers that hold nothing of
-    /// the budget while they wait (so cannot block each other).
-    pub async fn reserve(&self, bytes: u64) -> Reservation {
-        match self.sem.clone().acquire_many_owned(self.units(bytes)).await {
-            Ok(permit) => Reservation {
-                permit: Some(permit),
-            },
-            // the semaphore is never closed
-            Err(_) => Reservation::default(),
-        }
-    }
-
     /// Wait up to `patience` for room (back-pressure); `None` if there still is none.
     pub async fn reserve_within(&self, bytes: u64, patience: Duration) -> Option<Reservation> {
         let fut = self.sem.clone().acquire_many_owned(self.units(bytes));

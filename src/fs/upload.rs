@@ -655,9 +655,13 @@ impl Upload {
             std::mem::take(&mut self.reservation)
         } else {
             // the part is read back from its file: hold memory while it is in flight, waiting
-            // for room as long as it takes (this writer holds no memory while it waits, and
-            // parts in flight give theirs back), so many writers stay within the budget
-            self.budget.reserve(take as u64).await
+            // for room before reading it (parts in flight give theirs back), so many writers
+            // stay within the budget; after a while it goes over rather than wait on memory a
+            // reader holds
+            self.budget
+                .reserve_within(take as u64, WRITER_PATIENCE)
+                .await
+                .unwrap_or_default()
         };
         let body: Bytes = self
             .buffer
