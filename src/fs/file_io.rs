@@ -170,6 +170,8 @@ impl Filesystem {
     async fn wait_for_release(&self, ino: u64) -> bool {
         let deadline = Instant::now() + RELEASE_WAIT;
         loop {
+            // registered before looking, so a release or flush in between is not missed
+            let changed = self.writers_changed.notified();
             if !self.inodes.lock().get(ino).is_some_and(|n| n.writing) {
                 return true;
             }
@@ -187,10 +189,12 @@ impl Filesystem {
                 // the release is under way (its handle is gone already)
                 None => Some(true),
             };
-            if flushed == Some(false) || Instant::now() >= deadline {
+            let now = Instant::now();
+            if flushed == Some(false) || now >= deadline {
                 return false;
             }
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            // woken by the next release or flush
+            let _ = tokio::time::timeout(deadline - now, changed).await;
         }
     }
 
@@ -711,6 +715,13 @@ impl Filesystem {
     /// A process killed by a signal (kill -9, Ctrl-C) did not finish its file, so its upload is
     /// dropped and no partial object appears.
     pub async fn flush(&self, fh: u64, pid: u32) -> FsResult<()> {
+        let result = self.flush_handle(fh, pid).await;
+        // a reopen or read waiting for this file's writer looks again (`wait_for_release`)
+        self.writers_changed.notify_waiters();
+        result
+    }
+
+    async fn flush_handle(&self, fh: u64, pid: u32) -> FsResult<()> {
         match self.handle(fh)? {
             Handle::Write(w) => {
                 if !closes_for_the_opener(w.opener.load(Ordering::Relaxed), pid) {
@@ -787,6 +798,12 @@ impl Filesystem {
     /// release: the last close. Uploads anything still pending; a failure here cannot reach the
     /// application any more, so it is logged as an error with the key.
     pub async fn release(&self, fh: u64) -> FsResult<()> {
+        let result = self.release_handle(fh).await;
+        self.writers_changed.notify_waiters();
+        result
+    }
+
+    async fn release_handle(&self, fh: u64) -> FsResult<()> {
         let handle = self.handles.lock().remove(&fh);
         match handle {
             Some(Handle::Write(w)) if w.fhs.fetch_sub(1, Ordering::Relaxed) > 1 => {

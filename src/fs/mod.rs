@@ -137,6 +137,8 @@ pub struct Filesystem {
     pub(crate) me: Weak<Filesystem>,
     /// The upload journal's unfinished entries as the mount started (see `recovery.rs`).
     pub(crate) earlier_uploads: Mutex<Option<Vec<journal::JournalEntry>>>,
+    /// Woken at every flush and release of a file (see `wait_for_release`).
+    pub(crate) writers_changed: tokio::sync::Notify,
 }
 
 /// Most names remembered as missing at once.
@@ -190,6 +192,7 @@ impl Filesystem {
             budget: Arc::new(MemoryBudget::new(config.max_memory)),
             store,
             earlier_uploads: Mutex::new(Some(earlier)),
+            writers_changed: tokio::sync::Notify::new(),
             limits,
             inodes: Mutex::new(InodeTable::new(root)),
             negative: Mutex::new(lru::LruCache::new(negative_cap)),
