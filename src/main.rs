@@ -123,6 +123,8 @@ fn run_foreground(plan: MountPlan, mut start: Startup) -> ExitCode {
             return start.fail(&msg);
         }
     }
+    // held until this daemon exits, after its last upload
+    let _mount_lock = lock_mountpoint(&plan, &mountpoint);
     let creds = match credentials::load(&plan.credentials) {
         Ok(c) => c,
         Err(e) => return start.fail(&e.to_string()),
@@ -243,6 +245,44 @@ fn run_foreground(plan: MountPlan, mut start: Startup) -> ExitCode {
         );
         ExitCode::from(1)
     }
+}
+
+/// How long a mount waits for the daemon of an earlier mount of the same place to finish.
+const MOUNT_LOCK_WAIT: Duration = Duration::from_secs(300);
+
+/// One daemon at a time per mountpoint, bucket and prefix: `umount` returns once the kernel has
+/// let go, while the daemon may still be writing deferred changes and uploads; a new mount of
+/// the same waits for it (`flock` on a file in the state directory), so `umount && mount` never
+/// shows a state older than what was written. `None` when there is nowhere to keep the lock.
+fn lock_mountpoint(plan: &MountPlan, mountpoint: &Path) -> Option<File> {
+    use std::os::fd::AsRawFd;
+    let dir = plan.fs.state_dir()?.join("locks");
+    let id = format!("{}\n{}\n{}", mountpoint.display(), plan.bucket, plan.prefix);
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(id.as_bytes());
+    std::fs::create_dir_all(&dir).ok()?;
+    let file = File::create(dir.join(format!("{}.lock", hex::encode(&digest[..8])))).ok()?;
+    // SAFETY: flock on a descriptor this File owns.
+    let try_lock = || unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 };
+    if try_lock() {
+        return Some(file);
+    }
+    info!(
+        "waiting for the bucketfs that served {} before to finish its uploads",
+        mountpoint.display()
+    );
+    let deadline = std::time::Instant::now() + MOUNT_LOCK_WAIT;
+    while std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        if try_lock() {
+            return Some(file);
+        }
+    }
+    warn!(
+        "the earlier bucketfs of {} is still running after {}s; mounting anyway",
+        mountpoint.display(),
+        MOUNT_LOCK_WAIT.as_secs()
+    );
+    Some(file)
 }
 
 /// The staging directory must take files; else one line says why, at mount.

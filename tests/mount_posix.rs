@@ -4,7 +4,9 @@ mod common;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
+use std::time::Duration;
 
+use bucketfs_test_server::{Fault, FaultKind};
 use common::*;
 
 /// A source tree with nested directories, a symlink, modes 0600/0755 and old mtimes.
@@ -204,6 +206,29 @@ fn append_and_overwrite_in_place_on_large_objects() {
     let obj = srv.get_object("twenty.bin").expect("obj");
     assert_eq!(&obj[..1000], &twenty[..1000]);
     assert!(obj[1000..].iter().all(|&b| b == 0));
+}
+
+#[test]
+fn umount_then_mount_at_once_never_shows_older_attributes() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = server();
+    srv.put_object("f.txt", "content");
+    let m = Mount::new(&srv, &[]);
+    let f = m.p("f.txt");
+    // changes written a second later (metadata_write.rs), or at unmount: umount returns before
+    // they are (slowed down here, as on a slow server)
+    sh(&format!(
+        "chmod 640 {f} && touch -d '2010-01-01 00:00:00' {f}",
+        f = f.display()
+    ));
+    srv.add_fault(Fault::new(FaultKind::Delay(Duration::from_millis(800))).op("CopyObject"));
+    let (m, mut old) = m.umount_and_mount_again(&srv, &[]);
+    let md = std::fs::metadata(m.p("f.txt")).expect("stat");
+    assert_eq!(md.mode() & 0o7777, 0o640);
+    assert_eq!(md.mtime(), 1_262_304_000);
+    assert!(old.wait().expect("the old daemon").success());
 }
 
 #[test]

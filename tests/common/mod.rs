@@ -362,7 +362,23 @@ impl Mount {
     }
 
     pub fn with_bucket(srv: &Server, bucket: &str, extra: &[&str]) -> Mount {
-        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_at(srv, bucket, tempfile::tempdir().expect("tempdir"), extra)
+    }
+
+    /// `umount` (which returns once the kernel lets go, the daemon may still be finishing),
+    /// then at once a new mount of the same place: the returned mount, and the old daemon.
+    pub fn umount_and_mount_again(mut self, srv: &Server, extra: &[&str]) -> (Mount, Child) {
+        let status = Command::new("umount")
+            .arg(self.path())
+            .status()
+            .expect("umount");
+        assert!(status.success(), "umount failed");
+        let old = self.child.take().expect("daemon");
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
+        (Self::start_at(srv, srv.bucket(), dir, extra), old)
+    }
+
+    fn start_at(srv: &Server, bucket: &str, dir: tempfile::TempDir, extra: &[&str]) -> Mount {
         let log = dir.path().with_extension("log");
         let mnt = dir.path().to_path_buf();
         let logfile = std::fs::File::create(&log).expect("log file");
