@@ -279,6 +279,45 @@ fn a_closed_file_whose_upload_was_cut_by_a_crash_is_resumed() {
 }
 
 #[test]
+fn a_write_during_recovery_is_not_overwritten_by_the_resumed_old_upload() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = server();
+    let (_cache, cache_arg) = cache_dir();
+    let mut m = Mount::new(&srv, &["--cache-dir", &cache_arg, "--retry-timeout", "60"]);
+    srv.add_fault(Fault::new(FaultKind::internal_error()).op("CompleteMultipartUpload"));
+    let path = m.p("doc.bin");
+    let writer = std::thread::spawn(move || {
+        let mut f = std::fs::File::create(path).expect("create");
+        f.write_all(&pattern(20 << 20, 12)).expect("write");
+        let _ = f.sync_all();
+    });
+    wait_for(|| srv.count("CompleteMultipartUpload") >= 2);
+    m.kill();
+    let _ = writer.join();
+    srv.clear_faults();
+    // the next mount's recovery is slow to start; the user writes the file anew meanwhile
+    srv.add_fault(
+        Fault::new(FaultKind::Delay(Duration::from_millis(1500)))
+            .op("ListMultipartUploads")
+            .times(1),
+    );
+    let m = Mount::new(&srv, &["--cache-dir", &cache_arg]);
+    let newer = pattern(1000, 13);
+    write_checked(m.p("doc.bin"), &newer).expect("write anew");
+    wait_for(|| srv.multipart_uploads().is_empty());
+    wait_for(|| m.log_text().contains("resumed the upload"));
+    let stored = srv.get_object("doc.bin").expect("object");
+    assert_eq!(
+        sha256(&stored),
+        sha256(&newer),
+        "the old upload landed over the newer write ({} bytes)",
+        stored.len()
+    );
+}
+
+#[test]
 fn a_thousand_hostile_keys_never_break_listing_or_stat() {
     if !fuse_available() {
         return;

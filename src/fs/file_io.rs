@@ -652,8 +652,13 @@ impl Filesystem {
         if st.discarded || (st.committed && !st.dirty) {
             return Ok(());
         }
-        let opts = self.conditional(self.put_options(w.ino)?, &st.expect);
         let key = st.upload.key().to_string();
+        // an earlier run's unfinished upload of this key is resumed or aborted first; a file
+        // created here meanwhile is newer than what recovery put back, and replaces it
+        if self.recovering.wait(&key).await && st.expect == Expect::Absent {
+            st.expect = Expect::Unknown;
+        }
+        let opts = self.conditional(self.put_options(w.ino)?, &st.expect);
         let done = match st.upload.finish(&opts).await {
             Ok(done) => done,
             Err(e) => {

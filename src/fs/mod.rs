@@ -139,6 +139,10 @@ pub struct Filesystem {
     pub(crate) earlier_uploads: Mutex<Option<Vec<journal::JournalEntry>>>,
     /// Woken at every flush and release of a file (see `wait_for_release`).
     pub(crate) writers_changed: tokio::sync::Notify,
+    /// Keys with an upload an earlier run left unfinished, until recovery has resumed or
+    /// aborted it: a commit to one of them waits, so a resumed old upload can never land
+    /// after (and over) what is written now (see `recovery.rs`).
+    pub(crate) recovering: recovery::Fence,
 }
 
 /// Most names remembered as missing at once.
@@ -183,6 +187,7 @@ impl Filesystem {
                 left
             })
             .unwrap_or_default();
+        let earlier_keys = earlier.iter().map(|e| e.key.clone()).collect();
         let negative_cap = NonZeroUsize::new(NEGATIVE_CACHE_ENTRIES).unwrap_or(NonZeroUsize::MIN);
         Arc::new_cyclic(|me| Filesystem {
             writeback: Arc::default(),
@@ -193,6 +198,7 @@ impl Filesystem {
             store,
             earlier_uploads: Mutex::new(Some(earlier)),
             writers_changed: tokio::sync::Notify::new(),
+            recovering: recovery::Fence::new(earlier_keys),
             limits,
             inodes: Mutex::new(InodeTable::new(root)),
             negative: Mutex::new(lru::LruCache::new(negative_cap)),

@@ -16,9 +16,70 @@ pub struct RecoveryReport {
     pub foreign: usize,
 }
 
+/// Keys a commit must not touch until recovery is done with them.
+pub(crate) struct Fence {
+    keys: parking_lot::Mutex<std::collections::HashSet<String>>,
+    changed: tokio::sync::Notify,
+}
+
+/// Longest wait of a commit for recovery (it goes on after, saying so).
+const FENCE_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl Fence {
+    pub(crate) fn new(keys: std::collections::HashSet<String>) -> Fence {
+        Fence {
+            keys: parking_lot::Mutex::new(keys),
+            changed: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn release(&self, key: &str) {
+        self.keys.lock().remove(key);
+        self.changed.notify_waiters();
+    }
+
+    fn release_all(&self) {
+        self.keys.lock().clear();
+        self.changed.notify_waiters();
+    }
+
+    /// Wait until recovery is done with `key` (at once when it has nothing of it). Whether
+    /// it had something of it (then what is in the bucket now may be recovery's doing).
+    pub(crate) async fn wait(&self, key: &str) -> bool {
+        let deadline = std::time::Instant::now() + FENCE_WAIT;
+        let mut waited = false;
+        loop {
+            let changed = self.changed.notified();
+            if !self.keys.lock().contains(key) {
+                return waited;
+            }
+            waited = true;
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                tracing::warn!(
+                    key,
+                    "recovery of an earlier upload of this key is taking long; writing anyway"
+                );
+                return true;
+            }
+            tracing::debug!(
+                key,
+                "waiting for the recovery of an earlier upload of this key"
+            );
+            let _ = tokio::time::timeout(deadline - now, changed).await;
+        }
+    }
+}
+
 impl Filesystem {
     /// Resume or abort what the upload journal says was left unfinished.
     pub async fn recover_uploads(&self) -> RecoveryReport {
+        let report = self.recover().await;
+        self.recovering.release_all();
+        report
+    }
+
+    async fn recover(&self) -> RecoveryReport {
         let mut report = RecoveryReport::default();
         let Some(journal) = self.store.journal.clone() else {
             return report;
@@ -42,10 +103,39 @@ impl Filesystem {
             }
         };
         for e in &entries {
+            self.recover_one(&journal, e, &on_server, &mut report).await;
+            self.recovering.release(&e.key);
+        }
+        report.foreign = on_server
+            .iter()
+            .filter(|u| !entries.iter().any(|e| e.upload_id == u.upload_id))
+            .count();
+        if report.foreign > 0 {
+            tracing::info!(
+                "{} unfinished multipart upload(s) under the prefix were not started by bucketfs \
+                 on this machine; `bucketfs cleanup` lists and aborts stale ones",
+                report.foreign
+            );
+        }
+        if journal.unfinished().is_empty() {
+            journal.reset();
+        }
+        report
+    }
+
+    /// Resume or abort one upload the journal has.
+    async fn recover_one(
+        &self,
+        journal: &super::journal::UploadJournal,
+        e: &JournalEntry,
+        on_server: &[crate::s3::MultipartUploadInfo],
+        report: &mut RecoveryReport,
+    ) {
+        {
             if !on_server.iter().any(|u| u.upload_id == e.upload_id) {
                 // completed or aborted after all
                 journal.finished(&e.upload_id, &e.local_id);
-                continue;
+                return;
             }
             match self.resume(e).await {
                 Ok(true) => {
@@ -73,21 +163,6 @@ impl Filesystem {
                 }
             }
         }
-        report.foreign = on_server
-            .iter()
-            .filter(|u| !entries.iter().any(|e| e.upload_id == u.upload_id))
-            .count();
-        if report.foreign > 0 {
-            tracing::info!(
-                "{} unfinished multipart upload(s) under the prefix were not started by bucketfs \
-                 on this machine; `bucketfs cleanup` lists and aborts stale ones",
-                report.foreign
-            );
-        }
-        if journal.unfinished().is_empty() {
-            journal.reset();
-        }
-        report
     }
 
     /// Upload every part from its file and complete; false when the parts are not all there.
