@@ -49,6 +49,8 @@ pub struct Mount {
     pub dir: tempfile::TempDir,
     pub child: Option<Child>,
     pub log: PathBuf,
+    /// The mount's own staging area (unless the test names one), removed with it.
+    cache: Option<tempfile::TempDir>,
 }
 
 /// Start the server every test uses (or connect to `BUCKETFS_TEST_ENDPOINT`).
@@ -362,7 +364,13 @@ impl Mount {
     }
 
     pub fn with_bucket(srv: &Server, bucket: &str, extra: &[&str]) -> Mount {
-        Self::start_at(srv, bucket, tempfile::tempdir().expect("tempdir"), extra)
+        Self::start_at(
+            srv,
+            bucket,
+            tempfile::tempdir().expect("tempdir"),
+            None,
+            extra,
+        )
     }
 
     /// `umount` (which returns once the kernel lets go, the daemon may still be finishing),
@@ -375,12 +383,30 @@ impl Mount {
         assert!(status.success(), "umount failed");
         let old = self.child.take().expect("daemon");
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
-        (Self::start_at(srv, srv.bucket(), dir, extra), old)
+        // the same staging area (and state directory), as a user's remount would have
+        let cache = self.cache.take();
+        (Self::start_at(srv, srv.bucket(), dir, cache, extra), old)
     }
 
-    fn start_at(srv: &Server, bucket: &str, dir: tempfile::TempDir, extra: &[&str]) -> Mount {
+    fn start_at(
+        srv: &Server,
+        bucket: &str,
+        dir: tempfile::TempDir,
+        cache: Option<tempfile::TempDir>,
+        extra: &[&str],
+    ) -> Mount {
         let log = dir.path().with_extension("log");
         let mnt = dir.path().to_path_buf();
+        // a staging area of its own, so that test runs leave nothing in ~/.cache or /var/cache
+        let names_cache = extra
+            .iter()
+            .any(|a| a.starts_with("--cache-dir") || a.contains("cache_dir="));
+        let cache =
+            cache.or_else(|| (!names_cache).then(|| tempfile::tempdir().expect("cache dir")));
+        let cache_args: Vec<String> = cache
+            .iter()
+            .flat_map(|c| ["--cache-dir".to_string(), c.path().display().to_string()])
+            .collect();
         let logfile = std::fs::File::create(&log).expect("log file");
         let endpoint = srv.endpoint();
         let mut cmd = bucketfs_cmd(srv);
@@ -396,6 +422,7 @@ impl Mount {
             ])
             .arg("--foreground")
             .args(probe_off(srv, extra))
+            .args(&cache_args)
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -405,6 +432,7 @@ impl Mount {
             dir,
             child: Some(child),
             log,
+            cache,
         };
         m.wait_live();
         m
