@@ -253,13 +253,24 @@ fn a_closed_file_whose_upload_was_cut_by_a_crash_is_resumed() {
     }
     let srv = server();
     let (_cache, cache_arg) = cache_dir();
-    let mut m = Mount::new(&srv, &["--cache-dir", &cache_arg, "--retry-timeout", "60"]);
-    // every CompleteMultipartUpload fails, so close() keeps retrying until we crash
-    srv.add_fault(Fault::new(FaultKind::internal_error()).op("CompleteMultipartUpload"));
     let data = pattern(20 << 20, 11);
-    let path = m.p("resume.bin");
+    crash_while_completing(&srv, &cache_arg, "resume.bin", &data);
+    assert!(srv.get_object("resume.bin").is_none());
+    let m = Mount::new(&srv, &["--cache-dir", &cache_arg]);
+    wait_for(|| srv.get_object("resume.bin").is_some());
+    assert!(srv.get_object("resume.bin").expect("resumed") == data[..]);
+    assert!(srv.multipart_uploads().is_empty());
+    wait_for(|| m.log_text().contains("resumed the upload"));
+}
+
+/// Write `name` (`data`, closed with fsync) while every CompleteMultipartUpload fails, so the
+/// close keeps retrying, then kill -9 the daemon: a closed file whose parts are all staged.
+fn crash_while_completing(srv: &Server, cache_arg: &str, name: &str, data: &[u8]) {
+    let mut m = Mount::new(srv, &["--cache-dir", cache_arg, "--retry-timeout", "60"]);
+    srv.add_fault(Fault::new(FaultKind::internal_error()).op("CompleteMultipartUpload"));
+    let path = m.p(name);
     let writer = {
-        let data = data.clone();
+        let data = data.to_vec();
         std::thread::spawn(move || {
             let mut f = std::fs::File::create(path).expect("create");
             f.write_all(&data).expect("write");
@@ -270,12 +281,6 @@ fn a_closed_file_whose_upload_was_cut_by_a_crash_is_resumed() {
     m.kill();
     let _ = writer.join();
     srv.clear_faults();
-    assert!(srv.get_object("resume.bin").is_none());
-    let m = Mount::new(&srv, &["--cache-dir", &cache_arg]);
-    wait_for(|| srv.get_object("resume.bin").is_some());
-    assert!(srv.get_object("resume.bin").expect("resumed") == data[..]);
-    assert!(srv.multipart_uploads().is_empty());
-    wait_for(|| m.log_text().contains("resumed the upload"));
 }
 
 #[test]
@@ -285,18 +290,7 @@ fn a_write_during_recovery_is_not_overwritten_by_the_resumed_old_upload() {
     }
     let srv = server();
     let (_cache, cache_arg) = cache_dir();
-    let mut m = Mount::new(&srv, &["--cache-dir", &cache_arg, "--retry-timeout", "60"]);
-    srv.add_fault(Fault::new(FaultKind::internal_error()).op("CompleteMultipartUpload"));
-    let path = m.p("doc.bin");
-    let writer = std::thread::spawn(move || {
-        let mut f = std::fs::File::create(path).expect("create");
-        f.write_all(&pattern(20 << 20, 12)).expect("write");
-        let _ = f.sync_all();
-    });
-    wait_for(|| srv.count("CompleteMultipartUpload") >= 2);
-    m.kill();
-    let _ = writer.join();
-    srv.clear_faults();
+    crash_while_completing(&srv, &cache_arg, "doc.bin", &pattern(20 << 20, 12));
     // the next mount's recovery is slow to start; the user writes the file anew meanwhile
     srv.add_fault(
         Fault::new(FaultKind::Delay(Duration::from_millis(1500)))
