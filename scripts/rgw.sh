@@ -4,7 +4,7 @@
 # scripts/compat.sh with BUCKETFS_TEST_ENDPOINT pointing at it. Stops the cluster afterwards if
 # this script started it.
 #
-#   scripts/rgw.sh                    # mount_read, mount_write, mount_posix against RGW
+#   scripts/rgw.sh                    # mount_read, mount_write, mount_posix, mount_open_files
 #   scripts/rgw.sh mount_write        # one suite
 #   RGW_KEEP=1 scripts/rgw.sh         # leave the cluster running
 #
@@ -33,6 +33,8 @@ trap stop EXIT INT TERM
 # shellcheck disable=SC1091
 . "$dir/env"
 
+suites=("$@")
+[ ${#suites[@]} -eq 0 ] && suites=(mount_read mount_write mount_posix mount_open_files)
 bucket=bucketfs-rgw-$(date +%s)
 # a signed PUT of the bucket (curl's SigV4); RGW accepts any signing region
 empty_sha=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
@@ -45,4 +47,4 @@ fi
 echo "rgw: Ceph RGW at $S3_ENDPOINT, bucket $bucket"
 BUCKETFS_TEST_ENDPOINT=$S3_ENDPOINT BUCKETFS_TEST_BUCKET=$bucket \
     BUCKETFS_TEST_ACCESS_KEY=$AWS_ACCESS_KEY_ID BUCKETFS_TEST_SECRET_KEY=$AWS_SECRET_ACCESS_KEY \
-    COMPAT_VERBOSE=${COMPAT_VERBOSE:-1} bash scripts/compat.sh "$@"
+    COMPAT_VERBOSE=${COMPAT_VERBOSE:-1} bash scripts/compat.sh "${suites[@]}"
