@@ -19,21 +19,6 @@ if [ ! -d "$src" ]; then
   for i in 1 2 3 4 5 6; do head -c $((18 << 20)) /dev/urandom > "$src/f$i.bin"; done
   echo "a small one" > "$src/small.txt"
 fi
-sqlite_py='
-import random, sqlite3, sys
-db = sqlite3.connect(sys.argv[1])
-db.execute("PRAGMA page_size=4096")
-db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB)")
-rnd = random.Random(7)
-for batch in range(16):
-    with db:
-        db.executemany("INSERT INTO t (body) VALUES (?)", [(rnd.randbytes(1000),) for _ in range(4500)])
-    with db:
-        for _ in range(300):
-            db.execute("UPDATE t SET body = ? WHERE id = ?", (rnd.randbytes(1000), rnd.randrange(1, 4500 * (batch + 1))))
-        db.execute("DELETE FROM t WHERE id % 97 = ?", (batch,))
-db.close()
-'
 requests() { grep -c "\"[A-Z]* /$1[/? ]" $B/moto.log; }
 run() {  # WORKLOAD CFG REP
   local wl=$1 cfg=$2 r=$3 bkt="of-$1-$2-$3" mnt=$B/mnt/$2 t0 t1 n0 n1 ok
@@ -42,7 +27,7 @@ run() {  # WORKLOAD CFG REP
   n0=$(requests "$bkt"); t0=$(date +%s.%N)
   case $wl in
     zip) (cd "$(dirname "$src")" && zip -q -r "$mnt/backup.zip" "$(basename "$src")") ;;
-    sqlite) python3 -c "$sqlite_py" "$mnt/app.db" ;;
+    sqlite) python3 scripts/sqlite_workload.py "$mnt/app.db" ;;
   esac
   local rc=$?
   t1=$(date +%s.%N); n1=$(requests "$bkt")

@@ -47,27 +47,10 @@ fn zip_of_a_tree_over_100_mib_into_the_mount_unzips_after_a_remount() {
     ));
 }
 
-/// The same SQL, run by python's sqlite3 on `path`.
+/// The same SQL, run by python's sqlite3 on `path` (scripts/sqlite_workload.py).
 fn sqlite_workload(path: &std::path::Path) {
-    let script = r#"
-import random, sqlite3, sys
-db = sqlite3.connect(sys.argv[1])
-db.execute("PRAGMA page_size=4096")
-db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB)")
-rnd = random.Random(7)
-for batch in range(16):
-    with db:
-        db.executemany("INSERT INTO t (body) VALUES (?)",
-                       [(rnd.randbytes(1000),) for _ in range(4500)])
-    with db:
-        for _ in range(300):
-            db.execute("UPDATE t SET body = ? WHERE id = ?",
-                       (rnd.randbytes(1000), rnd.randrange(1, 4500 * (batch + 1))))
-        db.execute("DELETE FROM t WHERE id % 97 = ?", (batch,))
-db.close()
-"#;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/sqlite_workload.py");
     let status = Command::new("python3")
-        .arg("-c")
         .arg(script)
         .arg(path)
         .status()
