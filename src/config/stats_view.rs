@@ -206,21 +206,26 @@ pub fn render(text: &str, mountpoint: &str) -> String {
             );
         }
     }
-    let _ = writeln!(
-        out,
-        "  {:<26} {:>10}  of {} (write parts and read-ahead)",
+    // "LABEL   USED  of TOTAL (WHAT)"
+    let in_use = |out: &mut String, label: &str, used: &str, total: &str, what: &str| {
+        let (used, total) = (human_bytes(get(used)), human_bytes(get(total)));
+        let _ = writeln!(out, "  {label:<26} {used:>10}  of {total} ({what})");
+    };
+    in_use(
+        &mut out,
         "part cache in use",
-        human_bytes(get("memory_in_use_bytes")),
-        human_bytes(get("memory_budget_bytes"))
+        "memory_in_use_bytes",
+        "memory_budget_bytes",
+        "write parts and read-ahead",
     );
     let _ = writeln!(out, "  {:<26} {:>10}", "inodes known", get("inodes"));
     if values.contains_key("staging_limit_bytes") {
-        let _ = writeln!(
-            out,
-            "  {:<26} {:>10}  of {} (files being written, on disk)",
+        in_use(
+            &mut out,
             "staging area in use",
-            human_bytes(get("staging_bytes")),
-            human_bytes(get("staging_limit_bytes"))
+            "staging_bytes",
+            "staging_limit_bytes",
+            "files being written, on disk",
         );
     }
 
