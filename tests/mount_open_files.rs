@@ -219,5 +219,5 @@ fn twenty_four_writers_of_100_mib_at_once_land_byte_identical_within_memory() {
     // the parts are staged on disk and wait for memory: the default 96 MiB budget holds
     let peak = m.peak_rss();
     eprintln!("daemon peak RSS {} MiB", peak >> 20);
-    assert!(peak < 160 << 20, "peak RSS {} MiB", peak >> 20);
+    assert!(peak < 128 << 20, "peak RSS {} MiB", peak >> 20);
 }

@@ -138,7 +138,7 @@ async fn request_shapes(p: Provider) {
     // put
     let small = data(1000, 1);
     client
-        .put_object("dir/small", small.clone().into(), &PutOptions::default())
+        .put_object("dir/small", small.clone(), &PutOptions::default())
         .await
         .expect("put");
     let put = &srv.requests_for("PutObject")[0];
@@ -188,7 +188,7 @@ async fn request_shapes(p: Provider) {
     for (i, chunk) in big.chunks(PART as usize).enumerate() {
         let n = i as u32 + 1;
         let etag = client
-            .upload_part("dir/mp", &id, n, chunk.to_vec().into())
+            .upload_part("dir/mp", &id, n, chunk.to_vec())
             .await
             .expect("part");
         parts.push(CompletedPart {
@@ -320,7 +320,7 @@ async fn sse_c_key_on_every_part_head_get_and_copy() {
         let client = S3Client::new(cfg).expect("client");
         let body = data((3 * PART) as usize, 5);
         client
-            .put_object("one", data(10, 1).into(), &PutOptions::default())
+            .put_object("one", data(10, 1), &PutOptions::default())
             .await
             .unwrap();
         let id = client
@@ -330,10 +330,7 @@ async fn sse_c_key_on_every_part_head_get_and_copy() {
         let mut parts = Vec::new();
         for (i, c) in body.chunks(PART as usize).enumerate() {
             let n = i as u32 + 1;
-            let etag = client
-                .upload_part("mp", &id, n, c.to_vec().into())
-                .await
-                .unwrap();
+            let etag = client.upload_part("mp", &id, n, c.to_vec()).await.unwrap();
             parts.push(CompletedPart {
                 part_number: n,
                 etag,
@@ -411,7 +408,7 @@ async fn kms_and_object_lock_headers() {
     cfg.requester_pays = true;
     let client = S3Client::new(cfg).unwrap();
     client
-        .put_object("k", data(10, 0).into(), &PutOptions::default())
+        .put_object("k", data(10, 0), &PutOptions::default())
         .await
         .unwrap();
     client.head_object("k").await.unwrap();
@@ -436,7 +433,7 @@ async fn kms_and_object_lock_headers() {
     cfg.sse = Some(ServerSideEncryption::Kms { key_id: None });
     let client = S3Client::new(cfg).unwrap();
     client
-        .put_object("k", data(10, 0).into(), &PutOptions::default())
+        .put_object("k", data(10, 0), &PutOptions::default())
         .await
         .unwrap();
     let put = &srv.requests_for("PutObject")[0];
@@ -452,7 +449,7 @@ async fn kms_and_object_lock_headers() {
     });
     let client = S3Client::new(cfg).unwrap();
     client
-        .put_object("w", b"hello".to_vec().into(), &PutOptions::default())
+        .put_object("w", b"hello".to_vec(), &PutOptions::default())
         .await
         .unwrap();
     let put = &srv.requests_for("PutObject")[0];
@@ -509,7 +506,7 @@ async fn storage_class_names_are_translated_or_refused() {
     cfg.storage_class = Some("ARCHIVE".into());
     let client = S3Client::new(cfg).unwrap();
     client
-        .put_object("a", data(3, 0).into(), &PutOptions::default())
+        .put_object("a", data(3, 0), &PutOptions::default())
         .await
         .unwrap();
     let put = &srv.requests_for("PutObject")[0];
@@ -524,7 +521,7 @@ async fn control_characters_round_trip_through_url_encoding() {
         let client = S3Client::new(config(&srv, p)).unwrap();
         let key = "ctl/a\u{1}b\u{7f}c d+e%f";
         client
-            .put_object(key, b"x".to_vec().into(), &PutOptions::default())
+            .put_object(key, b"x".to_vec(), &PutOptions::default())
             .await
             .unwrap();
         assert_eq!(srv.keys(), vec![key.to_string()]);
@@ -595,7 +592,7 @@ async fn multipart_copy_respects_part_count_limit_and_metadata() {
     client
         .put_object(
             "m",
-            body.clone().into(),
+            body.clone(),
             &PutOptions {
                 content_type: Some("text/x-test".into()),
                 user_metadata: meta.clone(),

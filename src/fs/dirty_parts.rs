@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use super::memory::Reservation;
 use super::staging::{Charge, StagingBudget, STAGING_PATIENCE};
+use crate::s3::Payload;
 
 enum Store {
     Memory(BTreeMap<u64, (BytesMut, Reservation)>),
@@ -186,6 +187,19 @@ impl DirtyParts {
                 file.read_exact_at(&mut buf, i * self.part_size + from as u64)?;
                 Ok(Bytes::from(buf))
             }
+        }
+    }
+
+    /// The first `len` bytes of part `i` as a request body: on disk, read from the staging
+    /// file while it is sent.
+    pub fn payload(&self, i: u64, len: usize) -> io::Result<Payload> {
+        match &self.store {
+            Store::Memory(_) => self.read(i, 0, len).map(Payload::from),
+            Store::Disk { path, .. } => Ok(Payload::File {
+                path: Arc::new(path.clone()),
+                offset: i * self.part_size,
+                len: len as u64,
+            }),
         }
     }
 

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::buffer_pool::BufferPool;
+use crate::s3::Payload;
 
 pub enum PartBuffer {
     /// Bytes `buf[start..]`, in a buffer of the part's size from the pool (recycled once the
@@ -21,8 +22,11 @@ pub enum PartBuffer {
         part_size: usize,
         pool: Arc<BufferPool>,
     },
+    /// A part file; once a part is split off, its file is what the upload sends (read while
+    /// it is sent, never whole into memory) and keeps for a later resend.
     Disk {
         file: File,
+        path: PathBuf,
         len: usize,
     },
 }
@@ -95,12 +99,17 @@ impl PartBuffer {
     pub fn disk_existing(path: &Path, len: usize) -> io::Result<PartBuffer> {
         let file = OpenOptions::new().read(true).write(true).open(path)?;
         file.set_len(len as u64)?;
-        Ok(PartBuffer::Disk { file, len })
+        Ok(PartBuffer::Disk {
+            file,
+            path: path.to_path_buf(),
+            len,
+        })
     }
 
     pub fn disk(path: &Path) -> io::Result<PartBuffer> {
         Ok(PartBuffer::Disk {
             file: create(path)?,
+            path: path.to_path_buf(),
             len: 0,
         })
     }
@@ -144,7 +153,7 @@ impl PartBuffer {
                     buf[rel..end].copy_from_slice(data);
                 }
             }
-            PartBuffer::Disk { file, len } => {
+            PartBuffer::Disk { file, len, .. } => {
                 file.write_all_at(data, rel as u64)?;
                 *len = (*len).max(end);
             }
@@ -156,12 +165,20 @@ impl PartBuffer {
     pub fn resize(&mut self, new_len: usize) -> io::Result<()> {
         match self {
             PartBuffer::Mem { buf, start, .. } => buf.resize(*start + new_len, 0),
-            PartBuffer::Disk { file, len } => {
+            PartBuffer::Disk { file, len, .. } => {
                 file.set_len(new_len as u64)?;
                 *len = new_len;
             }
         }
         Ok(())
+    }
+
+    /// Everything in the buffer, as a request body (a disk buffer's file is read as it is sent).
+    pub fn payload(&self) -> io::Result<Payload> {
+        match self {
+            PartBuffer::Mem { .. } => self.read(0, self.len()).map(Payload::from),
+            PartBuffer::Disk { path, len, .. } => Ok(Payload::file(path, *len as u64)),
+        }
     }
 
     /// Bytes `[start, end)` (clamped to the length).
@@ -188,7 +205,7 @@ impl PartBuffer {
         n: usize,
         next_path: Option<&PathBuf>,
         next_part_size: usize,
-    ) -> io::Result<Bytes> {
+    ) -> io::Result<Payload> {
         match self {
             PartBuffer::Mem {
                 buf,
@@ -201,7 +218,7 @@ impl PartBuffer {
                 if *start == 0 && n == buf.len() {
                     // the usual case: the buffer is exactly the part; the next write takes a
                     // new one from the pool
-                    return Ok(pool.freeze(std::mem::take(buf)));
+                    return Ok(pool.freeze(std::mem::take(buf)).into());
                 }
                 let mut body = pool.take(n);
                 body.extend_from_slice(&buf[*start..*start + n]);
@@ -215,23 +232,23 @@ impl PartBuffer {
                     buf.drain(..*start);
                     *start = 0;
                 }
-                Ok(pool.freeze(body))
+                Ok(pool.freeze(body).into())
             }
-            PartBuffer::Disk { file, len } => {
+            PartBuffer::Disk { file, path, len } => {
                 let n = n.min(*len);
-                let mut body = vec![0u8; n];
-                file.read_exact_at(&mut body, 0)?;
-                let path =
+                let next_path =
                     next_path.ok_or_else(|| io::Error::other("no path for the next part"))?;
-                let next = create(path)?;
+                let next = create(next_path)?;
                 // the rest may be large and mostly a hole (a write far past the end): copy its
                 // data a piece at a time, and keep the holes holes
                 next.set_len((*len - n) as u64)?;
                 copy_data(file, n as u64, *len as u64, &next)?;
                 file.set_len(n as u64)?;
+                let body = Payload::file(path, n as u64);
                 *file = next;
+                *path = next_path.clone();
                 *len -= n;
-                Ok(Bytes::from(body))
+                Ok(body)
             }
         }
     }
@@ -240,6 +257,17 @@ impl PartBuffer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The bytes a part body sends.
+    fn sent(p: &Payload) -> Vec<u8> {
+        match p {
+            Payload::Bytes(b) => b.to_vec(),
+            Payload::File { path, offset, len } => {
+                let all = std::fs::read(path.as_path()).expect("part file");
+                all[*offset as usize..(*offset + *len) as usize].to_vec()
+            }
+        }
+    }
 
     #[test]
     fn disk_and_memory_buffers_agree() {
@@ -253,7 +281,7 @@ mod tests {
             assert_eq!(b.len(), 13);
             assert_eq!(&b.read(0, 13).expect("r")[..], b"hello\0\0\0world");
             let first = b.split_to(6, Some(&dir.join("2")), 16).expect("split");
-            assert_eq!(&first[..], b"hello\0");
+            assert_eq!(sent(&first), b"hello\0");
             assert_eq!(&b.read(0, 100).expect("r")[..], b"\0\0world");
             b.resize(3).expect("resize");
             assert_eq!(&b.read(0, 100).expect("r")[..], b"\0\0w");
@@ -272,7 +300,7 @@ mod tests {
         d.write_at(100, b"head").expect("w");
         d.write_at(far, b"x").expect("far write");
         let first = d.split_to(16, Some(&dir.join("2")), 16).expect("split");
-        assert_eq!(&first[..], b"\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0");
+        assert_eq!(sent(&first), [0u8; 16]);
         assert_eq!(d.len(), far + 1 - 16);
         assert_eq!(&d.read(84, 88).expect("r")[..], b"head");
         assert_eq!(&d.read(far - 16, far - 15).expect("r")[..], b"x");
@@ -288,7 +316,7 @@ mod tests {
         assert_eq!(m.len(), 12);
         let mut parts = Vec::new();
         while m.len() >= 4 {
-            parts.push(m.split_to(4, None, 4).expect("split"));
+            parts.push(sent(&m.split_to(4, None, 4).expect("split")));
         }
         assert_eq!(parts.len(), 3);
         assert_eq!(&parts[0][..], b"\0\0\0\0");
@@ -297,7 +325,7 @@ mod tests {
         // the rest keeps taking writes at the right place
         m.write_at(0, b"abc").expect("w");
         m.write_at(3, b"defg").expect("w");
-        assert_eq!(&m.split_to(4, None, 4).expect("split")[..], b"abcd");
+        assert_eq!(sent(&m.split_to(4, None, 4).expect("split")), b"abcd");
         assert_eq!(&m.read(0, 10).expect("r")[..], b"efg");
     }
 }

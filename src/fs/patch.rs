@@ -15,7 +15,7 @@ use super::journal::UploadJournal;
 use super::memory::{MemoryBudget, Reservation, WRITER_PATIENCE};
 use super::staging::StagingBudget;
 use super::upload::Uploaded;
-use crate::s3::{CompletedPart, PutOptions, S3Client, S3Error};
+use crate::s3::{CompletedPart, Payload, PutOptions, S3Client, S3Error};
 
 /// Parts uploaded or copied at once while committing.
 const PARALLEL_PARTS: usize = 8;
@@ -384,12 +384,12 @@ impl PatchUpload {
     }
 
     /// The body of part `i` to upload: its changed bytes, or the source's.
-    async fn part_body(&self, i: u64) -> FsResult<Bytes> {
+    async fn part_body(&self, i: u64) -> FsResult<Payload> {
         let (s, e) = self.part_range(i, self.size);
         if let Some(len) = self.parts.len(i) {
-            return self.parts.read(i, 0, len).map_err(FsError::staging);
+            return self.parts.payload(i, len).map_err(FsError::staging);
         }
-        Ok(self.source_bytes(s, e).await?.freeze())
+        Ok(self.source_bytes(s, e).await?.freeze().into())
     }
 
     async fn send_parts(&mut self, upload_id: &str, n: u64) -> FsResult<Vec<CompletedPart>> {

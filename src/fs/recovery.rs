@@ -176,12 +176,14 @@ impl Filesystem {
         let mut parts = Vec::new();
         for i in 1..=n {
             let path = journal.part_path(&e.local_id, i);
-            let Ok(body) = tokio::fs::read(&path).await else {
+            let Ok(meta) = tokio::fs::metadata(&path).await else {
                 return Ok(false);
             };
+            // sent from its file a chunk at a time
+            let body = crate::s3::Payload::file(&path, meta.len());
             let etag = self
                 .client
-                .upload_part(&e.key, &e.upload_id, i, bytes::Bytes::from(body))
+                .upload_part(&e.key, &e.upload_id, i, body)
                 .await
                 .map_err(|err| tracing::warn!(key = %e.key, "resume: {err}"))?;
             parts.push(CompletedPart {

@@ -13,7 +13,8 @@ use super::memory::{MemoryBudget, Reservation, WRITER_PATIENCE};
 use super::part_buffer::PartBuffer;
 use super::staging::{Charge, StagingBudget, STAGING_PATIENCE};
 use crate::buffer_pool::BufferPool;
-use crate::s3::{CompletedPart, PutOptions, S3Client};
+use crate::s3::payload::FILE_BODY_MEMORY;
+use crate::s3::{CompletedPart, Payload, PutOptions, S3Client};
 
 /// The budget is reserved in steps of this size as a part buffer grows.
 const RESERVE_STEP: u64 = 1024 * 1024;
@@ -31,7 +32,7 @@ pub fn part_size_for(n: u32, base: u64, max: u64) -> u64 {
 /// file is finished (at its close or fsync, or a later one).
 struct FailedPart {
     part_number: u32,
-    body: Bytes,
+    body: Payload,
     error: FsError,
 }
 
@@ -654,16 +655,14 @@ impl Upload {
         let reservation = if self.buffer.in_memory() {
             std::mem::take(&mut self.reservation)
         } else {
-            // the part is read back from its file: hold memory while it is in flight, waiting
-            // for room before reading it (parts in flight give theirs back), so many writers
-            // stay within the budget; after a while it goes over rather than wait on memory a
-            // reader holds
+            // the part is sent from its file a chunk at a time: what its request holds in
+            // memory is counted, waiting for room if need be
             self.budget
-                .reserve_within(take as u64, WRITER_PATIENCE)
+                .reserve_within(FILE_BODY_MEMORY, WRITER_PATIENCE)
                 .await
                 .unwrap_or_default()
         };
-        let body: Bytes = self
+        let body = self
             .buffer
             .split_to(take, next_path.as_ref(), next_part_size as usize)
             .map_err(FsError::staging)?;
@@ -695,11 +694,8 @@ impl Upload {
             return Err(FsError::new(libc::EIO, "upload already complete"));
         }
         if self.mpu.is_none() {
-            let body = self
-                .buffer
-                .read(0, self.buffer.len())
-                .map_err(FsError::staging)?;
-            let size = body.len() as u64;
+            let body = self.buffer.payload().map_err(FsError::staging)?;
+            let size = body.len();
             let meta = self
                 .client
                 .put_object(&self.key, body, opts)
@@ -966,15 +962,15 @@ impl Upload {
 }
 
 impl Upload {
-    /// The bytes of part `n` as staged on disk.
-    fn read_part_file(&self, n: u32) -> FsResult<Bytes> {
+    /// Part `n` as staged on disk, to be sent from its file.
+    fn read_part_file(&self, n: u32) -> FsResult<Payload> {
         let journal = self
             .journal
             .as_ref()
             .ok_or_else(|| FsError::new(libc::EIO, "no staging directory"))?;
-        std::fs::read(journal.part_path(&self.local_id, n))
-            .map(Bytes::from)
-            .map_err(FsError::staging)
+        let path = journal.part_path(&self.local_id, n);
+        let len = std::fs::metadata(&path).map_err(FsError::staging)?.len();
+        Ok(Payload::file(&path, len))
     }
 }
 
@@ -1012,7 +1008,7 @@ async fn send_one_part(
     key: &str,
     upload_id: &str,
     part_number: u32,
-    body: Bytes,
+    body: Payload,
 ) -> Result<CompletedPart, FailedPart> {
     match client
         .upload_part(key, upload_id, part_number, body.clone())

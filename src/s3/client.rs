@@ -17,6 +17,7 @@ use tracing::debug;
 
 use super::credentials::SharedCredentials;
 use super::error::S3Error;
+use super::payload::Payload;
 use super::profile::{profile, Capabilities, Holds, Profile, Provider};
 use super::sigv4::{self, SignableRequest, SigningKeyCache, SigningParams};
 use super::stats::{Op, Stats, StatsSnapshot};
@@ -176,7 +177,7 @@ struct Call<'a> {
     query: Vec<(String, String)>,
     /// Extra headers (lower-case names), all signed.
     headers: Vec<(String, String)>,
-    body: Bytes,
+    body: Payload,
     /// A 2xx body may be an `<Error>` (CompleteMultipartUpload, copies).
     check_ok_body: bool,
     /// Non-2xx statuses handed back as responses rather than errors.
@@ -191,7 +192,7 @@ impl<'a> Call<'a> {
             key,
             query: Vec::new(),
             headers: Vec::new(),
-            body: Bytes::new(),
+            body: Payload::default(),
             check_ok_body: false,
             accept: &[],
         }
@@ -480,12 +481,15 @@ impl S3Client {
     }
 
     /// `Content-MD5` of a body, needed for writes under WORM retention.
-    fn content_md5_if_locked(&self, body: &[u8]) -> Option<(String, String)> {
-        self.inner.cfg.object_lock.as_ref()?;
-        Some((
-            "content-md5".to_owned(),
-            base64::engine::general_purpose::STANDARD.encode(Md5::digest(body)),
-        ))
+    async fn content_md5_if_locked(
+        &self,
+        body: &Payload,
+    ) -> Result<Option<(String, String)>, S3Error> {
+        if self.inner.cfg.object_lock.is_none() {
+            return Ok(None);
+        }
+        let md5 = body.md5_base64().await.map_err(body_unreadable)?;
+        Ok(Some(("content-md5".to_owned(), md5)))
     }
 
     fn condition_headers(&self, opts: &PutOptions) -> Vec<(String, String)> {
@@ -517,7 +521,7 @@ impl S3Client {
         let inner = &self.inner;
         let cfg = &inner.cfg;
         let (authority, raw_path) = self.target(call.key)?;
-        let payload_hash = payload_hash(&call.body, cfg.sign_payload).await;
+        let payload_hash = payload_hash(&call.body, cfg.sign_payload).await?;
         let started = Instant::now();
         let max_attempts = cfg.max_attempts.max(1);
         let mut attempt: u32 = 0;
@@ -654,7 +658,7 @@ impl S3Client {
         let connection = hyper_util::client::legacy::connect::capture_connection(&mut request);
 
         inner.stats.request(call.op);
-        inner.stats.sent(call.body.len() as u64);
+        inner.stats.sent(call.body.len());
         progress.touch();
         let response = progress
             .run(inner.http.request(request), cfg.read_timeout)
@@ -850,16 +854,17 @@ impl S3Client {
     pub async fn put_object(
         &self,
         key: &str,
-        body: Bytes,
+        body: impl Into<Payload>,
         opts: &PutOptions,
     ) -> Result<ObjectMeta, S3Error> {
+        let body: Payload = body.into();
         let err = match self.put_object_once(key, body.clone(), opts).await {
             Ok(meta) => return Ok(meta),
             Err(e) => e,
         };
         let landed = self.confirm_put(key, &body, &err).await;
         let meta = |etag: Option<String>| ObjectMeta {
-            size: body.len() as u64,
+            size: body.len(),
             etag,
             last_modified: Some(std::time::SystemTime::now()),
             content_type: opts.content_type.clone(),
@@ -899,15 +904,16 @@ impl S3Client {
     async fn put_object_once(
         &self,
         key: &str,
-        body: Bytes,
+        body: Payload,
         opts: &PutOptions,
     ) -> Result<ObjectMeta, S3Error> {
-        let size = body.len() as u64;
+        let size = body.len();
         let mut call = self.x_id(Call::new(Op::Put, Method::PUT, Some(key)));
         call.headers = self.object_headers(opts);
         call.headers.extend(self.new_object_headers());
         call.headers.extend(self.condition_headers(opts));
-        call.headers.extend(self.content_md5_if_locked(&body));
+        call.headers
+            .extend(self.content_md5_if_locked(&body).await?);
         call.body = body;
         let resp = self.execute(&call).await?;
         Ok(ObjectMeta {
@@ -946,14 +952,16 @@ impl S3Client {
         key: &str,
         upload_id: &str,
         part_number: u32,
-        body: Bytes,
+        body: impl Into<Payload>,
     ) -> Result<String, S3Error> {
+        let body: Payload = body.into();
         let mut call = self
             .x_id(Call::new(Op::UploadPart, Method::PUT, Some(key)))
             .query("partNumber", part_number.to_string())
             .query("uploadId", upload_id);
         call.headers = self.sse_headers(SseFor::Data);
-        call.headers.extend(self.content_md5_if_locked(&body));
+        call.headers
+            .extend(self.content_md5_if_locked(&body).await?);
         call.body = body;
         let resp = self.execute(&call).await?;
         resp.header("etag")
@@ -1063,7 +1071,7 @@ impl S3Client {
             .query("uploadId", upload_id)
             .header("content-type", "application/xml");
         call.headers.extend(self.condition_headers(opts));
-        call.body = Bytes::from(xml::build_complete_multipart(parts));
+        call.body = Payload::from(xml::build_complete_multipart(parts).into_bytes());
         call.check_ok_body = true;
         let resp = self.execute(&call).await?;
         let etag = xml::parse_complete_multipart(&resp.body, resp.status, key)?;
@@ -1321,7 +1329,7 @@ impl S3Client {
                 .query("delete", "")
                 .header("content-md5", md5)
                 .header("content-type", "application/xml");
-            call.body = Bytes::from(body);
+            call.body = Payload::from(Bytes::from(body));
             call.check_ok_body = true;
             let resp = self.execute(&call).await?;
             let result = xml::parse_delete_result(&resp.body)?;
@@ -1384,6 +1392,13 @@ mod confirm;
 #[path = "probe.rs"]
 mod probe;
 use confirm::Confirmed;
+
+/// A request body that could not be read (a staged part file gone or cut short).
+fn body_unreadable(e: std::io::Error) -> S3Error {
+    S3Error::Config(format!(
+        "cannot read the request body from the staging area: {e}"
+    ))
+}
 pub use probe::PROBE_DIR;
 
 #[cfg(test)]

@@ -773,7 +773,7 @@ async fn moto_smoke() {
     let c = S3Client::new(cfg).unwrap();
     // moto creates buckets on PUT /bucket; do it with a bucket-level PUT.
     let mut call = Call::new(Op::Put, Method::PUT, None);
-    call.body = Bytes::new();
+    call.body = Payload::default();
     let _ = c.execute(&call).await;
     c.head_bucket().await.unwrap();
     let keys = [

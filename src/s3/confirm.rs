@@ -3,10 +3,10 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use md5::{Digest as _, Md5};
 
 use super::super::error::S3Error;
+use super::super::payload::Payload;
 use super::super::profile::EtagStyle;
 use super::super::types::{CompletedPart, ObjectMeta, PutOptions};
 use super::S3Client;
@@ -52,7 +52,7 @@ fn unclear(err: &S3Error) -> bool {
 
 impl S3Client {
     /// Whether a failed PutObject of `body` landed after all.
-    pub(crate) async fn confirm_put(&self, key: &str, body: &Bytes, err: &S3Error) -> Confirmed {
+    pub(crate) async fn confirm_put(&self, key: &str, body: &Payload, err: &S3Error) -> Confirmed {
         let in_flight = unclear(err);
         if !in_flight && !err.is_precondition_failed() {
             return Confirmed::Unknown;
@@ -62,10 +62,8 @@ impl S3Client {
             .sse
             .as_ref()
             .is_some_and(|s| !matches!(s, super::super::types::ServerSideEncryption::S3));
-        let body = body.clone();
-        // hashing a part-sized body is not for a runtime worker
-        let Ok(md5) = tokio::task::spawn_blocking(move || hex::encode(Md5::digest(&body))).await
-        else {
+        // hashed on a blocking thread (a part-sized body, or a staged file)
+        let Ok(md5) = body.md5_hex().await else {
             return Confirmed::Unknown;
         };
         let profile = self.profile();

@@ -49,11 +49,11 @@ impl S3Client {
             if_none_match_any: true,
             ..PutOptions::default()
         };
-        let etag = match self.put_object_once(a, body.clone(), &create).await {
+        let etag = match self.put_object_once(a, body.clone().into(), &create).await {
             Ok(m) => m.etag.unwrap_or_default(),
             Err(e) if e.status() == Some(501) || e.code() == Some("NotImplemented") => {
                 caps.conditional_create = Holds::No;
-                self.put_object_once(a, body.clone(), &PutOptions::default())
+                self.put_object_once(a, body.clone().into(), &PutOptions::default())
                     .await?
                     .etag
                     .unwrap_or_default()
@@ -61,7 +61,7 @@ impl S3Client {
             Err(e) => return Err(e),
         };
         if caps.conditional_create != Holds::No {
-            let again = self.put_object_once(a, body.clone(), &create).await;
+            let again = self.put_object_once(a, body.clone().into(), &create).await;
             caps.conditional_create = outcome(&again.map(|_| ()));
         }
 
@@ -74,7 +74,7 @@ impl S3Client {
         for bare in [false, true] {
             self.inner.caps.write().if_match_bare = bare;
             if self
-                .put_object_once(a, body.clone(), &replace(&etag))
+                .put_object_once(a, body.clone().into(), &replace(&etag))
                 .await
                 .is_ok()
             {
@@ -86,7 +86,7 @@ impl S3Client {
         self.inner.caps.write().if_match_bare = caps.if_match_bare;
         caps.conditional_replace = if form_works {
             let wrong = self
-                .put_object_once(a, body.clone(), &replace(WRONG_ETAG))
+                .put_object_once(a, body.clone().into(), &replace(WRONG_ETAG))
                 .await;
             outcome(&wrong.map(|_| ()))
         } else {

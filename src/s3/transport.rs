@@ -6,7 +6,7 @@
 //! key like `a/../b` would silently become `b`. Here the request target is built as an
 //! `http::Uri`, which is sent as is.
 
-use std::convert::Infallible;
+use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,6 +27,7 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use super::error::S3Error;
+use super::payload::{Payload, FILE_CHUNK};
 use crate::buffer_pool::BufferPool;
 
 /// The pooled HTTP client.
@@ -242,49 +243,140 @@ impl Progress {
     }
 }
 
-/// A request body over `Bytes`, handed to hyper in slices (no copies) so that upload
-/// progress can be seen by the stall timer. Cloning `Bytes` for a retry is free.
+/// A request body handed to hyper in slices, so that upload progress can be seen by the stall
+/// timer: bytes in memory (no copies; cloning `Bytes` for a retry is free), or a file range
+/// read a chunk at a time on a blocking thread, one chunk ahead of hyper.
 pub(crate) struct RequestBody {
-    data: Bytes,
+    source: Source,
     progress: Option<Progress>,
+}
+
+enum Source {
+    Bytes(Bytes),
+    File {
+        path: Arc<std::path::PathBuf>,
+        /// Next byte to read, and the end of the range.
+        pos: u64,
+        end: u64,
+        /// Bytes not yet handed to hyper (`pos` counts what was read).
+        left: u64,
+        /// The file, between reads.
+        file: Option<std::fs::File>,
+        reading: Option<tokio::task::JoinHandle<std::io::Result<(std::fs::File, Bytes)>>>,
+    },
 }
 
 const BODY_CHUNK: usize = 64 * 1024;
 
 impl RequestBody {
-    pub fn new(data: Bytes, progress: Progress) -> Self {
+    pub fn new(data: Payload, progress: Progress) -> Self {
+        let source = match data {
+            Payload::Bytes(b) => Source::Bytes(b),
+            Payload::File { path, offset, len } => Source::File {
+                path,
+                pos: offset,
+                end: offset + len,
+                left: len,
+                file: None,
+                reading: None,
+            },
+        };
         RequestBody {
-            data,
+            source,
             progress: Some(progress),
+        }
+    }
+}
+
+impl Source {
+    /// Starts reading the next chunk of a file range, if there is one and none is under way.
+    fn read_ahead(&mut self) {
+        if let Source::File {
+            path,
+            pos,
+            end,
+            file,
+            reading,
+            ..
+        } = self
+        {
+            if reading.is_none() && *pos < *end {
+                let n = (*end - *pos).min(FILE_CHUNK as u64) as usize;
+                let (path, at, f) = (path.clone(), *pos, file.take());
+                *pos += n as u64;
+                *reading = Some(tokio::task::spawn_blocking(move || {
+                    super::payload::read_chunk(f, &path, at, n)
+                }));
+            }
         }
     }
 }
 
 impl Body for RequestBody {
     type Data = Bytes;
-    type Error = Infallible;
+    type Error = std::io::Error;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        if self.data.is_empty() {
-            return Poll::Ready(None);
-        }
-        let n = self.data.len().min(BODY_CHUNK);
-        let chunk = self.data.split_to(n);
-        if let Some(p) = &self.progress {
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        let this = &mut *self;
+        let chunk = match &mut this.source {
+            Source::Bytes(data) => {
+                if data.is_empty() {
+                    return Poll::Ready(None);
+                }
+                let n = data.len().min(BODY_CHUNK);
+                data.split_to(n)
+            }
+            Source::File { .. } => {
+                this.source.read_ahead();
+                let Source::File {
+                    reading,
+                    file,
+                    left,
+                    ..
+                } = &mut this.source
+                else {
+                    return Poll::Ready(None);
+                };
+                let Some(handle) = reading.as_mut() else {
+                    return Poll::Ready(None);
+                };
+                let got = match Pin::new(handle).poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(r) => r,
+                };
+                *reading = None;
+                let (f, bytes) = match got {
+                    Ok(Ok(x)) => x,
+                    Ok(Err(e)) => return Poll::Ready(Some(Err(e))),
+                    Err(e) => return Poll::Ready(Some(Err(std::io::Error::other(e)))),
+                };
+                *file = Some(f);
+                *left -= bytes.len() as u64;
+                this.source.read_ahead();
+                bytes
+            }
+        };
+        if let Some(p) = &this.progress {
             p.touch();
         }
         Poll::Ready(Some(Ok(Frame::data(chunk))))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.data.is_empty()
+        match &self.source {
+            Source::Bytes(b) => b.is_empty(),
+            Source::File { left, .. } => *left == 0,
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.data.len() as u64)
+        match &self.source {
+            Source::Bytes(b) => SizeHint::with_exact(b.len() as u64),
+            Source::File { left, .. } => SizeHint::with_exact(*left),
+        }
     }
 }
 
@@ -517,7 +609,7 @@ mod tests {
     #[test]
     fn request_body_slices() {
         let data = Bytes::from(vec![7u8; BODY_CHUNK * 2 + 5]);
-        let mut body = RequestBody::new(data, Progress::new());
+        let mut body = RequestBody::new(data.into(), Progress::new());
         assert_eq!(body.size_hint().exact(), Some((BODY_CHUNK * 2 + 5) as u64));
         let waker = futures::task::noop_waker();
         let mut cx = Context::from_waker(&waker);
@@ -527,5 +619,29 @@ mod tests {
         }
         assert_eq!(sizes, vec![BODY_CHUNK, BODY_CHUNK, 5]);
         assert!(body.is_end_stream());
+    }
+
+    #[tokio::test]
+    async fn a_file_body_streams_its_range_and_fails_when_cut_short() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("part");
+        let data: Vec<u8> = (0..FILE_CHUNK * 2 + 9).map(|i| (i % 241) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let payload = Payload::File {
+            path: Arc::new(path.clone()),
+            offset: 3,
+            len: (data.len() - 3) as u64,
+        };
+        let body = RequestBody::new(payload.clone(), Progress::new());
+        assert_eq!(body.size_hint().exact(), Some((data.len() - 3) as u64));
+        let got = http_body_util::BodyExt::collect(body)
+            .await
+            .unwrap()
+            .to_bytes();
+        assert_eq!(&got[..], &data[3..]);
+        // the file lost its tail: the body fails rather than send fewer bytes
+        std::fs::write(&path, &data[..FILE_CHUNK]).unwrap();
+        let body = RequestBody::new(payload, Progress::new());
+        assert!(http_body_util::BodyExt::collect(body).await.is_err());
     }
 }

@@ -4,10 +4,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use bytes::Bytes;
 use hyper::header::HeaderMap;
 use rand::Rng as _;
 
+use super::error::S3Error;
+use super::payload::Payload;
 use super::sigv4;
 use super::time::parse_http_date;
 use super::types::{ByteRange, ObjectMeta};
@@ -116,19 +117,19 @@ pub(crate) fn quote_etag(etag: &str) -> String {
 }
 
 /// The `x-amz-content-sha256` value for a body. Large bodies are hashed off the async threads.
-pub(crate) async fn payload_hash(body: &Bytes, sign_payload: bool) -> String {
+pub(crate) async fn payload_hash(body: &Payload, sign_payload: bool) -> Result<String, S3Error> {
     if body.is_empty() {
-        return sigv4::EMPTY_PAYLOAD_SHA256.to_owned();
+        return Ok(sigv4::EMPTY_PAYLOAD_SHA256.to_owned());
     }
     if !sign_payload {
-        return sigv4::UNSIGNED_PAYLOAD.to_owned();
+        return Ok(sigv4::UNSIGNED_PAYLOAD.to_owned());
     }
-    if body.len() < 256 * 1024 {
-        return sigv4::sha256_hex(body);
+    if let Payload::Bytes(b) = body {
+        if b.len() < 256 * 1024 {
+            return Ok(sigv4::sha256_hex(b));
+        }
     }
-    let data = body.clone();
-    match tokio::task::spawn_blocking(move || sigv4::sha256_hex(&data)).await {
-        Ok(h) => h,
-        Err(_) => sigv4::sha256_hex(body),
-    }
+    body.sha256_hex()
+        .await
+        .map_err(|e| S3Error::Config(format!("cannot read the request body: {e}")))
 }

@@ -1,0 +1,167 @@
+//! A request body: bytes in memory, or a range of a local file that is read a chunk at a time
+//! while it is sent, so that a part staged on disk never sits whole in the daemon's memory.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use md5::Md5;
+use sha2::{Digest, Sha256};
+
+/// A file range is sent in chunks of this size, one read ahead of the one being sent: a body
+/// streaming from a file holds at most twice this in memory.
+pub const FILE_CHUNK: usize = 256 * 1024;
+
+/// Memory one request body streaming from a file holds at most.
+pub const FILE_BODY_MEMORY: u64 = 2 * FILE_CHUNK as u64;
+
+/// What a write request sends.
+#[derive(Clone, Debug)]
+pub enum Payload {
+    Bytes(Bytes),
+    /// `len` bytes of the file at `path` from `offset`; the file is opened for each attempt,
+    /// and must keep those bytes until the request ends (a short read fails the attempt).
+    File {
+        path: Arc<PathBuf>,
+        offset: u64,
+        len: u64,
+    },
+}
+
+impl Default for Payload {
+    fn default() -> Self {
+        Payload::Bytes(Bytes::new())
+    }
+}
+
+impl From<Bytes> for Payload {
+    fn from(b: Bytes) -> Self {
+        Payload::Bytes(b)
+    }
+}
+
+impl From<Vec<u8>> for Payload {
+    fn from(b: Vec<u8>) -> Self {
+        Payload::Bytes(Bytes::from(b))
+    }
+}
+
+impl Payload {
+    /// The first `len` bytes of the file at `path`.
+    pub fn file(path: &Path, len: u64) -> Payload {
+        Payload::File {
+            path: Arc::new(path.to_path_buf()),
+            offset: 0,
+            len,
+        }
+    }
+
+    pub fn len(&self) -> u64 {
+        match self {
+            Payload::Bytes(b) => b.len() as u64,
+            Payload::File { len, .. } => *len,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Hex MD5 of the bytes (read on a blocking thread).
+    pub(crate) async fn md5_hex(&self) -> io::Result<String> {
+        self.digest::<Md5>().await.map(hex::encode)
+    }
+
+    /// Hex SHA-256 of the bytes (read on a blocking thread).
+    pub(crate) async fn sha256_hex(&self) -> io::Result<String> {
+        self.digest::<Sha256>().await.map(hex::encode)
+    }
+
+    /// Base64 MD5 (`Content-MD5`).
+    pub(crate) async fn md5_base64(&self) -> io::Result<String> {
+        use base64::Engine as _;
+        let d = self.digest::<Md5>().await?;
+        Ok(base64::engine::general_purpose::STANDARD.encode(d))
+    }
+
+    async fn digest<D: Digest + Send + 'static>(&self) -> io::Result<Vec<u8>> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut d = D::new();
+            this.for_each_chunk(|c| d.update(c))?;
+            Ok(d.finalize().to_vec())
+        })
+        .await
+        .map_err(io::Error::other)?
+    }
+
+    /// Runs `f` over the bytes in order (blocking: file reads).
+    fn for_each_chunk(&self, mut f: impl FnMut(&[u8])) -> io::Result<()> {
+        match self {
+            Payload::Bytes(b) => {
+                f(b);
+                Ok(())
+            }
+            Payload::File { path, offset, len } => {
+                let file = File::open(path.as_path())?;
+                let mut buf = vec![0u8; FILE_CHUNK.min(*len as usize)];
+                let mut pos = 0u64;
+                while pos < *len {
+                    let n = (*len - pos).min(FILE_CHUNK as u64) as usize;
+                    file.read_exact_at(&mut buf[..n], offset + pos)?;
+                    f(&buf[..n]);
+                    pos += n as u64;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Reads `len` bytes at `at` of `path`, opening it if `file` is `None` (blocking).
+pub(crate) fn read_chunk(
+    file: Option<File>,
+    path: &Path,
+    at: u64,
+    len: usize,
+) -> io::Result<(File, Bytes)> {
+    let file = match file {
+        Some(f) => f,
+        None => File::open(path)?,
+    };
+    let mut buf = vec![0u8; len];
+    file.read_exact_at(&mut buf, at)?;
+    Ok((file, Bytes::from(buf)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_file_range_hashes_like_its_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p");
+        let data: Vec<u8> = (0..(FILE_CHUNK * 2 + 77))
+            .map(|i| (i % 251) as u8)
+            .collect();
+        std::fs::write(&path, &data).unwrap();
+        let file = Payload::file(&path, data.len() as u64);
+        let bytes = Payload::from(data.clone());
+        assert_eq!(file.len(), bytes.len());
+        assert_eq!(
+            file.md5_hex().await.unwrap(),
+            bytes.md5_hex().await.unwrap()
+        );
+        assert_eq!(
+            file.sha256_hex().await.unwrap(),
+            bytes.sha256_hex().await.unwrap()
+        );
+        // a file shorter than the range is an error, not a short body
+        let long = Payload::file(&path, data.len() as u64 + 1);
+        assert!(long.md5_hex().await.is_err());
+    }
+}
