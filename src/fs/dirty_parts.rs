@@ -11,6 +11,7 @@ use bytes::{Bytes, BytesMut};
 
 use std::sync::Arc;
 
+use super::blocking::blocking;
 use super::memory::Reservation;
 use super::staging::{Charge, StagingBudget, STAGING_PATIENCE};
 use crate::s3::Payload;
@@ -130,7 +131,7 @@ impl DirtyParts {
                 m.insert(i, (BytesMut::from(data), reservation));
             }
             Store::Disk { file, lens, .. } => {
-                file.write_all_at(data, at)?;
+                blocking(|| file.write_all_at(data, at))?;
                 lens.insert(i, data.len());
             }
         }
@@ -147,7 +148,7 @@ impl DirtyParts {
                     d[from..from + src.len()].copy_from_slice(src);
                 }
             }
-            Store::Disk { file, .. } => file.write_all_at(src, at)?,
+            Store::Disk { file, .. } => blocking(|| file.write_all_at(src, at))?,
         }
         Ok(())
     }
@@ -164,8 +165,18 @@ impl DirtyParts {
             Store::Disk { file, lens, .. } => {
                 if let Some(len) = lens.get_mut(&i) {
                     if new_len > *len {
-                        // the file may still hold old bytes there
-                        file.write_all_at(&vec![0u8; new_len - *len], base + *len as u64)?;
+                        // the file may still hold old bytes there: zeros, 1 MiB at a time
+                        let (from, to) = (base + *len as u64, base + new_len as u64);
+                        blocking(|| {
+                            let zeros = vec![0u8; ((to - from) as usize).min(1 << 20)];
+                            let mut at = from;
+                            while at < to {
+                                let n = ((to - at) as usize).min(zeros.len());
+                                file.write_all_at(&zeros[..n], at)?;
+                                at += n as u64;
+                            }
+                            Ok::<_, io::Error>(())
+                        })?;
                     }
                     *len = new_len;
                 }
@@ -184,7 +195,7 @@ impl DirtyParts {
                 .unwrap_or_default()),
             Store::Disk { file, .. } => {
                 let mut buf = vec![0u8; to - from];
-                file.read_exact_at(&mut buf, i * self.part_size + from as u64)?;
+                blocking(|| file.read_exact_at(&mut buf, i * self.part_size + from as u64))?;
                 Ok(Bytes::from(buf))
             }
         }

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use parking_lot::Mutex;
 
+use super::blocking::blocking;
+
 /// What the journal says about one upload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JournalEntry {
@@ -108,13 +110,16 @@ impl UploadJournal {
         self.parts.join(local_id)
     }
 
+    /// One line, on disk before this returns (the fsync blocks: the runtime is told).
     fn append(&self, line: &str) {
-        let mut guard = self.file.lock();
-        if let Some(f) = guard.as_mut() {
-            if let Err(e) = writeln!(f, "{line}").and_then(|_| f.sync_data()) {
-                tracing::warn!("upload journal {}: {e}", self.path.display());
+        blocking(|| {
+            let mut guard = self.file.lock();
+            if let Some(f) = guard.as_mut() {
+                if let Err(e) = writeln!(f, "{line}").and_then(|_| f.sync_data()) {
+                    tracing::warn!("upload journal {}: {e}", self.path.display());
+                }
             }
-        }
+        })
     }
 
     pub fn started(&self, upload_id: &str, local_id: &str, key: &str) {
@@ -128,7 +133,7 @@ impl UploadJournal {
     /// The upload was completed or aborted; its part files go.
     pub fn finished(&self, upload_id: &str, local_id: &str) {
         self.ended(upload_id);
-        let _ = std::fs::remove_dir_all(self.parts_dir(local_id));
+        let _ = blocking(|| std::fs::remove_dir_all(self.parts_dir(local_id)));
     }
 
     /// The upload is gone from the server; its part files stay (their owner still reads them).
@@ -138,7 +143,7 @@ impl UploadJournal {
 
     /// Part files of an upload that never got an upload id (a small file) are removed.
     pub fn discard_local(&self, local_id: &str) {
-        let _ = std::fs::remove_dir_all(self.parts_dir(local_id));
+        let _ = blocking(|| std::fs::remove_dir_all(self.parts_dir(local_id)));
     }
 
     /// Uploads started and not finished, as the journal has them.

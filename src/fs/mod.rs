@@ -4,6 +4,7 @@
 //! adapter turns results into replies. The core can be driven without a kernel mount.
 
 pub mod attr;
+mod blocking;
 mod closer;
 pub mod control;
 pub mod counters;

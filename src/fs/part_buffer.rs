@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::blocking::blocking;
 use crate::buffer_pool::BufferPool;
 use crate::s3::Payload;
 
@@ -97,8 +98,11 @@ impl PartBuffer {
 
     /// The first `len` bytes of an existing part file (the rest is cut off).
     pub fn disk_existing(path: &Path, len: usize) -> io::Result<PartBuffer> {
-        let file = OpenOptions::new().read(true).write(true).open(path)?;
-        file.set_len(len as u64)?;
+        let file = blocking(|| {
+            let file = OpenOptions::new().read(true).write(true).open(path)?;
+            file.set_len(len as u64)?;
+            Ok::<_, io::Error>(file)
+        })?;
         Ok(PartBuffer::Disk {
             file,
             path: path.to_path_buf(),
@@ -108,7 +112,7 @@ impl PartBuffer {
 
     pub fn disk(path: &Path) -> io::Result<PartBuffer> {
         Ok(PartBuffer::Disk {
-            file: create(path)?,
+            file: blocking(|| create(path))?,
             path: path.to_path_buf(),
             len: 0,
         })
@@ -154,7 +158,7 @@ impl PartBuffer {
                 }
             }
             PartBuffer::Disk { file, len, .. } => {
-                file.write_all_at(data, rel as u64)?;
+                blocking(|| file.write_all_at(data, rel as u64))?;
                 *len = (*len).max(end);
             }
         }
@@ -166,7 +170,7 @@ impl PartBuffer {
         match self {
             PartBuffer::Mem { buf, start, .. } => buf.resize(*start + new_len, 0),
             PartBuffer::Disk { file, len, .. } => {
-                file.set_len(new_len as u64)?;
+                blocking(|| file.set_len(new_len as u64))?;
                 *len = new_len;
             }
         }
@@ -191,7 +195,7 @@ impl PartBuffer {
             }
             PartBuffer::Disk { file, .. } => {
                 let mut buf = vec![0u8; end - start];
-                file.read_exact_at(&mut buf, start as u64)?;
+                blocking(|| file.read_exact_at(&mut buf, start as u64))?;
                 Ok(Bytes::from(buf))
             }
         }
@@ -238,12 +242,15 @@ impl PartBuffer {
                 let n = n.min(*len);
                 let next_path =
                     next_path.ok_or_else(|| io::Error::other("no path for the next part"))?;
-                let next = create(next_path)?;
-                // the rest may be large and mostly a hole (a write far past the end): copy its
-                // data a piece at a time, and keep the holes holes
-                next.set_len((*len - n) as u64)?;
-                copy_data(file, n as u64, *len as u64, &next)?;
-                file.set_len(n as u64)?;
+                let next = blocking(|| {
+                    let next = create(next_path)?;
+                    // the rest may be large and mostly a hole (a write far past the end): copy
+                    // its data a piece at a time, and keep the holes holes
+                    next.set_len((*len - n) as u64)?;
+                    copy_data(file, n as u64, *len as u64, &next)?;
+                    file.set_len(n as u64)?;
+                    Ok::<_, io::Error>(next)
+                })?;
                 let body = Payload::file(path, n as u64);
                 *file = next;
                 *path = next_path.clone();

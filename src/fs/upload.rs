@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::task::JoinHandle;
 
+use super::blocking::blocking;
 use super::error::{FsError, FsResult};
 use super::journal::UploadJournal;
 use super::memory::{MemoryBudget, Reservation, WRITER_PATIENCE};
@@ -414,7 +415,7 @@ impl Upload {
             .map(|n| part_size_for(n, self.limits.base, self.limits.max))
             .sum();
         for n in k + 1..=m.next_part {
-            let _ = std::fs::remove_file(journal.part_path(&self.local_id, n));
+            let _ = blocking(|| std::fs::remove_file(journal.part_path(&self.local_id, n)));
         }
         self.buffer = PartBuffer::disk_existing(
             &journal.part_path(&self.local_id, k),
@@ -524,7 +525,7 @@ impl Upload {
             if budget.used().saturating_sub(freed).saturating_add(more) <= budget.limit() {
                 break;
             }
-            if std::fs::remove_file(journal.part_path(&self.local_id, n)).is_ok() {
+            if blocking(|| std::fs::remove_file(journal.part_path(&self.local_id, n))).is_ok() {
                 let size = part_size_for(n, self.limits.base, self.limits.max);
                 freed += size;
                 self.sent_files = self.sent_files.saturating_sub(size);
@@ -589,15 +590,13 @@ impl Upload {
                      its upload completed",
                 ));
             }
-            let file = std::fs::OpenOptions::new()
-                .write(true)
-                .open(journal.part_path(&self.local_id, n))
-                .map_err(FsError::staging)?;
-            std::os::unix::fs::FileExt::write_all_at(
-                &file,
-                &data[(pos - offset) as usize..(upto - offset) as usize],
-                pos - part_start,
-            )
+            let piece = &data[(pos - offset) as usize..(upto - offset) as usize];
+            blocking(|| {
+                let file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(journal.part_path(&self.local_id, n))?;
+                std::os::unix::fs::FileExt::write_all_at(&file, piece, pos - part_start)
+            })
             .map_err(FsError::staging)?;
             m.rewritten.insert(n);
             pos = upto;
@@ -949,11 +948,12 @@ impl Upload {
             let take = (end.min(part_start + part_len).min(start) - pos) as usize;
             self.check_not_evicted(n)
                 .map_err(|e| FsError::new(libc::EIO, e.reason))?;
-            let file = std::fs::File::open(journal.part_path(&self.local_id, n))
-                .map_err(FsError::staging)?;
             let mut buf = vec![0u8; take];
-            std::os::unix::fs::FileExt::read_exact_at(&file, &mut buf, pos - part_start)
-                .map_err(FsError::staging)?;
+            blocking(|| {
+                let file = std::fs::File::open(journal.part_path(&self.local_id, n))?;
+                std::os::unix::fs::FileExt::read_exact_at(&file, &mut buf, pos - part_start)
+            })
+            .map_err(FsError::staging)?;
             out.extend_from_slice(&buf);
             pos += take as u64;
         }
@@ -969,7 +969,9 @@ impl Upload {
             .as_ref()
             .ok_or_else(|| FsError::new(libc::EIO, "no staging directory"))?;
         let path = journal.part_path(&self.local_id, n);
-        let len = std::fs::metadata(&path).map_err(FsError::staging)?.len();
+        let len = blocking(|| std::fs::metadata(&path))
+            .map_err(FsError::staging)?
+            .len();
         Ok(Payload::file(&path, len))
     }
 }
