@@ -5,10 +5,12 @@
 #   R  bucketfs daemon: 1 GiB dd write (incl. close) and cold 1 GiB read on s3s-fs, each on a fresh
 #      mount: time, peak RSS (VmHWM of /proc/PID/status), daemon CPU seconds, S3 requests by type
 #   C  bucketfs `cp -r` of 2,000 x 4 KiB on moto: S3 requests per file
+#   W  bucketfs: 24 `dd` writers of 100 MiB each at once on s3s-fs (default settings): time, peak
+#      RSS (the issue's bound: 128 MiB), CPU, requests; every object's size checked after
 # S3 request counts come from the stats bucketfs logs at unmount ("stats at unmount:" followed by
 # `s3_requests{op="..."} N` lines), so every measured operation gets its own mount.
 #
-# usage: scripts/bench-extra.sh [REPS] [PHASES]        (defaults: 3, "F R C")
+# usage: scripts/bench-extra.sh [REPS] [PHASES]        (defaults: 3, "F R C W")
 # env:   FIND_CONFIGS="raw bfs s3fs rcoff"  FIND_KEYS=10000  BUCKETFS_ARGS=...  BUCKETFS_BIN=...
 #        OUT=/tmp/bench/results_extra.tsv   PROFILE=1 (perf record the daemon during R, one rep)
 #        LABEL=bfs (config name in R/C results)  REP_OFFSET=0 (first rep number - 1, for R)
@@ -17,7 +19,7 @@
 set -u
 cd "$(dirname "$0")/.."
 SH=$(cd ../shared/bench && pwd); B=/tmp/bench
-REPS=${1:-${REPS:-3}}; PHASES=${2:-"F R C"}
+REPS=${1:-${REPS:-3}}; PHASES=${2:-"F R C W"}
 OUT=${OUT:-$B/results_extra.tsv}; NKEYS=${FIND_KEYS:-10000}
 FIND_CONFIGS=${FIND_CONFIGS:-"raw bfs s3fs rcoff"}
 TMO=${TMO:-600}
@@ -158,7 +160,7 @@ bfs_op() {
   [ -n "$perfpid" ] && { kill -INT $perfpid; wait $perfpid; }
   local dt; dt=$(el $t0 $t1)
   rec "$lab" "$w" s "$dt"; rec "$lab" "$w" rc "$rc"
-  [ "$items" = 1024 ] && rec "$lab" "$w" MBps "$(python3 -c "print(f'{1024/$dt:.1f}')")"
+  case $items in 1024|2400) rec "$lab" "$w" MBps "$(python3 -c "print(f'{$items/$dt:.1f}')")";; esac
   [ "$items" = 2000 ] && rec "$lab" "$w" files_per_s "$(python3 -c "print(f'{2000/$dt:.0f}')")"
   rec "$lab" "$w" daemon_VmHWM_MiB "$(hwm $pid)"
   rec "$lab" "$w" daemon_cpu_s "$(python3 -c "print(f'{$(cpu_s $pid)-$c0:.2f}')")"
@@ -194,6 +196,22 @@ phase_C() {
     bfs_op "$L#$r" cp_tree2000 moto $bkt 2000 cp -r $B/data/tree $B/mnt/bfs/tree$r
   done
   python3 $py $MOTO empty $bkt
+}
+
+phase_W() {
+  local bkt=w24-$(date +%s) r i ok
+  python3 $py $S3SFS mkbucket $bkt
+  for r in $(seq 1 "$REPS"); do
+    echo "=== W rep $r $(uptime)" >&2
+    bfs_op "$L#$r" write24x100m s3sfs $bkt 2400 bash -c \
+      'for i in $(seq 1 24); do dd if='$B'/data/src1g of='$B'/mnt/bfs/w$i bs=1M count=100 status=none & done; wait'
+    ok=0
+    for i in $(seq 1 24); do
+      [ "$(S3_URL=$S3SFS python3 $SH/s3util.py size $bkt w$i)" = 104857600 ] && ok=$((ok + 1))
+    done
+    rec "$L#$r" write24x100m objects_of_100MiB_in_bucket "$ok"
+  done
+  python3 $py $S3SFS empty $bkt
 }
 
 for p in $PHASES; do phase_$p; done
