@@ -56,7 +56,9 @@ impl Filesystem {
                 (_, FileKind::Directory) => {
                     return Err(FsError::new(libc::EISDIR, "target is a directory"))
                 }
-                _ => {}
+                // the file replaced is unlinked: its open descriptors keep their bytes, and
+                // nothing of it is uploaded (its upload would land on the name it lost)
+                _ => self.discard_writers(t.ino).await,
             }
         }
         if src.kind == FileKind::Directory {
