@@ -83,3 +83,50 @@ fn concurrent_lookups_keep_inode_numbers() {
         60,
     ));
 }
+
+/// Sequences the model test found, kept as tests of their own.
+mod found {
+    use super::model::harness::{run, Caching};
+    use super::model::ops::{Access, Op, P};
+
+    fn replay(caching: Caching, ops: &[Op]) {
+        let rt = super::runtime();
+        if let Err(e) = rt.block_on(run(caching, ops)) {
+            panic!("{e}\n{ops:#?}");
+        }
+    }
+
+    const fn p(dir: u8, name: u8) -> P {
+        P { dir, name }
+    }
+
+    fn create(at: P) -> Op {
+        Op::Create {
+            p: at,
+            access: Access::Write,
+            excl: false,
+            trunc: false,
+            mode: 0o644,
+        }
+    }
+
+    /// A file open for writing replaced by a rename: its close failed with ESTALE (its upload
+    /// tried to land on the name it had lost) and it stayed an unsaved file.
+    #[test]
+    fn rename_over_a_file_open_for_writing() {
+        let ops = [
+            Op::OutsidePut {
+                p: p(2, 1),
+                len: 1,
+                seed: 0,
+            },
+            create(p(0, 2)),
+            Op::Rename {
+                from: p(2, 1),
+                to: p(0, 2),
+                noreplace: false,
+            },
+        ];
+        replay(Caching::Coherent, &ops);
+    }
+}
