@@ -129,4 +129,29 @@ mod found {
         ];
         replay(Caching::Coherent, &ops);
     }
+
+    /// utimens of a large file being written (`cp -p`): the times were lost when its multipart
+    /// upload had started before (its metadata is fixed at CreateMultipartUpload).
+    #[test]
+    fn times_set_while_a_large_file_is_written() {
+        let ops = [
+            create(p(0, 1)),
+            Op::Write {
+                h: 0,
+                off: 0,
+                len: 65_536,
+                seed: 0,
+            },
+            Op::Utimens {
+                p: p(0, 1),
+                secs: 1_000_000,
+            },
+            // (a lookup or two: the first part is on its way meanwhile)
+            Op::Truncate {
+                p: p(1, 0),
+                size: 0,
+            },
+        ];
+        replay(Caching::Cached, &ops);
+    }
 }
