@@ -86,12 +86,13 @@ fn concurrent_lookups_keep_inode_numbers() {
 
 /// Sequences the model test found, kept as tests of their own.
 mod found {
-    use super::model::harness::{run, Caching};
+    use super::model::harness::{run_with, Caching, Harness, CALLER};
     use super::model::ops::{Access, Op, P};
+    use bucketfs::fs::ROOT_INO;
 
     fn replay(caching: Caching, ops: &[Op]) {
         let rt = super::runtime();
-        if let Err(e) = rt.block_on(run(caching, ops)) {
+        if let Err(e) = rt.block_on(run_with(caching, ops, false)) {
             panic!("{e}\n{ops:#?}");
         }
     }
@@ -153,5 +154,55 @@ mod found {
             },
         ];
         replay(Caching::Cached, &ops);
+    }
+
+    /// A directory that is only a key prefix (another client's `a/d`) holding a file being
+    /// created (`a/a`, not uploaded yet): once `a/d` is unlinked, a lookup of `a` asks the
+    /// bucket, finds nothing under `a/`, and answers ENOENT while `a/a` is open in it. The
+    /// directory comes back when `a/a` is closed. (With the default TTLs the listing hides it
+    /// for a minute; the model test stops a case at this point, see `harness::run`.)
+    #[test]
+    #[ignore = "known: a directory kept only by a file being created vanishes at its next lookup"]
+    fn implicit_directory_kept_by_a_file_being_created() {
+        let ops = [
+            Op::OutsidePut {
+                p: p(1, 3),
+                len: 0,
+                seed: 0,
+            },
+            create(p(1, 0)),
+            Op::Unlink { p: p(1, 3) },
+            Op::Stat { p: p(0, 0) },
+        ];
+        replay(Caching::Coherent, &ops);
+    }
+
+    /// A large file (a part or more) open for writing, fsynced, unlinked: its writer now
+    /// changes the uploaded object part by part and reads the parts it does not touch from the
+    /// bucket, where the object is gone: a write fails with ENOENT. SEMANTICS.md says an
+    /// unlinked open file stays readable and writable until its last close. (The model test
+    /// does not send reads and writes through such a writer; it counts them as skipped.)
+    #[test]
+    #[ignore = "known: an unlinked large file whose writer patches the uploaded object cannot be written"]
+    fn write_to_an_unlinked_large_file_after_fsync() {
+        super::runtime().block_on(async {
+            let h = Harness::new(Caching::Cached).await;
+            let fs = &h.fs;
+            let (_, o) = fs
+                .create(ROOT_INO, "c.txt", 0o644, libc::O_WRONLY, CALLER)
+                .await
+                .expect("create");
+            fs.write(o.fh, 0, &[1u8; 65_536]).await.expect("write");
+            fs.fsync(o.fh).await.expect("fsync");
+            fs.unlink(ROOT_INO, "c.txt").await.expect("unlink");
+            fs.write(o.fh, 0, b"x")
+                .await
+                .expect("write to the unlinked file");
+            let back = fs.read(o.fh, 0, 2).await.expect("read back");
+            assert_eq!(&back[..], &[b'x', 1]);
+            fs.flush(o.fh, 0).await.expect("flush");
+            fs.release(o.fh).await.expect("release");
+            assert!(h.srv.keys().is_empty(), "{:?}", h.srv.keys());
+        });
     }
 }

@@ -184,6 +184,9 @@ impl Harness {
             let got = self.fs.write(handle.fh, u64::from(off), &data).await;
             return expect_errno("write through a read-only handle", &got, libc::EBADF);
         };
+        if self.model.groups[group].discarded && self.model.groups[group].patch {
+            return self.skip("write to an unlinked file whose writer patches a large object");
+        }
         let node = self.model.groups[group].node;
         // O_APPEND: the kernel writes at the size it knows
         let off = if append {
@@ -224,6 +227,11 @@ impl Harness {
                 access: Access::Write,
                 ..
             } => return Ok(()), // EBADF from the kernel
+            HandleKind::Write { group, .. } | HandleKind::Peek { group }
+                if self.model.groups[*group].discarded && self.model.groups[*group].patch =>
+            {
+                return self.skip("read of an unlinked file whose writer patches a large object");
+            }
             _ => self.fs.read(handle.fh, u64::from(off), len).await,
         };
         let got = got.map(|b| b.to_vec());
@@ -293,6 +301,9 @@ impl Harness {
         let HandleKind::Write { group, .. } = handle.kind else {
             return Ok(()); // EINVAL from the kernel
         };
+        if self.model.groups[group].discarded && self.model.groups[group].patch {
+            return self.skip("ftruncate of an unlinked file whose writer patches a large object");
+        }
         let req = SetAttr {
             size: Some(u64::from(size)),
             fh: Some(handle.fh),
@@ -751,7 +762,11 @@ impl Harness {
             (Kind::Dir, true) if n.marker => {
                 self.srv.delete_object(&key);
                 self.model.delete(&key);
-                self.model.node_mut(id).marker = false;
+                // the mode was the marker's
+                let mode = self.model.default_dir_mode;
+                let n = self.model.node_mut(id);
+                n.marker = false;
+                n.mode = mode;
                 self.model.vanish_if_implicit(id);
             }
             (Kind::File | Kind::Symlink, false) => {

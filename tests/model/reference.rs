@@ -9,6 +9,8 @@
 
 use std::collections::BTreeMap;
 
+use super::harness::PART;
+
 pub type NodeId = usize;
 pub type GroupId = usize;
 
@@ -86,6 +88,10 @@ pub struct Group {
     pub ended: Option<Vec<u8>>,
     /// The node's version then.
     pub ended_version: u64,
+    /// The writers change a large object in the bucket part by part (it was larger than a
+    /// part when opened, or a multipart upload of theirs completed): the parts they did not
+    /// touch are read from the bucket.
+    pub patch: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -258,6 +264,7 @@ impl Model {
                     discarded: false,
                     ended: None,
                     ended_version: 0,
+                    patch: !trunc && !created && self.nodes[node].content.len() as u64 > PART,
                 });
                 let g = self.groups.len() - 1;
                 self.nodes[node].group = Some(g);
@@ -288,6 +295,9 @@ impl Model {
         n.in_bucket = true;
         n.version += 1;
         n.meta_pending = false;
+        if n.content.len() as u64 >= PART {
+            self.groups[g].patch = true;
+        }
         self.groups[g].pending = false;
     }
 
@@ -347,6 +357,18 @@ impl Model {
             .groups
             .iter()
             .any(|g| g.ended.is_none() && self.linked(g.node) && self.is_under(g.node, node))
+    }
+
+    /// A directory with no object of its own nor under it, kept only by files being created
+    /// in it (see `found::implicit_directory_kept_by_a_file_being_created`).
+    pub fn unbacked_directory(&self) -> Option<NodeId> {
+        (1..self.nodes.len()).find(|&d| {
+            let n = &self.nodes[d];
+            n.kind == Kind::Dir && self.linked(d) && !n.marker && {
+                let prefix = self.key(d);
+                !self.bucket.keys().any(|k| k.starts_with(&prefix))
+            }
+        })
     }
 
     /// The node whose recorded inode number is `ino`, if any.
