@@ -205,4 +205,22 @@ mod found {
             assert!(h.srv.keys().is_empty(), "{:?}", h.srv.keys());
         });
     }
+
+    /// A file being written renamed over a closed file: the closed file's object stayed in the
+    /// bucket until the new file's upload, and came back for good when that never came.
+    #[test]
+    fn rename_of_a_file_being_written_over_a_closed_one() {
+        let ops = [
+            create(p(0, 0)),
+            Op::Close { h: 0 },
+            create(p(0, 2)),
+            Op::Rename {
+                from: p(0, 2),
+                to: p(0, 0),
+                noreplace: false,
+            },
+            Op::Unlink { p: p(0, 0) },
+        ];
+        replay(Caching::Cached, &ops);
+    }
 }
