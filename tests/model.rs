@@ -16,7 +16,7 @@ use model::ops::{ops, Mix};
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
 /// Cases per property unless `PROPTEST_CASES` says otherwise.
-const DEFAULT_CASES: u32 = 48;
+const DEFAULT_CASES: u32 = 256;
 /// Longest generated sequence.
 const MAX_OPS: usize = 40;
 
@@ -222,5 +222,33 @@ mod found {
             Op::Unlink { p: p(0, 0) },
         ];
         replay(Caching::Cached, &ops);
+    }
+
+    /// chmod of a closed file, and the kernel forgets the inode before the change is written
+    /// (1 s later): the inode goes with the change, which never reaches the bucket (InodeTable::
+    /// forget keeps inodes with open files or not uploaded yet, not those with a change
+    /// waiting). The model test does not forget such nodes; it counts them as skipped.
+    #[test]
+    #[ignore = "known: a forget within 1 s of a chmod or utimens loses the change"]
+    fn forget_while_a_chmod_waits() {
+        super::runtime().block_on(async {
+            let h = Harness::new(Caching::Coherent).await;
+            h.srv.put_object("f", "x");
+            let f = h.fs.lookup(ROOT_INO, "f").await.expect("lookup");
+            let req = bucketfs::fs::SetAttr {
+                mode: Some(0o600),
+                ..Default::default()
+            };
+            h.fs.setattr(f.ino, req, CALLER).await.expect("chmod");
+            h.fs.forget(f.ino, 1);
+            h.fs.shutdown().await;
+            let meta = h.srv.object_meta("f").expect("f");
+            let mode: u32 = meta
+                .metadata
+                .get("mode")
+                .and_then(|m| m.parse().ok())
+                .unwrap_or(0);
+            assert_eq!(mode & 0o7777, 0o600, "{:?}", meta.metadata);
+        });
     }
 }
