@@ -659,6 +659,12 @@ impl Filesystem {
             st.expect = Expect::Unknown;
         }
         let opts = self.conditional(self.put_options(w.ino)?, &st.expect);
+        // attribute changes made while the file was open (or waiting when it was opened)
+        let changed_meta = self
+            .inodes
+            .lock()
+            .get(w.ino)
+            .is_some_and(|n| n.meta_pending);
         let done = match st.upload.finish(&opts).await {
             Ok(done) => done,
             Err(e) => {
@@ -691,14 +697,21 @@ impl Filesystem {
             let mut t = self.inodes.lock();
             let n = t.get_mut(w.ino).ok_or_else(FsError::not_found)?;
             n.local_only = false;
-            // the upload carried the node's attributes, changed ones included
-            n.meta_pending = false;
+            // the upload carried the node's attributes, changed ones included; but a
+            // multipart upload's metadata was fixed when it was created, and only changed
+            // modes and owners are copied onto it at the end (upload.rs), not times: times set
+            // meanwhile (`cp -p`, `touch -d` of a large file being written) are written as any
+            // attribute change is (metadata_write.rs)
+            n.meta_pending = changed_meta && done.multipart;
             n.user_meta = opts.user_metadata.clone();
             n.etag = done.etag.clone();
             n.attr.size = done.size;
             n.attr_expires = Instant::now() + self.config.metadata_ttl;
             (n.parent, n.name.clone())
         };
+        if changed_meta && done.multipart {
+            self.defer_metadata(w.ino)?;
+        }
         tracing::debug!(key = %key, size = done.size, multipart = done.multipart, "uploaded");
         self.update_snapshot(
             parent,

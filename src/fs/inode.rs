@@ -100,22 +100,33 @@ impl Inode {
     }
 }
 
+/// Numbers of forgotten inodes remembered by (parent, name), at most.
+const REMEMBERED_NUMBERS: usize = 65_536;
+
 /// All inodes the kernel knows of, by number and by (parent, name).
 #[derive(Debug)]
 pub struct InodeTable {
     inodes: HashMap<u64, Inode>,
     by_name: HashMap<(u64, String), u64>,
     next_ino: u64,
+    /// The numbers of inodes the kernel forgot, by (parent, name) and kind: a file that still
+    /// exists gets its number back at its next lookup, so `stat` shows one inode number while
+    /// the file exists (tar, `rsync -H`, `find -inum` and `git status` compare them), however
+    /// often the kernel drops and looks it up again.
+    forgotten: lru::LruCache<(u64, String), (u64, FileKind)>,
 }
 
 impl InodeTable {
     pub fn new(root: Inode) -> InodeTable {
         let mut inodes = HashMap::new();
         inodes.insert(ROOT_INO, root);
+        let remembered =
+            std::num::NonZeroUsize::new(REMEMBERED_NUMBERS).unwrap_or(std::num::NonZeroUsize::MIN);
         InodeTable {
             inodes,
             by_name: HashMap::new(),
             next_ino: ROOT_INO + 1,
+            forgotten: lru::LruCache::new(remembered),
         }
     }
 
@@ -180,8 +191,14 @@ impl InodeTable {
             }
             self.by_name.remove(&map_key);
         }
-        let ino = self.next_ino;
-        self.next_ino += 1;
+        let ino = match self.forgotten.pop(&map_key) {
+            // the same name and kind as a node the kernel forgot: the same number
+            Some((ino, kind)) if kind == attr.kind && !self.inodes.contains_key(&ino) => ino,
+            _ => {
+                self.next_ino += 1;
+                self.next_ino - 1
+            }
+        };
         attr.ino = ino;
         let mut node = Inode::new(ino, parent, name, key, attr, expires);
         node.etag = etag;
@@ -221,6 +238,7 @@ impl InodeTable {
                 let key = (node.parent, node.name);
                 if self.by_name.get(&key) == Some(&ino) {
                     self.by_name.remove(&key);
+                    self.forgotten.put(key, (ino, node.attr.kind));
                 }
             }
         }
@@ -228,6 +246,7 @@ impl InodeTable {
 
     /// Detach `name` from `parent` (unlink/rmdir); the inode lives on until forgotten.
     pub fn detach(&mut self, parent: u64, name: &str) -> Option<u64> {
+        self.forgotten.pop(&(parent, name.to_string()));
         let ino = self.by_name.remove(&(parent, name.to_string()))?;
         if let Some(node) = self.inodes.get_mut(&ino) {
             node.local_only = false;
@@ -305,8 +324,13 @@ mod tests {
         assert_eq!(t.get(a).map(|n| n.attr.ino), Some(a));
         t.forget(a, 1);
         assert!(t.get(a).is_none());
+        // looked up again after the kernel forgot it: the same number
         let b = t.upsert_child(ROOT_INO, "a", "a".into(), file_attr(), None, false, exp);
-        assert_ne!(a, b);
+        assert_eq!(a, b);
+        // once the name is gone, a new file there is a new node
+        t.detach(ROOT_INO, "a");
+        let c = t.upsert_child(ROOT_INO, "a", "a".into(), file_attr(), None, false, exp);
+        assert_ne!(a, c);
     }
 
     #[test]

@@ -56,7 +56,22 @@ impl Filesystem {
                 (_, FileKind::Directory) => {
                     return Err(FsError::new(libc::EISDIR, "target is a directory"))
                 }
-                _ => {}
+                // the file replaced is unlinked: its open descriptors keep their bytes, and
+                // nothing of it is uploaded (its upload would land on the name it lost)
+                _ => {
+                    self.discard_writers(t.ino).await;
+                    // a file being written takes the name without an object until its upload
+                    // lands: the replaced object goes now, as an unlink would take it (left
+                    // there, it came back if the new file was never uploaded)
+                    let writing = self.inodes.lock().get(src.ino).is_some_and(|n| n.writing);
+                    if writing {
+                        let key = format!("{new_parent_key}{new_name}");
+                        self.client
+                            .delete_object(&key)
+                            .await
+                            .map_err(|e| FsError::from_s3(&e, &key))?;
+                    }
+                }
             }
         }
         if src.kind == FileKind::Directory {

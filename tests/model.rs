@@ -1,0 +1,254 @@
+//! Reference-model property test of the filesystem core (issue 17): proptest generates
+//! sequences of operations, runs them against the core on the in-process S3 server and against
+//! an in-memory model, and fails (with a shrunk sequence) on the first difference in an answer,
+//! an inode number, or the objects in the bucket. `PROPTEST_CASES=N` runs more cases.
+
+mod model {
+    pub mod concurrent;
+    pub mod exec;
+    pub mod harness;
+    pub mod ops;
+    pub mod reference;
+}
+
+use model::harness::{run, Caching};
+use model::ops::{ops, Mix};
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
+
+/// Cases per property unless `PROPTEST_CASES` says otherwise.
+const DEFAULT_CASES: u32 = 256;
+/// Longest generated sequence.
+const MAX_OPS: usize = 40;
+
+fn runner() -> TestRunner {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_CASES);
+    TestRunner::new(Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    })
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// Run the property for one kind of core; print what was skipped, fail with the minimal case.
+fn property(caching: Caching, mix: Mix) {
+    let rt = runtime();
+    let skipped = std::cell::RefCell::new(std::collections::BTreeMap::<&str, usize>::new());
+    let result = runner().run(&ops(mix, MAX_OPS), |ops| {
+        let out = rt.block_on(run(caching, &ops));
+        match out {
+            Ok(s) => {
+                for what in s {
+                    *skipped.borrow_mut().entry(what).or_default() += 1;
+                }
+                Ok(())
+            }
+            Err(e) => Err(TestCaseError::fail(e)),
+        }
+    });
+    if !skipped.borrow().is_empty() {
+        eprintln!("not sent to the core: {:?}", skipped.borrow());
+    }
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
+
+#[test]
+fn coherent_core_matches_the_model() {
+    property(Caching::Coherent, Mix { outside: true });
+}
+
+#[test]
+fn caching_core_matches_the_model() {
+    property(Caching::Cached, Mix { outside: false });
+}
+
+#[test]
+fn concurrent_lookups_keep_inode_numbers() {
+    let rt = runtime();
+    rt.block_on(model::concurrent::lookups_keep_numbers(Caching::Cached, 60));
+    rt.block_on(model::concurrent::lookups_keep_numbers(
+        Caching::Coherent,
+        60,
+    ));
+}
+
+/// Sequences the model test found, kept as tests of their own.
+mod found {
+    use super::model::harness::{run_with, Caching, Harness, CALLER};
+    use super::model::ops::{Access, Op, P};
+    use bucketfs::fs::ROOT_INO;
+
+    fn replay(caching: Caching, ops: &[Op]) {
+        let rt = super::runtime();
+        if let Err(e) = rt.block_on(run_with(caching, ops, false)) {
+            panic!("{e}\n{ops:#?}");
+        }
+    }
+
+    const fn p(dir: u8, name: u8) -> P {
+        P { dir, name }
+    }
+
+    fn create(at: P) -> Op {
+        Op::Create {
+            p: at,
+            access: Access::Write,
+            excl: false,
+            trunc: false,
+            mode: 0o644,
+        }
+    }
+
+    /// A file open for writing replaced by a rename: its close failed with ESTALE (its upload
+    /// tried to land on the name it had lost) and it stayed an unsaved file.
+    #[test]
+    fn rename_over_a_file_open_for_writing() {
+        let ops = [
+            Op::OutsidePut {
+                p: p(2, 1),
+                len: 1,
+                seed: 0,
+            },
+            create(p(0, 2)),
+            Op::Rename {
+                from: p(2, 1),
+                to: p(0, 2),
+                noreplace: false,
+            },
+        ];
+        replay(Caching::Coherent, &ops);
+    }
+
+    /// utimens of a large file being written (`cp -p`): the times were lost when its multipart
+    /// upload had started before (its metadata is fixed at CreateMultipartUpload).
+    #[test]
+    fn times_set_while_a_large_file_is_written() {
+        let ops = [
+            create(p(0, 1)),
+            Op::Write {
+                h: 0,
+                off: 0,
+                len: 65_536,
+                seed: 0,
+            },
+            Op::Utimens {
+                p: p(0, 1),
+                secs: 1_000_000,
+            },
+            // (a lookup or two: the first part is on its way meanwhile)
+            Op::Truncate {
+                p: p(1, 0),
+                size: 0,
+            },
+        ];
+        replay(Caching::Cached, &ops);
+    }
+
+    /// A directory that is only a key prefix (another client's `a/d`) holding a file being
+    /// created (`a/a`, not uploaded yet): once `a/d` is unlinked, a lookup of `a` asks the
+    /// bucket, finds nothing under `a/`, and answers ENOENT while `a/a` is open in it. The
+    /// directory comes back when `a/a` is closed. (With the default TTLs the listing hides it
+    /// for a minute; the model test stops a case at this point, see `harness::run`.)
+    #[test]
+    #[ignore = "known: a directory kept only by a file being created vanishes at its next lookup"]
+    fn implicit_directory_kept_by_a_file_being_created() {
+        let ops = [
+            Op::OutsidePut {
+                p: p(1, 3),
+                len: 0,
+                seed: 0,
+            },
+            create(p(1, 0)),
+            Op::Unlink { p: p(1, 3) },
+            Op::Stat { p: p(0, 0) },
+        ];
+        replay(Caching::Coherent, &ops);
+    }
+
+    /// A large file (a part or more) open for writing, fsynced, unlinked: its writer now
+    /// changes the uploaded object part by part and reads the parts it does not touch from the
+    /// bucket, where the object is gone: a write fails with ENOENT. SEMANTICS.md says an
+    /// unlinked open file stays readable and writable until its last close. (The model test
+    /// does not send reads and writes through such a writer; it counts them as skipped.)
+    #[test]
+    #[ignore = "known: an unlinked large file whose writer patches the uploaded object cannot be written"]
+    fn write_to_an_unlinked_large_file_after_fsync() {
+        super::runtime().block_on(async {
+            let h = Harness::new(Caching::Cached).await;
+            let fs = &h.fs;
+            let (_, o) = fs
+                .create(ROOT_INO, "c.txt", 0o644, libc::O_WRONLY, CALLER)
+                .await
+                .expect("create");
+            fs.write(o.fh, 0, &[1u8; 65_536]).await.expect("write");
+            fs.fsync(o.fh).await.expect("fsync");
+            fs.unlink(ROOT_INO, "c.txt").await.expect("unlink");
+            fs.write(o.fh, 0, b"x")
+                .await
+                .expect("write to the unlinked file");
+            let back = fs.read(o.fh, 0, 2).await.expect("read back");
+            assert_eq!(&back[..], &[b'x', 1]);
+            fs.flush(o.fh, 0).await.expect("flush");
+            fs.release(o.fh).await.expect("release");
+            assert!(h.srv.keys().is_empty(), "{:?}", h.srv.keys());
+        });
+    }
+
+    /// A file being written renamed over a closed file: the closed file's object stayed in the
+    /// bucket until the new file's upload, and came back for good when that never came.
+    #[test]
+    fn rename_of_a_file_being_written_over_a_closed_one() {
+        let ops = [
+            create(p(0, 0)),
+            Op::Close { h: 0 },
+            create(p(0, 2)),
+            Op::Rename {
+                from: p(0, 2),
+                to: p(0, 0),
+                noreplace: false,
+            },
+            Op::Unlink { p: p(0, 0) },
+        ];
+        replay(Caching::Cached, &ops);
+    }
+
+    /// chmod of a closed file, and the kernel forgets the inode before the change is written
+    /// (1 s later): the inode goes with the change, which never reaches the bucket (InodeTable::
+    /// forget keeps inodes with open files or not uploaded yet, not those with a change
+    /// waiting). The model test does not forget such nodes; it counts them as skipped.
+    #[test]
+    #[ignore = "known: a forget within 1 s of a chmod or utimens loses the change"]
+    fn forget_while_a_chmod_waits() {
+        super::runtime().block_on(async {
+            let h = Harness::new(Caching::Coherent).await;
+            h.srv.put_object("f", "x");
+            let f = h.fs.lookup(ROOT_INO, "f").await.expect("lookup");
+            let req = bucketfs::fs::SetAttr {
+                mode: Some(0o600),
+                ..Default::default()
+            };
+            h.fs.setattr(f.ino, req, CALLER).await.expect("chmod");
+            h.fs.forget(f.ino, 1);
+            h.fs.shutdown().await;
+            let meta = h.srv.object_meta("f").expect("f");
+            let mode: u32 = meta
+                .metadata
+                .get("mode")
+                .and_then(|m| m.parse().ok())
+                .unwrap_or(0);
+            assert_eq!(mode & 0o7777, 0o600, "{:?}", meta.metadata);
+        });
+    }
+}
