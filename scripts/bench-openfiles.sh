@@ -4,7 +4,9 @@
 #   zip    `zip -r` of a 108 MiB tree (6 x 18 MiB incompressible + a small file) into the mount
 #   sqlite a SQLite database grown past 64 MiB (16 transactions of inserts, updates, deletes)
 # Prints one TSV line per run: workload, config#rep, seconds, S3 requests (counted in moto's log),
-# and whether the result checks out (unzip -t / PRAGMA integrity_check after a remount).
+# and whether the result checks out (unzip -t / PRAGMA integrity_check after a remount), then the
+# check's own seconds and requests (reads of the file after a remount: bounded by CHECK_TIMEOUT,
+# default 600 s; "timeout" when it did not finish). WORKLOADS="zip sqlite", CONFIGS="bfs s3fsc".
 #
 #   REPS=2 scripts/bench-openfiles.sh            (build first: cargo build --release)
 set -u
@@ -32,17 +34,22 @@ run() {  # WORKLOAD CFG REP
   local rc=$?
   t1=$(date +%s.%N); n1=$(requests "$bkt")
   bash $SH/run_all.sh remount "$cfg" moto "$bkt" >/dev/null 2>&1
+  local c0 c1 m0 m1 tmo=${CHECK_TIMEOUT:-600}
+  m0=$(requests "$bkt"); c0=$(date +%s.%N)
   case $wl in
-    zip) unzip -tq "$mnt/backup.zip" >/dev/null 2>&1 && ok=ok || ok=BAD ;;
-    sqlite) [ "$(sqlite3 "$mnt/app.db" 'PRAGMA integrity_check;' 2>/dev/null)" = ok ] && ok=ok || ok=BAD ;;
+    zip) timeout "$tmo" unzip -tq "$mnt/backup.zip" >/dev/null 2>&1 && ok=ok || ok=BAD ;;
+    sqlite) [ "$(timeout "$tmo" sqlite3 "$mnt/app.db" 'PRAGMA integrity_check;' 2>/dev/null)" = ok ] && ok=ok || ok=BAD ;;
   esac
+  c1=$(date +%s.%N); m1=$(requests "$bkt")
+  [ "$ok" = BAD ] && [ "$(echo "$c1 - $c0 >= $tmo" | bc)" = 1 ] && ok=timeout
   [ $rc -eq 0 ] || ok="BAD(rc=$rc)"
   bash $SH/run_all.sh umount "$cfg" moto "$bkt" >/dev/null 2>&1
-  printf '%s\t%s#%s\t%.1f\t%s\t%s\n' "$wl" "$cfg" "$r" "$(echo "$t1 - $t0" | bc)" "$((n1 - n0))" "$ok" | tee -a "$OUT"
+  printf '%s\t%s#%s\t%.1f\t%s\t%s\t%.1f\t%s\n' "$wl" "$cfg" "$r" "$(echo "$t1 - $t0" | bc)" "$((n1 - n0))" "$ok" \
+    "$(echo "$c1 - $c0" | bc)" "$((m1 - m0))" | tee -a "$OUT"
 }
 for r in $(seq 1 "$REPS"); do
-  for wl in zip sqlite; do
-    for cfg in bfs s3fsc; do
+  for wl in ${WORKLOADS:-zip sqlite}; do
+    for cfg in ${CONFIGS:-bfs s3fsc}; do
       run "$wl" "$cfg" "$r"
     done
   done

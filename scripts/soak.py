@@ -4,11 +4,25 @@ directory, trees compared after every step and after a remount. Bounded in time 
 
 Usage (normally through scripts/soak.sh): soak.py MOUNTPOINT LOCALDIR --seconds N --seed S
         [--remount-cmd CMD]   (run between phases; must leave MOUNTPOINT mounted again)
+        [--open-files] [--max-size BYTES] [--check-every N]
+--max-size: how far pwrite/ftruncate reach in files kept open (default 20 MiB; 512 MiB for the
+large run). --check-every: compare whole trees (contents) every N steps and after every close
+and remount; the steps between compare names and sizes only (reading 512 MiB files after every
+step would take the run's whole time).
 Prints the number of operations and any divergence; exits 1 on divergence.
 """
-import argparse, errno, mmap, os, random, subprocess, sys, time
+import argparse, errno, hashlib, mmap, os, random, subprocess, sys, time
 
-def tree(root):
+def digest(p):
+    h = hashlib.md5()
+    with open(p, "rb") as fh:
+        while True:
+            b = fh.read(1 << 20)
+            if not b:
+                return h.hexdigest()
+            h.update(b)
+
+def tree(root, contents=True):
     out = {}
     for dirpath, dirnames, filenames in os.walk(root):
         rel = os.path.relpath(dirpath, root)
@@ -16,9 +30,8 @@ def tree(root):
             out[os.path.normpath(os.path.join(rel, d))] = ("dir",)
         for f in filenames:
             p = os.path.join(dirpath, f)
-            with open(p, "rb") as fh:
-                data = fh.read()
-            out[os.path.normpath(os.path.join(rel, f))] = ("file", len(data), hash(data))
+            size = os.stat(p).st_size
+            out[os.path.normpath(os.path.join(rel, f))] = ("file", size, digest(p) if contents else None)
     out.pop(".bucketfs", None)
     return out
 
@@ -38,6 +51,9 @@ def main():
     ap.add_argument("--remount-cmd")
     ap.add_argument("--open-files", action="store_true",
                     help="also keep files open across steps: pwrite/pread/ftruncate/close")
+    ap.add_argument("--max-size", type=int, default=20 * 1024 * 1024)
+    ap.add_argument("--check-every", type=int, default=1)
+    ap.add_argument("--trace", action="store_true", help="print every step")
     a = ap.parse_args()
     held = []      # {base: fd} for files open on both sides
     pending = []   # fds opened by the current "hold" step, local first
@@ -59,8 +75,11 @@ def main():
     def blob(n):
         return rnd.getrandbits(8 * min(n, 1 << 16)).to_bytes(min(n, 1 << 16), "little") * (n // (1 << 16) + 1)
 
+    desc = [""]
+
     def op_pairs():
         d, n = rnd.choice(dirs), rnd.choice(names)
+        desc[0] = os.path.join(d, n)
         kinds = ["create", "create", "write", "append", "truncate", "rename", "unlink",
                  "mkdir", "rmdir", "read", "renamedir"]
         if a.open_files:
@@ -78,12 +97,14 @@ def main():
                 return kind, f
         if kind in ("pwrite", "pread", "ftruncate", "mmap", "release"):
             i = rnd.randrange(len(held))
+            desc[0] = os.path.relpath(os.readlink(f"/proc/self/fd/{held[i][a.local]}"), a.local)
             if kind == "pwrite":
-                off = rnd.randrange(0, 20 * 1024 * 1024)
+                off = rnd.randrange(0, a.max_size)
                 data = blob(rnd.choice([1, 4096, 70000, 300000]))[:300000]
+                desc[0] += f" at {off} len {len(data)}"
                 def f(base): os.pwrite(held[i][base], data, off)
             elif kind == "pread":
-                off, size = rnd.randrange(0, 21 * 1024 * 1024), rnd.choice([10, 4096, 200000])
+                off, size = rnd.randrange(0, a.max_size + (1 << 20)), rnd.choice([10, 4096, 200000])
                 def f(base): reads.append(os.pread(held[i][base], size, off))
             elif kind == "mmap":
                 frac, data = rnd.random(), blob(rnd.choice([1, 4096, 70000]))[:70000]
@@ -99,7 +120,9 @@ def main():
                     mm.flush()
                     mm.close()
             elif kind == "ftruncate":
-                size = rnd.choice([0, 1000, 3 * 1024 * 1024, 7 * 1024 * 1024 + 5, 16 * 1024 * 1024])
+                size = rnd.choice([0, 1000, 3 * 1024 * 1024, 7 * 1024 * 1024 + 5, 16 * 1024 * 1024,
+                                   a.max_size // 2 + 3, a.max_size])
+                desc[0] += f" to {size}"
                 def f(base): os.ftruncate(held[i][base], size)
             else:
                 def f(base):
@@ -122,9 +145,11 @@ def main():
                 with open(path(base, d, n), "ab") as fh: fh.write(data)
         elif kind == "truncate":
             size = rnd.choice(sizes)
+            desc[0] += f" to {size}"
             def f(base): os.truncate(path(base, d, n), size)
         elif kind == "rename":
             d2, n2 = rnd.choice(dirs), rnd.choice(names)
+            desc[0] += f" -> {d2}/{n2}"
             def f(base): os.rename(path(base, d, n), path(base, d2, n2))
         elif kind == "unlink":
             def f(base): os.unlink(path(base, d, n))
@@ -151,6 +176,8 @@ def main():
         pending.clear(); reads.clear()
         r_local, r_mount = outcome(lambda: f(a.local)), outcome(lambda: f(a.mount))
         ops += 1
+        if a.trace:
+            print(f"{ops} {kind} {desc[0]}: {r_local}/{r_mount}", flush=True)
         if kind == "hold":
             if len(pending) == 2:
                 held.append({a.local: pending[0], a.mount: pending[1]})
@@ -163,7 +190,8 @@ def main():
         if r_local != r_mount:
             print(f"DIVERGENCE op {ops} {kind}: local={r_local} mount={r_mount}")
             divergences += 1
-        tl, tm = tree(a.local), tree(a.mount)
+        full = kind == "release" or ops % a.check_every == 0
+        tl, tm = tree(a.local, full), tree(a.mount, full)
         if tl != tm:
             diff = sorted(set(tl.items()) ^ set(tm.items()))
             print(f"DIVERGENCE after op {ops} {kind}: {diff[:6]}")

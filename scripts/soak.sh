@@ -2,7 +2,10 @@
 # Bounded-time randomized differential test: the same create/write/append/overwrite/truncate/
 # rename/unlink/mkdir/rmdir/read workload, with files kept open across steps (pwrite anywhere,
 # pread, ftruncate, mmap writes, close), on a bucketfs mount and on a local directory, trees
-# compared after every step and after remounts. SOAK_SECONDS (default 60), SOAK_SEED.
+# compared after every step and after remounts. SOAK_SECONDS (default 60), SOAK_SEED,
+# SOAK_MAX_SIZE (how far writes in open files reach, default 20 MiB; the large run:
+# SOAK_MAX_SIZE=536870912 SOAK_CHECK_EVERY=10), SOAK_CHECK_EVERY (contents compared every N steps
+# and after every close and remount; sizes in between).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build -q --workspace
@@ -20,5 +23,6 @@ mount_cmd="$BIN/bucketfs mount soak $mnt --endpoint http://127.0.0.1:$PORT --reg
 $mount_cmd
 # umount returns once the daemon has finished its uploads and let go of the mountpoint
 python3 scripts/soak.py "$mnt" "$local" --open-files --seconds "${SOAK_SECONDS:-60}" --seed "${SOAK_SEED:-$RANDOM}" \
+  --max-size "${SOAK_MAX_SIZE:-20971520}" --check-every "${SOAK_CHECK_EVERY:-1}" ${SOAK_TRACE:+--trace} \
   --remount-cmd "umount $mnt && while grep -q ' $mnt ' /proc/mounts; do sleep 0.1; done && $mount_cmd" \
-  || { tail -20 "$work/bucketfs.log"; exit 1; }
+  || { tail -20 "$work/bucketfs.log"; cp "$work/bucketfs.log" /tmp/soak-failed-bucketfs.log; cp "$work/server.log" /tmp/soak-failed-server.log; echo "whole log: /tmp/soak-failed-bucketfs.log"; exit 1; }
