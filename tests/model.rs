@@ -177,13 +177,12 @@ mod found {
         replay(Caching::Coherent, &ops);
     }
 
-    /// A large file (a part or more) open for writing, fsynced, unlinked: its writer now
-    /// changes the uploaded object part by part and reads the parts it does not touch from the
-    /// bucket, where the object is gone: a write fails with ENOENT. SEMANTICS.md says an
-    /// unlinked open file stays readable and writable until its last close. (The model test
-    /// does not send reads and writes through such a writer; it counts them as skipped.)
+    /// A large file (a part or more) open for writing, fsynced, unlinked: its writer changes
+    /// the uploaded object part by part and read the parts it did not touch from the bucket,
+    /// where the object was gone: a write failed with ENOENT. Now the unlink takes those parts
+    /// in first (SEMANTICS.md: an unlinked open file stays readable and writable until its
+    /// last close).
     #[test]
-    #[ignore = "known: an unlinked large file whose writer patches the uploaded object cannot be written"]
     fn write_to_an_unlinked_large_file_after_fsync() {
         super::runtime().block_on(async {
             let h = Harness::new(Caching::Cached).await;

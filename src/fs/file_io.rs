@@ -117,6 +117,15 @@ impl Writer {
             Writer::Patch(_) => {}
         }
     }
+    /// The object is about to go (unlink): keep what the writer needs of it. A stream never
+    /// needs it; a patch (a file fsynced or opened over an object) reads its untouched parts
+    /// from it, so it takes them in first (ranged GETs into the staging area).
+    async fn keep_without_object(&mut self) -> FsResult<()> {
+        match self {
+            Writer::Stream(_) => Ok(()),
+            Writer::Patch(p) => p.take_in_source().await,
+        }
+    }
     async fn forget_remote(&mut self) {
         match self {
             Writer::Stream(u) => u.forget_remote().await,
@@ -993,13 +1002,18 @@ impl Filesystem {
         }
     }
 
-    /// Drop the pending uploads of `ino` (it was unlinked while open).
-    pub(crate) async fn discard_writers(&self, ino: u64) {
+    /// Drop the pending uploads of `ino` (it is being unlinked while open). Writers that read
+    /// parts of the object first take them in; if that fails, nothing is dropped and the
+    /// unlink fails (the object is still needed).
+    pub(crate) async fn discard_writers(&self, ino: u64) -> FsResult<()> {
         let writers: Vec<Arc<WriteHandle>> = self
             .write_handles()
             .into_iter()
             .filter(|w| w.ino == ino)
             .collect();
+        for w in &writers {
+            w.state.lock().await.upload.keep_without_object().await?;
+        }
         for w in writers {
             // its bytes stay readable and writable through the open descriptors (POSIX), and
             // nothing is uploaded
@@ -1014,6 +1028,7 @@ impl Filesystem {
                 n.writing = false;
             }
         }
+        Ok(())
     }
 
     /// Files whose upload failed and whose data this mount keeps (see `release`).

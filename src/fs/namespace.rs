@@ -553,7 +553,7 @@ impl Filesystem {
             let n = t.get(attr.ino).ok_or_else(FsError::not_found)?;
             (n.key.clone(), n.local_only)
         };
-        self.discard_writers(attr.ino).await;
+        self.discard_writers(attr.ino).await?;
         if !local_only {
             self.client
                 .delete_object(&key)

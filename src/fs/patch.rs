@@ -173,6 +173,17 @@ impl PatchUpload {
         Ok(())
     }
 
+    /// Take every part still read from the original object into the changed parts, so that
+    /// the object may go (the file is unlinked while open): one ranged GET per part.
+    pub async fn take_in_source(&mut self) -> FsResult<()> {
+        let parts = self.source_valid.div_ceil(self.part_size);
+        for i in 0..parts {
+            self.materialize(i).await?;
+        }
+        self.source_valid = 0;
+        Ok(())
+    }
+
     pub async fn write(&mut self, offset: u64, data: &[u8]) -> FsResult<()> {
         let end = offset + data.len() as u64;
         if end > self.size {

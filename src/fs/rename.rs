@@ -59,7 +59,7 @@ impl Filesystem {
                 // the file replaced is unlinked: its open descriptors keep their bytes, and
                 // nothing of it is uploaded (its upload would land on the name it lost)
                 _ => {
-                    self.discard_writers(t.ino).await;
+                    self.discard_writers(t.ino).await?;
                     // a file being written takes the name without an object until its upload
                     // lands: the replaced object goes now, as an unlink would take it (left
                     // there, it came back if the new file was never uploaded)

@@ -184,9 +184,6 @@ impl Harness {
             let got = self.fs.write(handle.fh, u64::from(off), &data).await;
             return expect_errno("write through a read-only handle", &got, libc::EBADF);
         };
-        if self.model.groups[group].discarded && self.model.groups[group].patch {
-            return self.skip("write to an unlinked file whose writer patches a large object");
-        }
         let node = self.model.groups[group].node;
         // O_APPEND: the kernel writes at the size it knows
         let off = if append {
@@ -227,11 +224,6 @@ impl Harness {
                 access: Access::Write,
                 ..
             } => return Ok(()), // EBADF from the kernel
-            HandleKind::Write { group, .. } | HandleKind::Peek { group }
-                if self.model.groups[*group].discarded && self.model.groups[*group].patch =>
-            {
-                return self.skip("read of an unlinked file whose writer patches a large object");
-            }
             _ => self.fs.read(handle.fh, u64::from(off), len).await,
         };
         let got = got.map(|b| b.to_vec());
@@ -301,9 +293,6 @@ impl Harness {
         let HandleKind::Write { group, .. } = handle.kind else {
             return Ok(()); // EINVAL from the kernel
         };
-        if self.model.groups[group].discarded && self.model.groups[group].patch {
-            return self.skip("ftruncate of an unlinked file whose writer patches a large object");
-        }
         let req = SetAttr {
             size: Some(u64::from(size)),
             fh: Some(handle.fh),
