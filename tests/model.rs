@@ -224,11 +224,9 @@ mod found {
     }
 
     /// chmod of a closed file, and the kernel forgets the inode before the change is written
-    /// (1 s later): the inode goes with the change, which never reaches the bucket (InodeTable::
-    /// forget keeps inodes with open files or not uploaded yet, not those with a change
-    /// waiting). The model test does not forget such nodes; it counts them as skipped.
+    /// (1 s later): the inode went with the change, which never reached the bucket. Now a node
+    /// with a change waiting stays until the metadata writer has written it.
     #[test]
-    #[ignore = "known: a forget within 1 s of a chmod or utimens loses the change"]
     fn forget_while_a_chmod_waits() {
         super::runtime().block_on(async {
             let h = Harness::new(Caching::Coherent).await;

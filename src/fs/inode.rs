@@ -226,20 +226,27 @@ impl InodeTable {
         if ino == ROOT_INO {
             return;
         }
-        let remove = match self.inodes.get_mut(&ino) {
-            Some(node) => {
-                node.lookups = node.lookups.saturating_sub(n);
-                node.lookups == 0 && node.open_handles == 0 && !node.local_only
-            }
-            None => false,
-        };
-        if remove {
-            if let Some(node) = self.inodes.remove(&ino) {
-                let key = (node.parent, node.name);
-                if self.by_name.get(&key) == Some(&ino) {
-                    self.by_name.remove(&key);
-                    self.forgotten.put(key, (ino, node.attr.kind));
-                }
+        if let Some(node) = self.inodes.get_mut(&ino) {
+            node.lookups = node.lookups.saturating_sub(n);
+        }
+        self.settle(ino);
+    }
+
+    /// Drop `ino` if nothing holds it any more: the kernel forgot it, no handle is open, it
+    /// has an object, and no attribute change waits to be written (the metadata writer calls
+    /// this once it has written one).
+    pub fn settle(&mut self, ino: u64) {
+        let idle = self.inodes.get(&ino).is_some_and(|node| {
+            node.lookups == 0 && node.open_handles == 0 && !node.local_only && !node.meta_pending
+        });
+        if ino == ROOT_INO || !idle {
+            return;
+        }
+        if let Some(node) = self.inodes.remove(&ino) {
+            let key = (node.parent, node.name);
+            if self.by_name.get(&key) == Some(&ino) {
+                self.by_name.remove(&key);
+                self.forgotten.put(key, (ino, node.attr.kind));
             }
         }
     }

@@ -102,6 +102,7 @@ impl Filesystem {
                     Some(n) if n.meta_gen == generation => {
                         n.meta_pending = false;
                         n.attr_expires = Instant::now();
+                        t.settle(ino);
                         Err(e)
                     }
                     Some(_) => Err(e),
@@ -222,6 +223,8 @@ impl Filesystem {
                 n.meta_pending = false;
             }
         }
+        // forgotten by the kernel while the change waited: it can go now
+        t.settle(ino);
         Ok(())
     }
 

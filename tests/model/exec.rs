@@ -675,10 +675,6 @@ impl Harness {
         if node.kind == Kind::Dir || self.model.open_under(id) {
             return Ok(());
         }
-        if node.meta_pending {
-            // known: the change is lost (see `found::forget_while_a_chmod_waits`)
-            return self.skip("forget of a node with an attribute change waiting");
-        }
         let n = node.lookups;
         self.fs.forget(ino, n);
         self.model.node_mut(id).lookups = 0;
