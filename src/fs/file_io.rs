@@ -66,10 +66,13 @@ impl Writer {
             Writer::Patch(p) => p.key(),
         }
     }
+    /// The file takes a new name (rename); call before the object under the old name goes.
     async fn set_key(&mut self, key: String) -> FsResult<()> {
         match self {
             Writer::Stream(u) => u.set_key(key).await,
             Writer::Patch(p) => {
+                // its untouched parts were read from the old object
+                p.take_in_source().await?;
                 p.set_key(key);
                 Ok(())
             }
@@ -1012,7 +1015,19 @@ impl Filesystem {
             .filter(|w| w.ino == ino)
             .collect();
         for w in &writers {
-            w.state.lock().await.upload.keep_without_object().await?;
+            // a kept writer (its upload failed, no descriptor left) only goes
+            if w.kept.load(Ordering::Relaxed) {
+                continue;
+            }
+            match w.state.lock().await.upload.keep_without_object().await {
+                Ok(()) => {}
+                // the object changed or went elsewhere: what it held is not this file's any
+                // more, and nothing here can keep it
+                Err(e) if e.errno == libc::ESTALE || e.errno == libc::ENOENT => {
+                    tracing::warn!(ino, "unlinked while open: {}", e.reason)
+                }
+                Err(e) => return Err(e),
+            }
         }
         for w in writers {
             // its bytes stay readable and writable through the open descriptors (POSIX), and

@@ -147,11 +147,33 @@ impl InodeTable {
         self.by_name.get(&(parent, name.to_string())).copied()
     }
 
-    /// Children of `parent` that exist only locally (being created), for readdir.
+    /// Whether `n` still has its name (not unlinked or replaced while open).
+    fn linked(&self, n: &Inode) -> bool {
+        self.by_name.get(&(n.parent, n.name.clone())) == Some(&n.ino)
+    }
+
+    /// Children of `parent` the bucket may not show yet, for readdir: files being created or
+    /// written (a file renamed while open has no object under its new name until its upload),
+    /// and directories holding such files.
     pub fn local_children(&self, parent: u64) -> Vec<(String, Attr)> {
+        let pending: Vec<&str> = self
+            .inodes
+            .values()
+            .filter(|i| (i.local_only || i.writing) && self.linked(i))
+            .map(|i| i.key.as_str())
+            .collect();
+        if pending.is_empty() {
+            return Vec::new();
+        }
         self.inodes
             .values()
-            .filter(|i| i.parent == parent && i.local_only && i.ino != ROOT_INO)
+            .filter(|i| i.parent == parent && i.ino != ROOT_INO)
+            .filter(|i| {
+                i.local_only
+                    || i.writing
+                    || (i.kind() == FileKind::Directory
+                        && pending.iter().any(|k| k.starts_with(i.key.as_str())))
+            })
             .filter(|i| self.by_name.get(&(parent, i.name.clone())) == Some(&i.ino))
             .map(|i| (i.name.clone(), i.attr))
             .collect()
@@ -235,6 +257,16 @@ impl InodeTable {
     /// Drop `ino` if nothing holds it any more: the kernel forgot it, no handle is open, it
     /// has an object, and no attribute change waits to be written (the metadata writer calls
     /// this once it has written one).
+    /// Whether a file under `prefix` (a directory's key with its slash) exists only here so
+    /// far (created, or renamed while open for writing, and not uploaded yet): the directory
+    /// exists for it, although the bucket has nothing under the prefix yet. A scan of the table, for the rare lookup the bucket
+    /// answers "missing".
+    pub fn holds_local_under(&self, prefix: &str) -> bool {
+        self.inodes
+            .values()
+            .any(|n| (n.local_only || n.writing) && self.linked(n) && n.key.starts_with(prefix))
+    }
+
     pub fn settle(&mut self, ino: u64) {
         let idle = self.inodes.get(&ino).is_some_and(|node| {
             node.lookups == 0 && node.open_handles == 0 && !node.local_only && !node.meta_pending

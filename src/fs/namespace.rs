@@ -176,6 +176,13 @@ impl Filesystem {
             },
             None => self.probe(&key).await?,
         };
+        // nothing in the bucket, but a file being created in it keeps the directory
+        let found = match found {
+            Found::Missing if self.inodes.lock().holds_local_under(&format!("{key}/")) => {
+                Found::Dir { marker: None }
+            }
+            f => f,
+        };
         let deadline = self.attr_deadline();
         let attr = match found {
             Found::Missing => {
@@ -436,9 +443,17 @@ impl Filesystem {
         let t = self.inodes.lock();
         for (i, item) in st.stream.items().iter().enumerate().skip(index) {
             let (child_ino, kind) = match t.child(ino, &item.name) {
-                Some(n) => (n.ino, n.kind()),
+                // the listing is newer than a node of another kind (a file replaced by a
+                // directory elsewhere): the listing's kind; the lookup to come renumbers it
+                // (a listing tells directories from files only: a symlink is listed as a file)
+                Some(n)
+                    if (n.kind() == FileKind::Directory) == (item.kind == FileKind::Directory)
+                        || item.listed.is_none() =>
+                {
+                    (n.ino, n.kind())
+                }
                 // not looked up yet: a number that cannot clash with real inodes
-                None => (stable_placeholder_ino(ino, &item.name), item.kind),
+                _ => (stable_placeholder_ino(ino, &item.name), item.kind),
             };
             out.push(DirEntryOut {
                 next_offset: i as u64 + 3,

@@ -253,7 +253,16 @@ impl Filesystem {
             .buffer_unordered(PARALLEL_COPIES)
             .try_collect::<Vec<_>>()
             .await?;
-        // 3. only then delete the sources
+        // 3. files open for writing follow (before their old objects go: a file changed in
+        // place takes in the parts it still reads from its object)
+        for &w in &writers {
+            let key = self.inodes.lock().get(w).map(|n| n.key.clone());
+            if let Some(key) = key {
+                let new_key = format!("{new_prefix}{}", &key[old_prefix.len()..]);
+                self.retarget_writer(w, new_key).await?;
+            }
+        }
+        // 4. only then delete the sources
         let keys: Vec<String> = keys.into_iter().map(|(k, _)| k).collect();
         for batch in keys.chunks(1000) {
             let failed = self
@@ -269,12 +278,6 @@ impl Filesystem {
             let mut t = self.inodes.lock();
             t.relink(ino, new_parent, new_name, new_prefix);
             mark_renamed(t.get_mut(ino));
-        }
-        for w in writers {
-            let key = self.inodes.lock().get(w).map(|n| n.key.clone());
-            if let Some(key) = key {
-                self.retarget_writer(w, key).await?;
-            }
         }
         self.update_snapshot(parent, name, None);
         self.update_snapshot(new_parent, new_name, Some(ListedChild::Directory));

@@ -359,18 +359,6 @@ impl Model {
             .any(|g| g.ended.is_none() && self.linked(g.node) && self.is_under(g.node, node))
     }
 
-    /// A directory with no object of its own nor under it, kept only by files being created
-    /// in it (see `found::implicit_directory_kept_by_a_file_being_created`).
-    pub fn unbacked_directory(&self) -> Option<NodeId> {
-        (1..self.nodes.len()).find(|&d| {
-            let n = &self.nodes[d];
-            n.kind == Kind::Dir && self.linked(d) && !n.marker && {
-                let prefix = self.key(d);
-                !self.bucket.keys().any(|k| k.starts_with(&prefix))
-            }
-        })
-    }
-
     /// The node whose recorded inode number is `ino`, if any.
     pub fn node_with_ino(&self, ino: u64) -> Option<NodeId> {
         self.nodes.iter().position(|n| n.ino == Some(ino))
