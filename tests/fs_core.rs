@@ -741,9 +741,12 @@ async fn read_right_after_close_waits_for_the_release() {
     fs.release(r.fh).await.expect("release reader");
 }
 
-/// Let background HEADs finish before counting.
-async fn settle() {
-    tokio::time::sleep(Duration::from_millis(300)).await;
+/// Let background HEADs finish before counting (waits for them, not for a time).
+async fn settle(fs: &Filesystem) {
+    assert!(
+        fs.wait_stat_ahead_idle(Duration::from_secs(10)).await,
+        "stat-ahead HEADs still in flight after 10 s"
+    );
 }
 
 #[tokio::test]
@@ -766,14 +769,14 @@ async fn a_walk_through_a_listing_fetches_metadata_ahead_once_per_entry() {
     srv.reset_counts();
     fs.lookup(d.ino, "f050").await.expect("f050");
     fs.lookup(d.ino, "f010").await.expect("f010");
-    settle().await;
+    settle(&fs).await;
     assert_eq!(metadata_requests(&srv), 2, "{:?}", srv.counts());
 
     // two lookups in listing order: the next entries' HEADs go out ahead of the walk
     srv.reset_counts();
     fs.lookup(d.ino, "f000").await.expect("f000");
     fs.lookup(d.ino, "f001").await.expect("f001");
-    settle().await;
+    settle(&fs).await;
     let ahead = metadata_requests(&srv);
     assert!(ahead >= 2 + 8, "{ahead} fetches after two lookups in a row");
 
@@ -784,7 +787,7 @@ async fn a_walk_through_a_listing_fetches_metadata_ahead_once_per_entry() {
     }
     let sub = fs.lookup(d.ino, "sub").await.expect("sub");
     assert_eq!(sub.kind, FileKind::Directory);
-    settle().await;
+    settle(&fs).await;
     // 100 files + the marker HEAD of `sub`, less f010 and f050 (fetched before the walk)
     assert_eq!(metadata_requests(&srv), 99, "{:?}", srv.counts());
     assert_eq!(srv.count("ListObjectsV2"), 0, "{:?}", srv.counts());
@@ -806,7 +809,7 @@ async fn a_walk_through_directories_only_fetches_no_files_ahead() {
         let d = fs.lookup(m.ino, &format!("a{i:02}")).await.expect("dir");
         assert_eq!(d.kind, FileKind::Directory);
     }
-    settle().await;
+    settle(&fs).await;
     let heads = srv.requests_for("HeadObject");
     let files: Vec<_> = heads
         .iter()

@@ -14,11 +14,26 @@ use bucketfs_test_server::{Fault, FaultKind, TestServer};
 mod core_fs;
 use core_fs::{write_file, ME};
 
-/// Longer than the delay after which a file's attribute changes are written.
-const AFTER_THE_DELAY: Duration = Duration::from_millis(1600);
+/// The delay after which a closed file's attribute changes are written (1 s by default): long
+/// enough for the changes each test makes together to go in one copy.
+const DELAY: Duration = Duration::from_millis(200);
 
 fn fs(srv: &TestServer) -> Arc<Filesystem> {
-    core_fs::fs_with(srv, FsConfig::default())
+    core_fs::fs_with(
+        srv,
+        FsConfig {
+            metadata_write_delay: DELAY,
+            ..FsConfig::default()
+        },
+    )
+}
+
+/// Wait until the deferred changes have been written (an event, not a sleep).
+async fn written(fs: &Filesystem) {
+    assert!(
+        fs.wait_metadata_written(Duration::from_secs(10)).await,
+        "deferred attribute changes still waiting after 10 s"
+    );
 }
 
 fn chmod(mode: u32) -> SetAttr {
@@ -65,7 +80,7 @@ async fn rsync_pattern_costs_one_put_one_copy_and_one_delete() {
     fs.rename(ROOT_INO, ".notes.txt.Ab12Cd", ROOT_INO, "notes.txt", 0)
         .await
         .expect("rename");
-    tokio::time::sleep(AFTER_THE_DELAY).await;
+    written(&fs).await;
     assert_eq!(srv.count("PutObject"), 1, "{:?}", srv.counts());
     assert_eq!(srv.count("CopyObject"), 1, "{:?}", srv.counts());
     assert_eq!(srv.count("DeleteObject"), 1, "{:?}", srv.counts());
@@ -102,7 +117,7 @@ async fn chmod_is_seen_at_once_and_written_once_a_moment_later() {
     assert_eq!(attr.perm, 0o640);
     assert_eq!(attr.mtime, UNIX_EPOCH + Duration::from_secs(1_234_567_890));
     assert_eq!(srv.count("CopyObject"), 0, "written at once");
-    tokio::time::sleep(AFTER_THE_DELAY).await;
+    written(&fs).await;
     assert_eq!(srv.count("CopyObject"), 1, "{:?}", srv.counts());
     assert_eq!(stored_perm(&srv, "a.bin"), 0o640);
     assert_eq!(meta(&srv, "a.bin", "mtime").as_deref(), Some("1234567890"));
@@ -150,7 +165,7 @@ async fn a_file_removed_or_replaced_before_the_write_costs_no_copy() {
     fs.rename(ROOT_INO, "new", ROOT_INO, "old", 0)
         .await
         .expect("rename");
-    tokio::time::sleep(AFTER_THE_DELAY).await;
+    written(&fs).await;
     // one copy: the rename's
     assert_eq!(srv.count("CopyObject"), 1, "{:?}", srv.counts());
     assert!(srv.object_meta("gone").is_none());
@@ -168,7 +183,7 @@ async fn a_refused_write_reverts_to_what_the_bucket_holds() {
     srv.add_fault(Fault::new(FaultKind::access_denied()).op("CopyObject"));
     let attr = fs.setattr(ino, chmod(0o600), ME).await.expect("chmod");
     assert_eq!(attr.perm, 0o600);
-    tokio::time::sleep(AFTER_THE_DELAY).await;
+    written(&fs).await;
     assert!(srv.count("CopyObject") >= 1);
     srv.clear_faults();
     let after = fs.getattr(ino).await.expect("getattr");
@@ -193,7 +208,7 @@ async fn a_directory_change_is_written_once_a_moment_later() {
         .expect("utimens");
     assert_eq!(srv.count("CopyObject") + srv.count("PutObject"), 0);
     assert_eq!(fs.getattr(d.ino).await.expect("stat").perm, 0o700);
-    tokio::time::sleep(AFTER_THE_DELAY).await;
+    written(&fs).await;
     assert_eq!(srv.count("CopyObject"), 1, "{:?}", srv.counts());
     assert_eq!(srv.count("PutObject"), 0, "{:?}", srv.counts());
     assert_eq!(stored_perm(&srv, "d/"), 0o700);
@@ -219,7 +234,7 @@ async fn a_directory_removed_before_its_change_is_written_stays_removed() {
     let d = fs.mkdir(ROOT_INO, "gone", 0o755, ME).await.expect("mkdir");
     fs.setattr(d.ino, chmod(0o700), ME).await.expect("chmod");
     fs.rmdir(ROOT_INO, "gone").await.expect("rmdir");
-    tokio::time::sleep(AFTER_THE_DELAY).await;
+    written(&fs).await;
     assert!(srv.keys().is_empty(), "{:?}", srv.keys());
     assert_eq!(srv.count("CopyObject"), 0, "{:?}", srv.counts());
 }
@@ -234,7 +249,7 @@ async fn renaming_a_directory_carries_its_own_waiting_change() {
         .await
         .expect("rename dir");
     assert_eq!(stored_perm(&srv, "e/"), 0o750);
-    tokio::time::sleep(AFTER_THE_DELAY).await;
+    written(&fs).await;
     assert_eq!(srv.keys(), vec!["e/".to_string()]);
 }
 
@@ -258,7 +273,7 @@ async fn a_change_waiting_when_a_writer_opens_goes_with_its_upload() {
         Some(&b"one\ntwo\n"[..])
     );
     assert_eq!(stored_perm(&srv, "log.txt"), 0o600);
-    tokio::time::sleep(AFTER_THE_DELAY).await;
+    written(&fs).await;
     assert_eq!(srv.count("CopyObject"), 0, "{:?}", srv.counts());
 }
 
@@ -271,13 +286,13 @@ async fn a_change_before_an_open_without_writes_is_still_written() {
     // open for writing while a change waits, then close without writing anything
     let w = fs.open(ino, libc::O_RDWR, ME).await.expect("open");
     fs.setattr(ino, chmod(0o640), ME).await.expect("chmod");
-    // still open when the change is due: it waits for the writer
-    tokio::time::sleep(AFTER_THE_DELAY).await;
+    // still open when the change is due: it waits for the writer (still waiting after four
+    // times the delay)
+    assert!(!fs.wait_metadata_written(DELAY * 4).await);
     assert!(meta(&srv, "quiet", "mode").is_none());
     fs.flush(w.fh, 0).await.expect("close");
     fs.release(w.fh).await.expect("release");
-    tokio::time::sleep(AFTER_THE_DELAY).await;
-    tokio::time::sleep(AFTER_THE_DELAY).await;
+    written(&fs).await;
     assert_eq!(stored_perm(&srv, "quiet"), 0o640);
     assert_eq!(srv.get_object("quiet").as_deref(), Some(&b"q"[..]));
 }
@@ -295,6 +310,6 @@ async fn renaming_a_directory_carries_its_files_waiting_changes() {
         .expect("rename dir");
     assert!(srv.object_meta("d/f").is_none());
     assert_eq!(stored_perm(&srv, "e/f"), 0o604);
-    tokio::time::sleep(AFTER_THE_DELAY).await;
+    written(&fs).await;
     assert_eq!(srv.keys(), vec!["e/f".to_string()]);
 }

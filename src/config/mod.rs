@@ -34,6 +34,10 @@ pub struct FsConfig {
     pub dir_mode: u16,
     /// Largest ranged GET the prefetcher issues for one chunk.
     pub max_read_chunk: u64,
+    /// How long after the first attribute change of a closed file its metadata is written
+    /// (changes made meanwhile go in the same copy; see `fs::metadata_write`). 1 s; tests set
+    /// their own.
+    pub metadata_write_delay: Duration,
 }
 
 impl Default for FsConfig {
@@ -54,6 +58,7 @@ impl Default for FsConfig {
             file_mode: 0o644,
             dir_mode: 0o755,
             max_read_chunk: 8 * 1024 * 1024,
+            metadata_write_delay: Duration::from_secs(1),
         }
     }
 }

@@ -4,13 +4,13 @@
 //! S3 cannot change an object's metadata in place: every chmod, chown or utimens is a copy of the
 //! object onto itself. Tools change several at once (`rsync -a` sets the times, then the mode,
 //! then renames a temporary file), so a change is applied here at once (stat sees it)
-//! and sent to S3 [`METADATA_WRITE_DELAY`] after the first one, as one copy carrying all of
+//! and sent to S3 `metadata_write_delay` (1 s) after the first one, as one copy carrying all of
 //! them. A rename in the meantime carries them in its own copy, a commit of new data in its
 //! upload, and fsync or unmount sends them at once. So `rsync` costs a PUT, a copy and a delete
 //! per file instead of a PUT, three copies and a delete.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -22,9 +22,6 @@ use super::inode::ROOT_INO;
 use super::{Attr, FileKind, Filesystem, FsError, FsResult};
 use crate::s3::PutOptions;
 
-/// How long after the first attribute change of a file or directory its metadata is written.
-pub const METADATA_WRITE_DELAY: Duration = Duration::from_secs(1);
-
 /// Files whose attribute changes wait to be written, and the task that writes them.
 #[derive(Default)]
 pub(crate) struct MetadataWriteback {
@@ -32,11 +29,15 @@ pub(crate) struct MetadataWriteback {
     due: Mutex<HashMap<u64, Instant>>,
     wake: tokio::sync::Notify,
     started: AtomicBool,
+    /// Changes taken from `due` and being written by the writer task.
+    writing: AtomicUsize,
+    /// Told after each round of the writer task.
+    written: tokio::sync::Notify,
 }
 
 impl Filesystem {
     /// Note that `ino` has attribute changes its object lacks, and have them written
-    /// [`METADATA_WRITE_DELAY`] after the first.
+    /// `metadata_write_delay` after the first.
     pub(crate) fn defer_metadata(&self, ino: u64) -> FsResult<()> {
         {
             let mut t = self.inodes.lock();
@@ -48,7 +49,7 @@ impl Filesystem {
             let mut due = self.writeback.due.lock();
             let first = due.is_empty();
             due.entry(ino)
-                .or_insert_with(|| Instant::now() + METADATA_WRITE_DELAY);
+                .or_insert_with(|| Instant::now() + self.config.metadata_write_delay);
             first
         };
         self.start_metadata_writer();
@@ -83,7 +84,7 @@ impl Filesystem {
                     self.writeback
                         .due
                         .lock()
-                        .insert(ino, Instant::now() + METADATA_WRITE_DELAY);
+                        .insert(ino, Instant::now() + self.config.metadata_write_delay);
                     self.writeback.wake.notify_one();
                     return Ok(());
                 }
@@ -108,6 +109,26 @@ impl Filesystem {
                     Some(_) => Err(e),
                     None => Ok(()),
                 }
+            }
+        }
+    }
+
+    /// Wait until no attribute change waits to be written (the writer task has written every
+    /// deferred change, or given up on it), at most `limit`: whether that happened. For
+    /// tests, which wait on this rather than sleep past the delay.
+    pub async fn wait_metadata_written(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let notified = self.writeback.written.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let idle = self.writeback.due.lock().is_empty()
+                && self.writeback.writing.load(Ordering::Acquire) == 0;
+            if idle {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return false;
             }
         }
     }
@@ -251,11 +272,14 @@ async fn metadata_writer(me: Weak<Filesystem>, writeback: Arc<MetadataWriteback>
             .filter(|(_, at)| **at <= now)
             .map(|(ino, _)| *ino)
             .collect();
+        writeback.writing.fetch_add(ready.len(), Ordering::AcqRel);
         for ino in ready {
             if let Err(e) = fs.flush_metadata(ino).await {
                 log_failure("setattr", &fs.path_of(ino), &e);
             }
+            writeback.writing.fetch_sub(1, Ordering::AcqRel);
         }
+        writeback.written.notify_waiters();
         // after the writes: a file still open for writing was put back for later
         let next = fs.writeback.due.lock().values().min().copied();
         if next.is_some_and(|at| at <= Instant::now()) {

@@ -12,6 +12,7 @@
 //! up only directories (`find` descending) fetches only directories ahead.
 
 use std::num::NonZeroUsize;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -44,6 +45,8 @@ pub(crate) struct StatAhead {
     walks: Mutex<lru::LruCache<u64, Walk>>,
     results: Mutex<lru::LruCache<(u64, String), (Instant, PendingHead)>>,
     limit: Arc<tokio::sync::Semaphore>,
+    /// HEADs started and not finished, told when one finishes (tests wait on it).
+    in_flight: Arc<(std::sync::atomic::AtomicUsize, tokio::sync::Notify)>,
 }
 
 impl Default for StatAhead {
@@ -52,6 +55,7 @@ impl Default for StatAhead {
             walks: Mutex::new(lru::LruCache::new(nonzero(MAX_WALKS))),
             results: Mutex::new(lru::LruCache::new(nonzero(MAX_RESULTS))),
             limit: Arc::new(tokio::sync::Semaphore::new(CONCURRENCY)),
+            in_flight: Arc::default(),
         }
     }
 }
@@ -79,6 +83,24 @@ struct Walk {
 }
 
 impl Filesystem {
+    /// Wait until no HEAD fetched ahead is in flight, at most `limit`: whether that happened.
+    /// For tests that count requests, which wait on this rather than sleep.
+    pub async fn wait_stat_ahead_idle(&self, limit: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        let (count, done) = &*self.stat_ahead.in_flight;
+        loop {
+            let notified = done.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if count.load(Ordering::Acquire) == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return false;
+            }
+        }
+    }
+
     /// A lookup of `name`, listed in `parent`'s fresh listing, needs its HEAD: note the walk,
     /// start the HEADs ahead of it when it is one, and hand back this entry's HEAD if it was
     /// started earlier.
@@ -212,13 +234,18 @@ impl Filesystem {
         let client = self.client.clone();
         let bodies = self.small_bodies.clone();
         let limit = self.stat_ahead.limit.clone();
+        let in_flight = self.stat_ahead.in_flight.clone();
+        in_flight.0.fetch_add(1, Ordering::AcqRel);
         let task = tokio::spawn(async move {
             let _permit = limit.acquire_owned().await;
-            match fetch_file_meta(&client, &bodies, &key, listed_size).await {
+            let res = match fetch_file_meta(&client, &bodies, &key, listed_size).await {
                 Ok(meta) => Ok(Some(meta)),
                 Err(e) if e.is_not_found() => Ok(None),
                 Err(e) => Err(FsError::from_s3(&e, &key)),
-            }
+            };
+            in_flight.0.fetch_sub(1, Ordering::AcqRel);
+            in_flight.1.notify_waiters();
+            res
         });
         let head = task
             .map(|r| match r {
