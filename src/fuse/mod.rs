@@ -633,6 +633,22 @@ impl fuser::Filesystem for Adapter {
         });
     }
 
+    /// No ioctl is supported: ENOTTY, the answer `isatty` and the like expect (fuser's
+    /// default logs a warning for each, and Python asks on every open).
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: fuser::IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: fuser::ReplyIoctl,
+    ) {
+        reply.error(Errno::ENOTTY);
+    }
+
     fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
         // with default_permissions the kernel checks mode bits itself
         reply.ok();
