@@ -45,7 +45,6 @@ pub trait ListingWarnings: Sync {
 pub struct DirStream {
     prefix: String,
     token: Option<String>,
-    started: bool,
     done: bool,
     items: Vec<DirItem>,
     emitted: HashSet<String>,
@@ -59,7 +58,6 @@ impl DirStream {
         DirStream {
             prefix: prefix.to_string(),
             token: None,
-            started: false,
             done: false,
             items: Vec::new(),
             emitted: HashSet::new(),
@@ -85,7 +83,6 @@ impl DirStream {
                 listed: Some(listed),
             });
         }
-        s.started = true;
         s.done = true;
         s
     }
@@ -140,7 +137,6 @@ impl DirStream {
             max_keys: None,
         };
         let page = client.list_objects_v2(&req).await?;
-        self.started = true;
         self.absorb(page, warn);
         Ok(())
     }
@@ -200,11 +196,7 @@ impl DirStream {
                 DirItem {
                     name: name.to_string(),
                     kind: FileKind::File,
-                    listed: Some(ListedChild::File {
-                        size: obj.size,
-                        etag: obj.etag.clone(),
-                        last_modified: obj.last_modified,
-                    }),
+                    listed: Some(ListedChild::File { size: obj.size }),
                 },
             ));
         }

@@ -725,15 +725,7 @@ impl Filesystem {
             self.defer_metadata(w.ino)?;
         }
         tracing::debug!(key = %key, size = done.size, multipart = done.multipart, "uploaded");
-        self.update_snapshot(
-            parent,
-            &name,
-            Some(ListedChild::File {
-                size: done.size,
-                etag: done.etag,
-                last_modified: Some(SystemTime::now()),
-            }),
-        );
+        self.update_snapshot(parent, &name, Some(ListedChild::File { size: done.size }));
         Ok(())
     }
 

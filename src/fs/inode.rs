@@ -1,7 +1,7 @@
 //! The inode table: stable inode numbers for (parent, name) pairs, their keys and cached attributes.
 
 use std::collections::HashMap;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use super::attr::{Attr, FileKind};
 
@@ -10,11 +10,7 @@ pub const ROOT_INO: u64 = 1;
 /// What a directory listing said about one child, kept so lookups need no request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ListedChild {
-    File {
-        size: u64,
-        etag: Option<String>,
-        last_modified: Option<SystemTime>,
-    },
+    File { size: u64 },
     Directory,
 }
 

@@ -342,11 +342,7 @@ impl Filesystem {
             let mut children = std::collections::HashMap::new();
             children.insert(
                 super::control::STATS_NAME.to_string(),
-                ListedChild::File {
-                    size: 0,
-                    etag: None,
-                    last_modified: None,
-                },
+                ListedChild::File { size: 0 },
             );
             (String::new(), Some(children))
         } else {
@@ -698,15 +694,7 @@ impl Filesystem {
             .await
             .map_err(|e| FsError::from_s3(&e, &key))?;
         self.forget_missing(parent, name);
-        self.update_snapshot(
-            parent,
-            name,
-            Some(ListedChild::File {
-                size,
-                etag: meta.etag.clone(),
-                last_modified: None,
-            }),
-        );
+        self.update_snapshot(parent, name, Some(ListedChild::File { size }));
         let mut t = self.inodes.lock();
         let ino = t.upsert_child(
             parent,

@@ -889,11 +889,6 @@ impl Upload {
         self.sent_files = 0;
         self.update_charge();
     }
-
-    /// Whether a multipart upload is open (bytes are already on the server, unfinished).
-    pub fn is_streaming(&self) -> bool {
-        self.mpu.is_some()
-    }
 }
 
 impl Upload {

@@ -48,10 +48,6 @@ pub struct Profile {
     pub list_encoding_url: bool,
     /// Header that sets the storage class of a new object.
     pub storage_class_header: &'static str,
-    /// `Content-Encoding: aws-chunked` streaming uploads are accepted.
-    pub supports_aws_chunked: bool,
-    /// Region to sign with when none is given.
-    pub default_region: &'static str,
     /// What the server does where servers differ (conditions, ETags, part copy). For a
     /// profile with `probe`, what is assumed until the mount's probe says otherwise.
     pub caps: Capabilities,
@@ -64,8 +60,6 @@ pub struct Profile {
     pub storage_classes: &'static [&'static str],
     /// How this provider's ETags relate to the content.
     pub etag_style: EtagStyle,
-    /// The WORM headers `x-amz-object-lock-mode` / `-retain-until-date` are accepted on new objects.
-    pub supports_object_lock_headers: bool,
 }
 
 /// Whether a server honours a feature bucketfs relies on.
@@ -232,14 +226,11 @@ const fn aws_like(provider: Provider, name: &'static str) -> Profile {
         max_copy_object_size: 5 * GIB,
         list_encoding_url: true,
         storage_class_header: "x-amz-storage-class",
-        supports_aws_chunked: true,
-        default_region: "us-east-1",
         caps: Capabilities::AWS,
         probe: false,
         sse_kms_value: "aws:kms",
         storage_classes: &[],
         etag_style: EtagStyle::Md5,
-        supports_object_lock_headers: true,
     }
 }
 
@@ -290,11 +281,9 @@ static PROFILES: [Profile; 7] = [
     Profile {
         max_copy_object_size: GIB,
         storage_class_header: "x-oss-storage-class",
-        supports_aws_chunked: false,
         caps: NO_CONDITIONS,
         storage_classes: OSS_CLASSES,
         etag_style: EtagStyle::Md5UpperOpaqueMultipart,
-        supports_object_lock_headers: false,
         ..aws_like(Provider::Oss, "oss")
     },
     Profile {
@@ -553,7 +542,6 @@ mod tests {
         let oss = profile(Provider::Oss);
         assert_eq!(oss.max_copy_object_size, GIB);
         assert_eq!(oss.storage_class_header, "x-oss-storage-class");
-        assert!(!oss.supports_aws_chunked);
         assert!(!profile(Provider::Obs).send_x_id_query);
         assert!(profile(Provider::Gdc).default_path_style);
         assert_eq!(profile(Provider::Gdc).caps.upload_part_copy, Holds::No);
@@ -561,7 +549,6 @@ mod tests {
         assert!(profile(Provider::Ceph).caps.if_match_bare);
         assert_eq!(Provider::from_name("rgw"), Some(Provider::Ceph));
         assert!(profile(Provider::Minio).default_path_style);
-        assert_eq!(profile(Provider::Minio).default_region, "us-east-1");
         assert!(profile(Provider::Other).default_path_style);
         assert_eq!(Provider::from_name(" MinIO "), Some(Provider::Minio));
         assert_eq!(Provider::from_name("nope"), None);
