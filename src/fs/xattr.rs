@@ -25,42 +25,37 @@ const KEEP: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'~');
 
-/// Parse the header value into name → value.
+/// Parse the header value into name → value (a value that is not base64 is left out; a header
+/// that is not a JSON object gives none).
 pub fn decode(header: &str) -> BTreeMap<String, Vec<u8>> {
-    let mut out = BTreeMap::new();
     let json = percent_decode_str(header).decode_utf8_lossy();
-    let body = json.trim().trim_start_matches('{').trim_end_matches('}');
-    // names and base64 values never contain quotes, commas or colons escaped in ways that matter
-    for pair in body.split(',') {
-        let Some((k, v)) = pair.split_once(':') else {
-            continue;
-        };
-        let name = k.trim().trim_matches('"');
-        let value = v.trim().trim_matches('"');
-        if name.is_empty() {
-            continue;
-        }
-        if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(value) {
-            out.insert(name.to_string(), bytes);
-        }
-    }
-    out
+    let Ok(pairs) = serde_json::from_str::<BTreeMap<String, String>>(json.trim()) else {
+        tracing::debug!("x-amz-meta-xattr is not a JSON object of strings: ignored");
+        return BTreeMap::new();
+    };
+    pairs
+        .into_iter()
+        .filter(|(name, _)| !name.is_empty())
+        .filter_map(|(name, v)| {
+            let bytes = base64::engine::general_purpose::STANDARD.decode(v).ok()?;
+            Some((name, bytes))
+        })
+        .collect()
 }
 
 /// The header value for these attributes.
 pub fn encode(attrs: &BTreeMap<String, Vec<u8>>) -> String {
-    let mut json = String::from("{");
-    for (i, (k, v)) in attrs.iter().enumerate() {
-        if i > 0 {
-            json.push(',');
-        }
-        json.push('"');
-        json.push_str(k);
-        json.push_str("\":\"");
-        json.push_str(&base64::engine::general_purpose::STANDARD.encode(v));
-        json.push('"');
-    }
-    json.push('}');
+    let pairs: BTreeMap<&str, String> = attrs
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str(),
+                base64::engine::general_purpose::STANDARD.encode(v),
+            )
+        })
+        .collect();
+    // a map of strings always serializes
+    let json = serde_json::to_string(&pairs).unwrap_or_else(|_| "{}".to_string());
     utf8_percent_encode(&json, KEEP).to_string()
 }
 
@@ -200,5 +195,16 @@ mod tests {
             Some(&b"test"[..])
         );
         assert!(decode("").is_empty());
+    }
+
+    #[test]
+    fn names_with_json_punctuation_round_trip() {
+        // the string splitting this replaced broke these apart
+        let mut m = BTreeMap::new();
+        m.insert("user.a:b,c".to_string(), b"x".to_vec());
+        m.insert("user.\"quoted\"".to_string(), b"y".to_vec());
+        m.insert("user.{brace}".to_string(), b"z".to_vec());
+        assert_eq!(decode(&encode(&m)), m);
+        assert!(decode("%7Bnot json").is_empty());
     }
 }

@@ -307,137 +307,17 @@ impl CredentialSource for FileCredentials {
 /// The top-level members of a JSON object, as strings (numbers and booleans as written;
 /// nested objects and arrays skipped; `null` left out).
 pub fn parse_flat_json(text: &str) -> Result<HashMap<String, String>, String> {
-    let mut p = JsonParser {
-        s: text.as_bytes(),
-        i: 0,
-    };
-    p.ws();
-    p.expect(b'{')?;
-    let mut out = HashMap::new();
-    p.ws();
-    if p.peek() == Some(b'}') {
-        return Ok(out);
-    }
-    loop {
-        p.ws();
-        let key = p.string()?;
-        p.ws();
-        p.expect(b':')?;
-        p.ws();
-        match p.peek() {
-            Some(b'"') => {
-                let v = p.string()?;
-                out.insert(key, v);
-            }
-            Some(b'{') | Some(b'[') => p.skip_nested()?,
-            Some(_) => {
-                let start = p.i;
-                while let Some(c) = p.peek() {
-                    if matches!(c, b',' | b'}' | b' ' | b'\n' | b'\r' | b'\t') {
-                        break;
-                    }
-                    p.i += 1;
-                }
-                let raw = std::str::from_utf8(&p.s[start..p.i]).map_err(|_| "bad JSON")?;
-                if raw.is_empty() {
-                    return Err("bad JSON value".into());
-                }
-                if raw != "null" {
-                    out.insert(key, raw.to_string());
-                }
-            }
-            None => return Err("JSON ends early".into()),
-        }
-        p.ws();
-        match p.next() {
-            Some(b',') => continue,
-            Some(b'}') => return Ok(out),
-            _ => return Err("bad JSON object".into()),
-        }
-    }
-}
-
-struct JsonParser<'a> {
-    s: &'a [u8],
-    i: usize,
-}
-
-impl JsonParser<'_> {
-    fn peek(&self) -> Option<u8> {
-        self.s.get(self.i).copied()
-    }
-    fn next(&mut self) -> Option<u8> {
-        let c = self.peek();
-        self.i += 1;
-        c
-    }
-    fn ws(&mut self) {
-        while matches!(self.peek(), Some(b' ' | b'\n' | b'\r' | b'\t')) {
-            self.i += 1;
-        }
-    }
-    fn expect(&mut self, c: u8) -> Result<(), String> {
-        if self.next() == Some(c) {
-            Ok(())
-        } else {
-            Err(format!("expected '{}' in JSON", c as char))
-        }
-    }
-    fn string(&mut self) -> Result<String, String> {
-        self.expect(b'"')?;
-        let mut out: Vec<u8> = Vec::new();
-        loop {
-            match self.next() {
-                None => return Err("unterminated JSON string".into()),
-                Some(b'"') => break,
-                Some(b'\\') => match self.next() {
-                    Some(b'n') => out.push(b'\n'),
-                    Some(b't') => out.push(b'\t'),
-                    Some(b'r') => out.push(b'\r'),
-                    Some(b'b') => out.push(8),
-                    Some(b'f') => out.push(12),
-                    Some(b'u') => {
-                        let hex = self
-                            .s
-                            .get(self.i..self.i + 4)
-                            .and_then(|h| std::str::from_utf8(h).ok())
-                            .and_then(|h| u32::from_str_radix(h, 16).ok())
-                            .ok_or("bad \\u escape in JSON")?;
-                        self.i += 4;
-                        let ch = char::from_u32(hex).unwrap_or('\u{fffd}');
-                        let mut buf = [0u8; 4];
-                        out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
-                    }
-                    Some(c) => out.push(c),
-                    None => return Err("unterminated JSON string".into()),
-                },
-                Some(c) => out.push(c),
-            }
-        }
-        String::from_utf8(out).map_err(|_| "JSON string is not UTF-8".into())
-    }
-    fn skip_nested(&mut self) -> Result<(), String> {
-        let mut depth = 0usize;
-        loop {
-            match self.peek() {
-                None => return Err("JSON ends early".into()),
-                Some(b'"') => {
-                    self.string()?;
-                    continue;
-                }
-                Some(b'{') | Some(b'[') => depth += 1,
-                Some(b'}') | Some(b']') => {
-                    depth -= 1;
-                    if depth == 0 {
-                        self.i += 1;
-                        return Ok(());
-                    }
-                }
-                _ => {}
-            }
-            self.i += 1;
-        }
-    }
+    let doc: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(text).map_err(|e| format!("bad JSON: {e}"))?;
+    Ok(doc
+        .into_iter()
+        .filter_map(|(k, v)| match v {
+            serde_json::Value::String(s) => Some((k, s)),
+            serde_json::Value::Number(n) => Some((k, n.to_string())),
+            serde_json::Value::Bool(b) => Some((k, b.to_string())),
+            _ => None,
+        })
+        .collect())
 }
 
 /// Keys from a credential document (credential_process, IMDS, ECS): `AccessKeyId`,
