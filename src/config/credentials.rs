@@ -537,6 +537,9 @@ fn read_optional(path: &Path, what: &'static str) -> Result<Option<String>, Cred
 
 /// Sections of an AWS-style INI file: `[name]`, `key = value`, `#`/`;` comments. Keys are
 /// lower-cased; indented lines under a `key =` with no value (nested settings) are skipped.
+/// Kept by hand (issue 17 asked for a crate): the AWS CLI's files nest settings under a key
+/// (`s3 =` then indented `max_concurrent_requests = 20`), which general INI crates read as
+/// keys of the section or refuse, and a profile with such a block must still load.
 fn parse_ini(text: &str) -> HashMap<String, HashMap<String, String>> {
     let mut sections: HashMap<String, HashMap<String, String>> = HashMap::new();
     let mut current: Option<String> = None;
