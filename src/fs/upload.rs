@@ -372,8 +372,18 @@ impl Upload {
         }
         self.buffer.write_at(rel, data).map_err(FsError::staging)?;
         self.update_charge();
+        // the bytes are taken: a part that cannot go now (the multipart upload cannot be
+        // started, an earlier part failed) does not fail this write, which an application
+        // would take as "not written" — they are sent at the next part boundary or at close,
+        // whose result says whether they reached the bucket
         while !self.forgotten && self.buffer.len() as u64 >= self.current_part_size() {
-            self.send_part(opts).await?;
+            if let Err(e) = self.send_part(opts).await {
+                if e.errno == libc::EFBIG {
+                    return Err(e);
+                }
+                tracing::debug!(key = %self.key, "a part could not go yet: {}", e.reason);
+                break;
+            }
         }
         Ok(())
     }
