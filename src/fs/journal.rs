@@ -126,6 +126,11 @@ impl UploadJournal {
         self.append(&format!("start {upload_id} {local_id} {}", hex_encode(key)));
     }
 
+    /// Written to again after a failed completion: not to be resumed as it was closed.
+    pub fn reopened(&self, upload_id: &str) {
+        self.append(&format!("open {upload_id}"));
+    }
+
     pub fn closed(&self, upload_id: &str, parts: u32) {
         self.append(&format!("closed {upload_id} {parts}"));
     }
@@ -171,6 +176,11 @@ impl UploadJournal {
                 ["closed", id, n] => {
                     if let Some(e) = map.get_mut(*id) {
                         e.closed_parts = n.parse().ok();
+                    }
+                }
+                ["open", id] => {
+                    if let Some(e) = map.get_mut(*id) {
+                        e.closed_parts = None;
                     }
                 }
                 ["done", id] => {
@@ -222,6 +232,9 @@ mod tests {
         assert_eq!(e[0].closed_parts, Some(3));
         assert_eq!(e[1].upload_id, "u3");
         assert_eq!(e[1].closed_parts, None);
+        // written to again after a failed completion: not resumed as closed
+        j.reopened("u1");
+        assert_eq!(j.unfinished()[0].closed_parts, None);
         j.reset();
         assert!(j.unfinished().is_empty());
         let _ = std::fs::remove_dir_all(&dir);

@@ -126,6 +126,9 @@ pub struct Upload {
     charge: Option<Charge>,
     /// Bytes of the part files of parts already queued (not dropped from the staging area).
     sent_files: u64,
+    /// A finish of the multipart upload ran (its last part queued, "closed" journaled) and
+    /// failed: the next change reopens the upload (see `reopen`).
+    finish_failed: bool,
 }
 
 /// Where an upload keeps its parts.
@@ -189,6 +192,7 @@ impl Upload {
                 .filter(|_| !buffer_in_memory)
                 .map(Charge::new),
             sent_files: 0,
+            finish_failed: false,
         }
     }
 
@@ -351,6 +355,7 @@ impl Upload {
                 "the file's upload is already complete; reopen it to change it",
             ));
         }
+        self.reopen().await?;
         let start = self.buffer_start();
         let (offset, data) = if offset < start {
             let head = ((start - offset) as usize).min(data.len());
@@ -388,6 +393,52 @@ impl Upload {
         Ok(())
     }
 
+    /// The part holding byte `offset` (1-based) and where it starts (part sizes grow, see
+    /// [`part_size_for`]); an offset at a part boundary is the start of the next part.
+    fn part_holding(&self, offset: u64) -> (u32, u64) {
+        let (mut k, mut part_start) = (1u32, 0u64);
+        loop {
+            let len = part_size_for(k, self.limits.base, self.limits.max);
+            if offset < part_start + len {
+                return (k, part_start);
+            }
+            part_start += len;
+            k += 1;
+        }
+    }
+
+    /// After a finish that failed, the next change (a write, a truncate) reopens the upload:
+    /// the journal stops saying "closed" (a crash must not resume it with bytes no close
+    /// acknowledged), and a short last part the finish queued becomes the part being filled
+    /// again (a part after it would be a middle part below the minimum: the completion would
+    /// fail with EntityTooSmall, for good).
+    async fn reopen(&mut self) -> FsResult<()> {
+        if !self.finish_failed {
+            return Ok(());
+        }
+        if let (Some(j), Some(m)) = (&self.journal, &self.mpu) {
+            j.reopened(&m.upload_id);
+        }
+        let size = self.size();
+        let short_tail = self.mpu.is_some()
+            && self.buffer.is_empty()
+            && size > 0
+            && self.part_holding(size).1 != size;
+        if short_tail {
+            if self.buffer.in_memory() {
+                return Err(FsError::new(
+                    libc::EIO,
+                    "the file's last part was sent before its upload failed, and without a \
+                     cache dir (--cache-dir none) it is not kept: the file cannot grow until \
+                     its upload completes (close or fsync it again)",
+                ));
+            }
+            self.rewind(size).await?;
+        }
+        self.finish_failed = false;
+        Ok(())
+    }
+
     /// Truncate to `size`, below the bytes already sent (parts staged on disk): the part
     /// holding `size` becomes the part being filled again, the parts after it are dropped
     /// (their sends cancelled, and Complete will not name them). A file back under one part
@@ -396,15 +447,7 @@ impl Upload {
         let Some(journal) = self.journal.clone().filter(|_| !self.buffer.in_memory()) else {
             return Ok(()); // in memory: refused by the caller
         };
-        let (mut k, mut part_start) = (1u32, 0u64);
-        loop {
-            let len = part_size_for(k, self.limits.base, self.limits.max);
-            if size < part_start + len {
-                break;
-            }
-            part_start += len;
-            k += 1;
-        }
+        let (k, part_start) = self.part_holding(size);
         self.check_not_evicted(k)
             .map_err(|e| FsError::new(libc::EOPNOTSUPP, e.reason))?;
         let Some(m) = self.mpu.as_mut() else {
@@ -616,6 +659,9 @@ impl Upload {
 
     /// Truncate or extend (with zeros) to `size`, while that is within the unsent bytes.
     pub async fn set_size(&mut self, size: u64) -> FsResult<()> {
+        if !self.sealed {
+            self.reopen().await?;
+        }
         if size < self.buffer_start() && !self.sealed {
             self.rewind(size).await?;
         }
@@ -720,6 +766,8 @@ impl Upload {
             let parts = m.next_part - u32::from(self.buffer.is_empty());
             j.closed(&m.upload_id, parts);
         }
+        // cleared when the upload completes
+        self.finish_failed = true;
         // a file extended by truncate holds more than one part in its buffer
         while self.buffer.len() as u64 > self.current_part_size() {
             self.queue_part(opts).await?;
@@ -738,6 +786,7 @@ impl Upload {
             Ok(etag) => {
                 self.sealed = true;
                 self.failed = None;
+                self.finish_failed = false;
                 if let Some(j) = &self.journal {
                     j.finished(&m.upload_id, &self.local_id);
                 }
