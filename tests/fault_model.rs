@@ -50,6 +50,18 @@ enum Op {
         len: usize,
         seed: u8,
     },
+    /// open(O_WRONLY), write `len` bytes at `at` (past the end: a hole of zeros), close.
+    Pwrite {
+        file: usize,
+        at: usize,
+        len: usize,
+        seed: u8,
+    },
+    /// truncate(2) of the closed file to `size`.
+    Truncate {
+        file: usize,
+        size: usize,
+    },
     Read {
         file: usize,
     },
@@ -76,6 +88,18 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(file, len, seed, fsync)| Op::Write { file, len, seed, fsync }),
         2 => (0..FILES.len(), len, any::<u8>())
             .prop_map(|(file, len, seed)| Op::Append { file, len, seed }),
+        2 => (
+            0..FILES.len(),
+            prop_oneof![Just(0usize), Just(5), Just(PART + 3), Just(2 * PART)],
+            prop_oneof![Just(1usize), Just(4096), Just(PART)],
+            any::<u8>()
+        )
+            .prop_map(|(file, at, len, seed)| Op::Pwrite { file, at, len, seed }),
+        1 => (
+            0..FILES.len(),
+            prop_oneof![Just(0usize), Just(10), Just(PART + 1), Just(3 * PART)]
+        )
+            .prop_map(|(file, size)| Op::Truncate { file, size }),
         2 => (0..FILES.len()).prop_map(|file| Op::Read { file }),
         3 => (0..OPS.len(), 1u32..5, any::<bool>())
             .prop_map(|(op, times, drop_connection)| Op::Fault { op, times, drop_connection }),
@@ -195,6 +219,34 @@ impl World {
                 self.latest.entry(file).or_default();
                 self.write_through(fh, file, at, &data, false).await
             }
+            Op::Pwrite {
+                file,
+                at,
+                len,
+                seed,
+            } => {
+                let data = bytes(len, seed);
+                let Ok(fh) = self.open_for_write(file, libc::O_WRONLY).await else {
+                    return Ok(());
+                };
+                self.write_through(fh, file, at, &data, false).await
+            }
+            Op::Truncate { file, size } => {
+                let Ok(a) = self.fs.lookup(ROOT_INO, FILES[file]).await else {
+                    return Ok(());
+                };
+                let req = bucketfs::fs::SetAttr {
+                    size: Some(size as u64),
+                    ..Default::default()
+                };
+                if self.fs.setattr(a.ino, req, ME).await.is_ok() {
+                    let content = self.latest.entry(file).or_default();
+                    content.resize(size, 0);
+                    let now = content.clone();
+                    self.versions.entry(file).or_default().push(now);
+                }
+                Ok(())
+            }
             Op::Read { file } => {
                 let Some(want) = self.latest.get(&file).cloned() else {
                     return Ok(());
@@ -274,9 +326,14 @@ impl World {
                 Err(_) => break, // a write may fail while a part upload fails
             }
         }
+        // the bytes the mount took land at `at`; a gap before them reads as zeros
         let content = self.latest.entry(file).or_default();
-        content.truncate(at);
-        content.extend_from_slice(&data[..written]);
+        if written > 0 {
+            if content.len() < at + written {
+                content.resize(at + written, 0);
+            }
+            content[at..at + written].copy_from_slice(&data[..written]);
+        }
         let now = content.clone();
         if fsync {
             let _ = self.fs.fsync(fh).await;
