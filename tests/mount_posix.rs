@@ -45,7 +45,8 @@ fn rsync_twice_sends_nothing_the_second_time_also_after_remount() {
     if !srv.is_external() {
         // rsync sets times and mode on its temporary file, then renames it over the real name:
         // the rename's copy carries them, so one CopyObject per regular file (temporary name
-        // included), not three
+        // included), not three; none when the rename comes before the kernel's release of the
+        // temporary file (the upload is then sent again under the new name instead)
         let file_copies = srv
             .requests_for("CopyObject")
             .iter()
@@ -55,7 +56,7 @@ fn rsync_twice_sends_nothing_the_second_time_also_after_remount() {
                     .any(|f| r.path.contains(f))
             })
             .count();
-        assert_eq!(file_copies, 5, "{:?}", srv.counts());
+        assert!(file_copies <= 5, "{file_copies} copies: {:?}", srv.counts());
     }
     assert_eq!(
         std::fs::read_link(dst.join("d/link")).expect("readlink"),
