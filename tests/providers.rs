@@ -215,7 +215,7 @@ async fn request_shapes(p: Provider) {
     srv.clear_request_log();
     srv.reset_counts();
     client
-        .copy_object_sized("dir/small", "dir/copy", 1000, PART, None)
+        .copy_object_sized("dir/small", "dir/copy", 1000, PART, None, None)
         .await
         .expect("copy");
     assert_eq!(srv.count("CopyObject"), 1);
@@ -239,6 +239,7 @@ async fn request_shapes(p: Provider) {
             "dir/large-copy",
             large.len() as u64,
             PART,
+            None,
             None,
         )
         .await

@@ -19,13 +19,16 @@ pub struct DirItem {
     pub listed: Option<ListedChild>,
 }
 
+/// Longest file name (bytes), as on Linux filesystems (`statfs` says so too).
+pub const NAME_MAX: usize = 255;
+
 /// Why a name cannot be a file name, or `None` if it can.
 pub fn invalid_name_reason(name: &str) -> Option<&'static str> {
     if name.is_empty() {
         Some("empty path segment (double slash in key)")
     } else if name == "." || name == ".." {
         Some("'.' or '..' path segment")
-    } else if name.len() > 255 {
+    } else if name.len() > NAME_MAX {
         Some("path segment longer than 255 bytes")
     } else if name.contains('\0') {
         Some("NUL byte in key")

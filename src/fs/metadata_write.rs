@@ -209,11 +209,11 @@ impl Filesystem {
                 .await
                 .map_err(|e| FsError::from_s3(&e, &key))?
                 .etag
-        } else if attr.size > self.client.config().profile.max_copy_object_size {
-            // above the copy limit metadata can only be replaced by a multipart self-copy
+        } else {
+            // a copy onto itself; above the copy limit a multipart self-copy
             Some(
                 self.client
-                    .copy_object_multipart(
+                    .copy_object_sized(
                         &key,
                         &key,
                         attr.size,
@@ -221,13 +221,6 @@ impl Filesystem {
                         Some(&opts),
                         etag.as_deref(),
                     )
-                    .await
-                    .map_err(|e| FsError::from_s3(&e, &key))?,
-            )
-        } else {
-            Some(
-                self.client
-                    .copy_object(&key, &key, Some(&opts), etag.as_deref())
                     .await
                     .map_err(|e| FsError::from_s3(&e, &key))?,
             )

@@ -295,7 +295,7 @@ impl Filesystem {
             files: 1 << 40,
             ffree: 1 << 40,
             bsize: BSIZE as u32,
-            namelen: 255,
+            namelen: dir_listing::NAME_MAX as u32,
             frsize: BSIZE as u32,
         }
     }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use super::attr::{content_type_for, Attr, FileKind};
-use super::dir_listing::{invalid_name_reason, DirStream, ListingWarnings};
+use super::dir_listing::{invalid_name_reason, DirStream, ListingWarnings, NAME_MAX};
 use super::error::{FsError, FsResult};
 use super::file_io::Handle;
 use super::inode::{DirSnapshot, ListedChild, ROOT_INO};
@@ -40,17 +40,14 @@ pub(crate) fn check_key(key: &str) -> FsResult<()> {
     Ok(())
 }
 
+/// A name given by the kernel: too long is ENAMETOOLONG, otherwise impossible is EINVAL (the
+/// rule is `invalid_name_reason`'s, which listings use to leave such keys out).
 pub(crate) fn check_name(name: &str) -> FsResult<()> {
-    if name.len() > 255 {
-        return Err(FsError::new(
-            libc::ENAMETOOLONG,
-            "name longer than 255 bytes",
-        ));
+    match invalid_name_reason(name) {
+        None => Ok(()),
+        Some(reason) if name.len() > NAME_MAX => Err(FsError::new(libc::ENAMETOOLONG, reason)),
+        Some(reason) => Err(FsError::new(libc::EINVAL, reason)),
     }
-    if let Some(reason) = invalid_name_reason(name) {
-        return Err(FsError::new(libc::EINVAL, reason));
-    }
-    Ok(())
 }
 
 impl Filesystem {

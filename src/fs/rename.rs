@@ -122,28 +122,30 @@ impl Filesystem {
             let new_etag = match pending {
                 None => self
                     .client
-                    .copy_object_sized(&old_key, &new_key, size, self.limits.base, etag.as_deref())
+                    .copy_object_sized(
+                        &old_key,
+                        &new_key,
+                        size,
+                        self.limits.base,
+                        None,
+                        etag.as_deref(),
+                    )
                     .await
                     .map_err(|e| FsError::from_s3(&e, &old_key))?,
                 Some(generation) => {
                     let opts = self.metadata_options(ino, &attr, new_name)?;
-                    let copied = if size <= self.client.config().profile.max_copy_object_size {
-                        self.client
-                            .copy_object(&old_key, &new_key, Some(&opts), etag.as_deref())
-                            .await
-                    } else {
-                        self.client
-                            .copy_object_multipart(
-                                &old_key,
-                                &new_key,
-                                size,
-                                self.limits.base,
-                                Some(&opts),
-                                etag.as_deref(),
-                            )
-                            .await
-                    }
-                    .map_err(|e| FsError::from_s3(&e, &old_key))?;
+                    let copied = self
+                        .client
+                        .copy_object_sized(
+                            &old_key,
+                            &new_key,
+                            size,
+                            self.limits.base,
+                            Some(&opts),
+                            etag.as_deref(),
+                        )
+                        .await
+                        .map_err(|e| FsError::from_s3(&e, &old_key))?;
                     let mut t = self.inodes.lock();
                     if let Some(n) = t.get_mut(ino) {
                         n.user_meta = opts.user_metadata;
@@ -239,7 +241,7 @@ impl Filesystem {
                 let dst = format!("{new_prefix}{}", &k[old_prefix.len()..]);
                 async move {
                     client
-                        .copy_object_sized(&src, &dst, size, part_size, None)
+                        .copy_object_sized(&src, &dst, size, part_size, None, None)
                         .await
                         .map_err(|e| FsError::from_s3(&e, &src))
                 }

@@ -1130,22 +1130,24 @@ impl S3Client {
             .max(1)
     }
 
-    /// Server-side copy of any size: one CopyObject up to the profile's copy limit (and for
-    /// empty objects), [`S3Client::copy_object_multipart`] beyond it. Metadata is copied.
+    /// Server-side copy of any size, the one place that chooses: one CopyObject up to the
+    /// profile's copy limit (and for empty objects), [`S3Client::copy_object_multipart`] beyond
+    /// it. `opts`: the new metadata (`None` keeps the source's).
     pub async fn copy_object_sized(
         &self,
         source_key: &str,
         dest_key: &str,
         size: u64,
         part_size: u64,
+        opts: Option<&PutOptions>,
         source_if_match: Option<&str>,
     ) -> Result<String, S3Error> {
         if size == 0 || size <= self.inner.cfg.profile.max_copy_object_size {
             return self
-                .copy_object(source_key, dest_key, None, source_if_match)
+                .copy_object(source_key, dest_key, opts, source_if_match)
                 .await;
         }
-        self.copy_object_multipart(source_key, dest_key, size, part_size, None, source_if_match)
+        self.copy_object_multipart(source_key, dest_key, size, part_size, opts, source_if_match)
             .await
     }
 
