@@ -227,12 +227,16 @@ fn writer_killed_mid_file_leaves_no_object() {
     }
     dd.kill().expect("kill -9");
     let _ = dd.wait();
-    std::thread::sleep(Duration::from_millis(500));
+    // the killed writer's upload is aborted: wait for that (its last request), then look
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !srv.multipart_uploads().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "upload not aborted");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert!(
         srv.get_object("killed.bin").is_none(),
         "partial object appeared"
     );
-    assert!(srv.multipart_uploads().is_empty(), "upload not aborted");
     assert!(!m.p("killed.bin").exists());
 }
 
