@@ -244,11 +244,16 @@ impl PartBuffer {
                     next_path.ok_or_else(|| io::Error::other("no path for the next part"))?;
                 let next = blocking(|| {
                     let next = create(next_path)?;
-                    // the rest may be large and mostly a hole (a write far past the end): copy
-                    // its data a piece at a time, and keep the holes holes
-                    next.set_len((*len - n) as u64)?;
-                    copy_data(file, n as u64, *len as u64, &next)?;
-                    file.set_len(n as u64)?;
+                    // Only when there is a rest (no truncate otherwise: ext4 takes a truncate
+                    // to size 0 for a "replace via truncate" and writes the file out to disk
+                    // when it is closed — every part file, on the write path). The rest may be
+                    // large and mostly a hole (a write far past the end): its data is copied a
+                    // piece at a time, and the holes stay holes.
+                    if *len > n {
+                        next.set_len((*len - n) as u64)?;
+                        copy_data(file, n as u64, *len as u64, &next)?;
+                        file.set_len(n as u64)?;
+                    }
                     Ok::<_, io::Error>(next)
                 })?;
                 let body = Payload::file(path, n as u64);
