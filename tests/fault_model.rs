@@ -13,7 +13,7 @@ use std::time::Duration;
 use bucketfs::config::FsConfig;
 use bucketfs::fs::{Filesystem, ROOT_INO};
 use bucketfs::s3::profile::{profile, Profile, Provider};
-use bucketfs::s3::{Credentials, S3Client, S3Config, StaticCredentials};
+use bucketfs::s3::S3Client;
 use bucketfs_test_server::{Fault, FaultKind, TestServer};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
@@ -118,21 +118,11 @@ fn client(srv: &TestServer) -> S3Client {
         min_part_size: PART as u64,
         ..profile(Provider::Other).clone()
     }));
-    let creds = Arc::new(StaticCredentials {
-        credentials: Credentials {
-            access_key_id: srv.access_key(),
-            secret_access_key: srv.secret_key(),
-            session_token: None,
-        },
-        origin: "test".into(),
-    });
-    let mut cfg = S3Config::new(srv.endpoint(), "us-east-1", srv.bucket(), creds);
-    cfg.profile = small;
-    cfg.retry_timeout = Duration::from_secs(5);
-    cfg.max_attempts = 3;
-    // nothing here applies late: an unclear answer is settled by the first HEAD
-    cfg.confirm_grace = Duration::from_millis(100);
-    S3Client::new(cfg).expect("client")
+    core_fs::client_with(srv, |cfg| {
+        cfg.profile = small;
+        // nothing here applies late: an unclear answer is settled by the first HEAD
+        cfg.confirm_grace = Duration::from_millis(100);
+    })
 }
 
 struct World {

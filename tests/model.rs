@@ -3,6 +3,9 @@
 //! an in-memory model, and fails (with a shrunk sequence) on the first difference in an answer,
 //! an inode number, or the objects in the bucket. `PROPTEST_CASES=N` runs more cases.
 
+#[path = "common/core.rs"]
+mod core_fs;
+
 mod model {
     pub mod concurrent;
     pub mod exec;

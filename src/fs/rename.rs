@@ -119,43 +119,31 @@ impl Filesystem {
             // one CopyObject, or above the provider's copy limit a multipart copy
             // (UploadPartCopy in parallel, GET + UploadPart where the server refuses it)
             // Attribute changes not written yet (metadata_write.rs) go with this copy.
-            let new_etag = match pending {
-                None => self
-                    .client
-                    .copy_object_sized(
-                        &old_key,
-                        &new_key,
-                        size,
-                        self.limits.base,
-                        None,
-                        etag.as_deref(),
-                    )
-                    .await
-                    .map_err(|e| FsError::from_s3(&e, &old_key))?,
-                Some(generation) => {
-                    let opts = self.metadata_options(ino, &attr, new_name)?;
-                    let copied = self
-                        .client
-                        .copy_object_sized(
-                            &old_key,
-                            &new_key,
-                            size,
-                            self.limits.base,
-                            Some(&opts),
-                            etag.as_deref(),
-                        )
-                        .await
-                        .map_err(|e| FsError::from_s3(&e, &old_key))?;
-                    let mut t = self.inodes.lock();
-                    if let Some(n) = t.get_mut(ino) {
-                        n.user_meta = opts.user_metadata;
-                        if n.meta_gen == generation {
-                            n.meta_pending = false;
-                        }
-                    }
-                    copied
-                }
+            let opts = match pending {
+                Some(_) => Some(self.metadata_options(ino, &attr, new_name)?),
+                None => None,
             };
+            let new_etag = self
+                .client
+                .copy_object_sized(
+                    &old_key,
+                    &new_key,
+                    size,
+                    self.limits.base,
+                    opts.as_ref(),
+                    etag.as_deref(),
+                )
+                .await
+                .map_err(|e| FsError::from_s3(&e, &old_key))?;
+            if let (Some(generation), Some(opts)) = (pending, opts) {
+                let mut t = self.inodes.lock();
+                if let Some(n) = t.get_mut(ino) {
+                    n.user_meta = opts.user_metadata;
+                    if n.meta_gen == generation {
+                        n.meta_pending = false;
+                    }
+                }
+            }
             {
                 let mut t = self.inodes.lock();
                 if let Some(n) = t.get_mut(ino) {

@@ -13,6 +13,11 @@ use bucketfs_test_server::TestServer;
 
 /// A client for `srv` that gives up after 3 attempts within 5 s.
 pub fn client(srv: &TestServer) -> S3Client {
+    client_with(srv, |_| {})
+}
+
+/// As [`client`], with `edit` applied to its configuration first (a test profile, timeouts).
+pub fn client_with(srv: &TestServer, edit: impl FnOnce(&mut S3Config)) -> S3Client {
     let creds = Arc::new(StaticCredentials {
         credentials: Credentials {
             access_key_id: srv.access_key(),
@@ -24,6 +29,7 @@ pub fn client(srv: &TestServer) -> S3Client {
     let mut cfg = S3Config::new(srv.endpoint(), "us-east-1", srv.bucket(), creds);
     cfg.retry_timeout = Duration::from_secs(5);
     cfg.max_attempts = 3;
+    edit(&mut cfg);
     S3Client::new(cfg).expect("client")
 }
 

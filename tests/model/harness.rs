@@ -8,7 +8,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use bucketfs::config::FsConfig;
 use bucketfs::fs::{Attr, Caller, FileKind, Filesystem, ROOT_INO};
 use bucketfs::s3::profile::{profile, Profile, Provider};
-use bucketfs::s3::{Credentials, S3Client, S3Config, StaticCredentials};
+use bucketfs::s3::S3Client;
 use bucketfs_test_server::TestServer;
 
 use super::ops::{Op, P};
@@ -66,19 +66,7 @@ fn client(srv: &TestServer) -> S3Client {
         max_copy_object_size: COPY_LIMIT,
         ..profile(Provider::Other).clone()
     }));
-    let creds = Arc::new(StaticCredentials {
-        credentials: Credentials {
-            access_key_id: srv.access_key(),
-            secret_access_key: srv.secret_key(),
-            session_token: None,
-        },
-        origin: "test".into(),
-    });
-    let mut cfg = S3Config::new(srv.endpoint(), "us-east-1", srv.bucket(), creds);
-    cfg.profile = small;
-    cfg.retry_timeout = Duration::from_secs(5);
-    cfg.max_attempts = 3;
-    S3Client::new(cfg).expect("client")
+    crate::core_fs::client_with(srv, |cfg| cfg.profile = small)
 }
 
 impl Harness {
