@@ -458,3 +458,34 @@ async fn writers_beyond_the_cache_size_wait_for_uploads_then_go_on() {
         "the writers waited for room, never in vain"
     );
 }
+
+#[tokio::test]
+async fn a_reader_of_a_file_fsynced_and_kept_open_does_not_wait_for_its_release() {
+    // `tail -f` of a log whose writer fsyncs each line: the writer is clean (committed) but
+    // still open, so a reader's open must not wait for a release that is not coming
+    let srv = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let fs = fs_with(
+        &srv,
+        FsConfig {
+            // the wait for a closing writer's release, made longer than the test's deadline
+            release_wait: std::time::Duration::from_secs(3600),
+            ..staged(&dir)
+        },
+    );
+    let (attr, w) = fs
+        .create(ROOT_INO, "app.log", 0o644, libc::O_WRONLY, ME)
+        .await
+        .expect("create");
+    fs.write(w.fh, 0, b"line one\n").await.expect("write");
+    fs.fsync(w.fh).await.expect("fsync");
+    let open = fs.open(attr.ino, libc::O_RDONLY, ME);
+    let r = tokio::time::timeout(std::time::Duration::from_secs(20), open)
+        .await
+        .expect("the reader's open waited for the writer's release")
+        .expect("open for reading");
+    assert_eq!(read_range(&fs, r.fh, 0, 100).await, b"line one\n");
+    fs.release(r.fh).await.expect("release reader");
+    fs.flush(w.fh, 0).await.expect("close");
+    fs.release(w.fh).await.expect("release");
+}

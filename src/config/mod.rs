@@ -38,6 +38,9 @@ pub struct FsConfig {
     /// (changes made meanwhile go in the same copy; see `fs::metadata_write`). 1 s; tests set
     /// their own.
     pub metadata_write_delay: Duration,
+    /// Longest wait of an open for the kernel's release of a writer already closed (`cp a b
+    /// && cat b`, see `fs::file_io`). 5 s; tests set their own.
+    pub release_wait: Duration,
 }
 
 impl Default for FsConfig {
@@ -59,6 +62,7 @@ impl Default for FsConfig {
             dir_mode: 0o755,
             max_read_chunk: 8 * 1024 * 1024,
             metadata_write_delay: Duration::from_secs(1),
+            release_wait: Duration::from_secs(5),
         }
     }
 }

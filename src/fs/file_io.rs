@@ -145,6 +145,9 @@ struct WriteState {
     /// A child's close of its inherited copy was let go without an upload since the last
     /// write (see `flush`): the release, which uploads, may follow at once.
     closed_by_child: bool,
+    /// Closed by its opener (FLUSH answered) since it last wrote: the release follows. An
+    /// fsync does not set it: a file fsynced and kept open is still being written.
+    flushed: bool,
     /// The bucket holds what this handle has (nothing to send if not dirty).
     committed: bool,
     /// The last commit (a close or fsync) failed and nothing was written since: the release
@@ -158,9 +161,6 @@ struct WriteState {
     /// conditional on it so that a change by another client is never clobbered.
     expect: Expect,
 }
-
-/// Longest wait for the release of a writer that was already flushed (see `wait_for_release`).
-const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The state of the key a commit may replace.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,10 +177,10 @@ impl Filesystem {
     /// close(2) returns once FLUSH is answered; the kernel sends RELEASE after that, on its
     /// own. A reopen right after a close (`echo a > f; echo b >> f`, `cp a b && cat b`) can
     /// arrive before that release: when every writer of `ino` has been flushed (or closed by a
-    /// child, see `flush`) since it last wrote, wait up to [`RELEASE_WAIT`] for it to go instead of failing with EBUSY (under load the
+    /// child, see `flush`) since it last wrote, wait up to `release_wait` (5 s) for it to go instead of failing with EBUSY (under load the
     /// kernel's release has been seen to take over a second). Whether it went.
     async fn wait_for_release(&self, ino: u64) -> bool {
-        let deadline = Instant::now() + RELEASE_WAIT;
+        let deadline = Instant::now() + self.config.release_wait;
         loop {
             // registered before looking, so a release or flush in between is not missed
             let changed = self.writers_changed.notified();
@@ -189,12 +189,9 @@ impl Filesystem {
             }
             let flushed = match self.write_handle_for(ino) {
                 Some(w) => match w.state.try_lock() {
-                    Ok(st) => Some(
-                        st.discarded
-                            || (st.committed && !st.dirty)
-                            || st.closed_by_child
-                            || st.commit_failed,
-                    ),
+                    Ok(st) => {
+                        Some(st.discarded || st.flushed || st.closed_by_child || st.commit_failed)
+                    }
                     // a flush or the release itself holds it: look again
                     Err(_) => None,
                 },
@@ -337,6 +334,7 @@ impl Filesystem {
                 upload: Writer::Stream(Box::new(self.new_upload(key))),
                 dirty: false,
                 closed_by_child: false,
+                flushed: false,
                 committed: false,
                 commit_failed: false,
                 discarded: false,
@@ -449,6 +447,7 @@ impl Filesystem {
                 upload,
                 dirty: false,
                 closed_by_child: false,
+                flushed: false,
                 committed: !truncate,
                 commit_failed: false,
                 discarded: false,
@@ -476,6 +475,8 @@ impl Filesystem {
         truncate: bool,
         caller: Caller,
     ) -> FsResult<Opened> {
+        // open again: not on its way out any more
+        w.state.lock().await.flushed = false;
         if truncate {
             let mut st = w.state.lock().await;
             if st.upload.set_size(0).await.is_err() {
@@ -643,6 +644,7 @@ impl Filesystem {
         st.upload.write(offset, data, &opts).await?;
         st.dirty = true;
         st.closed_by_child = false;
+        st.flushed = false;
         st.commit_failed = false;
         let size = st.upload.size();
         w.pending_bytes
@@ -802,7 +804,9 @@ impl Filesystem {
                     }
                     return Ok(());
                 }
-                self.commit(&w).await
+                let result = self.commit(&w).await;
+                w.state.lock().await.flushed = true;
+                result
             }
             _ => Ok(()),
         }
@@ -910,6 +914,7 @@ impl Filesystem {
             st.upload.set_size(size).await?;
             st.dirty = true;
             st.closed_by_child = false;
+            st.flushed = false;
             st.commit_failed = false;
             drop(st);
             if let Some(n) = self.inodes.lock().get_mut(ino) {
