@@ -7,6 +7,7 @@
 #   scripts/rgw.sh                    # mount_read, mount_write, mount_posix, mount_open_files
 #   scripts/rgw.sh mount_write        # one suite
 #   RGW_KEEP=1 scripts/rgw.sh         # leave the cluster running
+#   RGW_WIPE=1 scripts/rgw.sh         # delete the cluster afterwards (the default when CI is set)
 #
 # Needs root (apt-get, FUSE). About 1 GiB of RAM; ~70 s to install and start from nothing.
 set -uo pipefail
@@ -20,13 +21,47 @@ if [ ! -f "$script" ]; then
 fi
 dir=${CEPH_RGW_DIR:-/tmp/ceph-rgw}
 started=0
+# show_logs: the last lines of the cluster's logs, so that a failed start says why in CI's output
+show_logs() {
+    local f
+    echo "rgw: uid $(id -u), free space: $(df -h "$dir" 2>/dev/null | awk 'NR==2{print $4" of "$2}')" >&2
+    for f in "$dir"/log/mkfs.log "$dir"/log/start.log "$dir"/log/mon.a.log "$dir"/log/osd.0.log \
+             "$dir"/log/client.rgw.a.log; do
+        [ -s "$f" ] || continue
+        echo "rgw: --- last lines of $f" >&2
+        tail -n 8 "$f" | cut -c1-300 >&2
+    done
+}
 if ! bash "$script" status >/dev/null 2>&1 || [ ! -s "$dir/env" ]; then
-    bash "$script" start || { echo "rgw: Ceph did not start" >&2; exit 2; }
     started=1
+    # A cluster left stopped by an earlier run is restarted (~8 s). If that fails (its store
+    # damaged by a killed run, its OSD file grown until the disk is nearly full so that the mon
+    # refuses to start, ...), say why, wipe it and start one from nothing (~20 s); then once more
+    # in a directory of its own on other ports, in case something else holds these.
+    if ! bash "$script" start; then
+        show_logs
+        echo "rgw: starting again from a wiped cluster" >&2
+        bash "$script" wipe >/dev/null 2>&1
+        if ! bash "$script" start; then
+            show_logs
+            dir=$(mktemp -d /tmp/bucketfs-rgw.XXXXXX)
+            export CEPH_RGW_DIR=$dir CEPH_RGW_PORT=28880 CEPH_RGW_MON_PORT=28810 \
+                CEPH_RGW_OSD_PORTS=28820-28849
+            echo "rgw: starting again in $dir on ports 28810-28880" >&2
+            bash "$script" start || { show_logs; echo "rgw: Ceph did not start" >&2; exit 2; }
+        fi
+    fi
 fi
 stop() {
     if [ "$started" = 1 ] && [ -z "${RGW_KEEP:-}" ]; then
-        bash "$script" stop >/dev/null 2>&1
+        # in CI, or with RGW_WIPE=1, the cluster's files go too: its OSD file keeps the
+        # high-water mark of what the suites wrote (GiBs) and a later run starts from nothing
+        if [ -n "${CI:-}" ] || [ -n "${RGW_WIPE:-}" ]; then
+            bash "$script" wipe >/dev/null 2>&1
+            case $dir in /tmp/bucketfs-rgw.*) rm -rf "$dir" ;; esac
+        else
+            bash "$script" stop >/dev/null 2>&1
+        fi
     fi
 }
 trap stop EXIT INT TERM
