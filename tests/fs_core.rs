@@ -424,6 +424,16 @@ async fn refused_upload_part_copy_falls_back_to_read_and_upload() {
     fs.release(o.fh).await.expect("release");
     data[..4].copy_from_slice(b"HEAD");
     assert_eq!(srv.get_object("ev2").as_deref(), Some(&data[..]));
+    // the refusal is remembered for the mount: the next edit asks for no copy at all
+    let refused = srv.requests_for("UploadPartCopy").len();
+    assert!(refused >= 1);
+    let o = fs.open(attr.ino, libc::O_WRONLY, ME).await.expect("open");
+    fs.write(o.fh, 4, b"MORE").await.expect("write");
+    fs.flush(o.fh, 0).await.expect("flush");
+    fs.release(o.fh).await.expect("release");
+    data[4..8].copy_from_slice(b"MORE");
+    assert_eq!(srv.get_object("ev2").as_deref(), Some(&data[..]));
+    assert_eq!(srv.requests_for("UploadPartCopy").len(), refused);
 }
 
 #[tokio::test]

@@ -262,7 +262,6 @@ impl Filesystem {
             size,
             self.limits.base,
             self.limits.max_parts,
-            self.client.capabilities().upload_part_copy != Holds::No,
             self.store.journal.clone(),
             self.store.staging_file("patch"),
         )

@@ -39,7 +39,6 @@ pub struct PatchUpload {
     size: u64,
     /// The parts written to (on disk in the staging dir, else in memory).
     parts: DirtyParts,
-    copy_supported: bool,
     changed: bool,
     /// Records the multipart upload a commit builds (see `journal.rs`).
     journal: Option<Arc<UploadJournal>>,
@@ -64,7 +63,6 @@ impl PatchUpload {
         size: u64,
         part_size: u64,
         max_parts: u32,
-        copy_supported: bool,
         journal: Option<Arc<UploadJournal>>,
         staging: Option<(std::path::PathBuf, Arc<StagingBudget>)>,
     ) -> PatchUpload {
@@ -92,7 +90,6 @@ impl PatchUpload {
             max_parts,
             size,
             parts,
-            copy_supported,
             changed: false,
             journal,
         }
@@ -404,13 +401,10 @@ impl PatchUpload {
     }
 
     async fn send_parts(&mut self, upload_id: &str, n: u64) -> FsResult<Vec<CompletedPart>> {
-        if self.copy_supported {
+        if self.client.copies_parts() {
             match self.send_pieces(upload_id, &self.plan(n)).await {
                 Ok(parts) => return Ok(parts),
-                Err(PieceError::S3(e)) if e.is_copy_refused() => {
-                    tracing::info!(key = %self.key, "server refuses UploadPartCopy ({e}); re-uploading unchanged parts");
-                    self.copy_supported = false;
-                }
+                Err(PieceError::S3(e)) if self.client.copy_refused(&self.key, &e) => {}
                 Err(e) => return Err(e.into_fs(&self.key)),
             }
         }
@@ -533,7 +527,6 @@ mod tests {
             size,
             8 * MIB,
             10_000,
-            true,
             None,
             None,
         )

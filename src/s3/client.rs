@@ -322,6 +322,32 @@ impl S3Client {
         *self.inner.caps.write() = caps;
     }
 
+    /// Whether ranges of objects may be copied server-side into parts (UploadPartCopy): no once
+    /// the profile or an answer of the server said it refuses them.
+    pub fn copies_parts(&self) -> bool {
+        self.capabilities().upload_part_copy != Holds::No
+    }
+
+    /// The one place that decides what a failed UploadPartCopy means: true when `e` says the
+    /// server refuses server-side part copies, which is then remembered for this mount (and
+    /// logged once); the caller sends the bytes itself (GET + UploadPart). False for any other
+    /// error, which the caller returns.
+    pub fn copy_refused(&self, key: &str, e: &S3Error) -> bool {
+        if !e.is_copy_refused() {
+            return false;
+        }
+        let mut caps = self.inner.caps.write();
+        if caps.upload_part_copy != Holds::No {
+            caps.upload_part_copy = Holds::No;
+            tracing::info!(
+                key,
+                error = %e,
+                "server refuses UploadPartCopy; copies and in-place changes send the bytes (GET + UploadPart) from now on"
+            );
+        }
+        true
+    }
+
     /// Where the credentials came from (never the secret itself).
     pub fn describe_credentials(&self) -> String {
         self.inner.cfg.credentials.describe()
@@ -1245,7 +1271,7 @@ impl S3Client {
         use futures::{stream, StreamExt as _, TryStreamExt as _};
         use std::sync::atomic::{AtomicBool, Ordering};
 
-        let refused = AtomicBool::new(self.capabilities().upload_part_copy == Holds::No);
+        let refused = AtomicBool::new(!self.copies_parts());
         let fallback_slots = (COPY_FALLBACK_MEMORY / part_size).clamp(1, COPY_PARALLEL as u64);
         let fallback = Semaphore::new(fallback_slots as usize);
         let (refused, fallback) = (&refused, &fallback);
@@ -1266,15 +1292,8 @@ impl S3Client {
                     .await
                 {
                     Ok(etag) => return Ok(CompletedPart { part_number, etag }),
-                    Err(e) if e.is_copy_refused() => {
-                        if !refused.swap(true, Ordering::Relaxed) {
-                            self.inner.caps.write().upload_part_copy = Holds::No;
-                            tracing::info!(
-                                key = dest_key,
-                                error = %e,
-                                "server refuses UploadPartCopy; copying through GET + UploadPart"
-                            );
-                        }
+                    Err(e) if self.copy_refused(dest_key, &e) => {
+                        refused.store(true, Ordering::Relaxed)
                     }
                     Err(e) => return Err(e),
                 }
