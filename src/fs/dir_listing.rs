@@ -22,6 +22,23 @@ pub struct DirItem {
 /// Longest file name (bytes), as on Linux filesystems (`statfs` says so too).
 pub const NAME_MAX: usize = 255;
 
+/// Keys warned about (left out of listings) are remembered up to this many, to warn once each.
+const WARNED_KEYS: usize = 100_000;
+
+/// Keys left out of listings (invalid names, shadowed files), each logged once.
+#[derive(Default)]
+pub(crate) struct SkippedKeys(parking_lot::Mutex<HashSet<String>>);
+
+impl SkippedKeys {
+    /// Warn once about a key that cannot be shown.
+    pub(crate) fn warn(&self, key: &str, reason: &str) {
+        let mut warned = self.0.lock();
+        if warned.len() < WARNED_KEYS && warned.insert(key.to_string()) {
+            tracing::warn!(key = %key.escape_debug(), "key left out of the listing: {reason}");
+        }
+    }
+}
+
 /// Why a name cannot be a file name, or `None` if it can.
 pub fn invalid_name_reason(name: &str) -> Option<&'static str> {
     if name.is_empty() {

@@ -183,7 +183,7 @@ impl Filesystem {
         let deadline = Instant::now() + self.config.release_wait;
         loop {
             // registered before looking, so a release or flush in between is not missed
-            let changed = self.writers_changed.notified();
+            let changed = self.handles.writers_changed();
             if !self.inodes.lock().get(ino).is_some_and(|n| n.writing) {
                 return true;
             }
@@ -322,7 +322,7 @@ impl Filesystem {
             ino
         };
         self.forget_missing(parent, name);
-        let fh = self.new_fh();
+        let fh = self.handles.next_fh();
         let handle = WriteHandle {
             ino,
             opener: AtomicU32::new(process_of(caller.pid)),
@@ -368,7 +368,7 @@ impl Filesystem {
             if acc != libc::O_RDONLY {
                 return Err(FsError::new(libc::EACCES, "read-only file"));
             }
-            let fh = self.new_fh();
+            let fh = self.handles.next_fh();
             let text = self.stats_bytes().await?;
             self.handles.lock().insert(fh, Handle::Static(text));
             return Ok(Opened {
@@ -435,7 +435,7 @@ impl Filesystem {
                 n.attr.ctime = now;
             }
         }
-        let fh = self.new_fh();
+        let fh = self.handles.next_fh();
         let handle = WriteHandle {
             ino,
             opener: AtomicU32::new(process_of(caller.pid)),
@@ -489,7 +489,7 @@ impl Filesystem {
         w.opener.store(process_of(caller.pid), Ordering::Relaxed);
         w.kept.store(false, Ordering::Relaxed);
         w.fhs.fetch_add(1, Ordering::Relaxed);
-        let fh = self.new_fh();
+        let fh = self.handles.next_fh();
         {
             let mut handles = self.handles.lock();
             if let Some(old) = kept_fh {
@@ -519,7 +519,7 @@ impl Filesystem {
         if let Some(n) = self.inodes.lock().get_mut(w.ino) {
             n.open_handles += 1;
         }
-        let fh = self.new_fh();
+        let fh = self.handles.next_fh();
         self.handles.lock().insert(fh, Handle::Peek(w));
         Opened {
             fh,
@@ -585,7 +585,7 @@ impl Filesystem {
         if let Some(body) = body {
             prefetcher = prefetcher.with_body(body);
         }
-        let fh = self.new_fh();
+        let fh = self.handles.next_fh();
         self.handles.lock().insert(
             fh,
             Handle::Read(Arc::new(ReadHandle {
@@ -668,7 +668,7 @@ impl Filesystem {
         let key = st.upload.key().to_string();
         // an earlier run's unfinished upload of this key is resumed or aborted first; a file
         // created here meanwhile is newer than what recovery put back, and replaces it
-        if self.recovering.wait(&key).await && st.expect == Expect::Absent {
+        if self.leftovers.wait(&key).await && st.expect == Expect::Absent {
             st.expect = Expect::Unknown;
         }
         let opts = self.conditional(self.put_options(w.ino)?, &st.expect);
@@ -740,7 +740,7 @@ impl Filesystem {
     pub async fn flush(&self, fh: u64, pid: u32) -> FsResult<()> {
         let result = self.flush_handle(fh, pid).await;
         // a reopen or read waiting for this file's writer looks again (`wait_for_release`)
-        self.writers_changed.notify_waiters();
+        self.handles.writer_changed();
         result
     }
 
@@ -824,7 +824,7 @@ impl Filesystem {
     /// application any more, so it is logged as an error with the key.
     pub async fn release(&self, fh: u64) -> FsResult<()> {
         let result = self.release_handle(fh).await;
-        self.writers_changed.notify_waiters();
+        self.handles.writer_changed();
         result
     }
 

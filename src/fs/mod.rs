@@ -12,10 +12,12 @@ pub mod dir_listing;
 mod dirty_parts;
 pub mod error;
 mod file_io;
+mod handles;
 pub mod inode;
 pub mod journal;
 pub mod memory;
 mod metadata_write;
+mod names;
 mod namespace;
 pub mod part_buffer;
 mod patch;
@@ -28,13 +30,9 @@ mod stat_ahead;
 pub mod upload;
 pub mod xattr;
 
-use std::collections::{HashMap, HashSet};
-use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime};
-
-use parking_lot::Mutex;
 
 use crate::config::FsConfig;
 use crate::s3::S3Client;
@@ -115,14 +113,12 @@ pub struct Filesystem {
     pub(crate) limits: PartLimits,
     pub(crate) budget: Arc<MemoryBudget>,
     pub(crate) store: UploadStore,
-    pub(crate) inodes: Mutex<InodeTable>,
-    /// (parent, name) pairs known not to exist, until the instant stored.
-    pub(crate) negative: Mutex<lru::LruCache<(u64, String), Instant>>,
-    pub(crate) handles: Mutex<HashMap<u64, file_io::Handle>>,
-    next_fh: AtomicU64,
-    warned: Mutex<HashSet<String>>,
-    /// Tells the kernel to drop a cached name (set by the FUSE adapter once mounted).
-    invalidator: std::sync::OnceLock<EntryInvalidator>,
+    /// Inodes, names known missing, the kernel's name cache (see `names.rs`).
+    pub(crate) inodes: names::Names,
+    /// Open handles (see `handles.rs`).
+    pub(crate) handles: handles::Handles,
+    /// Keys left out of listings, warned about once.
+    pub(crate) skipped: dir_listing::SkippedKeys,
     /// The kernel's id of the mount serving this filesystem (0: not known), to recognise its
     /// files among a process's descriptors.
     mount_id: AtomicU64,
@@ -136,20 +132,11 @@ pub struct Filesystem {
     pub(crate) small_bodies: Arc<small_bodies::SmallBodies>,
     /// This filesystem, for the background tasks it starts.
     pub(crate) me: Weak<Filesystem>,
-    /// The upload journal's unfinished entries as the mount started (see `recovery.rs`).
-    pub(crate) earlier_uploads: Mutex<Option<Vec<journal::JournalEntry>>>,
-    /// Woken at every flush and release of a file (see `wait_for_release`).
-    pub(crate) writers_changed: tokio::sync::Notify,
-    /// Keys with an upload an earlier run left unfinished, until recovery has resumed or
-    /// aborted it: a commit to one of them waits, so a resumed old upload can never land
-    /// after (and over) what is written now (see `recovery.rs`).
-    pub(crate) recovering: recovery::Fence,
+    /// Uploads an earlier run left unfinished, and the keys a commit waits for until recovery
+    /// is done with them (see `recovery.rs`).
+    pub(crate) leftovers: recovery::Leftovers,
 }
 
-/// Most names remembered as missing at once.
-const NEGATIVE_CACHE_ENTRIES: usize = 16_384;
-/// Keys warned about (left out of listings) are remembered up to this many, to warn once each.
-const WARNED_KEYS: usize = 100_000;
 /// Listings of at most this many entries are kept for lookups.
 pub(crate) const SNAPSHOT_MAX_ENTRIES: usize = 100_000;
 
@@ -188,8 +175,6 @@ impl Filesystem {
                 left
             })
             .unwrap_or_default();
-        let earlier_keys = earlier.iter().map(|e| e.key.clone()).collect();
-        let negative_cap = NonZeroUsize::new(NEGATIVE_CACHE_ENTRIES).unwrap_or(NonZeroUsize::MIN);
         Arc::new_cyclic(|me| Filesystem {
             writeback: Arc::default(),
             stat_ahead: stat_ahead::StatAhead::default(),
@@ -197,16 +182,11 @@ impl Filesystem {
             me: me.clone(),
             budget: Arc::new(MemoryBudget::new(config.max_memory)),
             store,
-            earlier_uploads: Mutex::new(Some(earlier)),
-            writers_changed: tokio::sync::Notify::new(),
-            recovering: recovery::Fence::new(earlier_keys),
+            leftovers: recovery::Leftovers::new(earlier),
             limits,
-            inodes: Mutex::new(InodeTable::new(root)),
-            negative: Mutex::new(lru::LruCache::new(negative_cap)),
-            handles: Mutex::new(HashMap::new()),
-            next_fh: AtomicU64::new(1),
-            warned: Mutex::new(HashSet::new()),
-            invalidator: std::sync::OnceLock::new(),
+            inodes: names::Names::new(InodeTable::new(root), config.negative_ttl),
+            handles: handles::Handles::new(),
+            skipped: dir_listing::SkippedKeys::default(),
             mount_id: AtomicU64::new(0),
             counters: counters::CacheCounters::new(),
             config,
@@ -216,7 +196,7 @@ impl Filesystem {
 
     /// Install the hook that makes the kernel forget a cached (parent, name) entry.
     pub fn set_invalidator(&self, f: EntryInvalidator) {
-        let _ = self.invalidator.set(f);
+        self.inodes.set_invalidator(f);
     }
 
     /// Note the kernel's id of the mount that serves this filesystem (`mnt_id` in mountinfo).
@@ -230,17 +210,11 @@ impl Filesystem {
 
     /// Make the kernel forget `name` in `parent` (it disappeared without an unlink).
     pub(crate) fn invalidate_entry(&self, parent: u64, name: &str) {
-        if let Some(f) = self.invalidator.get() {
-            f(parent, name);
-        }
+        self.inodes.invalidate(parent, name);
     }
 
     pub fn config(&self) -> &FsConfig {
         &self.config
-    }
-
-    pub(crate) fn new_fh(&self) -> u64 {
-        self.next_fh.fetch_add(1, Ordering::Relaxed)
     }
 
     /// How long the kernel may cache entries and attributes.
@@ -250,14 +224,6 @@ impl Filesystem {
 
     pub(crate) fn attr_deadline(&self) -> Instant {
         Instant::now() + self.config.metadata_ttl
-    }
-
-    /// Warn once about a key that cannot be shown.
-    pub(crate) fn warn_skipped(&self, key: &str, reason: &str) {
-        let mut warned = self.warned.lock();
-        if warned.len() < WARNED_KEYS && warned.insert(key.to_string()) {
-            tracing::warn!(key = %key.escape_debug(), "key left out of the listing: {reason}");
-        }
     }
 
     /// Path of an inode relative to the mount, for log lines.

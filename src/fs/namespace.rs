@@ -15,7 +15,7 @@ use crate::s3::{ListRequest, ObjectMeta, PutOptions};
 struct FsWarnings<'a>(&'a Filesystem);
 impl ListingWarnings for FsWarnings<'_> {
     fn skipped(&self, key: &str, reason: &str) {
-        self.0.warn_skipped(key, reason);
+        self.0.skipped.warn(key, reason);
     }
 }
 
@@ -62,16 +62,11 @@ impl Filesystem {
     }
 
     fn remember_missing(&self, parent: u64, name: &str) {
-        if !self.config.negative_ttl.is_zero() {
-            self.negative.lock().put(
-                (parent, name.to_string()),
-                Instant::now() + self.config.negative_ttl,
-            );
-        }
+        self.inodes.remember_missing(parent, name);
     }
 
     pub(crate) fn forget_missing(&self, parent: u64, name: &str) {
-        self.negative.lock().pop(&(parent, name.to_string()));
+        self.inodes.forget_missing(parent, name);
     }
 
     /// Record a child in its parent's snapshot (after create/mkdir) or remove it (unlink).
@@ -132,13 +127,9 @@ impl Filesystem {
             };
             (p.key.clone(), listed)
         };
-        if listed.is_none() {
-            if let Some(until) = self.negative.lock().get(&(parent, name.to_string())) {
-                if now < *until {
-                    self.counters.lookup_hit();
-                    return Err(FsError::not_found());
-                }
-            }
+        if listed.is_none() && self.inodes.known_missing(parent, name, now) {
+            self.counters.lookup_hit();
+            return Err(FsError::not_found());
         }
         let key = format!("{parent_key}{name}");
         check_key(&key)?;
@@ -255,7 +246,8 @@ impl Filesystem {
         let list = list.map_err(|e| FsError::from_s3(&e, &dir_prefix))?;
         if !list.objects.is_empty() || !list.common_prefixes.is_empty() {
             if matches!(head_early, Some(Ok(_))) {
-                self.warn_skipped(key, "shadowed by a directory of the same name");
+                self.skipped
+                    .warn(key, "shadowed by a directory of the same name");
             }
             let has_marker = list.objects.first().map(|o| o.key.as_str()) == Some(&dir_prefix);
             let marker = if has_marker {
@@ -365,7 +357,7 @@ impl Filesystem {
                 DirStream::new(&key)
             }
         };
-        let fh = self.new_fh();
+        let fh = self.handles.next_fh();
         self.handles.lock().insert(
             fh,
             Handle::Dir(Arc::new(tokio::sync::Mutex::new(DirState {

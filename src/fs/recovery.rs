@@ -16,8 +16,11 @@ pub struct RecoveryReport {
     pub foreign: usize,
 }
 
-/// Keys a commit must not touch until recovery is done with them.
-pub(crate) struct Fence {
+/// What an earlier run left unfinished: its journal entries (read before this mount starts
+/// uploads of its own, so that recovery never takes one of them for a leftover) until recovery
+/// takes them, and the keys a commit must not touch until recovery is done with them.
+pub(crate) struct Leftovers {
+    entries: parking_lot::Mutex<Option<Vec<JournalEntry>>>,
     keys: parking_lot::Mutex<std::collections::HashSet<String>>,
     changed: tokio::sync::Notify,
 }
@@ -25,12 +28,19 @@ pub(crate) struct Fence {
 /// Longest wait of a commit for recovery (it goes on after, saying so).
 const FENCE_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
-impl Fence {
-    pub(crate) fn new(keys: std::collections::HashSet<String>) -> Fence {
-        Fence {
+impl Leftovers {
+    pub(crate) fn new(entries: Vec<JournalEntry>) -> Leftovers {
+        let keys = entries.iter().map(|e| e.key.clone()).collect();
+        Leftovers {
+            entries: parking_lot::Mutex::new(Some(entries)),
             keys: parking_lot::Mutex::new(keys),
             changed: tokio::sync::Notify::new(),
         }
+    }
+
+    /// The entries, for recovery (once; later calls get none).
+    fn take_entries(&self) -> Vec<JournalEntry> {
+        self.entries.lock().take().unwrap_or_default()
     }
 
     fn release(&self, key: &str) {
@@ -75,7 +85,7 @@ impl Filesystem {
     /// Resume or abort what the upload journal says was left unfinished.
     pub async fn recover_uploads(&self) -> RecoveryReport {
         let report = self.recover().await;
-        self.recovering.release_all();
+        self.leftovers.release_all();
         report
     }
 
@@ -84,7 +94,7 @@ impl Filesystem {
         let Some(journal) = self.store.journal.clone() else {
             return report;
         };
-        let entries = self.earlier_uploads.lock().take().unwrap_or_default();
+        let entries = self.leftovers.take_entries();
         let on_server = match self
             .client
             .list_multipart_uploads(&self.config.prefix)
@@ -104,7 +114,7 @@ impl Filesystem {
         };
         for e in &entries {
             self.recover_one(&journal, e, &on_server, &mut report).await;
-            self.recovering.release(&e.key);
+            self.leftovers.release(&e.key);
         }
         report.foreign = on_server
             .iter()
