@@ -319,40 +319,49 @@ fn a_mount_and_a_local_directory_agree() {
         failure_persistence: None,
         ..Config::default()
     });
-    let result = runner.run(&ops::ops(Mix { outside: false }, 30), |ops| {
-        let srv = server();
-        let mut m = Mount::new(&srv, &[]);
-        let local = tempfile::tempdir().expect("local dir");
-        let mut sides = Sides {
-            roots: [m.path().to_path_buf(), local.path().to_path_buf()],
-            handles: Vec::new(),
-        };
-        for (i, op) in ops.iter().enumerate() {
-            if let Op::Remount = op {
-                sides.handles.clear();
-                m = m.umount_and_mount_again(&srv, &[]).0;
-                sides.roots[0] = m.path().to_path_buf();
+    let result = runner.run(
+        &ops::ops(
+            Mix {
+                outside: false,
+                faults: false,
+            },
+            30,
+        ),
+        |ops| {
+            let srv = server();
+            let mut m = Mount::new(&srv, &[]);
+            let local = tempfile::tempdir().expect("local dir");
+            let mut sides = Sides {
+                roots: [m.path().to_path_buf(), local.path().to_path_buf()],
+                handles: Vec::new(),
+            };
+            for (i, op) in ops.iter().enumerate() {
+                if let Op::Remount = op {
+                    sides.handles.clear();
+                    m = m.umount_and_mount_again(&srv, &[]).0;
+                    sides.roots[0] = m.path().to_path_buf();
+                }
+                let (got, want) = sides.exec(op);
+                if got != want {
+                    return Err(TestCaseError::fail(format!(
+                        "op {i} {op:?}: mount {got:?}, local directory {want:?}"
+                    )));
+                }
+                let (tm, tl) = (tree(&sides.roots[0]), tree(&sides.roots[1]));
+                if tm != tl {
+                    let diff: Vec<_> = tm
+                        .iter()
+                        .filter(|(k, v)| tl.get(*k) != Some(v))
+                        .chain(tl.iter().filter(|(k, v)| tm.get(*k) != Some(v)))
+                        .collect();
+                    return Err(TestCaseError::fail(format!(
+                        "after op {i} {op:?} the trees differ: {diff:?}"
+                    )));
+                }
             }
-            let (got, want) = sides.exec(op);
-            if got != want {
-                return Err(TestCaseError::fail(format!(
-                    "op {i} {op:?}: mount {got:?}, local directory {want:?}"
-                )));
-            }
-            let (tm, tl) = (tree(&sides.roots[0]), tree(&sides.roots[1]));
-            if tm != tl {
-                let diff: Vec<_> = tm
-                    .iter()
-                    .filter(|(k, v)| tl.get(*k) != Some(v))
-                    .chain(tl.iter().filter(|(k, v)| tm.get(*k) != Some(v)))
-                    .collect();
-                return Err(TestCaseError::fail(format!(
-                    "after op {i} {op:?} the trees differ: {diff:?}"
-                )));
-            }
-        }
-        Ok(())
-    });
+            Ok(())
+        },
+    );
     if let Err(e) = result {
         panic!("{e}");
     }

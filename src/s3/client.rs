@@ -214,6 +214,9 @@ struct Response {
     status: u16,
     headers: HeaderMap,
     body: Bytes,
+    /// An earlier attempt of this call failed in a way that may have left it carried out
+    /// (its answer lost): the server may have done it twice.
+    earlier_may_have_applied: bool,
 }
 
 impl Response {
@@ -552,15 +555,20 @@ impl S3Client {
         let max_attempts = cfg.max_attempts.max(1);
         let mut attempt: u32 = 0;
         let mut refreshed = false;
+        let mut maybe_applied = false;
         let result = loop {
             attempt += 1;
             let err = match self
                 .attempt(call, &authority, &raw_path, &payload_hash)
                 .await
             {
-                Ok(resp) => break Ok(resp),
+                Ok(mut resp) => {
+                    resp.earlier_may_have_applied = maybe_applied;
+                    break Ok(resp);
+                }
                 Err(e) => e,
             };
+            maybe_applied |= err.may_have_been_applied();
             if err.status() == Some(403) && !refreshed {
                 refreshed = true;
                 if cfg.credentials.refresh_after_denied() {
@@ -731,6 +739,7 @@ impl S3Client {
             status,
             headers: parts.headers,
             body,
+            earlier_may_have_applied: false,
         })
     }
 
@@ -968,8 +977,58 @@ impl S3Client {
             .query("uploads", "");
         call.headers = self.object_headers(opts);
         call.headers.extend(self.new_object_headers());
+        let started = Instant::now();
         let resp = self.execute(&call).await?;
-        xml::parse_initiate_multipart(&resp.body, key)
+        let upload_id = xml::parse_initiate_multipart(&resp.body, key)?;
+        if resp.earlier_may_have_applied {
+            self.abort_lost_twins(key, &upload_id, started.elapsed())
+                .await;
+        }
+        Ok(upload_id)
+    }
+
+    /// A CreateMultipartUpload retried after an attempt whose answer was lost may have
+    /// started two uploads, of which the client knows one: the other would stay open (and
+    /// billed) for good. Uploads of the same key that the server says began no earlier than
+    /// the call itself (judged by the server's own clock: at most `took` before ours) are
+    /// that twin, and are aborted. One ListMultipartUploads, only after such a retry.
+    async fn abort_lost_twins(&self, key: &str, ours: &str, took: Duration) {
+        let uploads = match self.list_multipart_uploads(key).await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::warn!(
+                    key,
+                    "cannot list uploads to find one a lost answer may have left open: {e}"
+                );
+                return;
+            }
+        };
+        let Some(our_start) = uploads
+            .iter()
+            .find(|u| u.upload_id == ours)
+            .and_then(|u| u.initiated)
+        else {
+            return;
+        };
+        // Initiated has a resolution of a second on most servers
+        let earliest = our_start
+            .checked_sub(took + Duration::from_secs(1))
+            .unwrap_or(std::time::UNIX_EPOCH);
+        for u in uploads.iter().filter(|u| {
+            u.key == key && u.upload_id != ours && u.initiated.is_some_and(|t| t >= earliest)
+        }) {
+            tracing::info!(
+                key,
+                upload_id = %u.upload_id,
+                "aborting the upload a lost answer to CreateMultipartUpload left open"
+            );
+            if let Err(e) = self.abort_multipart_upload(key, &u.upload_id).await {
+                tracing::warn!(
+                    key,
+                    "cannot abort an upload left open by a lost answer: {e}"
+                );
+            }
+        }
     }
 
     /// Uploads one part; returns its ETag (quotes stripped).

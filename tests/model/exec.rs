@@ -64,6 +64,10 @@ impl Harness {
             Op::Remount => self.remount().await,
             Op::OutsidePut { p, len, seed } => self.outside_put(p, len, seed).await,
             Op::OutsideDelete { p, marker } => self.outside_delete(p, marker).await,
+            Op::Transient { op, kind } => {
+                self.transient_fault(op, kind);
+                Ok(())
+            }
         }
     }
 

@@ -9,9 +9,9 @@ use bucketfs::config::FsConfig;
 use bucketfs::fs::{Attr, Caller, FileKind, Filesystem, ROOT_INO};
 use bucketfs::s3::profile::{profile, Profile, Provider};
 use bucketfs::s3::S3Client;
-use bucketfs_test_server::TestServer;
+use bucketfs_test_server::{Fault, FaultKind, TestServer};
 
-use super::ops::{Op, P};
+use super::ops::{Op, FAULT_OPS, P};
 use super::reference::{Kind, Model, NodeId, ROOT};
 
 /// The part size of the model's core (and the server's smallest part): small, so that a few
@@ -395,6 +395,31 @@ pub fn expect_errno<T: std::fmt::Debug>(
             "{what}: {other:?}, model: {}",
             bucketfs::fs::error::errno_name(want)
         )),
+    }
+}
+
+impl Harness {
+    /// The next request of kind `FAULT_OPS[op]` fails once: 500 InternalError, 503 SlowDown,
+    /// a connection dropped before the server acts, or one cut after the server made the
+    /// change (the answer is lost). The client's retries cover one such fault per kind, so it
+    /// must change nothing anyone sees; a second one pending for the same kind is not added.
+    pub fn transient_fault(&mut self, op: u8, kind: u8) {
+        let op = FAULT_OPS[op as usize % FAULT_OPS.len()];
+        if self
+            .srv
+            .pending_faults()
+            .iter()
+            .any(|f| f.op.as_deref() == Some(op))
+        {
+            return;
+        }
+        let kind = match kind {
+            0 => FaultKind::internal_error(),
+            1 => FaultKind::slow_down(),
+            2 => FaultKind::DropConnection,
+            _ => FaultKind::TruncateBody,
+        };
+        self.srv.add_fault(Fault::new(kind).op(op).times(1));
     }
 }
 

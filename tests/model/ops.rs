@@ -177,13 +177,39 @@ pub enum Op {
         p: P,
         marker: bool,
     },
+    /// The next request of kind `FAULT_OPS[op]` meets a transient fault (`FAULT_KINDS[kind]`):
+    /// retries cover it, so nobody may see it. Never more than one pending per kind.
+    Transient {
+        op: u8,
+        kind: u8,
+    },
 }
+
+/// The requests a transient fault may hit.
+pub const FAULT_OPS: [&str; 11] = [
+    "PutObject",
+    "CreateMultipartUpload",
+    "UploadPart",
+    "CompleteMultipartUpload",
+    "UploadPartCopy",
+    "CopyObject",
+    "GetObject",
+    "HeadObject",
+    "ListObjectsV2",
+    "DeleteObject",
+    "AbortMultipartUpload",
+];
+/// How many kinds of transient fault there are (see `harness::transient_fault`).
+pub const FAULT_KINDS: u8 = 4;
 
 /// Which kind of run: `outside` adds changes by another client (needs a core whose caches
 /// expire at once).
 #[derive(Debug, Clone, Copy)]
 pub struct Mix {
     pub outside: bool,
+    /// Transient S3 faults (500, 503, a dropped connection, an answer lost after the change
+    /// was made) come and go.
+    pub faults: bool,
 }
 
 fn path() -> impl Strategy<Value = P> {
@@ -253,8 +279,17 @@ pub fn op(mix: Mix) -> BoxedStrategy<Op> {
         1 => path().prop_map(|p| Op::Forget { p }),
         1 => Just(Op::Remount),
     ];
+    let base = if mix.faults {
+        prop_oneof![
+            8 => base,
+            1 => (0..FAULT_OPS.len() as u8, 0..FAULT_KINDS).prop_map(|(op, kind)| Op::Transient { op, kind }),
+        ]
+        .boxed()
+    } else {
+        base.boxed()
+    };
     if !mix.outside {
-        return base.boxed();
+        return base;
     }
     prop_oneof![
         12 => base,
