@@ -883,7 +883,7 @@ impl Upload {
             ..now.clone()
         };
         self.client
-            .copy_object_multipart(
+            .copy_object_sized(
                 &self.key,
                 &self.key,
                 size,
