@@ -605,10 +605,25 @@ fn metrics_addr_serves_the_counters_and_a_taken_port_fails_the_mount() {
     assert!(status.contains(" 200 "), "{status}");
     let get = body
         .lines()
-        .find_map(|l| l.strip_prefix("bucketfs_s3_requests{op=\"get\"} "))
+        .find_map(|l| l.strip_prefix("bucketfs_s3_requests_total{op=\"get\"} "))
         .and_then(|v| v.parse::<u64>().ok());
     assert!(get.is_some_and(|n| n >= 1), "{body}");
-    assert!(body.lines().all(|l| l.starts_with("bucketfs_")), "{body}");
+    assert!(
+        body.lines()
+            .any(|l| l == "# TYPE bucketfs_s3_requests counter"),
+        "{body}"
+    );
+    assert!(
+        body.lines().any(|l| l == "# TYPE bucketfs_inodes gauge"),
+        "{body}"
+    );
+    assert!(
+        body.lines().all(|l| l.starts_with("bucketfs_")
+            || l.starts_with("# HELP bucketfs_")
+            || l.starts_with("# TYPE bucketfs_")
+            || l == "# EOF"),
+        "{body}"
+    );
     let (status, _) = scrape(&addr, "/nothing");
     assert!(status.contains(" 404 "), "{status}");
 

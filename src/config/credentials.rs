@@ -535,42 +535,40 @@ fn read_optional(path: &Path, what: &'static str) -> Result<Option<String>, Cred
     }
 }
 
-/// Sections of an AWS-style INI file: `[name]`, `key = value`, `#`/`;` comments. Keys are
-/// lower-cased; indented lines under a `key =` with no value (nested settings) are skipped.
-/// Kept by hand (issue 17 asked for a crate): the AWS CLI's files nest settings under a key
-/// (`s3 =` then indented `max_concurrent_requests = 20`), which general INI crates read as
-/// keys of the section or refuse, and a profile with such a block must still load.
+/// Sections of an AWS-style INI file, read with `rust-ini` as the AWS CLI reads them: `[name]`
+/// (runs of spaces in the name count as one), `key = value` or `key: value`, `#`/`;` comment
+/// lines (a `;` or `#` inside a value is kept: `credential_process = sh -c 'a; b'`), keys
+/// lower-cased, the last of a repeated key wins. Indented lines continue the key above, so a
+/// nested block (`s3 =` then indented `region = x`) becomes the value of `s3` and never
+/// overrides the profile's own keys. No quotes or escapes: secrets are taken as written.
+/// A file that is not INI at all (an unclosed `[`) gives no sections, with a warning.
 fn parse_ini(text: &str) -> HashMap<String, HashMap<String, String>> {
+    let options = ini::ParseOption {
+        enabled_quote: false,
+        enabled_escape: false,
+        enabled_indented_mutiline_value: true,
+        ..Default::default()
+    };
+    let parsed = match ini::Ini::load_from_str_opt(text, options) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            // line:column and what was expected; no part of a value.
+            tracing::warn!(
+                "AWS config/credentials file is not INI (line {}, column {}); ignored",
+                e.line,
+                e.col
+            );
+            return HashMap::new();
+        }
+    };
     let mut sections: HashMap<String, HashMap<String, String>> = HashMap::new();
-    let mut current: Option<String> = None;
-    let mut in_nested = false;
-    for raw in text.lines() {
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
-            continue;
+    for (name, properties) in parsed.iter() {
+        let Some(name) = name else { continue };
+        let name = name.split_whitespace().collect::<Vec<_>>().join(" ");
+        let section = sections.entry(name).or_default();
+        for (key, value) in properties.iter() {
+            section.insert(key.trim().to_ascii_lowercase(), value.trim().to_string());
         }
-        let indented = raw.starts_with([' ', '\t']);
-        if in_nested && indented {
-            continue;
-        }
-        in_nested = false;
-        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            let name = name.split_whitespace().collect::<Vec<_>>().join(" ");
-            sections.entry(name.clone()).or_default();
-            current = Some(name);
-            continue;
-        }
-        let (Some(section), Some((key, value))) = (&current, line.split_once('=')) else {
-            continue;
-        };
-        let value = value.trim();
-        if value.is_empty() {
-            in_nested = true;
-        }
-        sections
-            .entry(section.clone())
-            .or_default()
-            .insert(key.trim().to_ascii_lowercase(), value.to_string());
     }
     sections
 }
@@ -743,6 +741,23 @@ mod tests {
         let err = load_with(&request("b"), &e).unwrap_err().to_string();
         assert!(err.contains("AWS_ACCESS_KEY_ID"), "{err}");
         assert!(!err.contains(SECRET));
+    }
+
+    #[test]
+    fn ini_files_read_as_the_aws_cli_reads_them() {
+        let s = parse_ini(
+            "# top\n[profile   spaced  name]\nAWS_Access_Key_Id = K\n; note\n\
+             aws_session_token = AQoD+/abc==\nregion: r1\ns3 =\n  region = nested\n  \
+             max_concurrent_requests = 20\ncredential_process = sh -c 'a; b' # kept\n\
+             [default]\nregion = a\n[default]\nregion = b\n",
+        );
+        let p = &s["profile spaced name"];
+        assert_eq!(p["aws_access_key_id"], "K");
+        assert_eq!(p["aws_session_token"], "AQoD+/abc==");
+        assert_eq!(p["region"], "r1", "the nested block must not override it");
+        assert_eq!(p["credential_process"], "sh -c 'a; b' # kept");
+        assert_eq!(s["default"]["region"], "b");
+        assert!(parse_ini("[default\nregion = x\n").is_empty());
     }
 
     #[test]

@@ -1,38 +1,15 @@
 //! `bucketfs stats`: the `name value` lines of `.bucketfs/stats` laid out for people.
 //!
+//! The lines are read back with [`crate::figures::parse_line`], the parser of the format
+//! that [`crate::figures::to_text`] writes the file in.
+//!
 //! Unknown lines (counters added later) are kept, under "Other", so nothing is hidden.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use crate::figures::{parse_line, Line};
 use crate::s3::stats::Op;
-
-/// One parsed line: `name{label="x"} value` or `name value`.
-struct Line<'a> {
-    name: &'a str,
-    label: Option<&'a str>,
-    value: u64,
-    raw: &'a str,
-}
-
-fn parse_line(raw: &str) -> Option<Line<'_>> {
-    let (key, value) = raw.trim().rsplit_once(' ')?;
-    let value = value.trim().parse().ok()?;
-    let (name, label) = match key.split_once('{') {
-        Some((name, rest)) => {
-            let inner = rest.strip_suffix('}')?;
-            let (_, quoted) = inner.split_once('=')?;
-            (name, Some(quoted.trim_matches('"')))
-        }
-        None => (key, None),
-    };
-    Some(Line {
-        name,
-        label,
-        value,
-        raw,
-    })
-}
 
 /// `1.5 MiB`, `512 B`.
 pub fn human_bytes(n: u64) -> String {
@@ -102,40 +79,20 @@ pub fn render(text: &str, mountpoint: &str) -> String {
     let mut requests: Vec<(String, u64)> = Vec::new();
     let mut errors: Vec<(String, u64)> = Vec::new();
     let mut other: Vec<&str> = Vec::new();
-    let mut unsaved: Vec<&str> = Vec::new();
+    let mut unsaved: Vec<String> = Vec::new();
     for raw in text.lines().filter(|l| !l.trim().is_empty()) {
-        match parse_line(raw) {
-            Some(Line {
-                name: "unsaved_file",
-                label: Some(key),
-                ..
-            }) => unsaved.push(key),
-            Some(Line {
-                name: "s3_requests",
-                label: Some(op),
-                value,
-                ..
-            }) => requests.push((aws_name(op), value)),
-            Some(Line {
-                name: "s3_errors",
-                label: Some(code),
-                value,
-                ..
-            }) => errors.push((code.to_string(), value)),
-            Some(Line {
-                name,
-                label: None,
-                value,
-                raw,
-            }) => {
-                if KNOWN.contains(&name) {
-                    values.insert(name, value);
-                } else {
-                    other.push(raw.trim());
-                }
+        let Some(Line { name, label, value }) = parse_line(raw) else {
+            other.push(raw.trim());
+            continue;
+        };
+        match (name, label) {
+            ("unsaved_file", Some(key)) => unsaved.push(key.into_owned()),
+            ("s3_requests", Some(op)) => requests.push((aws_name(&op), value)),
+            ("s3_errors", Some(code)) => errors.push((code.into_owned(), value)),
+            (name, None) if KNOWN.contains(&name) => {
+                values.insert(name, value);
             }
-            Some(Line { raw, .. }) => other.push(raw.trim()),
-            None => other.push(raw.trim()),
+            _ => other.push(raw.trim()),
         }
     }
     let get = |name: &str| values.get(name).copied().unwrap_or(0);

@@ -5,6 +5,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
+use crate::figures::Figure;
+
 use super::attr::{Attr, FileKind};
 use super::error::FsResult;
 use super::inode::ROOT_INO;
@@ -50,19 +52,29 @@ impl Filesystem {
     /// Contents of the stats file as of now.
     pub(crate) async fn stats_bytes(&self) -> FsResult<Bytes> {
         let (files, bytes) = self.pending_uploads().await;
-        let mut text = self.stats_text();
-        text.push_str(&format!(
-            "pending_upload_files {files}\npending_upload_bytes {bytes}\n"
+        let mut figures = self.stats_values();
+        figures.push(Figure::gauge(
+            "pending_upload_files",
+            "Files written and closed whose upload has not finished.",
+            files as u64,
+        ));
+        figures.push(Figure::gauge(
+            "pending_upload_bytes",
+            "Bytes of those files still to upload.",
+            bytes,
         ));
         let unsaved = self.unsaved_files();
-        text.push_str(&format!("unsaved_files {}\n", unsaved.len()));
+        figures.push(Figure::gauge(
+            "unsaved_files",
+            "Files whose upload failed; kept here and sent again at close or fsync.",
+            unsaved.len() as u64,
+        ));
         for key in unsaved {
-            let key = key
-                .replace('\\', "\\\\")
-                .replace('"', "\\\"")
-                .replace('\n', "\\n");
-            text.push_str(&format!("unsaved_file{{key=\"{key}\"}} 1\n"));
+            figures.push(
+                Figure::gauge("unsaved_file", "One file whose upload failed.", 1)
+                    .with_label("key", key),
+            );
         }
-        Ok(Bytes::from(text))
+        Ok(Bytes::from(crate::figures::to_text(&figures)))
     }
 }

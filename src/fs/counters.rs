@@ -3,8 +3,9 @@
 //!
 //! Each counter is one relaxed atomic add: cheap enough for every lookup, readdir and read.
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::figures::Figure;
 
 /// How often the core's caches answered without S3, and how often they did not.
 #[derive(Debug, Default)]
@@ -87,20 +88,44 @@ impl CacheCounters {
 }
 
 impl CacheSnapshot {
+    /// The counters as typed figures, in the stats file's order.
+    pub fn figures(&self) -> Vec<Figure> {
+        vec![
+            Figure::counter(
+                "cache_lookup_hits",
+                "Lookups answered from the cache, without S3.",
+                self.lookup_hits,
+            ),
+            Figure::counter(
+                "cache_lookup_misses",
+                "Lookups that sent HEAD and/or LIST to S3.",
+                self.lookup_misses,
+            ),
+            Figure::counter(
+                "cache_readdir_hits",
+                "Directory listings served from a fresh cached listing.",
+                self.readdir_hits,
+            ),
+            Figure::counter(
+                "cache_readdir_misses",
+                "Directory listings read from S3.",
+                self.readdir_misses,
+            ),
+            Figure::counter(
+                "cache_read_hit_bytes",
+                "Bytes read that were already fetched or being fetched (read-ahead hits).",
+                self.read_hit_bytes,
+            ),
+            Figure::counter(
+                "cache_read_miss_bytes",
+                "Bytes read that needed a new ranged GET.",
+                self.read_miss_bytes,
+            ),
+        ]
+    }
+
     pub fn to_text(&self) -> String {
-        let mut out = String::new();
-        let lines = [
-            ("cache_lookup_hits", self.lookup_hits),
-            ("cache_lookup_misses", self.lookup_misses),
-            ("cache_readdir_hits", self.readdir_hits),
-            ("cache_readdir_misses", self.readdir_misses),
-            ("cache_read_hit_bytes", self.read_hit_bytes),
-            ("cache_read_miss_bytes", self.read_miss_bytes),
-        ];
-        for (name, value) in lines {
-            let _ = writeln!(out, "{name} {value}");
-        }
-        out
+        crate::figures::to_text(&self.figures())
     }
 }
 

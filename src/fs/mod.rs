@@ -35,6 +35,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::FsConfig;
+use crate::figures::Figure;
 use crate::s3::S3Client;
 pub use attr::{Attr, FileKind};
 pub use error::{FsError, FsResult};
@@ -266,24 +267,43 @@ impl Filesystem {
         }
     }
 
-    /// The S3 client's counters and the cache's state, as `name value` lines.
-    pub fn stats_text(&self) -> String {
-        let mut s = self.client.stats().to_text();
-        s.push_str(&format!(
-            "memory_budget_bytes {}\nmemory_in_use_bytes {}\ninodes {}\n",
+    /// The S3 client's counters and the cache's state, as typed figures.
+    pub fn stats_values(&self) -> Vec<Figure> {
+        let mut v = self.client.stats().figures();
+        v.push(Figure::gauge(
+            "memory_budget_bytes",
+            "Memory the part cache may use (write parts and read-ahead).",
             self.budget.total(),
+        ));
+        v.push(Figure::gauge(
+            "memory_in_use_bytes",
+            "Memory the part cache uses now.",
             self.budget.in_use(),
-            self.inodes.lock().len()
+        ));
+        v.push(Figure::gauge(
+            "inodes",
+            "Inodes known to the kernel or cached.",
+            self.inodes.lock().len() as u64,
         ));
         if let Some(staging) = &self.store.staging {
-            s.push_str(&format!(
-                "staging_bytes {}\nstaging_limit_bytes {}\n",
+            v.push(Figure::gauge(
+                "staging_bytes",
+                "Bytes of files being written, staged on disk now.",
                 staging.used(),
-                staging.limit()
+            ));
+            v.push(Figure::gauge(
+                "staging_limit_bytes",
+                "How many bytes the staging area may hold (--cache-size).",
+                staging.limit(),
             ));
         }
-        s.push_str(&self.counters.to_text());
-        s
+        v.extend(self.counters.snapshot().figures());
+        v
+    }
+
+    /// [`Filesystem::stats_values`] as `name value` lines.
+    pub fn stats_text(&self) -> String {
+        crate::figures::to_text(&self.stats_values())
     }
 
     /// Bytes staged now in the staging area (0 without one).

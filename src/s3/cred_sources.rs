@@ -2,19 +2,26 @@
 //! (`credential_process`, EC2 instance metadata, the ECS container endpoint) and key files
 //! that are rewritten in place (rotating credentials). All are [`CredentialSource`]s.
 //!
-//! Fetching is blocking (a child process or a loopback/link-local HTTP request with a short
-//! timeout): [`RefreshingCredentials`] refreshes in a background thread ahead of expiry, so a
-//! request only waits when the keys it holds have already expired.
+//! Fetching is blocking (a child process, or hyper requests to a loopback/link-local service
+//! with a short timeout, run on a runtime of their own): [`RefreshingCredentials`] refreshes in
+//! a background thread ahead of expiry, so a request only waits when the keys it holds have
+//! already expired, and then (on a tokio worker) through `block_in_place`.
 
 use std::collections::HashMap;
 use std::fmt;
-use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Empty, Limited};
+use hyper::header::{HeaderValue, CONTENT_LENGTH};
+use hyper::{Method, Request, Uri};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
 use parking_lot::{Mutex, RwLock};
 use tracing::{debug, warn};
 
@@ -36,7 +43,8 @@ impl fmt::Debug for Expiring {
     }
 }
 
-/// Something that can produce fresh keys (blocking).
+/// Something that can produce fresh keys (blocking: callable from any thread, but a caller on
+/// a tokio worker goes through [`off_the_runtime`]).
 pub trait Fetcher: Send + Sync + 'static {
     fn fetch(&self) -> Result<Expiring, String>;
     /// Where keys come from, for messages ("credential_process of profile x").
@@ -49,6 +57,18 @@ const REFRESH_AHEAD: Duration = Duration::from_secs(5 * 60);
 const EXPIRY_MARGIN: Duration = Duration::from_secs(30);
 /// Never fetch more often than this (a source that keeps handing out expiring keys).
 const MIN_FETCH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Runs blocking `f`: on a worker of a multi-thread tokio runtime through `block_in_place`, so
+/// the worker's other tasks move to other threads meanwhile; elsewhere directly. (A
+/// current-thread runtime has no other thread to move them to: its caller waits either way.)
+pub fn off_the_runtime<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
 
 struct RefreshState {
     current: Expiring,
@@ -95,7 +115,7 @@ impl RefreshingCredentials {
     }
 
     fn fetch_into(fetcher: &dyn Fetcher, state: &RwLock<RefreshState>) -> Result<bool, String> {
-        let fresh = fetcher.fetch()?;
+        let fresh = off_the_runtime(|| fetcher.fetch())?;
         let mut st = state.write();
         st.last_fetch = Instant::now();
         let changed = st.current.credentials != fresh.credentials;
@@ -104,6 +124,7 @@ impl RefreshingCredentials {
     }
 
     fn refresh_in_background(&self) {
+        // A thread of its own (not the runtime's): the fetch blocks.
         if self.refreshing.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -404,7 +425,7 @@ impl Fetcher for ProcessFetcher {
 }
 
 // ---------------------------------------------------------------------------------------------
-// A tiny blocking HTTP/1.1 client for link-local and loopback metadata services
+// HTTP requests to link-local and loopback metadata services (hyper)
 
 /// How long metadata requests may take: a laptop without such a service must not hang.
 pub const METADATA_TIMEOUT: Duration = Duration::from_secs(1);
@@ -453,136 +474,122 @@ impl HttpUrl {
         })
     }
 
-    fn addrs(&self) -> Result<Vec<SocketAddr>, String> {
-        (self.host.as_str(), self.port)
-            .to_socket_addrs()
-            .map(|a| a.collect())
-            .map_err(|e| format!("cannot resolve {}: {e}", self.host))
+    /// `http://host:port` + this URL's path + `path`, for a request.
+    fn uri(&self, path: &str) -> Result<Uri, String> {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        format!("http://{host}:{}{}{path}", self.port, self.path)
+            .parse()
+            .map_err(|e| format!("bad metadata URL {host}:{}{path}: {e}", self.port))
     }
 }
 
-/// One request; returns `(status, body)`.
-pub fn http_request(
-    method: &str,
+/// Largest metadata response body read.
+const MAX_BODY: usize = 1 << 20;
+
+type MetadataClient = Client<HttpConnector, Empty<Bytes>>;
+
+/// A client for one fetch: plain HTTP, connecting within `timeout`.
+fn metadata_client(timeout: Duration) -> MetadataClient {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(timeout));
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new()).build(connector)
+}
+
+/// Runs `work` on a current-thread tokio runtime of its own, on a thread of its own, and waits
+/// for it. A runtime per fetch (keys are fetched every few hours) rather than one kept by the
+/// fetcher: it is callable from any thread, inside another runtime or not, and no runtime is
+/// ever dropped inside async code (which tokio forbids) when the last owner of a fetcher is.
+fn run_on_own_runtime<T: Send>(
+    work: impl Future<Output = Result<T, String>> + Send,
+) -> Result<T, String> {
+    std::thread::scope(|scope| {
+        let thread = std::thread::Builder::new()
+            .name("bucketfs-metadata".into())
+            .spawn_scoped(scope, || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| format!("cannot start a runtime for metadata requests: {e}"))?;
+                runtime.block_on(work)
+            })
+            .map_err(|e| format!("cannot start a thread for metadata requests: {e}"))?;
+        thread
+            .join()
+            .unwrap_or_else(|_| Err("metadata request failed (thread panicked)".into()))
+    })
+}
+
+/// An error and its causes on one line (`client error (Connect): tcp connect error: …`).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}
+
+/// One request with an empty body; returns `(status, body)`. Connecting may take `timeout`,
+/// the whole exchange three times that. Header values are sent, never logged.
+async fn http_request(
+    client: &MetadataClient,
+    method: Method,
     base: &HttpUrl,
     path: &str,
     headers: &[(&str, &str)],
     timeout: Duration,
 ) -> Result<(u16, String), String> {
-    let addrs = base.addrs()?;
-    let mut last = String::from("no address");
-    let mut stream = None;
-    for a in addrs {
-        match TcpStream::connect_timeout(&a, timeout) {
-            Ok(s) => {
-                stream = Some(s);
-                break;
-            }
-            Err(e) => last = format!("cannot connect to {a}: {e}"),
-        }
+    let mut request = Request::builder()
+        .method(method.clone())
+        .uri(base.uri(path)?);
+    for (name, value) in headers {
+        let value =
+            HeaderValue::from_str(value).map_err(|_| format!("bad value for header {name}"))?;
+        request = request.header(*name, value);
     }
-    let mut stream = stream.ok_or(last)?;
-    stream
-        .set_read_timeout(Some(timeout))
-        .and_then(|()| stream.set_write_timeout(Some(timeout)))
-        .map_err(|e| e.to_string())?;
-    let host = if base.host.contains(':') {
-        format!("[{}]:{}", base.host, base.port)
-    } else {
-        format!("{}:{}", base.host, base.port)
+    if method == Method::PUT || method == Method::POST {
+        request = request.header(CONTENT_LENGTH, "0");
+    }
+    let request = request
+        .body(Empty::new())
+        .map_err(|e| format!("bad metadata request: {e}"))?;
+    let exchange = async {
+        let response = client.request(request).await.map_err(|e| {
+            if e.is_connect() {
+                format!(
+                    "cannot connect to {}:{}: {}",
+                    base.host,
+                    base.port,
+                    error_chain(&e)
+                )
+            } else {
+                format!("metadata request failed: {}", error_chain(&e))
+            }
+        })?;
+        let status = response.status().as_u16();
+        let body = Limited::new(response.into_body(), MAX_BODY)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    "metadata response too large".to_string()
+                } else {
+                    format!("metadata response failed: {}", error_chain(e.as_ref()))
+                }
+            })?
+            .to_bytes();
+        Ok((status, String::from_utf8_lossy(&body).into_owned()))
     };
-    let mut req = format!(
-        "{method} {}{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nAccept: */*\r\n",
-        base.path
-    );
-    for (k, v) in headers {
-        if v.contains(['\r', '\n']) {
-            return Err(format!("bad value for header {k}"));
-        }
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    if method == "PUT" || method == "POST" {
-        req.push_str("Content-Length: 0\r\n");
-    }
-    req.push_str("\r\n");
-    stream
-        .write_all(req.as_bytes())
-        .map_err(|e| format!("metadata request failed: {e}"))?;
-    let mut raw = Vec::new();
-    let deadline = Instant::now() + timeout * 3;
-    let mut buf = [0u8; 8192];
-    loop {
-        if Instant::now() > deadline {
-            return Err("metadata response too slow".into());
-        }
-        match stream.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                raw.extend_from_slice(&buf[..n]);
-                if raw.len() > 1 << 20 {
-                    return Err("metadata response too large".into());
-                }
-                if let Some(done) = complete_response(&raw) {
-                    raw.truncate(done);
-                    break;
-                }
-            }
-            Err(e) => return Err(format!("metadata response failed: {e}")),
-        }
-    }
-    parse_response(&raw)
-}
-
-/// Length of a complete response with Content-Length, once all of it is in.
-fn complete_response(raw: &[u8]) -> Option<usize> {
-    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
-    let head = std::str::from_utf8(&raw[..end]).ok()?;
-    let len: usize = head.lines().find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.trim()
-            .eq_ignore_ascii_case("content-length")
-            .then(|| v.trim().parse().ok())?
-    })?;
-    (raw.len() >= end + len).then_some(end + len)
-}
-
-fn parse_response(raw: &[u8]) -> Result<(u16, String), String> {
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or("metadata response without headers")?;
-    let head = String::from_utf8_lossy(&raw[..end]);
-    let status: u16 = head
-        .lines()
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .ok_or("bad metadata status line")?;
-    let chunked = head.lines().any(|l| {
-        l.split_once(':').is_some_and(|(k, v)| {
-            k.trim().eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked")
-        })
-    });
-    let mut body = raw[end + 4..].to_vec();
-    if chunked {
-        body = dechunk(&body).ok_or("bad chunked metadata response")?;
-    }
-    Ok((status, String::from_utf8_lossy(&body).into_owned()))
-}
-
-fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = b.windows(2).position(|w| w == b"\r\n")?;
-        let size_text = std::str::from_utf8(&b[..line_end]).ok()?;
-        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
-        b = &b[line_end + 2..];
-        if size == 0 {
-            return Some(out);
-        }
-        out.extend_from_slice(b.get(..size)?);
-        b = b.get(size + 2..)?;
-    }
+    tokio::time::timeout(timeout * 3, exchange)
+        .await
+        .map_err(|_| "metadata response too slow".to_string())?
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -610,15 +617,19 @@ impl ImdsFetcher {
     }
 }
 
-impl Fetcher for ImdsFetcher {
-    fn fetch(&self) -> Result<Expiring, String> {
+impl ImdsFetcher {
+    /// IMDSv2: a session token (PUT), the role's name (once), then the role's keys.
+    async fn fetch_async(&self) -> Result<Expiring, String> {
+        let client = metadata_client(self.timeout);
         let (status, token) = http_request(
-            "PUT",
+            &client,
+            Method::PUT,
             &self.endpoint,
             "/latest/api/token",
             &[("X-aws-ec2-metadata-token-ttl-seconds", "21600")],
             self.timeout,
-        )?;
+        )
+        .await?;
         if status != 200 || token.trim().is_empty() {
             return Err(format!("instance metadata token request answered {status}"));
         }
@@ -629,8 +640,15 @@ impl Fetcher for ImdsFetcher {
         let role = match cached {
             Some(r) => r,
             None => {
-                let (status, body) =
-                    http_request("GET", &self.endpoint, base, &auth, self.timeout)?;
+                let (status, body) = http_request(
+                    &client,
+                    Method::GET,
+                    &self.endpoint,
+                    base,
+                    &auth,
+                    self.timeout,
+                )
+                .await?;
                 if status != 200 {
                     return Err(format!(
                         "instance metadata has no IAM role (status {status})"
@@ -647,17 +665,25 @@ impl Fetcher for ImdsFetcher {
             }
         };
         let (status, body) = http_request(
-            "GET",
+            &client,
+            Method::GET,
             &self.endpoint,
             &format!("{base}{role}"),
             &auth,
             self.timeout,
-        )?;
+        )
+        .await?;
         if status != 200 {
             *self.role.lock() = None;
             return Err(format!("instance metadata credentials answered {status}"));
         }
         credentials_from_json(&body)
+    }
+}
+
+impl Fetcher for ImdsFetcher {
+    fn fetch(&self) -> Result<Expiring, String> {
+        run_on_own_runtime(self.fetch_async())
     }
 
     fn describe(&self) -> String {
@@ -692,7 +718,15 @@ impl Fetcher for ContainerFetcher {
         if let Some(t) = token.as_deref() {
             headers.push(("Authorization", t));
         }
-        let (status, body) = http_request("GET", &self.url, "", &headers, self.timeout)?;
+        let client = metadata_client(self.timeout);
+        let (status, body) = run_on_own_runtime(http_request(
+            &client,
+            Method::GET,
+            &self.url,
+            "",
+            &headers,
+            self.timeout,
+        ))?;
         if status != 200 {
             return Err(format!("container credentials endpoint answered {status}"));
         }
@@ -756,13 +790,117 @@ mod tests {
         assert!(HttpUrl::parse("https://x").is_err());
     }
 
+    /// A loopback server answering every request with `reply` (raw bytes), then closing;
+    /// returns its URL and the request heads it read.
+    fn one_reply_server(reply: &'static str) -> (String, Arc<Mutex<Vec<String>>>) {
+        use std::io::{BufRead as _, BufReader, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let heads2 = heads.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut head = String::new();
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                        break;
+                    }
+                    head.push_str(&line);
+                }
+                heads2.lock().push(head);
+                let _ = stream.write_all(reply.as_bytes());
+            }
+        });
+        (url, heads)
+    }
+
+    const CHUNKED_DOC: &str = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\
+        Connection: close\r\n\r\n\
+        1b\r\n{\"AccessKeyId\": \"CHUNKED\", \r\n\
+        1b\r\n\"SecretAccessKey\": \"s\", \"X\"\r\n\
+        4\r\n: 1}\r\n0\r\n\r\n";
+
+    fn container(url: &str, token: Option<&str>) -> ContainerFetcher {
+        ContainerFetcher {
+            url: HttpUrl::parse(&format!("{url}/creds")).unwrap(),
+            token: token.map(str::to_string),
+            token_file: None,
+            timeout: METADATA_TIMEOUT,
+        }
+    }
+
     #[test]
-    fn responses() {
-        let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
-        assert_eq!(complete_response(raw), Some(raw.len()));
-        assert_eq!(parse_response(raw).unwrap(), (200, "hello".into()));
-        let chunked = b"HTTP/1.1 404 NF\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
-        assert_eq!(parse_response(chunked).unwrap(), (404, "abcde".into()));
+    fn chunked_responses_are_read() {
+        let (url, heads) = one_reply_server(CHUNKED_DOC);
+        let keys = container(&url, Some("Bearer t")).fetch().unwrap();
+        assert_eq!(keys.credentials.access_key_id, "CHUNKED");
+        assert_eq!(keys.credentials.secret_access_key, "s");
+        let head = heads.lock()[0].to_ascii_lowercase();
+        assert!(head.starts_with("get /creds http/1.1\r\n"), "{head}");
+        assert!(head.contains("authorization: bearer t\r\n"), "{head}");
+    }
+
+    #[test]
+    fn fetches_from_inside_a_runtime() {
+        let (url, _) = one_reply_server(CHUNKED_DOC);
+        // a current-thread runtime (as in #[tokio::test]) and a worker of a multi-thread one
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let f = container(&url, None);
+        let keys = rt.block_on(async { f.fetch() }).unwrap();
+        assert_eq!(keys.credentials.access_key_id, "CHUNKED");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let c = Arc::new(RefreshingCredentials::with_initial(
+            Arc::new(container(&url, None)),
+            Expiring {
+                credentials: Credentials {
+                    access_key_id: "OLD".into(),
+                    secret_access_key: "s".into(),
+                    session_token: None,
+                },
+                expires: None,
+            },
+        ));
+        let c2 = c.clone();
+        let changed = rt
+            .block_on(rt.spawn(async move { c2.refresh_after_denied() }))
+            .unwrap();
+        assert!(changed);
+        assert_eq!(c.current().access_key_id, "CHUNKED");
+    }
+
+    #[test]
+    fn request_errors_say_why_in_one_line() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let err = container(&format!("http://127.0.0.1:{port}"), None)
+            .fetch()
+            .unwrap_err();
+        assert!(
+            err.starts_with(&format!("cannot connect to 127.0.0.1:{port}: ")),
+            "{err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
+        let (url, _) = one_reply_server(CHUNKED_DOC);
+        let err = container(&url, Some("Bearer a\r\nX-Injected: 1"))
+            .fetch()
+            .unwrap_err();
+        assert_eq!(err, "bad value for header Authorization");
+        let (url, _) = one_reply_server("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+        let err = container(&url, None).fetch().unwrap_err();
+        assert_eq!(err, "container credentials endpoint answered 404");
     }
 
     struct Counting {

@@ -1,11 +1,12 @@
 //! Counters of S3 traffic since the client started: requests per operation, bytes, retries, errors.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+
+use crate::figures::Figure;
 
 /// The kinds of request the client sends, for counting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -194,17 +195,44 @@ impl StatsSnapshot {
             .map_or(0, |(_, n)| *n)
     }
 
-    /// `name value` lines, Prometheus text style.
-    pub fn to_text(&self) -> String {
-        let mut out = String::new();
-        let _ = writeln!(out, "s3_uptime_seconds {}", self.uptime.as_secs());
+    /// The counters as typed figures, in the stats file's order.
+    pub fn figures(&self) -> Vec<Figure> {
+        let mut out = Vec::with_capacity(self.requests.len() + self.errors.len() + 5);
+        out.push(Figure::gauge(
+            "s3_uptime_seconds",
+            "Seconds since the S3 client started (the mount's age).",
+            self.uptime.as_secs(),
+        ));
         for (op, n) in &self.requests {
-            let _ = writeln!(out, "s3_requests{{op=\"{op}\"}} {n}");
+            out.push(
+                Figure::counter(
+                    "s3_requests",
+                    "HTTP requests sent to S3, by operation (each attempt counts).",
+                    *n,
+                )
+                .with_label("op", *op),
+            );
         }
-        let _ = writeln!(out, "s3_bytes_sent {}", self.bytes_sent);
-        let _ = writeln!(out, "s3_bytes_received {}", self.bytes_received);
-        let _ = writeln!(out, "s3_retries {}", self.retries);
-        let _ = writeln!(out, "s3_inflight {}", self.inflight);
+        out.push(Figure::counter(
+            "s3_bytes_sent",
+            "Request body bytes sent to S3.",
+            self.bytes_sent,
+        ));
+        out.push(Figure::counter(
+            "s3_bytes_received",
+            "Response body bytes received from S3.",
+            self.bytes_received,
+        ));
+        out.push(Figure::counter(
+            "s3_retries",
+            "S3 requests sent again after a retryable failure or a credential refresh.",
+            self.retries,
+        ));
+        out.push(Figure::gauge(
+            "s3_inflight",
+            "S3 requests in flight now.",
+            self.inflight,
+        ));
         for (code, n) in &self.errors {
             let code: String = code
                 .chars()
@@ -216,9 +244,21 @@ impl StatsSnapshot {
                     }
                 })
                 .collect();
-            let _ = writeln!(out, "s3_errors{{code=\"{code}\"}} {n}");
+            out.push(
+                Figure::counter(
+                    "s3_errors",
+                    "S3 operations that failed for good (after retries), by error code.",
+                    *n,
+                )
+                .with_label("code", code),
+            );
         }
         out
+    }
+
+    /// `name value` lines, Prometheus text style.
+    pub fn to_text(&self) -> String {
+        crate::figures::to_text(&self.figures())
     }
 }
 
