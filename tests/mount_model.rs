@@ -294,9 +294,10 @@ impl Sides {
                 })
             }),
             // the kernel forgets on its own; outside changes are the core model's
-            Op::Forget { .. } | Op::OutsidePut { .. } | Op::OutsideDelete { .. } => {
-                (Ok(String::new()), Ok(String::new()))
-            }
+            Op::Forget { .. }
+            | Op::OutsidePut { .. }
+            | Op::OutsideDelete { .. }
+            | Op::Transient { .. } => (Ok(String::new()), Ok(String::new())),
             Op::Remount => (Ok(String::new()), Ok(String::new())),
         }
     }
