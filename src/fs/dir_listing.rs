@@ -67,7 +67,8 @@ pub struct DirStream {
     token: Option<String>,
     done: bool,
     items: Vec<DirItem>,
-    emitted: HashSet<String>,
+    /// Names emitted, with their place in `items` (a directory replacing a file finds it).
+    emitted: HashMap<String, usize>,
     deferred: BTreeMap<String, DirItem>,
     dirs_seen: HashSet<String>,
 }
@@ -80,7 +81,7 @@ impl DirStream {
             token: None,
             done: false,
             items: Vec::new(),
-            emitted: HashSet::new(),
+            emitted: HashMap::new(),
             deferred: BTreeMap::new(),
             dirs_seen: HashSet::new(),
         }
@@ -117,7 +118,7 @@ impl DirStream {
 
     /// Add entries that exist only locally (files being written), after the listing.
     pub fn add_local(&mut self, name: &str, kind: FileKind) {
-        if !self.emitted.contains(name) {
+        if !self.emitted.contains_key(name) {
             self.emit(DirItem {
                 name: name.to_string(),
                 kind,
@@ -135,7 +136,9 @@ impl DirStream {
     }
 
     fn emit(&mut self, item: DirItem) {
-        if self.emitted.insert(item.name.clone()) {
+        if let std::collections::hash_map::Entry::Vacant(e) = self.emitted.entry(item.name.clone())
+        {
+            e.insert(self.items.len());
             self.items.push(item);
         }
     }
@@ -237,7 +240,7 @@ impl DirStream {
                             "shadowed by a directory of the same name",
                         );
                     }
-                    if let Some(pos) = self.items.iter().position(|i| i.name == item.name) {
+                    if let Some(&pos) = self.emitted.get(&item.name) {
                         // a file of this name went out earlier: the directory replaces it
                         warn.skipped(
                             key.trim_end_matches('/'),

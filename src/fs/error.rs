@@ -79,15 +79,20 @@ pub type FsResult<T> = Result<T, FsError>;
 
 /// Log one line for a failed operation: operation, path, errno, and the S3 error behind it.
 /// ENOENT from lookup is normal and logged at debug only.
-pub fn log_failure(op: &str, path: &str, err: &FsError) {
+pub fn log_failure(op: &str, path: impl FnOnce() -> String, err: &FsError) {
     let errno_name = errno_name(err.errno);
     match (&err.s3, err.errno) {
         (_, libc::ENOENT) if op == "lookup" || op == "getattr" => {
-            tracing::debug!(op, path, errno = errno_name, "{}", err.reason)
+            // the commonest answer of all (a shell's PATH search, a build's probes): the path,
+            // which takes the inode lock to make, only when it is shown
+            if tracing::enabled!(tracing::Level::DEBUG) {
+                let path = path();
+                tracing::debug!(op, path, errno = errno_name, "{}", err.reason)
+            }
         }
         (Some(s3), _) => tracing::warn!(
             op,
-            path,
+            path = path(),
             errno = errno_name,
             s3_code = %s3.code,
             http_status = s3.status.unwrap_or(0),
@@ -95,7 +100,7 @@ pub fn log_failure(op: &str, path: &str, err: &FsError) {
             "{}",
             err.reason
         ),
-        (None, _) => tracing::info!(op, path, errno = errno_name, "{}", err.reason),
+        (None, _) => tracing::info!(op, path = path(), errno = errno_name, "{}", err.reason),
     }
 }
 

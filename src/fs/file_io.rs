@@ -312,10 +312,10 @@ impl Filesystem {
             let mut t = self.inodes.lock();
             let ino = t.upsert_child(parent, name, key.clone(), attr, None, false, Instant::now());
             t.inc_lookup(ino);
+            t.set_local_only(ino, true);
+            t.set_writing(ino, true);
             if let Some(n) = t.get_mut(ino) {
                 n.attr = Attr { ino, ..attr };
-                n.local_only = true;
-                n.writing = true;
                 n.open_handles += 1;
                 n.page_cache_etag = None;
             }
@@ -424,7 +424,6 @@ impl Filesystem {
                     "file is already open for writing",
                 ));
             }
-            n.writing = true;
             n.open_handles += 1;
             n.page_cache_etag = None;
             if truncate {
@@ -434,6 +433,7 @@ impl Filesystem {
                 n.attr.mtime = now;
                 n.attr.ctime = now;
             }
+            t.set_writing(ino, true);
         }
         let fh = self.handles.next_fh();
         let handle = WriteHandle {
@@ -708,8 +708,8 @@ impl Filesystem {
         drop(st);
         let (parent, name) = {
             let mut t = self.inodes.lock();
+            t.set_local_only(w.ino, false);
             let n = t.get_mut(w.ino).ok_or_else(FsError::not_found)?;
-            n.local_only = false;
             // the upload carried the node's attributes, changed ones included; but a
             // multipart upload's metadata was fixed when it was created, and only changed
             // modes and owners are copied onto it at the end (upload.rs), not times: times set
@@ -796,9 +796,7 @@ impl Filesystem {
                             if let Err(e) = self.client.delete_object(&key).await {
                                 tracing::warn!(key = %key, "could not remove partial file: {e}");
                             }
-                            if let Some(n) = self.inodes.lock().get_mut(w.ino) {
-                                n.local_only = true;
-                            }
+                            self.inodes.lock().set_local_only(w.ino, true);
                         }
                     }
                     return Ok(());
@@ -864,9 +862,9 @@ impl Filesystem {
                     return result;
                 }
                 let mut t = self.inodes.lock();
+                t.set_writing(w.ino, false);
                 let detach = match t.get_mut(w.ino) {
                     Some(n) => {
-                        n.writing = false;
                         n.open_handles = n.open_handles.saturating_sub(1);
                         // a new file dropped before its upload (unlinked, or its writer
                         // killed) does not exist
@@ -1035,9 +1033,7 @@ impl Filesystem {
         // a kept writer (its upload had failed) has no release to come
         while let Some((fh, _)) = self.kept_writer(ino) {
             self.handles.lock().remove(&fh);
-            if let Some(n) = self.inodes.lock().get_mut(ino) {
-                n.writing = false;
-            }
+            self.inodes.lock().set_writing(ino, false);
         }
         Ok(())
     }

@@ -1,6 +1,6 @@
 //! The inode table: stable inode numbers for (parent, name) pairs, their keys and cached attributes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use super::attr::{Attr, FileKind};
@@ -38,9 +38,11 @@ pub struct Inode {
     /// Kernel references (lookup count); the inode goes when it and `open_handles` reach 0.
     pub lookups: u64,
     pub open_handles: u32,
-    /// Exists only here so far (created, upload not complete yet).
+    /// Exists only here so far (created, upload not complete yet). Read-only outside this
+    /// file: set with [`InodeTable::set_local_only`], which keeps the table's index of them.
     pub local_only: bool,
-    /// Being written through a handle: attributes come from the writer, never from S3.
+    /// Being written through a handle: attributes come from the writer, never from S3. Set
+    /// with [`InodeTable::set_writing`].
     pub writing: bool,
     /// Directories: the last complete listing.
     pub snapshot: Option<DirSnapshot>,
@@ -110,6 +112,13 @@ pub struct InodeTable {
     /// the file exists (tar, `rsync -H`, `find -inum` and `git status` compare them), however
     /// often the kernel drops and looks it up again.
     forgotten: lru::LruCache<(u64, String), (u64, FileKind)>,
+    /// The inodes with `local_only` or `writing` set (kept by `set_local_only` and
+    /// `set_writing`): what readdir and a missing directory's lookup look through, instead of
+    /// every inode.
+    pending: HashSet<u64>,
+    /// Nodes looked at by the walks that must not grow with the table (tests count them).
+    #[cfg(test)]
+    visits: std::cell::Cell<usize>,
 }
 
 impl InodeTable {
@@ -123,6 +132,9 @@ impl InodeTable {
             by_name: HashMap::new(),
             next_ino: ROOT_INO + 1,
             forgotten: lru::LruCache::new(remembered),
+            pending: HashSet::new(),
+            #[cfg(test)]
+            visits: Default::default(),
         }
     }
 
@@ -143,6 +155,48 @@ impl InodeTable {
         self.by_name.get(&(parent, name.to_string())).copied()
     }
 
+    /// Mark `ino` as existing here only so far (created, not uploaded yet), or not any more.
+    pub fn set_local_only(&mut self, ino: u64, on: bool) {
+        if let Some(n) = self.inodes.get_mut(&ino) {
+            n.local_only = on;
+        }
+        self.repend(ino);
+    }
+
+    /// Mark `ino` as open for writing, or not any more.
+    pub fn set_writing(&mut self, ino: u64, on: bool) {
+        if let Some(n) = self.inodes.get_mut(&ino) {
+            n.writing = on;
+        }
+        self.repend(ino);
+    }
+
+    fn repend(&mut self, ino: u64) {
+        match self.inodes.get(&ino) {
+            Some(n) if n.local_only || n.writing => self.pending.insert(ino),
+            _ => self.pending.remove(&ino),
+        };
+    }
+
+    /// The pending inodes that still have their names.
+    fn pending_linked(&self) -> impl Iterator<Item = &Inode> {
+        self.pending
+            .iter()
+            .filter_map(|ino| {
+                self.visit();
+                self.inodes.get(ino)
+            })
+            .filter(|n| (n.local_only || n.writing) && self.linked(n))
+    }
+
+    #[cfg(test)]
+    fn visit(&self) {
+        self.visits.set(self.visits.get() + 1);
+    }
+
+    #[cfg(not(test))]
+    fn visit(&self) {}
+
     /// Whether `n` still has its name (not unlinked or replaced while open).
     fn linked(&self, n: &Inode) -> bool {
         self.by_name.get(&(n.parent, n.name.clone())) == Some(&n.ino)
@@ -152,25 +206,30 @@ impl InodeTable {
     /// written (a file renamed while open has no object under its new name until its upload),
     /// and directories holding such files.
     pub fn local_children(&self, parent: u64) -> Vec<(String, Attr)> {
-        let pending: Vec<&str> = self
-            .inodes
-            .values()
-            .filter(|i| (i.local_only || i.writing) && self.linked(i))
-            .map(|i| i.key.as_str())
-            .collect();
-        if pending.is_empty() {
-            return Vec::new();
+        // each pending file, or the ancestor of it that is a child of `parent`
+        let mut found: HashMap<u64, &Inode> = HashMap::new();
+        for n in self.pending_linked() {
+            let mut cur = n;
+            for _ in 0..4096 {
+                if cur.parent == parent {
+                    if cur.ino != ROOT_INO && self.linked(cur) {
+                        found.insert(cur.ino, cur);
+                    }
+                    break;
+                }
+                if cur.ino == ROOT_INO {
+                    break;
+                }
+                self.visit();
+                match self.inodes.get(&cur.parent) {
+                    Some(p) => cur = p,
+                    None => break,
+                }
+            }
         }
-        self.inodes
-            .values()
-            .filter(|i| i.parent == parent && i.ino != ROOT_INO)
-            .filter(|i| {
-                i.local_only
-                    || i.writing
-                    || (i.kind() == FileKind::Directory
-                        && pending.iter().any(|k| k.starts_with(i.key.as_str())))
-            })
-            .filter(|i| self.by_name.get(&(parent, i.name.clone())) == Some(&i.ino))
+        found
+            .into_values()
+            .filter(|i| i.local_only || i.writing || i.kind() == FileKind::Directory)
             .map(|i| (i.name.clone(), i.attr))
             .collect()
     }
@@ -258,9 +317,7 @@ impl InodeTable {
     /// exists for it, although the bucket has nothing under the prefix yet. A scan of the table, for the rare lookup the bucket
     /// answers "missing".
     pub fn holds_local_under(&self, prefix: &str) -> bool {
-        self.inodes
-            .values()
-            .any(|n| (n.local_only || n.writing) && self.linked(n) && n.key.starts_with(prefix))
+        self.pending_linked().any(|n| n.key.starts_with(prefix))
     }
 
     pub fn settle(&mut self, ino: u64) {
@@ -271,6 +328,7 @@ impl InodeTable {
             return;
         }
         if let Some(node) = self.inodes.remove(&ino) {
+            self.pending.remove(&ino);
             let key = (node.parent, node.name);
             if self.by_name.get(&key) == Some(&ino) {
                 self.by_name.remove(&key);
@@ -293,6 +351,7 @@ impl InodeTable {
                 self.inodes.remove(&ino);
             }
         }
+        self.repend(ino);
         Some(ino)
     }
 
@@ -309,13 +368,20 @@ impl InodeTable {
         self.detach(new_parent, new_name);
         self.by_name.insert((new_parent, new_name.to_string()), ino);
         let old_key = old.2;
-        for node in self.inodes.values_mut() {
-            if node.ino == ino {
-                node.parent = new_parent;
-                node.name = new_name.to_string();
-                node.key = new_key.clone();
-            } else if old_key.ends_with('/') && node.key.starts_with(&old_key) {
-                node.key = format!("{}{}", new_key, &node.key[old_key.len()..]);
+        if let Some(node) = self.inodes.get_mut(&ino) {
+            node.parent = new_parent;
+            node.name = new_name.to_string();
+            node.key = new_key.clone();
+        }
+        // a file's rename touches its node only (rsync renames every file it writes); a
+        // directory's rewrites the keys below it, which a rename of the directory costs anyway
+        if old_key.ends_with('/') {
+            #[cfg(test)]
+            self.visits.set(self.visits.get() + self.inodes.len());
+            for node in self.inodes.values_mut() {
+                if node.ino != ino && node.key.starts_with(&old_key) {
+                    node.key = format!("{}{}", new_key, &node.key[old_key.len()..]);
+                }
             }
         }
     }
@@ -380,6 +446,45 @@ mod tests {
         assert_eq!(t.child_ino(ROOT_INO, "a"), Some(d));
         // the old one is still there for the kernel until it forgets it
         assert!(t.get(a).is_some());
+    }
+
+    #[test]
+    fn file_renames_and_local_listings_do_not_walk_the_whole_table() {
+        let mut t = table();
+        let exp = Instant::now() + Duration::from_secs(60);
+        let dir = Attr::new(0, FileKind::Directory, 0, &FsConfig::default(), UNIX_EPOCH);
+        let d = t.upsert_child(ROOT_INO, "d", "d/".into(), dir, None, false, exp);
+        t.inc_lookup(d);
+        // 10,000 closed files the kernel still holds (an rsync's worth)
+        for i in 0..10_000 {
+            let name = format!("f{i}");
+            let ino = t.upsert_child(d, &name, format!("d/{name}"), file_attr(), None, false, exp);
+            t.inc_lookup(ino);
+        }
+        // one file being written, two levels down
+        let sub = t.upsert_child(d, "sub", "d/sub/".into(), dir, None, false, exp);
+        t.inc_lookup(sub);
+        let w = t.upsert_child(sub, "w", "d/sub/w".into(), file_attr(), None, false, exp);
+        t.inc_lookup(w);
+        t.set_writing(w, true);
+        t.visits.set(0);
+        let names: Vec<String> = t.local_children(d).into_iter().map(|c| c.0).collect();
+        assert_eq!(
+            names,
+            ["sub"],
+            "the directory holding the file being written"
+        );
+        assert!(t.holds_local_under("d/sub/"));
+        assert!(!t.holds_local_under("d/other/"));
+        // each file renamed (rsync's temporary name to its own)
+        let f = t.child_ino(d, "f5").expect("f5");
+        t.relink(f, d, "g5", "d/g5".into());
+        assert_eq!(t.get(f).map(|n| n.key.as_str()), Some("d/g5"));
+        assert!(t.visits.get() < 20, "{} nodes visited", t.visits.get());
+        // done writing: the index forgets it
+        t.set_writing(w, false);
+        assert!(t.local_children(d).is_empty());
+        assert!(!t.holds_local_under("d/sub/"));
     }
 
     #[test]

@@ -154,7 +154,7 @@ impl Filesystem {
         let inos: Vec<u64> = self.writeback.due.lock().keys().copied().collect();
         for ino in inos {
             if let Err(e) = self.write_pending_metadata(ino, true).await {
-                log_failure("setattr", &self.path_of(ino), &e);
+                log_failure("setattr", || self.path_of(ino), &e);
             }
         }
     }
@@ -268,7 +268,7 @@ async fn metadata_writer(me: Weak<Filesystem>, writeback: Arc<MetadataWriteback>
         writeback.writing.fetch_add(ready.len(), Ordering::AcqRel);
         for ino in ready {
             if let Err(e) = fs.flush_metadata(ino).await {
-                log_failure("setattr", &fs.path_of(ino), &e);
+                log_failure("setattr", || fs.path_of(ino), &e);
             }
             writeback.writing.fetch_sub(1, Ordering::AcqRel);
         }

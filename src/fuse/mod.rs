@@ -123,37 +123,37 @@ impl Adapter {
     {
         self.rt.spawn(fut);
     }
+}
 
-    fn child_path(&self, parent: u64, name: &OsStr) -> String {
-        let p = self.fs.path_of(parent);
+/// A name in a directory, made into a path only for a failure's log line (the walk up the
+/// tree takes the inode lock: not paid by requests that succeed).
+struct At(u64, std::ffi::OsString);
+
+impl At {
+    fn path(&self, fs: &Filesystem) -> String {
+        let p = fs.path_of(self.0);
         let sep = if p.ends_with('/') { "" } else { "/" };
-        format!("{p}{sep}{}", name.to_string_lossy())
+        format!("{p}{sep}{}", self.1.to_string_lossy())
     }
 }
 
 /// Answer a request that creates or finds a name; a failure is logged with the path.
-fn answer_entry(
-    fs: &Filesystem,
-    op: &str,
-    path: &str,
-    res: Result<Attr, FsError>,
-    reply: ReplyEntry,
-) {
+fn answer_entry(fs: &Filesystem, op: &str, at: &At, res: Result<Attr, FsError>, reply: ReplyEntry) {
     match res {
         Ok(attr) => reply.entry(&fs.ttl(), &to_file_attr(&attr), Generation(0)),
         Err(e) => {
-            log_failure(op, path, &e);
+            log_failure(op, || at.path(fs), &e);
             reply.error(errno(&e))
         }
     }
 }
 
 /// Answer a request with no payload (unlink, rmdir, rename); a failure is logged with the path.
-fn answer_empty(op: &str, path: &str, res: Result<(), FsError>, reply: ReplyEmpty) {
+fn answer_empty(fs: &Filesystem, op: &str, at: &At, res: Result<(), FsError>, reply: ReplyEmpty) {
     match res {
         Ok(()) => reply.ok(),
         Err(e) => {
-            log_failure(op, path, &e);
+            log_failure(op, || at.path(fs), &e);
             reply.error(errno(&e))
         }
     }
@@ -171,7 +171,7 @@ fn reply_xattr(reply: ReplyXattr, size: u32, value: &[u8]) {
 }
 
 fn fail(fs: &Filesystem, op: &str, ino: u64, e: &FsError) -> Errno {
-    log_failure(op, &fs.path_of(ino), e);
+    log_failure(op, || fs.path_of(ino), e);
     errno(e)
 }
 
@@ -191,7 +191,7 @@ impl fuser::Filesystem for Adapter {
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let fs = self.fs.clone();
-        let path = self.child_path(parent.0, name);
+        let at = At(parent.0, name.to_owned());
         let name = name.to_owned();
         self.spawn(async move {
             let name = match utf8_name(&name) {
@@ -199,7 +199,7 @@ impl fuser::Filesystem for Adapter {
                 Err(_) => return reply.error(Errno::ENOENT),
             };
             let res = fs.lookup(parent.0, &name).await;
-            answer_entry(&fs, "lookup", &path, res, reply);
+            answer_entry(&fs, "lookup", &at, res, reply);
         });
     }
 
@@ -274,7 +274,7 @@ impl fuser::Filesystem for Adapter {
         reply: ReplyEntry,
     ) {
         let fs = self.fs.clone();
-        let path = self.child_path(parent.0, name);
+        let at = At(parent.0, name.to_owned());
         let name = name.to_owned();
         let who = caller(req);
         self.spawn(async move {
@@ -282,7 +282,7 @@ impl fuser::Filesystem for Adapter {
                 Ok(n) => fs.mkdir(parent.0, &n, mode & !umask, who).await,
                 Err(e) => Err(e),
             };
-            answer_entry(&fs, "mkdir", &path, res, reply);
+            answer_entry(&fs, "mkdir", &at, res, reply);
         });
     }
 
@@ -297,7 +297,7 @@ impl fuser::Filesystem for Adapter {
         reply: ReplyEntry,
     ) {
         let fs = self.fs.clone();
-        let path = self.child_path(parent.0, name);
+        let at = At(parent.0, name.to_owned());
         let name = name.to_owned();
         let who = caller(req);
         self.spawn(async move {
@@ -306,33 +306,33 @@ impl fuser::Filesystem for Adapter {
                 Ok(n) => fs.mknod(parent.0, &n, mode, rdev, who).await,
                 Err(e) => Err(e),
             };
-            answer_entry(&fs, "mknod", &path, res, reply);
+            answer_entry(&fs, "mknod", &at, res, reply);
         });
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let fs = self.fs.clone();
-        let path = self.child_path(parent.0, name);
+        let at = At(parent.0, name.to_owned());
         let name = name.to_owned();
         self.spawn(async move {
             let res = match utf8_name(&name) {
                 Ok(n) => fs.unlink(parent.0, &n).await,
                 Err(_) => Err(FsError::not_found()),
             };
-            answer_empty("unlink", &path, res, reply);
+            answer_empty(&fs, "unlink", &at, res, reply);
         });
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let fs = self.fs.clone();
-        let path = self.child_path(parent.0, name);
+        let at = At(parent.0, name.to_owned());
         let name = name.to_owned();
         self.spawn(async move {
             let res = match utf8_name(&name) {
                 Ok(n) => fs.rmdir(parent.0, &n).await,
                 Err(_) => Err(FsError::not_found()),
             };
-            answer_empty("rmdir", &path, res, reply);
+            answer_empty(&fs, "rmdir", &at, res, reply);
         });
     }
 
@@ -345,7 +345,7 @@ impl fuser::Filesystem for Adapter {
         reply: ReplyEntry,
     ) {
         let fs = self.fs.clone();
-        let path = self.child_path(parent.0, link_name);
+        let at = At(parent.0, link_name.to_owned());
         let name = link_name.to_owned();
         let target = target.as_os_str().to_owned();
         let who = caller(req);
@@ -354,7 +354,7 @@ impl fuser::Filesystem for Adapter {
                 (Ok(n), Ok(t)) => fs.symlink(parent.0, &n, &t, who).await,
                 (Err(e), _) | (_, Err(e)) => Err(e),
             };
-            answer_entry(&fs, "symlink", &path, res, reply);
+            answer_entry(&fs, "symlink", &at, res, reply);
         });
     }
 
@@ -369,7 +369,7 @@ impl fuser::Filesystem for Adapter {
         reply: ReplyEmpty,
     ) {
         let fs = self.fs.clone();
-        let path = self.child_path(parent.0, name);
+        let at = At(parent.0, name.to_owned());
         let (name, newname) = (name.to_owned(), newname.to_owned());
         let flags = flags.bits();
         self.spawn(async move {
@@ -377,7 +377,7 @@ impl fuser::Filesystem for Adapter {
                 (Ok(a), Ok(b)) => fs.rename(parent.0, &a, newparent.0, &b, flags).await,
                 (Err(e), _) | (_, Err(e)) => Err(e),
             };
-            answer_empty("rename", &path, res, reply);
+            answer_empty(&fs, "rename", &at, res, reply);
         });
     }
 
@@ -665,7 +665,7 @@ impl fuser::Filesystem for Adapter {
         reply: ReplyCreate,
     ) {
         let fs = self.fs.clone();
-        let path = self.child_path(parent.0, name);
+        let at = At(parent.0, name.to_owned());
         let name = name.to_owned();
         let who = caller(req);
         self.spawn(async move {
@@ -682,7 +682,7 @@ impl fuser::Filesystem for Adapter {
                     FopenFlags::empty(),
                 ),
                 Err(e) => {
-                    log_failure("create", &path, &e);
+                    log_failure("create", || at.path(&fs), &e);
                     reply.error(errno(&e))
                 }
             }
