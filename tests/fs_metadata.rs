@@ -313,3 +313,26 @@ async fn renaming_a_directory_carries_its_files_waiting_changes() {
     written(&fs).await;
     assert_eq!(srv.keys(), vec!["e/f".to_string()]);
 }
+
+#[tokio::test]
+async fn chmod_of_many_files_sends_their_copies_in_parallel() {
+    let srv = TestServer::start().await;
+    let fs = fs(&srv);
+    let mut inos = Vec::new();
+    for i in 0..24 {
+        inos.push(write_file(&fs, ROOT_INO, &format!("f{i}"), b"data").await);
+    }
+    // each copy takes a while on the server: one after another they would never overlap
+    srv.add_fault(Fault::new(FaultKind::Delay(Duration::from_millis(100))).op("CopyObject"));
+    srv.reset_counts();
+    for &ino in &inos {
+        fs.setattr(ino, chmod(0o600), ME).await.expect("chmod");
+    }
+    written(&fs).await;
+    assert_eq!(srv.count("CopyObject"), 24, "one copy per file");
+    let peak = srv.peak_in_flight("CopyObject");
+    assert!(peak >= 8, "at most {peak} copies at once");
+    for i in 0..24 {
+        assert_eq!(stored_perm(&srv, &format!("f{i}")), 0o600);
+    }
+}

@@ -233,6 +233,7 @@ impl Front {
             status: None,
             fault: None,
         });
+        let _busy = self.shared.busy(&target.op);
         let fault = self
             .shared
             .faults

@@ -355,7 +355,22 @@ impl TestServer {
     }
 
     pub fn reset_counts(&self) {
-        self.shared.stats.lock().counts.clear();
+        let mut stats = self.shared.stats.lock();
+        stats.counts.clear();
+        for e in stats.in_flight.values_mut() {
+            e.1 = e.0;
+        }
+    }
+
+    /// The most requests of this operation the server was handling at once (since start or
+    /// the last reset), counted from arrival until the answer's head.
+    pub fn peak_in_flight(&self, op: &str) -> u64 {
+        self.shared
+            .stats
+            .lock()
+            .in_flight
+            .get(op)
+            .map_or(0, |e| e.1)
     }
 
     /// Request body bytes read (as on the wire, aws-chunked framing included).

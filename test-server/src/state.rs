@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
@@ -60,6 +61,8 @@ impl RequestRecord {
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
     pub counts: BTreeMap<String, u64>,
+    /// Requests of each operation being handled now, and the most there have been at once.
+    pub in_flight: BTreeMap<String, (u64, u64)>,
     pub log: VecDeque<RequestRecord>,
     pub next_id: u64,
 }
@@ -142,6 +145,18 @@ impl Shared {
         stats.next_id
     }
 
+    /// Counts a request of `op` as being handled until the guard is dropped.
+    pub fn busy(self: &Arc<Self>, op: &str) -> Busy {
+        let mut stats = self.stats.lock();
+        let e = stats.in_flight.entry(op.to_owned()).or_default();
+        e.0 += 1;
+        e.1 = e.1.max(e.0);
+        Busy {
+            shared: self.clone(),
+            op: op.to_owned(),
+        }
+    }
+
     /// Fills in the outcome of a logged request.
     pub fn finish(&self, id: u64, status: Option<u16>, fault: Option<String>) {
         let mut stats = self.stats.lock();
@@ -159,5 +174,19 @@ impl Shared {
 
     pub fn add_received(&self, n: usize) {
         self.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+/// A request being handled (see [`Shared::busy`]).
+pub(crate) struct Busy {
+    shared: Arc<Shared>,
+    op: String,
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        if let Some(e) = self.shared.stats.lock().in_flight.get_mut(&self.op) {
+            e.0 = e.0.saturating_sub(1);
+        }
     }
 }
