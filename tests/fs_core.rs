@@ -829,3 +829,36 @@ async fn a_walk_through_directories_only_fetches_no_files_ahead() {
     assert!(files.is_empty(), "files fetched ahead: {files:?}");
     assert_eq!(heads.len(), 30, "{:?}", srv.counts());
 }
+
+#[tokio::test]
+async fn a_fresh_open_of_a_file_replaced_elsewhere_reads_the_new_object() {
+    let srv = TestServer::start().await;
+    let old: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    srv.put_object("f.bin", old.clone());
+    let fs = fs(&srv);
+    let attr = fs.lookup(ROOT_INO, "f.bin").await.expect("lookup");
+    let o = fs.open(attr.ino, libc::O_RDONLY, ME).await.expect("open");
+    let got = fs.read(o.fh, 0, 4096).await.expect("read v1");
+    assert!(got[..] == old[..4096], "first version");
+    fs.release(o.fh).await.expect("release");
+    // another client replaces it while its attributes are cached here (60 s TTL)
+    let newer: Vec<u8> = (0..300_000u32).map(|i| (i % 13) as u8).collect();
+    srv.put_object("f.bin", newer.clone());
+    srv.reset_counts();
+    // a fresh open reads the new object (one HEAD), not ESTALE until the TTL runs out
+    let o = fs.open(attr.ino, libc::O_RDONLY, ME).await.expect("reopen");
+    let got = fs.read(o.fh, 0, 4096).await;
+    assert!(
+        got.as_ref().is_ok_and(|b| b[..] == newer[..4096]),
+        "read after reopen: {:?}",
+        got.map(|b| b.len())
+    );
+    let got = fs.read(o.fh, 200_000, 4096).await.expect("read further");
+    assert!(got[..] == newer[200_000..204_096], "further on");
+    fs.release(o.fh).await.expect("release");
+    assert_eq!(
+        srv.count("HeadObject"),
+        1,
+        "one HEAD to learn the new version"
+    );
+}

@@ -37,6 +37,8 @@ pub(crate) enum Handle {
 pub(crate) struct ReadHandle {
     ino: u64,
     prefetcher: parking_lot::Mutex<Prefetcher>,
+    /// Some bytes were read through it: from then on it reads that version or fails (ESTALE).
+    served: AtomicBool,
 }
 
 pub(crate) struct WriteHandle {
@@ -574,14 +576,7 @@ impl Filesystem {
             .as_deref()
             .filter(|_| size <= SMALL_BODY)
             .and_then(|e| self.small_bodies.get(&key, e));
-        let mut prefetcher = Prefetcher::new(
-            self.client.clone(),
-            key,
-            etag,
-            size,
-            self.budget.clone(),
-            self.config.max_read_chunk,
-        );
+        let mut prefetcher = self.prefetcher(key, etag, size);
         if let Some(body) = body {
             prefetcher = prefetcher.with_body(body);
         }
@@ -591,6 +586,7 @@ impl Filesystem {
             Handle::Read(Arc::new(ReadHandle {
                 ino,
                 prefetcher: parking_lot::Mutex::new(prefetcher),
+                served: AtomicBool::new(false),
             })),
         );
         Ok(Opened {
@@ -611,14 +607,22 @@ impl Filesystem {
     pub async fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Bytes> {
         match self.handle(fh)? {
             Handle::Read(r) => {
-                let plan = r.prefetcher.lock().plan(offset, size);
-                self.counters.read_hit(plan.hit_bytes);
-                self.counters.read_miss(plan.miss_bytes);
-                let out = plan.bytes().await;
-                if out.is_err() {
-                    r.prefetcher.lock().reset();
+                let out = self.read_version(&r, offset, size).await;
+                match out {
+                    // replaced by another client since its attributes were cached: a fresh
+                    // open reads the new object rather than fail (one HEAD); a descriptor
+                    // that read the old version already keeps failing (never mixed bytes)
+                    Err(e) if e.errno == libc::ESTALE && !r.served.load(Ordering::Acquire) => {
+                        let (key, etag, object_size) = self.revalidate(r.ino).await?;
+                        tracing::debug!(
+                            key = %key,
+                            "object replaced since its attributes were cached; reading the new one"
+                        );
+                        *r.prefetcher.lock() = self.prefetcher(key, etag, object_size);
+                        self.read_version(&r, offset, size).await
+                    }
+                    out => out,
                 }
-                out
             }
             Handle::Write(w) | Handle::Peek(w) => {
                 w.state.lock().await.upload.read(offset, size).await
@@ -630,6 +634,41 @@ impl Filesystem {
             }
             Handle::Dir(_) => Err(FsError::new(libc::EISDIR, "is a directory")),
         }
+    }
+
+    /// Read through `r`'s prefetcher (the version it was opened on).
+    async fn read_version(&self, r: &ReadHandle, offset: u64, size: u32) -> FsResult<Bytes> {
+        let plan = r.prefetcher.lock().plan(offset, size);
+        self.counters.read_hit(plan.hit_bytes);
+        self.counters.read_miss(plan.miss_bytes);
+        let out = plan.bytes().await;
+        match &out {
+            Ok(_) => r.served.store(true, Ordering::Release),
+            Err(_) => r.prefetcher.lock().reset(),
+        }
+        out
+    }
+
+    /// The object behind `ino` as the bucket has it now (one HEAD): key, ETag and size.
+    async fn revalidate(&self, ino: u64) -> FsResult<(String, Option<String>, u64)> {
+        if let Some(n) = self.inodes.lock().get_mut(ino) {
+            n.attr_expires = Instant::now();
+        }
+        let attr = self.getattr(ino).await?;
+        let t = self.inodes.lock();
+        let n = t.get(ino).ok_or_else(FsError::not_found)?;
+        Ok((n.key.clone(), n.etag.clone(), attr.size))
+    }
+
+    fn prefetcher(&self, key: String, etag: Option<String>, size: u64) -> Prefetcher {
+        Prefetcher::new(
+            self.client.clone(),
+            key,
+            etag,
+            size,
+            self.budget.clone(),
+            self.config.max_read_chunk,
+        )
     }
 
     pub async fn write(&self, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
