@@ -862,3 +862,42 @@ async fn a_fresh_open_of_a_file_replaced_elsewhere_reads_the_new_object() {
         "one HEAD to learn the new version"
     );
 }
+
+#[tokio::test]
+async fn a_directory_larger_than_the_listing_cache_lists_in_full() {
+    let srv = TestServer::start().await;
+    for i in 0..2_500 {
+        srv.put_object(&format!("big/f{i:05}"), "x");
+    }
+    let fs = fs_with(
+        &srv,
+        FsConfig {
+            listing_cache_entries: 1_000,
+            ..FsConfig::default()
+        },
+    );
+    let d = fs.lookup(ROOT_INO, "big").await.expect("lookup");
+    srv.reset_counts();
+    let fh = fs.opendir(d.ino).await.expect("opendir");
+    let mut names = Vec::new();
+    let mut offset = 0;
+    loop {
+        let page = fs.readdir(d.ino, fh, offset).await.expect("readdir");
+        let Some(last) = page.last() else { break };
+        offset = last.next_offset;
+        names.extend(page.into_iter().map(|e| e.name));
+    }
+    fs.releasedir(fh);
+    assert_eq!(names.len(), 2 + 2_500, "every entry, once");
+    // (a file last on a page waits for the next one, in case a directory of its name follows)
+    let unique: std::collections::BTreeSet<&String> = names[2..].iter().collect();
+    let want: Vec<String> = (0..2_500).map(|i| format!("f{i:05}")).collect();
+    assert!(unique.into_iter().eq(want.iter()), "every name once");
+    assert_eq!(srv.count("ListObjectsV2"), 3, "pages of 1,000");
+    // too large to keep: a name's lookup asks the bucket (a listed one is not answered
+    // from a listing that was not kept)
+    srv.reset_counts();
+    let err = fs.lookup(d.ino, "nope").await.expect_err("missing");
+    assert_eq!(err.errno, libc::ENOENT);
+    assert!(srv.total_requests() >= 1, "{:?}", srv.counts());
+}

@@ -41,6 +41,10 @@ pub struct FsConfig {
     /// Longest wait of an open for the kernel's release of a writer already closed (`cp a b
     /// && cat b`, see `fs::file_io`). 5 s; tests set their own.
     pub release_wait: Duration,
+    /// A directory's complete listing is kept (for lookups, within the TTL) when it has at
+    /// most this many entries (100,000, ~100 bytes each); a larger one is listed in full all
+    /// the same, page by page, and its lookups cost a HEAD each. Tests set their own.
+    pub listing_cache_entries: usize,
 }
 
 impl Default for FsConfig {
@@ -63,6 +67,7 @@ impl Default for FsConfig {
             max_read_chunk: 8 * 1024 * 1024,
             metadata_write_delay: Duration::from_secs(1),
             release_wait: Duration::from_secs(5),
+            listing_cache_entries: 100_000,
         }
     }
 }

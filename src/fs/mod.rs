@@ -138,9 +138,6 @@ pub struct Filesystem {
     pub(crate) leftovers: recovery::Leftovers,
 }
 
-/// Listings of at most this many entries are kept for lookups.
-pub(crate) const SNAPSHOT_MAX_ENTRIES: usize = 100_000;
-
 impl Filesystem {
     pub fn new(config: FsConfig, client: S3Client) -> Arc<Filesystem> {
         let profile = client.config().profile;

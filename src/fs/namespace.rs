@@ -9,7 +9,7 @@ use super::error::{FsError, FsResult};
 use super::file_io::Handle;
 use super::inode::{DirSnapshot, ListedChild, ROOT_INO};
 use super::small_bodies::fetch_file_meta;
-use super::{Caller, DirEntryOut, Filesystem, SetAttr, SNAPSHOT_MAX_ENTRIES};
+use super::{Caller, DirEntryOut, Filesystem, SetAttr};
 use crate::s3::{ListRequest, ObjectMeta, PutOptions};
 
 struct FsWarnings<'a>(&'a Filesystem);
@@ -411,7 +411,7 @@ impl Filesystem {
             let snapshot = st.stream.snapshot();
             let locals = {
                 let mut t = self.inodes.lock();
-                if snapshot.len() <= SNAPSHOT_MAX_ENTRIES {
+                if snapshot.len() <= self.config.listing_cache_entries {
                     if let Some(n) = t.get_mut(ino) {
                         n.snapshot = Some(DirSnapshot {
                             children: snapshot,
