@@ -901,3 +901,60 @@ async fn a_directory_larger_than_the_listing_cache_lists_in_full() {
     assert_eq!(err.errno, libc::ENOENT);
     assert!(srv.total_requests() >= 1, "{:?}", srv.counts());
 }
+
+/// What a core reads of `name` in the root: its bytes, or the errno.
+async fn read_back(fs: &Filesystem, name: &str) -> Result<Vec<u8>, i32> {
+    let attr = fs.lookup(ROOT_INO, name).await.map_err(|e| e.errno)?;
+    let o = fs
+        .open(attr.ino, libc::O_RDONLY, ME)
+        .await
+        .map_err(|e| e.errno)?;
+    let got = fs.read(o.fh, 0, 1 << 20).await.map_err(|e| e.errno);
+    let _ = fs.release(o.fh).await;
+    fs.forget(attr.ino, 1);
+    got.map(|b| b.to_vec())
+}
+
+#[tokio::test]
+async fn two_mounts_with_metadata_ttl_0_see_each_others_changes_at_once() {
+    let srv = TestServer::start().await;
+    let coherent = || FsConfig {
+        metadata_ttl: Duration::ZERO,
+        negative_ttl: Duration::ZERO,
+        ..FsConfig::default()
+    };
+    let (a, b) = (fs_with(&srv, coherent()), fs_with(&srv, coherent()));
+    assert_eq!(read_back(&b, "x").await, Err(libc::ENOENT));
+    // created through one mount, read through the other
+    write_file(&a, ROOT_INO, "x", b"one").await;
+    assert_eq!(read_back(&b, "x").await.as_deref(), Ok(&b"one"[..]));
+    // overwritten through the other, read back through the first
+    let x = b.lookup(ROOT_INO, "x").await.expect("lookup");
+    let o = b
+        .open(x.ino, libc::O_WRONLY | libc::O_TRUNC, ME)
+        .await
+        .expect("open");
+    b.write(o.fh, 0, b"second").await.expect("write");
+    b.flush(o.fh, 0).await.expect("flush");
+    b.release(o.fh).await.expect("release");
+    assert_eq!(read_back(&a, "x").await.as_deref(), Ok(&b"second"[..]));
+    // renamed through the first
+    a.rename(ROOT_INO, "x", ROOT_INO, "y", 0)
+        .await
+        .expect("rename");
+    assert_eq!(read_back(&b, "x").await, Err(libc::ENOENT));
+    assert_eq!(read_back(&b, "y").await.as_deref(), Ok(&b"second"[..]));
+    // removed through the other
+    b.unlink(ROOT_INO, "y").await.expect("unlink");
+    assert_eq!(read_back(&a, "y").await, Err(libc::ENOENT));
+    let fh = a.opendir(ROOT_INO).await.expect("opendir");
+    let names: Vec<String> = a
+        .readdir(ROOT_INO, fh, 0)
+        .await
+        .expect("readdir")
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    a.releasedir(fh);
+    assert_eq!(names, [".", ".."]);
+}
