@@ -55,6 +55,13 @@ pub(crate) struct WriteHandle {
     pending_bytes: std::sync::atomic::AtomicU64,
 }
 
+impl WriteHandle {
+    /// The file it writes.
+    pub(crate) fn ino(&self) -> u64 {
+        self.ino
+    }
+}
+
 /// How a handle writes: a stream of new bytes, or changes to an existing large object.
 enum Writer {
     Stream(Box<Upload>),
@@ -211,23 +218,15 @@ impl Filesystem {
 
     /// Every open write handle.
     fn write_handles(&self) -> Vec<Arc<WriteHandle>> {
-        let mut out: Vec<Arc<WriteHandle>> = Vec::new();
-        for h in self.handles.lock().values() {
-            if let Handle::Write(w) = h {
-                // several handles may share one writer
-                if !out.iter().any(|o| Arc::ptr_eq(o, w)) {
-                    out.push(w.clone());
-                }
-            }
-        }
-        out
+        self.handles.all_writers()
     }
 
     fn write_handle_for(&self, ino: u64) -> Option<Arc<WriteHandle>> {
-        self.handles.lock().values().find_map(|h| match h {
-            Handle::Write(w) if w.ino == ino => Some(w.clone()),
-            _ => None,
-        })
+        self.handles
+            .writers_of(ino)
+            .into_iter()
+            .next()
+            .map(|(_, w)| w)
     }
 
     fn new_upload(&self, key: String) -> Upload {
@@ -343,9 +342,7 @@ impl Filesystem {
                 expect: Expect::Absent,
             }),
         };
-        self.handles
-            .lock()
-            .insert(fh, Handle::Write(Arc::new(handle)));
+        self.handles.insert(fh, Handle::Write(Arc::new(handle)));
         let attr = self
             .inodes
             .lock()
@@ -372,7 +369,7 @@ impl Filesystem {
             }
             let fh = self.handles.next_fh();
             let text = self.stats_bytes().await?;
-            self.handles.lock().insert(fh, Handle::Static(text));
+            self.handles.insert(fh, Handle::Static(text));
             return Ok(Opened {
                 fh,
                 keep_cache: false,
@@ -456,9 +453,7 @@ impl Filesystem {
                 expect: etag.map(Expect::Etag).unwrap_or(Expect::Unknown),
             }),
         };
-        self.handles
-            .lock()
-            .insert(fh, Handle::Write(Arc::new(handle)));
+        self.handles.insert(fh, Handle::Write(Arc::new(handle)));
         Ok(Opened {
             fh,
             keep_cache: false,
@@ -492,13 +487,7 @@ impl Filesystem {
         w.kept.store(false, Ordering::Relaxed);
         w.fhs.fetch_add(1, Ordering::Relaxed);
         let fh = self.handles.next_fh();
-        {
-            let mut handles = self.handles.lock();
-            if let Some(old) = kept_fh {
-                handles.remove(&old);
-            }
-            handles.insert(fh, Handle::Write(w.clone()));
-        }
+        self.handles.replace(kept_fh, fh, Handle::Write(w.clone()));
         let mut t = self.inodes.lock();
         if let Some(n) = t.get_mut(w.ino) {
             n.open_handles += 1;
@@ -522,7 +511,7 @@ impl Filesystem {
             n.open_handles += 1;
         }
         let fh = self.handles.next_fh();
-        self.handles.lock().insert(fh, Handle::Peek(w));
+        self.handles.insert(fh, Handle::Peek(w));
         Opened {
             fh,
             keep_cache: false,
@@ -532,12 +521,10 @@ impl Filesystem {
 
     /// The kept writer of `ino`, if its upload failed, with the handle number it is kept under.
     fn kept_writer(&self, ino: u64) -> Option<(u64, Arc<WriteHandle>)> {
-        self.handles.lock().iter().find_map(|(fh, h)| match h {
-            Handle::Write(w) if w.ino == ino && w.kept.load(Ordering::Relaxed) => {
-                Some((*fh, w.clone()))
-            }
-            _ => None,
-        })
+        self.handles
+            .writers_of(ino)
+            .into_iter()
+            .find(|(_, w)| w.kept.load(Ordering::Relaxed))
     }
 
     async fn open_read(&self, ino: u64) -> FsResult<Opened> {
@@ -581,7 +568,7 @@ impl Filesystem {
             prefetcher = prefetcher.with_body(body);
         }
         let fh = self.handles.next_fh();
-        self.handles.lock().insert(
+        self.handles.insert(
             fh,
             Handle::Read(Arc::new(ReadHandle {
                 ino,
@@ -598,9 +585,7 @@ impl Filesystem {
 
     fn handle(&self, fh: u64) -> FsResult<Handle> {
         self.handles
-            .lock()
-            .get(&fh)
-            .cloned()
+            .get(fh)
             .ok_or_else(|| FsError::new(libc::EBADF, "no such open file"))
     }
 
@@ -866,7 +851,7 @@ impl Filesystem {
     }
 
     async fn release_handle(&self, fh: u64) -> FsResult<()> {
-        let handle = self.handles.lock().remove(&fh);
+        let handle = self.handles.remove(fh);
         match handle {
             Some(Handle::Write(w)) if w.fhs.fetch_sub(1, Ordering::Relaxed) > 1 => {
                 // other writers still share this file: the last one's release uploads
@@ -894,7 +879,7 @@ impl Filesystem {
                 drop(st);
                 if keep {
                     w.kept.store(true, Ordering::Relaxed);
-                    self.handles.lock().insert(fh, Handle::Write(w.clone()));
+                    self.handles.insert(fh, Handle::Write(w.clone()));
                     if let Some(n) = self.inodes.lock().get_mut(w.ino) {
                         n.open_handles = n.open_handles.saturating_sub(1);
                     }
@@ -1071,7 +1056,7 @@ impl Filesystem {
         }
         // a kept writer (its upload had failed) has no release to come
         while let Some((fh, _)) = self.kept_writer(ino) {
-            self.handles.lock().remove(&fh);
+            self.handles.remove(fh);
             self.inodes.lock().set_writing(ino, false);
         }
         Ok(())
@@ -1081,12 +1066,10 @@ impl Filesystem {
     pub fn unsaved_files(&self) -> Vec<String> {
         let kept: Vec<u64> = self
             .handles
-            .lock()
-            .values()
-            .filter_map(|h| match h {
-                Handle::Write(w) if w.kept.load(Ordering::Relaxed) => Some(w.ino),
-                _ => None,
-            })
+            .all_writers()
+            .iter()
+            .filter(|w| w.kept.load(Ordering::Relaxed))
+            .map(|w| w.ino)
             .collect();
         let t = self.inodes.lock();
         kept.iter()

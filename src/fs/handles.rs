@@ -1,26 +1,67 @@
-//! Open file handles: their numbers, what each one is, and a notification whenever a writer is
-//! flushed or released (what a reopen waiting for a release listens to).
+//! Open file handles: their numbers, what each one is, an index of the write handles by inode,
+//! and a notification whenever a writer is flushed or released (what a reopen waiting for a
+//! release listens to).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
-use parking_lot::{Mutex, MutexGuard};
+use parking_lot::Mutex;
 use tokio::sync::futures::Notified;
 use tokio::sync::Notify;
 
-use super::file_io::Handle;
+use super::file_io::{Handle, WriteHandle};
 
 /// Every open handle by number. Numbers are never reused while the mount lives.
 pub(crate) struct Handles {
-    open: Mutex<HashMap<u64, Handle>>,
+    state: Mutex<Open>,
     next: AtomicU64,
     writers_changed: Notify,
+}
+
+#[derive(Default)]
+struct Open {
+    by_fh: HashMap<u64, Handle>,
+    /// inode → its write handles (several may share one writer), so that finding a file's
+    /// writer never walks every open handle.
+    writers: HashMap<u64, BTreeMap<u64, Arc<WriteHandle>>>,
+}
+
+impl Open {
+    fn insert(&mut self, fh: u64, h: Handle) {
+        if let Handle::Write(w) = &h {
+            self.writers
+                .entry(w.ino())
+                .or_default()
+                .insert(fh, w.clone());
+        }
+        if let Some(old) = self.by_fh.insert(fh, h) {
+            self.unindex(fh, &old);
+        }
+    }
+
+    fn remove(&mut self, fh: u64) -> Option<Handle> {
+        let h = self.by_fh.remove(&fh)?;
+        self.unindex(fh, &h);
+        Some(h)
+    }
+
+    fn unindex(&mut self, fh: u64, h: &Handle) {
+        if let Handle::Write(w) = h {
+            if let Some(m) = self.writers.get_mut(&w.ino()) {
+                m.remove(&fh);
+                if m.is_empty() {
+                    self.writers.remove(&w.ino());
+                }
+            }
+        }
+    }
 }
 
 impl Handles {
     pub(crate) fn new() -> Handles {
         Handles {
-            open: Mutex::new(HashMap::new()),
+            state: Mutex::new(Open::default()),
             next: AtomicU64::new(1),
             writers_changed: Notify::new(),
         }
@@ -31,9 +72,53 @@ impl Handles {
         self.next.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// The open handles (held briefly: never across an await).
-    pub(crate) fn lock(&self) -> MutexGuard<'_, HashMap<u64, Handle>> {
-        self.open.lock()
+    pub(crate) fn insert(&self, fh: u64, h: Handle) {
+        self.state.lock().insert(fh, h);
+    }
+
+    /// Put `h` under `fh` and drop the handle `old` in one step (nobody sees neither).
+    pub(crate) fn replace(&self, old: Option<u64>, fh: u64, h: Handle) {
+        let mut st = self.state.lock();
+        if let Some(old) = old {
+            st.remove(old);
+        }
+        st.insert(fh, h);
+    }
+
+    pub(crate) fn remove(&self, fh: u64) -> Option<Handle> {
+        self.state.lock().remove(fh)
+    }
+
+    pub(crate) fn get(&self, fh: u64) -> Option<Handle> {
+        self.state.lock().by_fh.get(&fh).cloned()
+    }
+
+    /// The write handles of `ino`, by number.
+    pub(crate) fn writers_of(&self, ino: u64) -> Vec<(u64, Arc<WriteHandle>)> {
+        self.state
+            .lock()
+            .writers
+            .get(&ino)
+            .map_or_else(Vec::new, |m| {
+                m.iter().map(|(fh, w)| (*fh, w.clone())).collect()
+            })
+    }
+
+    /// Every writer once (several handles may share one).
+    pub(crate) fn all_writers(&self) -> Vec<Arc<WriteHandle>> {
+        let st = self.state.lock();
+        st.writers
+            .values()
+            .flat_map(|m| {
+                let mut ws: Vec<Arc<WriteHandle>> = Vec::new();
+                for w in m.values() {
+                    if !ws.iter().any(|o| Arc::ptr_eq(o, w)) {
+                        ws.push(w.clone());
+                    }
+                }
+                ws
+            })
+            .collect()
     }
 
     /// Resolves at the next flush or release of a writer; create it before looking at the

@@ -358,7 +358,7 @@ impl Filesystem {
             }
         };
         let fh = self.handles.next_fh();
-        self.handles.lock().insert(
+        self.handles.insert(
             fh,
             Handle::Dir(Arc::new(tokio::sync::Mutex::new(DirState {
                 stream,
@@ -371,8 +371,8 @@ impl Filesystem {
     /// Entries from `offset` on: `.` and `..` first, then the listing, fetching pages as needed.
     /// Offsets are indices into the handle's entries, so they stay valid across pages.
     pub async fn readdir(&self, ino: u64, fh: u64, offset: u64) -> FsResult<Vec<DirEntryOut>> {
-        let state = match self.handles.lock().get(&fh) {
-            Some(Handle::Dir(d)) => d.clone(),
+        let state = match self.handles.get(fh) {
+            Some(Handle::Dir(d)) => d,
             _ => return Err(FsError::new(libc::EBADF, "not an open directory")),
         };
         let mut st = state.lock().await;
@@ -451,7 +451,7 @@ impl Filesystem {
     }
 
     pub fn releasedir(&self, fh: u64) {
-        self.handles.lock().remove(&fh);
+        self.handles.remove(fh);
     }
 
     /// mkdir: one PUT of a `name/` marker carrying the directory's mode, owner and times.
