@@ -325,3 +325,46 @@ fn secrets_stay_out_of_logs_and_process_arguments() {
     assert!(!log.contains(&secret), "secret in the log");
     assert!(!log.contains("Signature="), "signature in the log");
 }
+
+#[test]
+fn ls_l_with_stat_from_listing_sends_only_list_requests() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = server();
+    for i in 0..200u32 {
+        let mut meta = bucketfs_test_server::store::Metadata::new();
+        meta.insert("mode".into(), "33152".into()); // 0100600
+        srv.put_object_with_meta(&format!("many/f{i:03}"), vec![b'x'; i as usize], meta, None);
+    }
+    let m = Mount::new(&srv, &["--stat-from-listing"]);
+    let dir = m.p("many");
+    assert!(dir.is_dir());
+    if let Some(s) = srv.counting() {
+        s.reset_counts();
+    }
+    // what `ls -l` does: list, then stat every entry
+    let mut sizes = Vec::new();
+    for e in std::fs::read_dir(&dir).expect("readdir") {
+        let e = e.expect("entry");
+        sizes.push(std::fs::symlink_metadata(e.path()).expect("stat").len());
+    }
+    sizes.sort_unstable();
+    assert_eq!(sizes, (0..200u64).collect::<Vec<_>>());
+    if let Some(s) = srv.counting() {
+        assert_eq!(
+            s.total_requests(),
+            s.count("ListObjectsV2"),
+            "{:?}",
+            s.counts()
+        );
+    }
+    // reading one fetches its real attributes with it
+    assert_eq!(std::fs::read(dir.join("f007")).expect("read"), b"xxxxxxx");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.join("f007"))
+        .expect("stat")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}

@@ -232,6 +232,12 @@ pub struct MountArgs {
         help_heading = "Caching"
     )]
     pub negative_ttl: u64,
+    /// Take the size, time and ETag of a listed file from its directory's listing: `ls -l`,
+    /// `du` or `find -ls` over objects other tools wrote send only LIST requests. Mode and
+    /// owner show the defaults (and symlinks show as files) until the file is opened or its
+    /// attributes are changed, which fetch the real ones
+    #[arg(long, help_heading = "Caching")]
+    pub stat_from_listing: bool,
     /// Upload part size, at least 5MiB (suffixes K, M, G, KiB, MiB, GiB; KB, MB, GB are powers of 1000)
     #[arg(long, value_name = "BYTES", default_value = "8MiB", value_parser = parse_size,
           help_heading = "Caching")]
@@ -745,6 +751,7 @@ impl MountArgs {
             read_only,
             metadata_ttl: Duration::from_secs(self.metadata_ttl),
             negative_ttl: Duration::from_secs(self.negative_ttl),
+            stat_from_listing: self.stat_from_listing,
             part_size: self.part_size,
             max_memory: self.max_memory,
             cache_dir,

@@ -219,7 +219,11 @@ impl DirStream {
                 DirItem {
                     name: name.to_string(),
                     kind: FileKind::File,
-                    listed: Some(ListedChild::File { size: obj.size }),
+                    listed: Some(ListedChild::File {
+                        size: obj.size,
+                        etag: obj.etag.clone(),
+                        modified: obj.last_modified,
+                    }),
                 },
             ));
         }

@@ -376,6 +376,7 @@ impl Filesystem {
                 direct_io: true,
             });
         }
+        self.full_meta(ino).await?;
         let attr = self.getattr(ino).await?;
         if attr.kind == FileKind::Directory {
             return Err(FsError::new(libc::EISDIR, "is a directory"));
@@ -750,7 +751,7 @@ impl Filesystem {
             self.defer_metadata(w.ino)?;
         }
         tracing::debug!(key = %key, size = done.size, multipart = done.multipart, "uploaded");
-        self.update_snapshot(parent, &name, Some(ListedChild::File { size: done.size }));
+        self.update_snapshot(parent, &name, Some(ListedChild::file(done.size)));
         Ok(())
     }
 

@@ -10,8 +10,25 @@ pub const ROOT_INO: u64 = 1;
 /// What a directory listing said about one child, kept so lookups need no request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ListedChild {
-    File { size: u64 },
+    /// `etag` and `modified` as the listing gave them (for `--stat-from-listing`; none for
+    /// entries this mount wrote).
+    File {
+        size: u64,
+        etag: Option<String>,
+        modified: Option<std::time::SystemTime>,
+    },
     Directory,
+}
+
+impl ListedChild {
+    /// A file this mount knows the size of, and nothing else from a listing.
+    pub fn file(size: u64) -> ListedChild {
+        ListedChild::File {
+            size,
+            etag: None,
+            modified: None,
+        }
+    }
 }
 
 /// A complete listing of a directory, trusted until `expires`.
@@ -56,6 +73,9 @@ pub struct Inode {
     pub meta_pending: bool,
     /// Counts attribute changes, so a metadata write knows whether a newer one came meanwhile.
     pub meta_gen: u64,
+    /// The attributes came from a listing (`--stat-from-listing`): size, time and ETag are
+    /// the object's, mode, owner and the other metadata are not known yet.
+    pub partial_meta: bool,
 }
 
 impl Inode {
@@ -87,6 +107,7 @@ impl Inode {
             storage_class: None,
             meta_pending: false,
             meta_gen: 0,
+            partial_meta: false,
         }
     }
 

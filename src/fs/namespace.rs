@@ -22,7 +22,11 @@ impl ListingWarnings for FsWarnings<'_> {
 /// What a lookup found in S3.
 enum Found {
     File(ObjectMeta),
-    Dir { marker: Option<ObjectMeta> },
+    /// A file as its directory's listing describes it (`--stat-from-listing`).
+    Listed(ObjectMeta),
+    Dir {
+        marker: Option<ObjectMeta>,
+    },
     Missing,
 }
 
@@ -139,7 +143,9 @@ impl Filesystem {
             self.counters.lookup_miss();
         }
         // a listed entry needs only its HEAD; a walk through the listing fetches them ahead
+        let from_listing = self.config.stat_from_listing;
         let ahead = match listed {
+            Some(Some(ListedChild::File { .. })) if from_listing => None,
             Some(Some(_)) => self.stat_ahead(parent, name),
             _ => None,
         };
@@ -151,6 +157,18 @@ impl Filesystem {
                     None => self.head_marker(&key).await?,
                 },
             },
+            Some(Some(ListedChild::File {
+                size,
+                etag,
+                modified,
+            })) if from_listing => Found::Listed(ObjectMeta {
+                size,
+                etag,
+                last_modified: modified,
+                content_type: None,
+                storage_class: None,
+                user_metadata: Default::default(),
+            }),
             Some(Some(ListedChild::File { size, .. })) => match ahead_result(ahead).await {
                 Some(Some(meta)) => Found::File(meta),
                 Some(None) => Found::Missing,
@@ -184,6 +202,21 @@ impl Filesystem {
                     t.upsert_child(parent, name, key, attr, meta.etag.clone(), false, deadline);
                 t.inc_lookup(ino);
                 remember_meta(t.get_mut(ino), &meta);
+                if let Some(n) = t.get_mut(ino) {
+                    n.partial_meta = false;
+                }
+                t.get(ino).map(|n| n.attr)
+            }
+            Found::Listed(meta) => {
+                let attr = Attr::from_meta(0, FileKind::File, &meta, &self.config);
+                let mut t = self.inodes.lock();
+                let ino =
+                    t.upsert_child(parent, name, key, attr, meta.etag.clone(), false, deadline);
+                t.inc_lookup(ino);
+                if let Some(n) = t.get_mut(ino) {
+                    // what upsert_child refreshed (a node being written keeps its own view)
+                    n.partial_meta |= n.etag == meta.etag && !n.writing && !n.local_only;
+                }
                 t.get(ino).map(|n| n.attr)
             }
             Found::Dir { marker } => {
@@ -311,7 +344,12 @@ impl Filesystem {
             } else {
                 attr.kind
             };
-            if attr.kind != n.attr.kind {
+            if attr.kind != n.attr.kind && n.partial_meta && n.attr.kind == FileKind::File {
+                // a symlink (s3fs's metadata says so) taken for a file from a listing
+                // (`--stat-from-listing`): the kernel knows it as a file; it stays one, and
+                // reads give its target
+                attr.kind = FileKind::File;
+            } else if attr.kind != n.attr.kind {
                 // replaced by another kind of node: the kernel must look it up again
                 return Err(FsError::new(libc::ESTALE, "object changed kind"));
             }
@@ -319,9 +357,30 @@ impl Filesystem {
             n.user_meta = m.user_metadata;
             n.storage_class = m.storage_class;
             n.etag = m.etag;
+            n.partial_meta = false;
         }
         n.attr_expires = deadline;
         Ok(n.attr)
+    }
+
+    /// A file whose attributes came from a listing (`--stat-from-listing`) gets its real
+    /// ones (one HEAD) before anything uses them: an open, a change of its attributes or
+    /// xattrs (which must keep the metadata other tools wrote).
+    pub(crate) async fn full_meta(&self, ino: u64) -> FsResult<()> {
+        let partial = {
+            let mut t = self.inodes.lock();
+            match t.get_mut(ino) {
+                Some(n) if n.partial_meta => {
+                    n.attr_expires = Instant::now();
+                    true
+                }
+                _ => false,
+            }
+        };
+        if partial {
+            self.getattr(ino).await?;
+        }
+        Ok(())
     }
 
     /// Open a directory: the listing is read page by page as readdir advances, or served from
@@ -329,10 +388,7 @@ impl Filesystem {
     pub async fn opendir(&self, ino: u64) -> FsResult<u64> {
         let (key, snapshot) = if ino == super::control::CONTROL_DIR_INO {
             let mut children = std::collections::HashMap::new();
-            children.insert(
-                super::control::STATS_NAME.to_string(),
-                ListedChild::File { size: 0 },
-            );
+            children.insert(super::control::STATS_NAME.to_string(), ListedChild::file(0));
             (String::new(), Some(children))
         } else {
             let t = self.inodes.lock();
@@ -683,7 +739,7 @@ impl Filesystem {
             .await
             .map_err(|e| FsError::from_s3(&e, &key))?;
         self.forget_missing(parent, name);
-        self.update_snapshot(parent, name, Some(ListedChild::File { size }));
+        self.update_snapshot(parent, name, Some(ListedChild::file(size)));
         let mut t = self.inodes.lock();
         let ino = t.upsert_child(
             parent,
@@ -727,6 +783,7 @@ impl Filesystem {
     /// the object's metadata (folded into a pending upload, or CopyObject onto itself).
     pub async fn setattr(&self, ino: u64, req: SetAttr, caller: Caller) -> FsResult<Attr> {
         let _ = caller;
+        self.full_meta(ino).await?;
         let mut attr = {
             let t = self.inodes.lock();
             t.get(ino).ok_or_else(FsError::not_found)?.attr

@@ -160,7 +160,7 @@ impl Filesystem {
             let mut t = self.inodes.lock();
             t.relink(ino, new_parent, new_name, new_key);
             mark_renamed(t.get_mut(ino));
-            t.get(ino).map(|n| ListedChild::File { size: n.attr.size })
+            t.get(ino).map(|n| ListedChild::file(n.attr.size))
         };
         self.update_snapshot(parent, name, None);
         if !local_only || !writing {

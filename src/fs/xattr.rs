@@ -78,6 +78,7 @@ impl Filesystem {
         &self,
         ino: u64,
     ) -> FsResult<(BTreeMap<String, Vec<u8>>, Option<String>, Option<String>)> {
+        self.full_meta(ino).await?;
         self.getattr(ino).await?;
         let t = self.inodes.lock();
         let n = t.get(ino).ok_or_else(FsError::not_found)?;
