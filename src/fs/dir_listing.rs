@@ -4,7 +4,10 @@
 //! Since `a` sorts before `a.txt` and both before `a/`, a file whose directory twin could still
 //! come on a later page is held back until the listing has passed `a/`.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+
+// a fast hasher with a random seed per map: keys come from the bucket
+use foldhash::{HashMap, HashSet};
 
 use super::attr::FileKind;
 use super::inode::ListedChild;
@@ -71,6 +74,17 @@ pub struct DirStream {
     emitted: HashMap<String, usize>,
     deferred: BTreeMap<String, DirItem>,
     dirs_seen: HashSet<String>,
+    /// The next page, requested while the reader goes through this one (a reader that stops
+    /// early costs one page more; a walk of N pages waits for one request, not N).
+    ahead: Option<tokio::task::JoinHandle<Result<ListPage, S3Error>>>,
+}
+
+impl Drop for DirStream {
+    fn drop(&mut self) {
+        if let Some(h) = self.ahead.take() {
+            h.abort();
+        }
+    }
 }
 
 impl DirStream {
@@ -81,9 +95,10 @@ impl DirStream {
             token: None,
             done: false,
             items: Vec::new(),
-            emitted: HashMap::new(),
+            emitted: HashMap::default(),
             deferred: BTreeMap::new(),
-            dirs_seen: HashSet::new(),
+            dirs_seen: HashSet::default(),
+            ahead: None,
         }
     }
 
@@ -152,16 +167,30 @@ impl DirStream {
         if self.done {
             return Ok(());
         }
-        let req = ListRequest {
+        let page = match self.ahead.take() {
+            Some(h) => h
+                .await
+                .map_err(|e| S3Error::InvalidResponse(format!("listing request lost: {e}")))?,
+            None => client.list_objects_v2(&self.next_request()).await,
+        }?;
+        self.absorb(page, warn);
+        if !self.done {
+            let (client, req) = (client.clone(), self.next_request());
+            self.ahead = Some(tokio::spawn(
+                async move { client.list_objects_v2(&req).await },
+            ));
+        }
+        Ok(())
+    }
+
+    fn next_request(&self) -> ListRequest {
+        ListRequest {
             prefix: self.prefix.clone(),
             delimiter: Some("/".to_string()),
             continuation_token: self.token.clone(),
             start_after: None,
             max_keys: None,
-        };
-        let page = client.list_objects_v2(&req).await?;
-        self.absorb(page, warn);
-        Ok(())
+        }
     }
 
     /// Merge one page into the entries (separate from the request so it can be unit-tested).

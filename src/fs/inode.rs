@@ -1,6 +1,7 @@
 //! The inode table: stable inode numbers for (parent, name) pairs, their keys and cached attributes.
 
-use std::collections::{HashMap, HashSet};
+// a fast hasher with a random seed per map: names come from the bucket
+use foldhash::{HashMap, HashSet};
 use std::time::Instant;
 
 use super::attr::{Attr, FileKind};
@@ -144,16 +145,16 @@ pub struct InodeTable {
 
 impl InodeTable {
     pub fn new(root: Inode) -> InodeTable {
-        let mut inodes = HashMap::new();
+        let mut inodes = HashMap::default();
         inodes.insert(ROOT_INO, root);
         let remembered =
             std::num::NonZeroUsize::new(REMEMBERED_NUMBERS).unwrap_or(std::num::NonZeroUsize::MIN);
         InodeTable {
             inodes,
-            by_name: HashMap::new(),
+            by_name: HashMap::default(),
             next_ino: ROOT_INO + 1,
             forgotten: lru::LruCache::new(remembered),
-            pending: HashSet::new(),
+            pending: HashSet::default(),
             #[cfg(test)]
             visits: Default::default(),
         }
@@ -228,7 +229,7 @@ impl InodeTable {
     /// and directories holding such files.
     pub fn local_children(&self, parent: u64) -> Vec<(String, Attr)> {
         // each pending file, or the ancestor of it that is a child of `parent`
-        let mut found: HashMap<u64, &Inode> = HashMap::new();
+        let mut found: HashMap<u64, &Inode> = HashMap::default();
         for n in self.pending_linked() {
             let mut cur = n;
             for _ in 0..4096 {

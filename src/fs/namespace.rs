@@ -387,7 +387,7 @@ impl Filesystem {
     /// a fresh snapshot without any request.
     pub async fn opendir(&self, ino: u64) -> FsResult<u64> {
         let (key, snapshot) = if ino == super::control::CONTROL_DIR_INO {
-            let mut children = std::collections::HashMap::new();
+            let mut children = foldhash::HashMap::default();
             children.insert(super::control::STATS_NAME.to_string(), ListedChild::file(0));
             (String::new(), Some(children))
         } else {
@@ -427,19 +427,37 @@ impl Filesystem {
     /// Entries from `offset` on: `.` and `..` first, then the listing, fetching pages as needed.
     /// Offsets are indices into the handle's entries, so they stay valid across pages.
     pub async fn readdir(&self, ino: u64, fh: u64, offset: u64) -> FsResult<Vec<DirEntryOut>> {
+        let mut out = Vec::new();
+        self.readdir_into(ino, fh, offset, |next_offset, ino, kind, name| {
+            out.push(DirEntryOut {
+                next_offset,
+                ino,
+                kind,
+                name: name.to_string(),
+            });
+            false
+        })
+        .await?;
+        Ok(out)
+    }
+
+    /// As [`readdir`](Self::readdir), handing each entry (offset of the next one, inode,
+    /// kind, name) to `add` until it says it is full (returns true): a reply buffer takes a
+    /// hundred-odd entries, and nothing is built for the rest of a page of 1,000.
+    pub async fn readdir_into(
+        &self,
+        ino: u64,
+        fh: u64,
+        offset: u64,
+        mut add: impl FnMut(u64, u64, FileKind, &str) -> bool,
+    ) -> FsResult<()> {
         let state = match self.handles.get(fh) {
             Some(Handle::Dir(d)) => d,
             _ => return Err(FsError::new(libc::EBADF, "not an open directory")),
         };
         let mut st = state.lock().await;
-        let mut out = Vec::new();
-        if offset == 0 {
-            out.push(DirEntryOut {
-                next_offset: 1,
-                ino,
-                kind: FileKind::Directory,
-                name: ".".into(),
-            });
+        if offset == 0 && add(1, ino, FileKind::Directory, ".") {
+            return Ok(());
         }
         if offset <= 1 {
             let parent = self
@@ -448,12 +466,9 @@ impl Filesystem {
                 .get(ino)
                 .map(|n| n.parent)
                 .unwrap_or(ROOT_INO);
-            out.push(DirEntryOut {
-                next_offset: 2,
-                ino: parent,
-                kind: FileKind::Directory,
-                name: "..".into(),
-            });
+            if add(2, parent, FileKind::Directory, "..") {
+                return Ok(());
+            }
         }
         let index = offset.saturating_sub(2) as usize;
         while index >= st.stream.items().len() && !st.stream.is_done() {
@@ -496,14 +511,11 @@ impl Filesystem {
                 // not looked up yet: a number that cannot clash with real inodes
                 _ => (stable_placeholder_ino(ino, &item.name), item.kind),
             };
-            out.push(DirEntryOut {
-                next_offset: i as u64 + 3,
-                ino: child_ino,
-                kind,
-                name: item.name.clone(),
-            });
+            if add(i as u64 + 3, child_ino, kind, &item.name) {
+                break;
+            }
         }
-        Ok(out)
+        Ok(())
     }
 
     pub fn releasedir(&self, fh: u64) {

@@ -533,15 +533,13 @@ impl fuser::Filesystem for Adapter {
     ) {
         let fs = self.fs.clone();
         self.spawn(async move {
-            match fs.readdir(ino.0, fh.0, offset).await {
-                Ok(entries) => {
-                    for e in entries {
-                        if reply.add(INodeNo(e.ino), e.next_offset, to_file_type(e.kind), &e.name) {
-                            break;
-                        }
-                    }
-                    reply.ok()
-                }
+            let res = fs
+                .readdir_into(ino.0, fh.0, offset, |next, child, kind, name| {
+                    reply.add(INodeNo(child), next, to_file_type(kind), name)
+                })
+                .await;
+            match res {
+                Ok(()) => reply.ok(),
                 Err(e) => reply.error(fail(&fs, "readdir", ino.0, &e)),
             }
         });
