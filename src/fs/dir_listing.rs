@@ -5,6 +5,7 @@
 //! come on a later page is held back until the listing has passed `a/`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 // a fast hasher with a random seed per map: keys come from the bucket
 use foldhash::{HashMap, HashSet};
@@ -69,9 +70,12 @@ pub struct DirStream {
     prefix: String,
     token: Option<String>,
     done: bool,
-    items: Vec<DirItem>,
-    /// Names emitted, with their place in `items` (a directory replacing a file finds it).
-    emitted: HashMap<String, usize>,
+    /// Shared with the directory's cached listing when served from it (copied only if a
+    /// local entry is added).
+    items: Arc<Vec<DirItem>>,
+    /// Names emitted, with their place in `items` (a directory replacing a file finds it);
+    /// built when first needed for a listing served from the cache.
+    emitted: Option<HashMap<String, usize>>,
     deferred: BTreeMap<String, DirItem>,
     dirs_seen: HashSet<String>,
     /// The next page, requested while the reader goes through this one (a reader that stops
@@ -94,8 +98,8 @@ impl DirStream {
             prefix: prefix.to_string(),
             token: None,
             done: false,
-            items: Vec::new(),
-            emitted: HashMap::default(),
+            items: Arc::default(),
+            emitted: Some(HashMap::default()),
             deferred: BTreeMap::new(),
             dirs_seen: HashSet::default(),
             ahead: None,
@@ -104,23 +108,32 @@ impl DirStream {
 
     /// A complete listing from a cached snapshot (no request needed).
     pub fn from_snapshot(prefix: &str, children: &HashMap<String, ListedChild>) -> DirStream {
+        DirStream::from_items(prefix, Arc::new(sorted_items(children)))
+    }
+
+    /// A complete listing of `items` (shared, not copied).
+    pub fn from_items(prefix: &str, items: Arc<Vec<DirItem>>) -> DirStream {
         let mut s = DirStream::new(prefix);
-        let mut names: Vec<&String> = children.keys().collect();
-        names.sort();
-        for name in names {
-            let listed = children[name].clone();
-            let kind = match listed {
-                ListedChild::Directory => FileKind::Directory,
-                ListedChild::File { .. } => FileKind::File,
-            };
-            s.emit(DirItem {
-                name: name.clone(),
-                kind,
-                listed: Some(listed),
-            });
-        }
+        s.items = items;
+        s.emitted = None;
         s.done = true;
         s
+    }
+
+    /// The entries, shared (for the directory's cached listing).
+    pub fn shared_items(&self) -> Arc<Vec<DirItem>> {
+        self.items.clone()
+    }
+
+    fn emitted(&mut self) -> &mut HashMap<String, usize> {
+        let items = &self.items;
+        self.emitted.get_or_insert_with(|| {
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| (item.name.clone(), i))
+                .collect()
+        })
     }
 
     pub fn items(&self) -> &[DirItem] {
@@ -133,7 +146,7 @@ impl DirStream {
 
     /// Add entries that exist only locally (files being written), after the listing.
     pub fn add_local(&mut self, name: &str, kind: FileKind) {
-        if !self.emitted.contains_key(name) {
+        if !self.emitted().contains_key(name) {
             self.emit(DirItem {
                 name: name.to_string(),
                 kind,
@@ -151,10 +164,12 @@ impl DirStream {
     }
 
     fn emit(&mut self, item: DirItem) {
-        if let std::collections::hash_map::Entry::Vacant(e) = self.emitted.entry(item.name.clone())
+        let at = self.items.len();
+        if let std::collections::hash_map::Entry::Vacant(e) =
+            self.emitted().entry(item.name.clone())
         {
-            e.insert(self.items.len());
-            self.items.push(item);
+            e.insert(at);
+            Arc::make_mut(&mut self.items).push(item);
         }
     }
 
@@ -273,13 +288,13 @@ impl DirStream {
                             "shadowed by a directory of the same name",
                         );
                     }
-                    if let Some(&pos) = self.emitted.get(&item.name) {
+                    if let Some(&pos) = self.emitted().get(&item.name) {
                         // a file of this name went out earlier: the directory replaces it
                         warn.skipped(
                             key.trim_end_matches('/'),
                             "shadowed by a directory of the same name",
                         );
-                        self.items[pos] = item;
+                        Arc::make_mut(&mut self.items)[pos] = item;
                     } else {
                         self.emit(item);
                     }
@@ -315,6 +330,27 @@ impl DirStream {
             self.done = true;
         }
     }
+}
+
+/// The entries of a cached listing, in name order.
+pub fn sorted_items(children: &HashMap<String, ListedChild>) -> Vec<DirItem> {
+    let mut names: Vec<&String> = children.keys().collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|name| {
+            let listed = children[name].clone();
+            let kind = match listed {
+                ListedChild::Directory => FileKind::Directory,
+                ListedChild::File { .. } => FileKind::File,
+            };
+            DirItem {
+                name: name.clone(),
+                kind,
+                listed: Some(listed),
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -37,6 +37,9 @@ impl ListedChild {
 pub struct DirSnapshot {
     pub children: HashMap<String, ListedChild>,
     pub expires: Instant,
+    /// The same entries in order, for readdir; made when first needed, dropped when the
+    /// children change.
+    pub items: Option<std::sync::Arc<Vec<super::dir_listing::DirItem>>>,
 }
 
 #[derive(Debug, Clone)]

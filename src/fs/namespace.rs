@@ -80,6 +80,7 @@ impl Filesystem {
         let mut t = self.inodes.lock();
         if let Some(p) = t.get_mut(parent) {
             if let Some(s) = &mut p.snapshot {
+                s.items = None;
                 match child {
                     Some(c) => {
                         s.children.insert(name.to_string(), c);
@@ -389,24 +390,33 @@ impl Filesystem {
         let (key, snapshot) = if ino == super::control::CONTROL_DIR_INO {
             let mut children = foldhash::HashMap::default();
             children.insert(super::control::STATS_NAME.to_string(), ListedChild::file(0));
-            (String::new(), Some(children))
+            let items = std::sync::Arc::new(super::dir_listing::sorted_items(&children));
+            (String::new(), Some(items))
         } else {
-            let t = self.inodes.lock();
-            let n = t.get(ino).ok_or_else(FsError::not_found)?;
+            let mut t = self.inodes.lock();
+            let n = t.get_mut(ino).ok_or_else(FsError::not_found)?;
             if n.kind() != FileKind::Directory {
                 return Err(FsError::new(libc::ENOTDIR, "not a directory"));
             }
+            // the cached listing's entries are shared, not copied (100,000 names)
             let snap = n
                 .snapshot
-                .as_ref()
+                .as_mut()
                 .filter(|s| Instant::now() < s.expires)
-                .map(|s| s.children.clone());
+                .map(|s| {
+                    let children = &s.children;
+                    s.items
+                        .get_or_insert_with(|| {
+                            std::sync::Arc::new(super::dir_listing::sorted_items(children))
+                        })
+                        .clone()
+                });
             (n.key.clone(), snap)
         };
         let stream = match snapshot {
-            Some(children) => {
+            Some(items) => {
                 self.counters.readdir_hit();
-                DirStream::from_snapshot(&key, &children)
+                DirStream::from_items(&key, items)
             }
             None => {
                 self.counters.readdir_miss();
@@ -487,6 +497,7 @@ impl Filesystem {
                         n.snapshot = Some(DirSnapshot {
                             children: snapshot,
                             expires: Instant::now() + self.config.metadata_ttl,
+                            items: Some(st.stream.shared_items()),
                         });
                     }
                 }
@@ -564,6 +575,7 @@ impl Filesystem {
             n.snapshot = Some(DirSnapshot {
                 children: Default::default(),
                 expires: Instant::now() + self.config.metadata_ttl,
+                items: None,
             });
         }
         t.get(ino).map(|n| n.attr).ok_or_else(FsError::not_found)
