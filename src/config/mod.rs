@@ -45,6 +45,9 @@ pub struct FsConfig {
     /// most this many entries (100,000, ~100 bytes each); a larger one is listed in full all
     /// the same, page by page, and its lookups cost a HEAD each. Tests set their own.
     pub listing_cache_entries: usize,
+    /// Entries of all cached listings together (500,000, ~50 MB): past it the oldest
+    /// directories' listings are dropped (a walk of a million keys stays bounded).
+    pub listing_cache_total: usize,
     /// `--stat-from-listing`: a listed file's lookup takes its size, time and ETag from the
     /// listing (no HEAD); its full metadata is fetched when it is opened or changed.
     pub stat_from_listing: bool,
@@ -71,6 +74,7 @@ impl Default for FsConfig {
             metadata_write_delay: Duration::from_secs(1),
             release_wait: Duration::from_secs(5),
             listing_cache_entries: 100_000,
+            listing_cache_total: 500_000,
             stat_from_listing: false,
         }
     }

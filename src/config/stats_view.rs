@@ -176,6 +176,12 @@ pub fn render(text: &str, mountpoint: &str) -> String {
         "write parts and read-ahead",
     );
     let _ = writeln!(out, "  {:<26} {:>10}", "inodes known", get("inodes"));
+    let _ = writeln!(
+        out,
+        "  {:<26} {:>10}",
+        "listing entries cached",
+        get("listed_entries")
+    );
     if values.contains_key("staging_limit_bytes") {
         in_use(
             &mut out,
@@ -225,6 +231,7 @@ const KNOWN: &[&str] = &[
     "memory_budget_bytes",
     "memory_in_use_bytes",
     "inodes",
+    "listed_entries",
     "cache_lookup_hits",
     "cache_lookup_misses",
     "cache_readdir_hits",

@@ -141,6 +141,10 @@ pub struct InodeTable {
     /// `set_writing`): what readdir and a missing directory's lookup look through, instead of
     /// every inode.
     pending: HashSet<u64>,
+    /// Entries of all cached listings together, and the directories holding one, oldest
+    /// first: a new listing drops the oldest others past the bound (see `install_listing`).
+    listed_entries: usize,
+    listed_order: std::collections::VecDeque<u64>,
     /// Nodes looked at by the walks that must not grow with the table (tests count them).
     #[cfg(test)]
     visits: std::cell::Cell<usize>,
@@ -158,6 +162,8 @@ impl InodeTable {
             next_ino: ROOT_INO + 1,
             forgotten: lru::LruCache::new(remembered),
             pending: HashSet::default(),
+            listed_entries: 0,
+            listed_order: Default::default(),
             #[cfg(test)]
             visits: Default::default(),
         }
@@ -178,6 +184,38 @@ impl InodeTable {
 
     pub fn child_ino(&self, parent: u64, name: &str) -> Option<u64> {
         self.by_name.get(&(parent, name.to_string())).copied()
+    }
+
+    /// Keep `snap` as the listing of directory `ino`, dropping the oldest listings of other
+    /// directories while all of them together would hold more than `total` entries: the
+    /// memory of cached listings is bounded whatever the number of directories walked.
+    pub fn install_listing(&mut self, ino: u64, snap: DirSnapshot, total: usize) {
+        let len = snap.children.len();
+        self.drop_listing(ino);
+        while self.listed_entries + len > total {
+            let Some(old) = self.listed_order.pop_front() else {
+                break;
+            };
+            self.drop_listing(old);
+        }
+        if let Some(n) = self.inodes.get_mut(&ino) {
+            n.snapshot = Some(snap);
+            self.listed_entries += len;
+            self.listed_order.push_back(ino);
+        }
+    }
+
+    /// Forget the cached listing of `ino`, if it has one.
+    fn drop_listing(&mut self, ino: u64) {
+        if let Some(s) = self.inodes.get_mut(&ino).and_then(|n| n.snapshot.take()) {
+            self.listed_entries = self.listed_entries.saturating_sub(s.children.len());
+            self.listed_order.retain(|i| *i != ino);
+        }
+    }
+
+    /// Entries of all cached listings together.
+    pub fn listed_entries(&self) -> usize {
+        self.listed_entries
     }
 
     /// Mark `ino` as existing here only so far (created, not uploaded yet), or not any more.
@@ -352,6 +390,7 @@ impl InodeTable {
         if ino == ROOT_INO || !idle {
             return;
         }
+        self.drop_listing(ino);
         if let Some(node) = self.inodes.remove(&ino) {
             self.pending.remove(&ino);
             let key = (node.parent, node.name);
@@ -373,6 +412,7 @@ impl InodeTable {
             // still open somewhere: fstat shows it has no name left
             node.attr.nlink = 0;
             if node.lookups == 0 && node.open_handles == 0 {
+                self.drop_listing(ino);
                 self.inodes.remove(&ino);
             }
         }
@@ -510,6 +550,49 @@ mod tests {
         t.set_writing(w, false);
         assert!(t.local_children(d).is_empty());
         assert!(!t.holds_local_under("d/sub/"));
+    }
+
+    #[test]
+    fn cached_listings_together_stay_within_their_bound() {
+        let mut t = table();
+        let exp = Instant::now() + Duration::from_secs(60);
+        let dir = Attr::new(0, FileKind::Directory, 0, &FsConfig::default(), UNIX_EPOCH);
+        let listing = |n: usize| DirSnapshot {
+            children: (0..n)
+                .map(|i| (format!("f{i}"), ListedChild::file(1)))
+                .collect(),
+            expires: exp,
+            items: None,
+        };
+        let mut dirs = Vec::new();
+        for d in 0..3 {
+            let ino = t.upsert_child(
+                ROOT_INO,
+                &format!("d{d}"),
+                format!("d{d}/"),
+                dir,
+                None,
+                false,
+                exp,
+            );
+            t.inc_lookup(ino);
+            dirs.push(ino);
+        }
+        t.install_listing(dirs[0], listing(100), 250);
+        t.install_listing(dirs[1], listing(100), 250);
+        assert_eq!(t.listed_entries(), 200);
+        // a third does not fit: the oldest goes
+        t.install_listing(dirs[2], listing(100), 250);
+        assert_eq!(t.listed_entries(), 200);
+        assert!(t.get(dirs[0]).is_some_and(|n| n.snapshot.is_none()));
+        assert!(t.get(dirs[1]).is_some_and(|n| n.snapshot.is_some()));
+        // listed again: replaces its own, drops the next oldest
+        t.install_listing(dirs[0], listing(120), 250);
+        assert_eq!(t.listed_entries(), 220);
+        assert!(t.get(dirs[1]).is_some_and(|n| n.snapshot.is_none()));
+        // a directory the kernel forgets takes its listing along
+        t.forget(dirs[2], 1);
+        assert_eq!(t.listed_entries(), 120);
     }
 
     #[test]

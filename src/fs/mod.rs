@@ -277,10 +277,19 @@ impl Filesystem {
             "Memory the part cache uses now.",
             self.budget.in_use(),
         ));
+        let (inodes, listed) = {
+            let t = self.inodes.lock();
+            (t.len() as u64, t.listed_entries() as u64)
+        };
         v.push(Figure::gauge(
             "inodes",
             "Inodes known to the kernel or cached.",
-            self.inodes.lock().len() as u64,
+            inodes,
+        ));
+        v.push(Figure::gauge(
+            "listed_entries",
+            "Entries of the directory listings cached for lookups and readdir.",
+            listed,
         ));
         if let Some(staging) = &self.store.staging {
             v.push(Figure::gauge(

@@ -493,13 +493,12 @@ impl Filesystem {
             let locals = {
                 let mut t = self.inodes.lock();
                 if snapshot.len() <= self.config.listing_cache_entries {
-                    if let Some(n) = t.get_mut(ino) {
-                        n.snapshot = Some(DirSnapshot {
-                            children: snapshot,
-                            expires: Instant::now() + self.config.metadata_ttl,
-                            items: Some(st.stream.shared_items()),
-                        });
-                    }
+                    let snap = DirSnapshot {
+                        children: snapshot,
+                        expires: Instant::now() + self.config.metadata_ttl,
+                        items: Some(st.stream.shared_items()),
+                    };
+                    t.install_listing(ino, snap, self.config.listing_cache_total);
                 }
                 t.local_children(ino)
             };
@@ -570,14 +569,13 @@ impl Filesystem {
             self.attr_deadline(),
         );
         t.inc_lookup(ino);
-        if let Some(n) = t.get_mut(ino) {
-            // a new directory is empty: lookups inside it need no request
-            n.snapshot = Some(DirSnapshot {
-                children: Default::default(),
-                expires: Instant::now() + self.config.metadata_ttl,
-                items: None,
-            });
-        }
+        // a new directory is empty: lookups inside it need no request
+        let empty = DirSnapshot {
+            children: Default::default(),
+            expires: Instant::now() + self.config.metadata_ttl,
+            items: None,
+        };
+        t.install_listing(ino, empty, self.config.listing_cache_total);
         t.get(ino).map(|n| n.attr).ok_or_else(FsError::not_found)
     }
 
