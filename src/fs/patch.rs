@@ -366,9 +366,7 @@ impl PatchUpload {
     /// then one copy and one upload, not a copy per part.
     fn plan(&self, n: u64) -> Vec<Piece> {
         // a part is copied only when all its bytes are the source's, at the same offsets
-        let copyable = |i: u64| {
-            !self.parts.contains(i) && self.part_range(i, self.size).1 <= self.source_valid
-        };
+        let copyable = |i: u64| self.untouched_source(i).is_some();
         let mut pieces = Vec::new();
         let mut i = 0;
         while i < n {
@@ -389,6 +387,13 @@ impl PatchUpload {
             pieces.push(Piece::Copy(start, end));
         }
         pieces
+    }
+
+    /// Part `i`'s range of the source when the part is the source's bytes, untouched and all
+    /// still valid (then it can be copied, or read from the source and sent).
+    fn untouched_source(&self, i: u64) -> Option<std::ops::Range<u64>> {
+        let (s, e) = self.part_range(i, self.size);
+        (!self.parts.contains(i) && e <= self.source_valid).then_some(s..e)
     }
 
     /// The body of part `i` to upload: its changed bytes, or the source's.
@@ -450,11 +455,31 @@ impl PatchUpload {
                         );
                     }
                     Piece::Upload(i) => {
-                        let body = self.part_body(i).await.map_err(PieceError::Fs)?;
+                        let Some(range) = self.untouched_source(i) else {
+                            let body = self.part_body(i).await.map_err(PieceError::Fs)?;
+                            jobs.push(
+                                async move {
+                                    client
+                                        .upload_part(&key, &upload_id, part_number, body)
+                                        .await
+                                }
+                                .boxed(),
+                            );
+                            continue;
+                        };
+                        // a part the server would not copy: the client reads and sends it
+                        let (src, etag) = (self.source_key.clone(), self.source_etag.clone());
                         jobs.push(
                             async move {
                                 client
-                                    .upload_part(&key, &upload_id, part_number, body)
+                                    .upload_part_from(
+                                        &key,
+                                        &upload_id,
+                                        part_number,
+                                        &src,
+                                        range,
+                                        etag.as_deref(),
+                                    )
                                     .await
                             }
                             .boxed(),

@@ -1361,19 +1361,15 @@ impl S3Client {
                 .acquire()
                 .await
                 .map_err(|_| S3Error::Config("copy cancelled".into()))?;
-            let got = self
-                .get_object(source_key, Some(range.clone()), source_if_match)
-                .await?;
-            if got.body.len() as u64 != range.end - range.start {
-                return Err(S3Error::InvalidResponse(format!(
-                    "GET of {source_key} bytes {}..{} returned {} bytes",
-                    range.start,
-                    range.end,
-                    got.body.len()
-                )));
-            }
             let etag = self
-                .upload_part(dest_key, upload_id, part_number, got.body)
+                .upload_part_from(
+                    dest_key,
+                    upload_id,
+                    part_number,
+                    source_key,
+                    range,
+                    source_if_match,
+                )
                 .await?;
             Ok(CompletedPart { part_number, etag })
         });
@@ -1383,6 +1379,33 @@ impl S3Client {
             .await?;
         parts.sort_by_key(|p| p.part_number);
         Ok(parts)
+    }
+
+    /// What a part copy turns into where the server refuses UploadPartCopy (see
+    /// [`S3Client::copy_refused`]): `range` of `source_key` read with a ranged GET (every
+    /// byte of it, of version `source_if_match`) and sent as part `part_number`. Its ETag.
+    pub async fn upload_part_from(
+        &self,
+        dest_key: &str,
+        upload_id: &str,
+        part_number: u32,
+        source_key: &str,
+        range: std::ops::Range<u64>,
+        source_if_match: Option<&str>,
+    ) -> Result<String, S3Error> {
+        let got = self
+            .get_object(source_key, Some(range.clone()), source_if_match)
+            .await?;
+        if got.body.len() as u64 != range.end - range.start {
+            return Err(S3Error::InvalidResponse(format!(
+                "GET of {source_key} bytes {}..{} returned {} bytes",
+                range.start,
+                range.end,
+                got.body.len()
+            )));
+        }
+        self.upload_part(dest_key, upload_id, part_number, got.body)
+            .await
     }
 
     /// Deletes one object. A missing object is not an error (S3 says 204 either way;
