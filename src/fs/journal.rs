@@ -151,6 +151,40 @@ impl UploadJournal {
         let _ = blocking(|| std::fs::remove_dir_all(self.parts_dir(local_id)));
     }
 
+    /// A directory rename from prefix `from` to `to` begins: its copies, then its deletes.
+    pub fn move_started(&self, from: &str, to: &str) {
+        self.append(&format!("move {} {}", hex_encode(from), hex_encode(to)));
+    }
+
+    /// The rename of `from` to `to` is complete (or was rolled back).
+    pub fn move_done(&self, from: &str, to: &str) {
+        self.append(&format!("moved {} {}", hex_encode(from), hex_encode(to)));
+    }
+
+    /// Directory renames begun and not done, as (from, to) prefixes.
+    pub fn unfinished_moves(&self) -> Vec<(String, String)> {
+        let Ok(f) = File::open(&self.path) else {
+            return vec![];
+        };
+        let mut moves: Vec<(String, String)> = Vec::new();
+        for line in BufReader::new(f).lines().map_while(Result::ok) {
+            let w: Vec<&str> = line.split(' ').collect();
+            let pair = |a: &str, b: &str| Some((hex_decode(a)?, hex_decode(b)?));
+            match w.as_slice() {
+                ["move", a, b] => moves.extend(pair(a, b)),
+                ["moved", a, b] => {
+                    if let Some(p) = pair(a, b) {
+                        if let Some(i) = moves.iter().position(|m| *m == p) {
+                            moves.remove(i);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        moves
+    }
+
     /// Uploads started and not finished, as the journal has them.
     pub fn unfinished(&self) -> Vec<JournalEntry> {
         let Ok(f) = File::open(&self.path) else {
@@ -195,7 +229,7 @@ impl UploadJournal {
     /// At unmount: a journal with nothing unfinished is removed (a mount per endpoint, bucket
     /// and prefix would otherwise leave one file each behind).
     pub fn remove_if_done(&self) {
-        if self.unfinished().is_empty() {
+        if self.unfinished().is_empty() && self.unfinished_moves().is_empty() {
             *self.file.lock() = None;
             let _ = std::fs::remove_file(&self.path);
         }
@@ -235,8 +269,17 @@ mod tests {
         // written to again after a failed completion: not resumed as closed
         j.reopened("u1");
         assert_eq!(j.unfinished()[0].closed_parts, None);
+        // directory renames: begun, done
+        j.move_started("a/", "b/");
+        j.move_started("c d/", "e/");
+        j.move_done("a/", "b/");
+        assert_eq!(
+            j.unfinished_moves(),
+            [("c d/".to_string(), "e/".to_string())]
+        );
         j.reset();
         assert!(j.unfinished().is_empty());
+        assert!(j.unfinished_moves().is_empty());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -163,14 +163,14 @@ impl Filesystem {
         let store = upload_store(&config, &client);
         // what earlier runs left, read before this mount starts uploads of its own, so that
         // recovery never takes one of them for a leftover
-        let earlier = store
+        let (earlier, moves) = store
             .journal
             .as_ref()
             .map(|j| {
                 let left = j.unfinished();
                 // staging a crashed daemon left, that no unfinished upload needs
                 j.remove_orphans(&left);
-                left
+                (left, j.unfinished_moves())
             })
             .unwrap_or_default();
         Arc::new_cyclic(|me| Filesystem {
@@ -180,7 +180,7 @@ impl Filesystem {
             me: me.clone(),
             budget: Arc::new(MemoryBudget::new(config.max_memory)),
             store,
-            leftovers: recovery::Leftovers::new(earlier),
+            leftovers: recovery::Leftovers::new(earlier, moves),
             limits,
             inodes: names::Names::new(InodeTable::new(root), config.negative_ttl),
             handles: handles::Handles::new(),

@@ -14,6 +14,8 @@ pub struct RecoveryReport {
     pub aborted: Vec<String>,
     /// Unfinished uploads under the prefix that this machine did not start.
     pub foreign: usize,
+    /// Directory renames an earlier run left halfway, finished now (the old prefixes).
+    pub moved: Vec<String>,
 }
 
 /// What an earlier run left unfinished: its journal entries (read before this mount starts
@@ -21,6 +23,8 @@ pub struct RecoveryReport {
 /// takes them, and the keys a commit must not touch until recovery is done with them.
 pub(crate) struct Leftovers {
     entries: parking_lot::Mutex<Option<Vec<JournalEntry>>>,
+    /// Directory renames begun and not done, as (old prefix, new prefix).
+    moves: parking_lot::Mutex<Vec<(String, String)>>,
     keys: parking_lot::Mutex<std::collections::HashSet<String>>,
     changed: tokio::sync::Notify,
 }
@@ -29,13 +33,19 @@ pub(crate) struct Leftovers {
 const FENCE_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Leftovers {
-    pub(crate) fn new(entries: Vec<JournalEntry>) -> Leftovers {
+    pub(crate) fn new(entries: Vec<JournalEntry>, moves: Vec<(String, String)>) -> Leftovers {
         let keys = entries.iter().map(|e| e.key.clone()).collect();
         Leftovers {
             entries: parking_lot::Mutex::new(Some(entries)),
+            moves: parking_lot::Mutex::new(moves),
             keys: parking_lot::Mutex::new(keys),
             changed: tokio::sync::Notify::new(),
         }
+    }
+
+    /// The unfinished directory renames, for recovery (once).
+    fn take_moves(&self) -> Vec<(String, String)> {
+        std::mem::take(&mut *self.moves.lock())
     }
 
     /// The entries, for recovery (once; later calls get none).
@@ -84,7 +94,9 @@ impl Leftovers {
 impl Filesystem {
     /// Resume or abort what the upload journal says was left unfinished.
     pub async fn recover_uploads(&self) -> RecoveryReport {
-        let report = self.recover().await;
+        let moved = self.finish_moves().await;
+        let mut report = self.recover().await;
+        report.moved = moved;
         self.leftovers.release_all();
         report
     }
@@ -127,10 +139,65 @@ impl Filesystem {
                 report.foreign
             );
         }
-        if journal.unfinished().is_empty() {
+        if journal.unfinished().is_empty() && journal.unfinished_moves().is_empty() {
             journal.reset();
         }
         report
+    }
+
+    /// Finish the directory renames an earlier run began and did not end: every object still
+    /// under the old prefix that has no copy under the new one is copied, then the old ones
+    /// are deleted. A failure leaves the rename in the journal for the next mount.
+    async fn finish_moves(&self) -> Vec<String> {
+        let Some(journal) = self.store.journal.clone() else {
+            return vec![];
+        };
+        let mut done = Vec::new();
+        for (from, to) in self.leftovers.take_moves() {
+            match self.finish_move(&from, &to).await {
+                Ok(n) => {
+                    tracing::info!(
+                        from = %from,
+                        to = %to,
+                        "finished a directory rename an earlier bucketfs left halfway ({n} objects moved)"
+                    );
+                    journal.move_done(&from, &to);
+                    done.push(from);
+                }
+                Err(e) => tracing::warn!(
+                    from = %from,
+                    to = %to,
+                    "a directory rename an earlier bucketfs left halfway is still unfinished: {e}"
+                ),
+            }
+        }
+        done
+    }
+
+    async fn finish_move(&self, from: &str, to: &str) -> Result<usize, crate::s3::S3Error> {
+        let old = self.client.list_all(from).await?;
+        let there: std::collections::HashSet<String> = self
+            .client
+            .list_all(to)
+            .await?
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
+        for o in &old {
+            let dst = format!("{to}{}", &o.key[from.len()..]);
+            if !there.contains(&dst) {
+                self.client
+                    .copy_object_sized(&o.key, &dst, o.size, self.limits.base, None, None)
+                    .await?;
+            }
+        }
+        let keys: Vec<String> = old.into_iter().map(|o| o.key).collect();
+        for batch in keys.chunks(1000) {
+            if let Some((_, e)) = self.client.delete_objects(batch).await?.into_iter().next() {
+                return Err(e);
+            }
+        }
+        Ok(keys.len())
     }
 
     /// Resume or abort one upload the journal has.

@@ -8,7 +8,6 @@ use super::error::{FsError, FsResult};
 use super::inode::ListedChild;
 use super::namespace::check_name;
 use super::Filesystem;
-use crate::s3::ListRequest;
 
 /// Copies in flight at once during a directory rename.
 const PARALLEL_COPIES: usize = 16;
@@ -200,25 +199,21 @@ impl Filesystem {
         // attribute changes not written yet go first, so the copies carry them
         self.flush_metadata_under(&old_prefix).await?;
         // 1. every key under the old prefix
-        let mut keys = Vec::new();
-        let mut token = None;
-        loop {
-            let page = self
-                .client
-                .list_objects_v2(&ListRequest {
-                    prefix: old_prefix.clone(),
-                    continuation_token: token.clone(),
-                    ..ListRequest::default()
-                })
-                .await
-                .map_err(|e| FsError::from_s3(&e, &old_prefix))?;
-            keys.extend(page.objects.into_iter().map(|o| (o.key, o.size)));
-            token = page.next_continuation_token;
-            if token.is_none() {
-                break;
-            }
+        let keys: Vec<(String, u64)> = self
+            .client
+            .list_all(&old_prefix)
+            .await
+            .map_err(|e| FsError::from_s3(&e, &old_prefix))?
+            .into_iter()
+            .map(|o| (o.key, o.size))
+            .collect();
+        // journaled: a crash from here on is finished by the next mount (recovery.rs)
+        let journal = self.store.journal.clone();
+        if let Some(j) = &journal {
+            j.move_started(&old_prefix, &new_prefix);
         }
-        // 2. copy them all; any failure stops here with the sources untouched
+        // 2. copy them all; a failure removes the copies made and stops with the sources
+        // untouched
         let copies: Vec<_> = keys
             .iter()
             .map(|(k, size)| {
@@ -235,10 +230,27 @@ impl Filesystem {
                 }
             })
             .collect();
-        stream::iter(copies)
+        let copied = stream::iter(copies)
             .buffer_unordered(PARALLEL_COPIES)
             .try_collect::<Vec<_>>()
-            .await?;
+            .await;
+        if let Err(e) = copied {
+            let made: Vec<String> = keys
+                .iter()
+                .map(|(k, _)| format!("{new_prefix}{}", &k[old_prefix.len()..]))
+                .collect();
+            for batch in made.chunks(1000) {
+                if let Err(err) = self.client.delete_objects(batch).await {
+                    tracing::warn!(to = %new_prefix, "could not remove the copies of a failed directory rename: {err}");
+                    // left journaled: the next mount finishes the rename instead
+                    return Err(e);
+                }
+            }
+            if let Some(j) = &journal {
+                j.move_done(&old_prefix, &new_prefix);
+            }
+            return Err(e);
+        }
         // 3. files open for writing follow (before their old objects go: a file changed in
         // place takes in the parts it still reads from its object)
         for &w in &writers {
@@ -259,6 +271,9 @@ impl Filesystem {
             if let Some((key, err)) = failed.first() {
                 return Err(FsError::from_s3(err, key));
             }
+        }
+        if let Some(j) = &journal {
+            j.move_done(&old_prefix, &new_prefix);
         }
         {
             let mut t = self.inodes.lock();

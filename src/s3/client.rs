@@ -1408,6 +1408,26 @@ impl S3Client {
             .await
     }
 
+    /// Every object under `prefix` (no delimiter), page after page.
+    pub async fn list_all(&self, prefix: &str) -> Result<Vec<super::ListedObject>, S3Error> {
+        let mut out = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .list_objects_v2(&ListRequest {
+                    prefix: prefix.to_string(),
+                    continuation_token: token.take(),
+                    ..ListRequest::default()
+                })
+                .await?;
+            out.extend(page.objects);
+            token = page.next_continuation_token;
+            if token.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
     /// Deletes one object. A missing object is not an error (S3 says 204 either way;
     /// servers that say 404 are treated the same).
     pub async fn delete_object(&self, key: &str) -> Result<(), S3Error> {
