@@ -81,6 +81,8 @@ pub struct DirStream {
     /// The next page, requested while the reader goes through this one (a reader that stops
     /// early costs one page more; a walk of N pages waits for one request, not N).
     ahead: Option<tokio::task::JoinHandle<Result<ListPage, S3Error>>>,
+    /// Places in `items` of files a directory replaced since `take_replaced` was last asked.
+    replaced: Vec<usize>,
 }
 
 impl Drop for DirStream {
@@ -103,6 +105,7 @@ impl DirStream {
             deferred: BTreeMap::new(),
             dirs_seen: HashSet::default(),
             ahead: None,
+            replaced: Vec::new(),
         }
     }
 
@@ -118,6 +121,11 @@ impl DirStream {
         s.emitted = None;
         s.done = true;
         s
+    }
+
+    /// Places in `items` whose file a directory replaced since the last call.
+    pub fn take_replaced(&mut self) -> Vec<usize> {
+        std::mem::take(&mut self.replaced)
     }
 
     /// The entries, shared (for the directory's cached listing).
@@ -295,6 +303,7 @@ impl DirStream {
                             "shadowed by a directory of the same name",
                         );
                         Arc::make_mut(&mut self.items)[pos] = item;
+                        self.replaced.push(pos);
                     } else {
                         self.emit(item);
                     }

@@ -67,6 +67,10 @@ pub struct Inode {
     pub writing: bool,
     /// Directories: the last complete listing.
     pub snapshot: Option<DirSnapshot>,
+    /// Directories: what a listing still under way has shown so far, until it completes (or
+    /// the instant stored): lookups of those names need no probe (`ls -l` stats each entry
+    /// as it reads them).
+    pub partial_listing: Option<(Instant, HashMap<String, ListedChild>)>,
     /// ETag of the bytes the kernel may still hold in its page cache.
     pub page_cache_etag: Option<String>,
     /// Every `x-amz-meta-*` header of the object as last seen (kept on rewrites).
@@ -106,6 +110,7 @@ impl Inode {
             local_only: false,
             writing: false,
             snapshot: None,
+            partial_listing: None,
             page_cache_etag: None,
             user_meta: Default::default(),
             storage_class: None,

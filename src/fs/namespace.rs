@@ -79,6 +79,12 @@ impl Filesystem {
         self.stat_ahead_forget(parent, name);
         let mut t = self.inodes.lock();
         if let Some(p) = t.get_mut(parent) {
+            if let Some((_, m)) = &mut p.partial_listing {
+                match &child {
+                    Some(c) => m.insert(name.to_string(), c.clone()),
+                    None => m.remove(name),
+                };
+            }
             if let Some(s) = &mut p.snapshot {
                 s.items = None;
                 match child {
@@ -128,7 +134,12 @@ impl Filesystem {
             }
             let listed = match &p.snapshot {
                 Some(s) if now < s.expires => Some(s.children.get(name).cloned()),
-                _ => None,
+                // a listing under way: what it has shown (a name it has not reached yet is
+                // probed as usual)
+                _ => match &p.partial_listing {
+                    Some((until, m)) if now < *until => m.get(name).cloned().map(Some),
+                    _ => None,
+                },
             };
             (p.key.clone(), listed)
         };
@@ -429,6 +440,7 @@ impl Filesystem {
             Handle::Dir(Arc::new(tokio::sync::Mutex::new(DirState {
                 stream,
                 locals_added: false,
+                published: 0,
             }))),
         );
         Ok(fh)
@@ -486,6 +498,9 @@ impl Filesystem {
             if let Err(e) = st.stream.fetch_next_page(&self.client, &warn).await {
                 return Err(FsError::from_s3(&e, &self.dir_key(ino).unwrap_or_default()));
             }
+            if !st.stream.is_done() {
+                self.publish_partial(ino, &mut st);
+            }
         }
         if st.stream.is_done() && !st.locals_added {
             st.locals_added = true;
@@ -499,6 +514,9 @@ impl Filesystem {
                         items: Some(st.stream.shared_items()),
                     };
                     t.install_listing(ino, snap, self.config.listing_cache_total);
+                }
+                if let Some(n) = t.get_mut(ino) {
+                    n.partial_listing = None;
                 }
                 t.local_children(ino)
             };
@@ -526,6 +544,30 @@ impl Filesystem {
             }
         }
         Ok(())
+    }
+
+    /// Show lookups what the listing under way has emitted since the last call.
+    fn publish_partial(&self, ino: u64, st: &mut DirState) {
+        let replaced = st.stream.take_replaced();
+        let items = st.stream.items();
+        let mut t = self.inodes.lock();
+        let Some(n) = t.get_mut(ino) else { return };
+        let expires = Instant::now() + self.config.metadata_ttl;
+        let (at, map) = n
+            .partial_listing
+            .get_or_insert_with(|| (expires, Default::default()));
+        *at = expires;
+        for pos in replaced.into_iter().filter(|p| *p < st.published) {
+            if let Some(i) = items.get(pos) {
+                map.remove(&i.name);
+            }
+        }
+        for i in &items[st.published.min(items.len())..] {
+            if let Some(l) = &i.listed {
+                map.insert(i.name.clone(), l.clone());
+            }
+        }
+        st.published = items.len();
     }
 
     pub fn releasedir(&self, fh: u64) {
@@ -877,6 +919,8 @@ impl Filesystem {
 pub(crate) struct DirState {
     stream: DirStream,
     locals_added: bool,
+    /// Entries of `stream` already shown to lookups (`Inode::partial_listing`).
+    published: usize,
 }
 
 /// An inode number for readdir entries not looked up yet; top bit set so it never equals an

@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# bench-scale.sh - big directories and bulk operations (issue #16), on the in-process test
+# server (release build, seeded from a directory of empty files), rotated REPS times:
+#   L  `ls -f` of one directory of SCALE_KEYS (100,000) keys, cold (fresh mount) and warm,
+#      beside a raw walk of the same ListObjectsV2 pages over one keep-alive connection
+#   S  `ls -l` of SCALE_FOREIGN (10,000) objects another tool wrote, cold, default and with
+#      --stat-from-listing: time and S3 requests (from the stats at unmount)
+#   B  bulk operations at N = 1,000 and 10 x that: cp -r of N 1-byte files into the mount,
+#      chmod -R, touch of every file, rm -rf: seconds per 1,000 files at each N
+# Results: TSV lines (config#rep, workload, metric, value, load1) in $OUT.
+#
+# usage: scripts/bench-scale.sh [REPS] [PHASES]      (defaults: 3, "L S B")
+# env:   SCALE_KEYS=100000 SCALE_FOREIGN=10000 BULK_N=1000 BUCKETFS_BIN=target/release/bucketfs
+#        OUT=/tmp/bench/results_scale.tsv PORT=19060
+# Loopback only. Needs root and /dev/fuse; builds nothing (cargo build --release first).
+set -u
+cd "$(dirname "$0")/.."
+export AWS_EC2_METADATA_DISABLED=true
+REPS=${1:-3}; PHASES=${2:-"L S B"}
+NKEYS=${SCALE_KEYS:-100000}; NFOREIGN=${SCALE_FOREIGN:-10000}; BULK=${BULK_N:-1000}
+BIN=${BUCKETFS_BIN:-target/release/bucketfs}
+SRV=${TEST_SERVER_BIN:-target/release/bucketfs-test-server}
+PORT=${PORT:-19060}; EP=http://127.0.0.1:$PORT
+W=$(mktemp -d /tmp/bench-scale.XXXXXX); MNT=$W/mnt; mkdir -p "$MNT"
+OUT=${OUT:-/tmp/bench/results_scale.tsv}; mkdir -p "$(dirname "$OUT")"
+export AWS_ACCESS_KEY_ID=AKIATEST AWS_SECRET_ACCESS_KEY=testsecret
+for b in "$BIN" "$SRV"; do [ -x "$b" ] || { echo "bench-scale: $b missing (cargo build --release)" >&2; exit 2; }; done
+
+now() { date +%s.%N; }
+el() { python3 -c "import sys; print(f'{float(sys.argv[2])-float(sys.argv[1]):.3f}')" "$1" "$2"; }
+rec() { printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$(cut -d' ' -f1 /proc/loadavg)" | tee -a "$OUT"; }
+srv_pid=
+cleanup() {
+  mountpoint -q "$MNT" && umount "$MNT"
+  [ -n "$srv_pid" ] && kill "$srv_pid" 2>/dev/null
+  rm -rf "$W"
+}
+trap cleanup EXIT
+
+# seed: SCALE_KEYS empty keys under big/, SCALE_FOREIGN 1-byte keys under foreign/ with an s3fs
+# mode header is not possible from a seed dir, so foreign objects carry no metadata (mode and
+# owner come from the defaults in both configurations, which is what --stat-from-listing shows)
+python3 - "$W/seed" "$NKEYS" "$NFOREIGN" <<'EOF'
+import os, sys
+root, n, nf = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+os.makedirs(f"{root}/big"); os.makedirs(f"{root}/foreign")
+for i in range(n):
+    open(f"{root}/big/f{i:07d}", "w").close()
+for i in range(nf):
+    with open(f"{root}/foreign/g{i:06d}", "w") as f:
+        f.write("x")
+EOF
+"$SRV" --port "$PORT" --seed-dir "$W/seed" --allow-anonymous >"$W/srv.log" 2>&1 &
+srv_pid=$!
+# seeded once the last key of each directory is there
+last_big=$(printf 'big/f%07d' $((NKEYS - 1))); last_foreign=$(printf 'foreign/g%06d' $((NFOREIGN - 1)))
+for _ in $(seq 1500); do
+  curl -fs "$EP/test-bucket?list-type=2&prefix=$last_big" | grep -q "<Key>" &&
+    curl -fs "$EP/test-bucket?list-type=2&prefix=$last_foreign" | grep -q "<Key>" && break
+  sleep 0.2
+done
+
+mnt() {  # mnt LOG [ARGS...]: mount in the background, wait until mounted; sets pid
+  local log=$1; shift
+  "$BIN" mount test-bucket "$MNT" --endpoint "$EP" --region us-east-1 --path-style --foreground \
+    --log-file "$log" "$@" &
+  pid=$!
+  for _ in $(seq 100); do mountpoint -q "$MNT" && return 0; sleep 0.1; done
+  echo "bench-scale: mount failed ($log)" >&2; return 1
+}
+umnt() { umount "$MNT"; wait "$pid" 2>/dev/null; }
+# requests of the last mount, from the stats it logs at unmount
+reqs() { grep -o 's3_requests{op="[a-z_]*"} [0-9]*' "$1" | awk '{s+=$2} END {print s+0}'; }
+heads() { grep -o 's3_requests{op="\(head\|get\)"} [0-9]*' "$1" | awk '{s+=$2} END {print s+0}'; }
+
+rawwalk() {  # rawwalk PREFIX: seconds for every page of a delimiter listing
+  python3 - "$PORT" "$1" <<'EOF'
+import http.client, re, sys, time
+c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1])); tok = None; n = 0
+t = time.time()
+while True:
+    q = f"/test-bucket?list-type=2&prefix={sys.argv[2]}&delimiter=/"
+    if tok: q += "&continuation-token=" + tok
+    c.request("GET", q); body = c.getresponse().read(); n += body.count(b"<Key>")
+    m = re.search(rb"<NextContinuationToken>([^<]*)</NextContinuationToken>", body)
+    if not m: break
+    tok = m.group(1).decode()
+print(f"{time.time() - t:.3f}")
+EOF
+}
+
+bulk() {  # bulk REP N
+  local r=$1 n=$2 src=$W/src$n t0 t1
+  [ -d "$src" ] || { mkdir -p "$src"; for i in $(seq "$n"); do printf x > "$src/f$i"; done; }
+  mnt "$W/log_bulk.txt" || return
+  t0=$(now); cp -r "$src" "$MNT/bulk$n" || echo "bench-scale: cp -r failed" >&2; t1=$(now)
+  [ "$(find "$MNT/bulk$n" -type f | wc -l)" = "$n" ] || echo "bench-scale: cp -r left $(find "$MNT/bulk$n" -type f | wc -l) of $n files" >&2
+  rec "bfs#$r" "B_cp_r_$n" s_per_1000 "$(python3 -c "print(f'{($t1-$t0)*1000/$n:.3f}')")"
+  t0=$(now); chmod -R 0640 "$MNT/bulk$n"; sync -f "$MNT" 2>/dev/null; t1=$(now)
+  rec "bfs#$r" "B_chmod_R_$n" s_per_1000 "$(python3 -c "print(f'{($t1-$t0)*1000/$n:.3f}')")"
+  t0=$(now); find "$MNT/bulk$n" -type f -exec touch {} +; t1=$(now)
+  rec "bfs#$r" "B_touch_$n" s_per_1000 "$(python3 -c "print(f'{($t1-$t0)*1000/$n:.3f}')")"
+  t0=$(now); rm -rf "$MNT/bulk$n"; t1=$(now)
+  rec "bfs#$r" "B_rm_rf_$n" s_per_1000 "$(python3 -c "print(f'{($t1-$t0)*1000/$n:.3f}')")"
+  umnt
+}
+
+for r in $(seq "$REPS"); do
+  for ph in $PHASES; do
+    case $ph in
+      L)
+        rec "raw#$r" "L_ls_f_$NKEYS" s "$(rawwalk big/)"
+        mnt "$W/log_l.txt" || continue
+        t0=$(now); n=$(ls -f "$MNT/big" | wc -l); t1=$(now)
+        t2=$(now); ls -f "$MNT/big" >/dev/null; t3=$(now)
+        umnt
+        rec "bfs#$r" "L_ls_f_$NKEYS" s "$(el "$t0" "$t1")"
+        rec "bfs#$r" "L_ls_f_${NKEYS}_warm" s "$(el "$t2" "$t3")"
+        rec "bfs#$r" "L_ls_f_$NKEYS" entries "$n"
+        ;;
+      S)
+        for cfg in default listing; do
+          args=(); [ $cfg = listing ] && args=(--stat-from-listing)
+          log=$W/log_s_${cfg}_${r}.txt; : > "$log"
+          mnt "$log" "${args[@]}" || continue
+          t0=$(now); ls -l "$MNT/foreign" >/dev/null; t1=$(now)
+          umnt
+          rec "bfs-$cfg#$r" "S_ls_l_$NFOREIGN" s "$(el "$t0" "$t1")"
+          rec "bfs-$cfg#$r" "S_ls_l_$NFOREIGN" requests "$(reqs "$log")"
+          rec "bfs-$cfg#$r" "S_ls_l_$NFOREIGN" head_or_get "$(heads "$log")"
+        done
+        ;;
+      B)
+        bulk "$r" "$BULK"
+        bulk "$r" $((BULK * 10))
+        ;;
+    esac
+  done
+done
