@@ -90,7 +90,8 @@ EOF
 }
 
 bulk() {  # bulk REP N
-  local r=$1 n=$2 src=$W/src$n t0 t1
+  local r=$1 n=$2 t0 t1
+  local src=$W/src$n
   [ -d "$src" ] || { mkdir -p "$src"; for i in $(seq "$n"); do printf x > "$src/f$i"; done; }
   mnt "$W/log_bulk.txt" || return
   t0=$(now); cp -r "$src" "$MNT/bulk$n" || echo "bench-scale: cp -r failed" >&2; t1=$(now)
