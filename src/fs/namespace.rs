@@ -504,9 +504,15 @@ impl Filesystem {
         }
         if st.stream.is_done() && !st.locals_added {
             st.locals_added = true;
-            let snapshot = st.stream.snapshot();
+            // what lookups were shown so far, completed, becomes the cached listing
+            self.publish_partial(ino, &mut st);
             let locals = {
                 let mut t = self.inodes.lock();
+                let snapshot = t
+                    .get_mut(ino)
+                    .and_then(|n| n.partial_listing.take())
+                    .map(|(_, m)| m)
+                    .unwrap_or_default();
                 if snapshot.len() <= self.config.listing_cache_entries {
                     let snap = DirSnapshot {
                         children: snapshot,
@@ -514,9 +520,6 @@ impl Filesystem {
                         items: Some(st.stream.shared_items()),
                     };
                     t.install_listing(ino, snap, self.config.listing_cache_total);
-                }
-                if let Some(n) = t.get_mut(ino) {
-                    n.partial_listing = None;
                 }
                 t.local_children(ino)
             };

@@ -264,8 +264,143 @@ fn parse_expecting(
     Ok(root)
 }
 
-/// Parses a ListObjectsV2 page (`ListBucketResult`).
+/// One `<Contents>` of a listing as read, before its key is decoded.
+#[derive(Default)]
+struct RawObject {
+    key: Option<Vec<u8>>,
+    size: Option<String>,
+    etag: Option<String>,
+    modified: Option<String>,
+    class: Option<String>,
+}
+
+/// What one pass over a listing collects.
+#[derive(Default)]
+struct RawListing {
+    objects: Vec<RawObject>,
+    prefixes: Vec<Vec<u8>>,
+    encoding: Option<String>,
+    truncated: Option<String>,
+    token: Option<String>,
+    cur: RawObject,
+}
+
+impl RawListing {
+    /// The element `name` (inside `parent`, at `depth` under the root) ended with `text`.
+    fn ended(&mut self, depth: usize, parent: &[u8], name: &[u8], text: &mut Vec<u8>) {
+        let lossy = |t: &mut Vec<u8>| String::from_utf8_lossy(&std::mem::take(t)).into_owned();
+        match (depth, parent, name) {
+            (2, b"Contents", b"Key") => self.cur.key = Some(std::mem::take(text)),
+            (2, b"Contents", b"Size") => self.cur.size = Some(lossy(text)),
+            (2, b"Contents", b"ETag") => self.cur.etag = Some(lossy(text)),
+            (2, b"Contents", b"LastModified") => self.cur.modified = Some(lossy(text)),
+            (2, b"Contents", b"StorageClass") => self.cur.class = Some(lossy(text)),
+            (1, _, b"Contents") => self.objects.push(std::mem::take(&mut self.cur)),
+            (2, b"CommonPrefixes", b"Prefix") => self.prefixes.push(std::mem::take(text)),
+            (1, _, b"EncodingType") => self.encoding = Some(lossy(text)),
+            (1, _, b"IsTruncated") => self.truncated = Some(lossy(text)),
+            (1, _, b"NextContinuationToken") => self.token = Some(lossy(text)),
+            _ => {}
+        }
+        text.clear();
+    }
+}
+
+/// Parses a ListObjectsV2 page (`ListBucketResult`) in one pass, without building a tree: a
+/// directory walk parses a page of 1,000 keys per 1,000 entries. A body that is not a listing
+/// (an `<Error>`) goes through the general parser, which says what it is.
 pub fn parse_list_objects_v2(body: &[u8]) -> Result<ListPage, S3Error> {
+    let mut reader = Reader::from_reader(body);
+    let mut path: Vec<Vec<u8>> = Vec::new();
+    let mut text: Vec<u8> = Vec::new();
+    let mut raw = RawListing::default();
+    loop {
+        let event = reader
+            .read_event()
+            .map_err(|e| invalid(format!("malformed XML: {e}")))?;
+        match event {
+            Event::Start(e) => {
+                let name = e.local_name().as_ref().to_vec();
+                if path.is_empty() && name != b"ListBucketResult" && name != b"ListBucketResponse" {
+                    return parse_list_objects_v2_tree(body);
+                }
+                path.push(name);
+                text.clear();
+            }
+            Event::Empty(e) => {
+                if path.is_empty() {
+                    return parse_list_objects_v2_tree(body);
+                }
+                let parent = path.last().map_or(&[][..], Vec::as_slice);
+                text.clear();
+                raw.ended(path.len(), parent, e.local_name().as_ref(), &mut text);
+            }
+            Event::Text(t) => unescape_into(&mut text, t.as_ref())?,
+            Event::CData(t) => text.extend_from_slice(t.as_ref()),
+            Event::End(_) => {
+                let name = path.pop().ok_or_else(|| invalid("unbalanced XML"))?;
+                if path.is_empty() {
+                    break;
+                }
+                let parent = path.last().map_or(&[][..], Vec::as_slice);
+                raw.ended(path.len(), parent, &name, &mut text);
+            }
+            Event::Eof => return Err(invalid("empty or truncated XML body")),
+            _ => {}
+        }
+    }
+    let url = raw
+        .encoding
+        .as_deref()
+        .is_some_and(|e| e.trim().eq_ignore_ascii_case("url"));
+    let mut page = ListPage::default();
+    for o in raw.objects {
+        let raw_key = o.key.ok_or_else(|| invalid("<Contents> without <Key>"))?;
+        let key = match decode_name(&raw_key, url) {
+            Ok(k) => k,
+            Err(bytes) => {
+                page.skipped_keys.push(bytes);
+                continue;
+            }
+        };
+        let size = match o.size.as_deref().map(str::trim) {
+            Some(s) => s
+                .parse::<u64>()
+                .map_err(|_| invalid(format!("bad <Size> {s:?}")))?,
+            None => 0,
+        };
+        page.objects.push(ListedObject {
+            key,
+            size,
+            etag: o.etag.map(|e| strip_quotes(&e)).filter(|e| !e.is_empty()),
+            last_modified: o.modified.and_then(|m| parse_iso8601(m.trim())),
+            storage_class: o
+                .class
+                .map(|c| c.trim().to_owned())
+                .filter(|c| !c.is_empty()),
+        });
+    }
+    for p in raw.prefixes {
+        match decode_name(&p, url) {
+            Ok(prefix) => page.common_prefixes.push(prefix),
+            Err(bytes) => page.skipped_keys.push(bytes),
+        }
+    }
+    if raw
+        .truncated
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("true"))
+    {
+        let token = raw
+            .token
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| invalid("truncated listing without NextContinuationToken"))?;
+        page.next_continuation_token = Some(token);
+    }
+    Ok(page)
+}
+
+/// The same from a tree (and the error an `<Error>` body or another root makes).
+fn parse_list_objects_v2_tree(body: &[u8]) -> Result<ListPage, S3Error> {
     let root = parse_expecting(body, "ListBucketResult", 200, None)?;
     let url = root
         .child_trimmed("EncodingType")
@@ -594,6 +729,27 @@ mod tests {
         let body = "<ListBucketResult><Contents><Key>a%20b+c</Key><Size>1</Size></Contents></ListBucketResult>";
         let page = parse_list_objects_v2(body.as_bytes()).unwrap();
         assert_eq!(page.objects[0].key, "a%20b+c");
+    }
+
+    #[test]
+    fn one_pass_listing_parse_matches_the_tree_parse() {
+        let bodies = [
+            LIST_PLAIN.to_string(),
+            r#"<?xml version="1.0"?><ListBucketResult xmlns="x"><Contents><Key>a%2Fb+c%20d</Key><Size> 7 </Size><ETag>&quot;e1&quot;</ETag><LastModified>2009-10-12T17:50:30.000Z</LastModified><StorageClass>GLACIER</StorageClass></Contents><Contents><Key>t&amp;x&#x41;</Key></Contents><CommonPrefixes><Prefix>p%25/</Prefix></CommonPrefixes><CommonPrefixes><Prefix/></CommonPrefixes><EncodingType>url</EncodingType><IsTruncated>true</IsTruncated><NextContinuationToken>tok 1</NextContinuationToken></ListBucketResult>"#.to_string(),
+            "<ListBucketResponse><Contents><Key><![CDATA[c<d]]></Key><Size>0</Size></Contents><IsTruncated>false</IsTruncated></ListBucketResponse>".to_string(),
+        ];
+        for body in &bodies {
+            assert_eq!(
+                parse_list_objects_v2(body.as_bytes()).expect("one pass"),
+                parse_list_objects_v2_tree(body.as_bytes()).expect("tree"),
+                "{body}"
+            );
+        }
+        // an error body is the tree parser's error
+        let err =
+            parse_list_objects_v2(b"<Error><Code>AccessDenied</Code><Message>m</Message></Error>")
+                .expect_err("error body");
+        assert_eq!(err.status(), Some(200));
     }
 
     #[test]
