@@ -1044,8 +1044,8 @@ fn journaled(srv: &TestServer, dir: &std::path::Path) -> Arc<Filesystem> {
     )
 }
 
-#[tokio::test]
-async fn a_directory_rename_cut_short_is_finished_by_the_next_mount() {
+/// A server with `d/f00` … `d/f19`, and a journaled core that has looked `d` up.
+async fn twenty_files_in_d() -> (TestServer, tempfile::TempDir, Arc<Filesystem>) {
     let srv = TestServer::start().await;
     for i in 0..20 {
         srv.put_object(&format!("d/f{i:02}"), format!("body {i}"));
@@ -1053,6 +1053,12 @@ async fn a_directory_rename_cut_short_is_finished_by_the_next_mount() {
     let cache = tempfile::tempdir().expect("tempdir");
     let fs = journaled(&srv, cache.path());
     fs.lookup(ROOT_INO, "d").await.expect("lookup");
+    (srv, cache, fs)
+}
+
+#[tokio::test]
+async fn a_directory_rename_cut_short_is_finished_by_the_next_mount() {
+    let (srv, cache, fs) = twenty_files_in_d().await;
     // the copies land, then the deletes keep failing: the mount goes down halfway
     srv.add_fault(Fault::new(FaultKind::internal_error()).op("DeleteObjects"));
     let err = fs
@@ -1086,13 +1092,7 @@ async fn a_directory_rename_cut_short_is_finished_by_the_next_mount() {
 
 #[tokio::test]
 async fn a_directory_rename_whose_copies_fail_leaves_nothing_at_the_new_name() {
-    let srv = TestServer::start().await;
-    for i in 0..20 {
-        srv.put_object(&format!("d/f{i:02}"), format!("body {i}"));
-    }
-    let cache = tempfile::tempdir().expect("tempdir");
-    let fs = journaled(&srv, cache.path());
-    fs.lookup(ROOT_INO, "d").await.expect("lookup");
+    let (srv, cache, fs) = twenty_files_in_d().await;
     srv.add_fault(
         Fault::new(FaultKind::status(403, "AccessDenied"))
             .op("CopyObject")
