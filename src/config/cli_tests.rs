@@ -134,6 +134,76 @@ fn dash_o_options() {
 }
 
 #[test]
+fn an_s3fs_fstab_line_mounts_with_its_meaning() {
+    // bucket:/path source, and s3fs's option names
+    let parsed = parse(&[
+        "bucketfs",
+        "mount",
+        "photos:/2024",
+        "/m",
+        "-o",
+        "_netdev,allow_other,url=https://obs.example.com,use_path_request_style,endpoint=eu-west-1,\
+         umask=0027,mp_umask=022,use_cache=/var/cache/s3,stat_cache_expire=30,multipart_size=64,\
+         sigv4,sigv2,ssl_verify_hostname=0,nomultipart,max_stat_cache_size=100000,\
+         enable_noobj_cache,parallel_count=10,curldbg,dbglevel=info",
+    ])
+    .expect("an s3fs line parses");
+    let Command::Mount(m) = parsed.cli.command else {
+        panic!("not a mount")
+    };
+    let plan = m.plan().expect("plan");
+    assert_eq!(plan.bucket, "photos");
+    assert_eq!(plan.prefix, "2024/");
+    assert_eq!(
+        plan.connection.endpoint.as_deref(),
+        Some("https://obs.example.com")
+    );
+    assert_eq!(plan.connection.region.as_deref(), Some("eu-west-1"));
+    assert_eq!(plan.connection.path_style, Some(true));
+    assert_eq!(plan.fs.file_mode, 0o640);
+    assert_eq!(plan.fs.dir_mode, 0o750);
+    assert_eq!(
+        plan.fs.cache_dir.as_deref(),
+        Some(std::path::Path::new("/var/cache/s3"))
+    );
+    assert_eq!(plan.fs.metadata_ttl, Duration::from_secs(30));
+    assert_eq!(plan.fs.part_size, 64 << 20);
+    assert!(plan.mount.allow_other);
+    // the ones bucketfs needs nothing for say so, one line each
+    for name in [
+        "mp_umask",
+        "sigv2",
+        "ssl_verify_hostname",
+        "nomultipart",
+        "max_stat_cache_size",
+        "enable_noobj_cache",
+        "parallel_count",
+        "curldbg",
+    ] {
+        assert_eq!(
+            parsed
+                .warnings
+                .iter()
+                .filter(|w| w.contains(&format!("'{name}'")))
+                .count(),
+            1,
+            "{name}: {:?}",
+            parsed.warnings
+        );
+    }
+    assert!(!parsed.warnings.iter().any(|w| w.contains("'sigv4'")));
+    // a bad umask is refused in one line
+    let err = parse(&["bucketfs", "mount", "b", "/m", "-o", "umask=99"]).unwrap_err();
+    assert!(err.to_string().contains("not an octal umask"), "{err}");
+    // bucketfs's own endpoint= (a URL) still means the endpoint
+    let m = mount_args(&["bucketfs", "mount", "b", "/m", "-o", "endpoint=http://h:9"]);
+    assert_eq!(
+        m.plan().unwrap().connection.endpoint.as_deref(),
+        Some("http://h:9")
+    );
+}
+
+#[test]
 fn dash_o_rw_undoes_ro_and_last_wins() {
     let m = mount_args(&["bucketfs", "mount", "b", "/m", "-o", "ro", "-o", "rw"]);
     assert!(!m.plan().unwrap().fs.read_only);

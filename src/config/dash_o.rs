@@ -127,6 +127,11 @@ pub(crate) fn expand_dash_o(
                     ));
                 };
                 for (name, value) in split_options(opts) {
+                    if let Some(mapped) = s3fs_option(&name, value.as_deref(), warnings) {
+                        let flags = mapped.map_err(|m| usage_error(ErrorKind::InvalidValue, &m))?;
+                        out.extend(flags.into_iter().map(OsString::from));
+                        continue;
+                    }
                     match option_to_flag(&name, value.as_deref(), table) {
                         Ok(Some(flag)) => out.push(OsString::from(flag)),
                         Ok(None) => {}
@@ -166,6 +171,72 @@ pub(crate) fn split_options(opts: &str) -> Vec<(String, Option<String>)> {
             None => (s, None),
         })
         .collect()
+}
+
+/// An s3fs-fuse option, so that an s3fs fstab line mounts as it is: the bucketfs flags it
+/// stands for (none when bucketfs needs nothing: then a warning says so once). `None` when
+/// `name` is not an s3fs option bucketfs lacks (bucketfs options of the same name, as
+/// `passwd_file` or `allow_other`, mean the same).
+fn s3fs_option(
+    name: &str,
+    value: Option<&str>,
+    warnings: &mut Vec<String>,
+) -> Option<Result<Vec<String>, String>> {
+    let needs = |v: Option<&str>| {
+        v.filter(|v| !v.is_empty())
+            .map(str::to_string)
+            .ok_or_else(|| format!("s3fs option '{name}' needs a value: -o {name}=VALUE"))
+    };
+    let octal = |v: Option<&str>| {
+        let v = needs(v)?;
+        u32::from_str_radix(v.trim_start_matches("0o"), 8)
+            .ok()
+            .filter(|m| *m <= 0o777)
+            .ok_or_else(|| format!("s3fs option '{name}={v}': not an octal umask"))
+    };
+    let mut no_effect = |why: &str| {
+        warnings.push(format!(
+            "s3fs option '{name}' has no effect in bucketfs: {why}"
+        ));
+        Ok(Vec::new())
+    };
+    let flags = match (name, value) {
+        ("url", v) => needs(v).map(|v| vec![format!("--endpoint={v}")]),
+        // s3fs's `endpoint` is the region (before s3fs 1.96); a URL is bucketfs's own option
+        ("endpoint", Some(v)) if !v.contains("://") => Ok(vec![format!("--region={v}")]),
+        ("use_path_request_style", None) => Ok(vec!["--path-style".into()]),
+        ("umask", v) => octal(v).map(|u| {
+            vec![
+                format!("--file-mode={:o}", 0o666 & !u),
+                format!("--dir-mode={:o}", 0o777 & !u),
+            ]
+        }),
+        ("use_cache", Some("")) => Ok(Vec::new()),
+        ("use_cache", v) => needs(v).map(|v| vec![format!("--cache-dir={v}")]),
+        ("stat_cache_expire", v) => needs(v).map(|v| vec![format!("--metadata-ttl={v}")]),
+        ("multipart_size", v) => needs(v).map(|v| vec![format!("--part-size={v}MiB")]),
+        ("dbglevel", Some(v)) if matches!(v, "dbg" | "debug") => Ok(vec!["--debug".into()]),
+        ("dbglevel", Some(_)) => Ok(Vec::new()),
+        ("sigv4", None) => Ok(Vec::new()),
+        ("sigv2", None) => no_effect("it signs every request with SigV4"),
+        ("mp_umask", v) => octal(v)
+            .and_then(|_| no_effect("the mount point shows the bucket root's mode (--dir-mode)")),
+        ("ssl_verify_hostname", Some("0")) => {
+            no_effect("TLS host names are always verified; --ca-bundle trusts a private CA")
+        }
+        ("ssl_verify_hostname", Some(_)) => Ok(Vec::new()),
+        ("nomultipart", None) => no_effect("large files always go as multipart uploads"),
+        ("max_stat_cache_size", Some(_)) => {
+            no_effect("its caches are bounded by themselves (docs/SEMANTICS.md)")
+        }
+        ("enable_noobj_cache", None) => {
+            no_effect("names found missing are always cached (--negative-ttl)")
+        }
+        ("parallel_count", Some(_)) => no_effect("parts go in parallel up to --max-inflight"),
+        ("curldbg", _) => no_effect("--debug logs each request"),
+        _ => return None,
+    };
+    Some(flags)
 }
 
 /// The long flag one `-o` option stands for; `None` for options accepted and ignored.
