@@ -215,7 +215,7 @@ fn s3fs_option(
         ("use_cache", v) => needs(v).map(|v| vec![format!("--cache-dir={v}")]),
         ("stat_cache_expire", v) => needs(v).map(|v| vec![format!("--metadata-ttl={v}")]),
         ("multipart_size", v) => needs(v).map(|v| vec![format!("--part-size={v}MiB")]),
-        ("dbglevel", Some(v)) if matches!(v, "dbg" | "debug") => Ok(vec!["--debug".into()]),
+        ("dbglevel", Some("dbg" | "debug")) => Ok(vec!["--debug".into()]),
         ("dbglevel", Some(_)) => Ok(Vec::new()),
         ("sigv4", None) => Ok(Vec::new()),
         ("sigv2", None) => no_effect("it signs every request with SigV4"),
