@@ -336,3 +336,43 @@ async fn chmod_of_many_files_sends_their_copies_in_parallel() {
         assert_eq!(stored_perm(&srv, &format!("f{i}")), 0o600);
     }
 }
+
+#[tokio::test]
+async fn the_bucket_root_keeps_chmod_and_times_for_the_mount() {
+    let srv = TestServer::start().await;
+    let fs = fs(&srv);
+    srv.reset_counts();
+    let attr = fs
+        .setattr(ROOT_INO, chmod(0o700), ME)
+        .await
+        .expect("chmod of the root");
+    assert_eq!(attr.perm, 0o700);
+    let attr = fs
+        .setattr(ROOT_INO, touch(1_500_000_000), ME)
+        .await
+        .expect("touch");
+    assert_eq!(attr.mtime, UNIX_EPOCH + Duration::from_secs(1_500_000_000));
+    written(&fs).await;
+    assert_eq!(fs.getattr(ROOT_INO).await.expect("stat").perm, 0o700);
+    assert_eq!(
+        srv.total_requests(),
+        0,
+        "nothing to store it in: {:?}",
+        srv.counts()
+    );
+}
+
+#[tokio::test]
+async fn an_xattr_change_changes_ctime() {
+    let srv = TestServer::start().await;
+    let fs = fs(&srv);
+    let ino = write_file(&fs, ROOT_INO, "x.txt", b"data").await;
+    let before = fs.getattr(ino).await.expect("stat").ctime;
+    fs.setxattr(ino, "user.tag", b"v", 0)
+        .await
+        .expect("setxattr");
+    let after = fs.getattr(ino).await.expect("stat").ctime;
+    assert!(after > before, "setxattr left ctime alone");
+    fs.removexattr(ino, "user.tag").await.expect("removexattr");
+    assert!(fs.getattr(ino).await.expect("stat").ctime > after);
+}

@@ -890,15 +890,18 @@ impl Filesystem {
         }
         attr.ctime = SystemTime::now();
         // a change is written a moment later (metadata_write.rs), or carried by the commit of
-        // a writer that has the file open. At once: the root's refusal, and a directory without
-        // a marker, whose write creates one (a PUT landing after an rmdir would bring it back,
-        // where a late copy of a removed marker just fails)
-        let deferred = ino != ROOT_INO && {
+        // a writer that has the file open. At once: a directory without a marker, whose write
+        // creates one (a PUT landing after an rmdir would bring it back, where a late copy of
+        // a removed marker just fails). The bucket's root has no object to hold them: they are
+        // kept for the life of the mount (as `chmod 755 /mnt/b` expects, and s3fs does)
+        let (deferred, bucket_root) = {
             let t = self.inodes.lock();
             let n = t.get(ino).ok_or_else(FsError::not_found)?;
-            attr.kind != FileKind::Directory || n.has_marker
+            let bucket_root = ino == ROOT_INO && n.key.is_empty();
+            let deferred = ino != ROOT_INO && (attr.kind != FileKind::Directory || n.has_marker);
+            (deferred, bucket_root)
         };
-        if !deferred {
+        if !deferred && !bucket_root {
             self.store_metadata(ino, &attr).await?;
         }
         let mut t = self.inodes.lock();

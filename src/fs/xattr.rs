@@ -174,6 +174,8 @@ impl Filesystem {
                 ));
             }
             n.user_meta = meta;
+            // an xattr change changes ctime, as on ext4 and s3fs
+            n.attr.ctime = std::time::SystemTime::now();
             (n.attr, n.writing || n.local_only)
         };
         if writing {
