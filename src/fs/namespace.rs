@@ -21,9 +21,12 @@ impl ListingWarnings for FsWarnings<'_> {
 
 /// What a lookup found in S3.
 enum Found {
-    File(ObjectMeta),
-    /// A file as its directory's listing describes it (`--stat-from-listing`).
-    Listed(ObjectMeta),
+    /// A file; `from_listing`: as its directory's listing describes it (`--stat-from-listing`),
+    /// its other metadata not fetched.
+    File {
+        meta: ObjectMeta,
+        from_listing: bool,
+    },
     Dir {
         marker: Option<ObjectMeta>,
     },
@@ -173,21 +176,30 @@ impl Filesystem {
                 size,
                 etag,
                 modified,
-            })) if from_listing => Found::Listed(ObjectMeta {
-                size,
-                etag,
-                last_modified: modified,
-                content_type: None,
-                storage_class: None,
-                user_metadata: Default::default(),
-            }),
+            })) if from_listing => Found::File {
+                meta: ObjectMeta {
+                    size,
+                    etag,
+                    last_modified: modified,
+                    content_type: None,
+                    storage_class: None,
+                    user_metadata: Default::default(),
+                },
+                from_listing: true,
+            },
             Some(Some(ListedChild::File { size, .. })) => match ahead_result(ahead).await {
-                Some(Some(meta)) => Found::File(meta),
+                Some(Some(meta)) => Found::File {
+                    meta,
+                    from_listing: false,
+                },
                 Some(None) => Found::Missing,
                 None => match fetch_file_meta(&self.client, &self.small_bodies, &key, Some(size))
                     .await
                 {
-                    Ok(meta) => Found::File(meta),
+                    Ok(meta) => Found::File {
+                        meta,
+                        from_listing: false,
+                    },
                     Err(e) if e.is_not_found() => Found::Missing,
                     Err(e) => return Err(FsError::from_s3(&e, &key)),
                 },
@@ -207,27 +219,19 @@ impl Filesystem {
                 self.remember_missing(parent, name);
                 return Err(FsError::not_found());
             }
-            Found::File(meta) => {
+            Found::File { meta, from_listing } => {
                 let attr = Attr::from_meta(0, FileKind::File, &meta, &self.config);
                 let mut t = self.inodes.lock();
                 let ino =
                     t.upsert_child(parent, name, key, attr, meta.etag.clone(), false, deadline);
                 t.inc_lookup(ino);
-                remember_meta(t.get_mut(ino), &meta);
-                if let Some(n) = t.get_mut(ino) {
-                    n.partial_meta = false;
+                if !from_listing {
+                    remember_meta(t.get_mut(ino), &meta);
                 }
-                t.get(ino).map(|n| n.attr)
-            }
-            Found::Listed(meta) => {
-                let attr = Attr::from_meta(0, FileKind::File, &meta, &self.config);
-                let mut t = self.inodes.lock();
-                let ino =
-                    t.upsert_child(parent, name, key, attr, meta.etag.clone(), false, deadline);
-                t.inc_lookup(ino);
                 if let Some(n) = t.get_mut(ino) {
-                    // what upsert_child refreshed (a node being written keeps its own view)
-                    n.partial_meta |= n.etag == meta.etag && !n.writing && !n.local_only;
+                    n.partial_meta = from_listing
+                        // what upsert_child refreshed (a node being written keeps its own view)
+                        && (n.partial_meta || (n.etag == meta.etag && !n.writing && !n.local_only));
                 }
                 t.get(ino).map(|n| n.attr)
             }
@@ -307,7 +311,10 @@ impl Filesystem {
             None => head_fut.await,
         };
         match head {
-            Ok(meta) => Ok(Found::File(meta)),
+            Ok(meta) => Ok(Found::File {
+                meta,
+                from_listing: false,
+            }),
             Err(e) if e.is_not_found() => Ok(Found::Missing),
             Err(e) => Err(FsError::from_s3(&e, key)),
         }
