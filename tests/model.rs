@@ -143,6 +143,37 @@ mod found {
         replay(Caching::Cached, &ops);
     }
 
+    /// A file closed with its times changed while it was written, then deleted by another
+    /// client: a coherent core must see it gone.
+    #[test]
+    fn times_set_while_writing_then_deleted_elsewhere() {
+        let ops = [
+            create(p(0, 0)),
+            create(p(0, 2)),
+            Op::Close { h: 20 },
+            Op::Write {
+                h: 0,
+                off: 0,
+                len: 65_536,
+                seed: 0,
+            },
+            Op::Utimens {
+                p: p(0, 2),
+                secs: 1_000_000,
+            },
+            Op::Close { h: 0 },
+            Op::OutsideDelete {
+                p: p(0, 2),
+                marker: false,
+            },
+            Op::Chmod {
+                p: p(0, 2),
+                mode: 0o644,
+            },
+        ];
+        replay(Caching::Coherent, &ops);
+    }
+
     /// A file open for writing replaced by a rename: its close failed with ESTALE (its upload
     /// tried to land on the name it had lost) and it stayed an unsaved file.
     #[test]

@@ -290,11 +290,14 @@ impl Model {
         let node = group.node;
         let key = self.key(node);
         let body = self.nodes[node].content.clone();
+        let multipart = self.groups[g].patch || body.len() as u64 >= PART;
         self.put(&key, body);
         let n = &mut self.nodes[node];
         n.in_bucket = true;
         n.version += 1;
-        n.meta_pending = false;
+        // a multipart upload's metadata was fixed when it began: attribute changes made while
+        // it was written are written after it, a moment later (as any attribute change)
+        n.meta_pending = n.meta_pending && multipart;
         if n.content.len() as u64 >= PART {
             self.groups[g].patch = true;
         }
