@@ -56,18 +56,18 @@ async fn the_probe_finds_what_a_server_answering_like_rgw_does() {
     assert_eq!(aws, Capabilities::AWS);
     // what docs/SEMANTICS.md says a probe costs
     let want = [
-        ("PutObject", 4),
+        ("PutObject", 5),
         ("CreateMultipartUpload", 2),
         ("UploadPartCopy", 2),
         ("UploadPart", 1),
         ("CompleteMultipartUpload", 2),
         ("AbortMultipartUpload", 1),
-        ("DeleteObject", 2),
+        ("DeleteObject", 3),
     ];
     for (op, n) in want {
         assert_eq!(srv.count(op), n, "{op}: {:?}", srv.counts());
     }
-    assert_eq!(srv.total_requests(), 14, "{:?}", srv.counts());
+    assert_eq!(srv.total_requests(), 16, "{:?}", srv.counts());
     srv.set_dialect(Dialect::ceph_rgw());
     let rgw = c.probe("p/").await.expect("probe");
     assert!(rgw.if_match_bare, "{rgw:?}");

@@ -6,7 +6,7 @@ mod common;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use bucketfs_test_server::{Fault, FaultKind};
+use bucketfs_test_server::{Fault, FaultKind, RandomFaults};
 use common::*;
 
 /// A staging dir of the test's own, and its path as an argument.
@@ -93,6 +93,68 @@ fn five_percent_of_requests_failing_loses_nothing() {
         Err(e) => assert!(e.raw_os_error().is_some()),
     }
     srv.clear_faults();
+}
+
+#[test]
+fn bodies_damaged_on_the_way_are_never_stored_or_served() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = server();
+    let Some(ts) = srv.counting() else {
+        return; // the damage is done by the in-process server
+    };
+    // the probe finds that ETags are MD5s: whole-object reads are checked against them
+    let m = Mount::new(&srv, &["--probe", "always"]);
+    let damage = |ops: &[&str], seed| RandomFaults {
+        ops: Some(ops.iter().map(|o| o.to_string()).collect()),
+        kinds: vec![FaultKind::CorruptRequest, FaultKind::CorruptResponse],
+        ..RandomFaults::new(0.2, seed)
+    };
+    ts.set_random_faults_config(damage(&["PutObject", "UploadPart"], 3));
+    let src = tempfile::tempdir().expect("tmp");
+    for i in 0..200u64 {
+        std::fs::write(
+            src.path().join(format!("f{i:03}")),
+            pattern(3000 + i as usize, i),
+        )
+        .expect("src");
+    }
+    std::fs::write(src.path().join("large"), pattern(20 << 20, 999)).expect("src");
+    sh(&format!(
+        "cp -r {}/. {}",
+        src.path().display(),
+        m.p("d").display()
+    ));
+    ts.clear_faults();
+    for i in 0..200u64 {
+        let got = srv.get_object(&format!("d/f{i:03}")).expect("object");
+        assert!(
+            got == pattern(3000 + i as usize, i),
+            "d/f{i:03} stored damaged"
+        );
+    }
+    assert!(srv.get_object("d/large").expect("large") == pattern(20 << 20, 999));
+    // and back: damaged GET bodies are fetched again
+    drop(m);
+    let m = Mount::new(&srv, &["--probe", "always"]);
+    ts.set_random_faults_config(damage(&["GetObject"], 4));
+    for i in 0..200u64 {
+        let got = std::fs::read(m.p(&format!("d/f{i:03}"))).expect("read");
+        assert!(
+            got == pattern(3000 + i as usize, i),
+            "d/f{i:03} served damaged"
+        );
+    }
+    ts.clear_faults();
+    assert!(ts.faults_injected() > 40, "{}", ts.faults_injected());
+    let stats = std::fs::read_to_string(m.p(".bucketfs/stats")).expect("stats");
+    let failures: u64 = stats
+        .lines()
+        .find_map(|l| l.strip_prefix("s3_checksum_failures "))
+        .and_then(|v| v.parse().ok())
+        .expect("s3_checksum_failures in stats");
+    assert!(failures > 10, "{stats}");
 }
 
 #[test]

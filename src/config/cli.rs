@@ -156,6 +156,16 @@ pub struct ConnectionArgs {
     /// off = trust the profile; always = at every mount
     #[arg(long, value_enum, value_name = "WHEN", default_value = "auto")]
     pub probe: ProbeMode,
+    /// Checksum on uploads, so the server refuses a body damaged on the way: auto = CRC32C on
+    /// PutObject where the server verifies it, else Content-MD5 (parts: Content-MD5); crc32c;
+    /// md5; off (for servers that refuse both)
+    #[arg(long, value_name = "KIND", default_value = "auto", value_parser = parse_upload_checksums)]
+    pub upload_checksums: crate::s3::UploadChecksums,
+}
+
+fn parse_upload_checksums(s: &str) -> Result<crate::s3::UploadChecksums, String> {
+    crate::s3::UploadChecksums::parse(s)
+        .ok_or_else(|| format!("{s:?}: expected auto, crc32c, md5 or off"))
 }
 
 /// When `--probe` asks the server what it does.
@@ -507,6 +517,7 @@ pub struct ConnectionSettings {
     /// Object lock (WORM) headers on new objects.
     pub object_lock: Option<crate::s3::ObjectLock>,
     pub probe: ProbeMode,
+    pub upload_checksums: crate::s3::UploadChecksums,
 }
 
 impl ConnectionArgs {
@@ -535,6 +546,7 @@ impl ConnectionArgs {
             acl: None,
             object_lock: None,
             probe: self.probe,
+            upload_checksums: self.upload_checksums,
         })
     }
 }
@@ -602,6 +614,7 @@ pub fn s3_config(
     config.requester_pays = conn.requester_pays;
     config.acl = conn.acl.clone();
     config.object_lock = conn.object_lock.clone();
+    config.upload_checksums = conn.upload_checksums;
     config
 }
 

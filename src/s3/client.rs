@@ -25,7 +25,7 @@ use super::time::parse_http_date;
 use super::transport::{self, Endpoint, HttpClient, Progress, RequestBody};
 use super::types::{
     ByteRange, CompletedPart, GetObjectOutput, ListPage, ListRequest, MultipartUploadInfo,
-    ObjectLock, ObjectMeta, PutOptions, RetainUntil, ServerSideEncryption,
+    ObjectLock, ObjectMeta, PutOptions, RetainUntil, ServerSideEncryption, UploadChecksums,
 };
 pub use super::wire::{backoff_ceiling, backoff_delay, range_header};
 use super::wire::{
@@ -75,6 +75,8 @@ pub struct S3Config {
     /// retried Complete) may still land on the server: its key is HEADed until then before
     /// the write is called failed.
     pub confirm_grace: Duration,
+    /// Which checksum uploads carry.
+    pub upload_checksums: UploadChecksums,
 }
 
 impl S3Config {
@@ -107,6 +109,7 @@ impl S3Config {
             object_lock: None,
             connect_to: None,
             confirm_grace: Duration::from_secs(30),
+            upload_checksums: UploadChecksums::Auto,
         }
     }
 }
@@ -182,6 +185,10 @@ struct Call<'a> {
     check_ok_body: bool,
     /// Non-2xx statuses handed back as responses rather than errors.
     accept: &'a [u16],
+    /// Check a whole-object body against the server's checksum or MD5 ETag (GET).
+    verify_body: bool,
+    /// A probe's question: one attempt, and a refusal is an answer (not counted or logged).
+    probe: bool,
 }
 
 impl<'a> Call<'a> {
@@ -195,6 +202,8 @@ impl<'a> Call<'a> {
             body: Payload::default(),
             check_ok_body: false,
             accept: &[],
+            verify_body: false,
+            probe: false,
         }
     }
 
@@ -509,18 +518,6 @@ impl S3Client {
         ]
     }
 
-    /// `Content-MD5` of a body, needed for writes under WORM retention.
-    async fn content_md5_if_locked(
-        &self,
-        body: &Payload,
-    ) -> Result<Option<(String, String)>, S3Error> {
-        if self.inner.cfg.object_lock.is_none() {
-            return Ok(None);
-        }
-        let md5 = body.md5_base64().await.map_err(body_unreadable)?;
-        Ok(Some(("content-md5".to_owned(), md5)))
-    }
-
     fn condition_headers(&self, opts: &PutOptions) -> Vec<(String, String)> {
         let mut h = Vec::new();
         if opts.if_none_match_any {
@@ -552,22 +549,41 @@ impl S3Client {
         let (authority, raw_path) = self.target(call.key)?;
         let payload_hash = payload_hash(&call.body, cfg.sign_payload).await?;
         let started = Instant::now();
-        let max_attempts = cfg.max_attempts.max(1);
+        let max_attempts = if call.probe {
+            1
+        } else {
+            cfg.max_attempts.max(1)
+        };
         let mut attempt: u32 = 0;
         let mut refreshed = false;
         let mut maybe_applied = false;
         let result = loop {
             attempt += 1;
-            let err = match self
+            let answer = match self
                 .attempt(call, &authority, &raw_path, &payload_hash)
                 .await
             {
+                Ok(resp) if call.verify_body => self.check_get_body(&resp).await.map(|()| resp),
+                other => other,
+            };
+            let err = match answer {
                 Ok(mut resp) => {
                     resp.earlier_may_have_applied = maybe_applied;
                     break Ok(resp);
                 }
                 Err(e) => e,
             };
+            if call.probe {
+                break Err(err);
+            }
+            if matches!(err, S3Error::Corrupt(_)) || err.code() == Some("BadDigest") {
+                inner.stats.checksum_failure();
+                tracing::warn!(
+                    op = call.op.name(),
+                    key = call.key.unwrap_or(""),
+                    "a body was damaged on the way ({err}); sending the request again"
+                );
+            }
             maybe_applied |= err.may_have_been_applied();
             if err.status() == Some(403) && !refreshed {
                 refreshed = true;
@@ -607,6 +623,7 @@ impl S3Client {
                 S3Error::InvalidResponse(_) => "invalid_response",
                 S3Error::Config(_) => "config",
                 S3Error::Certificate(_) => "certificate",
+                S3Error::Corrupt(_) => "corrupt_body",
             };
             inner.stats.error(label);
             debug!(
@@ -850,6 +867,10 @@ impl S3Client {
             call = call.header("if-match", quote_etag(etag));
         }
         call.accept = &[416];
+        call.verify_body = true;
+        if self.asks_checksums() {
+            call = call.header("x-amz-checksum-mode", "ENABLED");
+        }
         let resp = self.execute(&call).await?;
         let meta = meta_from_headers(&resp.headers);
         if resp.status == 416 {
@@ -948,7 +969,7 @@ impl S3Client {
         call.headers.extend(self.new_object_headers());
         call.headers.extend(self.condition_headers(opts));
         call.headers
-            .extend(self.content_md5_if_locked(&body).await?);
+            .extend(self.integrity_header(&body, Upload::Object).await?);
         call.body = body;
         let resp = self.execute(&call).await?;
         Ok(ObjectMeta {
@@ -1046,7 +1067,7 @@ impl S3Client {
             .query("uploadId", upload_id);
         call.headers = self.sse_headers(SseFor::Data);
         call.headers
-            .extend(self.content_md5_if_locked(&body).await?);
+            .extend(self.integrity_header(&body, Upload::Part).await?);
         call.body = body;
         let resp = self.execute(&call).await?;
         resp.header("etag")
@@ -1512,9 +1533,12 @@ impl S3Client {
 
 #[path = "confirm.rs"]
 mod confirm;
+#[path = "integrity.rs"]
+mod integrity;
 #[path = "probe.rs"]
 mod probe;
 use confirm::Confirmed;
+use integrity::Upload;
 
 /// A request body that could not be read (a staged part file gone or cut short).
 fn body_unreadable(e: std::io::Error) -> S3Error {

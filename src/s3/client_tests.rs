@@ -328,7 +328,9 @@ async fn dot_segments_and_signing_headers_on_the_wire() {
     assert_eq!(r.header("host"), Some(format!("{}", srv.addr).as_str()));
     let auth = r.header("authorization").unwrap();
     assert!(auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDTEST/"));
-    assert!(auth.contains("SignedHeaders=host;x-amz-content-sha256;x-amz-date,"));
+    // the body's Content-MD5 is signed with the rest
+    assert_eq!(r.header("content-md5"), Some("XUFAKrxLKna5cZ2REBfFkg=="));
+    assert!(auth.contains("SignedHeaders=content-md5;host;x-amz-content-sha256;x-amz-date,"));
     assert_eq!(c.stats().requests_for("put"), 1);
     assert_eq!(c.stats().bytes_sent, 5);
 }

@@ -34,6 +34,10 @@ pub enum S3Error {
     /// Bad settings (endpoint, CA bundle, …) or a request this client cannot make.
     #[error("S3 client configuration: {0}")]
     Config(String),
+    /// A response body did not match the checksum or MD5 ETag the server gave for it: damaged
+    /// in transit. Retried; never served.
+    #[error("S3 response body damaged: {0}")]
+    Corrupt(String),
 }
 
 fn fmt_service(
@@ -207,7 +211,7 @@ impl S3Error {
             S3Error::Transport { connect, .. } => !connect,
             S3Error::Timeout | S3Error::InvalidResponse(_) => true,
             S3Error::Service { status, code, .. } => *status >= 500 || code == "NoSuchUpload",
-            S3Error::Certificate(_) | S3Error::Config(_) => false,
+            S3Error::Certificate(_) | S3Error::Config(_) | S3Error::Corrupt(_) => false,
         }
     }
 
@@ -217,15 +221,17 @@ impl S3Error {
                 // 501 NotImplemented is an answer, not a hiccup: the same request fails again.
                 501 => false,
                 500.. | 429 => code != "NotImplemented",
-                // Any other 4xx: never, except S3's `RequestTimeout` (400).
-                400..=499 => code == "RequestTimeout",
+                // Any other 4xx: never, except S3's `RequestTimeout` (400) and `BadDigest`
+                // (400: the body did not match its Content-MD5 or checksum, damaged on the
+                // way; the same bytes sent again arrive whole).
+                400..=499 => code == "RequestTimeout" || code == "BadDigest",
                 // A 200 carrying an `<Error>` body, or a per-key DeleteObjects error.
                 _ => matches!(
                     code.as_str(),
                     "SlowDown" | "RequestTimeout" | "InternalError" | "ServiceUnavailable"
                 ),
             },
-            S3Error::Timeout | S3Error::Transport { .. } => true,
+            S3Error::Timeout | S3Error::Transport { .. } | S3Error::Corrupt(_) => true,
             S3Error::InvalidResponse(_) | S3Error::Config(_) | S3Error::Certificate(_) => false,
         }
     }
@@ -252,6 +258,8 @@ mod tests {
         assert!(svc(503, "SlowDown").is_retryable());
         assert!(svc(503, "ServiceUnavailable").is_retryable());
         assert!(svc(400, "RequestTimeout").is_retryable());
+        assert!(svc(400, "BadDigest").is_retryable());
+        assert!(S3Error::Corrupt("md5".into()).is_retryable());
         assert!(svc(429, "TooManyRequests").is_retryable());
         assert!(svc(200, "InternalError").is_retryable());
         assert!(svc(200, "SlowDown").is_retryable());

@@ -87,6 +87,20 @@ impl Payload {
         Ok(base64::engine::general_purpose::STANDARD.encode(d))
     }
 
+    /// Base64 big-endian CRC32C (`x-amz-checksum-crc32c`), read on a blocking thread.
+    pub(crate) async fn crc32c_base64(&self) -> io::Result<String> {
+        use base64::Engine as _;
+        let this = self.clone();
+        let crc = tokio::task::spawn_blocking(move || {
+            let mut crc = 0u32;
+            this.for_each_chunk(|c| crc = crc32c::crc32c_append(crc, c))?;
+            Ok::<_, io::Error>(crc)
+        })
+        .await
+        .map_err(io::Error::other)??;
+        Ok(base64::engine::general_purpose::STANDARD.encode(crc.to_be_bytes()))
+    }
+
     async fn digest<D: Digest + Send + 'static>(&self) -> io::Result<Vec<u8>> {
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
@@ -159,6 +173,18 @@ mod tests {
         assert_eq!(
             file.sha256_hex().await.unwrap(),
             bytes.sha256_hex().await.unwrap()
+        );
+        assert_eq!(
+            file.crc32c_base64().await.unwrap(),
+            bytes.crc32c_base64().await.unwrap()
+        );
+        // the check value of CRC32C (RFC 3720): "123456789" gives 0xE3069283
+        assert_eq!(
+            Payload::from(b"123456789".to_vec())
+                .crc32c_base64()
+                .await
+                .unwrap(),
+            "4waSgw=="
         );
         // a file shorter than the range is an error, not a short body
         let long = Payload::file(&path, data.len() as u64 + 1);

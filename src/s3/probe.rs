@@ -1,13 +1,17 @@
 //! What the server really does where S3 servers differ (conditional writes, the If-Match form,
-//! conditions and ETags of CompleteMultipartUpload, UploadPartCopy), found out with a dozen
-//! requests on two throw-away keys under `.bucketfs-probe/`, deleted right away.
+//! conditions and ETags of CompleteMultipartUpload, UploadPartCopy, whether ETags are MD5s and
+//! CRC32C checksums are verified), found out with a dozen requests on three throw-away keys
+//! under `.bucketfs-probe/`, deleted right away.
 
 use bytes::Bytes;
+use hyper::Method;
+use md5::Digest as _;
 
 use super::super::error::S3Error;
 use super::super::profile::{Capabilities, Holds};
+use super::super::stats::Op;
 use super::super::types::{CompletedPart, PutOptions};
-use super::S3Client;
+use super::{Call, S3Client};
 
 /// Where probe objects go, under the mount's prefix.
 pub const PROBE_DIR: &str = ".bucketfs-probe/";
@@ -30,11 +34,18 @@ impl S3Client {
     /// (no write permission there, for instance): then nothing is known.
     pub async fn probe(&self, prefix: &str) -> Result<Capabilities, S3Error> {
         let dir = format!("{prefix}{PROBE_DIR}{:016x}/", rand::random::<u64>());
-        let (a, b) = (format!("{dir}a"), format!("{dir}b"));
+        let (a, b, c) = (format!("{dir}a"), format!("{dir}b"), format!("{dir}c"));
         let saved = self.capabilities();
         let result = self.probe_steps(&a, &b).await;
+        let result = match result {
+            Ok(mut caps) => {
+                caps.verifies_crc32c = self.probe_crc32c(&c).await;
+                Ok(caps)
+            }
+            Err(e) => Err(e),
+        };
         self.set_capabilities(saved);
-        for key in [&a, &b] {
+        for key in [&a, &b, &c] {
             if let Err(e) = self.delete_object(key).await {
                 tracing::warn!(key, "cannot delete a probe object: {e}");
             }
@@ -59,6 +70,13 @@ impl S3Client {
                     .unwrap_or_default()
             }
             Err(e) => return Err(e),
+        };
+        caps.etag_md5 = if etag.is_empty() {
+            Holds::Unknown
+        } else if etag.eq_ignore_ascii_case(&hex::encode(md5::Md5::digest(BODY))) {
+            Holds::Yes
+        } else {
+            Holds::No
         };
         if caps.conditional_create != Holds::No {
             let again = self.put_object_once(a, body.clone().into(), &create).await;
@@ -113,6 +131,26 @@ impl S3Client {
             }
         }
         Ok(caps)
+    }
+
+    /// Whether a PutObject whose `x-amz-checksum-crc32c` does not match its body is refused
+    /// (`BadDigest`). A server that stores it anyway ignores the header. Sent once, unretried.
+    async fn probe_crc32c(&self, key: &str) -> Holds {
+        let mut call = self.x_id(Call::new(Op::Put, Method::PUT, Some(key)));
+        // the CRC32C of an empty body: not this one's
+        call = call.header("x-amz-checksum-crc32c", "AAAAAA==");
+        call.body = Bytes::from_static(BODY).into();
+        call.probe = true;
+        match self.execute(&call).await {
+            Ok(_) => Holds::No,
+            Err(e) if e.code() == Some("BadDigest") => Holds::Yes,
+            // refused for another reason (the header unknown, for one): not to be sent
+            Err(e) if e.status().is_some_and(|s| (400..500).contains(&s)) => Holds::No,
+            Err(e) => {
+                tracing::debug!("probe: a PutObject with a wrong CRC32C failed: {e}");
+                Holds::Unknown
+            }
+        }
     }
 
     /// One multipart upload of `key` with `If-None-Match: *` on its Complete: one part, copied

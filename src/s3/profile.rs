@@ -114,6 +114,12 @@ pub struct Capabilities {
     /// `x-amz-copy-source-if-match` on a copy refuses a changed source (412). Ceph RGW and
     /// moto ignore it.
     pub copy_source_condition: Holds,
+    /// PutObject with a wrong `x-amz-checksum-crc32c` is refused (`BadDigest`): the server
+    /// verifies CRC32C, so uploads may carry it instead of the costlier `Content-MD5`.
+    pub verifies_crc32c: Holds,
+    /// A single-part object's ETag is the MD5 of its bytes (unless encrypted with KMS or a
+    /// customer key): whole-object GETs are checked against it.
+    pub etag_md5: Holds,
 }
 
 impl Capabilities {
@@ -126,6 +132,8 @@ impl Capabilities {
         complete_etag: Holds::Yes,
         upload_part_copy: Holds::Yes,
         copy_source_condition: Holds::Yes,
+        verifies_crc32c: Holds::Yes,
+        etag_md5: Holds::Yes,
     };
 
     /// `name value` lines, as kept in the probe cache.
@@ -133,7 +141,7 @@ impl Capabilities {
         format!(
             "conditional_create {}\nconditional_replace {}\nif_match_bare {}\n\
              conditional_complete {}\ncomplete_etag {}\nupload_part_copy {}\n\
-             copy_source_condition {}\n",
+             copy_source_condition {}\nverifies_crc32c {}\netag_md5 {}\n",
             self.conditional_create.as_str(),
             self.conditional_replace.as_str(),
             self.if_match_bare,
@@ -141,6 +149,8 @@ impl Capabilities {
             self.complete_etag.as_str(),
             self.upload_part_copy.as_str(),
             self.copy_source_condition.as_str(),
+            self.verifies_crc32c.as_str(),
+            self.etag_md5.as_str(),
         )
     }
 
@@ -161,6 +171,8 @@ impl Capabilities {
             complete_etag: holds("complete_etag")?,
             upload_part_copy: holds("upload_part_copy")?,
             copy_source_condition: holds("copy_source_condition")?,
+            verifies_crc32c: holds("verifies_crc32c")?,
+            etag_md5: holds("etag_md5")?,
         })
     }
 
@@ -256,11 +268,13 @@ const OSS_CLASSES: &[&str] = &[
     "DeepColdArchive",
 ];
 
-/// Providers that document no conditional writes: none are sent.
+/// Providers that document no conditional writes (none are sent), nor CRC32C checksums
+/// (uploads carry Content-MD5).
 const NO_CONDITIONS: Capabilities = Capabilities {
     conditional_create: Holds::No,
     conditional_replace: Holds::No,
     conditional_complete: Holds::No,
+    verifies_crc32c: Holds::No,
     ..Capabilities::AWS
 };
 
@@ -309,6 +323,8 @@ static PROFILES: [Profile; 7] = [
             conditional_complete: Holds::No,
             complete_etag: Holds::No,
             copy_source_condition: Holds::No,
+            // additional checksums came with Ceph 19 (Squid)
+            verifies_crc32c: Holds::No,
             ..Capabilities::AWS
         },
         ..aws_like(Provider::Ceph, "ceph")
@@ -316,6 +332,11 @@ static PROFILES: [Profile; 7] = [
     Profile {
         default_path_style: true,
         probe: true,
+        caps: Capabilities {
+            verifies_crc32c: Holds::Unknown,
+            etag_md5: Holds::Unknown,
+            ..Capabilities::AWS
+        },
         ..aws_like(Provider::Other, "other")
     },
 ];

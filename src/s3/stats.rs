@@ -98,6 +98,7 @@ pub struct Stats {
     bytes_sent: AtomicU64,
     bytes_received: AtomicU64,
     retries: AtomicU64,
+    checksum_failures: AtomicU64,
     errors: Mutex<BTreeMap<String, u64>>,
 }
 
@@ -115,6 +116,7 @@ impl Stats {
             bytes_sent: AtomicU64::new(0),
             bytes_received: AtomicU64::new(0),
             retries: AtomicU64::new(0),
+            checksum_failures: AtomicU64::new(0),
             errors: Mutex::new(BTreeMap::new()),
         }
     }
@@ -134,6 +136,12 @@ impl Stats {
 
     pub fn retry(&self) {
         self.retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A body arrived damaged: an upload the server refused (`BadDigest`), or a GET body that
+    /// did not match its checksum.
+    pub fn checksum_failure(&self) {
+        self.checksum_failures.fetch_add(1, Ordering::Relaxed);
     }
 
     /// An operation failed for good with this error code (or a kind like `transport`).
@@ -158,6 +166,7 @@ impl Stats {
             bytes_sent: self.bytes_sent.load(Ordering::Relaxed),
             bytes_received: self.bytes_received.load(Ordering::Relaxed),
             retries: self.retries.load(Ordering::Relaxed),
+            checksum_failures: self.checksum_failures.load(Ordering::Relaxed),
             errors: self.errors.lock().clone(),
             inflight,
         }
@@ -175,6 +184,8 @@ pub struct StatsSnapshot {
     /// Response body bytes received.
     pub bytes_received: u64,
     pub retries: u64,
+    /// Bodies that arrived damaged (each attempt counts; each was sent or fetched again).
+    pub checksum_failures: u64,
     /// Final failures by S3 error code (`transport`, `timeout`, … for non-S3 errors).
     pub errors: BTreeMap<String, u64>,
     /// Requests in flight now.
@@ -228,6 +239,12 @@ impl StatsSnapshot {
             "S3 requests sent again after a retryable failure or a credential refresh.",
             self.retries,
         ));
+        out.push(Figure::counter(
+            "s3_checksum_failures",
+            "Bodies that arrived damaged: uploads refused with BadDigest, GET bodies that did \
+             not match their checksum (each was sent or fetched again).",
+            self.checksum_failures,
+        ));
         out.push(Figure::gauge(
             "s3_inflight",
             "S3 requests in flight now.",
@@ -275,6 +292,7 @@ mod tests {
         s.sent(10);
         s.received(20);
         s.retry();
+        s.checksum_failure();
         s.error("NoSuchKey");
         s.error("NoSuchKey");
         s.error("bad\"code\n");
@@ -289,6 +307,7 @@ mod tests {
         assert!(text.contains("s3_bytes_sent 10\n"));
         assert!(text.contains("s3_bytes_received 20\n"));
         assert!(text.contains("s3_retries 1\n"));
+        assert!(text.contains("s3_checksum_failures 1\n"));
         assert!(text.contains("s3_inflight 3\n"));
         assert!(text.contains("s3_errors{code=\"NoSuchKey\"} 2\n"));
         assert!(text.contains("s3_errors{code=\"bad_code_\"} 1\n"));

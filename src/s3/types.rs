@@ -195,3 +195,31 @@ pub enum RetainUntil {
     /// This long after each write.
     For(std::time::Duration),
 }
+
+/// Which checksum uploads carry, so that the server refuses a body damaged on the way
+/// (`--upload-checksums`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UploadChecksums {
+    /// PutObject carries `x-amz-checksum-crc32c` where the server verifies it (the profile,
+    /// or the probe, says so), else `Content-MD5`; parts always carry `Content-MD5`.
+    #[default]
+    Auto,
+    /// PutObject always carries `x-amz-checksum-crc32c`; parts carry `Content-MD5`.
+    Crc32c,
+    /// Every upload carries `Content-MD5`.
+    Md5,
+    /// None (for servers that refuse both); `Content-MD5` is still sent under object lock.
+    Off,
+}
+
+impl UploadChecksums {
+    pub fn parse(s: &str) -> Option<UploadChecksums> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Some(UploadChecksums::Auto),
+            "crc32c" => Some(UploadChecksums::Crc32c),
+            "md5" => Some(UploadChecksums::Md5),
+            "off" | "none" => Some(UploadChecksums::Off),
+            _ => None,
+        }
+    }
+}

@@ -2,7 +2,7 @@
 //! binary): inject faults, read counters, reset. Unsigned, not counted.
 //!
 //! - `POST /__control/fault?kind=status&status=503&code=SlowDown[&op=..][&key_prefix=..][&times=N][&skip=N]`
-//!   (`kind` = `status` | `delay&ms=N` | `drop` | `truncate` | `error200&code=..`)
+//!   (`kind` = `status` | `delay&ms=N` | `drop` | `truncate` | `corrupt_request` | `corrupt_response` | `error200&code=..`)
 //! - `POST /__control/random?probability=0.2&seed=7[&ops=GetObject,PutObject]`
 //! - `POST /__control/clear-faults`, `POST /__control/reset-stats`
 //! - `POST /__control/min-part-size?bytes=N`
@@ -66,6 +66,8 @@ fn fault_from(q: &[(String, String)]) -> Result<Fault, String> {
         "delay" => FaultKind::Delay(Duration::from_millis(num("ms")?.unwrap_or(2000))),
         "drop" => FaultKind::DropConnection,
         "truncate" => FaultKind::TruncateBody,
+        "corrupt_request" => FaultKind::CorruptRequest,
+        "corrupt_response" => FaultKind::CorruptResponse,
         "error200" => FaultKind::ErrorIn200 {
             code: get("code").unwrap_or("InternalError").to_owned(),
         },

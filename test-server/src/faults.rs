@@ -22,6 +22,11 @@ pub enum FaultKind {
     /// responses without a body (HEAD, 204, empty 200) the connection is
     /// closed instead of answering: "applied, but the answer was lost".
     TruncateBody,
+    /// Flip one bit of the request body in transit (the middle byte's lowest), then handle
+    /// it: stored damaged unless a Content-MD5 or CRC32C makes the server refuse it.
+    CorruptRequest,
+    /// Handle the request normally, then flip one bit of the response body's middle byte.
+    CorruptResponse,
     /// Answer 200 OK with an S3 `<Error>` body, without touching the store
     /// (what S3 may do for CompleteMultipartUpload and CopyObject).
     ErrorIn200 { code: String },
@@ -72,6 +77,8 @@ impl FaultKind {
             FaultKind::Delay(d) => format!("delay {d:?}"),
             FaultKind::DropConnection => "drop connection".into(),
             FaultKind::TruncateBody => "truncate body".into(),
+            FaultKind::CorruptRequest => "corrupt request body".into(),
+            FaultKind::CorruptResponse => "corrupt response body".into(),
             FaultKind::ErrorIn200 { code } => format!("200 with error {code}"),
             FaultKind::LateApply {
                 delay,

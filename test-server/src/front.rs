@@ -250,7 +250,21 @@ impl Front {
             shared: self.shared.clone(),
         };
 
+        let mut corrupt_response = false;
+        let mut replaced_body = None;
         let truncate = match fault {
+            Some(FaultKind::CorruptRequest) => {
+                let bytes = match (&mut body).collect().await {
+                    Ok(b) => b.to_bytes(),
+                    Err(e) => return Err(e.into()),
+                };
+                replaced_body = Some(flip_middle(bytes));
+                false
+            }
+            Some(FaultKind::CorruptResponse) => {
+                corrupt_response = true;
+                false
+            }
             Some(FaultKind::Status { status, code }) => {
                 drain(&mut body).await;
                 self.shared.finish(id, Some(status), desc);
@@ -307,8 +321,16 @@ impl Front {
             return Ok(self.error_response(412, "PreconditionFailed", &resource, id));
         }
 
-        let req = Request::from_parts(parts, s3s::Body::http_body_unsync(body));
+        let req = match replaced_body {
+            Some(bytes) => Request::from_parts(parts, s3s::Body::from(bytes)),
+            None => Request::from_parts(parts, s3s::Body::http_body_unsync(body)),
+        };
         let mut resp = self.s3.call(req).await.map_err(BoxError::from)?;
+        if corrupt_response {
+            let (rparts, rbody) = resp.into_parts();
+            let bytes = rbody.collect().await?.to_bytes();
+            resp = Response::from_parts(rparts, s3s::Body::from(flip_middle(bytes)));
+        }
         // s3s answers a ranged HEAD with 200; S3 says 206.
         if is_head && resp.status() == StatusCode::OK && resp.headers().contains_key(CONTENT_RANGE)
         {
@@ -360,6 +382,17 @@ impl Front {
         let (rparts, rbody) = resp.into_parts();
         Ok(Response::from_parts(rparts, self.out(rbody, remaining)))
     }
+}
+
+/// The bytes with the lowest bit of the middle one flipped (empty bytes stay empty).
+fn flip_middle(bytes: Bytes) -> Bytes {
+    if bytes.is_empty() {
+        return bytes;
+    }
+    let mut v = bytes.to_vec();
+    let mid = v.len() / 2;
+    v[mid] ^= 1;
+    Bytes::from(v)
 }
 
 /// The XML with the text of its `<ETag>` element removed (RGW's Complete reply).

@@ -23,7 +23,7 @@
 //! `POST /__control/random?probability=0.2&seed=7`, `POST /__control/clear-faults`,
 //! `POST /__control/reset-stats`, `POST /__control/min-part-size?bytes=N`,
 //! `GET /__control/stats` (JSON). Fault kinds: `status`, `delay&ms=N`, `drop`,
-//! `truncate`, `error200&code=..`; filters: `op`, `key_prefix`, `times`, `skip`.
+//! `truncate`, `corrupt_request`, `corrupt_response`, `error200&code=..`; filters: `op`, `key_prefix`, `times`, `skip`.
 
 pub mod classify;
 mod control;

@@ -14,8 +14,9 @@ use s3s::{s3_error, S3Error, S3Request, S3Response, S3Result, S3};
 use crate::list::{decode_token, encode_token, url_encode};
 use crate::state::Shared;
 use crate::store::{
-    check_content_md5, md5_hex, ByteRange, EtagCond, ListQuery, MetadataDirective as Directive,
-    ObjectAttrs, ObjectMeta, ReadConditions, StoreError, StoredObject, WriteConditions,
+    check_content_md5, check_crc32c, md5_hex, ByteRange, EtagCond, ListQuery,
+    MetadataDirective as Directive, ObjectAttrs, ObjectMeta, ReadConditions, StoreError,
+    StoredObject, WriteConditions,
 };
 
 /// Size of the body chunks of GetObject responses.
@@ -247,6 +248,11 @@ impl S3 for Backend {
         let data = collect(input.body, input.content_length).await?;
         if let Some(md5) = &input.content_md5 {
             check_content_md5(&data, md5).map_err(err)?;
+        }
+        if let Some(crc) = &input.checksum_crc32c {
+            if !self.shared.dialect.read().checksums_ignored {
+                check_crc32c(&data, crc).map_err(err)?;
+            }
         }
         let a = attrs(
             input.content_type,
@@ -592,6 +598,11 @@ impl S3 for Backend {
         let data = collect(input.body, input.content_length).await?;
         if let Some(md5) = &input.content_md5 {
             check_content_md5(&data, md5).map_err(err)?;
+        }
+        if let Some(crc) = &input.checksum_crc32c {
+            if !self.shared.dialect.read().checksums_ignored {
+                check_crc32c(&data, crc).map_err(err)?;
+            }
         }
         let md5 = md5_hex(&data); // outside the lock
         let e = self

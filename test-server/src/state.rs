@@ -98,6 +98,9 @@ pub struct Dialect {
     pub complete_ignores_conditions: bool,
     /// `x-amz-copy-source-if-match` / `-if-none-match` on copies are ignored.
     pub copy_source_conditions_ignored: bool,
+    /// `x-amz-checksum-*` headers on uploads are ignored (Ceph before 19): a wrong one is
+    /// stored as if it were right.
+    pub checksums_ignored: bool,
 }
 
 impl Dialect {
@@ -108,6 +111,7 @@ impl Dialect {
             if_match_raw_string: true,
             complete_ignores_conditions: true,
             copy_source_conditions_ignored: true,
+            checksums_ignored: true,
         }
     }
 }

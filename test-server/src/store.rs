@@ -352,20 +352,19 @@ pub fn check_content_md5(data: &[u8], content_md5_b64: &str) -> StoreResult<()> 
 }
 
 fn decode_base64(s: &str) -> Option<Vec<u8>> {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for &c in s.trim_end_matches('=').as_bytes() {
-        let v = ALPHABET.iter().position(|&a| a == c)? as u32;
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.decode(s).ok()
+}
+
+/// Checks the CRC32C of a body against a base64 `x-amz-checksum-crc32c` value.
+pub fn check_crc32c(data: &[u8], crc_b64: &str) -> StoreResult<()> {
+    let want = decode_base64(crc_b64.trim()).ok_or_else(|| {
+        StoreError::InvalidArgument("x-amz-checksum-crc32c is not valid base64".into())
+    })?;
+    if want.as_slice() != crc32c::crc32c(data).to_be_bytes() {
+        return Err(StoreError::BadDigest);
     }
-    Some(out)
+    Ok(())
 }
 
 /// Parses an `x-amz-copy-source-range` value: `bytes=first-last` only.

@@ -1,0 +1,135 @@
+//! End-to-end integrity: the checksum each upload carries (the server refuses a body damaged
+//! on the way, and the client sends it again), and the check of GET bodies against the
+//! server's CRC32C or an MD5 ETag (a damaged body is fetched again, never served).
+
+use md5::{Digest as _, Md5};
+
+use super::super::error::S3Error;
+use super::super::payload::Payload;
+use super::super::types::{ServerSideEncryption, UploadChecksums};
+use super::super::wire::parse_content_range;
+use super::{body_unreadable, Response, S3Client};
+
+/// Bodies up to this size are hashed where they are; larger ones on a blocking thread.
+const INLINE_HASH: usize = 64 * 1024;
+
+/// What an upload body is: a whole object (PutObject) or one part of a multipart upload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Upload {
+    Object,
+    /// A part carries `Content-MD5`: CRC32C on parts needs the algorithm named at
+    /// CreateMultipartUpload and every part's checksum in the Complete, which servers that
+    /// accept the header do not all do.
+    Part,
+}
+
+impl S3Client {
+    /// The header that makes the server refuse `body` if it arrives damaged: CRC32C for a
+    /// whole object where the server verifies it, else `Content-MD5` (needed anyway under
+    /// object lock); nothing with `--upload-checksums off`.
+    pub(super) async fn integrity_header(
+        &self,
+        body: &Payload,
+        what: Upload,
+    ) -> Result<Option<(String, String)>, S3Error> {
+        let mode = self.inner.cfg.upload_checksums;
+        let crc = what == Upload::Object
+            && match mode {
+                UploadChecksums::Crc32c => true,
+                UploadChecksums::Auto => self.inner.caps.read().verifies_crc32c.yes(),
+                UploadChecksums::Md5 | UploadChecksums::Off => false,
+            };
+        if crc {
+            let v = body.crc32c_base64().await.map_err(body_unreadable)?;
+            return Ok(Some(("x-amz-checksum-crc32c".to_owned(), v)));
+        }
+        if mode == UploadChecksums::Off && self.inner.cfg.object_lock.is_none() {
+            return Ok(None);
+        }
+        let md5 = body.md5_base64().await.map_err(body_unreadable)?;
+        Ok(Some(("content-md5".to_owned(), md5)))
+    }
+
+    /// Whether GETs ask for the object's stored checksum (`x-amz-checksum-mode`): only where
+    /// the server is known to keep checksums.
+    pub(super) fn asks_checksums(&self) -> bool {
+        self.inner.cfg.upload_checksums != UploadChecksums::Off
+            && self.inner.caps.read().verifies_crc32c.yes()
+    }
+
+    /// Checks a GET answer that holds the whole object against what the server says of it:
+    /// its full-object `x-amz-checksum-crc32c`, else an ETag that is the MD5 of the bytes (a
+    /// single-part object, not encrypted with KMS or a customer key, on a server whose ETags
+    /// are MD5s). A ranged answer, or an object nothing can be checked against, passes.
+    pub(super) async fn check_get_body(&self, resp: &Response) -> Result<(), S3Error> {
+        let len = resp.body.len() as u64;
+        let whole = match resp.status {
+            200 => true,
+            206 => resp
+                .header("content-range")
+                .and_then(|v| parse_content_range(&v))
+                .is_some_and(|(start, end, total)| {
+                    start == Some(0) && total == Some(len) && end.map(|e| e + 1) == Some(len)
+                }),
+            _ => false,
+        };
+        if !whole {
+            return Ok(());
+        }
+        if let Some(want) = resp
+            .header("x-amz-checksum-crc32c")
+            .filter(|v| !v.contains('-'))
+        {
+            let body = resp.body.clone();
+            let got = hash(body, |b| {
+                use base64::Engine as _;
+                base64::engine::general_purpose::STANDARD.encode(crc32c::crc32c(&b).to_be_bytes())
+            })
+            .await?;
+            return verdict(&got, want.trim(), "CRC32C");
+        }
+        let Some(etag) = resp.header("etag") else {
+            return Ok(());
+        };
+        let etag = etag.trim().trim_start_matches("W/").trim_matches('"');
+        let plain_md5 = etag.len() == 32 && etag.bytes().all(|b| b.is_ascii_hexdigit());
+        let kms = resp
+            .header("x-amz-server-side-encryption")
+            .is_some_and(|v| !v.eq_ignore_ascii_case("AES256"));
+        let customer_key = resp
+            .header("x-amz-server-side-encryption-customer-algorithm")
+            .is_some()
+            || matches!(
+                self.inner.cfg.sse,
+                Some(ServerSideEncryption::Customer(_)) | Some(ServerSideEncryption::Kms { .. })
+            );
+        if !plain_md5 || kms || customer_key || !self.inner.caps.read().etag_md5.yes() {
+            return Ok(());
+        }
+        let got = hash(resp.body.clone(), |b| hex::encode(Md5::digest(&b))).await?;
+        verdict(&got.to_ascii_lowercase(), &etag.to_ascii_lowercase(), "MD5")
+    }
+}
+
+/// `f` over `body`, on a blocking thread when the body is large.
+async fn hash(
+    body: bytes::Bytes,
+    f: impl FnOnce(bytes::Bytes) -> String + Send + 'static,
+) -> Result<String, S3Error> {
+    if body.len() <= INLINE_HASH {
+        return Ok(f(body));
+    }
+    tokio::task::spawn_blocking(move || f(body))
+        .await
+        .map_err(|e| S3Error::Config(format!("hashing a response body failed: {e}")))
+}
+
+fn verdict(got: &str, want: &str, what: &str) -> Result<(), S3Error> {
+    if got == want {
+        Ok(())
+    } else {
+        Err(S3Error::Corrupt(format!(
+            "{what} of the body is {got}, the server says {want}"
+        )))
+    }
+}
