@@ -163,6 +163,14 @@ pub struct ConnectionArgs {
     pub upload_checksums: crate::s3::UploadChecksums,
 }
 
+fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "on" | "yes" | "true" | "1" => Ok(true),
+        "off" | "no" | "false" | "0" => Ok(false),
+        _ => Err(format!("{s:?}: expected on or off")),
+    }
+}
+
 fn parse_upload_checksums(s: &str) -> Result<crate::s3::UploadChecksums, String> {
     crate::s3::UploadChecksums::parse(s)
         .ok_or_else(|| format!("{s:?}: expected auto, crc32c, md5 or off"))
@@ -256,15 +264,21 @@ pub struct MountArgs {
     #[arg(long, value_name = "BYTES", default_value = "96MiB", value_parser = parse_size,
           help_heading = "Caching")]
     pub max_memory: u64,
-    /// Staging area of files being written (their parts, on disk), and the upload journal;
-    /// `none` keeps parts in memory [default: $XDG_CACHE_HOME/bucketfs, ~/.cache/bucketfs, or
-    /// /var/cache/bucketfs for root]
+    /// Staging area of files being written (their parts, on disk), the data cache of files
+    /// read, and the upload journal; `none` keeps parts in memory and caches no data [default:
+    /// $XDG_CACHE_HOME/bucketfs, ~/.cache/bucketfs, or /var/cache/bucketfs for root]
     #[arg(long, value_name = "DIR", help_heading = "Caching")]
     pub cache_dir: Option<PathBuf>,
-    /// Most bytes of files being written staged at once; writers wait for uploads beyond it
+    /// Most bytes in the cache dir: files being written (writers wait for uploads beyond it)
+    /// and, in what is left, data read (least recently used evicted first)
     #[arg(long, value_name = "BYTES", default_value = "10GiB", value_parser = parse_size,
           help_heading = "Caching")]
     pub cache_size: u64,
+    /// Keep data read through the mount in the cache dir, for later reads and later mounts
+    /// (used while the object's ETag is unchanged): on or off
+    #[arg(long, value_name = "ON|OFF", default_value = "on", value_parser = parse_on_off,
+          action = clap::ArgAction::Set, help_heading = "Caching")]
+    pub data_cache: bool,
 
     /// Owner of every file [default: your user id]
     #[arg(long, value_name = "UID", help_heading = "Permissions")]
@@ -769,6 +783,7 @@ impl MountArgs {
             max_memory: self.max_memory,
             cache_dir,
             cache_size: self.cache_size,
+            data_cache: self.data_cache,
             uid: self.uid.unwrap_or(defaults.uid),
             gid: self.gid.unwrap_or(defaults.gid),
             file_mode: self.file_mode,

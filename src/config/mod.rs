@@ -51,6 +51,8 @@ pub struct FsConfig {
     /// `--stat-from-listing`: a listed file's lookup takes its size, time and ETag from the
     /// listing (no HEAD); its full metadata is fetched when it is opened or changed.
     pub stat_from_listing: bool,
+    /// Keep object data read through the mount in `cache_dir` (`--data-cache`).
+    pub data_cache: bool,
 }
 
 impl Default for FsConfig {
@@ -76,6 +78,7 @@ impl Default for FsConfig {
             listing_cache_entries: 100_000,
             listing_cache_total: 500_000,
             stat_from_listing: false,
+            data_cache: true,
         }
     }
 }

@@ -655,6 +655,7 @@ impl Filesystem {
             self.budget.clone(),
             self.config.max_read_chunk,
         )
+        .with_cache(self.data_cache.clone())
     }
 
     pub async fn write(&self, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {

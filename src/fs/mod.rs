@@ -8,6 +8,7 @@ mod blocking;
 mod closer;
 pub mod control;
 pub mod counters;
+pub mod data_cache;
 pub mod dir_listing;
 mod dirty_parts;
 pub mod error;
@@ -136,6 +137,8 @@ pub struct Filesystem {
     /// Uploads an earlier run left unfinished, and the keys a commit waits for until recovery
     /// is done with them (see `recovery.rs`).
     pub(crate) leftovers: recovery::Leftovers,
+    /// Object data read through the mount, kept on disk (see `data_cache.rs`).
+    pub(crate) data_cache: Option<Arc<data_cache::DataCache>>,
 }
 
 impl Filesystem {
@@ -161,6 +164,7 @@ impl Filesystem {
         );
         root.lookups = 1;
         let store = upload_store(&config, &client);
+        let data_cache = open_data_cache(&config, &client, store.staging.clone());
         // what earlier runs left, read before this mount starts uploads of its own, so that
         // recovery never takes one of them for a leftover
         let (earlier, moves) = store
@@ -174,6 +178,7 @@ impl Filesystem {
             })
             .unwrap_or_default();
         Arc::new_cyclic(|me| Filesystem {
+            data_cache,
             writeback: Arc::default(),
             stat_ahead: stat_ahead::StatAhead::default(),
             small_bodies: Arc::new(small_bodies::SmallBodies::new(config.metadata_ttl)),
@@ -303,6 +308,9 @@ impl Filesystem {
                 staging.limit(),
             ));
         }
+        if let Some(c) = &self.data_cache {
+            v.extend(c.figures());
+        }
         v.extend(self.counters.snapshot().figures());
         v
     }
@@ -326,10 +334,34 @@ impl Filesystem {
     pub async fn shutdown(&self) -> ShutdownReport {
         let report = self.finish_all_writes().await;
         self.flush_all_metadata().await;
+        if let Some(c) = &self.data_cache {
+            c.settle().await;
+        }
         if let Some(j) = &self.store.journal {
             j.remove_if_done();
         }
         report
+    }
+}
+
+/// The data cache in `--cache-dir` (`--data-cache on`, the default, with a cache dir). Its
+/// blocks are read back by any mount of the same endpoint and bucket.
+fn open_data_cache(
+    config: &FsConfig,
+    client: &S3Client,
+    staging: Option<Arc<staging::StagingBudget>>,
+) -> Option<Arc<data_cache::DataCache>> {
+    let dir = config.cache_dir.as_ref().filter(|_| config.data_cache)?;
+    let id = format!("{}/{}", client.config().endpoint, client.bucket());
+    match data_cache::DataCache::open(dir, &id, config.cache_size, staging) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::warn!(
+                "data cache in {} unusable, reads go to S3: {e}",
+                dir.display()
+            );
+            None
+        }
     }
 }
 

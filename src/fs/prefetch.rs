@@ -1,6 +1,8 @@
 //! Reads of one open file: sequential reads get a growing window of parallel ranged GETs,
 //! random reads get small ranged GETs. Every GET carries If-Match with the ETag seen at open,
-//! so an object replaced meanwhile gives an error, never mixed bytes.
+//! so an object replaced meanwhile gives an error, never mixed bytes. With a data cache, a
+//! chunk whose blocks are on disk is read from there (no request), random reads fetch whole
+//! blocks, and fetched bytes are kept for the next read.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -8,6 +10,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use futures::future::{BoxFuture, FutureExt, Shared};
 
+use super::data_cache::{DataCache, ObjectId, BLOCK};
 use super::error::{FsError, FsResult};
 use super::memory::{MemoryBudget, Reservation};
 use crate::s3::S3Client;
@@ -53,6 +56,8 @@ pub struct Prefetcher {
     window: u64,
     max_window: u64,
     max_chunk: u64,
+    /// The data cache and this version's name in it (only with an ETag).
+    cache: Option<(Arc<DataCache>, ObjectId)>,
 }
 
 impl Prefetcher {
@@ -76,7 +81,17 @@ impl Prefetcher {
             window: INITIAL_WINDOW,
             max_window,
             max_chunk: max_chunk.max(MIN_CHUNK),
+            cache: None,
         }
+    }
+
+    /// Reads go through `cache` (nothing is cached for an object without an ETag).
+    pub fn with_cache(mut self, cache: Option<Arc<DataCache>>) -> Prefetcher {
+        self.cache = match (cache, &self.etag) {
+            (Some(c), Some(etag)) => Some((c, ObjectId::new(&self.key, etag))),
+            _ => None,
+        };
+        self
     }
 
     /// The whole object is at hand already (`small_bodies.rs`): reads are served from it.
@@ -98,7 +113,21 @@ impl Prefetcher {
         let client = self.client.clone();
         let key = self.key.clone();
         let etag = self.etag.clone();
+        let cache = self.cache.clone();
+        let size = self.size;
         let task = tokio::spawn(async move {
+            if let Some((cache, id)) = &cache {
+                if cache.holds(*id, start, end) {
+                    let (c, id) = (cache.clone(), *id);
+                    let hit = tokio::task::spawn_blocking(move || c.read(id, start, end, size))
+                        .await
+                        .ok()
+                        .flatten();
+                    if let Some(bytes) = hit {
+                        return Ok(bytes);
+                    }
+                }
+            }
             let out = client
                 .get_object(&key, Some(start..end), etag.as_deref())
                 .await
@@ -111,6 +140,14 @@ impl Prefetcher {
                         out.body.len()
                     ),
                 ));
+            }
+            if let Some((cache, id)) = cache {
+                cache.missed(end - start);
+                // written in the background: the read does not wait for the disk
+                if let Some(pending) = cache.reserve_store(end - start) {
+                    let body = out.body.clone();
+                    tokio::task::spawn_blocking(move || pending.store(id, start, &body, size));
+                }
             }
             Ok(out.body)
         });
@@ -151,15 +188,22 @@ impl Prefetcher {
             // random access: the stream goes, a small GET around this read starts a new one
             self.chunks.clear();
             self.window = INITIAL_WINDOW;
-            let get_end = end.max(offset + MIN_RANDOM_GET).min(self.size);
-            let chunk = self.spawn_chunk(offset, get_end, Reservation::default());
+            // without a cache, at least MIN_RANDOM_GET: a request costs far more than bytes
+            let want_end = match self.cache {
+                Some(_) => end,
+                None => end.max(offset + MIN_RANDOM_GET),
+            };
+            let (get_start, get_end) = self.get_range(offset, want_end);
+            let chunk = self.spawn_chunk(get_start, get_end, Reservation::default());
             self.chunks.push_back(chunk);
             self.stream_end = get_end;
         } else if straggler {
             // a late read just behind the kept chunks: fetch it alone, the stream stays
-            let chunk = self.spawn_chunk(offset, end, Reservation::default());
+            let (get_start, get_end) = self.get_range(offset, end);
+            let chunk = self.spawn_chunk(get_start, get_end, Reservation::default());
+            let from = (offset - get_start) as usize;
             return ReadPlan {
-                pieces: vec![(chunk.data, 0, (end - offset) as usize)],
+                pieces: vec![(chunk.data, from, from + (end - offset) as usize)],
                 hit_bytes: 0,
                 miss_bytes: end - offset,
             };
@@ -205,6 +249,21 @@ impl Prefetcher {
             pieces,
             hit_bytes,
             miss_bytes: (end - offset) - hit_bytes,
+        }
+    }
+
+    /// What a GET for `[offset, end)` asks for: whole blocks with a data cache (so that they
+    /// can be kept), else just that.
+    fn get_range(&self, offset: u64, end: u64) -> (u64, u64) {
+        let end = end.min(self.size);
+        if self.cache.is_some() {
+            let start = offset - offset % BLOCK;
+            (
+                start,
+                end.div_ceil(BLOCK).saturating_mul(BLOCK).min(self.size),
+            )
+        } else {
+            (offset, end)
         }
     }
 

@@ -1,0 +1,196 @@
+//! The local data cache through a real mount: a second read after a remount sends no GET, a
+//! replaced object is read anew, the cache stays within `--cache-size`, and a damaged block
+//! file is fetched again, never served.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+const MIB: usize = 1024 * 1024;
+
+/// A value of the mount's stats file.
+fn stat(m: &Mount, name: &str) -> u64 {
+    let text = std::fs::read_to_string(m.p(".bucketfs/stats")).expect("stats");
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in stats:\n{text}"))
+}
+
+/// Bytes of the files under `dir`.
+fn du(dir: &Path) -> u64 {
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).expect("read_dir").flatten() {
+        let meta = e.metadata().expect("meta");
+        n += if meta.is_dir() {
+            du(&e.path())
+        } else {
+            meta.len()
+        };
+    }
+    n
+}
+
+#[test]
+fn a_second_read_after_a_remount_sends_no_get() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = server();
+    let cache = tempfile::tempdir().expect("cache");
+    let arg = cache.path().display().to_string();
+    let data = pattern(40 * MIB + 123, 1);
+    srv.put_object("big.bin", data.clone());
+    let small = pattern(300_000, 2);
+    srv.put_object("small.bin", small.clone());
+    let args = ["--cache-dir", arg.as_str(), "--metadata-ttl", "0"];
+    let m = Mount::new(&srv, &args);
+    assert!(std::fs::read(m.p("big.bin")).expect("read") == data);
+    assert!(std::fs::read(m.p("small.bin")).expect("read") == small);
+    assert!(stat(&m, "data_cache_miss_bytes") >= data.len() as u64);
+    drop(m);
+    let gets = srv.counting().map(|s| s.count("GetObject"));
+    let m = Mount::new(&srv, &args);
+    assert!(std::fs::read(m.p("big.bin")).expect("read again") == data);
+    assert!(std::fs::read(m.p("small.bin")).expect("read again") == small);
+    assert_eq!(srv.counting().map(|s| s.count("GetObject")), gets, "no GET");
+    assert_eq!(
+        stat(&m, "data_cache_hit_bytes"),
+        (data.len() + small.len()) as u64
+    );
+    assert_eq!(stat(&m, "data_cache_miss_bytes"), 0);
+    // random reads are answered from the cache too
+    let f = std::fs::File::open(m.p("big.bin")).expect("open");
+    let mut buf = vec![0u8; 4096];
+    for off in [33 * MIB as u64 + 17, 5, 20 * MIB as u64] {
+        std::os::unix::fs::FileExt::read_exact_at(&f, &mut buf, off).expect("pread");
+        assert!(buf[..] == data[off as usize..off as usize + 4096]);
+    }
+    drop(f);
+    assert_eq!(srv.counting().map(|s| s.count("GetObject")), gets, "no GET");
+
+    // replaced from outside: the new bytes are read (TTL 0: the open's HEAD sees the ETag)
+    let new = pattern(40 * MIB + 123, 9);
+    srv.put_object("big.bin", new.clone());
+    assert!(
+        std::fs::read(m.p("big.bin")).expect("read new") == new,
+        "never the old bytes"
+    );
+}
+
+#[test]
+fn random_reads_fill_the_cache_block_by_block() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = server();
+    let cache = tempfile::tempdir().expect("cache");
+    let arg = cache.path().display().to_string();
+    let data = pattern(16 * MIB, 3);
+    srv.put_object("db", data.clone());
+    let m = Mount::new(&srv, &["--cache-dir", arg.as_str()]);
+    let f = std::fs::File::open(m.p("db")).expect("open");
+    let mut buf = vec![0u8; 4096];
+    let offsets: Vec<u64> = (0..40u64)
+        .map(|i| (i * 7919 * 4096) % (16 * MIB as u64 - 4096))
+        .collect();
+    for &off in &offsets {
+        std::os::unix::fs::FileExt::read_exact_at(&f, &mut buf, off).expect("pread");
+        assert!(buf[..] == data[off as usize..off as usize + 4096]);
+    }
+    drop(f);
+    drop(m);
+    let gets = srv.counting().map(|s| s.count("GetObject"));
+    let m = Mount::new(&srv, &["--cache-dir", arg.as_str()]);
+    let f = std::fs::File::open(m.p("db")).expect("open");
+    for &off in &offsets {
+        std::os::unix::fs::FileExt::read_exact_at(&f, &mut buf, off).expect("pread");
+        assert!(buf[..] == data[off as usize..off as usize + 4096]);
+    }
+    assert_eq!(
+        srv.counting().map(|s| s.count("GetObject")),
+        gets,
+        "the same reads: no GET"
+    );
+    assert!(stat(&m, "data_cache_hit_bytes") >= 40 * 4096);
+}
+
+#[test]
+fn the_cache_stays_within_its_size() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = server();
+    let cache = tempfile::tempdir().expect("cache");
+    let arg = cache.path().display().to_string();
+    let m = Mount::new(&srv, &["--cache-dir", arg.as_str(), "--cache-size", "8MiB"]);
+    for i in 0..3 {
+        let data = pattern(8 * MIB, 10 + i);
+        srv.put_object(&format!("f{i}"), data.clone());
+        assert!(std::fs::read(m.p(&format!("f{i}"))).expect("read") == data);
+        let on_disk = du(&cache.path().join("data"));
+        assert!(on_disk <= 8 * MIB as u64 + 4096, "{on_disk}");
+    }
+    assert!(stat(&m, "data_cache_evictions") > 0);
+    assert!(stat(&m, "data_cache_bytes") <= 8 * MIB as u64);
+}
+
+#[test]
+fn a_damaged_cache_block_is_fetched_again() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = server();
+    let cache = tempfile::tempdir().expect("cache");
+    let arg = cache.path().display().to_string();
+    let data = pattern(2 * MIB, 4);
+    srv.put_object("f", data.clone());
+    let m = Mount::new(&srv, &["--cache-dir", arg.as_str()]);
+    assert!(std::fs::read(m.p("f")).expect("read") == data);
+    drop(m);
+    // flip a byte in one block file
+    let block = sh(&format!(
+        "find {}/data -type f -name 3 | head -1",
+        cache.path().display()
+    ));
+    let block = block.trim();
+    assert!(!block.is_empty(), "a block file");
+    let mut bytes = std::fs::read(block).expect("block");
+    bytes[1000] ^= 0x40;
+    std::fs::write(block, bytes).expect("damage");
+    let gets = srv.counting().map(|s| s.count("GetObject"));
+    let m = Mount::new(&srv, &["--cache-dir", arg.as_str()]);
+    assert!(
+        std::fs::read(m.p("f")).expect("read") == data,
+        "never the damaged bytes"
+    );
+    assert_eq!(stat(&m, "data_cache_corrupt_blocks"), 1);
+    if let (Some(before), Some(s)) = (gets, srv.counting()) {
+        assert!(s.count("GetObject") > before, "fetched again");
+    }
+}
+
+#[test]
+fn without_the_data_cache_every_read_goes_to_s3() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = server();
+    let cache = tempfile::tempdir().expect("cache");
+    let arg = cache.path().display().to_string();
+    let data = pattern(3 * MIB, 5);
+    srv.put_object("f", data.clone());
+    let args = ["--cache-dir", arg.as_str(), "--data-cache", "off"];
+    let m = Mount::new(&srv, &args);
+    assert!(std::fs::read(m.p("f")).expect("read") == data);
+    drop(m);
+    let gets = srv.counting().map(|s| s.count("GetObject"));
+    let m = Mount::new(&srv, &args);
+    assert!(std::fs::read(m.p("f")).expect("read") == data);
+    if let (Some(before), Some(s)) = (gets, srv.counting()) {
+        assert!(s.count("GetObject") > before);
+    }
+    assert!(!cache.path().join("data").exists());
+}
