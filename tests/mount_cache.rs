@@ -131,7 +131,8 @@ fn the_cache_stays_within_its_size() {
         srv.put_object(&format!("f{i}"), data.clone());
         assert!(std::fs::read(m.p(&format!("f{i}"))).expect("read") == data);
         let on_disk = du(&cache.path().join("data"));
-        assert!(on_disk <= 8 * MIB as u64 + 4096, "{on_disk}");
+        // the blocks, and a checksum file per object
+        assert!(on_disk <= 8 * MIB as u64 + 3 * 4096, "{on_disk}");
     }
     assert!(stat(&m, "data_cache_evictions") > 0);
     assert!(stat(&m, "data_cache_bytes") <= 8 * MIB as u64);
@@ -150,16 +151,16 @@ fn a_damaged_cache_block_is_fetched_again() {
     let m = Mount::new(&srv, &["--cache-dir", arg.as_str()]);
     assert!(std::fs::read(m.p("f")).expect("read") == data);
     drop(m);
-    // flip a byte in one block file
-    let block = sh(&format!(
-        "find {}/data -type f -name 3 | head -1",
+    // flip a byte in the fourth block of the object's data file
+    let file = sh(&format!(
+        "find {}/data -type f -name '*.data' | head -1",
         cache.path().display()
     ));
-    let block = block.trim();
-    assert!(!block.is_empty(), "a block file");
-    let mut bytes = std::fs::read(block).expect("block");
-    bytes[1000] ^= 0x40;
-    std::fs::write(block, bytes).expect("damage");
+    let file = file.trim();
+    assert!(!file.is_empty(), "a data file");
+    let mut bytes = std::fs::read(file).expect("data file");
+    bytes[3 * 256 * 1024 + 1000] ^= 0x40;
+    std::fs::write(file, bytes).expect("damage");
     let gets = srv.counting().map(|s| s.count("GetObject"));
     let m = Mount::new(&srv, &["--cache-dir", arg.as_str()]);
     assert!(

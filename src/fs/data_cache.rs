@@ -3,15 +3,19 @@
 //! the staging area (least recently used evicted first; staged writes are never evicted), and
 //! found again by the next mount.
 //!
-//! Layout: `<cache dir>/data/<bucket id>/<id[..2]>/<id>/<block index>`, where `id` names one
-//! version (key and ETag) of an object; a block file is a big-endian CRC32C of the bytes, then
-//! the bytes (`BLOCK` of them, fewer for an object's last block). Files are written to a
-//! temporary name and renamed, so a crash leaves whole blocks or none. Every method here
-//! touches files: call them on blocking threads.
+//! Layout: `<cache dir>/data/<bucket id>/<id[..2]>/<id>.data` and `<id>.sums`, where `id`
+//! names one version (key and ETag) of an object. `.data` is a sparse file of the object's size
+//! holding the cached blocks at their offsets; `.sums` holds a big-endian CRC32C per block (0:
+//! not cached). One file per object, not per block: creating thousands of inodes costs ext4 more
+//! CPU than the bytes. A block is indexed once both writes are done; one a crash cut short
+//! fails its CRC32C check when read, and is fetched again. An evicted block's range is punched
+//! out of the data file. Every method here touches files: call them on blocking threads.
 
-use std::collections::HashSet;
-use std::fs;
-use std::io::{self, Read, Write};
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -28,8 +32,8 @@ use crate::figures::Figure;
 /// cost little more than the read itself, large enough to keep the file count moderate.
 pub const BLOCK: u64 = 256 * 1024;
 
-/// Bytes of blocks handed to background writes and not yet on disk: past it, fetched bytes
-/// are not kept (the read does not wait for the disk, and memory stays bounded).
+/// Bytes of blocks handed to background writes and not yet on disk: past it, the read whose
+/// bytes they are waits for its own write (memory stays bounded, every block is kept).
 const MAX_PENDING_STORE: u64 = 32 * 1024 * 1024;
 
 /// One version of one object: a digest of its key and ETag.
@@ -73,6 +77,32 @@ struct Index {
     /// Blocks on disk, least recently used first, with their length.
     lru: lru::LruCache<BlockKey, u64>,
     bytes: u64,
+    /// Blocks on disk per object: its files go with its last block.
+    per_object: HashMap<ObjectId, u64>,
+}
+
+impl Index {
+    fn insert(&mut self, key: BlockKey, len: u64) {
+        if self.lru.put(key, len).is_none() {
+            self.bytes += len;
+            *self.per_object.entry(key.0).or_insert(0) += 1;
+        }
+    }
+
+    /// Takes a block out; whether it was its object's last.
+    fn remove(&mut self, key: &BlockKey, len: u64) -> bool {
+        self.bytes -= len;
+        match self.per_object.get_mut(&key.0) {
+            Some(n) if *n > 1 => {
+                *n -= 1;
+                false
+            }
+            _ => {
+                self.per_object.remove(&key.0);
+                true
+            }
+        }
+    }
 }
 
 /// The cache of one bucket in one cache directory.
@@ -84,7 +114,20 @@ pub struct DataCache {
     pending: AtomicU64,
     /// Told when a background write of blocks ends.
     stored: tokio::sync::Notify,
+    /// The one thread that writes fetched blocks, in order (parallel creates in one directory
+    /// spin on its lock and cost more CPU than the writes).
+    writer: Mutex<Option<std::sync::mpsc::Sender<StoreJob>>>,
     counters: Counters,
+}
+
+/// Fetched bytes for the writer thread.
+struct StoreJob {
+    id: ObjectId,
+    start: u64,
+    data: Bytes,
+    size: u64,
+    pending: PendingStore,
+    done: tokio::sync::oneshot::Sender<()>,
 }
 
 impl DataCache {
@@ -106,55 +149,69 @@ impl DataCache {
             };
             for object in objects.flatten() {
                 let name = object.file_name().to_string_lossy().into_owned();
-                let Some(id) = ObjectId::parse(&name) else {
+                let Some(id) = name.strip_suffix(".sums").and_then(ObjectId::parse) else {
                     continue;
                 };
-                let Ok(blocks) = fs::read_dir(object.path()) else {
+                let sums_path = object.path();
+                let data_path = sums_path.with_extension("data");
+                let (Ok(sums), Ok(meta)) = (fs::read(&sums_path), fs::metadata(&data_path)) else {
+                    let _ = fs::remove_file(&sums_path);
+                    let _ = fs::remove_file(&data_path);
                     continue;
                 };
-                for block in blocks.flatten() {
-                    let bname = block.file_name().to_string_lossy().into_owned();
-                    let Ok(index) = bname.parse::<u64>() else {
-                        // a temporary file a crash left
-                        let _ = fs::remove_file(block.path());
-                        continue;
-                    };
-                    let Ok(meta) = block.metadata() else {
-                        continue;
-                    };
-                    let len = meta.len().saturating_sub(4);
-                    let when = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-                    found.push((when, id, index, len));
+                let size = meta.len();
+                let when = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+                for (b, crc) in sums.chunks_exact(4).enumerate() {
+                    let b = b as u64;
+                    if crc != [0u8; 4] && b * BLOCK < size {
+                        found.push((when, id, b, BLOCK.min(size - b * BLOCK)));
+                    }
                 }
             }
         }
         found.sort_by_key(|f| f.0);
-        let mut lru = lru::LruCache::unbounded();
-        let mut bytes = 0;
-        for (_, id, index, len) in found {
-            lru.put((id, index), len);
-            bytes += len;
+        let mut index = Index {
+            lru: lru::LruCache::unbounded(),
+            bytes: 0,
+            per_object: HashMap::new(),
+        };
+        for (_, id, b, len) in found {
+            index.insert((id, b), len);
         }
         let cache = Arc::new(DataCache {
             dir,
             limit,
             staging,
-            index: Mutex::new(Index { lru, bytes }),
+            index: Mutex::new(index),
             pending: AtomicU64::new(0),
             stored: tokio::sync::Notify::new(),
+            writer: Mutex::new(None),
             counters: Counters::default(),
         });
         cache.make_room(0);
+        let (tx, rx) = std::sync::mpsc::channel::<StoreJob>();
+        let weak = Arc::downgrade(&cache);
+        std::thread::Builder::new()
+            .name("bucketfs-cache".into())
+            .spawn(move || {
+                // ends when the cache (holding the sender) is dropped
+                while let Ok(job) = rx.recv() {
+                    if let Some(cache) = weak.upgrade() {
+                        cache.store(job.id, job.start, &job.data, job.size);
+                    }
+                    drop(job.pending);
+                    let _ = job.done.send(());
+                }
+            })?;
+        *cache.writer.lock() = Some(tx);
         Ok(cache)
     }
 
-    fn object_dir(&self, id: &ObjectId) -> PathBuf {
+    /// The data file and checksum file of an object version.
+    fn paths(&self, id: &ObjectId) -> (PathBuf, PathBuf) {
         let hex = id.hex();
-        self.dir.join(&hex[..2]).join(hex)
-    }
-
-    fn block_path(&self, id: &ObjectId, index: u64) -> PathBuf {
-        self.object_dir(id).join(index.to_string())
+        let base = self.dir.join(&hex[..2]).join(hex);
+        (base.with_extension("data"), base.with_extension("sums"))
     }
 
     /// Whether every block of `[start, end)` is on disk (marks them used).
@@ -172,61 +229,73 @@ impl DataCache {
         if start >= end || end > size {
             return None;
         }
-        let mut out = BytesMut::with_capacity((end - start) as usize);
-        for b in start / BLOCK..=(end - 1) / BLOCK {
-            let want = BLOCK.min(size - b * BLOCK);
-            let data = match self.read_block(&id, b, want) {
-                Ok(d) => d,
-                Err(e) => {
-                    if e.kind() == io::ErrorKind::InvalidData {
-                        self.counters.corrupt.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(
-                            "cache block {} is damaged ({e}); fetching it again",
-                            self.block_path(&id, b).display()
-                        );
-                    }
-                    self.forget(id, b);
-                    return None;
+        let (data_path, sums_path) = self.paths(&id);
+        let files = File::open(&data_path).and_then(|d| Ok((d, File::open(&sums_path)?)));
+        let Ok((data, sums)) = files else {
+            self.forget_object(id);
+            return None;
+        };
+        let (first, last) = (start / BLOCK, (end - 1) / BLOCK);
+        let mut want_sums = vec![0u8; ((last - first + 1) * 4) as usize];
+        if sums.read_exact_at(&mut want_sums, first * 4).is_err() {
+            self.forget_object(id);
+            return None;
+        }
+        // the whole blocks, checked, then the asked range cut out of them
+        let from = first * BLOCK;
+        let to = (last * BLOCK + BLOCK).min(size);
+        let mut buf = BytesMut::zeroed((to - from) as usize);
+        if let Err(e) = data.read_exact_at(&mut buf, from) {
+            tracing::debug!("cannot read {}: {e}", data_path.display());
+            self.forget_object(id);
+            return None;
+        }
+        for (i, b) in (first..=last).enumerate() {
+            let lo = ((b - first) * BLOCK) as usize;
+            let hi = (lo + BLOCK as usize).min(buf.len());
+            let want = u32::from_be_bytes([
+                want_sums[i * 4],
+                want_sums[i * 4 + 1],
+                want_sums[i * 4 + 2],
+                want_sums[i * 4 + 3],
+            ]);
+            if want == 0 || crc32c::crc32c(&buf[lo..hi]) != want {
+                if want != 0 {
+                    self.counters.corrupt.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        "block {b} of {} is damaged (CRC32C mismatch); fetching it again",
+                        data_path.display()
+                    );
                 }
-            };
-            let from = start.max(b * BLOCK) - b * BLOCK;
-            let to = end.min(b * BLOCK + want) - b * BLOCK;
-            out.extend_from_slice(&data[from as usize..to as usize]);
+                self.evict(&[(id, b)]);
+                return None;
+            }
         }
         self.counters
             .hit_bytes
             .fetch_add(end - start, Ordering::Relaxed);
-        Some(out.freeze())
+        let buf = buf.freeze();
+        Some(buf.slice((start - from) as usize..(end - from) as usize))
     }
 
-    fn read_block(&self, id: &ObjectId, index: u64, want: u64) -> io::Result<Vec<u8>> {
-        let mut f = fs::File::open(self.block_path(id, index))?;
-        let mut buf = Vec::with_capacity(want as usize + 4);
-        f.read_to_end(&mut buf)?;
-        if buf.len() as u64 != want + 4 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("{} bytes, expected {}", buf.len(), want + 4),
-            ));
-        }
-        let crc = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
-        let data = buf.split_off(4);
-        if crc32c::crc32c(&data) != crc {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "CRC32C mismatch",
-            ));
-        }
-        Ok(data)
-    }
-
-    fn forget(&self, id: ObjectId, index: u64) {
+    /// Drops every block of an object whose files are gone or unreadable.
+    fn forget_object(&self, id: ObjectId) {
         let mut idx = self.index.lock();
-        if let Some(len) = idx.lru.pop(&(id, index)) {
-            idx.bytes -= len;
+        let keys: Vec<BlockKey> = idx
+            .lru
+            .iter()
+            .filter(|(k, _)| k.0 == id)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in keys {
+            if let Some(len) = idx.lru.pop(&k) {
+                idx.remove(&k, len);
+            }
         }
         drop(idx);
-        let _ = fs::remove_file(self.block_path(&id, index));
+        let (d, s) = self.paths(&id);
+        let _ = fs::remove_file(d);
+        let _ = fs::remove_file(s);
     }
 
     /// Bytes fetched from S3 for a read while the cache was on.
@@ -234,61 +303,95 @@ impl DataCache {
         self.counters.miss_bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 
-    /// Room for `bytes` more of fetched data waiting to be written; `None`: skip caching them.
-    pub fn reserve_store(self: &Arc<Self>, bytes: u64) -> Option<PendingStore> {
+    /// Hands fetched bytes (from `start` of an object of `size` bytes) to the writer thread.
+    /// Returns when they are written, and whether the writes waiting were already past their
+    /// bound (then the caller waits for this one, so that a disk falling behind slows reads
+    /// down instead of piling up memory).
+    pub fn store_later(
+        self: &Arc<Self>,
+        id: ObjectId,
+        start: u64,
+        data: Bytes,
+        size: u64,
+    ) -> (tokio::sync::oneshot::Receiver<()>, bool) {
+        let bytes = data.len() as u64;
         let before = self.pending.fetch_add(bytes, Ordering::Relaxed);
-        if before + bytes > MAX_PENDING_STORE {
-            self.pending.fetch_sub(bytes, Ordering::Relaxed);
-            return None;
-        }
-        Some(PendingStore {
+        let pending = PendingStore {
             cache: self.clone(),
             bytes,
-        })
+        };
+        let (done, written) = tokio::sync::oneshot::channel();
+        let job = StoreJob {
+            id,
+            start,
+            data,
+            size,
+            pending,
+            done,
+        };
+        if let Some(tx) = self.writer.lock().as_ref() {
+            // a send fails only when the thread is gone: the job (and its count) is dropped
+            let _ = tx.send(job);
+        }
+        (written, before + bytes > MAX_PENDING_STORE)
     }
 
     /// Keeps the whole blocks that `data` (bytes from `start` of an object of `size` bytes)
     /// covers; an object's last block may be short. Blocking.
     pub fn store(&self, id: ObjectId, start: u64, data: &[u8], size: u64) {
         let end = start + data.len() as u64;
-        let first = start.div_ceil(BLOCK);
-        let mut b = first;
+        let mut blocks = Vec::new();
+        let mut b = start.div_ceil(BLOCK);
         while b * BLOCK < end {
             let block_end = (b * BLOCK + BLOCK).min(size);
             if block_end > end {
                 break;
             }
-            let from = (b * BLOCK - start) as usize;
-            let to = (block_end - start) as usize;
             if !self.index.lock().lru.contains(&(id, b)) {
-                if let Err(e) = self.write_block(id, b, &data[from..to]) {
-                    tracing::debug!("cannot keep a block in the data cache: {e}");
-                    return;
-                }
+                blocks.push((b, block_end - b * BLOCK));
             }
             b += 1;
         }
+        let bytes: u64 = blocks.iter().map(|(_, len)| len).sum();
+        if blocks.is_empty() || !self.make_room(bytes) {
+            return;
+        }
+        if let Err(e) = self.write_blocks(id, start, data, size, &blocks) {
+            tracing::debug!("cannot keep blocks in the data cache: {e}");
+        }
     }
 
-    fn write_block(&self, id: ObjectId, index: u64, data: &[u8]) -> io::Result<()> {
-        let len = data.len() as u64;
-        if !self.make_room(len) {
-            return Ok(());
+    fn write_blocks(
+        &self,
+        id: ObjectId,
+        start: u64,
+        data: &[u8],
+        size: u64,
+        blocks: &[(u64, u64)],
+    ) -> io::Result<()> {
+        let (data_path, sums_path) = self.paths(&id);
+        let open = |p: &Path| OpenOptions::new().create(true).write(true).open(p);
+        let (file, sums) = match open(&data_path).and_then(|d| Ok((d, open(&sums_path)?))) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if let Some(parent) = data_path.parent() {
+                    fs::create_dir_all(parent)?;
+                }
+                (open(&data_path)?, open(&sums_path)?)
+            }
+            Err(e) => return Err(e),
+        };
+        if file.metadata()?.len() != size {
+            file.set_len(size)?;
         }
-        let dir = self.object_dir(&id);
-        fs::create_dir_all(&dir)?;
-        let tmp = dir.join(format!(".{index}.{}", std::process::id()));
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(&crc32c::crc32c(data).to_be_bytes())?;
-        f.write_all(data)?;
-        drop(f);
-        fs::rename(&tmp, dir.join(index.to_string()))?;
-        let mut idx = self.index.lock();
-        if idx.lru.put((id, index), len).is_none() {
-            idx.bytes += len;
+        for &(b, len) in blocks {
+            let from = (b * BLOCK - start) as usize;
+            let bytes = &data[from..from + len as usize];
+            file.write_all_at(bytes, b * BLOCK)?;
+            sums.write_all_at(&crc32c::crc32c(bytes).to_be_bytes(), b * 4)?;
+            self.index.lock().insert((id, b), len);
+            self.counters.stored_bytes.fetch_add(len, Ordering::Relaxed);
         }
-        drop(idx);
-        self.counters.stored_bytes.fetch_add(len, Ordering::Relaxed);
         Ok(())
     }
 
@@ -302,30 +405,60 @@ impl DataCache {
         }
         let mut victims = Vec::new();
         {
-            let mut idx = self.index.lock();
-            while idx.bytes + more > room {
-                match idx.lru.pop_lru() {
-                    Some((key, len)) => {
-                        idx.bytes -= len;
-                        victims.push(key);
-                    }
-                    None => break,
+            let idx = self.index.lock();
+            let mut bytes = idx.bytes;
+            for (key, len) in idx.lru.iter().rev() {
+                if bytes + more <= room {
+                    break;
                 }
+                bytes -= len;
+                victims.push(*key);
             }
         }
-        let mut dirs = HashSet::new();
-        for (id, index) in &victims {
-            let _ = fs::remove_file(self.block_path(id, *index));
-            dirs.insert(*id);
-        }
-        for id in dirs {
-            // gone once its last block is
-            let _ = fs::remove_dir(self.object_dir(&id));
-        }
+        self.evict(&victims);
         self.counters
             .evictions
             .fetch_add(victims.len() as u64, Ordering::Relaxed);
         true
+    }
+
+    /// Takes blocks out of the index and their bytes off the disk: the range punched out of
+    /// the data file and the checksum zeroed, or both files removed with an object's last.
+    fn evict(&self, blocks: &[BlockKey]) {
+        let mut by_object: BTreeMap<[u8; 16], (ObjectId, Vec<u64>, bool)> = BTreeMap::new();
+        {
+            let mut idx = self.index.lock();
+            for key in blocks {
+                let last = match idx.lru.pop(key) {
+                    Some(len) => idx.remove(key, len),
+                    None => !idx.per_object.contains_key(&key.0),
+                };
+                let e = by_object
+                    .entry(key.0 .0)
+                    .or_insert((key.0, Vec::new(), false));
+                e.1.push(key.1);
+                e.2 |= last;
+            }
+        }
+        for (_, (id, blocks, last)) in by_object {
+            let (data_path, sums_path) = self.paths(&id);
+            if last {
+                let _ = fs::remove_file(&data_path);
+                let _ = fs::remove_file(&sums_path);
+                continue;
+            }
+            let files = OpenOptions::new()
+                .write(true)
+                .open(&data_path)
+                .and_then(|d| Ok((d, OpenOptions::new().write(true).open(&sums_path)?)));
+            let Ok((data, sums)) = files else {
+                continue;
+            };
+            for b in blocks {
+                let _ = sums.write_all_at(&[0u8; 4], b * 4);
+                punch_hole(&data, b * BLOCK, BLOCK);
+            }
+        }
     }
 
     /// Waits until the background writes of blocks under way have ended (at unmount, so that
@@ -382,17 +515,29 @@ impl DataCache {
     }
 }
 
-/// Fetched bytes on their way to the cache: counted until written.
-pub struct PendingStore {
-    cache: Arc<DataCache>,
-    bytes: u64,
+/// Frees the disk space of `[offset, offset + len)` of `file`, its size unchanged.
+fn punch_hole(file: &File, offset: u64, len: u64) {
+    // SAFETY: fallocate on a descriptor this function borrows; no memory is passed.
+    let rc = unsafe {
+        libc::fallocate(
+            file.as_raw_fd(),
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+            offset as libc::off_t,
+            len as libc::off_t,
+        )
+    };
+    if rc != 0 {
+        tracing::debug!(
+            "cannot punch an evicted block out of the data cache: {}",
+            io::Error::last_os_error()
+        );
+    }
 }
 
-impl PendingStore {
-    /// Writes the blocks (blocking) and gives the room back.
-    pub fn store(self, id: ObjectId, start: u64, data: &[u8], size: u64) {
-        self.cache.store(id, start, data, size);
-    }
+/// Fetched bytes on their way to the cache: counted until written.
+struct PendingStore {
+    cache: Arc<DataCache>,
+    bytes: u64,
 }
 
 impl Drop for PendingStore {
@@ -438,6 +583,32 @@ mod tests {
     }
 
     #[test]
+    fn an_evicted_block_leaves_the_others_and_frees_its_space() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let size = 8 * BLOCK;
+        let d = data(size as usize);
+        let id = ObjectId::new("k", "e");
+        let c = DataCache::open(dir.path(), "b", 1 << 30, None).unwrap();
+        c.store(id, 0, &d, size);
+        let (path, _) = c.paths(&id);
+        let used = |p: &Path| fs::metadata(p).unwrap().blocks() * 512;
+        let before = used(&path);
+        c.evict(&[(id, 2), (id, 3)]);
+        assert!(used(&path) <= before - 2 * BLOCK, "punched out");
+        assert!(!c.holds(id, 2 * BLOCK, 3 * BLOCK));
+        assert_eq!(
+            &c.read(id, 4 * BLOCK, size, size).unwrap()[..],
+            &d[4 * BLOCK as usize..]
+        );
+        drop(c);
+        // the next mount finds the same blocks
+        let c = DataCache::open(dir.path(), "b", 1 << 30, None).unwrap();
+        assert_eq!(c.bytes(), 6 * BLOCK);
+        assert!(c.holds(id, 0, 2 * BLOCK) && !c.holds(id, 2 * BLOCK, 2 * BLOCK + 1));
+    }
+
+    #[test]
     fn a_damaged_block_is_dropped_not_served() {
         let dir = tempfile::tempdir().unwrap();
         let size = 2 * BLOCK;
@@ -445,14 +616,21 @@ mod tests {
         let id = ObjectId::new("k", "e");
         let c = DataCache::open(dir.path(), "b", 1 << 30, None).unwrap();
         c.store(id, 0, &d, size);
-        let path = c.block_path(&id, 1);
+        let (path, _) = c.paths(&id);
         let mut bytes = fs::read(&path).unwrap();
-        bytes[100] ^= 1;
+        bytes[BLOCK as usize + 100] ^= 1;
         fs::write(&path, bytes).unwrap();
         assert!(c.read(id, 0, size, size).is_none());
         assert!(!c.holds(id, BLOCK, size), "the damaged block is forgotten");
         assert!(c.holds(id, 0, BLOCK));
         assert_eq!(c.counters.corrupt.load(Ordering::Relaxed), 1);
+        assert_eq!(
+            &c.read(id, 0, BLOCK, size).unwrap()[..],
+            &d[..BLOCK as usize]
+        );
+        // fetched again, it is kept again
+        c.store(id, BLOCK, &d[BLOCK as usize..], size);
+        assert_eq!(&c.read(id, 0, size, size).unwrap()[..], &d[..]);
     }
 
     #[test]
@@ -479,7 +657,10 @@ mod tests {
         c.store(ObjectId::new("k5", "e"), 0, &d, BLOCK);
         assert_eq!(c.bytes(), 2 * BLOCK);
         let files = walk(dir.path());
-        assert_eq!(files, 2, "evicted blocks' files are gone");
+        assert_eq!(
+            files, 4,
+            "the files of objects whose blocks are all evicted are gone"
+        );
     }
 
     fn walk(p: &Path) -> usize {

@@ -143,10 +143,11 @@ impl Prefetcher {
             }
             if let Some((cache, id)) = cache {
                 cache.missed(end - start);
-                // written in the background: the read does not wait for the disk
-                if let Some(pending) = cache.reserve_store(end - start) {
-                    let body = out.body.clone();
-                    tokio::task::spawn_blocking(move || pending.store(id, start, &body, size));
+                // written in the background: the read waits for the disk only when it falls
+                // behind
+                let (written, behind) = cache.store_later(id, start, out.body.clone(), size);
+                if behind {
+                    let _ = written.await;
                 }
             }
             Ok(out.body)
