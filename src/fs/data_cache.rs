@@ -370,7 +370,13 @@ impl DataCache {
         blocks: &[(u64, u64)],
     ) -> io::Result<()> {
         let (data_path, sums_path) = self.paths(&id);
-        let open = |p: &Path| OpenOptions::new().create(true).write(true).open(p);
+        let open = |p: &Path| {
+            OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(p)
+        };
         let (file, sums) = match open(&data_path).and_then(|d| Ok((d, open(&sums_path)?))) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
