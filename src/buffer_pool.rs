@@ -1,46 +1,88 @@
 //! Large I/O buffers kept for reuse: upload parts, GET bodies, FUSE write data. A fresh 8 MiB
 //! buffer costs 2,048 page faults, each zeroing a page, before the first byte is copied in
 //! (freed large buffers go back to the system, so every part would pay that again); a recycled
-//! one costs nothing. Each pool keeps only a few idle buffers.
+//! one costs nothing. Each pool keeps only a few idle buffers, and, once it has a memory gate
+//! (the mount's budget), only while the budget has room for them: idle buffers count against
+//! `--max-memory` like the ones in use.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
 
+use crate::s3::client::MemoryGate;
+
 /// Idle buffers kept at most (the rest are freed).
 const KEEP: usize = 2;
 
+/// An idle buffer, and its hold on the memory budget.
+struct Idle {
+    buf: Vec<u8>,
+    _held: Option<Box<dyn Send>>,
+}
+
 /// Idle buffers of one kind (parts, bodies, …) of one mount.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct BufferPool {
-    idle: Mutex<Vec<Vec<u8>>>,
+    idle: Mutex<Vec<Idle>>,
+    gate: OnceLock<Arc<dyn MemoryGate>>,
+}
+
+impl std::fmt::Debug for BufferPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BufferPool")
+            .field("idle", &self.idle())
+            .finish()
+    }
 }
 
 impl BufferPool {
-    /// An empty buffer able to hold `capacity` bytes without growing.
+    /// Idle buffers count against `gate` from now on (set once).
+    pub fn set_gate(&self, gate: Arc<dyn MemoryGate>) {
+        let _ = self.gate.set(gate);
+    }
+
+    /// An empty buffer able to hold `capacity` bytes without growing: an idle one at most
+    /// twice that large (a larger one would hold more than its user counts), else a new one.
     pub fn take(&self, capacity: usize) -> Vec<u8> {
         let mut idle = self.idle.lock();
-        match idle.iter().position(|b| b.capacity() >= capacity) {
-            Some(i) => idle.swap_remove(i),
+        let fits = |b: &Idle| {
+            b.buf.capacity() >= capacity && b.buf.capacity() <= capacity.saturating_mul(2)
+        };
+        match idle.iter().position(fits) {
+            Some(i) => idle.swap_remove(i).buf,
             None => Vec::with_capacity(capacity),
         }
     }
 
     /// Keep `buf` for a later [`take`](Self::take); when enough are idle already, it replaces
-    /// the smallest if it is larger (sizes grow: read-ahead chunks, later parts).
+    /// the smallest if it is larger (sizes grow: read-ahead chunks, later parts). With a gate
+    /// whose budget has no room for it, it is freed instead.
     pub fn give(&self, mut buf: Vec<u8>) {
         buf.clear();
         let mut idle = self.idle.lock();
-        if idle.len() < KEEP {
-            idle.push(buf);
-            return;
+        let smallest = idle
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, b)| b.buf.capacity())
+            .map(|(i, b)| (i, b.buf.capacity()));
+        let replace = match smallest {
+            _ if idle.len() < KEEP => None,
+            Some((i, cap)) if cap < buf.capacity() => Some(i),
+            _ => return,
+        };
+        if let Some(i) = replace {
+            // its hold on the budget goes with it, before the new one asks
+            idle.swap_remove(i);
         }
-        if let Some(smallest) = idle.iter_mut().min_by_key(|b| b.capacity()) {
-            if smallest.capacity() < buf.capacity() {
-                *smallest = buf;
-            }
-        }
+        let held = match self.gate.get() {
+            Some(g) => match g.try_acquire(buf.capacity() as u64) {
+                Some(h) => Some(h),
+                None => return,
+            },
+            None => None,
+        };
+        idle.push(Idle { buf, _held: held });
     }
 
     /// `buf` as `Bytes` that hand the buffer back to this pool once the last copy is dropped.
@@ -91,7 +133,7 @@ mod tests {
         assert_eq!(pool.idle(), 0, "a clone still holds it");
         drop(copy);
         assert_eq!(pool.idle(), 1);
-        let again = pool.take(512);
+        let again = pool.take(700);
         assert_eq!(again.as_ptr(), ptr, "the same allocation");
         assert!(again.is_empty());
         // too small for the request: a new one
@@ -105,5 +147,25 @@ mod tests {
         pool.give(Vec::with_capacity(1 << 20));
         assert_eq!(pool.idle(), KEEP);
         assert!(pool.take(1 << 20).capacity() >= 1 << 20);
+    }
+
+    #[tokio::test]
+    async fn idle_buffers_hold_budget_and_are_freed_without_room() {
+        use crate::fs::memory::{BudgetGate, MemoryBudget};
+        let budget = Arc::new(MemoryBudget::new(4 << 20));
+        let pool = BufferPool::default();
+        pool.set_gate(Arc::new(BudgetGate(budget.clone())));
+        pool.give(Vec::with_capacity(1 << 20));
+        assert_eq!(budget.in_use(), 1 << 20, "an idle buffer counts");
+        // idle buffers never take the budget's second half
+        let held = budget.try_reserve(1 << 20).expect("room");
+        pool.give(Vec::with_capacity(1 << 20));
+        assert_eq!(pool.idle(), 1, "no room: freed, not kept");
+        drop(held);
+        let b = pool.take(1 << 20);
+        assert_eq!(budget.in_use(), 0, "taken: its user counts it now");
+        // a buffer far larger than asked is not handed out
+        pool.give(b);
+        assert!(pool.take(1024).capacity() < 1 << 20);
     }
 }

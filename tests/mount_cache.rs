@@ -80,6 +80,17 @@ fn a_second_read_after_a_remount_sends_no_get() {
     );
 }
 
+/// `path` opened for random reads: no kernel read-ahead, so each read asks for its own pages
+/// only (the same reads ask for the same bytes every time).
+fn open_random(path: &Path) -> std::fs::File {
+    use std::os::unix::io::AsRawFd;
+    let f = std::fs::File::open(path).expect("open");
+    // SAFETY: an advice on a descriptor we own.
+    let rc = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_RANDOM) };
+    assert_eq!(rc, 0, "posix_fadvise");
+    f
+}
+
 #[test]
 fn random_reads_fill_the_cache_block_by_block() {
     if !fuse_available() {
@@ -88,13 +99,14 @@ fn random_reads_fill_the_cache_block_by_block() {
     let srv = server();
     let cache = tempfile::tempdir().expect("cache");
     let arg = cache.path().display().to_string();
-    let data = pattern(16 * MIB, 3);
+    let data = pattern(64 * MIB, 3);
     srv.put_object("db", data.clone());
     let m = Mount::new(&srv, &["--cache-dir", arg.as_str()]);
-    let f = std::fs::File::open(m.p("db")).expect("open");
+    let f = open_random(&m.p("db"));
     let mut buf = vec![0u8; 4096];
-    let offsets: Vec<u64> = (0..40u64)
-        .map(|i| (i * 7919 * 4096) % (16 * MIB as u64 - 4096))
+    // each read well behind the one before: a jump every time (no read-ahead to race with)
+    let offsets: Vec<u64> = (0..20u64)
+        .map(|i| (60 - 3 * i) * MIB as u64 + (i * 12345) % 100_000)
         .collect();
     for &off in &offsets {
         std::os::unix::fs::FileExt::read_exact_at(&f, &mut buf, off).expect("pread");
@@ -104,7 +116,7 @@ fn random_reads_fill_the_cache_block_by_block() {
     drop(m);
     let gets = srv.counting().map(|s| s.count("GetObject"));
     let m = Mount::new(&srv, &["--cache-dir", arg.as_str()]);
-    let f = std::fs::File::open(m.p("db")).expect("open");
+    let f = open_random(&m.p("db"));
     for &off in &offsets {
         std::os::unix::fs::FileExt::read_exact_at(&f, &mut buf, off).expect("pread");
         assert!(buf[..] == data[off as usize..off as usize + 4096]);
@@ -114,7 +126,7 @@ fn random_reads_fill_the_cache_block_by_block() {
         gets,
         "the same reads: no GET"
     );
-    assert!(stat(&m, "data_cache_hit_bytes") >= 40 * 4096);
+    assert!(stat(&m, "data_cache_hit_bytes") >= 20 * 4096);
 }
 
 #[test]
@@ -194,4 +206,78 @@ fn without_the_data_cache_every_read_goes_to_s3() {
         assert!(s.count("GetObject") > before);
     }
     assert!(!cache.path().join("data").exists());
+}
+
+/// What the daemon may hold beyond `--max-memory` (docs/SEMANTICS.md, "Memory"): its code,
+/// runtime and tables (15 MiB for this debug build at rest), HTTP read buffers, allocator
+/// slack. Measured: 116 MiB at most here with the fixes, 148 MiB without them.
+const FIXED_OVERHEAD: u64 = 64 << 20;
+
+#[test]
+fn seeking_readers_and_writers_stay_within_the_memory_budget() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = server();
+    let size = 128 * MIB;
+    for i in 0..2u64 {
+        srv.put_object(&format!("r{i}"), pattern(size, 50 + i));
+    }
+    let m = Mount::new(&srv, &["--max-memory", "64MiB"]);
+    let readers: Vec<_> = (0..8u64)
+        .map(|i| {
+            let path = m.p(&format!("r{}", i % 2));
+            std::thread::spawn(move || {
+                let want = pattern(size, 50 + i % 2);
+                let f = std::fs::File::open(path).expect("open");
+                let mut buf = vec![0u8; 128 * 1024];
+                let mut x = i * 7 + 1;
+                // a run of sequential reads (the read-ahead window grows), then a jump
+                // elsewhere (it is left behind), again and again
+                for _ in 0..12 {
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    let start = (x >> 17) % (size as u64 - 8 * MIB as u64);
+                    for k in 0..48u64 {
+                        let off = start + k * buf.len() as u64;
+                        std::os::unix::fs::FileExt::read_exact_at(&f, &mut buf, off)
+                            .expect("pread");
+                        assert!(buf[..] == want[off as usize..off as usize + buf.len()]);
+                    }
+                }
+            })
+        })
+        .collect();
+    let writers: Vec<_> = (0..8u64)
+        .map(|i| {
+            let path = m.p(&format!("w{i}"));
+            std::thread::spawn(move || {
+                use std::io::Write;
+                let mut f = std::fs::File::create(path).expect("create");
+                for c in 0..48u64 {
+                    f.write_all(&pattern(MIB, i * 100 + c)).expect("write");
+                }
+                close_checked(f);
+            })
+        })
+        .collect();
+    for t in readers.into_iter().chain(writers) {
+        t.join().expect("thread");
+    }
+    for i in 0..8u64 {
+        let got = srv.get_object(&format!("w{i}")).expect("written");
+        assert_eq!(got.len(), 48 * MIB);
+        for c in 0..48usize {
+            assert!(got[c * MIB..(c + 1) * MIB] == pattern(MIB, i * 100 + c as u64)[..]);
+        }
+    }
+    let peak = m.peak_rss();
+    eprintln!("daemon peak RSS {} MiB", peak >> 20);
+    assert!(
+        peak <= (64 << 20) + FIXED_OVERHEAD,
+        "peak RSS {} MiB over 64 MiB + {} MiB",
+        peak >> 20,
+        FIXED_OVERHEAD >> 20
+    );
 }

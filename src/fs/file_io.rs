@@ -658,6 +658,29 @@ impl Filesystem {
         .with_cache(self.data_cache.clone())
     }
 
+    /// Memory for the copy of a kernel write's data, taken on the FUSE thread before the copy:
+    /// at once when the budget has room, else that thread waits (through `rt`, which it is not
+    /// a worker of) up to the writers' patience, then goes over the budget.
+    pub fn write_buffer_memory(
+        &self,
+        len: u64,
+        rt: &tokio::runtime::Handle,
+    ) -> super::memory::Reservation {
+        if let Some(r) = self.budget.try_reserve(len) {
+            return r;
+        }
+        let wait = self
+            .budget
+            .reserve_within(len, super::memory::WRITER_PATIENCE);
+        match rt.block_on(wait) {
+            Some(r) => r,
+            None => {
+                self.budget.overrun("a write's data");
+                super::memory::Reservation::default()
+            }
+        }
+    }
+
     pub async fn write(&self, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
         let w = match self.handle(fh)? {
             Handle::Write(w) => w,

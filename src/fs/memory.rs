@@ -1,5 +1,6 @@
 //! One memory budget for the whole mount, shared by write parts and read prefetch.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ const UNIT: u64 = 64 * 1024;
 pub struct MemoryBudget {
     sem: Arc<Semaphore>,
     total_units: u32,
+    overruns: AtomicU64,
 }
 
 /// Bytes held against the budget; given back on drop.
@@ -50,6 +52,7 @@ impl MemoryBudget {
         MemoryBudget {
             sem: Arc::new(Semaphore::new(units as usize)),
             total_units: units,
+            overruns: AtomicU64::new(0),
         }
     }
 
@@ -80,6 +83,24 @@ impl MemoryBudget {
         }
     }
 
+    /// `what` (a writer, a read) found no room within its patience and goes over the budget
+    /// rather than wait forever; the first time is said in the log.
+    pub fn overrun(&self, what: &str) {
+        if self.overruns.fetch_add(1, Ordering::Relaxed) == 0 {
+            tracing::warn!(
+                budget = self.total(),
+                "the memory budget stayed full for {} s: {what} goes over --max-memory \
+                 (raise it, or run fewer readers and writers at once)",
+                WRITER_PATIENCE.as_secs()
+            );
+        }
+    }
+
+    /// Times a holder went over the budget after waiting in vain.
+    pub fn overruns(&self) -> u64 {
+        self.overruns.load(Ordering::Relaxed)
+    }
+
     /// Bytes currently reserved.
     pub fn in_use(&self) -> u64 {
         (self.total_units as u64 - self.sem.available_permits() as u64) * UNIT
@@ -87,6 +108,37 @@ impl MemoryBudget {
 
     pub fn total(&self) -> u64 {
         self.total_units as u64 * UNIT
+    }
+}
+
+/// The budget as the S3 client's memory gate (parts it reads back for a refused copy): waits
+/// for room like a writer, then goes over rather than wait forever.
+pub struct BudgetGate(pub Arc<MemoryBudget>);
+
+impl crate::s3::client::MemoryGate for BudgetGate {
+    fn acquire(&self, bytes: u64) -> futures::future::BoxFuture<'static, Box<dyn Send>> {
+        let budget = self.0.clone();
+        Box::pin(async move {
+            let r = match budget.reserve_within(bytes, WRITER_PATIENCE).await {
+                Some(r) => r,
+                None => {
+                    budget.overrun("a copy through this machine");
+                    Reservation::default()
+                }
+            };
+            Box::new(r) as Box<dyn Send>
+        })
+    }
+
+    /// For idle buffers kept for reuse: only while at least half the budget stays free, so
+    /// that they never keep readers and writers waiting (they go when memory is short).
+    fn try_acquire(&self, bytes: u64) -> Option<Box<dyn Send>> {
+        if self.0.in_use() + bytes > self.0.total() / 2 {
+            return None;
+        }
+        self.0
+            .try_reserve(bytes)
+            .map(|r| Box::new(r) as Box<dyn Send>)
     }
 }
 

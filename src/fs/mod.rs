@@ -177,13 +177,20 @@ impl Filesystem {
                 (left, j.unfinished_moves())
             })
             .unwrap_or_default();
+        let budget = Arc::new(MemoryBudget::new(config.max_memory));
+        let gate = Arc::new(memory::BudgetGate(budget.clone()));
+        client.set_memory_gate(gate.clone());
+        store.pool.set_gate(gate);
         Arc::new_cyclic(|me| Filesystem {
             data_cache,
             writeback: Arc::default(),
             stat_ahead: stat_ahead::StatAhead::default(),
-            small_bodies: Arc::new(small_bodies::SmallBodies::new(config.metadata_ttl)),
+            small_bodies: Arc::new(small_bodies::SmallBodies::new(
+                config.metadata_ttl,
+                budget.clone(),
+            )),
             me: me.clone(),
-            budget: Arc::new(MemoryBudget::new(config.max_memory)),
+            budget,
             store,
             leftovers: recovery::Leftovers::new(earlier, moves),
             limits,
@@ -282,6 +289,11 @@ impl Filesystem {
             "Memory the part cache uses now.",
             self.budget.in_use(),
         ));
+        v.push(Figure::counter(
+            "memory_overruns",
+            "Times a reader or writer went over --max-memory after waiting for room in vain.",
+            self.budget.overruns(),
+        ));
         let (inodes, listed) = {
             let t = self.inodes.lock();
             (t.len() as u64, t.listed_entries() as u64)
@@ -313,6 +325,11 @@ impl Filesystem {
         }
         v.extend(self.counters.snapshot().figures());
         v
+    }
+
+    /// The memory budget as a gate for buffers held outside the core (the FUSE adapter's).
+    pub fn memory_gate(&self) -> Arc<dyn crate::s3::client::MemoryGate> {
+        Arc::new(memory::BudgetGate(self.budget.clone()))
     }
 
     /// [`Filesystem::stats_values`] as `name value` lines.

@@ -150,10 +150,17 @@ impl PatchUpload {
             self.parts.room_for_a_part().await;
             return Reservation::default();
         }
-        self.budget
+        match self
+            .budget
             .reserve_within(self.part_size, WRITER_PATIENCE)
             .await
-            .unwrap_or_default()
+        {
+            Some(r) => r,
+            None => {
+                self.budget.overrun("an in-place change");
+                Reservation::default()
+            }
+        }
     }
 
     /// Make part `i` a changed part holding its current content.

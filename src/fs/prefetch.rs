@@ -12,7 +12,7 @@ use futures::future::{BoxFuture, FutureExt, Shared};
 
 use super::data_cache::{DataCache, ObjectId, BLOCK};
 use super::error::{FsError, FsResult};
-use super::memory::{MemoryBudget, Reservation};
+use super::memory::{MemoryBudget, Reservation, WRITER_PATIENCE};
 use crate::s3::S3Client;
 
 /// Smallest GET for a random read: a request costs far more than its bytes.
@@ -24,14 +24,26 @@ const MIN_CHUNK: u64 = 256 * 1024;
 /// Chunks are kept until the reader is this far past them, for reads that arrive late.
 const BEHIND_SLACK: u64 = 2 * 1024 * 1024;
 
-type ChunkData = Shared<BoxFuture<'static, Result<Bytes, FsError>>>;
+/// A chunk's bytes with the memory they hold against the budget: released when the last
+/// holder (the chunk, or a read that took a piece of it) lets go.
+type Held = (Bytes, Arc<Reservation>);
+type ChunkData = Shared<BoxFuture<'static, Result<Held, FsError>>>;
 
 struct Chunk {
     start: u64,
     end: u64,
     data: ChunkData,
-    // Dropping a chunk does not cancel its GET: a read that raced ahead may still await it.
-    _reservation: Reservation,
+    /// Cancels the GET when the chunk is dropped unheard: no read awaits it any more.
+    task: Option<tokio::task::AbortHandle>,
+}
+
+impl Drop for Chunk {
+    fn drop(&mut self) {
+        // `Some(1)`: only this chunk holds the future, and it has not completed
+        if let (Some(task), Some(1)) = (&self.task, self.data.strong_count()) {
+            task.abort();
+        }
+    }
 }
 
 /// Which pieces of which chunks make up one read; awaited without holding the handle lock.
@@ -97,25 +109,36 @@ impl Prefetcher {
     /// The whole object is at hand already (`small_bodies.rs`): reads are served from it.
     pub fn with_body(mut self, body: Bytes) -> Prefetcher {
         if body.len() as u64 == self.size {
-            let data = futures::future::ready(Ok(body)).boxed().shared();
+            // counted where it is kept (`small_bodies.rs`)
+            let held = (body, Arc::new(Reservation::default()));
+            let data = futures::future::ready(Ok(held)).boxed().shared();
             self.chunks.push_back(Chunk {
                 start: 0,
                 end: self.size,
                 data,
-                _reservation: Reservation::default(),
+                task: None,
             });
             self.stream_end = self.size;
         }
         self
     }
 
-    fn spawn_chunk(&self, start: u64, end: u64, reservation: Reservation) -> Chunk {
+    /// Starts fetching `[start, end)`: from the data cache when it holds those bytes, else with
+    /// a GET. `reservation` is the memory read-ahead got for it; a chunk a read needs now
+    /// (`None`) waits for room in its task, and after a while goes over the budget.
+    fn spawn_chunk(&self, start: u64, end: u64, reservation: Option<Reservation>) -> Chunk {
         let client = self.client.clone();
         let key = self.key.clone();
         let etag = self.etag.clone();
         let cache = self.cache.clone();
+        let budget = self.budget.clone();
         let size = self.size;
         let task = tokio::spawn(async move {
+            let reservation = match reservation {
+                Some(r) => r,
+                None => needed_now(&budget, end - start).await,
+            };
+            let held = |bytes| Ok((bytes, Arc::new(reservation)));
             if let Some((cache, id)) = &cache {
                 if cache.holds(*id, start, end) {
                     let (c, id) = (cache.clone(), *id);
@@ -124,7 +147,7 @@ impl Prefetcher {
                         .ok()
                         .flatten();
                     if let Some(bytes) = hit {
-                        return Ok(bytes);
+                        return held(bytes);
                     }
                 }
             }
@@ -150,8 +173,9 @@ impl Prefetcher {
                     let _ = written.await;
                 }
             }
-            Ok(out.body)
+            held(out.body)
         });
+        let abort = task.abort_handle();
         let data = task
             .map(|r| match r {
                 Ok(res) => res,
@@ -163,7 +187,7 @@ impl Prefetcher {
             start,
             end,
             data,
-            _reservation: reservation,
+            task: Some(abort),
         }
     }
 
@@ -195,16 +219,16 @@ impl Prefetcher {
                 None => end.max(offset + MIN_RANDOM_GET),
             };
             let (get_start, get_end) = self.get_range(offset, want_end);
-            let chunk = self.spawn_chunk(get_start, get_end, Reservation::default());
+            let chunk = self.spawn_chunk(get_start, get_end, None);
             self.chunks.push_back(chunk);
             self.stream_end = get_end;
         } else if straggler {
             // a late read just behind the kept chunks: fetch it alone, the stream stays
             let (get_start, get_end) = self.get_range(offset, end);
-            let chunk = self.spawn_chunk(get_start, get_end, Reservation::default());
+            let chunk = self.spawn_chunk(get_start, get_end, None);
             let from = (offset - get_start) as usize;
             return ReadPlan {
-                pieces: vec![(chunk.data, from, from + (end - offset) as usize)],
+                pieces: vec![(chunk.data.clone(), from, from + (end - offset) as usize)],
                 hit_bytes: 0,
                 miss_bytes: end - offset,
             };
@@ -226,10 +250,10 @@ impl Prefetcher {
                 let chunk_end = (start + chunk_len).min(self.size);
                 let needed_now = start < end;
                 let reservation = match self.budget.try_reserve(chunk_end - start) {
-                    Some(r) => r,
-                    // the bytes this read needs are fetched even when the budget is full;
-                    // read-ahead beyond them waits for room
-                    None if needed_now => Reservation::default(),
+                    Some(r) => Some(r),
+                    // the bytes this read needs wait for room in their task; read-ahead
+                    // beyond them stops growing
+                    None if needed_now => None,
                     None => break,
                 };
                 let chunk = self.spawn_chunk(start, chunk_end, reservation);
@@ -284,6 +308,22 @@ impl Prefetcher {
     }
 }
 
+/// Memory for bytes a read needs now: room when there is some; else waits for read-ahead to
+/// be consumed or writers to finish, and after [`WRITER_PATIENCE`] goes over the budget (said
+/// once in the log) rather than leave the read waiting forever.
+async fn needed_now(budget: &MemoryBudget, bytes: u64) -> Reservation {
+    if let Some(r) = budget.try_reserve(bytes) {
+        return r;
+    }
+    match budget.reserve_within(bytes, WRITER_PATIENCE).await {
+        Some(r) => r,
+        None => {
+            budget.overrun("a read");
+            Reservation::default()
+        }
+    }
+}
+
 impl ReadPlan {
     /// Wait for the pieces and join them.
     pub async fn bytes(self) -> FsResult<Bytes> {
@@ -293,12 +333,12 @@ impl ReadPlan {
                 .into_iter()
                 .next()
                 .ok_or_else(|| FsError::new(libc::EIO, "empty read plan"))?;
-            let buf = data.await?;
+            let (buf, _held) = data.await?;
             return Ok(buf.slice(from..to));
         }
         let mut out = BytesMut::new();
         for (data, from, to) in self.pieces {
-            let buf = data.await?;
+            let (buf, _held) = data.await?;
             out.extend_from_slice(&buf[from..to]);
         }
         Ok(out.freeze())

@@ -6,11 +6,13 @@
 //! file instead of two.
 
 use std::num::NonZeroUsize;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
 
+use super::memory::{MemoryBudget, Reservation};
 use crate::s3::{ObjectMeta, S3Client, S3Error};
 
 /// Largest file (by its listed size) whose body comes with its attributes.
@@ -19,16 +21,22 @@ pub const SMALL_BODY: u64 = 32 * 1024;
 const KEPT_BYTES: usize = 8 * 1024 * 1024;
 /// Entries kept at most (a bound for many empty files).
 const KEPT_ENTRIES: usize = 4096;
+/// The kept bodies' memory is taken from the mount's budget in steps of this size.
+const RESERVE_STEP: u64 = 1024 * 1024;
 
 /// Bodies of small files, by key, each with the ETag it belongs to.
 pub(crate) struct SmallBodies {
     inner: Mutex<Kept>,
     ttl: Duration,
+    budget: Arc<MemoryBudget>,
 }
 
 struct Kept {
     bodies: lru::LruCache<String, Body>,
     bytes: usize,
+    /// Memory taken from the budget for the bodies: grows while the budget has room (up to
+    /// [`KEPT_BYTES`]); past it the least recently fetched bodies go.
+    reservation: Reservation,
 }
 
 struct Body {
@@ -39,14 +47,16 @@ struct Body {
 
 impl SmallBodies {
     /// Bodies are served for `ttl` after their fetch (the attribute TTL).
-    pub fn new(ttl: Duration) -> SmallBodies {
+    pub fn new(ttl: Duration, budget: Arc<MemoryBudget>) -> SmallBodies {
         let cap = NonZeroUsize::new(KEPT_ENTRIES).unwrap_or(NonZeroUsize::MIN);
         SmallBodies {
             inner: Mutex::new(Kept {
                 bodies: lru::LruCache::new(cap),
                 bytes: 0,
+                reservation: Reservation::default(),
             }),
             ttl,
+            budget,
         }
     }
 
@@ -64,7 +74,13 @@ impl SmallBodies {
             k.bytes -= old.data.len();
         }
         k.bytes += len;
-        while k.bytes > KEPT_BYTES {
+        while k.bytes as u64 > k.reservation.bytes() && k.reservation.bytes() < KEPT_BYTES as u64 {
+            match self.budget.try_reserve(RESERVE_STEP) {
+                Some(r) => k.reservation.merge(r),
+                None => break,
+            }
+        }
+        while k.bytes as u64 > k.reservation.bytes() {
             match k.bodies.pop_lru() {
                 Some((_, gone)) => k.bytes -= gone.data.len(),
                 None => break,
@@ -120,9 +136,29 @@ pub(crate) async fn fetch_file_meta(
 mod tests {
     use super::*;
 
+    fn budget(mib: u64) -> Arc<MemoryBudget> {
+        Arc::new(MemoryBudget::new(mib * 1024 * 1024))
+    }
+
+    #[test]
+    fn kept_bodies_take_their_memory_from_the_budget() {
+        let budget = budget(2);
+        let b = SmallBodies::new(Duration::from_secs(60), budget.clone());
+        let body = Bytes::from(vec![7u8; SMALL_BODY as usize]);
+        b.keep("a", "e", body.clone());
+        assert_eq!(budget.in_use(), RESERVE_STEP);
+        // the budget is 2 MiB: the bodies stay within it, the oldest go
+        for i in 0..100 {
+            b.keep(&format!("k{i}"), "e", body.clone());
+        }
+        assert!(b.bytes() as u64 <= budget.total(), "{}", b.bytes());
+        assert_eq!(budget.in_use(), budget.total());
+        assert!(b.get("k99", "e").is_some() && b.get("a", "e").is_none());
+    }
+
     #[test]
     fn a_body_is_served_for_its_own_version_only() {
-        let b = SmallBodies::new(Duration::from_secs(60));
+        let b = SmallBodies::new(Duration::from_secs(60), budget(64));
         b.keep("a", "e1", Bytes::from_static(b"one"));
         assert_eq!(b.get("a", "e1").as_deref(), Some(&b"one"[..]));
         assert_eq!(b.get("a", "e2"), None);
@@ -134,11 +170,11 @@ mod tests {
 
     #[test]
     fn bodies_expire_with_the_ttl_and_stay_within_their_bytes() {
-        let b = SmallBodies::new(Duration::ZERO);
+        let b = SmallBodies::new(Duration::ZERO, budget(64));
         b.keep("a", "e", Bytes::from_static(b"x"));
         assert_eq!(b.get("a", "e"), None);
 
-        let b = SmallBodies::new(Duration::from_secs(60));
+        let b = SmallBodies::new(Duration::from_secs(60), budget(64));
         let body = Bytes::from(vec![7u8; SMALL_BODY as usize]);
         for i in 0..(KEPT_BYTES / SMALL_BODY as usize + 10) {
             b.keep(&format!("k{i}"), "e", body.clone());

@@ -309,7 +309,7 @@ impl Upload {
             match self.budget.reserve_within(want, WRITER_PATIENCE).await {
                 Some(r) => self.reservation.merge(r),
                 None => {
-                    tracing::debug!(key = %self.key, "memory budget full; writing over it");
+                    self.budget.overrun("a writer");
                     break;
                 }
             }

@@ -447,11 +447,15 @@ impl fuser::Filesystem for Adapter {
     ) {
         let fs = self.fs.clone();
         let bufs = self.write_bufs.clone();
+        // the copy of the data counts against the budget: with none left this FUSE thread
+        // waits (back-pressure on the writer), like a writer in the core
+        let memory = fs.write_buffer_memory(data.len() as u64, &self.rt);
         let mut buf = bufs.take(data.len());
         buf.extend_from_slice(data);
         self.spawn(async move {
             let result = fs.write(fh.0, offset, &buf).await;
             bufs.give(buf);
+            drop(memory);
             match result {
                 Ok(n) => reply.written(n),
                 Err(e) => reply.error(fail(&fs, "write", ino.0, &e)),
@@ -815,10 +819,12 @@ pub fn mount(
     };
     config.n_threads = Some(opts.threads.max(1));
     config.clone_fd = opts.threads > 1;
+    let write_bufs = Arc::new(BufferPool::default());
+    write_bufs.set_gate(fs.memory_gate());
     let adapter = Adapter {
         fs: fs.clone(),
         rt: runtime.clone(),
-        write_bufs: Arc::default(),
+        write_bufs,
     };
     let session = fuser::spawn_mount(adapter, &opts.mountpoint, &config)?;
     raise_kernel_read_ahead(&opts.mountpoint);

@@ -143,6 +143,17 @@ struct Inner {
     bodies: Arc<BufferPool>,
     /// What the server really does (from the profile, then the probe and first use).
     caps: parking_lot::RwLock<Capabilities>,
+    /// Where bodies the client itself holds (a part read back for a refused copy) take their
+    /// memory from, once the user of the client says.
+    memory: std::sync::OnceLock<Arc<dyn MemoryGate>>,
+}
+
+/// A memory bound the client's own buffers count against (the mount's budget). `acquire`
+/// returns a guard that gives the bytes back when dropped.
+pub trait MemoryGate: Send + Sync {
+    fn acquire(&self, bytes: u64) -> futures::future::BoxFuture<'static, Box<dyn Send>>;
+    /// A hold on `bytes` now, or `None` when there is no room.
+    fn try_acquire(&self, bytes: u64) -> Option<Box<dyn Send>>;
 }
 
 /// Canned ACLs S3 defines.
@@ -307,6 +318,7 @@ impl S3Client {
                 storage_class,
                 bodies: Arc::default(),
                 caps: parking_lot::RwLock::new(cfg_caps),
+                memory: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -322,6 +334,13 @@ impl S3Client {
     /// The provider profile in use (part sizes, copy limits, …).
     pub fn profile(&self) -> &'static Profile {
         self.inner.cfg.profile
+    }
+
+    /// Bodies the client holds from now on count against `gate` (set once; later calls are
+    /// ignored).
+    pub fn set_memory_gate(&self, gate: Arc<dyn MemoryGate>) {
+        self.inner.bodies.set_gate(gate.clone());
+        let _ = self.inner.memory.set(gate);
     }
 
     /// What the server is known to do where servers differ.
@@ -1414,6 +1433,10 @@ impl S3Client {
         range: std::ops::Range<u64>,
         source_if_match: Option<&str>,
     ) -> Result<String, S3Error> {
+        let _memory = match self.inner.memory.get() {
+            Some(gate) => Some(gate.acquire(range.end - range.start).await),
+            None => None,
+        };
         let got = self
             .get_object(source_key, Some(range.clone()), source_if_match)
             .await?;
