@@ -37,9 +37,16 @@ impl std::fmt::Debug for BufferPool {
 }
 
 impl BufferPool {
-    /// Idle buffers count against `gate` from now on (set once).
-    pub fn set_gate(&self, gate: Arc<dyn MemoryGate>) {
+    /// Idle buffers count against `gate` from now on (set once), which may ask for them back.
+    pub fn set_gate(self: &Arc<Self>, gate: Arc<dyn MemoryGate>) {
+        gate.add_pool(Arc::downgrade(self));
         let _ = self.gate.set(gate);
+    }
+
+    /// Frees every idle buffer (and its hold on the budget).
+    pub fn drop_idle(&self) {
+        let gone = std::mem::take(&mut *self.idle.lock());
+        drop(gone);
     }
 
     /// An empty buffer able to hold `capacity` bytes without growing: an idle one at most
@@ -153,15 +160,22 @@ mod tests {
     async fn idle_buffers_hold_budget_and_are_freed_without_room() {
         use crate::fs::memory::{BudgetGate, MemoryBudget};
         let budget = Arc::new(MemoryBudget::new(4 << 20));
-        let pool = BufferPool::default();
+        let pool = Arc::new(BufferPool::default());
         pool.set_gate(Arc::new(BudgetGate(budget.clone())));
         pool.give(Vec::with_capacity(1 << 20));
         assert_eq!(budget.in_use(), 1 << 20, "an idle buffer counts");
-        // idle buffers never take the budget's second half
-        let held = budget.try_reserve(1 << 20).expect("room");
+        let held = budget.try_reserve(3 << 20).expect("the rest");
         pool.give(Vec::with_capacity(1 << 20));
         assert_eq!(pool.idle(), 1, "no room: freed, not kept");
         drop(held);
+        // someone about to wait for room gets the idle buffers' share first
+        let wanted = budget
+            .reserve_within(4 << 20, std::time::Duration::ZERO)
+            .await
+            .expect("the idle buffer let go");
+        assert_eq!(pool.idle(), 0);
+        drop(wanted);
+        pool.give(Vec::with_capacity(1 << 20));
         let b = pool.take(1 << 20);
         assert_eq!(budget.in_use(), 0, "taken: its user counts it now");
         // a buffer far larger than asked is not handed out

@@ -117,6 +117,11 @@ async fn parts_read_back_for_a_refused_copy_count_against_the_budget() {
         .expect("join")
         .expect("copy through this machine");
     assert!(srv.get_object("dst").expect("dst") == data);
-    assert_eq!(budget.in_use(), 0);
+    // nothing holds memory any more but idle buffers, which give it up to who asks
+    let all = budget
+        .reserve_within(6 * MIB, Duration::ZERO)
+        .await
+        .expect("all of the budget again");
+    drop(all);
     assert_eq!(budget.overruns(), 0);
 }

@@ -5,8 +5,8 @@
 //!
 //! Layout: `<cache dir>/data/<bucket id>/<id[..2]>/<id>.data` and `<id>.sums`, where `id`
 //! names one version (key and ETag) of an object. `.data` is a sparse file of the object's size
-//! holding the cached blocks at their offsets; `.sums` holds a big-endian CRC32C per block (0:
-//! not cached). One file per object, not per block: creating thousands of inodes costs ext4 more
+//! holding the cached blocks at their offsets; `.sums` holds a big-endian CRC32C per 64 KiB
+//! unit (0: not cached). One file per object, not per block: creating thousands of inodes costs ext4 more
 //! CPU than the bytes. A block is indexed once both writes are done; one a crash cut short
 //! fails its CRC32C check when read, and is fetched again. An evicted block's range is punched
 //! out of the data file. Every method here touches files: call them on blocking threads.
@@ -31,6 +31,11 @@ use crate::figures::Figure;
 /// Bytes per block: a random read fetches whole blocks, so small enough for one GET of it to
 /// cost little more than the read itself, large enough to keep the file count moderate.
 pub const BLOCK: u64 = 256 * 1024;
+
+/// Bytes per checksum: a read from the cache reads and checks only the units it needs (a
+/// random 4 KiB read costs 64 KiB, not a block).
+pub const UNIT: u64 = 64 * 1024;
+const UNITS_PER_BLOCK: u64 = BLOCK / UNIT;
 
 /// Bytes of blocks handed to background writes and not yet on disk: past it, the read whose
 /// bytes they are waits for its own write (memory stays bounded, every block is kept).
@@ -161,9 +166,11 @@ impl DataCache {
                 };
                 let size = meta.len();
                 let when = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-                for (b, crc) in sums.chunks_exact(4).enumerate() {
+                // a block is there when its first unit's checksum is (its units are written
+                // together; one a crash cut short fails its check when read)
+                for (b, crc) in sums.chunks(4 * UNITS_PER_BLOCK as usize).enumerate() {
                     let b = b as u64;
-                    if crc != [0u8; 4] && b * BLOCK < size {
+                    if crc.len() >= 4 && crc[..4] != [0u8; 4] && b * BLOCK < size {
                         found.push((when, id, b, BLOCK.min(size - b * BLOCK)));
                     }
                 }
@@ -235,24 +242,24 @@ impl DataCache {
             self.forget_object(id);
             return None;
         };
-        let (first, last) = (start / BLOCK, (end - 1) / BLOCK);
+        // the units holding the range, checked, then the range cut out of them
+        let (first, last) = (start / UNIT, (end - 1) / UNIT);
         let mut want_sums = vec![0u8; ((last - first + 1) * 4) as usize];
         if sums.read_exact_at(&mut want_sums, first * 4).is_err() {
             self.forget_object(id);
             return None;
         }
-        // the whole blocks, checked, then the asked range cut out of them
-        let from = first * BLOCK;
-        let to = (last * BLOCK + BLOCK).min(size);
+        let from = first * UNIT;
+        let to = (last * UNIT + UNIT).min(size);
         let mut buf = BytesMut::zeroed((to - from) as usize);
         if let Err(e) = data.read_exact_at(&mut buf, from) {
             tracing::debug!("cannot read {}: {e}", data_path.display());
             self.forget_object(id);
             return None;
         }
-        for (i, b) in (first..=last).enumerate() {
-            let lo = ((b - first) * BLOCK) as usize;
-            let hi = (lo + BLOCK as usize).min(buf.len());
+        for (i, u) in (first..=last).enumerate() {
+            let lo = ((u - first) * UNIT) as usize;
+            let hi = (lo + UNIT as usize).min(buf.len());
             let want = u32::from_be_bytes([
                 want_sums[i * 4],
                 want_sums[i * 4 + 1],
@@ -260,6 +267,7 @@ impl DataCache {
                 want_sums[i * 4 + 3],
             ]);
             if want == 0 || crc32c::crc32c(&buf[lo..hi]) != want {
+                let b = u * UNIT / BLOCK;
                 if want != 0 {
                     self.counters.corrupt.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(
@@ -394,7 +402,11 @@ impl DataCache {
             let from = (b * BLOCK - start) as usize;
             let bytes = &data[from..from + len as usize];
             file.write_all_at(bytes, b * BLOCK)?;
-            sums.write_all_at(&crc32c::crc32c(bytes).to_be_bytes(), b * 4)?;
+            let crcs: Vec<u8> = bytes
+                .chunks(UNIT as usize)
+                .flat_map(|u| crc32c::crc32c(u).to_be_bytes())
+                .collect();
+            sums.write_all_at(&crcs, b * UNITS_PER_BLOCK * 4)?;
             self.index.lock().insert((id, b), len);
             self.counters.stored_bytes.fetch_add(len, Ordering::Relaxed);
         }
@@ -461,7 +473,10 @@ impl DataCache {
                 continue;
             };
             for b in blocks {
-                let _ = sums.write_all_at(&[0u8; 4], b * 4);
+                let _ = sums.write_all_at(
+                    &[0u8; 4 * UNITS_PER_BLOCK as usize],
+                    b * UNITS_PER_BLOCK * 4,
+                );
                 punch_hole(&data, b * BLOCK, BLOCK);
             }
         }

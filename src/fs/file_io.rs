@@ -622,6 +622,21 @@ impl Filesystem {
         }
     }
 
+    /// A read the data cache can answer whole, answered on the calling thread: the adapter's
+    /// FUSE thread (never a runtime worker), since the bytes are on local disk and the hops to
+    /// the runtime and a blocking thread cost more than the read. `None`: not a plain read
+    /// handle, or the cache does not hold (or holds damaged) bytes of the range; the read then
+    /// goes the usual way.
+    pub fn read_cached(&self, fh: u64, offset: u64, size: u32) -> Option<Bytes> {
+        let Ok(Handle::Read(r)) = self.handle(fh) else {
+            return None;
+        };
+        let (cache, id, end, object_size) = r.prefetcher.lock().cached(offset, size)?;
+        let bytes = cache.read(id, offset, end, object_size)?;
+        r.served.store(true, Ordering::Release);
+        Some(bytes)
+    }
+
     /// Read through `r`'s prefetcher (the version it was opened on).
     async fn read_version(&self, r: &ReadHandle, offset: u64, size: u32) -> FsResult<Bytes> {
         let plan = r.prefetcher.lock().plan(offset, size);

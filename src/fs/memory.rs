@@ -1,7 +1,9 @@
 //! One memory budget for the whole mount, shared by write parts and read prefetch.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+
+use crate::buffer_pool::BufferPool;
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -15,6 +17,8 @@ pub struct MemoryBudget {
     sem: Arc<Semaphore>,
     total_units: u32,
     overruns: AtomicU64,
+    /// Pools whose idle buffers hold part of the budget: emptied before anyone waits.
+    pools: parking_lot::Mutex<Vec<Weak<BufferPool>>>,
 }
 
 /// Bytes held against the budget; given back on drop.
@@ -53,6 +57,7 @@ impl MemoryBudget {
             sem: Arc::new(Semaphore::new(units as usize)),
             total_units: units,
             overruns: AtomicU64::new(0),
+            pools: parking_lot::Mutex::new(Vec::new()),
         }
     }
 
@@ -72,8 +77,22 @@ impl MemoryBudget {
         })
     }
 
-    /// Wait up to `patience` for room (back-pressure); `None` if there still is none.
+    /// `pool`'s idle buffers are dropped when someone is about to wait for room.
+    pub fn add_pool(&self, pool: Weak<BufferPool>) {
+        self.pools.lock().push(pool);
+    }
+
+    /// Wait up to `patience` for room (back-pressure); `None` if there still is none. Idle
+    /// pooled buffers are let go first: nobody waits for memory that only idles.
     pub async fn reserve_within(&self, bytes: u64, patience: Duration) -> Option<Reservation> {
+        if let Some(r) = self.try_reserve(bytes) {
+            return Some(r);
+        }
+        let pools: Vec<Arc<BufferPool>> =
+            self.pools.lock().iter().filter_map(Weak::upgrade).collect();
+        for pool in pools {
+            pool.drop_idle();
+        }
         let fut = self.sem.clone().acquire_many_owned(self.units(bytes));
         match tokio::time::timeout(patience, fut).await {
             Ok(Ok(permit)) => Some(Reservation {
@@ -116,6 +135,10 @@ impl MemoryBudget {
 pub struct BudgetGate(pub Arc<MemoryBudget>);
 
 impl crate::s3::client::MemoryGate for BudgetGate {
+    fn add_pool(&self, pool: Weak<BufferPool>) {
+        self.0.add_pool(pool);
+    }
+
     fn acquire(&self, bytes: u64) -> futures::future::BoxFuture<'static, Box<dyn Send>> {
         let budget = self.0.clone();
         Box::pin(async move {
@@ -130,12 +153,9 @@ impl crate::s3::client::MemoryGate for BudgetGate {
         })
     }
 
-    /// For idle buffers kept for reuse: only while at least half the budget stays free, so
-    /// that they never keep readers and writers waiting (they go when memory is short).
+    /// For idle buffers kept for reuse: while the budget has room (they are dropped before
+    /// anyone waits for room, see [`MemoryBudget::reserve_within`]).
     fn try_acquire(&self, bytes: u64) -> Option<Box<dyn Send>> {
-        if self.0.in_use() + bytes > self.0.total() / 2 {
-            return None;
-        }
         self.0
             .try_reserve(bytes)
             .map(|r| Box::new(r) as Box<dyn Send>)

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use futures::future::{BoxFuture, FutureExt, Shared};
 
-use super::data_cache::{DataCache, ObjectId, BLOCK};
+use super::data_cache::{DataCache, ObjectId, BLOCK, UNIT};
 use super::error::{FsError, FsResult};
 use super::memory::{MemoryBudget, Reservation, WRITER_PATIENCE};
 use crate::s3::S3Client;
@@ -278,18 +278,20 @@ impl Prefetcher {
     }
 
     /// What a GET for `[offset, end)` asks for: whole blocks with a data cache (so that they
-    /// can be kept), else just that.
+    /// can be kept), else just that. Bytes the cache already holds are read in checksum units,
+    /// not whole blocks.
     fn get_range(&self, offset: u64, end: u64) -> (u64, u64) {
         let end = end.min(self.size);
-        if self.cache.is_some() {
-            let start = offset - offset % BLOCK;
-            (
-                start,
-                end.div_ceil(BLOCK).saturating_mul(BLOCK).min(self.size),
-            )
-        } else {
-            (offset, end)
-        }
+        let align = match &self.cache {
+            Some((cache, id)) if cache.holds(*id, offset, end) => UNIT,
+            Some(_) => BLOCK,
+            None => return (offset, end),
+        };
+        let start = offset - offset % align;
+        (
+            start,
+            end.div_ceil(align).saturating_mul(align).min(self.size),
+        )
     }
 
     /// Bytes of `[offset, end)` that chunks already requested cover.
@@ -298,6 +300,22 @@ impl Prefetcher {
             .iter()
             .map(|c| end.min(c.end).saturating_sub(offset.max(c.start)))
             .sum()
+    }
+
+    /// Where to read `[offset, offset + len)` from when the data cache holds all of it and no
+    /// chunk in memory does: the cache, this version's name in it, the range's end and the
+    /// object's size.
+    pub fn cached(&self, offset: u64, len: u32) -> Option<(Arc<DataCache>, ObjectId, u64, u64)> {
+        let (cache, id) = self.cache.as_ref()?;
+        let end = (offset + u64::from(len)).min(self.size);
+        // bytes a chunk in memory holds (a stream being read) are taken from there
+        if offset >= end
+            || self.covered_bytes(offset, end) == end - offset
+            || !cache.holds(*id, offset, end)
+        {
+            return None;
+        }
+        Some((cache.clone(), *id, end, self.size))
     }
 
     /// Forget a failed stream so the next read starts afresh.

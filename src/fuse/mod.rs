@@ -424,6 +424,11 @@ impl fuser::Filesystem for Adapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        // bytes the data cache holds are read here, on this FUSE thread (local disk)
+        if let Some(data) = self.fs.read_cached(fh.0, offset, size) {
+            reply.data(&data);
+            return;
+        }
         let fs = self.fs.clone();
         self.spawn(async move {
             match fs.read(fh.0, offset, size).await {
