@@ -217,6 +217,9 @@ fn resolve(
         if let Some(found) = from_environment(env)? {
             return Ok((found, Kind::Static));
         }
+        if let Some(fetcher) = web_identity_fetcher(env) {
+            return fetched(fetcher);
+        }
     }
     let profile = profile_name(request.profile.as_deref(), env);
     let files = AwsFiles::locate(env);
@@ -284,6 +287,30 @@ fn container_fetcher(env: &dyn Env) -> Result<Option<Arc<dyn Fetcher>>, Credenti
         token_file: nonempty(env, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE").map(PathBuf::from),
         timeout: metadata_timeout(env),
     })))
+}
+
+/// A role assumed with a web identity token, when `AWS_WEB_IDENTITY_TOKEN_FILE` and
+/// `AWS_ROLE_ARN` say so (Kubernetes service accounts, EKS IRSA): STS at
+/// `AWS_ENDPOINT_URL_STS`, else the region's (`AWS_REGION`, `AWS_DEFAULT_REGION`), else the
+/// global one; session name `AWS_ROLE_SESSION_NAME`, else `bucketfs-<pid>`.
+fn web_identity_fetcher(env: &dyn Env) -> Option<Arc<dyn Fetcher>> {
+    let token_file = nonempty(env, "AWS_WEB_IDENTITY_TOKEN_FILE")?;
+    let role_arn = nonempty(env, "AWS_ROLE_ARN")?;
+    let region = nonempty(env, "AWS_REGION").or_else(|| nonempty(env, "AWS_DEFAULT_REGION"));
+    let endpoint = crate::s3::sts::WebIdentityFetcher::endpoint_for(
+        region.as_deref(),
+        nonempty(env, "AWS_ENDPOINT_URL_STS").as_deref(),
+    );
+    Some(Arc::new(crate::s3::sts::WebIdentityFetcher {
+        endpoint,
+        role_arn: role_arn.trim().to_string(),
+        session_name: nonempty(env, "AWS_ROLE_SESSION_NAME")
+            .unwrap_or_else(|| format!("bucketfs-{}", std::process::id())),
+        token_file: PathBuf::from(token_file.trim()),
+        ca_bundles: nonempty(env, "AWS_CA_BUNDLE")
+            .map(|p| vec![PathBuf::from(p)])
+            .unwrap_or_default(),
+    }))
 }
 
 /// EC2 instance metadata unless `AWS_EC2_METADATA_DISABLED=true`; the endpoint from
@@ -980,6 +1007,21 @@ mod tests {
                         headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
                     }
                 }
+                // a request body, for the routes as a pseudo-header `<body>`
+                let len: usize = headers
+                    .iter()
+                    .find(|(k, _)| k == "content-length")
+                    .and_then(|(_, v)| v.parse().ok())
+                    .unwrap_or(0);
+                if len > 0 {
+                    let mut body = vec![0u8; len];
+                    if std::io::Read::read_exact(&mut reader, &mut body).is_ok() {
+                        headers.push((
+                            "<body>".to_string(),
+                            String::from_utf8_lossy(&body).into_owned(),
+                        ));
+                    }
+                }
                 let (status, body) = routes(&method, &path, &headers);
                 seen2.lock().unwrap().push((method, path, headers));
                 let _ = write!(
@@ -1073,6 +1115,78 @@ mod tests {
             }
         }
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    fn sts_answer(key: &str, expires: SystemTime) -> String {
+        format!(
+            "<AssumeRoleWithWebIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
+             <AssumeRoleWithWebIdentityResult><Credentials><AccessKeyId>{key}</AccessKeyId>\
+             <SecretAccessKey>sec-{key}</SecretAccessKey><SessionToken>tok-{key}</SessionToken>\
+             <Expiration>{}</Expiration></Credentials></AssumeRoleWithWebIdentityResult>\
+             </AssumeRoleWithWebIdentityResponse>",
+            crate::s3::cred_sources::iso8601_for_tests(expires)
+        )
+    }
+
+    #[test]
+    fn a_web_identity_token_is_exchanged_for_role_keys() {
+        let fake = fake_metadata(|method, path, headers| {
+            let body = headers
+                .iter()
+                .find(|(k, _)| k == "<body>")
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default();
+            let ok = method == "POST"
+                && path == "/"
+                && body.contains("Action=AssumeRoleWithWebIdentity")
+                && body.contains("RoleArn=arn%3Aaws%3Aiam%3A%3A1%3Arole%2Fr")
+                && body.contains("RoleSessionName=pod-7")
+                && body.contains("WebIdentityToken=eyJ.tok");
+            if ok {
+                (
+                    200,
+                    sts_answer("ASIA1", SystemTime::now() + Duration::from_secs(3600)),
+                )
+            } else {
+                (
+                    403,
+                    "<ErrorResponse><Error><Code>AccessDenied</Code><Message>not this role\
+                     </Message></Error></ErrorResponse>"
+                        .to_string(),
+                )
+            }
+        });
+        let home = tempfile::tempdir().unwrap();
+        let token = home.path().join("token");
+        write(&token, "eyJ.tok\n", 0o600);
+        let e = |role: &str| {
+            env(&[
+                ("HOME", home.path().to_str().unwrap()),
+                ("AWS_WEB_IDENTITY_TOKEN_FILE", token.to_str().unwrap()),
+                ("AWS_ROLE_ARN", role),
+                ("AWS_ROLE_SESSION_NAME", "pod-7"),
+                ("AWS_ENDPOINT_URL_STS", &fake.url),
+            ])
+        };
+        let src = load_shared_with(&request("b"), Arc::new(e("arn:aws:iam::1:role/r"))).unwrap();
+        let keys = src.current();
+        assert_eq!(keys.access_key_id, "ASIA1");
+        assert_eq!(keys.secret_access_key, "sec-ASIA1");
+        assert_eq!(keys.session_token.as_deref(), Some("tok-ASIA1"));
+        assert!(
+            src.describe().contains("web identity"),
+            "{}",
+            src.describe()
+        );
+        // a refusal names STS's answer, not a secret
+        let err = load_with(&request("b"), &e("arn:aws:iam::1:role/other"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("AccessDenied") && err.contains("not this role"),
+            "{err}"
+        );
+        assert!(!err.contains("eyJ.tok"), "{err}");
     }
 
     #[test]

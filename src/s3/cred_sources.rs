@@ -504,7 +504,7 @@ fn metadata_client(timeout: Duration) -> MetadataClient {
 /// for it. A runtime per fetch (keys are fetched every few hours) rather than one kept by the
 /// fetcher: it is callable from any thread, inside another runtime or not, and no runtime is
 /// ever dropped inside async code (which tokio forbids) when the last owner of a fetcher is.
-fn run_on_own_runtime<T: Send>(
+pub(crate) fn run_on_own_runtime<T: Send>(
     work: impl Future<Output = Result<T, String>> + Send,
 ) -> Result<T, String> {
     std::thread::scope(|scope| {
@@ -525,7 +525,7 @@ fn run_on_own_runtime<T: Send>(
 }
 
 /// An error and its causes on one line (`client error (Connect): tcp connect error: …`).
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut cause = e.source();
     while let Some(c) = cause {

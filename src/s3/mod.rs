@@ -8,6 +8,7 @@ pub mod payload;
 pub mod profile;
 pub mod sigv4;
 pub mod stats;
+pub mod sts;
 mod time;
 mod transport;
 pub mod types;

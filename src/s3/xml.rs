@@ -406,6 +406,43 @@ fn parse_list_objects_v2_tree(body: &[u8]) -> Result<ListPage, S3Error> {
     Ok(ListPage::default())
 }
 
+/// Keys an STS `AssumeRole*` answer carries: access key, secret, session token, expiry.
+pub type StsKeys = (String, String, String, Option<SystemTime>);
+
+/// Parses the answer of STS `AssumeRoleWithWebIdentity` (or `AssumeRole`): the keys under
+/// `…Result/Credentials`, or the error an `ErrorResponse` names.
+pub fn parse_sts_credentials(body: &[u8]) -> Result<StsKeys, String> {
+    let root = parse_tree(body).map_err(|e| format!("unreadable STS answer: {e}"))?;
+    let error = if root.name == "Error" {
+        Some(&root)
+    } else {
+        root.child("Error")
+    };
+    if let Some(err) = error {
+        let code = err.child_trimmed("Code").unwrap_or_default();
+        let message = err.child_text("Message").unwrap_or_default();
+        return Err(format!("STS refused: {code}: {message}"));
+    }
+    let creds = root
+        .children
+        .iter()
+        .find(|c| c.name.ends_with("Result"))
+        .and_then(|r| r.child("Credentials"))
+        .ok_or_else(|| format!("STS answer without credentials (root {})", root.name))?;
+    let field = |name: &str| {
+        creds
+            .child_trimmed(name)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| format!("STS answer without {name}"))
+    };
+    Ok((
+        field("AccessKeyId")?,
+        field("SecretAccessKey")?,
+        field("SessionToken")?,
+        time_of(creds, "Expiration"),
+    ))
+}
+
 /// Parses `InitiateMultipartUploadResult` and returns the upload id.
 pub fn parse_initiate_multipart(body: &[u8], key: &str) -> Result<String, S3Error> {
     let root = parse_expecting(body, "InitiateMultipartUploadResult", 200, Some(key))?;
