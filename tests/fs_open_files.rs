@@ -489,3 +489,28 @@ async fn a_reader_of_a_file_fsynced_and_kept_open_does_not_wait_for_its_release(
     fs.flush(w.fh, 0).await.expect("close");
     fs.release(w.fh).await.expect("release");
 }
+
+#[tokio::test]
+async fn reads_of_a_file_open_for_writing_go_through_the_data_cache() {
+    // a database opened read-write reads its pages from untouched ranges of the object
+    let srv = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("cache dir");
+    let fs = fs_with(&srv, staged(&dir));
+    // larger than a part: changed in place, untouched ranges read from the object
+    let old = data(12 * MIB, 9);
+    srv.put_object("db", old.clone());
+    let ino = fs.lookup(ROOT_INO, "db").await.expect("lookup").ino;
+    let o = fs.open(ino, libc::O_RDWR, ME).await.expect("open rw");
+    let gets = srv.count("GetObject");
+    assert!(read_range(&fs, o.fh, MIB + 100, 4096).await == old[MIB + 100..MIB + 4196]);
+    assert_eq!(srv.count("GetObject"), gets + 1, "one GET, of the block");
+    // the rest of that block: kept from the first GET
+    fs.settle_data_cache().await;
+    assert!(read_range(&fs, o.fh, MIB + 200_000, 4096).await == old[MIB + 200_000..MIB + 204_096]);
+    assert_eq!(
+        srv.count("GetObject"),
+        gets + 1,
+        "no GET: the block was kept"
+    );
+    fs.release(o.fh).await.expect("release");
+}

@@ -65,7 +65,7 @@ impl WriteHandle {
 /// How a handle writes: a stream of new bytes, or changes to an existing large object.
 enum Writer {
     Stream(Box<Upload>),
-    Patch(PatchUpload),
+    Patch(Box<PatchUpload>),
 }
 
 impl Writer {
@@ -266,6 +266,7 @@ impl Filesystem {
             self.store.journal.clone(),
             self.store.staging_file("patch"),
         )
+        .with_cache(self.data_cache.clone())
     }
 
     /// The headers a commit of `ino` sends: content type and the s3fs attribute headers.
@@ -402,7 +403,7 @@ impl Filesystem {
             }
         }
         let upload = if !truncate && size > self.limits.base {
-            Writer::Patch(self.patch_writer(key.clone(), etag.clone(), size))
+            Writer::Patch(Box::new(self.patch_writer(key.clone(), etag.clone(), size)))
         } else if !truncate && size > 0 {
             let out = self
                 .client
@@ -760,7 +761,11 @@ impl Filesystem {
         if done.multipart && matches!(st.upload, Writer::Stream(_)) {
             // a completed multipart upload is final: later writes (after an fsync, or by
             // whoever keeps the file open) change the new object in place
-            st.upload = Writer::Patch(self.patch_writer(key.clone(), done.etag.clone(), done.size));
+            st.upload = Writer::Patch(Box::new(self.patch_writer(
+                key.clone(),
+                done.etag.clone(),
+                done.size,
+            )));
         }
         st.expect = done
             .etag

@@ -327,6 +327,13 @@ impl Filesystem {
         v
     }
 
+    /// Waits until fetched blocks on their way to the data cache are written (tests, unmount).
+    pub async fn settle_data_cache(&self) {
+        if let Some(c) = &self.data_cache {
+            c.settle().await;
+        }
+    }
+
     /// The memory budget as a gate for buffers held outside the core (the FUSE adapter's).
     pub fn memory_gate(&self) -> Arc<dyn crate::s3::client::MemoryGate> {
         Arc::new(memory::BudgetGate(self.budget.clone()))
@@ -351,9 +358,7 @@ impl Filesystem {
     pub async fn shutdown(&self) -> ShutdownReport {
         let report = self.finish_all_writes().await;
         self.flush_all_metadata().await;
-        if let Some(c) = &self.data_cache {
-            c.settle().await;
-        }
+        self.settle_data_cache().await;
         if let Some(j) = &self.store.journal {
             j.remove_if_done();
         }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
 
+use super::data_cache::{DataCache, ObjectId, BLOCK};
 use super::dirty_parts::DirtyParts;
 use super::error::{FsError, FsResult};
 use super::journal::UploadJournal;
@@ -42,6 +43,10 @@ pub struct PatchUpload {
     changed: bool,
     /// Records the multipart upload a commit builds (see `journal.rs`).
     journal: Option<Arc<UploadJournal>>,
+    /// The data cache, the source version's name in it and the source's size: reads of
+    /// untouched ranges (a database opened read-write) come from there, or fetch whole blocks
+    /// and keep them.
+    cache: Option<(Arc<DataCache>, ObjectId, u64)>,
 }
 
 /// Only the conditions of `opts` (CompleteMultipartUpload carries no metadata).
@@ -92,6 +97,7 @@ impl PatchUpload {
             parts,
             changed: false,
             journal,
+            cache: None,
         }
     }
 
@@ -122,10 +128,75 @@ impl PatchUpload {
     }
 
     /// Source bytes `[start, end)` (within what is still valid), zero-filled up to `len`.
+    /// Reads go through `cache` (nothing is cached for a source without an ETag).
+    pub fn with_cache(mut self, cache: Option<Arc<DataCache>>) -> PatchUpload {
+        self.cache = self.cache_entry(cache);
+        self
+    }
+
+    fn cache_entry(
+        &self,
+        cache: Option<Arc<DataCache>>,
+    ) -> Option<(Arc<DataCache>, ObjectId, u64)> {
+        match (cache, &self.source_etag) {
+            (Some(c), Some(etag)) => {
+                Some((c, ObjectId::new(&self.source_key, etag), self.source_valid))
+            }
+            _ => None,
+        }
+    }
+
+    /// `[start, end)` of the source from the data cache, or fetched in whole blocks that are
+    /// then kept; `None` without a cache.
+    async fn cached_source(&self, start: u64, end: u64) -> Option<FsResult<Bytes>> {
+        let (cache, id, size) = self.cache.clone()?;
+        if cache.holds(id, start, end) {
+            let c = cache.clone();
+            let hit = tokio::task::spawn_blocking(move || c.read(id, start, end, size))
+                .await
+                .ok()
+                .flatten();
+            if let Some(bytes) = hit {
+                return Some(Ok(bytes));
+            }
+        }
+        let from = start - start % BLOCK;
+        let to = end.div_ceil(BLOCK).saturating_mul(BLOCK).min(size);
+        let out = match self
+            .client
+            .get_object(
+                &self.source_key,
+                Some(from..to),
+                self.source_etag.as_deref(),
+            )
+            .await
+        {
+            Ok(o) => o,
+            Err(e) => return Some(Err(FsError::from_s3(&e, &self.source_key))),
+        };
+        if out.body.len() as u64 != to - from {
+            return Some(Err(FsError::new(
+                libc::EIO,
+                "short read of the original object",
+            )));
+        }
+        cache.missed(to - from);
+        // kept in the background; the read does not wait for the disk
+        let _ = cache.store_later(id, from, out.body.clone(), size);
+        Some(Ok(out
+            .body
+            .slice((start - from) as usize..(end - from) as usize)))
+    }
+
     async fn source_bytes(&self, start: u64, end: u64) -> FsResult<BytesMut> {
         let mut buf = BytesMut::with_capacity((end - start) as usize);
         let src_end = end.min(self.source_valid);
         if start < src_end {
+            if let Some(got) = self.cached_source(start, src_end).await {
+                buf.extend_from_slice(&got?);
+                buf.resize((end - start) as usize, 0);
+                return Ok(buf);
+            }
             let out = self
                 .client
                 .get_object(
@@ -366,6 +437,9 @@ impl PatchUpload {
         self.source_valid = self.size;
         self.parts.clear();
         self.changed = false;
+        // the cache's name for the new version
+        let cache = self.cache.take().map(|(c, _, _)| c);
+        self.cache = self.cache_entry(cache);
     }
 
     /// The new object's parts in order: runs of untouched parts as one server-side copy each
