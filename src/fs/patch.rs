@@ -146,10 +146,12 @@ impl PatchUpload {
         }
     }
 
-    /// `[start, end)` of the source from the data cache, or fetched in whole blocks that are
-    /// then kept; `None` without a cache.
-    async fn cached_source(&self, start: u64, end: u64) -> Option<FsResult<Bytes>> {
-        let (cache, id, size) = self.cache.clone()?;
+    /// `[start, end)` of the source: from the data cache, or fetched (in whole blocks that are
+    /// then kept, with a cache).
+    async fn source_range(&self, start: u64, end: u64) -> FsResult<Bytes> {
+        let Some((cache, id, size)) = self.cache.clone() else {
+            return self.fetch_source(start, end).await;
+        };
         if cache.holds(id, start, end) {
             let c = cache.clone();
             let hit = tokio::task::spawn_blocking(move || c.read(id, start, end, size))
@@ -157,59 +159,40 @@ impl PatchUpload {
                 .ok()
                 .flatten();
             if let Some(bytes) = hit {
-                return Some(Ok(bytes));
+                return Ok(bytes);
             }
         }
         let from = start - start % BLOCK;
         let to = end.div_ceil(BLOCK).saturating_mul(BLOCK).min(size);
-        let out = match self
+        let body = self.fetch_source(from, to).await?;
+        cache.missed(to - from);
+        // kept in the background; the read does not wait for the disk
+        let _ = cache.store_later(id, from, body.clone(), size);
+        Ok(body.slice((start - from) as usize..(end - from) as usize))
+    }
+
+    /// One ranged GET of the source, of the version this file was opened on.
+    async fn fetch_source(&self, start: u64, end: u64) -> FsResult<Bytes> {
+        let out = self
             .client
             .get_object(
                 &self.source_key,
-                Some(from..to),
+                Some(start..end),
                 self.source_etag.as_deref(),
             )
             .await
-        {
-            Ok(o) => o,
-            Err(e) => return Some(Err(FsError::from_s3(&e, &self.source_key))),
-        };
-        if out.body.len() as u64 != to - from {
-            return Some(Err(FsError::new(
-                libc::EIO,
-                "short read of the original object",
-            )));
+            .map_err(|e| FsError::from_s3(&e, &self.source_key))?;
+        if out.body.len() as u64 != end - start {
+            return Err(FsError::new(libc::EIO, "short read of the original object"));
         }
-        cache.missed(to - from);
-        // kept in the background; the read does not wait for the disk
-        let _ = cache.store_later(id, from, out.body.clone(), size);
-        Some(Ok(out
-            .body
-            .slice((start - from) as usize..(end - from) as usize)))
+        Ok(out.body)
     }
 
     async fn source_bytes(&self, start: u64, end: u64) -> FsResult<BytesMut> {
         let mut buf = BytesMut::with_capacity((end - start) as usize);
         let src_end = end.min(self.source_valid);
         if start < src_end {
-            if let Some(got) = self.cached_source(start, src_end).await {
-                buf.extend_from_slice(&got?);
-                buf.resize((end - start) as usize, 0);
-                return Ok(buf);
-            }
-            let out = self
-                .client
-                .get_object(
-                    &self.source_key,
-                    Some(start..src_end),
-                    self.source_etag.as_deref(),
-                )
-                .await
-                .map_err(|e| FsError::from_s3(&e, &self.source_key))?;
-            if out.body.len() as u64 != src_end - start {
-                return Err(FsError::new(libc::EIO, "short read of the original object"));
-            }
-            buf.extend_from_slice(&out.body);
+            buf.extend_from_slice(&self.source_range(start, src_end).await?);
         }
         buf.resize((end - start) as usize, 0);
         Ok(buf)
