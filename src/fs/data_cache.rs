@@ -307,7 +307,7 @@ impl DataCache {
     }
 
     /// Bytes fetched from S3 for a read while the cache was on.
-    pub fn missed(&self, bytes: u64) {
+    fn missed(&self, bytes: u64) {
         self.counters.miss_bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 
@@ -315,7 +315,7 @@ impl DataCache {
     /// Returns when they are written, and whether the writes waiting were already past their
     /// bound (then the caller waits for this one, so that a disk falling behind slows reads
     /// down instead of piling up memory).
-    pub fn store_later(
+    fn store_later(
         self: &Arc<Self>,
         id: ObjectId,
         start: u64,
@@ -479,6 +479,35 @@ impl DataCache {
                 );
                 punch_hole(&data, b * BLOCK, BLOCK);
             }
+        }
+    }
+
+    /// `[start, end)` of an object of `size` bytes when the cache holds all of it, read on a
+    /// blocking thread (from async code); `None` when it does not, or a block is damaged.
+    pub async fn read_held(
+        self: &Arc<Self>,
+        id: ObjectId,
+        start: u64,
+        end: u64,
+        size: u64,
+    ) -> Option<Bytes> {
+        if !self.holds(id, start, end) {
+            return None;
+        }
+        let c = self.clone();
+        tokio::task::spawn_blocking(move || c.read(id, start, end, size))
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Bytes fetched from S3 (from `start` of an object of `size` bytes), counted as a miss
+    /// and kept in the background; waits for the disk only when it falls behind.
+    pub async fn keep_fetched(self: &Arc<Self>, id: ObjectId, start: u64, body: Bytes, size: u64) {
+        self.missed(body.len() as u64);
+        let (written, behind) = self.store_later(id, start, body, size);
+        if behind {
+            let _ = written.await;
         }
     }
 

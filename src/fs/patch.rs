@@ -152,22 +152,13 @@ impl PatchUpload {
         let Some((cache, id, size)) = self.cache.clone() else {
             return self.fetch_source(start, end).await;
         };
-        if cache.holds(id, start, end) {
-            let c = cache.clone();
-            let hit = tokio::task::spawn_blocking(move || c.read(id, start, end, size))
-                .await
-                .ok()
-                .flatten();
-            if let Some(bytes) = hit {
-                return Ok(bytes);
-            }
+        if let Some(bytes) = cache.read_held(id, start, end, size).await {
+            return Ok(bytes);
         }
         let from = start - start % BLOCK;
         let to = end.div_ceil(BLOCK).saturating_mul(BLOCK).min(size);
         let body = self.fetch_source(from, to).await?;
-        cache.missed(to - from);
-        // kept in the background; the read does not wait for the disk
-        let _ = cache.store_later(id, from, body.clone(), size);
+        cache.keep_fetched(id, from, body.clone(), size).await;
         Ok(body.slice((start - from) as usize..(end - from) as usize))
     }
 

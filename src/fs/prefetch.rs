@@ -140,15 +140,8 @@ impl Prefetcher {
             };
             let held = |bytes| Ok((bytes, Arc::new(reservation)));
             if let Some((cache, id)) = &cache {
-                if cache.holds(*id, start, end) {
-                    let (c, id) = (cache.clone(), *id);
-                    let hit = tokio::task::spawn_blocking(move || c.read(id, start, end, size))
-                        .await
-                        .ok()
-                        .flatten();
-                    if let Some(bytes) = hit {
-                        return held(bytes);
-                    }
+                if let Some(bytes) = cache.read_held(*id, start, end, size).await {
+                    return held(bytes);
                 }
             }
             let out = client
@@ -165,13 +158,7 @@ impl Prefetcher {
                 ));
             }
             if let Some((cache, id)) = cache {
-                cache.missed(end - start);
-                // written in the background: the read waits for the disk only when it falls
-                // behind
-                let (written, behind) = cache.store_later(id, start, out.body.clone(), size);
-                if behind {
-                    let _ = written.await;
-                }
+                cache.keep_fetched(id, start, out.body.clone(), size).await;
             }
             held(out.body)
         });
