@@ -1077,13 +1077,13 @@ fn stats_command(args: &StatsArgs) -> ExitCode {
 
 /// glibc raises its mmap threshold each time a large block is freed, after which multi-MiB part
 /// and read buffers come from the heap and are not given back: resident memory creeps far past
-/// `--max-memory`. A fixed threshold keeps every buffer of 1 MiB or more in its own mapping,
-/// returned when freed; two arenas are plenty for a daemon whose threads mostly wait on I/O.
+/// `--max-memory`. A fixed threshold keeps every buffer of 256 KiB or more (data-cache blocks,
+/// random-read chunks, parts) in its own mapping, returned when freed; two arenas are plenty for a daemon whose threads mostly wait on I/O.
 fn limit_allocator_growth() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes allocator tuning; called before any other thread exists.
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 1024 * 1024);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
         libc::mallopt(libc::M_ARENA_MAX, 2);
     }
 }

@@ -209,9 +209,10 @@ fn without_the_data_cache_every_read_goes_to_s3() {
 }
 
 /// What the daemon may hold beyond `--max-memory` (docs/SEMANTICS.md, "Memory"): its code,
-/// runtime and tables (15 MiB for this debug build at rest), HTTP read buffers, allocator
-/// slack. Measured: 116 MiB at most here with the fixes, 148 MiB without them.
-const FIXED_OVERHEAD: u64 = 64 << 20;
+/// runtime and tables (15 MiB for this debug build at rest), thread stacks, HTTP read buffers,
+/// allocator slack. Measured for this test, debug build: 96-119 MiB on an idle machine or beside
+/// two busy loops, 128 MiB once in CI under load; 148 MiB before the budget covered reads.
+const FIXED_OVERHEAD: u64 = 76 << 20;
 
 #[test]
 fn seeking_readers_and_writers_stay_within_the_memory_budget() {

@@ -25,6 +25,7 @@ use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 
+use super::memory::Reservation;
 use super::staging::StagingBudget;
 use crate::figures::Figure;
 
@@ -132,6 +133,8 @@ struct StoreJob {
     data: Bytes,
     size: u64,
     pending: PendingStore,
+    /// The memory budget's hold on `data`, given back once it is written.
+    memory: Option<Arc<Reservation>>,
     done: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -207,6 +210,7 @@ impl DataCache {
                         cache.store(job.id, job.start, &job.data, job.size);
                     }
                     drop(job.pending);
+                    drop(job.memory);
                     let _ = job.done.send(());
                 }
             })?;
@@ -321,6 +325,7 @@ impl DataCache {
         start: u64,
         data: Bytes,
         size: u64,
+        memory: Option<Arc<Reservation>>,
     ) -> (tokio::sync::oneshot::Receiver<()>, bool) {
         let bytes = data.len() as u64;
         let before = self.pending.fetch_add(bytes, Ordering::Relaxed);
@@ -335,6 +340,7 @@ impl DataCache {
             data,
             size,
             pending,
+            memory,
             done,
         };
         if let Some(tx) = self.writer.lock().as_ref() {
@@ -502,11 +508,22 @@ impl DataCache {
     }
 
     /// Bytes fetched from S3 (from `start` of an object of `size` bytes), counted as a miss
-    /// and kept in the background; waits for the disk only when it falls behind.
-    pub async fn keep_fetched(self: &Arc<Self>, id: ObjectId, start: u64, body: Bytes, size: u64) {
+    /// and kept in the background; waits for the disk only when it falls behind. `memory` is
+    /// the budget's hold on `body`, kept until it is written (the reader may drop its copy
+    /// first); without one the caller waits for the write, so that no bytes outlive their
+    /// count.
+    pub async fn keep_fetched(
+        self: &Arc<Self>,
+        id: ObjectId,
+        start: u64,
+        body: Bytes,
+        size: u64,
+        memory: Option<Arc<Reservation>>,
+    ) {
         self.missed(body.len() as u64);
-        let (written, behind) = self.store_later(id, start, body, size);
-        if behind {
+        let counted = memory.is_some();
+        let (written, behind) = self.store_later(id, start, body, size, memory);
+        if behind || !counted {
             let _ = written.await;
         }
     }

@@ -158,7 +158,10 @@ impl PatchUpload {
         let from = start - start % BLOCK;
         let to = end.div_ceil(BLOCK).saturating_mul(BLOCK).min(size);
         let body = self.fetch_source(from, to).await?;
-        cache.keep_fetched(id, from, body.clone(), size).await;
+        let memory = self.budget.try_reserve(to - from).map(Arc::new);
+        cache
+            .keep_fetched(id, from, body.clone(), size, memory)
+            .await;
         Ok(body.slice((start - from) as usize..(end - from) as usize))
     }
 

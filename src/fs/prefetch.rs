@@ -134,11 +134,11 @@ impl Prefetcher {
         let budget = self.budget.clone();
         let size = self.size;
         let task = tokio::spawn(async move {
-            let reservation = match reservation {
+            let reservation = Arc::new(match reservation {
                 Some(r) => r,
                 None => needed_now(&budget, end - start).await,
-            };
-            let held = |bytes| Ok((bytes, Arc::new(reservation)));
+            });
+            let held = |bytes| Ok((bytes, reservation.clone()));
             if let Some((cache, id)) = &cache {
                 if let Some(bytes) = cache.read_held(*id, start, end, size).await {
                     return held(bytes);
@@ -158,7 +158,10 @@ impl Prefetcher {
                 ));
             }
             if let Some((cache, id)) = cache {
-                cache.keep_fetched(id, start, out.body.clone(), size).await;
+                let memory = Some(reservation.clone());
+                cache
+                    .keep_fetched(id, start, out.body.clone(), size, memory)
+                    .await;
             }
             held(out.body)
         });
