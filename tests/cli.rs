@@ -321,7 +321,7 @@ fn cleanup_aborts_old_uploads_under_the_prefix() {
     let srv = TestServer::start_blocking();
     let bucket = srv.bucket().to_string();
     for key in ["a/one", "a/two", "b/three"] {
-        srv.with_store(|s| s.create_multipart_upload(&bucket, key, ObjectAttrs::default()))
+        srv.with_store(|s| s.create_multipart_upload(&bucket, key, ObjectAttrs::default(), false))
             .unwrap();
     }
     let home = tempfile::tempdir().unwrap();

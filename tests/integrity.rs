@@ -3,7 +3,7 @@
 //! fetched again, never handed out; the probe finds whether a server verifies CRC32C.
 
 use bucketfs::s3::profile::Holds;
-use bucketfs::s3::{CompletedPart, PutOptions, S3Error, UploadChecksums};
+use bucketfs::s3::{PutOptions, S3Error, UploadChecksums};
 use bucketfs_test_server::{Dialect, Fault, FaultKind, TestServer};
 
 #[path = "common/core.rs"]
@@ -77,14 +77,11 @@ async fn a_part_damaged_on_the_way_is_sent_again() {
         .expect("create");
     let mut parts = Vec::new();
     for (n, body) in [(1u32, &a), (2, &b)] {
-        let etag = c
+        let part = c
             .upload_part("mp", &id, n, body.clone())
             .await
             .expect("part");
-        parts.push(CompletedPart {
-            part_number: n,
-            etag,
-        });
+        parts.push(part);
     }
     c.complete_multipart_upload("mp", &id, &parts, &PutOptions::default())
         .await
@@ -180,4 +177,64 @@ async fn the_probe_finds_whether_crc32c_is_verified() {
         .iter()
         .any(|(n, _)| n == "x-amz-checksum-crc32c"));
     assert!(!last.headers.iter().any(|(n, _)| n == "content-md5"));
+}
+
+#[tokio::test]
+async fn parts_carry_crc32c_where_the_server_verifies_it() {
+    // the server verifies CRC32C (the probe would say so): the upload names the algorithm,
+    // every part carries its CRC32C instead of an MD5 (a CPU hashes it at memory speed), the
+    // Complete names each one (the server refuses it otherwise), a copied part's comes from
+    // the server
+    let srv = TestServer::start().await;
+    let c = client(&srv);
+    c.set_capabilities(bucketfs::s3::profile::Capabilities::AWS);
+    let src = data(6 << 20, 9);
+    c.put_object("src", src.clone(), &PutOptions::default())
+        .await
+        .expect("source");
+    srv.add_fault(
+        Fault::new(FaultKind::CorruptRequest)
+            .op("UploadPart")
+            .times(1),
+    );
+    let a = data(5 << 20, 3);
+    let id = c
+        .create_multipart_upload("mp", &PutOptions::default())
+        .await
+        .expect("create");
+    let created = srv
+        .requests_for("CreateMultipartUpload")
+        .pop()
+        .expect("create");
+    assert!(created
+        .headers
+        .iter()
+        .any(|(n, v)| n == "x-amz-checksum-algorithm" && v == "CRC32C"));
+    let one = c.upload_part("mp", &id, 1, a.clone()).await.expect("part");
+    assert!(one.crc32c.is_some());
+    let two = c
+        .upload_part_copy("mp", &id, 2, "src", 1000..(3 << 20), None)
+        .await
+        .expect("copied part");
+    assert!(
+        two.crc32c.is_some(),
+        "the server names a copied part's CRC32C"
+    );
+    c.complete_multipart_upload("mp", &id, &[one, two], &PutOptions::default())
+        .await
+        .expect("complete");
+    let mut want = a.clone();
+    want.extend_from_slice(&src[1000..3 << 20]);
+    assert!(srv.get_object("mp").as_deref() == Some(&want[..]));
+    assert_eq!(
+        c.stats().checksum_failures,
+        1,
+        "the damaged part was refused"
+    );
+    let parts = srv.requests_for("UploadPart");
+    assert_eq!(parts.len(), 2);
+    for p in &parts {
+        assert!(p.headers.iter().any(|(n, _)| n == "x-amz-checksum-crc32c"));
+        assert!(!p.headers.iter().any(|(n, _)| n == "content-md5"));
+    }
 }

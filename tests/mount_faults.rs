@@ -325,10 +325,77 @@ fn a_closed_file_whose_upload_was_cut_by_a_crash_is_resumed() {
     wait_for(|| m.log_text().contains("resumed the upload"));
 }
 
+#[test]
+fn a_resume_that_fails_keeps_the_closed_file_for_the_next_mount() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = server();
+    let (_cache, cache_arg) = cache_dir();
+    let data = pattern(12 << 20, 13);
+    crash_while_completing(&srv, &cache_arg, "kept.bin", &data);
+    // the next mount cannot send the parts: the file is kept, not aborted
+    srv.add_fault(Fault::new(FaultKind::internal_error()).op("UploadPart"));
+    let mut m = Mount::new(&srv, &["--cache-dir", &cache_arg, "--retry-timeout", "2"]);
+    wait_for(|| m.log_text().contains("could not resume the upload"));
+    assert_eq!(srv.multipart_uploads().len(), 1, "the upload stays open");
+    assert!(m.unmount());
+    srv.clear_faults();
+    let m = Mount::new(&srv, &["--cache-dir", &cache_arg]);
+    wait_for(|| m.log_text().contains("resumed the upload"));
+    assert!(srv.get_object("kept.bin").expect("resumed") == data[..]);
+}
+
+#[test]
+fn an_upload_resumed_by_a_mount_with_other_checksums_keeps_its_own() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = server();
+    let Some(ts) = srv.counting() else {
+        return; // the checksum rules are the in-process server's
+    };
+    let (_cache, cache_arg) = cache_dir();
+    let data = pattern(12 << 20, 12);
+    // created with CRC32C: the server wants CRC32C parts and every one named in the Complete
+    crash_while_completing_with(
+        &srv,
+        &cache_arg,
+        "crc.bin",
+        &data,
+        &["--upload-checksums", "crc32c"],
+    );
+    let before = ts.requests_for("UploadPart").len();
+    // resumed by a mount sending MD5s: the resumed parts still carry CRC32C
+    let m = Mount::new(
+        &srv,
+        &["--cache-dir", &cache_arg, "--upload-checksums", "md5"],
+    );
+    wait_for(|| m.log_text().contains("resumed the upload"));
+    assert!(srv.get_object("crc.bin").expect("resumed") == data[..]);
+    let resumed = &ts.requests_for("UploadPart")[before..];
+    assert!(!resumed.is_empty());
+    assert!(resumed
+        .iter()
+        .all(|r| r.headers.iter().any(|(n, _)| n == "x-amz-checksum-crc32c")));
+}
+
 /// Write `name` (`data`, closed with fsync) while every CompleteMultipartUpload fails, so the
 /// close keeps retrying, then kill -9 the daemon: a closed file whose parts are all staged.
 fn crash_while_completing(srv: &Server, cache_arg: &str, name: &str, data: &[u8]) {
-    let mut m = Mount::new(srv, &["--cache-dir", cache_arg, "--retry-timeout", "60"]);
+    crash_while_completing_with(srv, cache_arg, name, data, &[]);
+}
+
+fn crash_while_completing_with(
+    srv: &Server,
+    cache_arg: &str,
+    name: &str,
+    data: &[u8],
+    extra: &[&str],
+) {
+    let mut args = vec!["--cache-dir", cache_arg, "--retry-timeout", "60"];
+    args.extend_from_slice(extra);
+    let mut m = Mount::new(srv, &args);
     srv.add_fault(Fault::new(FaultKind::internal_error()).op("CompleteMultipartUpload"));
     let path = m.p(name);
     let writer = {

@@ -14,9 +14,8 @@ use std::time::Duration;
 use bucketfs::config::credentials::{load_shared_with, CredentialRequest};
 use bucketfs::s3::profile::profile;
 use bucketfs::s3::{
-    CompletedPart, Credentials, ListRequest, ObjectLock, Profile, Provider, PutOptions,
-    RetainUntil, S3Client, S3Config, ServerSideEncryption, SharedCredentials, SseCustomerKey,
-    StaticCredentials,
+    Credentials, ListRequest, ObjectLock, Profile, Provider, PutOptions, RetainUntil, S3Client,
+    S3Config, ServerSideEncryption, SharedCredentials, SseCustomerKey, StaticCredentials,
 };
 use bucketfs_test_server::{Fault, FaultKind, RequestRecord, TestServer};
 
@@ -191,10 +190,7 @@ async fn request_shapes(p: Provider) {
             .upload_part("dir/mp", &id, n, chunk.to_vec())
             .await
             .expect("part");
-        parts.push(CompletedPart {
-            part_number: n,
-            etag,
-        });
+        parts.push(etag);
     }
     client
         .complete_multipart_upload("dir/mp", &id, &parts, &PutOptions::default())
@@ -332,10 +328,7 @@ async fn sse_c_key_on_every_part_head_get_and_copy() {
         for (i, c) in body.chunks(PART as usize).enumerate() {
             let n = i as u32 + 1;
             let etag = client.upload_part("mp", &id, n, c.to_vec()).await.unwrap();
-            parts.push(CompletedPart {
-                part_number: n,
-                etag,
-            });
+            parts.push(etag);
         }
         client
             .complete_multipart_upload("mp", &id, &parts, &PutOptions::default())

@@ -156,9 +156,9 @@ pub struct ConnectionArgs {
     /// off = trust the profile; always = at every mount
     #[arg(long, value_enum, value_name = "WHEN", default_value = "auto")]
     pub probe: ProbeMode,
-    /// Checksum on uploads, so the server refuses a body damaged on the way: auto = CRC32C on
-    /// PutObject where the server verifies it, else Content-MD5 (parts: Content-MD5); crc32c;
-    /// md5; off (for servers that refuse both)
+    /// Checksum on uploads, so the server refuses a body damaged on the way: auto = CRC32C
+    /// (objects and parts) where the server verifies it, else Content-MD5; crc32c; md5; off
+    /// (for servers that refuse both)
     #[arg(long, value_name = "KIND", default_value = "auto", value_parser = parse_upload_checksums)]
     pub upload_checksums: crate::s3::UploadChecksums,
 }

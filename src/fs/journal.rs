@@ -20,6 +20,8 @@ pub struct JournalEntry {
     pub local_id: String,
     /// Set once the file was closed: the upload has this many parts.
     pub closed_parts: Option<u32>,
+    /// Created with the CRC32C checksum algorithm: its parts carry CRC32C, not MD5.
+    pub crc32c: bool,
 }
 
 #[derive(Debug)]
@@ -122,8 +124,14 @@ impl UploadJournal {
         })
     }
 
-    pub fn started(&self, upload_id: &str, local_id: &str, key: &str) {
-        self.append(&format!("start {upload_id} {local_id} {}", hex_encode(key)));
+    /// An upload began; `crc32c`: created with that checksum algorithm (its parts, sent again
+    /// by a later mount, must carry the same kind of checksum).
+    pub fn started(&self, upload_id: &str, local_id: &str, key: &str, crc32c: bool) {
+        let algorithm = if crc32c { " crc32c" } else { "" };
+        self.append(&format!(
+            "start {upload_id} {local_id} {}{algorithm}",
+            hex_encode(key)
+        ));
     }
 
     /// Written to again after a failed completion: not to be resumed as it was closed.
@@ -194,7 +202,7 @@ impl UploadJournal {
         for line in BufReader::new(f).lines().map_while(Result::ok) {
             let w: Vec<&str> = line.split(' ').collect();
             match w.as_slice() {
-                ["start", id, local, key] => {
+                ["start", id, local, key, more @ ..] => {
                     if let Some(key) = hex_decode(key) {
                         map.insert(
                             id.to_string(),
@@ -203,6 +211,7 @@ impl UploadJournal {
                                 key,
                                 local_id: local.to_string(),
                                 closed_parts: None,
+                                crc32c: more.contains(&"crc32c"),
                             },
                         );
                     }
@@ -255,10 +264,10 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("bfs-journal-{}", std::process::id()));
         let j = UploadJournal::open(&dir, "b", "p/").expect("open");
         j.reset();
-        j.started("u1", "l1", "a key with spaces\nand newline");
-        j.started("u2", "l2", "k2");
+        j.started("u1", "l1", "a key with spaces\nand newline", false);
+        j.started("u2", "l2", "k2", false);
         j.closed("u1", 3);
-        j.started("u3", "l3", "k3");
+        j.started("u3", "l3", "k3", true);
         j.finished("u2", "l2");
         let e = j.unfinished();
         assert_eq!(e.len(), 2);
@@ -266,6 +275,10 @@ mod tests {
         assert_eq!(e[0].closed_parts, Some(3));
         assert_eq!(e[1].upload_id, "u3");
         assert_eq!(e[1].closed_parts, None);
+        assert!(
+            !e[0].crc32c && e[1].crc32c,
+            "the checksum kind an upload was created with"
+        );
         // written to again after a failed completion: not resumed as closed
         j.reopened("u1");
         assert_eq!(j.unfinished()[0].closed_parts, None);

@@ -378,7 +378,7 @@ impl PatchUpload {
         // journaled, so that a crash before it ends leaves no upload the next mount misses
         let local_id = format!("patch-{:016x}", rand::random::<u64>());
         if let Some(j) = &self.journal {
-            j.started(&upload_id, &local_id, &self.key);
+            j.started(&upload_id, &local_id, &self.key, self.client.sends_crc32c());
         }
         let n = self.size.div_ceil(self.part_size);
         let result = match self.send_parts(&upload_id, n).await {
@@ -545,15 +545,10 @@ impl PatchUpload {
                     }
                 }
             }
-            let etags = futures::future::try_join_all(jobs)
+            let parts = futures::future::try_join_all(jobs)
                 .await
                 .map_err(PieceError::S3)?;
-            for (k, etag) in etags.into_iter().enumerate() {
-                done.push(CompletedPart {
-                    part_number: (b * PARALLEL_PARTS + k + 1) as u32,
-                    etag,
-                });
-            }
+            done.extend(parts);
         }
         Ok(done)
     }

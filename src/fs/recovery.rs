@@ -5,7 +5,6 @@
 
 use super::journal::JournalEntry;
 use super::Filesystem;
-use crate::s3::CompletedPart;
 
 /// What recovery did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -220,7 +219,16 @@ impl Filesystem {
                     journal.finished(&e.upload_id, &e.local_id);
                     report.resumed.push(e.key.clone());
                 }
-                Ok(false) | Err(_) => {
+                Err(()) => {
+                    // the file was closed and every part is on disk: keep them for the next
+                    // mount rather than give up a closed file's data over a failed request
+                    tracing::warn!(
+                        key = %e.key,
+                        "could not resume the upload of a file closed before bucketfs stopped; \
+                         its data stays in the staging area for the next mount"
+                    );
+                }
+                Ok(false) => {
                     match self
                         .client
                         .abort_multipart_upload(&e.key, &e.upload_id)
@@ -258,15 +266,12 @@ impl Filesystem {
             };
             // sent from its file a chunk at a time
             let body = crate::s3::Payload::file(&path, meta.len());
-            let etag = self
+            let part = self
                 .client
-                .upload_part(&e.key, &e.upload_id, i, body)
+                .upload_part_as(&e.key, &e.upload_id, i, body, e.crc32c)
                 .await
                 .map_err(|err| tracing::warn!(key = %e.key, "resume: {err}"))?;
-            parts.push(CompletedPart {
-                part_number: i,
-                etag,
-            });
+            parts.push(part);
         }
         self.client
             .complete_multipart_upload(&e.key, &e.upload_id, &parts, &Default::default())

@@ -263,7 +263,12 @@ impl Upload {
             .await
             .map_err(|e| FsError::from_s3(&e, &self.key))?;
         if let Some(j) = &self.journal {
-            j.started(&upload_id, &self.local_id, &self.key);
+            j.started(
+                &upload_id,
+                &self.local_id,
+                &self.key,
+                self.client.sends_crc32c(),
+            );
         }
         match self.mpu.as_mut() {
             Some(m) => m.upload_id = upload_id.clone(),
@@ -1070,7 +1075,7 @@ async fn send_one_part(
         .upload_part(key, upload_id, part_number, body.clone())
         .await
     {
-        Ok(etag) => Ok(CompletedPart { part_number, etag }),
+        Ok(part) => Ok(part),
         Err(e) => Err(FailedPart {
             part_number,
             body,

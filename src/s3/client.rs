@@ -989,8 +989,9 @@ impl S3Client {
         call.headers = self.object_headers(opts);
         call.headers.extend(self.new_object_headers());
         call.headers.extend(self.condition_headers(opts));
+        let crc32c = self.sends_crc32c();
         call.headers
-            .extend(self.integrity_header(&body, Upload::Object).await?);
+            .extend(self.integrity_header(&body, crc32c).await?);
         call.body = body;
         let resp = self.execute(&call).await?;
         Ok(ObjectMeta {
@@ -1019,6 +1020,9 @@ impl S3Client {
             .query("uploads", "");
         call.headers = self.object_headers(opts);
         call.headers.extend(self.new_object_headers());
+        if self.sends_crc32c() {
+            call = call.header("x-amz-checksum-algorithm", "CRC32C");
+        }
         let started = Instant::now();
         let resp = self.execute(&call).await?;
         let upload_id = xml::parse_initiate_multipart(&resp.body, key)?;
@@ -1073,31 +1077,57 @@ impl S3Client {
         }
     }
 
-    /// Uploads one part; returns its ETag (quotes stripped).
+    /// Uploads one part of an upload this mount created; returns its ETag (quotes stripped)
+    /// and the CRC32C it carried, if any.
     pub async fn upload_part(
         &self,
         key: &str,
         upload_id: &str,
         part_number: u32,
         body: impl Into<Payload>,
-    ) -> Result<String, S3Error> {
+    ) -> Result<CompletedPart, S3Error> {
+        let crc32c = self.sends_crc32c();
+        self.upload_part_as(key, upload_id, part_number, body, crc32c)
+            .await
+    }
+
+    /// Uploads one part of an upload created with (`crc32c`) or without the CRC32C algorithm.
+    pub async fn upload_part_as(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        body: impl Into<Payload>,
+        crc32c: bool,
+    ) -> Result<CompletedPart, S3Error> {
         let body: Payload = body.into();
         let mut call = self
             .x_id(Call::new(Op::UploadPart, Method::PUT, Some(key)))
             .query("partNumber", part_number.to_string())
             .query("uploadId", upload_id);
         call.headers = self.sse_headers(SseFor::Data);
-        call.headers
-            .extend(self.integrity_header(&body, Upload::Part).await?);
+        let integrity = self.integrity_header(&body, crc32c).await?;
+        let crc32c = integrity
+            .as_ref()
+            .filter(|(name, _)| name == CRC32C_HEADER)
+            .map(|(_, v)| v.clone());
+        call.headers.extend(integrity);
         call.body = body;
         let resp = self.execute(&call).await?;
-        resp.header("etag")
+        let etag = resp
+            .header("etag")
             .map(|e| strip_quotes(&e))
             .filter(|e| !e.is_empty())
-            .ok_or_else(|| S3Error::InvalidResponse("UploadPart response without ETag".into()))
+            .ok_or_else(|| S3Error::InvalidResponse("UploadPart response without ETag".into()))?;
+        Ok(CompletedPart {
+            part_number,
+            etag,
+            crc32c,
+        })
     }
 
-    /// Copies `range` of `source_key` (same bucket) into a part; returns the part's ETag.
+    /// Copies `range` of `source_key` (same bucket) into a part; returns the part's ETag (and
+    /// the CRC32C the server computed, in an upload created with that algorithm).
     pub async fn upload_part_copy(
         &self,
         key: &str,
@@ -1106,7 +1136,7 @@ impl S3Client {
         source_key: &str,
         range: ByteRange,
         if_match: Option<&str>,
-    ) -> Result<String, S3Error> {
+    ) -> Result<CompletedPart, S3Error> {
         let range_value = range_header(&range)
             .ok_or_else(|| S3Error::Config("empty range for UploadPartCopy".into()))?;
         let mut call = self
@@ -1137,8 +1167,15 @@ impl S3Client {
             }
             Err(e) => return Err(e),
         };
-        let (etag, _) = xml::parse_copy_result(&resp.body, resp.status, key)?;
-        etag.ok_or_else(|| S3Error::InvalidResponse("CopyPartResult without ETag".into()))
+        let copied = xml::parse_copy_result(&resp.body, resp.status, key)?;
+        let etag = copied
+            .etag
+            .ok_or_else(|| S3Error::InvalidResponse("CopyPartResult without ETag".into()))?;
+        Ok(CompletedPart {
+            part_number,
+            etag,
+            crc32c: copied.crc32c,
+        })
     }
 
     /// Completes a multipart upload (parts in order); `opts.if_match` / `if_none_match_any`
@@ -1241,7 +1278,7 @@ impl S3Client {
         }
         call.check_ok_body = true;
         let resp = self.execute(&call).await?;
-        let (etag, _) = xml::parse_copy_result(&resp.body, resp.status, dest_key)?;
+        let etag = xml::parse_copy_result(&resp.body, resp.status, dest_key)?.etag;
         etag.ok_or_else(|| S3Error::InvalidResponse("CopyObjectResult without ETag".into()))
     }
 
@@ -1392,7 +1429,7 @@ impl S3Client {
                     )
                     .await
                 {
-                    Ok(etag) => return Ok(CompletedPart { part_number, etag }),
+                    Ok(part) => return Ok(part),
                     Err(e) if self.copy_refused(dest_key, &e) => {
                         refused.store(true, Ordering::Relaxed)
                     }
@@ -1403,17 +1440,15 @@ impl S3Client {
                 .acquire()
                 .await
                 .map_err(|_| S3Error::Config("copy cancelled".into()))?;
-            let etag = self
-                .upload_part_from(
-                    dest_key,
-                    upload_id,
-                    part_number,
-                    source_key,
-                    range,
-                    source_if_match,
-                )
-                .await?;
-            Ok(CompletedPart { part_number, etag })
+            self.upload_part_from(
+                dest_key,
+                upload_id,
+                part_number,
+                source_key,
+                range,
+                source_if_match,
+            )
+            .await
         });
         let mut parts: Vec<CompletedPart> = stream::iter(jobs)
             .buffer_unordered(COPY_PARALLEL)
@@ -1425,7 +1460,7 @@ impl S3Client {
 
     /// What a part copy turns into where the server refuses UploadPartCopy (see
     /// [`S3Client::copy_refused`]): `range` of `source_key` read with a ranged GET (every
-    /// byte of it, of version `source_if_match`) and sent as part `part_number`. Its ETag.
+    /// byte of it, of version `source_if_match`) and sent as part `part_number`.
     pub async fn upload_part_from(
         &self,
         dest_key: &str,
@@ -1434,7 +1469,7 @@ impl S3Client {
         source_key: &str,
         range: std::ops::Range<u64>,
         source_if_match: Option<&str>,
-    ) -> Result<String, S3Error> {
+    ) -> Result<CompletedPart, S3Error> {
         let _memory = match self.inner.memory.get() {
             Some(gate) => Some(gate.acquire(range.end - range.start).await),
             None => None,
@@ -1563,7 +1598,7 @@ mod integrity;
 #[path = "probe.rs"]
 mod probe;
 use confirm::Confirmed;
-use integrity::Upload;
+use integrity::CRC32C_HEADER;
 
 /// A request body that could not be read (a staged part file gone or cut short).
 fn body_unreadable(e: std::io::Error) -> S3Error {

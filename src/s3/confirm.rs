@@ -175,10 +175,12 @@ mod tests {
             CompletedPart {
                 part_number: 1,
                 etag: "\"5d41402abc4b2a76b9719d911017c592\"".into(),
+                crc32c: None,
             },
             CompletedPart {
                 part_number: 2,
                 etag: "7d793037a0760186574b0282f2f435e7".into(),
+                crc32c: None,
             },
         ];
         let mut joined = hex::decode("5d41402abc4b2a76b9719d911017c592").unwrap();
@@ -188,6 +190,7 @@ mod tests {
         let odd = [CompletedPart {
             part_number: 1,
             etag: "not-an-md5".into(),
+            crc32c: None,
         }];
         assert_eq!(multipart_etag(&odd), None);
     }

@@ -10,7 +10,7 @@ use md5::Digest as _;
 use super::super::error::S3Error;
 use super::super::profile::{Capabilities, Holds};
 use super::super::stats::Op;
-use super::super::types::{CompletedPart, PutOptions};
+use super::super::types::PutOptions;
 use super::{Call, S3Client};
 
 /// Where probe objects go, under the mount's prefix.
@@ -199,17 +199,14 @@ impl S3Client {
                     Err(e) => return Err(e),
                 }
             }
-            let etag = match etag {
-                Some(e) => e,
+            let part = match etag {
+                Some(p) => p,
                 None => {
                     self.upload_part(key, &upload_id, 1, Bytes::from_static(BODY))
                         .await?
                 }
             };
-            let parts = [CompletedPart {
-                part_number: 1,
-                etag,
-            }];
+            let parts = [part];
             let cond = PutOptions {
                 if_none_match_any: true,
                 ..PutOptions::default()

@@ -76,6 +76,9 @@ pub struct PutOptions {
 pub struct CompletedPart {
     pub part_number: u32,
     pub etag: String,
+    /// The part's CRC32C (base64), in an upload created with that checksum algorithm: the
+    /// Complete names it for every part.
+    pub crc32c: Option<String>,
 }
 
 /// One in-progress multipart upload (ListMultipartUploads).

@@ -464,11 +464,16 @@ pub fn parse_complete_multipart(
 
 /// ETag and LastModified of a `CopyObjectResult` / `CopyPartResult`
 /// (or the `<Error>` a 200 may carry).
-pub fn parse_copy_result(
-    body: &[u8],
-    status: u16,
-    key: &str,
-) -> Result<(Option<String>, Option<SystemTime>), S3Error> {
+/// What a CopyObject or UploadPartCopy answered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CopyResult {
+    pub etag: Option<String>,
+    pub last_modified: Option<SystemTime>,
+    /// The copy's CRC32C (base64), where the server keeps one.
+    pub crc32c: Option<String>,
+}
+
+pub fn parse_copy_result(body: &[u8], status: u16, key: &str) -> Result<CopyResult, S3Error> {
     let root = parse_tree(body)?;
     if let Some(err) = find_error(&root) {
         return Err(S3Error::service(
@@ -488,7 +493,13 @@ pub fn parse_copy_result(
             root.name
         )));
     }
-    Ok((etag_of(&root), time_of(&root, "LastModified")))
+    Ok(CopyResult {
+        etag: etag_of(&root),
+        last_modified: time_of(&root, "LastModified"),
+        crc32c: root
+            .child_text("ChecksumCRC32C")
+            .map(|v| v.trim().to_owned()),
+    })
 }
 
 /// If a 200 body is an `<Error>`, that error. Used before parsing the expected result.
@@ -609,8 +620,13 @@ pub fn build_complete_multipart(parts: &[CompletedPart]) -> String {
     );
     for p in parts {
         let etag = strip_quotes(&p.etag);
+        let crc = p
+            .crc32c
+            .as_ref()
+            .map(|c| format!("<ChecksumCRC32C>{}</ChecksumCRC32C>", escape_text(c)))
+            .unwrap_or_default();
         out.push_str(&format!(
-            "<Part><PartNumber>{}</PartNumber><ETag>\"{}\"</ETag></Part>",
+            "<Part><PartNumber>{}</PartNumber><ETag>\"{}\"</ETag>{crc}</Part>",
             p.part_number,
             escape_text(&etag)
         ));
@@ -818,14 +834,14 @@ mod tests {
     #[test]
     fn copy_results() {
         let body = br#"<CopyObjectResult><LastModified>2009-10-28T22:32:00.000Z</LastModified><ETag>"9b2cf535f27731c974343645a3985328"</ETag></CopyObjectResult>"#;
-        let (etag, lm) = parse_copy_result(body, 200, "k").unwrap();
-        assert_eq!(etag.as_deref(), Some("9b2cf535f27731c974343645a3985328"));
-        assert!(lm.is_some());
-        let part = br#"<CopyPartResult><LastModified>2009-10-28T22:32:00Z</LastModified><ETag>"b"</ETag></CopyPartResult>"#;
-        assert_eq!(
-            parse_copy_result(part, 200, "k").unwrap().0.as_deref(),
-            Some("b")
-        );
+        let r = parse_copy_result(body, 200, "k").unwrap();
+        assert_eq!(r.etag.as_deref(), Some("9b2cf535f27731c974343645a3985328"));
+        assert!(r.last_modified.is_some());
+        assert_eq!(r.crc32c, None);
+        let part = br#"<CopyPartResult><LastModified>2009-10-28T22:32:00Z</LastModified><ETag>"b"</ETag><ChecksumCRC32C>yZRlqg==</ChecksumCRC32C></CopyPartResult>"#;
+        let r = parse_copy_result(part, 200, "k").unwrap();
+        assert_eq!(r.etag.as_deref(), Some("b"));
+        assert_eq!(r.crc32c.as_deref(), Some("yZRlqg=="));
         let err = b"<Error><Code>SlowDown</Code><Message>m</Message></Error>";
         let e = parse_copy_result(err, 200, "k").unwrap_err();
         assert_eq!(e.code(), Some("SlowDown"));
@@ -887,10 +903,12 @@ mod tests {
             CompletedPart {
                 part_number: 1,
                 etag: "\"abc\"".into(),
+                crc32c: None,
             },
             CompletedPart {
                 part_number: 2,
                 etag: "def".into(),
+                crc32c: None,
             },
         ];
         let xml = build_complete_multipart(&parts);

@@ -578,9 +578,14 @@ impl S3 for Backend {
             input.cache_control,
             input.metadata,
         );
+        let crc32c = !self.shared.dialect.read().checksums_ignored
+            && input
+                .checksum_algorithm
+                .as_ref()
+                .is_some_and(|a| a.as_str().eq_ignore_ascii_case("CRC32C"));
         let upload_id = self
             .store()
-            .create_multipart_upload(&input.bucket, &input.key, a)
+            .create_multipart_upload(&input.bucket, &input.key, a, crc32c)
             .map_err(err)?;
         Ok(S3Response::new(CreateMultipartUploadOutput {
             bucket: Some(input.bucket),
@@ -599,11 +604,13 @@ impl S3 for Backend {
         if let Some(md5) = &input.content_md5 {
             check_content_md5(&data, md5).map_err(err)?;
         }
+        let checksums_ignored = self.shared.dialect.read().checksums_ignored;
         if let Some(crc) = &input.checksum_crc32c {
-            if !self.shared.dialect.read().checksums_ignored {
+            if !checksums_ignored {
                 check_crc32c(&data, crc).map_err(err)?;
             }
         }
+        let carries_crc32c = input.checksum_crc32c.is_some() && !checksums_ignored;
         let md5 = md5_hex(&data); // outside the lock
         let e = self
             .store()
@@ -614,6 +621,7 @@ impl S3 for Backend {
                 input.part_number,
                 data,
                 md5,
+                carries_crc32c,
             )
             .map_err(err)?;
         Ok(S3Response::new(UploadPartOutput {
@@ -630,7 +638,7 @@ impl S3 for Backend {
         let (sb, sk) = copy_source(&input.copy_source)?;
         let ignore = self.shared.dialect.read().copy_source_conditions_ignored;
         let if_match = cond(input.copy_source_if_match).filter(|_| !ignore);
-        let (e, when) = self
+        let (e, when, crc32c) = self
             .store()
             .upload_part_copy(
                 &input.bucket,
@@ -647,6 +655,7 @@ impl S3 for Backend {
             copy_part_result: Some(CopyPartResult {
                 e_tag: Some(etag(&e)),
                 last_modified: Some(ts(when)),
+                checksum_crc32c: crc32c,
                 ..Default::default()
             }),
             ..Default::default()
@@ -659,6 +668,7 @@ impl S3 for Backend {
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
         let input = req.input;
         let mut parts = Vec::new();
+        let mut crc32cs = std::collections::BTreeMap::new();
         for p in input
             .multipart_upload
             .and_then(|m| m.parts)
@@ -670,6 +680,9 @@ impl S3 for Backend {
                     "each part needs a PartNumber and an ETag"
                 ));
             };
+            if let Some(c) = p.checksum_crc32c {
+                crc32cs.insert(n, c);
+            }
             parts.push((n, e.into_value()));
         }
         let c = if self.shared.dialect.read().complete_ignores_conditions {
@@ -682,7 +695,14 @@ impl S3 for Backend {
         };
         let meta = self
             .store()
-            .complete_multipart_upload(&input.bucket, &input.key, &input.upload_id, &parts, &c)
+            .complete_multipart_upload(
+                &input.bucket,
+                &input.key,
+                &input.upload_id,
+                &parts,
+                &crc32cs,
+                &c,
+            )
             .map_err(err)?;
         Ok(S3Response::new(CompleteMultipartUploadOutput {
             location: Some(format!("/{}/{}", input.bucket, url_encode(&input.key))),

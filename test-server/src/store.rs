@@ -225,6 +225,8 @@ pub struct PartData {
     pub data: Bytes,
     pub etag: String,
     pub last_modified: SystemTime,
+    /// The part's CRC32C (base64), in an upload created with that algorithm.
+    pub crc32c: Option<String>,
 }
 
 /// An upload in progress.
@@ -235,6 +237,9 @@ pub struct Upload {
     pub initiated: SystemTime,
     pub attrs: ObjectAttrs,
     pub parts: BTreeMap<i32, PartData>,
+    /// Created with `x-amz-checksum-algorithm: CRC32C`: every part has a CRC32C, and the
+    /// Complete must name each one.
+    pub crc32c: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -354,6 +359,12 @@ pub fn check_content_md5(data: &[u8], content_md5_b64: &str) -> StoreResult<()> 
 fn decode_base64(s: &str) -> Option<Vec<u8>> {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.decode(s).ok()
+}
+
+/// The CRC32C of `data`, base64 as in `x-amz-checksum-crc32c`.
+pub fn crc32c_base64(data: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(crc32c::crc32c(data).to_be_bytes())
 }
 
 /// Checks the CRC32C of a body against a base64 `x-amz-checksum-crc32c` value.
@@ -567,6 +578,7 @@ impl Store {
         bucket: &str,
         key: &str,
         attrs: ObjectAttrs,
+        crc32c: bool,
     ) -> StoreResult<String> {
         check_key(key)?;
         self.bucket(bucket)?;
@@ -583,6 +595,7 @@ impl Store {
             initiated: SystemTime::now(),
             attrs,
             parts: BTreeMap::new(),
+            crc32c,
         };
         self.bucket_mut(bucket)?
             .uploads
@@ -617,10 +630,11 @@ impl Store {
         data: Bytes,
     ) -> StoreResult<String> {
         let etag = md5_hex(&data);
-        self.insert_part(bucket, key, upload_id, part_number, data, etag)
+        self.insert_part(bucket, key, upload_id, part_number, data, etag, false)
     }
 
     /// Like [`Store::upload_part`] with the md5 hex computed by the caller.
+    #[allow(clippy::too_many_arguments)]
     pub fn insert_part(
         &mut self,
         bucket: &str,
@@ -629,13 +643,23 @@ impl Store {
         part_number: i32,
         data: Bytes,
         etag: String,
+        carries_crc32c: bool,
     ) -> StoreResult<String> {
         Self::check_part_number(part_number)?;
         let upload = self.upload_mut(bucket, key, upload_id)?;
+        if carries_crc32c && !upload.crc32c {
+            // what S3 answers a part whose checksum its upload was not created for
+            return Err(StoreError::InvalidRequest(
+                "Checksum Type mismatch occurred, expected checksum Type: null, actual checksum Type: crc32c"
+                    .into(),
+            ));
+        }
+        let crc32c = upload.crc32c.then(|| crc32c_base64(&data));
         let part = PartData {
             data,
             etag: etag.clone(),
             last_modified: SystemTime::now(),
+            crc32c,
         };
         upload.parts.insert(part_number, part);
         Ok(etag)
@@ -653,7 +677,7 @@ impl Store {
         src_key: &str,
         copy_range: Option<&str>,
         src_if_match: Option<&EtagCond>,
-    ) -> StoreResult<(String, SystemTime)> {
+    ) -> StoreResult<(String, SystemTime, Option<String>)> {
         Self::check_part_number(part_number)?;
         self.upload_mut(bucket, key, upload_id)?;
         let src = self
@@ -672,7 +696,12 @@ impl Store {
             None => src.data.clone(),
         };
         let etag = self.upload_part(bucket, key, upload_id, part_number, data)?;
-        Ok((etag, SystemTime::now()))
+        let crc32c = self
+            .upload_mut(bucket, key, upload_id)?
+            .parts
+            .get(&part_number)
+            .and_then(|p| p.crc32c.clone());
+        Ok((etag, SystemTime::now(), crc32c))
     }
 
     /// Completes an upload from the client's part list.
@@ -688,6 +717,7 @@ impl Store {
         key: &str,
         upload_id: &str,
         parts: &[(i32, String)],
+        crc32cs: &BTreeMap<i32, String>,
         cond: &WriteConditions,
     ) -> StoreResult<ObjectMeta> {
         let min_part_size = self.min_part_size;
@@ -724,6 +754,21 @@ impl Store {
                         "One or more of the specified parts could not be found: part {number}"
                     ))
                 })?;
+            if let Some(want) = &part.crc32c {
+                match crc32cs.get(number) {
+                    None => {
+                        return Err(StoreError::InvalidRequest(format!(
+                            "The upload was created using a crc32c checksum. The complete request part {number} did not include a checksum for the part."
+                        )))
+                    }
+                    Some(got) if got.trim() != want => {
+                        return Err(StoreError::InvalidPart(format!(
+                            "The checksum of part {number} does not match"
+                        )))
+                    }
+                    Some(_) => {}
+                }
+            }
             chosen.push(part);
         }
         let last = chosen.len() - 1;

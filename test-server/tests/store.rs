@@ -400,7 +400,7 @@ fn multipart_validation() {
     let mut s = store_with(&[]);
     s.min_part_size = 10;
     let up = s
-        .create_multipart_upload(B, "mp", ObjectAttrs::default())
+        .create_multipart_upload(B, "mp", ObjectAttrs::default(), false)
         .unwrap();
     let e1 = s
         .upload_part(B, "mp", &up, 1, Bytes::from(vec![1u8; 10]))
@@ -424,19 +424,33 @@ fn multipart_validation() {
         Err(StoreError::NoSuchUpload)
     );
     assert!(matches!(
-        s.complete_multipart_upload(B, "mp", &up, &[], &nc),
+        s.complete_multipart_upload(B, "mp", &up, &[], &Default::default(), &nc),
         Err(StoreError::MalformedXml(_))
     ));
     assert_eq!(
-        s.complete_multipart_upload(B, "mp", &up, &[(2, e2.clone()), (1, e1.clone())], &nc),
+        s.complete_multipart_upload(
+            B,
+            "mp",
+            &up,
+            &[(2, e2.clone()), (1, e1.clone())],
+            &Default::default(),
+            &nc
+        ),
         Err(StoreError::InvalidPartOrder)
     );
     assert!(matches!(
-        s.complete_multipart_upload(B, "mp", &up, &[(1, e2.clone())], &nc),
+        s.complete_multipart_upload(B, "mp", &up, &[(1, e2.clone())], &Default::default(), &nc),
         Err(StoreError::InvalidPart(_))
     ));
     assert!(matches!(
-        s.complete_multipart_upload(B, "mp", &up, &[(1, e1.clone()), (4, e3.clone())], &nc),
+        s.complete_multipart_upload(
+            B,
+            "mp",
+            &up,
+            &[(1, e1.clone()), (4, e3.clone())],
+            &Default::default(),
+            &nc
+        ),
         Err(StoreError::InvalidPart(_))
     ));
     // Part 2 (3 bytes) is not last: too small.
@@ -446,6 +460,7 @@ fn multipart_validation() {
             "mp",
             &up,
             &[(1, e1.clone()), (2, e2.clone()), (3, e3.clone())],
+            &Default::default(),
             &nc
         ),
         Err(StoreError::EntityTooSmall)
@@ -454,7 +469,7 @@ fn multipart_validation() {
     // Skipping part 2 is fine; quoted ETags are accepted.
     let parts = [(1, format!("\"{e1}\"")), (3, e3.clone())];
     let m = s
-        .complete_multipart_upload(B, "mp", &up, &parts, &nc)
+        .complete_multipart_upload(B, "mp", &up, &parts, &Default::default(), &nc)
         .unwrap();
     let mut md5s = hex::decode(&e1).unwrap();
     md5s.extend(hex::decode(&e3).unwrap());
@@ -464,22 +479,22 @@ fn multipart_validation() {
     assert!(s.list_uploads(B, "").unwrap().is_empty());
     // A retried completion gets the same answer; a different part list does not.
     assert_eq!(
-        s.complete_multipart_upload(B, "mp", &up, &parts, &nc)
+        s.complete_multipart_upload(B, "mp", &up, &parts, &Default::default(), &nc)
             .unwrap()
             .etag,
         m.etag
     );
     assert_eq!(
-        s.complete_multipart_upload(B, "mp", &up, &parts[..1], &nc),
+        s.complete_multipart_upload(B, "mp", &up, &parts[..1], &Default::default(), &nc),
         Err(StoreError::NoSuchUpload)
     );
 
     // Abort, list with prefix, part copy.
     let u1 = s
-        .create_multipart_upload(B, "dir/a", ObjectAttrs::default())
+        .create_multipart_upload(B, "dir/a", ObjectAttrs::default(), false)
         .unwrap();
     let u2 = s
-        .create_multipart_upload(B, "other", ObjectAttrs::default())
+        .create_multipart_upload(B, "other", ObjectAttrs::default(), false)
         .unwrap();
     let listed: Vec<String> = s
         .list_uploads(B, "dir/")
@@ -488,7 +503,7 @@ fn multipart_validation() {
         .map(|u| u.upload_id)
         .collect();
     assert_eq!(listed, std::slice::from_ref(&u1));
-    let (etag, _) = s
+    let (etag, _, _) = s
         .upload_part_copy(B, "dir/a", &u1, 1, B, "mp", Some("bytes=8-11"), None)
         .unwrap();
     assert_eq!(etag, md5_hex(&[1, 1, 3, 3]));
@@ -534,4 +549,37 @@ fn content_md5() {
         Err(StoreError::BadDigest)
     );
     assert!(check_content_md5(b"abc", "!!").is_err());
+}
+
+#[test]
+fn an_upload_created_for_crc32c_needs_every_parts_checksum_in_the_complete() {
+    let mut s = store_with(&[]);
+    let body = Bytes::from(vec![7u8; 100]);
+    let up = s
+        .create_multipart_upload(B, "c", ObjectAttrs::default(), true)
+        .unwrap();
+    let e = s.upload_part(B, "c", &up, 1, body.clone()).unwrap();
+    let parts = [(1, e.clone())];
+    let nc = WriteConditions::default();
+    let none = std::collections::BTreeMap::new();
+    assert!(matches!(
+        s.complete_multipart_upload(B, "c", &up, &parts, &none, &nc),
+        Err(StoreError::InvalidRequest(_))
+    ));
+    let wrong = std::collections::BTreeMap::from([(1, "AAAAAA==".to_string())]);
+    assert!(matches!(
+        s.complete_multipart_upload(B, "c", &up, &parts, &wrong, &nc),
+        Err(StoreError::InvalidPart(_))
+    ));
+    let right = std::collections::BTreeMap::from([(1, crc32c_base64(&body))]);
+    s.complete_multipart_upload(B, "c", &up, &parts, &right, &nc)
+        .unwrap();
+    // a part carrying a CRC32C in an upload created without one is refused
+    let plain = s
+        .create_multipart_upload(B, "p", ObjectAttrs::default(), false)
+        .unwrap();
+    assert!(matches!(
+        s.insert_part(B, "p", &plain, 1, body, "x".into(), true),
+        Err(StoreError::InvalidRequest(_))
+    ));
 }
