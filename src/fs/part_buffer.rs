@@ -29,7 +29,20 @@ pub enum PartBuffer {
         file: File,
         path: PathBuf,
         len: usize,
+        /// Bytes appended at the end, held in memory (see [`PartBuffer::append_held`]).
+        tail: Option<Tail>,
+        pool: Arc<BufferPool>,
     },
+}
+
+/// Bytes `from..` of a disk buffer's part, appended in order and not written to the file yet.
+/// A part that is all tail when it is full is sent from memory and written to its file once
+/// (for a resend, a rewrite of a sent part, a resume after a crash): no small writes, no
+/// reading the part back to hash and send it. Anything else that touches the buffer writes the
+/// tail to the file first.
+pub struct Tail {
+    buf: Vec<u8>,
+    from: usize,
 }
 
 fn create(path: &Path) -> io::Result<File> {
@@ -97,7 +110,7 @@ impl PartBuffer {
     }
 
     /// The first `len` bytes of an existing part file (the rest is cut off).
-    pub fn disk_existing(path: &Path, len: usize) -> io::Result<PartBuffer> {
+    pub fn disk_existing(path: &Path, len: usize, pool: Arc<BufferPool>) -> io::Result<PartBuffer> {
         let file = blocking(|| {
             let file = OpenOptions::new().read(true).write(true).open(path)?;
             file.set_len(len as u64)?;
@@ -107,15 +120,72 @@ impl PartBuffer {
             file,
             path: path.to_path_buf(),
             len,
+            tail: None,
+            pool,
         })
     }
 
-    pub fn disk(path: &Path) -> io::Result<PartBuffer> {
+    pub fn disk(path: &Path, pool: Arc<BufferPool>) -> io::Result<PartBuffer> {
         Ok(PartBuffer::Disk {
             file: blocking(|| create(path))?,
             path: path.to_path_buf(),
             len: 0,
+            tail: None,
+            pool,
         })
+    }
+
+    /// Bytes a disk buffer holds in memory (its tail).
+    pub fn held(&self) -> usize {
+        match self {
+            PartBuffer::Disk { tail: Some(t), .. } => t.buf.len(),
+            _ => 0,
+        }
+    }
+
+    /// Append `data` at the end of a disk buffer, in memory (the caller has counted it);
+    /// `part_size`: the size of the part being filled, the room a new tail takes.
+    pub fn append_held(&mut self, data: &[u8], part_size: usize) {
+        match self {
+            PartBuffer::Disk {
+                len, tail, pool, ..
+            } => {
+                let t = tail.get_or_insert_with(|| Tail {
+                    buf: pool.take(part_size.saturating_sub(*len).max(data.len())),
+                    from: *len,
+                });
+                t.buf.extend_from_slice(data);
+                *len += data.len();
+            }
+            PartBuffer::Mem { .. } => {
+                let at = self.len();
+                // a memory buffer holds everything in memory anyway
+                let _ = self.write_at(at, data);
+            }
+        }
+    }
+
+    /// Write a disk buffer's tail to its file (blocking); its memory goes back to the pool.
+    pub fn flush_tail(&mut self) -> io::Result<()> {
+        if let PartBuffer::Disk {
+            file, tail, pool, ..
+        } = self
+        {
+            if let Some(t) = tail.take() {
+                blocking(|| file.write_all_at(&t.buf, t.from as u64))?;
+                pool.give(t.buf);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the next `n` bytes split off will be sent from memory.
+    pub fn splits_from_memory(&self, n: usize) -> bool {
+        match self {
+            PartBuffer::Mem { .. } => true,
+            PartBuffer::Disk { tail: Some(t), .. } => t.from == 0 && t.buf.len() >= n,
+            PartBuffer::Disk { .. } => false,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -157,9 +227,12 @@ impl PartBuffer {
                     buf[rel..end].copy_from_slice(data);
                 }
             }
-            PartBuffer::Disk { file, len, .. } => {
-                blocking(|| file.write_all_at(data, rel as u64))?;
-                *len = (*len).max(end);
+            PartBuffer::Disk { .. } => {
+                self.flush_tail()?;
+                if let PartBuffer::Disk { file, len, .. } = self {
+                    blocking(|| file.write_all_at(data, rel as u64))?;
+                    *len = (*len).max(end);
+                }
             }
         }
         Ok(())
@@ -169,16 +242,21 @@ impl PartBuffer {
     pub fn resize(&mut self, new_len: usize) -> io::Result<()> {
         match self {
             PartBuffer::Mem { buf, start, .. } => buf.resize(*start + new_len, 0),
-            PartBuffer::Disk { file, len, .. } => {
-                blocking(|| file.set_len(new_len as u64))?;
-                *len = new_len;
+            PartBuffer::Disk { .. } => {
+                self.flush_tail()?;
+                if let PartBuffer::Disk { file, len, .. } = self {
+                    blocking(|| file.set_len(new_len as u64))?;
+                    *len = new_len;
+                }
             }
         }
         Ok(())
     }
 
-    /// Everything in the buffer, as a request body (a disk buffer's file is read as it is sent).
-    pub fn payload(&self) -> io::Result<Payload> {
+    /// Everything in the buffer, as a request body (a disk buffer's file is read as it is
+    /// sent: its tail is written to it first).
+    pub fn payload(&mut self) -> io::Result<Payload> {
+        self.flush_tail()?;
         match self {
             PartBuffer::Mem { .. } => self.read(0, self.len()).map(Payload::from),
             PartBuffer::Disk { path, len, .. } => Ok(Payload::file(path, *len as u64)),
@@ -193,9 +271,15 @@ impl PartBuffer {
             PartBuffer::Mem { buf, start: at, .. } => {
                 Ok(Bytes::copy_from_slice(&buf[at + start..at + end]))
             }
-            PartBuffer::Disk { file, .. } => {
+            PartBuffer::Disk { file, tail, .. } => {
                 let mut buf = vec![0u8; end - start];
-                blocking(|| file.read_exact_at(&mut buf, start as u64))?;
+                let on_disk = tail.as_ref().map_or(end, |t| t.from.clamp(start, end));
+                if on_disk > start {
+                    blocking(|| file.read_exact_at(&mut buf[..on_disk - start], start as u64))?;
+                }
+                if let Some(t) = tail.as_ref().filter(|_| on_disk < end) {
+                    buf[on_disk - start..].copy_from_slice(&t.buf[on_disk - t.from..end - t.from]);
+                }
                 Ok(Bytes::from(buf))
             }
         }
@@ -238,7 +322,49 @@ impl PartBuffer {
                 }
                 Ok(pool.freeze(body).into())
             }
-            PartBuffer::Disk { file, path, len } => {
+            PartBuffer::Disk { .. } if self.splits_from_memory(n) => {
+                let PartBuffer::Disk {
+                    file,
+                    path,
+                    len,
+                    tail,
+                    pool,
+                } = self
+                else {
+                    return Err(io::Error::other("not a disk buffer"));
+                };
+                let next_path =
+                    next_path.ok_or_else(|| io::Error::other("no path for the next part"))?;
+                let Some(mut t) = tail.take() else {
+                    return Err(io::Error::other("no tail"));
+                };
+                // the part's file, for a resend or a resume; the next part's bytes stay held
+                let rest = if t.buf.len() > n {
+                    let mut rest = pool.take(next_part_size.max(t.buf.len() - n));
+                    rest.extend_from_slice(&t.buf[n..]);
+                    t.buf.truncate(n);
+                    Some(rest)
+                } else {
+                    None
+                };
+                let next = blocking(|| {
+                    file.write_all_at(&t.buf, 0)?;
+                    create(next_path)
+                })?;
+                *tail = rest.map(|buf| Tail { buf, from: 0 });
+                *file = next;
+                *path = next_path.clone();
+                *len -= n;
+                Ok(pool.freeze(t.buf).into())
+            }
+            PartBuffer::Disk { .. } => {
+                self.flush_tail()?;
+                let PartBuffer::Disk {
+                    file, path, len, ..
+                } = self
+                else {
+                    return Err(io::Error::other("not a disk buffer"));
+                };
                 let n = n.min(*len);
                 let next_path =
                     next_path.ok_or_else(|| io::Error::other("no path for the next part"))?;
@@ -284,8 +410,8 @@ mod tests {
     #[test]
     fn disk_and_memory_buffers_agree() {
         let dir = std::env::temp_dir().join(format!("bfs-pb-{}", std::process::id()));
-        let mut d = PartBuffer::disk(&dir.join("1")).expect("disk");
         let pool = Arc::new(BufferPool::default());
+        let mut d = PartBuffer::disk(&dir.join("1"), pool.clone()).expect("disk");
         let mut m = PartBuffer::memory(pool.clone(), 16);
         for b in [&mut d, &mut m] {
             b.write_at(0, b"hello").expect("w");
@@ -304,10 +430,46 @@ mod tests {
     }
 
     #[test]
+    fn appended_bytes_held_in_memory_go_from_memory_and_land_in_the_part_file() {
+        let dir = std::env::temp_dir().join(format!("bfs-pb-tail-{}", std::process::id()));
+        let pool = Arc::new(BufferPool::default());
+        let mut d = PartBuffer::disk(&dir.join("1"), pool.clone()).expect("disk");
+        d.append_held(b"abcd", 8);
+        d.append_held(b"efghij", 8);
+        assert_eq!((d.len(), d.held()), (10, 10));
+        assert_eq!(
+            &d.read(2, 9).expect("r")[..],
+            b"cdefghi",
+            "reads see the tail"
+        );
+        assert!(d.splits_from_memory(8));
+        let first = d.split_to(8, Some(&dir.join("2")), 8).expect("split");
+        assert!(matches!(first, Payload::Bytes(_)), "sent from memory");
+        assert_eq!(sent(&first), b"abcdefgh");
+        assert_eq!(
+            std::fs::read(dir.join("1")).expect("part file"),
+            b"abcdefgh"
+        );
+        // the next part's first bytes stay held; a write elsewhere puts them in the file
+        assert_eq!((d.len(), d.held()), (2, 2));
+        d.write_at(4, b"z").expect("w");
+        assert_eq!(d.held(), 0);
+        assert_eq!(&d.read(0, 5).expect("r")[..], b"ij\0\0z");
+        // a tail that started after bytes on disk is written out before its part goes
+        d.append_held(b"123", 8);
+        assert!(!d.splits_from_memory(8));
+        let second = d.split_to(8, Some(&dir.join("3")), 8).expect("split");
+        assert_eq!(sent(&second), b"ij\0\0z123");
+        assert!(matches!(second, Payload::File { .. }));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn a_disk_buffer_far_past_the_end_splits_without_reading_the_hole() {
         // one byte at 1 TiB: the rest after each split is a hole, never read into memory
         let dir = std::env::temp_dir().join(format!("bfs-pb-hole-{}", std::process::id()));
-        let mut d = PartBuffer::disk(&dir.join("1")).expect("disk");
+        let mut d =
+            PartBuffer::disk(&dir.join("1"), Arc::new(BufferPool::default())).expect("disk");
         let far = 1usize << 40;
         d.write_at(100, b"head").expect("w");
         d.write_at(far, b"x").expect("far write");

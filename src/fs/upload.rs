@@ -129,6 +129,7 @@ pub struct Upload {
     /// A finish of the multipart upload ran (its last part queued, "closed" journaled) and
     /// failed: the next change reopens the upload (see `reopen`).
     finish_failed: bool,
+    pool: Arc<BufferPool>,
 }
 
 /// Where an upload keeps its parts.
@@ -163,13 +164,15 @@ impl Upload {
     ) -> Upload {
         let local_id = format!("{:016x}", rand::random::<u64>());
         let buffer = match (&store.journal, store.spill) {
-            (Some(j), true) => match PartBuffer::disk(&j.part_path(&local_id, 1)) {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::warn!("cache dir unusable, keeping parts in memory: {e}");
-                    PartBuffer::memory(store.pool.clone(), limits.base as usize)
+            (Some(j), true) => {
+                match PartBuffer::disk(&j.part_path(&local_id, 1), store.pool.clone()) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        tracing::warn!("cache dir unusable, keeping parts in memory: {e}");
+                        PartBuffer::memory(store.pool.clone(), limits.base as usize)
+                    }
                 }
-            },
+            }
             _ => PartBuffer::memory(store.pool.clone(), limits.base as usize),
         };
         let buffer_in_memory = buffer.in_memory();
@@ -193,6 +196,7 @@ impl Upload {
                 .map(Charge::new),
             sent_files: 0,
             finish_failed: false,
+            pool: store.pool.clone(),
         }
     }
 
@@ -321,6 +325,24 @@ impl Upload {
         }
     }
 
+    /// Whether `more` bytes appended to a disk buffer can be held in memory with its tail
+    /// (the part then goes from memory, see `part_buffer::Tail`): only while half the budget
+    /// is free now (the rest stays for reads); otherwise they go to the file, and nobody waits.
+    fn hold(&mut self, more: usize) -> bool {
+        let want = (self.buffer.held() + more) as u64;
+        while self.reservation.bytes() < want {
+            let step = RESERVE_STEP.max(want - self.reservation.bytes());
+            if self.budget.in_use() + step > self.budget.total() / 2 {
+                return false;
+            }
+            match self.budget.try_reserve(step) {
+                Some(r) => self.reservation.merge(r),
+                None => return false,
+            }
+        }
+        true
+    }
+
     fn check_failed(&mut self) -> FsResult<()> {
         if let Some(m) = &mut self.mpu {
             let mut i = 0;
@@ -376,11 +398,19 @@ impl Upload {
         let end = rel + data.len();
         if self.buffer.in_memory() {
             self.reserve_up_to(end as u64).await;
+            self.buffer.write_at(rel, data).map_err(FsError::staging)?;
         } else {
             self.make_room(end.saturating_sub(self.buffer.len()) as u64)
                 .await;
+            if rel == self.buffer.len() && self.hold(data.len()) {
+                self.buffer
+                    .append_held(data, self.current_part_size() as usize);
+            } else {
+                self.buffer.write_at(rel, data).map_err(FsError::staging)?;
+                // the tail went to the file with it
+                self.reservation = Reservation::default();
+            }
         }
-        self.buffer.write_at(rel, data).map_err(FsError::staging)?;
         self.update_charge();
         // the bytes are taken: a part that cannot go now (the multipart upload cannot be
         // started, an earlier part failed) does not fail this write, which an application
@@ -478,6 +508,7 @@ impl Upload {
         self.buffer = PartBuffer::disk_existing(
             &journal.part_path(&self.local_id, k),
             (size - part_start) as usize,
+            self.pool.clone(),
         )
         .map_err(FsError::staging)?;
         m.next_part = k;
@@ -683,6 +714,10 @@ impl Upload {
             self.reserve_up_to(rel as u64).await;
         }
         self.buffer.resize(rel).map_err(FsError::staging)?;
+        if !self.buffer.in_memory() {
+            // a held tail went to the file
+            self.reservation = Reservation::default();
+        }
         self.update_charge();
         Ok(())
     }
@@ -712,7 +747,8 @@ impl Upload {
             .as_ref()
             .map(|j| j.part_path(&self.local_id, part_number + 1));
         let next_part_size = part_size_for(part_number + 1, self.limits.base, self.limits.max);
-        let reservation = if self.buffer.in_memory() {
+        let reservation = if self.buffer.splits_from_memory(take) {
+            // a disk buffer's held tail goes with it; what follows is held anew
             std::mem::take(&mut self.reservation)
         } else {
             // the part is sent from its file a chunk at a time: what its request holds in
@@ -752,6 +788,11 @@ impl Upload {
     pub async fn finish(&mut self, opts: &PutOptions) -> FsResult<Uploaded> {
         if self.sealed {
             return Err(FsError::new(libc::EIO, "upload already complete"));
+        }
+        // on disk before "closed" is journaled: a resume sends the part files as they are
+        self.buffer.flush_tail().map_err(FsError::staging)?;
+        if !self.buffer.in_memory() {
+            self.reservation = Reservation::default();
         }
         if self.mpu.is_none() {
             let body = self.buffer.payload().map_err(FsError::staging)?;
