@@ -343,27 +343,55 @@ impl Upload {
         true
     }
 
+    /// [`Upload::hold`], and while there is no room, let this upload's oldest part in flight
+    /// finish first (the room it frees is usually what was missing: a writer outrunning the
+    /// server waits for it, as with a memory buffer), before the bytes go to the file.
+    async fn hold_or_drain(&mut self, more: usize) -> bool {
+        loop {
+            if self.hold(more) {
+                return true;
+            }
+            let Some(m) = self.mpu.as_mut().filter(|m| !m.in_flight.is_empty()) else {
+                return false;
+            };
+            let (_, h) = m.in_flight.remove(0);
+            let result = h.await;
+            self.settle(result);
+            if self.failed.is_some() {
+                return false;
+            }
+        }
+    }
+
+    /// Takes the result of a part's send: done, or failed (kept to be sent again).
+    fn settle(
+        &mut self,
+        result: Result<Result<CompletedPart, FailedPart>, tokio::task::JoinError>,
+    ) {
+        let Some(m) = self.mpu.as_mut() else {
+            return;
+        };
+        match result {
+            Ok(Ok(part)) => m.done.push(part),
+            Ok(Err(f)) => {
+                self.failed = Some(f.error.clone());
+                m.failed.push(f);
+            }
+            Err(e) => self.failed = Some(FsError::new(libc::EIO, format!("upload task: {e}"))),
+        }
+    }
+
     fn check_failed(&mut self) -> FsResult<()> {
-        if let Some(m) = &mut self.mpu {
-            let mut i = 0;
-            while i < m.in_flight.len() {
-                if m.in_flight[i].1.is_finished() {
-                    let (_, h) = m.in_flight.swap_remove(i);
-                    // is_finished() was true, so this does not wait
-                    match futures::FutureExt::now_or_never(h) {
-                        Some(Ok(Ok(part))) => m.done.push(part),
-                        Some(Ok(Err(f))) => {
-                            self.failed = Some(f.error.clone());
-                            m.failed.push(f);
-                        }
-                        Some(Err(e)) => {
-                            self.failed = Some(FsError::new(libc::EIO, format!("upload task: {e}")))
-                        }
-                        None => {}
-                    }
-                } else {
-                    i += 1;
+        let mut i = 0;
+        while let Some(m) = self.mpu.as_mut().filter(|m| i < m.in_flight.len()) {
+            if m.in_flight[i].1.is_finished() {
+                let (_, h) = m.in_flight.swap_remove(i);
+                // is_finished() was true, so this does not wait
+                if let Some(result) = futures::FutureExt::now_or_never(h) {
+                    self.settle(result);
                 }
+            } else {
+                i += 1;
             }
         }
         match &self.failed {
@@ -402,7 +430,7 @@ impl Upload {
         } else {
             self.make_room(end.saturating_sub(self.buffer.len()) as u64)
                 .await;
-            if rel == self.buffer.len() && self.hold(data.len()) {
+            if rel == self.buffer.len() && self.hold_or_drain(data.len()).await {
                 self.buffer
                     .append_held(data, self.current_part_size() as usize);
             } else {
