@@ -8,8 +8,10 @@
 #   s3fsc (s3fs use_cache), rcfull (rclone --vfs-cache-mode full), mp (Mountpoint --cache, when
 #   MOUNTPOINT_BIN or /tmp/mountpoint/mount-s3 exists), raw (boto3: parallel ranged GETs, and
 #   4 KiB ranged GETs one at a time).
-# Per config and rep: a cold 1 GiB sequential read (fresh cache dir, fresh mount); a remount
-# keeping the cache dir, then the same read warm; fio 4 KiB random reads (1 job, FIO_SECS)
+# Per config and rep: a cold 1 GiB sequential read (fresh cache dir, fresh mount); the same
+# read again in the same mount after dropping the kernel's page cache (samemount: Mountpoint's
+# cached read, since it empties its cache at every mount); a remount keeping the cache dir, then
+# the same read warm; fio 4 KiB random reads (1 job, FIO_SECS)
 # warm; then a fresh cache dir and fio 4 KiB random reads cold.
 # env: CONFIGS="bfs rcfull" to run only some; FIO_SECS (15).
 # Results: /tmp/bench/results_cache.tsv (config, rep, workload, value); a median table at the end.
@@ -116,6 +118,10 @@ PY
     cache=$B/cachedir_$cfg; rm -rf "$cache"
     mnt "$cfg" "$cache" || continue
     rec "$cfg" "$rep" cold_seq_MBps "$(seqread)"
+    # the same mount, the kernel's page cache dropped: what the mount's own cache gives
+    # (Mountpoint empties its cache at every mount, so this is its cached read)
+    sync; echo 1 > /proc/sys/vm/drop_caches 2>/dev/null
+    rec "$cfg" "$rep" samemount_seq_MBps "$(seqread)"
     umnt; mnt "$cfg" "$cache" || continue
     rec "$cfg" "$rep" warm_seq_MBps "$(seqread)"
     rec "$cfg" "$rep" warm_rand4k_IOPS "$(fiorand)"

@@ -41,7 +41,7 @@ fn a_second_read_after_a_remount_sends_no_get() {
     let srv = server();
     let cache = tempfile::tempdir().expect("cache");
     let arg = cache.path().display().to_string();
-    let data = pattern(40 * MIB + 123, 1);
+    let data = pattern(256 * MIB + 123, 1);
     srv.put_object("big.bin", data.clone());
     let small = pattern(300_000, 2);
     srv.put_object("small.bin", small.clone());
@@ -72,7 +72,7 @@ fn a_second_read_after_a_remount_sends_no_get() {
     assert_eq!(srv.counting().map(|s| s.count("GetObject")), gets, "no GET");
 
     // replaced from outside: the new bytes are read (TTL 0: the open's HEAD sees the ETag)
-    let new = pattern(40 * MIB + 123, 9);
+    let new = pattern(256 * MIB + 123, 9);
     srv.put_object("big.bin", new.clone());
     assert!(
         std::fs::read(m.p("big.bin")).expect("read new") == new,
