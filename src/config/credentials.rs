@@ -45,7 +45,7 @@ pub enum CredentialsError {
     },
     #[error("profile {profile} not found in {files}: check --profile / AWS_PROFILE")]
     ProfileNotFound { profile: String, files: String },
-    #[error("profile {profile} in {file} has no {missing} (role and SSO profiles are not supported): add aws_access_key_id and aws_secret_access_key, or credential_process")]
+    #[error("profile {profile} in {file} has no {missing} (SSO profiles are not supported): add aws_access_key_id and aws_secret_access_key, credential_process, or role_arn with source_profile")]
     ProfileIncomplete {
         profile: String,
         file: String,
@@ -98,7 +98,7 @@ impl Env for HashMap<String, String> {
 }
 
 /// A non-empty environment variable.
-fn nonempty(env: &dyn Env, name: &str) -> Option<String> {
+pub(super) fn nonempty(env: &dyn Env, name: &str) -> Option<String> {
     env.var(name).filter(|v| !v.trim().is_empty())
 }
 
@@ -223,6 +223,9 @@ fn resolve(
     }
     let profile = profile_name(request.profile.as_deref(), env);
     let files = AwsFiles::locate(env);
+    if let Some(role) = super::role_profiles::role_fetcher(&files, &profile, env)? {
+        return fetched(role);
+    }
     match from_profile(&files, &profile, env)? {
         Some((found, None)) => return Ok((found, Kind::Profile(profile))),
         Some((_, Some(command))) => {
@@ -268,7 +271,9 @@ fn resolve(
 
 /// The ECS container endpoint, when `AWS_CONTAINER_CREDENTIALS_FULL_URI` or
 /// `AWS_CONTAINER_CREDENTIALS_RELATIVE_URI` says where it is.
-fn container_fetcher(env: &dyn Env) -> Result<Option<Arc<dyn Fetcher>>, CredentialsError> {
+pub(super) fn container_fetcher(
+    env: &dyn Env,
+) -> Result<Option<Arc<dyn Fetcher>>, CredentialsError> {
     let url = match (
         nonempty(env, "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"),
         nonempty(env, "AWS_CONTAINER_CREDENTIALS_FULL_URI"),
@@ -315,7 +320,7 @@ fn web_identity_fetcher(env: &dyn Env) -> Option<Arc<dyn Fetcher>> {
 
 /// EC2 instance metadata unless `AWS_EC2_METADATA_DISABLED=true`; the endpoint from
 /// `AWS_EC2_METADATA_SERVICE_ENDPOINT`, else 169.254.169.254.
-fn imds_fetcher(env: &dyn Env) -> Result<Option<Arc<dyn Fetcher>>, CredentialsError> {
+pub(super) fn imds_fetcher(env: &dyn Env) -> Result<Option<Arc<dyn Fetcher>>, CredentialsError> {
     if nonempty(env, "AWS_EC2_METADATA_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
         return Ok(None);
     }
@@ -390,7 +395,9 @@ pub fn resolve_region(flag: Option<&str>, profile: Option<&str>, env: &dyn Env) 
     "us-east-1".to_string()
 }
 
-fn from_environment(env: &dyn Env) -> Result<Option<StaticCredentials>, CredentialsError> {
+pub(super) fn from_environment(
+    env: &dyn Env,
+) -> Result<Option<StaticCredentials>, CredentialsError> {
     let key = nonempty(env, "AWS_ACCESS_KEY_ID");
     let secret = nonempty(env, "AWS_SECRET_ACCESS_KEY");
     match (key, secret) {
@@ -415,9 +422,9 @@ fn from_environment(env: &dyn Env) -> Result<Option<StaticCredentials>, Credenti
 }
 
 /// Where the shared credentials and config files are.
-struct AwsFiles {
-    credentials: Option<PathBuf>,
-    config: Option<PathBuf>,
+pub(super) struct AwsFiles {
+    pub(super) credentials: Option<PathBuf>,
+    pub(super) config: Option<PathBuf>,
 }
 
 impl AwsFiles {
@@ -449,7 +456,7 @@ impl AwsFiles {
 }
 
 /// The config file's section for a profile: `[default]` or `[profile NAME]`.
-fn config_section(profile: &str) -> String {
+pub(super) fn config_section(profile: &str) -> String {
     if profile == "default" {
         "default".to_string()
     } else {
@@ -459,7 +466,7 @@ fn config_section(profile: &str) -> String {
 
 /// Keys of a profile; with `Some(command)` the profile names a `credential_process` instead
 /// (the keys are then a placeholder).
-fn from_profile(
+pub(super) fn from_profile(
     files: &AwsFiles,
     profile: &str,
     env: &dyn Env,
@@ -550,7 +557,10 @@ fn from_profile(
 }
 
 /// Read a file that may be missing (`Ok(None)`).
-fn read_optional(path: &Path, what: &'static str) -> Result<Option<String>, CredentialsError> {
+pub(super) fn read_optional(
+    path: &Path,
+    what: &'static str,
+) -> Result<Option<String>, CredentialsError> {
     match std::fs::read_to_string(path) {
         Ok(text) => Ok(Some(text)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -569,7 +579,7 @@ fn read_optional(path: &Path, what: &'static str) -> Result<Option<String>, Cred
 /// nested block (`s3 =` then indented `region = x`) becomes the value of `s3` and never
 /// overrides the profile's own keys. No quotes or escapes: secrets are taken as written.
 /// A file that is not INI at all (an unclosed `[`) gives no sections, with a warning.
-fn parse_ini(text: &str) -> HashMap<String, HashMap<String, String>> {
+pub(super) fn parse_ini(text: &str) -> HashMap<String, HashMap<String, String>> {
     let options = ini::ParseOption {
         enabled_quote: false,
         enabled_escape: false,
@@ -866,21 +876,170 @@ mod tests {
         assert!(c.origin.starts_with("profile p in "), "{}", c.origin);
     }
 
+    /// A fake STS answering AssumeRole for `roles` (role ARN → the key that must sign for
+    /// it, the key it hands out), checking each signature against the headers as they arrived.
+    fn fake_sts(roles: &'static [(&'static str, &'static str, &'static str)]) -> FakeMetadata {
+        fake_metadata(move |method, _, headers| {
+            let h = |name: &str| {
+                headers
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default()
+            };
+            let body = h("<body>");
+            let auth = h("authorization");
+            for (arn, signer, hands_out) in roles {
+                let enc_arn = arn.replace(':', "%3A").replace('/', "%2F");
+                if !(method == "POST"
+                    && body.contains("Action=AssumeRole&")
+                    && body.contains(&format!("RoleArn={enc_arn}&")))
+                {
+                    continue;
+                }
+                // the signature, computed again from what arrived
+                let mut signed: Vec<(String, String)> = ["host", "content-type", "x-amz-date"]
+                    .iter()
+                    .map(|n| (n.to_string(), h(n)))
+                    .collect();
+                let token = h("x-amz-security-token");
+                let date = h("x-amz-date");
+                // 20261202T035500Z → 2026-12-02T03:55:00Z
+                let iso = if date.len() == 16 {
+                    format!(
+                        "{}-{}-{}T{}:{}:{}Z",
+                        &date[0..4],
+                        &date[4..6],
+                        &date[6..8],
+                        &date[9..11],
+                        &date[11..13],
+                        &date[13..15]
+                    )
+                } else {
+                    String::new()
+                };
+                let time = crate::s3::time::parse_iso8601(&iso).unwrap_or(SystemTime::UNIX_EPOCH);
+                let secret = format!("sec-{signer}");
+                let hash = crate::s3::sigv4::sha256_hex(body.as_bytes());
+                let out = crate::s3::sigv4::sign(
+                    &crate::s3::sigv4::SigningParams {
+                        access_key_id: signer,
+                        secret_access_key: &secret,
+                        session_token: (!token.is_empty()).then_some(token.as_str()),
+                        region: "eu-west-3",
+                        service: "sts",
+                        time,
+                    },
+                    &crate::s3::sigv4::SignableRequest {
+                        method: "POST",
+                        path: "/",
+                        query: &[],
+                        payload_hash: &hash,
+                        content_sha256_header: false,
+                    },
+                    &mut signed,
+                    None,
+                );
+                if out.authorization == auth {
+                    let answer =
+                        sts_answer(hands_out, SystemTime::now() + Duration::from_secs(3600))
+                            .replace("AssumeRoleWithWebIdentity", "AssumeRole");
+                    return (200, answer);
+                }
+            }
+            (
+                403,
+                "<ErrorResponse><Error><Code>SignatureDoesNotMatch</Code><Message>no</Message>\
+                 </Error></ErrorResponse>"
+                    .to_string(),
+            )
+        })
+    }
+
     #[test]
-    fn role_profiles_are_explained() {
+    fn a_role_profile_assumes_its_role_with_its_source_profiles_keys() {
+        // role a from role b (a chain) from the static keys of profile c, signed at each step
+        // by the keys the step before gave
+        let fake = fake_sts(&[
+            ("arn:aws:iam::1:role/b", "AKC", "ASIAB"),
+            ("arn:aws:iam::1:role/a", "ASIAB", "ASIAA"),
+        ]);
         let home = tempfile::tempdir().unwrap();
         write(
             &home.path().join(".aws/config"),
-            "[profile role]\nrole_arn = arn:aws:iam::1:role/x\nsource_profile = default\n",
+            "[profile a]\nrole_arn = arn:aws:iam::1:role/a\nsource_profile = b\n\
+             region = eu-west-3\nrole_session_name = s1\n\
+             [profile b]\nrole_arn = arn:aws:iam::1:role/b\nsource_profile = c\n\
+             region = eu-west-3\n\
+             [profile loop]\nrole_arn = arn:aws:iam::1:role/l\nsource_profile = loop2\n\
+             [profile loop2]\nrole_arn = arn:aws:iam::1:role/l2\nsource_profile = loop\n\
+             [profile nosource]\nrole_arn = arn:aws:iam::1:role/n\n",
             0o600,
         );
-        let e = env(&[("HOME", home.path().to_str().unwrap())]);
-        let req = CredentialRequest {
-            profile: Some("role".into()),
+        write(
+            &home.path().join(".aws/credentials"),
+            "[c]\naws_access_key_id = AKC\naws_secret_access_key = sec-AKC\n",
+            0o600,
+        );
+        let e = env(&[
+            ("HOME", home.path().to_str().unwrap()),
+            ("AWS_ENDPOINT_URL_STS", &fake.url),
+        ]);
+        let req = |p: &str| CredentialRequest {
+            profile: Some(p.into()),
             ..request("b")
         };
-        let err = load_with(&req, &e).unwrap_err().to_string();
-        assert!(err.contains("not supported"), "{err}");
+        let src = load_shared_with(&req("a"), Arc::new(e.clone())).unwrap();
+        let keys = src.current();
+        assert_eq!(keys.access_key_id, "ASIAA");
+        assert_eq!(keys.session_token.as_deref(), Some("tok-ASIAA"));
+        assert!(
+            src.describe().contains("role arn:aws:iam::1:role/a"),
+            "{}",
+            src.describe()
+        );
+        let bodies: Vec<String> = fake
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|(_, _, h)| {
+                h.iter()
+                    .find(|(k, _)| k == "<body>")
+                    .map(|(_, v)| v.clone())
+            })
+            .collect();
+        assert_eq!(bodies.len(), 2, "one AssumeRole per role in the chain");
+        assert!(bodies[1].contains("RoleSessionName=s1"), "{}", bodies[1]);
+        // a chain that loops, a role without a source: one clear line each
+        let err = load_with(&req("loop"), &e).unwrap_err().to_string();
+        assert!(err.contains("loop -> loop2 -> loop"), "{err}");
+        let err = load_with(&req("nosource"), &e).unwrap_err().to_string();
+        assert!(err.contains("needs source_profile"), "{err}");
+    }
+
+    #[test]
+    fn a_role_profile_can_take_its_source_from_the_environment() {
+        let fake = fake_sts(&[("arn:aws:iam::1:role/e", "AKENV", "ASIAE")]);
+        let home = tempfile::tempdir().unwrap();
+        write(
+            &home.path().join(".aws/config"),
+            "[profile e]\nrole_arn = arn:aws:iam::1:role/e\ncredential_source = Environment\n\
+             region = eu-west-3\n",
+            0o600,
+        );
+        let e = env(&[
+            ("HOME", home.path().to_str().unwrap()),
+            ("AWS_ENDPOINT_URL_STS", &fake.url),
+            ("AWS_ACCESS_KEY_ID", "AKENV"),
+            ("AWS_SECRET_ACCESS_KEY", "sec-AKENV"),
+        ]);
+        let req = CredentialRequest {
+            profile: Some("e".into()),
+            ..request("b")
+        };
+        let c = load_with(&req, &e).unwrap();
+        assert_eq!(c.credentials.access_key_id, "ASIAE");
     }
 
     #[test]

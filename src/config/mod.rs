@@ -3,6 +3,7 @@
 pub mod cli;
 pub mod credentials;
 mod dash_o;
+mod role_profiles;
 pub mod stats_view;
 pub mod values;
 

@@ -9,7 +9,7 @@ pub mod profile;
 pub mod sigv4;
 pub mod stats;
 pub mod sts;
-mod time;
+pub(crate) mod time;
 mod transport;
 pub mod types;
 mod wire;

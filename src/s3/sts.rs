@@ -1,11 +1,13 @@
-//! Keys for a role from a web identity token (`AssumeRoleWithWebIdentity`): what Kubernetes
-//! service accounts (EKS IRSA, `AWS_WEB_IDENTITY_TOKEN_FILE` + `AWS_ROLE_ARN`) and other OIDC
-//! setups give a pod. The call is unsigned (the token is the proof); the token file is read
-//! again at every fetch, since the platform rotates it. A [`Fetcher`]: refreshed ahead of
-//! expiry by [`super::cred_sources::RefreshingCredentials`].
+//! Keys for a role from STS: with a web identity token (`AssumeRoleWithWebIdentity`, unsigned:
+//! the token is the proof; what Kubernetes service accounts, EKS IRSA and other OIDC setups give
+//! a pod; the token file is read again at every fetch, since the platform rotates it), or with
+//! other keys (`AssumeRole`, signed with SigV4 by the source's keys: `role_arn` profiles, chained
+//! roles). Each is a [`Fetcher`], refreshed ahead of expiry by
+//! [`super::cred_sources::RefreshingCredentials`].
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -42,13 +44,6 @@ impl WebIdentityFetcher {
     }
 
     fn form(&self, token: &str) -> String {
-        // everything but RFC 3986's unreserved characters
-        const FORM: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-            .remove(b'-')
-            .remove(b'_')
-            .remove(b'.')
-            .remove(b'~');
-        let enc = |v: &str| percent_encoding::utf8_percent_encode(v, FORM).to_string();
         format!(
             "Action=AssumeRoleWithWebIdentity&Version=2011-06-15&RoleArn={}&RoleSessionName={}\
              &WebIdentityToken={}",
@@ -63,60 +58,12 @@ impl Fetcher for WebIdentityFetcher {
     fn fetch(&self) -> Result<Expiring, String> {
         let token = std::fs::read_to_string(&self.token_file)
             .map_err(|e| format!("cannot read {}: {e}", self.token_file.display()))?;
-        let body = self.form(token.trim());
-        let https = self.endpoint.starts_with("https://");
-        let uri: hyper::Uri = format!("{}/", self.endpoint)
-            .parse()
-            .map_err(|e| format!("bad STS endpoint {}: {e}", self.endpoint))?;
-        let ca_bundles = self.ca_bundles.clone();
-        let answer = run_on_own_runtime(async move {
-            let client = transport::build_client(&ClientSettings {
-                https,
-                connect_timeout: STS_TIMEOUT,
-                max_idle_per_host: 1,
-                ca_bundles: &ca_bundles,
-            })
-            .map_err(|e| e.to_string())?;
-            let request = Request::builder()
-                .method(Method::POST)
-                .uri(uri)
-                .header("content-type", "application/x-www-form-urlencoded")
-                .header("accept", "application/xml")
-                .body(transport::RequestBody::new(
-                    super::payload::Payload::Bytes(Bytes::from(body)),
-                    transport::Progress::new(),
-                ))
-                .map_err(|e| format!("cannot build the STS request: {e}"))?;
-            let work = async {
-                let resp = client
-                    .request(request)
-                    .await
-                    .map_err(|e| format!("STS request failed: {}", error_chain(&e)))?;
-                let status = resp.status().as_u16();
-                let bytes = resp
-                    .into_body()
-                    .collect()
-                    .await
-                    .map_err(|e| format!("STS answer cut: {e}"))?
-                    .to_bytes();
-                Ok::<_, String>((status, bytes))
-            };
-            tokio::time::timeout(STS_TIMEOUT, work)
-                .await
-                .map_err(|_| format!("STS did not answer within {STS_TIMEOUT:?}"))?
-        })?;
-        let (status, bytes) = answer;
-        let (access_key_id, secret_access_key, session_token, expires) =
-            super::xml::parse_sts_credentials(&bytes)
-                .map_err(|e| format!("{e} (HTTP {status})"))?;
-        Ok(Expiring {
-            credentials: Credentials {
-                access_key_id,
-                secret_access_key,
-                session_token: Some(session_token),
-            },
-            expires,
-        })
+        post_form(
+            &self.endpoint,
+            &self.ca_bundles,
+            self.form(token.trim()),
+            None,
+        )
     }
 
     fn describe(&self) -> String {
@@ -126,4 +73,192 @@ impl Fetcher for WebIdentityFetcher {
             self.role_arn
         )
     }
+}
+
+/// Percent-encodes a form value (everything but RFC 3986's unreserved characters).
+fn enc(v: &str) -> String {
+    const FORM: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(v, FORM).to_string()
+}
+
+/// Keys that do not change (a profile's static keys, the environment's): the source of a role.
+pub struct FixedFetcher {
+    pub credentials: Credentials,
+    pub origin: String,
+}
+
+impl Fetcher for FixedFetcher {
+    fn fetch(&self) -> Result<Expiring, String> {
+        Ok(Expiring {
+            credentials: self.credentials.clone(),
+            expires: None,
+        })
+    }
+
+    fn describe(&self) -> String {
+        self.origin.clone()
+    }
+}
+
+/// Assumes `role_arn` with the keys `source` gives (fetched again at every refresh, so a
+/// chain of roles, or a source whose keys expire, stays current).
+pub struct AssumeRoleFetcher {
+    /// `https://sts.REGION.amazonaws.com`, or `AWS_ENDPOINT_URL_STS`.
+    pub endpoint: String,
+    /// The region the request is signed for (`us-east-1` for the global endpoint).
+    pub region: String,
+    pub role_arn: String,
+    pub session_name: String,
+    pub external_id: Option<String>,
+    pub duration_seconds: Option<u32>,
+    pub source: Arc<dyn Fetcher>,
+    /// Which profile asked, for messages.
+    pub profile: String,
+    pub ca_bundles: Vec<PathBuf>,
+}
+
+impl AssumeRoleFetcher {
+    fn form(&self) -> String {
+        let mut form = format!(
+            "Action=AssumeRole&Version=2011-06-15&RoleArn={}&RoleSessionName={}",
+            enc(&self.role_arn),
+            enc(&self.session_name)
+        );
+        if let Some(id) = &self.external_id {
+            form.push_str(&format!("&ExternalId={}", enc(id)));
+        }
+        if let Some(d) = self.duration_seconds {
+            form.push_str(&format!("&DurationSeconds={d}"));
+        }
+        form
+    }
+}
+
+impl Fetcher for AssumeRoleFetcher {
+    fn fetch(&self) -> Result<Expiring, String> {
+        let source = self
+            .source
+            .fetch()
+            .map_err(|e| format!("source {}: {e}", self.source.describe()))?;
+        let keys = source.credentials;
+        let body = self.form();
+        let uri: hyper::Uri = format!("{}/", self.endpoint)
+            .parse()
+            .map_err(|e| format!("bad STS endpoint {}: {e}", self.endpoint))?;
+        let host = uri
+            .authority()
+            .map(|a| a.as_str().to_string())
+            .ok_or_else(|| format!("STS endpoint {} has no host", self.endpoint))?;
+        let mut headers = vec![
+            ("host".to_string(), host),
+            (
+                "content-type".to_string(),
+                "application/x-www-form-urlencoded".to_string(),
+            ),
+        ];
+        let payload_hash = super::sigv4::sha256_hex(body.as_bytes());
+        super::sigv4::sign(
+            &super::sigv4::SigningParams {
+                access_key_id: &keys.access_key_id,
+                secret_access_key: &keys.secret_access_key,
+                session_token: keys.session_token.as_deref(),
+                region: &self.region,
+                service: "sts",
+                time: SystemTime::now(),
+            },
+            &super::sigv4::SignableRequest {
+                method: "POST",
+                path: "/",
+                query: &[],
+                payload_hash: &payload_hash,
+                content_sha256_header: false,
+            },
+            &mut headers,
+            None,
+        );
+        post_form(&self.endpoint, &self.ca_bundles, body, Some(headers))
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "role {} of profile {} (keys from {})",
+            self.role_arn,
+            self.profile,
+            self.source.describe()
+        )
+    }
+}
+
+/// POSTs a form to STS and reads the keys out of its answer; `headers`: the signed headers
+/// (host included), or `None` for an unsigned call.
+fn post_form(
+    endpoint: &str,
+    ca_bundles: &[PathBuf],
+    body: String,
+    headers: Option<Vec<(String, String)>>,
+) -> Result<Expiring, String> {
+    let https = endpoint.starts_with("https://");
+    let uri: hyper::Uri = format!("{endpoint}/")
+        .parse()
+        .map_err(|e| format!("bad STS endpoint {endpoint}: {e}"))?;
+    let ca_bundles = ca_bundles.to_vec();
+    let answer = run_on_own_runtime(async move {
+        let client = transport::build_client(&ClientSettings {
+            https,
+            connect_timeout: STS_TIMEOUT,
+            max_idle_per_host: 1,
+            ca_bundles: &ca_bundles,
+        })
+        .map_err(|e| e.to_string())?;
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri(uri)
+            .header("accept", "application/xml");
+        match headers {
+            Some(signed) => {
+                for (name, value) in signed {
+                    request = request.header(name, value);
+                }
+            }
+            None => request = request.header("content-type", "application/x-www-form-urlencoded"),
+        }
+        let request = request
+            .body(transport::RequestBody::new(
+                super::payload::Payload::Bytes(Bytes::from(body)),
+                transport::Progress::new(),
+            ))
+            .map_err(|e| format!("cannot build the STS request: {e}"))?;
+        let work = async {
+            let resp = client
+                .request(request)
+                .await
+                .map_err(|e| format!("STS request failed: {}", error_chain(&e)))?;
+            let status = resp.status().as_u16();
+            let bytes = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| format!("STS answer cut: {e}"))?
+                .to_bytes();
+            Ok::<_, String>((status, bytes))
+        };
+        tokio::time::timeout(STS_TIMEOUT, work)
+            .await
+            .map_err(|_| format!("STS did not answer within {STS_TIMEOUT:?}"))?
+    })?;
+    let (status, bytes) = answer;
+    let (access_key_id, secret_access_key, session_token, expires) =
+        super::xml::parse_sts_credentials(&bytes).map_err(|e| format!("{e} (HTTP {status})"))?;
+    Ok(Expiring {
+        credentials: Credentials {
+            access_key_id,
+            secret_access_key,
+            session_token: Some(session_token),
+        },
+        expires,
+    })
 }
