@@ -71,7 +71,7 @@ pub enum Command {
     )]
     Mount(Box<MountArgs>),
     /// Abort incomplete multipart uploads older than a given age.
-    Cleanup(CleanupArgs),
+    Cleanup(Box<CleanupArgs>),
     /// Print the counters of a mounted bucketfs (MOUNTPOINT/.bucketfs/stats).
     Stats(StatsArgs),
 }
@@ -161,6 +161,11 @@ pub struct ConnectionArgs {
     /// (for servers that refuse both)
     #[arg(long, value_name = "KIND", default_value = "auto", value_parser = parse_upload_checksums)]
     pub upload_checksums: crate::s3::UploadChecksums,
+    /// Reach the endpoint through this HTTP proxy (CONNECT tunnels), e.g.
+    /// http://user:password@proxy:3128 [default: HTTPS_PROXY / HTTP_PROXY / ALL_PROXY, except
+    /// hosts in NO_PROXY]
+    #[arg(long, value_name = "URL")]
+    pub proxy: Option<String>,
 }
 
 fn parse_on_off(s: &str) -> Result<bool, String> {
@@ -532,6 +537,7 @@ pub struct ConnectionSettings {
     pub object_lock: Option<crate::s3::ObjectLock>,
     pub probe: ProbeMode,
     pub upload_checksums: crate::s3::UploadChecksums,
+    pub proxy: Option<String>,
 }
 
 impl ConnectionArgs {
@@ -561,6 +567,7 @@ impl ConnectionArgs {
             object_lock: None,
             probe: self.probe,
             upload_checksums: self.upload_checksums,
+            proxy: self.proxy.clone(),
         })
     }
 }
@@ -629,6 +636,7 @@ pub fn s3_config(
     config.acl = conn.acl.clone();
     config.object_lock = conn.object_lock.clone();
     config.upload_checksums = conn.upload_checksums;
+    config.proxy = conn.proxy.clone();
     config
 }
 

@@ -77,6 +77,9 @@ pub struct S3Config {
     pub confirm_grace: Duration,
     /// Which checksum uploads carry.
     pub upload_checksums: UploadChecksums,
+    /// `--proxy http://[user:password@]host:port`; `None`: the environment's (`HTTPS_PROXY`,
+    /// `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`).
+    pub proxy: Option<String>,
 }
 
 impl S3Config {
@@ -110,6 +113,7 @@ impl S3Config {
             connect_to: None,
             confirm_grace: Duration::from_secs(30),
             upload_checksums: UploadChecksums::Auto,
+            proxy: None,
         }
     }
 }
@@ -272,11 +276,21 @@ impl S3Client {
         if let Some(p) = std::env::var_os("AWS_CA_BUNDLE").filter(|p| !p.is_empty()) {
             bundles.push(PathBuf::from(p));
         }
+        let base = endpoint.uri(&endpoint.authority(None), "/", "")?;
+        let proxy = super::proxy::Proxy::for_endpoint(&base, cfg.proxy.as_deref())?;
+        if let Some(p) = &proxy {
+            tracing::info!(
+                "reaching {} through the proxy {}",
+                cfg.endpoint,
+                p.describe()
+            );
+        }
         let http = transport::build_client(&transport::ClientSettings {
             https: endpoint.https,
             connect_timeout: cfg.connect_timeout,
             max_idle_per_host: cfg.max_inflight,
             ca_bundles: &bundles,
+            proxy: proxy.as_ref(),
         })?;
         if cfg.connect_to.is_some() && endpoint.https {
             return Err(S3Error::Config(

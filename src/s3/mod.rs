@@ -6,6 +6,7 @@ pub mod credentials;
 pub mod error;
 pub mod payload;
 pub mod profile;
+mod proxy;
 pub mod sigv4;
 pub mod stats;
 pub mod sts;

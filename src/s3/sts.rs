@@ -212,6 +212,7 @@ fn post_form(
             connect_timeout: STS_TIMEOUT,
             max_idle_per_host: 1,
             ca_bundles: &ca_bundles,
+            proxy: None,
         })
         .map_err(|e| e.to_string())?;
         let mut request = Request::builder()

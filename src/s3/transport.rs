@@ -28,10 +28,11 @@ use tracing::{debug, warn};
 
 use super::error::S3Error;
 use super::payload::{Payload, FILE_CHUNK};
+use super::proxy::{Connector, Proxy};
 use crate::buffer_pool::BufferPool;
 
 /// The pooled HTTP client.
-pub(crate) type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, RequestBody>;
+pub(crate) type HttpClient = Client<hyper_rustls::HttpsConnector<Connector>, RequestBody>;
 
 /// Where requests go: scheme, host, port and an optional base path, from the endpoint URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,6 +177,8 @@ pub(crate) struct ClientSettings<'a> {
     pub connect_timeout: Duration,
     pub max_idle_per_host: usize,
     pub ca_bundles: &'a [std::path::PathBuf],
+    /// Connections go through this proxy's CONNECT tunnels.
+    pub proxy: Option<&'a Proxy>,
 }
 
 /// Builds the pooled client: TCP_NODELAY, connect timeout, keep-alive, rustls.
@@ -190,7 +193,7 @@ pub(crate) fn build_client(s: &ClientSettings<'_>) -> Result<HttpClient, S3Error
         .with_tls_config(tls)
         .https_or_http()
         .enable_http1()
-        .wrap_connector(http);
+        .wrap_connector(Connector::new(http, s.proxy));
     Ok(Client::builder(TokioExecutor::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(60))

@@ -1,0 +1,112 @@
+//! HTTP proxies: which one (if any) the endpoint is reached through (`--proxy`, else
+//! `HTTPS_PROXY` / `HTTP_PROXY` / `ALL_PROXY` and their lower-case forms, unless `NO_PROXY`
+//! names the host), and the connector that opens each connection as a `CONNECT` tunnel through
+//! it (TLS to the endpoint then runs inside the tunnel, so the endpoint's certificate is checked
+//! as without a proxy). Credentials in the proxy URL become `Proxy-Authorization: Basic`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use hyper::header::HeaderValue;
+use hyper::Uri;
+use hyper_util::client::legacy::connect::proxy::Tunnel;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::proxy::matcher::Matcher;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use super::error::S3Error;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The proxy a client goes through.
+#[derive(Clone, Debug)]
+pub(crate) struct Proxy {
+    pub uri: Uri,
+    pub auth: Option<HeaderValue>,
+}
+
+impl Proxy {
+    /// The proxy for `endpoint`: `explicit` (`--proxy URL`, which `NO_PROXY` still exempts
+    /// hosts from), else the environment's, as curl reads it.
+    pub fn for_endpoint(endpoint: &Uri, explicit: Option<&str>) -> Result<Option<Proxy>, S3Error> {
+        let matcher = match explicit {
+            Some(url) => {
+                url.parse::<Uri>()
+                    .ok()
+                    .filter(|u| u.scheme_str() == Some("http") && u.host().is_some())
+                    .ok_or_else(|| {
+                        S3Error::Config(format!(
+                            "--proxy {url:?}: expected http://[user:password@]host:port"
+                        ))
+                    })?;
+                let no = std::env::var("NO_PROXY")
+                    .or_else(|_| std::env::var("no_proxy"))
+                    .unwrap_or_default();
+                Matcher::builder().all(url.to_string()).no(no).build()
+            }
+            None => Matcher::from_env(),
+        };
+        Ok(matcher.intercept(endpoint).map(|i| Proxy {
+            uri: i.uri().clone(),
+            auth: i.basic_auth().cloned(),
+        }))
+    }
+
+    /// The proxy's address, without its credentials (for logs).
+    pub fn describe(&self) -> String {
+        let host = self.uri.host().unwrap_or("?");
+        match self.uri.port_u16() {
+            Some(port) => format!("http://{host}:{port}"),
+            None => format!("http://{host}"),
+        }
+    }
+}
+
+/// Opens connections directly, or as `CONNECT` tunnels through a proxy.
+#[derive(Clone)]
+pub(crate) struct Connector {
+    direct: HttpConnector,
+    tunnel: Option<Tunnel<HttpConnector>>,
+}
+
+impl Connector {
+    pub fn new(http: HttpConnector, proxy: Option<&Proxy>) -> Connector {
+        let tunnel = proxy.map(|p| {
+            let t = Tunnel::new(p.uri.clone(), http.clone());
+            match &p.auth {
+                Some(auth) => t.with_auth(auth.clone()),
+                None => t,
+            }
+        });
+        Connector {
+            direct: http,
+            tunnel,
+        }
+    }
+}
+
+impl tower_service::Service<Uri> for Connector {
+    type Response = TokioIo<TcpStream>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // both connectors are always ready: each call opens its own connection
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, dst: Uri) -> Self::Future {
+        match &mut self.tunnel {
+            Some(tunnel) => {
+                let connecting = tunnel.call(dst);
+                Box::pin(async move { connecting.await.map_err(|e| Box::new(e) as BoxError) })
+            }
+            None => {
+                let connecting = self.direct.call(dst);
+                Box::pin(async move { connecting.await.map_err(|e| Box::new(e) as BoxError) })
+            }
+        }
+    }
+}
