@@ -1,6 +1,6 @@
 //! HTTP proxies: which one (if any) the endpoint is reached through (`--proxy`, else
 //! `HTTPS_PROXY` / `HTTP_PROXY` / `ALL_PROXY` and their lower-case forms, unless `NO_PROXY`
-//! names the host), and the connector that opens each connection as a `CONNECT` tunnel through
+//! names the host or the host is this machine's loopback), and the connector that opens each connection as a `CONNECT` tunnel through
 //! it (TLS to the endpoint then runs inside the tunnel, so the endpoint's certificate is checked
 //! as without a proxy). Credentials in the proxy URL become `Proxy-Authorization: Basic`.
 
@@ -46,6 +46,9 @@ impl Proxy {
                     .unwrap_or_default();
                 Matcher::builder().all(url.to_string()).no(no).build()
             }
+            // as Go's ProxyFromEnvironment: a server on this machine is never reached through
+            // the environment's proxy (a proxy set for package downloads must not capture it)
+            None if is_loopback(endpoint) => return Ok(None),
             None => Matcher::from_env(),
         };
         Ok(matcher.intercept(endpoint).map(|i| Proxy {
@@ -62,6 +65,18 @@ impl Proxy {
             None => format!("http://{host}"),
         }
     }
+}
+
+fn is_loopback(uri: &Uri) -> bool {
+    let host = uri
+        .host()
+        .unwrap_or("")
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Opens connections directly, or as `CONNECT` tunnels through a proxy.
@@ -108,5 +123,32 @@ impl tower_service::Service<Uri> for Connector {
                 Box::pin(async move { connecting.await.map_err(|e| Box::new(e) as BoxError) })
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts_are_never_taken_for_the_environments_proxy() {
+        for url in [
+            "http://127.0.0.1:9000",
+            "http://localhost",
+            "http://[::1]:80",
+        ] {
+            assert!(is_loopback(&url.parse().unwrap()), "{url}");
+        }
+        assert!(!is_loopback(&"https://s3.amazonaws.com".parse().unwrap()));
+        // named explicitly, a proxy is used even for a local server, without its password in
+        // what the log shows
+        let p = Proxy::for_endpoint(
+            &"http://127.0.0.1:9000".parse().unwrap(),
+            Some("http://u:secret@10.1.2.3:3128"),
+        )
+        .unwrap()
+        .expect("the explicit proxy");
+        assert_eq!(p.describe(), "http://10.1.2.3:3128");
+        assert!(p.auth.is_some());
     }
 }
