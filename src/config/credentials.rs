@@ -45,7 +45,7 @@ pub enum CredentialsError {
     },
     #[error("profile {profile} not found in {files}: check --profile / AWS_PROFILE")]
     ProfileNotFound { profile: String, files: String },
-    #[error("profile {profile} in {file} has no {missing} (SSO profiles are not supported): add aws_access_key_id and aws_secret_access_key, credential_process, or role_arn with source_profile")]
+    #[error("profile {profile} in {file} has no {missing} add aws_access_key_id and aws_secret_access_key, credential_process, role_arn with source_profile, or sso_session")]
     ProfileIncomplete {
         profile: String,
         file: String,
@@ -719,6 +719,7 @@ fn tilde(path: &Path, env: &dyn Env) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::cred_test_support::*;
     use super::*;
     use std::sync::Mutex;
 
@@ -726,31 +727,6 @@ mod tests {
     static ENV_LOCK: Mutex<()> = Mutex::new(());
 
     const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
-
-    /// An environment with `pairs`; instance metadata is off unless a test points it at a fake.
-    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        let mut e: HashMap<String, String> = HashMap::new();
-        e.insert("AWS_EC2_METADATA_DISABLED".into(), "true".into());
-        for (k, v) in pairs {
-            e.insert(k.to_string(), v.to_string());
-        }
-        e
-    }
-
-    fn request(bucket: &str) -> CredentialRequest {
-        CredentialRequest {
-            bucket: bucket.to_string(),
-            ..Default::default()
-        }
-    }
-
-    fn write(path: &Path, text: &str, mode: u32) {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).unwrap();
-        }
-        std::fs::write(path, text).unwrap();
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
-    }
 
     #[test]
     fn environment_comes_first() {
@@ -876,172 +852,6 @@ mod tests {
         assert!(c.origin.starts_with("profile p in "), "{}", c.origin);
     }
 
-    /// A fake STS answering AssumeRole for `roles` (role ARN → the key that must sign for
-    /// it, the key it hands out), checking each signature against the headers as they arrived.
-    fn fake_sts(roles: &'static [(&'static str, &'static str, &'static str)]) -> FakeMetadata {
-        fake_metadata(move |method, _, headers| {
-            let h = |name: &str| {
-                headers
-                    .iter()
-                    .find(|(k, _)| k == name)
-                    .map(|(_, v)| v.clone())
-                    .unwrap_or_default()
-            };
-            let body = h("<body>");
-            let auth = h("authorization");
-            for (arn, signer, hands_out) in roles {
-                let enc_arn = arn.replace(':', "%3A").replace('/', "%2F");
-                if !(method == "POST"
-                    && body.contains("Action=AssumeRole&")
-                    && body.contains(&format!("RoleArn={enc_arn}&")))
-                {
-                    continue;
-                }
-                // the signature, computed again from what arrived
-                let mut signed: Vec<(String, String)> = ["host", "content-type", "x-amz-date"]
-                    .iter()
-                    .map(|n| (n.to_string(), h(n)))
-                    .collect();
-                let token = h("x-amz-security-token");
-                let date = h("x-amz-date");
-                // 20261202T035500Z → 2026-12-02T03:55:00Z
-                let iso = if date.len() == 16 {
-                    format!(
-                        "{}-{}-{}T{}:{}:{}Z",
-                        &date[0..4],
-                        &date[4..6],
-                        &date[6..8],
-                        &date[9..11],
-                        &date[11..13],
-                        &date[13..15]
-                    )
-                } else {
-                    String::new()
-                };
-                let time = crate::s3::time::parse_iso8601(&iso).unwrap_or(SystemTime::UNIX_EPOCH);
-                let secret = format!("sec-{signer}");
-                let hash = crate::s3::sigv4::sha256_hex(body.as_bytes());
-                let out = crate::s3::sigv4::sign(
-                    &crate::s3::sigv4::SigningParams {
-                        access_key_id: signer,
-                        secret_access_key: &secret,
-                        session_token: (!token.is_empty()).then_some(token.as_str()),
-                        region: "eu-west-3",
-                        service: "sts",
-                        time,
-                    },
-                    &crate::s3::sigv4::SignableRequest {
-                        method: "POST",
-                        path: "/",
-                        query: &[],
-                        payload_hash: &hash,
-                        content_sha256_header: false,
-                    },
-                    &mut signed,
-                    None,
-                );
-                if out.authorization == auth {
-                    let answer =
-                        sts_answer(hands_out, SystemTime::now() + Duration::from_secs(3600))
-                            .replace("AssumeRoleWithWebIdentity", "AssumeRole");
-                    return (200, answer);
-                }
-            }
-            (
-                403,
-                "<ErrorResponse><Error><Code>SignatureDoesNotMatch</Code><Message>no</Message>\
-                 </Error></ErrorResponse>"
-                    .to_string(),
-            )
-        })
-    }
-
-    #[test]
-    fn a_role_profile_assumes_its_role_with_its_source_profiles_keys() {
-        // role a from role b (a chain) from the static keys of profile c, signed at each step
-        // by the keys the step before gave
-        let fake = fake_sts(&[
-            ("arn:aws:iam::1:role/b", "AKC", "ASIAB"),
-            ("arn:aws:iam::1:role/a", "ASIAB", "ASIAA"),
-        ]);
-        let home = tempfile::tempdir().unwrap();
-        write(
-            &home.path().join(".aws/config"),
-            "[profile a]\nrole_arn = arn:aws:iam::1:role/a\nsource_profile = b\n\
-             region = eu-west-3\nrole_session_name = s1\n\
-             [profile b]\nrole_arn = arn:aws:iam::1:role/b\nsource_profile = c\n\
-             region = eu-west-3\n\
-             [profile loop]\nrole_arn = arn:aws:iam::1:role/l\nsource_profile = loop2\n\
-             [profile loop2]\nrole_arn = arn:aws:iam::1:role/l2\nsource_profile = loop\n\
-             [profile nosource]\nrole_arn = arn:aws:iam::1:role/n\n",
-            0o600,
-        );
-        write(
-            &home.path().join(".aws/credentials"),
-            "[c]\naws_access_key_id = AKC\naws_secret_access_key = sec-AKC\n",
-            0o600,
-        );
-        let e = env(&[
-            ("HOME", home.path().to_str().unwrap()),
-            ("AWS_ENDPOINT_URL_STS", &fake.url),
-        ]);
-        let req = |p: &str| CredentialRequest {
-            profile: Some(p.into()),
-            ..request("b")
-        };
-        let src = load_shared_with(&req("a"), Arc::new(e.clone())).unwrap();
-        let keys = src.current();
-        assert_eq!(keys.access_key_id, "ASIAA");
-        assert_eq!(keys.session_token.as_deref(), Some("tok-ASIAA"));
-        assert!(
-            src.describe().contains("role arn:aws:iam::1:role/a"),
-            "{}",
-            src.describe()
-        );
-        let bodies: Vec<String> = fake
-            .seen
-            .lock()
-            .unwrap()
-            .iter()
-            .filter_map(|(_, _, h)| {
-                h.iter()
-                    .find(|(k, _)| k == "<body>")
-                    .map(|(_, v)| v.clone())
-            })
-            .collect();
-        assert_eq!(bodies.len(), 2, "one AssumeRole per role in the chain");
-        assert!(bodies[1].contains("RoleSessionName=s1"), "{}", bodies[1]);
-        // a chain that loops, a role without a source: one clear line each
-        let err = load_with(&req("loop"), &e).unwrap_err().to_string();
-        assert!(err.contains("loop -> loop2 -> loop"), "{err}");
-        let err = load_with(&req("nosource"), &e).unwrap_err().to_string();
-        assert!(err.contains("needs source_profile"), "{err}");
-    }
-
-    #[test]
-    fn a_role_profile_can_take_its_source_from_the_environment() {
-        let fake = fake_sts(&[("arn:aws:iam::1:role/e", "AKENV", "ASIAE")]);
-        let home = tempfile::tempdir().unwrap();
-        write(
-            &home.path().join(".aws/config"),
-            "[profile e]\nrole_arn = arn:aws:iam::1:role/e\ncredential_source = Environment\n\
-             region = eu-west-3\n",
-            0o600,
-        );
-        let e = env(&[
-            ("HOME", home.path().to_str().unwrap()),
-            ("AWS_ENDPOINT_URL_STS", &fake.url),
-            ("AWS_ACCESS_KEY_ID", "AKENV"),
-            ("AWS_SECRET_ACCESS_KEY", "sec-AKENV"),
-        ]);
-        let req = CredentialRequest {
-            profile: Some("e".into()),
-            ..request("b")
-        };
-        let c = load_with(&req, &e).unwrap();
-        assert_eq!(c.credentials.access_key_id, "ASIAE");
-    }
-
     #[test]
     fn passwd_file_lines() {
         let text = "# comment\nGENKEY:gensecret\nother:OKEY:osecret\nmine:MKEY:msecret\n";
@@ -1129,70 +939,6 @@ mod tests {
     }
 
     /// A loopback HTTP server answering `(method, path) -> (status, body)`; records
-    /// `(method, path, headers)` of every request.
-    type Seen = Arc<std::sync::Mutex<Vec<(String, String, Vec<(String, String)>)>>>;
-
-    struct FakeMetadata {
-        url: String,
-        seen: Seen,
-    }
-
-    fn fake_metadata(
-        routes: impl Fn(&str, &str, &[(String, String)]) -> (u16, String) + Send + Sync + 'static,
-    ) -> FakeMetadata {
-        use std::io::{BufRead as _, BufReader, Write as _};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let seen: Seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let seen2 = seen.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { return };
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut line = String::new();
-                if reader.read_line(&mut line).is_err() {
-                    continue;
-                }
-                let mut parts = line.split_whitespace();
-                let method = parts.next().unwrap_or("").to_string();
-                let path = parts.next().unwrap_or("").to_string();
-                let mut headers = Vec::new();
-                loop {
-                    let mut h = String::new();
-                    if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
-                        break;
-                    }
-                    if let Some((k, v)) = h.split_once(':') {
-                        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-                    }
-                }
-                // a request body, for the routes as a pseudo-header `<body>`
-                let len: usize = headers
-                    .iter()
-                    .find(|(k, _)| k == "content-length")
-                    .and_then(|(_, v)| v.parse().ok())
-                    .unwrap_or(0);
-                if len > 0 {
-                    let mut body = vec![0u8; len];
-                    if std::io::Read::read_exact(&mut reader, &mut body).is_ok() {
-                        headers.push((
-                            "<body>".to_string(),
-                            String::from_utf8_lossy(&body).into_owned(),
-                        ));
-                    }
-                }
-                let (status, body) = routes(&method, &path, &headers);
-                seen2.lock().unwrap().push((method, path, headers));
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-            }
-        });
-        FakeMetadata { url, seen }
-    }
-
     fn doc(key: &str, expires: SystemTime) -> String {
         format!(
             r#"{{"Code":"Success","AccessKeyId":"{key}","SecretAccessKey":"sec-{key}","Token":"tok-{key}","Expiration":"{}"}}"#,
@@ -1274,17 +1020,6 @@ mod tests {
             }
         }
         assert!(started.elapsed() < Duration::from_secs(5));
-    }
-
-    fn sts_answer(key: &str, expires: SystemTime) -> String {
-        format!(
-            "<AssumeRoleWithWebIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
-             <AssumeRoleWithWebIdentityResult><Credentials><AccessKeyId>{key}</AccessKeyId>\
-             <SecretAccessKey>sec-{key}</SecretAccessKey><SessionToken>tok-{key}</SessionToken>\
-             <Expiration>{}</Expiration></Credentials></AssumeRoleWithWebIdentityResult>\
-             </AssumeRoleWithWebIdentityResponse>",
-            crate::s3::cred_sources::iso8601_for_tests(expires)
-        )
     }
 
     #[test]

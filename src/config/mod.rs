@@ -1,6 +1,8 @@
 //! Mount configuration: every knob of a mount, parsed from the command line by `cli`.
 
 pub mod cli;
+#[cfg(test)]
+mod cred_test_support;
 pub mod credentials;
 mod dash_o;
 mod role_profiles;

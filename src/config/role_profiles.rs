@@ -1,7 +1,9 @@
-//! Profiles that name a role (`role_arn`): the keys come from STS `AssumeRole`, signed with the
-//! keys of `source_profile` (static keys, `credential_process`, or another role: a chain) or
-//! of `credential_source` (Environment, Ec2InstanceMetadata, EcsContainer); or from
-//! `AssumeRoleWithWebIdentity` when the profile names a `web_identity_token_file`.
+//! Profiles whose keys come from a service: a role (`role_arn`: STS `AssumeRole`, signed with
+//! the keys of `source_profile` (static keys, `credential_process`, SSO, or another role: a
+//! chain) or of `credential_source` (Environment, Ec2InstanceMetadata, EcsContainer); or
+//! `AssumeRoleWithWebIdentity` when the profile names a `web_identity_token_file`), or IAM
+//! Identity Center (`sso_session`, or the legacy `sso_start_url`: the token `aws sso login`
+//! cached, exchanged at the SSO portal).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -12,6 +14,7 @@ use super::credentials::{
     parse_ini, read_optional, AwsFiles, CredentialsError, Env,
 };
 use crate::s3::cred_sources::{Fetcher, ProcessFetcher};
+use crate::s3::sso::SsoFetcher;
 use crate::s3::sts::{AssumeRoleFetcher, FixedFetcher, WebIdentityFetcher};
 
 /// Longest chain of roles followed (a profile naming itself through others is a loop).
@@ -22,28 +25,34 @@ fn settings(
     files: &AwsFiles,
     profile: &str,
 ) -> Result<Option<HashMap<String, String>>, CredentialsError> {
+    sections(files, config_section(profile), Some(profile))
+}
+
+/// Section `in_config` of the config file, merged with section `in_credentials` of the
+/// credentials file (which wins).
+fn sections(
+    files: &AwsFiles,
+    in_config: String,
+    in_credentials: Option<&str>,
+) -> Result<Option<HashMap<String, String>>, CredentialsError> {
     let mut merged: Option<HashMap<String, String>> = None;
-    let places = [
-        (
-            files.config.as_ref(),
-            config_section(profile),
-            "config file",
-        ),
-        (
+    let mut places = vec![(files.config.as_ref(), in_config, "config file")];
+    if let Some(profile) = in_credentials {
+        places.push((
             files.credentials.as_ref(),
             profile.to_string(),
             "credentials file",
-        ),
-    ];
+        ));
+    }
     for (path, section, what) in places {
         let Some(path) = path else { continue };
         let Some(text) = read_optional(path, what)? else {
             continue;
         };
         let mut sections = parse_ini(&text);
-        let found = sections
-            .remove(&section)
-            .or_else(|| (profile == "default").then(|| sections.remove("profile default"))?);
+        let found = sections.remove(&section).or_else(|| {
+            (in_credentials == Some("default")).then(|| sections.remove("profile default"))?
+        });
         if let Some(found) = found {
             merged.get_or_insert_with(HashMap::new).extend(found);
         }
@@ -58,13 +67,59 @@ fn refused(profile: &str, message: String) -> CredentialsError {
     }
 }
 
-/// The keys of a profile that names `role_arn`, as a fetcher; `None` for any other profile.
+/// The keys of a profile that names a role or SSO, as a fetcher; `None` for any other profile.
 pub(super) fn role_fetcher(
     files: &AwsFiles,
     profile: &str,
     env: &dyn Env,
 ) -> Result<Option<Arc<dyn Fetcher>>, CredentialsError> {
     role_in_chain(files, profile, env, &mut Vec::new())
+}
+
+/// An SSO profile: `sso_session` (its `[sso-session NAME]` section names `sso_region`), or
+/// the legacy form with `sso_start_url` and `sso_region` in the profile; both with
+/// `sso_account_id` and `sso_role_name`.
+fn sso_fetcher(
+    files: &AwsFiles,
+    profile: &str,
+    s: &HashMap<String, String>,
+    env: &dyn Env,
+) -> Result<Option<Arc<dyn Fetcher>>, CredentialsError> {
+    let get = |k: &str| s.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+    let (cache_key, region) = match (get("sso_session"), get("sso_start_url")) {
+        (Some(session), _) => {
+            let Some(sso) = sections(files, format!("sso-session {session}"), None)? else {
+                return Err(refused(
+                    profile,
+                    format!("its sso_session {session} has no [sso-session {session}] section"),
+                ));
+            };
+            let region = sso.get("sso_region").map(|r| r.trim().to_string());
+            (session.to_string(), region)
+        }
+        (None, Some(url)) => (url.to_string(), get("sso_region").map(str::to_string)),
+        (None, None) => return Ok(None),
+    };
+    let region = region
+        .filter(|r| !r.is_empty())
+        .ok_or_else(|| refused(profile, "SSO without sso_region".into()))?;
+    let (Some(account_id), Some(role_name)) = (get("sso_account_id"), get("sso_role_name")) else {
+        return Err(refused(
+            profile,
+            "SSO needs sso_account_id and sso_role_name".into(),
+        ));
+    };
+    let cache_dir = PathBuf::from(nonempty(env, "HOME").unwrap_or_default()).join(".aws/sso/cache");
+    Ok(Some(Arc::new(SsoFetcher {
+        portal: SsoFetcher::portal_for(&region, nonempty(env, "AWS_ENDPOINT_URL_SSO").as_deref()),
+        token_file: SsoFetcher::token_file_for(&cache_dir, &cache_key),
+        account_id: account_id.to_string(),
+        role_name: role_name.to_string(),
+        profile: profile.to_string(),
+        ca_bundles: nonempty(env, "AWS_CA_BUNDLE")
+            .map(|p| vec![PathBuf::from(p)])
+            .unwrap_or_default(),
+    })))
 }
 
 fn role_in_chain(
@@ -78,7 +133,7 @@ fn role_in_chain(
     };
     let get = |k: &str| s.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
     let Some(role_arn) = get("role_arn") else {
-        return Ok(None);
+        return sso_fetcher(files, profile, &s, env);
     };
     if chain.iter().any(|p| p == profile) || chain.len() >= MAX_CHAIN {
         chain.push(profile.to_string());
@@ -208,5 +263,177 @@ fn credential_source(
                  EcsContainer"
             ),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::{Duration, SystemTime};
+
+    use super::super::cred_test_support::*;
+    use super::super::credentials::{load_shared_with, load_with, CredentialRequest};
+
+    #[test]
+    fn a_role_profile_assumes_its_role_with_its_source_profiles_keys() {
+        // role a from role b (a chain) from the static keys of profile c, signed at each step
+        // by the keys the step before gave
+        let fake = fake_sts(&[
+            ("arn:aws:iam::1:role/b", "AKC", "ASIAB"),
+            ("arn:aws:iam::1:role/a", "ASIAB", "ASIAA"),
+        ]);
+        let home = tempfile::tempdir().unwrap();
+        write(
+            &home.path().join(".aws/config"),
+            "[profile a]\nrole_arn = arn:aws:iam::1:role/a\nsource_profile = b\n\
+             region = eu-west-3\nrole_session_name = s1\n\
+             [profile b]\nrole_arn = arn:aws:iam::1:role/b\nsource_profile = c\n\
+             region = eu-west-3\n\
+             [profile loop]\nrole_arn = arn:aws:iam::1:role/l\nsource_profile = loop2\n\
+             [profile loop2]\nrole_arn = arn:aws:iam::1:role/l2\nsource_profile = loop\n\
+             [profile nosource]\nrole_arn = arn:aws:iam::1:role/n\n",
+            0o600,
+        );
+        write(
+            &home.path().join(".aws/credentials"),
+            "[c]\naws_access_key_id = AKC\naws_secret_access_key = sec-AKC\n",
+            0o600,
+        );
+        let e = env(&[
+            ("HOME", home.path().to_str().unwrap()),
+            ("AWS_ENDPOINT_URL_STS", &fake.url),
+        ]);
+        let req = |p: &str| CredentialRequest {
+            profile: Some(p.into()),
+            ..request("b")
+        };
+        let src = load_shared_with(&req("a"), Arc::new(e.clone())).unwrap();
+        let keys = src.current();
+        assert_eq!(keys.access_key_id, "ASIAA");
+        assert_eq!(keys.session_token.as_deref(), Some("tok-ASIAA"));
+        assert!(
+            src.describe().contains("role arn:aws:iam::1:role/a"),
+            "{}",
+            src.describe()
+        );
+        let bodies: Vec<String> = fake
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|(_, _, h)| {
+                h.iter()
+                    .find(|(k, _)| k == "<body>")
+                    .map(|(_, v)| v.clone())
+            })
+            .collect();
+        assert_eq!(bodies.len(), 2, "one AssumeRole per role in the chain");
+        assert!(bodies[1].contains("RoleSessionName=s1"), "{}", bodies[1]);
+        // a chain that loops, a role without a source: one clear line each
+        let err = load_with(&req("loop"), &e).unwrap_err().to_string();
+        assert!(err.contains("loop -> loop2 -> loop"), "{err}");
+        let err = load_with(&req("nosource"), &e).unwrap_err().to_string();
+        assert!(err.contains("needs source_profile"), "{err}");
+    }
+
+    #[test]
+    fn an_sso_profile_exchanges_the_cached_token_at_the_portal() {
+        let fake = fake_metadata(|method, path, headers| {
+            let token = headers
+                .iter()
+                .any(|(k, v)| k == "x-amz-sso_bearer_token" && v == "tok-1");
+            if method == "GET"
+                && path == "/federation/credentials?account_id=111122223333&role_name=Dev"
+                && token
+            {
+                let ms = (SystemTime::now() + Duration::from_secs(3600))
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .unwrap()
+                    .as_millis();
+                (
+                    200,
+                    format!(
+                        r#"{{"roleCredentials":{{"accessKeyId":"ASIASSO","secretAccessKey":"s","sessionToken":"t","expiration":{ms}}}}}"#
+                    ),
+                )
+            } else {
+                (
+                    401,
+                    r#"{"message":"Session token not found or invalid"}"#.into(),
+                )
+            }
+        });
+        let home = tempfile::tempdir().unwrap();
+        write(
+            &home.path().join(".aws/config"),
+            "[profile dev]\nsso_session = corp\nsso_account_id = 111122223333\n\
+             sso_role_name = Dev\n[sso-session corp]\nsso_region = eu-west-1\n\
+             sso_start_url = https://corp.awsapps.com/start\n",
+            0o600,
+        );
+        let cache =
+            crate::s3::sso::SsoFetcher::token_file_for(&home.path().join(".aws/sso/cache"), "corp");
+        // the name the AWS CLI gives it: the SHA-1 of the session name
+        assert!(
+            cache.ends_with("ee0bfd2552fbd840c02cc48b6e823320543c450f.json"),
+            "{}",
+            cache.display()
+        );
+        let e = env(&[
+            ("HOME", home.path().to_str().unwrap()),
+            ("AWS_ENDPOINT_URL_SSO", &fake.url),
+        ]);
+        let req = CredentialRequest {
+            profile: Some("dev".into()),
+            ..request("b")
+        };
+        // not logged in yet: one line that says what to do
+        let err = load_with(&req, &e).unwrap_err().to_string();
+        assert!(err.contains("aws sso login --profile dev"), "{err}");
+        let soon = crate::s3::cred_sources::iso8601_for_tests(
+            SystemTime::now() + Duration::from_secs(3600),
+        );
+        write(
+            &cache,
+            &format!(r#"{{"accessToken":"tok-1","expiresAt":"{soon}"}}"#),
+            0o600,
+        );
+        let c = load_with(&req, &e).unwrap();
+        assert_eq!(c.credentials.access_key_id, "ASIASSO");
+        assert_eq!(c.credentials.session_token.as_deref(), Some("t"));
+        // an expired token is not sent
+        let past =
+            crate::s3::cred_sources::iso8601_for_tests(SystemTime::now() - Duration::from_secs(60));
+        write(
+            &cache,
+            &format!(r#"{{"accessToken":"tok-1","expiresAt":"{past}"}}"#),
+            0o600,
+        );
+        let err = load_with(&req, &e).unwrap_err().to_string();
+        assert!(err.contains("expired"), "{err}");
+    }
+
+    #[test]
+    fn a_role_profile_can_take_its_source_from_the_environment() {
+        let fake = fake_sts(&[("arn:aws:iam::1:role/e", "AKENV", "ASIAE")]);
+        let home = tempfile::tempdir().unwrap();
+        write(
+            &home.path().join(".aws/config"),
+            "[profile e]\nrole_arn = arn:aws:iam::1:role/e\ncredential_source = Environment\n\
+             region = eu-west-3\n",
+            0o600,
+        );
+        let e = env(&[
+            ("HOME", home.path().to_str().unwrap()),
+            ("AWS_ENDPOINT_URL_STS", &fake.url),
+            ("AWS_ACCESS_KEY_ID", "AKENV"),
+            ("AWS_SECRET_ACCESS_KEY", "sec-AKENV"),
+        ]);
+        let req = CredentialRequest {
+            profile: Some("e".into()),
+            ..request("b")
+        };
+        let c = load_with(&req, &e).unwrap();
+        assert_eq!(c.credentials.access_key_id, "ASIAE");
     }
 }

@@ -8,6 +8,7 @@ pub mod payload;
 pub mod profile;
 mod proxy;
 pub mod sigv4;
+pub mod sso;
 pub mod stats;
 pub mod sts;
 pub(crate) mod time;

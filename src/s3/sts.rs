@@ -201,57 +201,19 @@ fn post_form(
     body: String,
     headers: Option<Vec<(String, String)>>,
 ) -> Result<Expiring, String> {
-    let https = endpoint.starts_with("https://");
-    let uri: hyper::Uri = format!("{endpoint}/")
-        .parse()
-        .map_err(|e| format!("bad STS endpoint {endpoint}: {e}"))?;
-    let ca_bundles = ca_bundles.to_vec();
-    let answer = run_on_own_runtime(async move {
-        let client = transport::build_client(&ClientSettings {
-            https,
-            connect_timeout: STS_TIMEOUT,
-            max_idle_per_host: 1,
-            ca_bundles: &ca_bundles,
-            proxy: None,
-        })
-        .map_err(|e| e.to_string())?;
-        let mut request = Request::builder()
-            .method(Method::POST)
-            .uri(uri)
-            .header("accept", "application/xml");
-        match headers {
-            Some(signed) => {
-                for (name, value) in signed {
-                    request = request.header(name, value);
-                }
-            }
-            None => request = request.header("content-type", "application/x-www-form-urlencoded"),
-        }
-        let request = request
-            .body(transport::RequestBody::new(
-                super::payload::Payload::Bytes(Bytes::from(body)),
-                transport::Progress::new(),
-            ))
-            .map_err(|e| format!("cannot build the STS request: {e}"))?;
-        let work = async {
-            let resp = client
-                .request(request)
-                .await
-                .map_err(|e| format!("STS request failed: {}", error_chain(&e)))?;
-            let status = resp.status().as_u16();
-            let bytes = resp
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| format!("STS answer cut: {e}"))?
-                .to_bytes();
-            Ok::<_, String>((status, bytes))
-        };
-        tokio::time::timeout(STS_TIMEOUT, work)
-            .await
-            .map_err(|_| format!("STS did not answer within {STS_TIMEOUT:?}"))?
-    })?;
-    let (status, bytes) = answer;
+    let headers = headers.unwrap_or_else(|| {
+        vec![(
+            "content-type".to_string(),
+            "application/x-www-form-urlencoded".to_string(),
+        )]
+    });
+    let (status, bytes) = exchange(
+        Method::POST,
+        &format!("{endpoint}/"),
+        headers,
+        Bytes::from(body),
+        ca_bundles,
+    )?;
     let (access_key_id, secret_access_key, session_token, expires) =
         super::xml::parse_sts_credentials(&bytes).map_err(|e| format!("{e} (HTTP {status})"))?;
     Ok(Expiring {
@@ -261,5 +223,59 @@ fn post_form(
             session_token: Some(session_token),
         },
         expires,
+    })
+}
+
+/// One request to a credentials service (STS, the SSO portal) on a runtime of its own (the
+/// caller is a blocking fetch), within [`STS_TIMEOUT`]; its status and body.
+pub(super) fn exchange(
+    method: Method,
+    url: &str,
+    headers: Vec<(String, String)>,
+    body: Bytes,
+    ca_bundles: &[PathBuf],
+) -> Result<(u16, Bytes), String> {
+    let https = url.starts_with("https://");
+    let uri: hyper::Uri = url.parse().map_err(|e| format!("bad URL {url}: {e}"))?;
+    let ca_bundles = ca_bundles.to_vec();
+    run_on_own_runtime(async move {
+        let client = transport::build_client(&ClientSettings {
+            https,
+            connect_timeout: STS_TIMEOUT,
+            max_idle_per_host: 1,
+            ca_bundles: &ca_bundles,
+            proxy: None,
+        })
+        .map_err(|e| e.to_string())?;
+        let mut request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("accept", "application/xml");
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        let request = request
+            .body(transport::RequestBody::new(
+                super::payload::Payload::Bytes(body),
+                transport::Progress::new(),
+            ))
+            .map_err(|e| format!("cannot build the request: {e}"))?;
+        let work = async {
+            let resp = client
+                .request(request)
+                .await
+                .map_err(|e| format!("request failed: {}", error_chain(&e)))?;
+            let status = resp.status().as_u16();
+            let bytes = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| format!("answer cut: {e}"))?
+                .to_bytes();
+            Ok::<_, String>((status, bytes))
+        };
+        tokio::time::timeout(STS_TIMEOUT, work)
+            .await
+            .map_err(|_| format!("no answer within {STS_TIMEOUT:?}"))?
     })
 }
