@@ -384,14 +384,60 @@ pub struct ProcessFetcher {
     pub origin: String,
 }
 
-impl Fetcher for ProcessFetcher {
-    fn fetch(&self) -> Result<Expiring, String> {
-        let out = std::process::Command::new("sh")
+/// How long a `credential_process` may run: one that hangs is killed and the fetch fails
+/// (keys already held stay in use until they expire).
+pub const PROCESS_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl ProcessFetcher {
+    /// Runs the command; its output, or an error once `timeout` has passed (it is killed).
+    fn run(&self, timeout: Duration) -> Result<std::process::Output, String> {
+        use std::io::Read as _;
+        use std::process::Stdio;
+        let mut child = std::process::Command::new("sh")
             .arg("-c")
             .arg(&self.command)
-            .stdin(std::process::Stdio::null())
-            .output()
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .map_err(|e| format!("cannot run credential_process: {e}"))?;
+        let (mut stdout, mut stderr) = (child.stdout.take(), child.stderr.take());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let (mut out, mut err) = (Vec::new(), Vec::new());
+            if let Some(s) = stdout.as_mut() {
+                let _ = s.read_to_end(&mut out);
+            }
+            if let Some(s) = stderr.as_mut() {
+                let _ = s.read_to_end(&mut err);
+            }
+            let _ = tx.send((out, err));
+        });
+        match rx.recv_timeout(timeout) {
+            Ok((stdout, stderr)) => {
+                let status = child
+                    .wait()
+                    .map_err(|e| format!("credential_process: {e}"))?;
+                Ok(std::process::Output {
+                    status,
+                    stdout,
+                    stderr,
+                })
+            }
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(format!(
+                    "credential_process did not finish within {} s and was stopped",
+                    timeout.as_secs_f32()
+                ))
+            }
+        }
+    }
+
+    /// [`Fetcher::fetch`] with a timeout of its own.
+    pub fn fetch_within(&self, timeout: Duration) -> Result<Expiring, String> {
+        let out = self.run(timeout)?;
         if !out.status.success() {
             // stderr may say why; keep it short, and it is the tool's, not a secret we hold.
             let err = String::from_utf8_lossy(&out.stderr);
@@ -417,6 +463,12 @@ impl Fetcher for ProcessFetcher {
             ));
         }
         credentials_from_json(&text).map_err(|e| format!("credential_process output: {e}"))
+    }
+}
+
+impl Fetcher for ProcessFetcher {
+    fn fetch(&self) -> Result<Expiring, String> {
+        self.fetch_within(PROCESS_TIMEOUT)
     }
 
     fn describe(&self) -> String {
@@ -744,6 +796,29 @@ impl Fetcher for ContainerFetcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_credential_process_that_hangs_is_stopped_with_a_clear_error() {
+        let hung = ProcessFetcher {
+            command: "sleep 30".into(),
+            origin: "credential_process of profile p".into(),
+        };
+        let started = std::time::Instant::now();
+        let err = hung
+            .fetch_within(Duration::from_millis(300))
+            .expect_err("a process that never answers");
+        assert!(err.contains("did not finish within"), "{err}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "it was not waited for"
+        );
+        let quick = ProcessFetcher {
+            command: r#"echo '{"Version":1,"AccessKeyId":"AK","SecretAccessKey":"S"}'"#.into(),
+            origin: "credential_process of profile q".into(),
+        };
+        let got = quick.fetch_within(Duration::from_secs(30)).expect("keys");
+        assert_eq!(got.credentials.access_key_id, "AK");
+    }
 
     #[test]
     fn flat_json() {
