@@ -463,7 +463,9 @@ impl Mount {
     }
 
     fn wait_live(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        // generous: under a loaded CI box a mount once took over 20 s to appear (its log
+        // stopped at the staging clean-up, then nothing until the deadline)
+        let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if is_mounted(self.path()) {
                 return;
