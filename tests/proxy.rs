@@ -121,15 +121,7 @@ async fn requests_go_through_the_proxys_tunnels_with_its_credentials() {
 #[tokio::test]
 async fn a_proxy_url_that_is_not_http_is_refused_at_once() {
     let srv = TestServer::start().await;
-    let creds = Arc::new(bucketfs::s3::StaticCredentials {
-        credentials: bucketfs::s3::Credentials {
-            access_key_id: srv.access_key(),
-            secret_access_key: srv.secret_key(),
-            session_token: None,
-        },
-        origin: "test".into(),
-    });
-    let mut cfg = bucketfs::s3::S3Config::new(srv.endpoint(), "us-east-1", srv.bucket(), creds);
+    let mut cfg = core_fs::config(&srv);
     cfg.proxy = Some("socks5://127.0.0.1:1080".into());
     let cfg_err = bucketfs::s3::S3Client::new(cfg).expect_err("not an http proxy");
     assert!(cfg_err.to_string().contains("--proxy"), "{cfg_err}");

@@ -18,6 +18,13 @@ pub fn client(srv: &TestServer) -> S3Client {
 
 /// As [`client`], with `edit` applied to its configuration first (a test profile, timeouts).
 pub fn client_with(srv: &TestServer, edit: impl FnOnce(&mut S3Config)) -> S3Client {
+    let mut cfg = config(srv);
+    edit(&mut cfg);
+    S3Client::new(cfg).expect("client")
+}
+
+/// The configuration [`client`] uses: `srv`'s keys, 3 attempts within 5 s.
+pub fn config(srv: &TestServer) -> S3Config {
     let creds = Arc::new(StaticCredentials {
         credentials: Credentials {
             access_key_id: srv.access_key(),
@@ -29,8 +36,7 @@ pub fn client_with(srv: &TestServer, edit: impl FnOnce(&mut S3Config)) -> S3Clie
     let mut cfg = S3Config::new(srv.endpoint(), "us-east-1", srv.bucket(), creds);
     cfg.retry_timeout = Duration::from_secs(5);
     cfg.max_attempts = 3;
-    edit(&mut cfg);
-    S3Client::new(cfg).expect("client")
+    cfg
 }
 
 /// A filesystem core on `srv` with `cfg`.
