@@ -261,6 +261,11 @@ pub struct MountArgs {
     /// attributes are changed, which fetch the real ones
     #[arg(long, help_heading = "Caching")]
     pub stat_from_listing: bool,
+    /// Also look for s3fs's oldest directory objects (`dir_$folder$`) when a name is not in a
+    /// listing: one HEAD more for each name found missing (s3fs's `compat_dir`). Listings
+    /// show them, and `dir` objects typed as directories, without it
+    #[arg(long, help_heading = "Caching")]
+    pub compat_dir: bool,
     /// Upload part size, at least 5MiB (suffixes K, M, G, KiB, MiB, GiB; KB, MB, GB are powers of 1000)
     #[arg(long, value_name = "BYTES", default_value = "8MiB", value_parser = parse_size,
           help_heading = "Caching")]
@@ -787,6 +792,7 @@ impl MountArgs {
             metadata_ttl: Duration::from_secs(self.metadata_ttl),
             negative_ttl: Duration::from_secs(self.negative_ttl),
             stat_from_listing: self.stat_from_listing,
+            compat_dir: self.compat_dir,
             part_size: self.part_size,
             max_memory: self.max_memory,
             cache_dir,

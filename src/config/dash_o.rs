@@ -234,6 +234,9 @@ fn s3fs_option(
         }
         ("parallel_count", Some(_)) => no_effect("parts go in parallel up to --max-inflight"),
         ("curldbg", _) => no_effect("--debug logs each request"),
+        ("notsup_compat_dir", None) => {
+            no_effect("older directory objects are looked for only with compat_dir")
+        }
         _ => return None,
     };
     Some(flags)

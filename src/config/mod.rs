@@ -54,6 +54,8 @@ pub struct FsConfig {
     /// `--stat-from-listing`: a listed file's lookup takes its size, time and ETag from the
     /// listing (no HEAD); its full metadata is fetched when it is opened or changed.
     pub stat_from_listing: bool,
+    /// `--compat-dir`: a name missing from S3 is also looked for as `name_$folder$`.
+    pub compat_dir: bool,
     /// Keep object data read through the mount in `cache_dir` (`--data-cache`).
     pub data_cache: bool,
 }
@@ -81,6 +83,7 @@ impl Default for FsConfig {
             listing_cache_entries: 100_000,
             listing_cache_total: 500_000,
             stat_from_listing: false,
+            compat_dir: false,
             data_cache: true,
         }
     }

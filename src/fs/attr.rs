@@ -251,6 +251,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            content_headers: Default::default(),
         }
     }
 

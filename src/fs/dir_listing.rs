@@ -12,6 +12,7 @@ use foldhash::{HashMap, HashSet};
 
 use super::attr::FileKind;
 use super::inode::ListedChild;
+use super::old_dirs::{OldDirObject, FOLDER_SUFFIX};
 use crate::s3::{ListPage, ListRequest, S3Client, S3Error};
 
 /// One entry of a directory as listed.
@@ -237,6 +238,10 @@ impl DirStream {
             .to_string();
 
         let mut page_items: Vec<(String, DirItem)> = Vec::new();
+        // sizes of this page's files: an empty object shadowed by a directory of its name is
+        // an older form of directory object (s3fs's `dir`), not worth a warning
+        let mut sizes: HashMap<String, u64> = HashMap::default();
+        let mut empty_twins: HashSet<String> = HashSet::default();
         for cp in &page.common_prefixes {
             let Some(rest) = cp.strip_prefix(self.prefix.as_str()) else {
                 continue;
@@ -251,7 +256,7 @@ impl DirStream {
                 DirItem {
                     name: name.to_string(),
                     kind: FileKind::Directory,
-                    listed: Some(ListedChild::Directory),
+                    listed: Some(ListedChild::DIR),
                 },
             ));
         }
@@ -266,6 +271,20 @@ impl DirStream {
                 warn.skipped(&obj.key, reason);
                 continue;
             }
+            // `name_$folder$`: the directory `name`, in an older form
+            if let Some(dir) = name.strip_suffix(FOLDER_SUFFIX).filter(|d| !d.is_empty()) {
+                page_items.push((
+                    obj.key.clone(),
+                    DirItem {
+                        name: dir.to_string(),
+                        kind: FileKind::Directory,
+                        listed: Some(ListedChild::Directory {
+                            old_object: OldDirObject::At(obj.key.clone()),
+                        }),
+                    },
+                ));
+                continue;
+            }
             page_items.push((
                 obj.key.clone(),
                 DirItem {
@@ -278,6 +297,7 @@ impl DirStream {
                     }),
                 },
             ));
+            sizes.insert(name.to_string(), obj.size);
         }
         page_items.sort_by(|a, b| a.0.cmp(&b.0));
         // Directories first: `a` sorts before `a/`, and the directory must win.
@@ -290,27 +310,56 @@ impl DirStream {
         for (key, item) in page_items {
             match item.kind {
                 FileKind::Directory => {
-                    if self.deferred.remove(&item.name).is_some() {
-                        warn.skipped(
-                            key.trim_end_matches('/'),
-                            "shadowed by a directory of the same name",
-                        );
+                    let mut item = item;
+                    let shadowed = self.deferred.remove(&item.name);
+                    let pos = self.emitted().get(&item.name).copied();
+                    let shadowed = shadowed.or_else(|| {
+                        pos.map(|p| self.items[p].clone())
+                            .filter(|i| i.kind != FileKind::Directory)
+                    });
+                    if empty_twins.remove(&item.name) {
+                        item.note_old_object(OldDirObject::Unknown);
                     }
-                    if let Some(&pos) = self.emitted().get(&item.name) {
+                    if let Some(file) = &shadowed {
+                        if is_empty_file(file) {
+                            item.note_old_object(OldDirObject::Unknown);
+                        } else {
+                            warn.skipped(
+                                &format!("{}{}", self.prefix, item.name),
+                                "shadowed by a directory of the same name",
+                            );
+                        }
+                    }
+                    match pos {
+                        // the same directory again (its prefix and its `_$folder$`)
+                        Some(p) if self.items[p].kind == FileKind::Directory => {
+                            if let Some(ListedChild::Directory { old_object }) = item.listed {
+                                Arc::make_mut(&mut self.items)[p].note_old_object(old_object);
+                            }
+                        }
                         // a file of this name went out earlier: the directory replaces it
-                        warn.skipped(
-                            key.trim_end_matches('/'),
-                            "shadowed by a directory of the same name",
-                        );
-                        Arc::make_mut(&mut self.items)[pos] = item;
-                        self.replaced.push(pos);
-                    } else {
-                        self.emit(item);
+                        Some(p) => {
+                            Arc::make_mut(&mut self.items)[p] = item;
+                            self.replaced.push(p);
+                        }
+                        None => self.emit(item),
                     }
                 }
                 _ => {
                     if self.dirs_seen.contains(&item.name) {
-                        warn.skipped(&key, "shadowed by a directory of the same name");
+                        if sizes.get(&item.name) == Some(&0) {
+                            // an empty object beside a directory: maybe its older form
+                            match self.emitted().get(&item.name).copied() {
+                                Some(p) => Arc::make_mut(&mut self.items)[p]
+                                    .note_old_object(OldDirObject::Unknown),
+                                // its directory comes next (`a` sorts before `a/`)
+                                None => {
+                                    empty_twins.insert(item.name.clone());
+                                }
+                            }
+                        } else {
+                            warn.skipped(&key, "shadowed by a directory of the same name");
+                        }
                         continue;
                     }
                     let twin = format!("{key}/");
@@ -341,6 +390,22 @@ impl DirStream {
     }
 }
 
+impl DirItem {
+    /// A directory entry learns of an older directory object standing for it (a known key
+    /// wins over a maybe).
+    fn note_old_object(&mut self, found: OldDirObject) {
+        if let Some(ListedChild::Directory { old_object }) = &mut self.listed {
+            if !matches!(old_object, OldDirObject::At(_)) && found != OldDirObject::Absent {
+                *old_object = found;
+            }
+        }
+    }
+}
+
+fn is_empty_file(item: &DirItem) -> bool {
+    matches!(item.listed, Some(ListedChild::File { size: 0, .. }))
+}
+
 /// The entries of a cached listing, in name order.
 pub fn sorted_items(children: &HashMap<String, ListedChild>) -> Vec<DirItem> {
     let mut names: Vec<&String> = children.keys().collect();
@@ -350,7 +415,7 @@ pub fn sorted_items(children: &HashMap<String, ListedChild>) -> Vec<DirItem> {
         .map(|name| {
             let listed = children[name].clone();
             let kind = match listed {
-                ListedChild::Directory => FileKind::Directory,
+                ListedChild::Directory { .. } => FileKind::Directory,
                 ListedChild::File { .. } => FileKind::File,
             };
             DirItem {
@@ -400,6 +465,46 @@ mod tests {
 
     fn names(s: &DirStream) -> Vec<String> {
         s.items().iter().map(|i| i.name.clone()).collect()
+    }
+
+    fn old_object_of(s: &DirStream, name: &str) -> Option<OldDirObject> {
+        s.items()
+            .iter()
+            .find(|i| i.name == name)
+            .and_then(|i| match &i.listed {
+                Some(ListedChild::Directory { old_object }) => Some(old_object.clone()),
+                _ => None,
+            })
+    }
+
+    #[test]
+    fn folder_objects_and_empty_twins_mark_their_directory() {
+        let w = Recorder::default();
+        let mut s = DirStream::new("p/");
+        let mut first = page(
+            &["p/bare", "p/f_$folder$", "p/full"],
+            &["p/bare/", "p/full/"],
+            true,
+        );
+        first.objects[0].size = 0;
+        s.absorb(first, &w);
+        // `x_$folder$` on a later page than `x/`
+        s.absorb(page(&["p/full_$folder$"], &[], false), &w);
+        assert_eq!(names(&s), ["bare", "f", "full"]);
+        assert!(s.items().iter().all(|i| i.kind == FileKind::Directory));
+        assert_eq!(old_object_of(&s, "bare"), Some(OldDirObject::Unknown));
+        assert_eq!(
+            old_object_of(&s, "f"),
+            Some(OldDirObject::At("p/f_$folder$".into()))
+        );
+        assert_eq!(
+            old_object_of(&s, "full"),
+            Some(OldDirObject::At("p/full_$folder$".into()))
+        );
+        // the non-empty `p/full` is shadowed (warned), the empty `p/bare` is not
+        let warned = w.0.lock().unwrap().clone();
+        assert_eq!(warned.len(), 1, "{warned:?}");
+        assert!(warned[0].0.ends_with("p/full"), "{warned:?}");
     }
 
     #[test]

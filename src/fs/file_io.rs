@@ -6,7 +6,7 @@ use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 
-use super::attr::{content_type_for, Attr, FileKind};
+use super::attr::{Attr, FileKind};
 use super::closer::{
     closes_for_the_opener, holds_another_descriptor, killed_by_signal, process_of,
 };
@@ -274,13 +274,7 @@ impl Filesystem {
         let t = self.inodes.lock();
         let n = t.get(ino).ok_or_else(FsError::not_found)?;
         // other tools' metadata headers and the xattrs are kept; the attributes are current
-        let mut user_metadata = n.user_meta.clone();
-        user_metadata.extend(n.attr.to_user_metadata());
-        Ok(PutOptions {
-            content_type: Some(content_type_for(&n.name).to_string()),
-            user_metadata,
-            ..PutOptions::default()
-        })
+        Ok(n.meta.for_rewrite(&n.attr, &n.name))
     }
 
     /// create: a new, empty file that exists here until its first flush uploads it.
@@ -785,7 +779,10 @@ impl Filesystem {
             // meanwhile (`cp -p`, `touch -d` of a large file being written) are written as any
             // attribute change is (metadata_write.rs)
             n.meta_pending = changed_meta && done.multipart;
-            n.user_meta = opts.user_metadata.clone();
+            n.meta.written(&opts);
+            if !n.meta_pending {
+                n.meta_changed = Default::default();
+            }
             n.etag = done.etag.clone();
             n.attr.size = done.size;
             n.attr_expires = Instant::now() + self.config.metadata_ttl;

@@ -18,10 +18,19 @@ pub enum ListedChild {
         etag: Option<String>,
         modified: Option<std::time::SystemTime>,
     },
-    Directory,
+    /// `old_object`: what the listing showed of an older form of directory object standing
+    /// for it (`name_$folder$`, or an empty `name` beside the prefix), removed with it.
+    Directory {
+        old_object: super::old_dirs::OldDirObject,
+    },
 }
 
 impl ListedChild {
+    /// A directory as this mount makes them (a `dir/` marker, or a prefix).
+    pub const DIR: ListedChild = ListedChild::Directory {
+        old_object: super::old_dirs::OldDirObject::Absent,
+    };
+
     /// A file this mount knows the size of, and nothing else from a listing.
     pub fn file(size: u64) -> ListedChild {
         ListedChild::File {
@@ -73,9 +82,13 @@ pub struct Inode {
     pub partial_listing: Option<(Instant, HashMap<String, ListedChild>)>,
     /// ETag of the bytes the kernel may still hold in its page cache.
     pub page_cache_etag: Option<String>,
-    /// Every `x-amz-meta-*` header of the object as last seen (kept on rewrites).
-    pub user_meta: std::collections::BTreeMap<String, String>,
-    pub storage_class: Option<String>,
+    /// The object's metadata as last seen (kept on rewrites and metadata changes).
+    pub meta: super::object_meta::StoredMeta,
+    /// The attributes changed here and not written yet (with `meta_pending`).
+    pub meta_changed: super::object_meta::Changed,
+    /// Directories: an older form of directory object that stands for it (s3fs's `dir` with
+    /// a directory content type, or `dir_$folder$`): removed with the directory.
+    pub old_dir_object: super::old_dirs::OldDirObject,
     /// mode/owner/times were changed here and are not in the object's metadata yet (see
     /// `metadata_write.rs`): the local attributes win until they are.
     pub meta_pending: bool,
@@ -112,8 +125,9 @@ impl Inode {
             snapshot: None,
             partial_listing: None,
             page_cache_etag: None,
-            user_meta: Default::default(),
-            storage_class: None,
+            meta: Default::default(),
+            meta_changed: Default::default(),
+            old_dir_object: Default::default(),
             meta_pending: false,
             meta_gen: 0,
             partial_meta: false,
@@ -414,6 +428,7 @@ impl InodeTable {
             node.local_only = false;
             // its object is gone or replaced: attribute changes not written yet have no home
             node.meta_pending = false;
+            node.meta_changed = Default::default();
             // still open somewhere: fstat shows it has no name left
             node.attr.nlink = 0;
             if node.lookups == 0 && node.open_handles == 0 {

@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 use futures::{StreamExt as _, TryStreamExt as _};
 use parking_lot::Mutex;
 
-use super::attr::content_type_for;
 use super::error::log_failure;
 use super::inode::ROOT_INO;
 use super::{Attr, FileKind, Filesystem, FsError, FsResult};
@@ -165,41 +164,36 @@ impl Filesystem {
             .await;
     }
 
-    /// The headers that give `ino`'s object the attributes `attr` (and its other metadata and
-    /// xattrs), named `name` for the content type.
+    /// The headers that give `ino`'s object the attributes `attr` changed here (keeping its
+    /// other metadata and xattrs, see object_meta.rs); `renamed_to`: the copy goes to that name.
     pub(crate) fn metadata_options(
         &self,
         ino: u64,
         attr: &Attr,
-        name: &str,
+        renamed_to: Option<&str>,
     ) -> FsResult<PutOptions> {
-        let mut user_metadata = {
-            let t = self.inodes.lock();
-            t.get(ino).ok_or_else(FsError::not_found)?.user_meta.clone()
-        };
-        user_metadata.extend(attr.to_user_metadata());
-        let content_type = match attr.kind {
-            FileKind::Directory => "application/x-directory",
-            _ => content_type_for(name),
-        };
-        Ok(PutOptions {
-            content_type: Some(content_type.to_string()),
-            user_metadata,
-            ..PutOptions::default()
-        })
+        let t = self.inodes.lock();
+        let n = t.get(ino).ok_or_else(FsError::not_found)?;
+        Ok(n.meta.for_change(attr, n.meta_changed, renamed_to))
     }
 
     /// Write `attr` into the metadata of the object behind `ino` now.
     pub(crate) async fn store_metadata(&self, ino: u64, attr: &Attr) -> FsResult<()> {
-        let (key, etag, has_marker, name, generation) = {
+        let (key, etag, has_marker, generation, opts) = {
             let t = self.inodes.lock();
             let n = t.get(ino).ok_or_else(FsError::not_found)?;
+            // a directory without marker gets a new one, with every attribute
+            let new_marker = attr.kind == FileKind::Directory && !n.has_marker;
+            let opts = match new_marker {
+                true => n.meta.for_rewrite(attr, &n.name),
+                false => n.meta.for_change(attr, n.meta_changed, None),
+            };
             (
                 n.key.clone(),
                 n.etag.clone(),
                 n.has_marker,
-                n.name.clone(),
                 n.meta_gen,
+                opts,
             )
         };
         if ino == ROOT_INO && key.is_empty() {
@@ -208,7 +202,6 @@ impl Filesystem {
                 "the bucket root has no object to hold attributes",
             ));
         }
-        let opts = self.metadata_options(ino, attr, &name)?;
         let new_etag = if attr.kind == FileKind::Directory && !has_marker {
             self.client
                 .put_object(&key, bytes::Bytes::new(), &opts)
@@ -233,7 +226,7 @@ impl Filesystem {
         };
         let mut t = self.inodes.lock();
         if let Some(n) = t.get_mut(ino) {
-            n.user_meta = opts.user_metadata.clone();
+            n.meta.written(&opts);
             n.etag = new_etag.clone();
             n.page_cache_etag = n.page_cache_etag.take().and(new_etag);
             if attr.kind == FileKind::Directory {
@@ -241,6 +234,7 @@ impl Filesystem {
             }
             if n.meta_gen == generation {
                 n.meta_pending = false;
+                n.meta_changed = Default::default();
             }
         }
         // forgotten by the kernel while the change waited: it can go now

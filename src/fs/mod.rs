@@ -20,6 +20,8 @@ pub mod memory;
 mod metadata_write;
 mod names;
 mod namespace;
+pub mod object_meta;
+mod old_dirs;
 pub mod part_buffer;
 mod patch;
 pub mod prefetch;

@@ -3,14 +3,16 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use super::attr::{content_type_for, Attr, FileKind};
+use super::attr::{Attr, FileKind};
 use super::dir_listing::{invalid_name_reason, DirStream, ListingWarnings, NAME_MAX};
 use super::error::{FsError, FsResult};
 use super::file_io::Handle;
 use super::inode::{DirSnapshot, ListedChild, ROOT_INO};
+use super::object_meta::{Changed, StoredMeta};
+use super::old_dirs::{is_old_dir_object, OldDirObject, FOLDER_SUFFIX};
 use super::small_bodies::fetch_file_meta;
 use super::{Caller, DirEntryOut, Filesystem, SetAttr};
-use crate::s3::{ListRequest, ObjectMeta, PutOptions};
+use crate::s3::{ListRequest, ObjectMeta};
 
 struct FsWarnings<'a>(&'a Filesystem);
 impl ListingWarnings for FsWarnings<'_> {
@@ -29,8 +31,29 @@ enum Found {
     },
     Dir {
         marker: Option<ObjectMeta>,
+        /// An older form of directory object standing for it.
+        old: OldDirObject,
+    },
+    /// An object `dir` (no slash) that says it is a directory: s3fs's older form (Content-Type
+    /// `application/x-directory`, or `S_IFDIR` in its mode), empty.
+    OldDirObject {
+        meta: ObjectMeta,
     },
     Missing,
+}
+
+impl Found {
+    /// What HEAD of `key` (a name without slash) found: a file, or an older directory object.
+    fn object(meta: ObjectMeta) -> Found {
+        if is_old_dir_object(&meta) {
+            Found::OldDirObject { meta }
+        } else {
+            Found::File {
+                meta,
+                from_listing: false,
+            }
+        }
+    }
 }
 
 /// S3 keys are at most 1024 bytes (UTF-8), prefix included.
@@ -160,23 +183,25 @@ impl Filesystem {
         // a listed entry needs only its HEAD; a walk through the listing fetches them ahead
         let from_listing = self.config.stat_from_listing;
         let ahead = match listed {
-            Some(Some(ListedChild::File { .. })) if from_listing => None,
+            Some(Some(ListedChild::File { size, .. })) if from_listing && size > 0 => None,
             Some(Some(_)) => self.stat_ahead(parent, name),
             _ => None,
         };
         let found = match listed {
             Some(None) => Found::Missing,
-            Some(Some(ListedChild::Directory)) => Found::Dir {
+            Some(Some(ListedChild::Directory { old_object })) => Found::Dir {
                 marker: match ahead_result(ahead).await {
                     Some(marker) => marker,
                     None => self.head_marker(&key).await?,
                 },
+                old: old_object,
             },
+            // (an empty object may be an older form of directory object: it gets its HEAD)
             Some(Some(ListedChild::File {
                 size,
                 etag,
                 modified,
-            })) if from_listing => Found::File {
+            })) if from_listing && size > 0 => Found::File {
                 meta: ObjectMeta {
                     size,
                     etag,
@@ -184,22 +209,17 @@ impl Filesystem {
                     content_type: None,
                     storage_class: None,
                     user_metadata: Default::default(),
+                    content_headers: Default::default(),
                 },
                 from_listing: true,
             },
             Some(Some(ListedChild::File { size, .. })) => match ahead_result(ahead).await {
-                Some(Some(meta)) => Found::File {
-                    meta,
-                    from_listing: false,
-                },
+                Some(Some(meta)) => Found::object(meta),
                 Some(None) => Found::Missing,
                 None => match fetch_file_meta(&self.client, &self.small_bodies, &key, Some(size))
                     .await
                 {
-                    Ok(meta) => Found::File {
-                        meta,
-                        from_listing: false,
-                    },
+                    Ok(meta) => Found::object(meta),
                     Err(e) if e.is_not_found() => Found::Missing,
                     Err(e) => return Err(FsError::from_s3(&e, &key)),
                 },
@@ -209,7 +229,10 @@ impl Filesystem {
         // nothing in the bucket, but a file being created in it keeps the directory
         let found = match found {
             Found::Missing if self.inodes.lock().holds_local_under(&format!("{key}/")) => {
-                Found::Dir { marker: None }
+                Found::Dir {
+                    marker: None,
+                    old: OldDirObject::Absent,
+                }
             }
             f => f,
         };
@@ -235,7 +258,7 @@ impl Filesystem {
                 }
                 t.get(ino).map(|n| n.attr)
             }
-            Found::Dir { marker } => {
+            Found::Dir { marker, old } => {
                 let attr = match &marker {
                     Some(m) => Attr::from_meta(0, FileKind::Directory, m, &self.config),
                     None => Attr::new(0, FileKind::Directory, 0, &self.config, SystemTime::now()),
@@ -253,6 +276,22 @@ impl Filesystem {
                 t.inc_lookup(ino);
                 if let Some(m) = &marker {
                     remember_meta(t.get_mut(ino), m);
+                }
+                if let Some(n) = t.get_mut(ino) {
+                    n.old_dir_object = old;
+                }
+                t.get(ino).map(|n| n.attr)
+            }
+            Found::OldDirObject { meta } => {
+                // its attributes are the old object's; a change writes a `dir/` marker
+                let attr = Attr::from_meta(0, FileKind::Directory, &meta, &self.config);
+                let mut t = self.inodes.lock();
+                let ino =
+                    t.upsert_child(parent, name, format!("{key}/"), attr, None, false, deadline);
+                t.inc_lookup(ino);
+                remember_meta(t.get_mut(ino), &meta);
+                if let Some(n) = t.get_mut(ino) {
+                    n.old_dir_object = OldDirObject::At(key.clone());
                 }
                 t.get(ino).map(|n| n.attr)
             }
@@ -294,7 +333,8 @@ impl Filesystem {
         };
         let list = list.map_err(|e| FsError::from_s3(&e, &dir_prefix))?;
         if !list.objects.is_empty() || !list.common_prefixes.is_empty() {
-            if matches!(head_early, Some(Ok(_))) {
+            // (an empty object is an older form of directory object: nothing to warn about)
+            if matches!(&head_early, Some(Ok(m)) if m.size > 0) {
                 self.skipped
                     .warn(key, "shadowed by a directory of the same name");
             }
@@ -304,17 +344,33 @@ impl Filesystem {
             } else {
                 None
             };
-            return Ok(Found::Dir { marker });
+            // a `dir` object of the older form beside the prefix stands for it too (a HEAD
+            // not answered yet is asked again if the directory is removed)
+            let old = match head_early {
+                Some(Ok(m)) if is_old_dir_object(&m) => OldDirObject::At(key.to_string()),
+                Some(_) => OldDirObject::Absent,
+                None => OldDirObject::Unknown,
+            };
+            return Ok(Found::Dir { marker, old });
         }
         let head = match head_early {
             Some(h) => h,
             None => head_fut.await,
         };
         match head {
-            Ok(meta) => Ok(Found::File {
-                meta,
-                from_listing: false,
-            }),
+            Ok(meta) => Ok(Found::object(meta)),
+            Err(e) if e.is_not_found() && self.config.compat_dir => {
+                // `-o compat_dir`: the older `dir_$folder$` form is looked for too
+                let folder = format!("{key}{FOLDER_SUFFIX}");
+                match self.client.head_object(&folder).await {
+                    Ok(_) => Ok(Found::Dir {
+                        marker: None,
+                        old: OldDirObject::At(folder),
+                    }),
+                    Err(e) if e.is_not_found() => Ok(Found::Missing),
+                    Err(e) => Err(FsError::from_s3(&e, &folder)),
+                }
+            }
             Err(e) if e.is_not_found() => Ok(Found::Missing),
             Err(e) => Err(FsError::from_s3(&e, key)),
         }
@@ -373,8 +429,7 @@ impl Filesystem {
                 return Err(FsError::new(libc::ESTALE, "object changed kind"));
             }
             n.attr = attr;
-            n.user_meta = m.user_metadata;
-            n.storage_class = m.storage_class;
+            n.meta = StoredMeta::from_object(&m);
             n.etag = m.etag;
             n.partial_meta = false;
         }
@@ -598,18 +653,14 @@ impl Filesystem {
         attr.perm = (mode & 0o7777) as u16;
         attr.uid = caller.uid;
         attr.gid = caller.gid;
-        let opts = PutOptions {
-            content_type: Some("application/x-directory".into()),
-            user_metadata: attr.to_user_metadata(),
-            ..PutOptions::default()
-        };
+        let opts = StoredMeta::default().for_rewrite(&attr, name);
         let meta = self
             .client
             .put_object(&key, bytes::Bytes::new(), &opts)
             .await
             .map_err(|e| FsError::from_s3(&e, &key))?;
         self.forget_missing(parent, name);
-        self.update_snapshot(parent, name, Some(ListedChild::Directory));
+        self.update_snapshot(parent, name, Some(ListedChild::DIR));
         let mut t = self.inodes.lock();
         let ino = t.upsert_child(
             parent,
@@ -621,6 +672,9 @@ impl Filesystem {
             self.attr_deadline(),
         );
         t.inc_lookup(ino);
+        if let Some(n) = t.get_mut(ino) {
+            n.meta.written(&opts);
+        }
         // a new directory is empty: lookups inside it need no request
         let empty = DirSnapshot {
             children: Default::default(),
@@ -703,13 +757,13 @@ impl Filesystem {
         if attr.kind != FileKind::Directory {
             return Err(FsError::new(libc::ENOTDIR, "not a directory"));
         }
-        let key = {
+        let (key, has_marker) = {
             let t = self.inodes.lock();
             if !t.local_children(attr.ino).is_empty() {
                 return Err(FsError::new(libc::ENOTEMPTY, "directory not empty"));
             }
             t.get(attr.ino)
-                .map(|n| n.key.clone())
+                .map(|n| (n.key.clone(), n.has_marker))
                 .ok_or_else(FsError::not_found)?
         };
         let req = ListRequest {
@@ -725,10 +779,16 @@ impl Filesystem {
         if page.objects.iter().any(|o| o.key != key) || !page.common_prefixes.is_empty() {
             return Err(FsError::new(libc::ENOTEMPTY, "directory not empty"));
         }
-        self.client
-            .delete_object(&key)
-            .await
-            .map_err(|e| FsError::from_s3(&e, &key))?;
+        // the marker (asked even when none was seen: another client may have made one), and
+        // an older form of directory object that stood for it
+        let legacy = self.old_dir_object(attr.ino, &key).await?;
+        let marker = (has_marker || legacy.is_none()).then_some(&key);
+        for k in marker.into_iter().chain(legacy.as_ref()) {
+            self.client
+                .delete_object(k)
+                .await
+                .map_err(|e| FsError::from_s3(&e, k))?;
+        }
         self.inodes.lock().detach(parent, name);
         self.update_snapshot(parent, name, None);
         self.remember_missing(parent, name);
@@ -797,15 +857,7 @@ impl Filesystem {
     ) -> FsResult<Attr> {
         let key = self.key_for_new(parent, name).await?;
         check_key(&key)?;
-        let content_type = match attr.kind {
-            FileKind::File => content_type_for(name),
-            _ => "application/octet-stream",
-        };
-        let opts = PutOptions {
-            content_type: Some(content_type.into()),
-            user_metadata: attr.to_user_metadata(),
-            ..PutOptions::default()
-        };
+        let opts = StoredMeta::default().for_rewrite(&attr, name);
         let size = body.len() as u64;
         let meta = self
             .client
@@ -826,7 +878,7 @@ impl Filesystem {
         );
         t.inc_lookup(ino);
         if let Some(n) = t.get_mut(ino) {
-            n.user_meta = opts.user_metadata;
+            n.meta.written(&opts);
         }
         t.get(ino).map(|n| n.attr).ok_or_else(FsError::not_found)
     }
@@ -901,9 +953,21 @@ impl Filesystem {
         // creates one (a PUT landing after an rmdir would bring it back, where a late copy of
         // a removed marker just fails). The bucket's root has no object to hold them: they are
         // kept for the life of the mount (as `chmod 755 /mnt/b` expects, and s3fs does)
+        let mut changed = Changed::default();
+        for (asked, what) in [
+            (req.mode.is_some(), Changed::MODE),
+            (req.uid.is_some() || req.gid.is_some(), Changed::OWNER),
+            (req.atime.is_some(), Changed::ATIME),
+            (req.mtime.is_some(), Changed::MTIME),
+        ] {
+            if asked {
+                changed.add(what);
+            }
+        }
         let (deferred, bucket_root) = {
-            let t = self.inodes.lock();
-            let n = t.get(ino).ok_or_else(FsError::not_found)?;
+            let mut t = self.inodes.lock();
+            let n = t.get_mut(ino).ok_or_else(FsError::not_found)?;
+            n.meta_changed.add(changed);
             let bucket_root = ino == ROOT_INO && n.key.is_empty();
             let deferred = ino != ROOT_INO && (attr.kind != FileKind::Directory || n.has_marker);
             (deferred, bucket_root)
@@ -950,8 +1014,7 @@ fn stable_placeholder_ino(parent: u64, name: &str) -> u64 {
 fn remember_meta(node: Option<&mut super::inode::Inode>, meta: &ObjectMeta) {
     if let Some(n) = node {
         if !n.writing && !n.local_only && !n.meta_pending {
-            n.user_meta = meta.user_metadata.clone();
-            n.storage_class = meta.storage_class.clone();
+            n.meta = StoredMeta::from_object(meta);
         }
     }
 }

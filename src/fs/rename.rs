@@ -105,6 +105,11 @@ impl Filesystem {
             )
         };
         let size = attr.size;
+        if !writing {
+            // its metadata may be replaced by the copy: it must be known (a file seen only in
+            // a listing, `--stat-from-listing`, gets one HEAD)
+            self.full_meta(ino).await?;
+        }
         if writing {
             // the pending upload lands under the new name
             self.retarget_writer(ino, new_key.clone()).await?;
@@ -117,10 +122,17 @@ impl Filesystem {
         } else {
             // one CopyObject, or above the provider's copy limit a multipart copy
             // (UploadPartCopy in parallel, GET + UploadPart where the server refuses it)
-            // Attribute changes not written yet (metadata_write.rs) go with this copy.
-            let opts = match pending {
-                Some(_) => Some(self.metadata_options(ino, &attr, new_name)?),
-                None => None,
+            // Attribute changes not written yet (metadata_write.rs) go with this copy, and
+            // so does the content type of the new name (as s3fs does: `mv a.txt a.jpg`); the
+            // copy keeps everything else the object had.
+            let retype = self
+                .inodes
+                .lock()
+                .get(ino)
+                .is_some_and(|n| n.meta.rename_changes_type(attr.kind, new_name));
+            let opts = match pending.is_some() || retype {
+                true => Some(self.metadata_options(ino, &attr, Some(new_name))?),
+                false => None,
             };
             let new_etag = self
                 .client
@@ -134,12 +146,13 @@ impl Filesystem {
                 )
                 .await
                 .map_err(|e| FsError::from_s3(&e, &old_key))?;
-            if let (Some(generation), Some(opts)) = (pending, opts) {
+            if let Some(opts) = opts {
                 let mut t = self.inodes.lock();
                 if let Some(n) = t.get_mut(ino) {
-                    n.user_meta = opts.user_metadata;
-                    if n.meta_gen == generation {
+                    n.meta.written(&opts);
+                    if pending == Some(n.meta_gen) {
                         n.meta_pending = false;
+                        n.meta_changed = Default::default();
                     }
                 }
             }
@@ -199,14 +212,28 @@ impl Filesystem {
         // attribute changes not written yet go first, so the copies carry them
         self.flush_metadata_under(&old_prefix).await?;
         // 1. every key under the old prefix
-        let keys: Vec<(String, u64)> = self
+        let mut copies: Vec<(String, String, u64)> = self
             .client
             .list_all(&old_prefix)
             .await
             .map_err(|e| FsError::from_s3(&e, &old_prefix))?
             .into_iter()
-            .map(|o| (o.key, o.size))
+            .map(|o| {
+                let dst = format!("{new_prefix}{}", &o.key[old_prefix.len()..]);
+                (o.key, dst, o.size)
+            })
             .collect();
+        // an older form of directory object (`dir`, `dir_$folder$`) becomes the new name's
+        // `dir/` marker, unless it has one already, and goes with the sources
+        let legacy = self.old_dir_object(ino, &old_prefix).await?;
+        if let Some(l) = &legacy {
+            if !copies.iter().any(|(k, _, _)| *k == old_prefix) {
+                copies.push((l.clone(), new_prefix.clone(), 0));
+            } else {
+                copies.push((l.clone(), String::new(), 0));
+            }
+        }
+        let keys = copies;
         // journaled: a crash from here on is finished by the next mount (recovery.rs)
         let journal = self.store.journal.clone();
         if let Some(j) = &journal {
@@ -216,12 +243,13 @@ impl Filesystem {
         // untouched
         let copies: Vec<_> = keys
             .iter()
-            .map(|(k, size)| {
+            .filter(|(_, dst, _)| !dst.is_empty())
+            .map(|(k, dst, size)| {
                 let client = self.client.clone();
                 let src = k.clone();
                 let size = *size;
                 let part_size = self.limits.base;
-                let dst = format!("{new_prefix}{}", &k[old_prefix.len()..]);
+                let dst = dst.clone();
                 async move {
                     client
                         .copy_object_sized(&src, &dst, size, part_size, None, None)
@@ -237,7 +265,8 @@ impl Filesystem {
         if let Err(e) = copied {
             let made: Vec<String> = keys
                 .iter()
-                .map(|(k, _)| format!("{new_prefix}{}", &k[old_prefix.len()..]))
+                .filter(|(_, dst, _)| !dst.is_empty())
+                .map(|(_, dst, _)| dst.clone())
                 .collect();
             for batch in made.chunks(1000) {
                 if let Err(err) = self.client.delete_objects(batch).await {
@@ -261,7 +290,7 @@ impl Filesystem {
             }
         }
         // 4. only then delete the sources
-        let keys: Vec<String> = keys.into_iter().map(|(k, _)| k).collect();
+        let keys: Vec<String> = keys.into_iter().map(|(k, _, _)| k).collect();
         for batch in keys.chunks(1000) {
             let failed = self
                 .client
@@ -279,9 +308,13 @@ impl Filesystem {
             let mut t = self.inodes.lock();
             t.relink(ino, new_parent, new_name, new_prefix);
             mark_renamed(t.get_mut(ino));
+            if let Some(n) = t.get_mut(ino).filter(|_| legacy.is_some()) {
+                n.old_dir_object = Default::default();
+                n.has_marker = true;
+            }
         }
         self.update_snapshot(parent, name, None);
-        self.update_snapshot(new_parent, new_name, Some(ListedChild::Directory));
+        self.update_snapshot(new_parent, new_name, Some(ListedChild::DIR));
         self.forget_missing(new_parent, new_name);
         Ok(())
     }

@@ -199,7 +199,7 @@ impl Filesystem {
         let mut names: Vec<(String, bool)> = s
             .children
             .iter()
-            .map(|(n, c)| (n.clone(), matches!(c, ListedChild::Directory)))
+            .map(|(n, c)| (n.clone(), matches!(c, ListedChild::Directory { .. })))
             .collect();
         drop(t);
         names.sort_unstable();

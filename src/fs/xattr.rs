@@ -83,11 +83,12 @@ impl Filesystem {
         let t = self.inodes.lock();
         let n = t.get(ino).ok_or_else(FsError::not_found)?;
         let map = n
-            .user_meta
+            .meta
+            .user
             .get(META_XATTR)
             .map(|h| decode(h))
             .unwrap_or_default();
-        Ok((map, n.etag.clone(), n.storage_class.clone()))
+        Ok((map, n.etag.clone(), n.meta.storage_class.clone()))
     }
 
     pub async fn getxattr(&self, ino: u64, name: &str) -> FsResult<Vec<u8>> {
@@ -160,7 +161,7 @@ impl Filesystem {
         let (attr, writing) = {
             let mut t = self.inodes.lock();
             let n = t.get_mut(ino).ok_or_else(FsError::not_found)?;
-            let mut meta = n.user_meta.clone();
+            let mut meta = n.meta.user.clone();
             if map.is_empty() {
                 meta.remove(META_XATTR);
             } else {
@@ -173,7 +174,7 @@ impl Filesystem {
                     "object metadata would exceed S3's 2 KB limit",
                 ));
             }
-            n.user_meta = meta;
+            n.meta.user = meta;
             // an xattr change changes ctime, as on ext4 and s3fs
             n.attr.ctime = std::time::SystemTime::now();
             (n.attr, n.writing || n.local_only)

@@ -461,6 +461,9 @@ impl S3Client {
         for (k, v) in &opts.user_metadata {
             h.push((format!("x-amz-meta-{}", k.to_ascii_lowercase()), v.clone()));
         }
+        for (k, v) in &opts.content_headers {
+            h.push((k.clone(), v.clone()));
+        }
         h
     }
 
@@ -961,6 +964,7 @@ impl S3Client {
             content_type: opts.content_type.clone(),
             storage_class: self.inner.storage_class.clone(),
             user_metadata: opts.user_metadata.clone(),
+            content_headers: opts.content_headers.clone(),
         };
         match landed {
             Confirmed::Landed(etag) => Ok(meta(Some(etag))),
@@ -1020,6 +1024,7 @@ impl S3Client {
             content_type: opts.content_type.clone(),
             storage_class: self.inner.storage_class.clone(),
             user_metadata: opts.user_metadata.clone(),
+            content_headers: opts.content_headers.clone(),
         })
     }
 
@@ -1366,6 +1371,7 @@ impl S3Client {
                 owned_opts = PutOptions {
                     content_type: meta.content_type,
                     user_metadata: meta.user_metadata,
+                    content_headers: meta.content_headers,
                     ..PutOptions::default()
                 };
                 &owned_opts

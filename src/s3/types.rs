@@ -17,7 +17,19 @@ pub struct ObjectMeta {
     pub storage_class: Option<String>,
     /// `x-amz-meta-*` headers, lower-case names with the `x-amz-meta-` part removed.
     pub user_metadata: BTreeMap<String, String>,
+    /// The other headers an object keeps ([`CONTENT_HEADERS`]), lower-case names, as sent.
+    pub content_headers: BTreeMap<String, String>,
 }
+
+/// Headers an object stores besides its type and user metadata, which a copy that replaces
+/// its metadata must send again (else they are dropped).
+pub const CONTENT_HEADERS: [&str; 5] = [
+    "cache-control",
+    "content-disposition",
+    "content-encoding",
+    "content-language",
+    "expires",
+];
 
 /// One `<Contents>` entry of a listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +77,8 @@ pub struct PutOptions {
     pub content_type: Option<String>,
     /// Sent as `x-amz-meta-NAME: VALUE`.
     pub user_metadata: BTreeMap<String, String>,
+    /// [`CONTENT_HEADERS`] to send, as they are.
+    pub content_headers: BTreeMap<String, String>,
     /// `If-None-Match: *` (create only if absent).
     pub if_none_match_any: bool,
     /// `If-Match: ETAG` (replace only that version).

@@ -94,6 +94,10 @@ pub(crate) fn meta_from_headers(headers: &HeaderMap) -> ObjectMeta {
         content_type: text("content-type"),
         storage_class: text("x-amz-storage-class"),
         user_metadata,
+        content_headers: super::types::CONTENT_HEADERS
+            .iter()
+            .filter_map(|name| Some((name.to_string(), text(name)?)))
+            .collect(),
     }
 }
 

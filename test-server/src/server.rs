@@ -250,6 +250,16 @@ impl TestServer {
             metadata,
             ..ObjectAttrs::default()
         };
+        self.put_object_with_attrs(key, data, attrs)
+    }
+
+    /// Stores an object with all its standard headers and user metadata given.
+    pub fn put_object_with_attrs(
+        &self,
+        key: &str,
+        data: impl Into<Bytes>,
+        attrs: ObjectAttrs,
+    ) -> ObjectMeta {
         self.shared
             .store
             .lock()
