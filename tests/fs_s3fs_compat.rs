@@ -112,6 +112,7 @@ async fn an_old_dir_object_is_a_directory_with_its_stored_attributes() {
     assert_eq!((old.perm, old.uid), (0o750, 1234));
     let kids = fs.lookup(ROOT_INO, "withkids").await.expect("withkids");
     assert_eq!(kids.kind, FileKind::Directory);
+    assert_eq!((kids.perm, kids.uid), (0o750, 1234), "the old object's attributes");
     assert_eq!(
         entries(&fs, kids.ino).await,
         vec![("f".to_string(), FileKind::File)]

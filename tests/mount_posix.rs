@@ -6,6 +6,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::time::Duration;
 
+use bucketfs_test_server::store::Metadata;
 use bucketfs_test_server::{Fault, FaultKind};
 use common::*;
 
@@ -376,4 +377,71 @@ fn an_unlinked_open_file_has_no_links_and_stays_usable() {
     close_checked(f);
     assert!(srv.get_object("scratch").is_none());
     assert!(!m.p("scratch").exists());
+}
+
+#[test]
+fn a_bucket_s3fs_wrote_in_its_older_forms_shows_as_s3fs_shows_it() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = server();
+    let dir_meta = |mode: u32| {
+        let mut m = Metadata::new();
+        m.insert("mode".into(), (libc::S_IFDIR | mode).to_string());
+        m
+    };
+    let typed = Some("application/x-directory");
+    srv.put_object_with_meta("olddir", "", dir_meta(0o750), typed);
+    srv.put_object("olddir/photo.txt", "not text at all");
+    srv.put_object_with_meta("emptyold", "", dir_meta(0o755), typed);
+    srv.put_object("folder_$folder$", "");
+    srv.put_object("folder/x", "x");
+    let m = Mount::new(&srv, &[]);
+    let mut kinds: Vec<(String, bool)> = std::fs::read_dir(m.p(""))
+        .expect("ls")
+        .map(|e| {
+            let e = e.expect("entry");
+            let is_dir = std::fs::metadata(e.path()).expect("stat").is_dir();
+            (e.file_name().to_string_lossy().into_owned(), is_dir)
+        })
+        .collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            ("emptyold".to_string(), true),
+            ("folder".to_string(), true),
+            ("olddir".to_string(), true)
+        ]
+    );
+    let md = std::fs::metadata(m.p("olddir")).expect("stat olddir");
+    assert_eq!(md.mode() & 0o7777, 0o750, "the old object's mode");
+    // mv takes the content type of the new name, as s3fs does
+    sh(&format!(
+        "mv {d}/photo.txt {d}/photo.jpg",
+        d = m.p("olddir").display()
+    ));
+    let moved = srv.object_meta("olddir/photo.jpg").expect("moved");
+    assert_eq!(moved.content_type.as_deref(), Some("image/jpeg"));
+    // POSIX ACLs are refused, not silently dropped (a valid ACL: user::rw- group::r-- other::r--)
+    let out = sh(&format!(
+        "python3 -c \"import os\ntry:\n  os.setxattr('{}', 'system.posix_acl_access', \
+         bytes([2,0,0,0, 1,0,6,0,255,255,255,255, 4,0,4,0,255,255,255,255, 32,0,4,0,255,255,255,255]))\n  print('stored')\nexcept OSError as e:\n  \
+         print(e.errno)\"",
+        m.p("olddir/photo.jpg").display()
+    ));
+    assert_eq!(
+        out.trim(),
+        libc::EOPNOTSUPP.to_string(),
+        "ENOTSUP, EOPNOTSUPP"
+    );
+    // removing the directories removes their older objects: nothing comes back
+    sh(&format!(
+        "rm -r {r}/folder {r}/emptyold {r}/olddir",
+        r = m.p("").display()
+    ));
+    assert_eq!(srv.keys(), Vec::<String>::new());
+    drop(m);
+    let m = Mount::new(&srv, &[]);
+    assert_eq!(std::fs::read_dir(m.p("")).expect("ls").count(), 0);
 }

@@ -35,7 +35,8 @@ enum Found {
         old: OldDirObject,
     },
     /// An object `dir` (no slash) that says it is a directory: s3fs's older form (Content-Type
-    /// `application/x-directory`, or `S_IFDIR` in its mode), empty.
+    /// `application/x-directory`, or `S_IFDIR` in its mode), empty, and no `dir/` marker: the
+    /// directory's attributes are the object's.
     OldDirObject {
         meta: ObjectMeta,
     },
@@ -189,13 +190,39 @@ impl Filesystem {
         };
         let found = match listed {
             Some(None) => Found::Missing,
-            Some(Some(ListedChild::Directory { old_object })) => Found::Dir {
-                marker: match ahead_result(ahead).await {
-                    Some(marker) => marker,
-                    None => self.head_marker(&key).await?,
-                },
-                old: old_object,
-            },
+            Some(Some(ListedChild::Directory { old_object })) => {
+                let marker = async {
+                    match ahead_result(ahead).await {
+                        Some(marker) => Ok(marker),
+                        None => self.head_marker(&key).await,
+                    }
+                };
+                if old_object == OldDirObject::Unknown {
+                    // an empty object of its name was listed: its HEAD goes with the marker's
+                    let (marker, bare) = tokio::join!(marker, self.client.head_object(&key));
+                    let bare = match bare {
+                        Ok(m) if is_old_dir_object(&m) => Some(m),
+                        Ok(_) => None,
+                        Err(e) if e.is_not_found() => None,
+                        Err(e) => return Err(FsError::from_s3(&e, &key)),
+                    };
+                    match (marker?, bare) {
+                        (None, Some(meta)) => Found::OldDirObject { meta },
+                        (marker, bare) => Found::Dir {
+                            marker,
+                            old: match bare {
+                                Some(_) => OldDirObject::At(key.clone()),
+                                None => OldDirObject::Absent,
+                            },
+                        },
+                    }
+                } else {
+                    Found::Dir {
+                        marker: marker.await?,
+                        old: old_object,
+                    }
+                }
+            }
             // (an empty object may be an older form of directory object: it gets its HEAD)
             Some(Some(ListedChild::File {
                 size,
@@ -347,6 +374,10 @@ impl Filesystem {
             // a `dir` object of the older form beside the prefix stands for it too (a HEAD
             // not answered yet is asked again if the directory is removed)
             let old = match head_early {
+                // without a marker, its attributes are the old object's
+                Some(Ok(meta)) if is_old_dir_object(&meta) && marker.is_none() => {
+                    return Ok(Found::OldDirObject { meta })
+                }
                 Some(Ok(m)) if is_old_dir_object(&m) => OldDirObject::At(key.to_string()),
                 Some(_) => OldDirObject::Absent,
                 None => OldDirObject::Unknown,
