@@ -941,7 +941,7 @@ fn cleanup_command(args: &CleanupArgs) -> ExitCode {
         Ok(s) => s,
         Err(msg) => return fail_line(&msg),
     };
-    let request = match args.credentials.request(&bucket) {
+    let request = match args.credentials.request(&bucket, &settings) {
         Ok(r) => r,
         Err(msg) => return fail_line(&msg),
     };

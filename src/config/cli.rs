@@ -161,9 +161,9 @@ pub struct ConnectionArgs {
     /// (for servers that refuse both)
     #[arg(long, value_name = "KIND", default_value = "auto", value_parser = parse_upload_checksums)]
     pub upload_checksums: crate::s3::UploadChecksums,
-    /// Reach the endpoint through this HTTP proxy (CONNECT tunnels), e.g.
-    /// http://user:password@proxy:3128 [default: HTTPS_PROXY / HTTP_PROXY / ALL_PROXY, except
-    /// hosts in NO_PROXY]
+    /// Reach the endpoint, and STS and SSO for role and SSO profiles, through this HTTP proxy
+    /// (CONNECT tunnels), e.g. http://user:password@proxy:3128 [default: HTTPS_PROXY /
+    /// HTTP_PROXY / ALL_PROXY, except hosts in NO_PROXY]
     #[arg(long, value_name = "URL")]
     pub proxy: Option<String>,
 }
@@ -578,11 +578,18 @@ impl ConnectionArgs {
 }
 
 impl CredentialArgs {
-    pub fn request(&self, bucket: &str) -> Result<CredentialRequest, String> {
+    /// Where to look for keys for `bucket`; STS and the SSO services are reached through the
+    /// proxy `connection` names for the endpoint (`--proxy`, else the environment's).
+    pub fn request(
+        &self,
+        bucket: &str,
+        connection: &ConnectionSettings,
+    ) -> Result<CredentialRequest, String> {
         Ok(CredentialRequest {
             profile: self.profile.clone(),
             passwd_file: self.passwd_file.as_deref().map(absolute).transpose()?,
             bucket: bucket.to_string(),
+            proxy: connection.proxy.clone(),
         })
     }
 }
@@ -827,9 +834,10 @@ impl MountArgs {
             self.object_lock_mode.as_deref(),
             self.object_lock_retain.as_deref(),
         )?;
+        let credentials = self.credentials.request(&bucket, &connection)?;
         Ok(MountPlan {
             connection,
-            credentials: self.credentials.request(&bucket)?,
+            credentials,
             daemon: DaemonSettings {
                 foreground: self.foreground,
                 log_file,

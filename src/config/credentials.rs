@@ -20,6 +20,7 @@ use crate::s3::cred_sources::{
     ContainerFetcher, Expiring, Fetcher, FileCredentials, HttpUrl, ImdsFetcher, ProcessFetcher,
     RefreshingCredentials, ECS_DEFAULT_HOST, IMDS_DEFAULT_ENDPOINT, METADATA_TIMEOUT,
 };
+use crate::s3::sts::ServiceTransport;
 use crate::s3::{Credentials, SharedCredentials, SseCustomerKey, StaticCredentials};
 
 /// What the command line says about credentials.
@@ -31,6 +32,9 @@ pub struct CredentialRequest {
     pub passwd_file: Option<PathBuf>,
     /// The bucket, for `BUCKET:ACCESS:SECRET` lines.
     pub bucket: String,
+    /// `--proxy`: STS and the SSO services are reached through it as the endpoint is (`None`:
+    /// the environment's proxy, by the same rule).
+    pub proxy: Option<String>,
 }
 
 /// Why no credentials could be had. Messages name files and profiles, never a secret.
@@ -213,17 +217,18 @@ fn resolve(
         return Ok((found, Kind::Passwd(path.clone())));
     }
     let explicit_profile = request.profile.is_some();
+    let via = service_transport(request, env);
     if !explicit_profile {
         if let Some(found) = from_environment(env)? {
             return Ok((found, Kind::Static));
         }
-        if let Some(fetcher) = web_identity_fetcher(env) {
+        if let Some(fetcher) = web_identity_fetcher(env, &via) {
             return fetched(fetcher);
         }
     }
     let profile = profile_name(request.profile.as_deref(), env);
     let files = AwsFiles::locate(env);
-    if let Some(role) = super::role_profiles::role_fetcher(&files, &profile, env)? {
+    if let Some(role) = super::role_profiles::role_fetcher(&files, &profile, env, &via)? {
         return fetched(role);
     }
     match from_profile(&files, &profile, env)? {
@@ -294,11 +299,22 @@ pub(super) fn container_fetcher(
     })))
 }
 
+/// How STS and the SSO services are reached: `--proxy`, else the proxy variables of `env`,
+/// decided for each service's host by the rule the S3 client follows for its endpoint;
+/// trusting `AWS_CA_BUNDLE` (a role profile may name its own `ca_bundle`).
+fn service_transport(request: &CredentialRequest, env: &dyn Env) -> ServiceTransport {
+    ServiceTransport::new(request.proxy.clone(), |name| env.var(name)).with_ca_bundles(
+        nonempty(env, "AWS_CA_BUNDLE")
+            .map(|p| vec![PathBuf::from(p)])
+            .unwrap_or_default(),
+    )
+}
+
 /// A role assumed with a web identity token, when `AWS_WEB_IDENTITY_TOKEN_FILE` and
 /// `AWS_ROLE_ARN` say so (Kubernetes service accounts, EKS IRSA): STS at
 /// `AWS_ENDPOINT_URL_STS`, else the region's (`AWS_REGION`, `AWS_DEFAULT_REGION`), else the
 /// global one; session name `AWS_ROLE_SESSION_NAME`, else `bucketfs-<pid>`.
-fn web_identity_fetcher(env: &dyn Env) -> Option<Arc<dyn Fetcher>> {
+fn web_identity_fetcher(env: &dyn Env, via: &ServiceTransport) -> Option<Arc<dyn Fetcher>> {
     let token_file = nonempty(env, "AWS_WEB_IDENTITY_TOKEN_FILE")?;
     let role_arn = nonempty(env, "AWS_ROLE_ARN")?;
     let region = nonempty(env, "AWS_REGION").or_else(|| nonempty(env, "AWS_DEFAULT_REGION"));
@@ -312,9 +328,7 @@ fn web_identity_fetcher(env: &dyn Env) -> Option<Arc<dyn Fetcher>> {
         session_name: nonempty(env, "AWS_ROLE_SESSION_NAME")
             .unwrap_or_else(|| format!("bucketfs-{}", std::process::id())),
         token_file: PathBuf::from(token_file.trim()),
-        ca_bundles: nonempty(env, "AWS_CA_BUNDLE")
-            .map(|p| vec![PathBuf::from(p)])
-            .unwrap_or_default(),
+        transport: via.clone(),
     }))
 }
 

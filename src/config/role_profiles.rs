@@ -15,7 +15,7 @@ use super::credentials::{
 };
 use crate::s3::cred_sources::{Fetcher, ProcessFetcher};
 use crate::s3::sso::SsoFetcher;
-use crate::s3::sts::{AssumeRoleFetcher, FixedFetcher, WebIdentityFetcher};
+use crate::s3::sts::{AssumeRoleFetcher, FixedFetcher, ServiceTransport, WebIdentityFetcher};
 
 /// Longest chain of roles followed (a profile naming itself through others is a loop).
 const MAX_CHAIN: usize = 5;
@@ -68,12 +68,14 @@ fn refused(profile: &str, message: String) -> CredentialsError {
 }
 
 /// The keys of a profile that names a role or SSO, as a fetcher; `None` for any other profile.
+/// STS and the SSO services are reached `via` (a role profile's `ca_bundle` trusted too).
 pub(super) fn role_fetcher(
     files: &AwsFiles,
     profile: &str,
     env: &dyn Env,
+    via: &ServiceTransport,
 ) -> Result<Option<Arc<dyn Fetcher>>, CredentialsError> {
-    role_in_chain(files, profile, env, &mut Vec::new())
+    role_in_chain(files, profile, env, via, &mut Vec::new())
 }
 
 /// An SSO profile: `sso_session` (its `[sso-session NAME]` section names `sso_region`), or
@@ -84,6 +86,7 @@ fn sso_fetcher(
     profile: &str,
     s: &HashMap<String, String>,
     env: &dyn Env,
+    via: &ServiceTransport,
 ) -> Result<Option<Arc<dyn Fetcher>>, CredentialsError> {
     let get = |k: &str| s.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
     let (cache_key, region) = match (get("sso_session"), get("sso_start_url")) {
@@ -116,9 +119,7 @@ fn sso_fetcher(
         account_id: account_id.to_string(),
         role_name: role_name.to_string(),
         profile: profile.to_string(),
-        ca_bundles: nonempty(env, "AWS_CA_BUNDLE")
-            .map(|p| vec![PathBuf::from(p)])
-            .unwrap_or_default(),
+        transport: via.clone(),
     })))
 }
 
@@ -126,6 +127,7 @@ fn role_in_chain(
     files: &AwsFiles,
     profile: &str,
     env: &dyn Env,
+    via: &ServiceTransport,
     chain: &mut Vec<String>,
 ) -> Result<Option<Arc<dyn Fetcher>>, CredentialsError> {
     let Some(s) = settings(files, profile)? else {
@@ -133,7 +135,7 @@ fn role_in_chain(
     };
     let get = |k: &str| s.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
     let Some(role_arn) = get("role_arn") else {
-        return sso_fetcher(files, profile, &s, env);
+        return sso_fetcher(files, profile, &s, env, via);
     };
     if chain.iter().any(|p| p == profile) || chain.len() >= MAX_CHAIN {
         chain.push(profile.to_string());
@@ -157,22 +159,21 @@ fn role_in_chain(
     let session_name = get("role_session_name")
         .map(str::to_string)
         .unwrap_or_else(|| format!("bucketfs-{}", std::process::id()));
-    let ca_bundles: Vec<PathBuf> = get("ca_bundle")
-        .map(str::to_string)
-        .or_else(|| nonempty(env, "AWS_CA_BUNDLE"))
-        .map(|p| vec![PathBuf::from(p)])
-        .unwrap_or_default();
+    let transport = match get("ca_bundle") {
+        Some(bundle) => via.clone().with_ca_bundles(vec![PathBuf::from(bundle)]),
+        None => via.clone(),
+    };
     if let Some(token_file) = get("web_identity_token_file") {
         return Ok(Some(Arc::new(WebIdentityFetcher {
             endpoint,
             role_arn: role_arn.to_string(),
             session_name,
             token_file: PathBuf::from(token_file),
-            ca_bundles,
+            transport,
         })));
     }
     let source = match (get("source_profile"), get("credential_source")) {
-        (Some(source), _) => source_profile(files, profile, source, env, chain)?,
+        (Some(source), _) => source_profile(files, profile, source, env, via, chain)?,
         (None, Some(kind)) => credential_source(profile, kind, env)?,
         (None, None) => {
             return Err(refused(
@@ -200,7 +201,7 @@ fn role_in_chain(
         duration_seconds,
         source,
         profile: profile.to_string(),
-        ca_bundles,
+        transport,
     })))
 }
 
@@ -211,10 +212,11 @@ fn source_profile(
     profile: &str,
     source: &str,
     env: &dyn Env,
+    via: &ServiceTransport,
     chain: &mut Vec<String>,
 ) -> Result<Arc<dyn Fetcher>, CredentialsError> {
     if source != profile {
-        if let Some(role) = role_in_chain(files, source, env, chain)? {
+        if let Some(role) = role_in_chain(files, source, env, via, chain)? {
             return Ok(role);
         }
     }

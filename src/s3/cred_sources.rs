@@ -544,7 +544,9 @@ const MAX_BODY: usize = 1 << 20;
 
 type MetadataClient = Client<HttpConnector, Empty<Bytes>>;
 
-/// A client for one fetch: plain HTTP, connecting within `timeout`.
+/// A client for one fetch: plain HTTP, connecting within `timeout`; never through a proxy
+/// (instance metadata and the ECS endpoint are link-local or on this machine, as the AWS SDKs
+/// reach them), unlike STS and the SSO services (`super::sts::ServiceTransport`).
 fn metadata_client(timeout: Duration) -> MetadataClient {
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(timeout));

@@ -31,6 +31,21 @@ impl Proxy {
     /// The proxy for `endpoint`: `explicit` (`--proxy URL`, which `NO_PROXY` still exempts
     /// hosts from), else the environment's, as curl reads it.
     pub fn for_endpoint(endpoint: &Uri, explicit: Option<&str>) -> Result<Option<Proxy>, S3Error> {
+        Proxy::for_endpoint_with(endpoint, explicit, &|name| std::env::var(name).ok())
+    }
+
+    /// [`Proxy::for_endpoint`], with the environment's variables looked up by `var` (the
+    /// credential services' requests follow the same rule, with the credential code's
+    /// environment).
+    pub fn for_endpoint_with(
+        endpoint: &Uri,
+        explicit: Option<&str>,
+        var: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Option<Proxy>, S3Error> {
+        // the first of a variable's two spellings that is set (set but empty included), as
+        // hyper-util's `Matcher::from_env` reads them
+        let first = |names: [&str; 2]| names.iter().find_map(|n| var(n)).unwrap_or_default();
+        let no = first(["NO_PROXY", "no_proxy"]);
         let matcher = match explicit {
             Some(url) => {
                 url.parse::<Uri>()
@@ -41,15 +56,20 @@ impl Proxy {
                             "--proxy {url:?}: expected http://[user:password@]host:port"
                         ))
                     })?;
-                let no = std::env::var("NO_PROXY")
-                    .or_else(|_| std::env::var("no_proxy"))
-                    .unwrap_or_default();
                 Matcher::builder().all(url.to_string()).no(no).build()
             }
             // as Go's ProxyFromEnvironment: a server on this machine is never reached through
             // the environment's proxy (a proxy set for package downloads must not capture it)
             None if is_loopback(endpoint) => return Ok(None),
-            None => Matcher::from_env(),
+            // under CGI, HTTP_PROXY may come from a request's `Proxy:` header: no proxy from
+            // the environment then (as hyper-util's `Matcher::from_env`)
+            None if var("REQUEST_METHOD").is_some() => return Ok(None),
+            None => Matcher::builder()
+                .all(first(["ALL_PROXY", "all_proxy"]))
+                .http(first(["HTTP_PROXY", "http_proxy"]))
+                .https(first(["HTTPS_PROXY", "https_proxy"]))
+                .no(no)
+                .build(),
         };
         Ok(matcher.intercept(endpoint).map(|i| Proxy {
             uri: i.uri().clone(),
@@ -150,5 +170,52 @@ mod tests {
         .expect("the explicit proxy");
         assert_eq!(p.describe(), "http://10.1.2.3:3128");
         assert!(p.auth.is_some());
+    }
+
+    #[test]
+    fn the_environment_can_be_looked_up_elsewhere_than_in_the_process() {
+        let vars = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let sts: Uri = "https://sts.eu-west-1.amazonaws.com/".parse().unwrap();
+        let env = vars(&[("HTTPS_PROXY", "http://10.0.0.1:3128")]);
+        let p = Proxy::for_endpoint_with(&sts, None, &env).unwrap();
+        assert_eq!(
+            p.map(|p| p.describe()).as_deref(),
+            Some("http://10.0.0.1:3128")
+        );
+        // NO_PROXY exempts a host from the environment's proxy and from --proxy
+        let env = vars(&[
+            ("HTTPS_PROXY", "http://10.0.0.1:3128"),
+            ("no_proxy", ".amazonaws.com"),
+        ]);
+        assert!(Proxy::for_endpoint_with(&sts, None, &env)
+            .unwrap()
+            .is_none());
+        let explicit = Some("http://10.0.0.2:3128");
+        assert!(Proxy::for_endpoint_with(&sts, explicit, &env)
+            .unwrap()
+            .is_none());
+        // an http endpoint takes HTTP_PROXY, falling back on ALL_PROXY
+        let http: Uri = "http://storage.example.com/".parse().unwrap();
+        let env = vars(&[("ALL_PROXY", "http://10.0.0.3:8080")]);
+        let p = Proxy::for_endpoint_with(&http, None, &env).unwrap();
+        assert_eq!(
+            p.map(|p| p.describe()).as_deref(),
+            Some("http://10.0.0.3:8080")
+        );
+        // CGI: no proxy from the environment
+        let env = vars(&[
+            ("HTTPS_PROXY", "http://10.0.0.1:3128"),
+            ("REQUEST_METHOD", "GET"),
+        ]);
+        assert!(Proxy::for_endpoint_with(&sts, None, &env)
+            .unwrap()
+            .is_none());
     }
 }

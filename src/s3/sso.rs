@@ -11,6 +11,7 @@ use hyper::Method;
 
 use super::cred_sources::{Expiring, Fetcher};
 use super::credentials::Credentials;
+use super::sts::ServiceTransport;
 
 /// A role of an account, through the SSO portal of `region`.
 pub struct SsoFetcher {
@@ -22,7 +23,7 @@ pub struct SsoFetcher {
     pub role_name: String,
     /// Which profile asked, for messages.
     pub profile: String,
-    pub ca_bundles: Vec<PathBuf>,
+    pub transport: ServiceTransport,
 }
 
 impl SsoFetcher {
@@ -84,7 +85,7 @@ impl Fetcher for SsoFetcher {
             &url,
             vec![("x-amz-sso_bearer_token".to_string(), token)],
             Bytes::new(),
-            &self.ca_bundles,
+            &self.transport,
         )
         .map_err(|e| format!("SSO portal: {e}"))?;
         let doc: serde_json::Value = serde_json::from_slice(&body)

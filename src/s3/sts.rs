@@ -4,6 +4,9 @@
 //! other keys (`AssumeRole`, signed with SigV4 by the source's keys: `role_arn` profiles, chained
 //! roles). Each is a [`Fetcher`], refreshed ahead of expiry by
 //! [`super::cred_sources::RefreshingCredentials`].
+//!
+//! STS and the SSO services are reached as the S3 endpoint is: through `--proxy` or the
+//! environment's proxy, by the same rule ([`ServiceTransport`]).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,10 +18,71 @@ use hyper::{Method, Request};
 
 use super::cred_sources::{error_chain, run_on_own_runtime, Expiring, Fetcher};
 use super::credentials::Credentials;
+use super::proxy::Proxy;
 use super::transport::{self, ClientSettings};
 
 /// How long one STS request may take.
 const STS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How a credentials service (STS, the SSO portal, SSO OIDC) is reached: as the S3 endpoint
+/// is, through `--proxy` or the environment's proxy, decided for each service's host by the
+/// S3 client's rule ([`Proxy::for_endpoint_with`]: `NO_PROXY` exempts a host, a server on
+/// this machine is never reached through the environment's proxy), with extra trusted CAs.
+/// Instance metadata and the ECS endpoint never go through a proxy (link-local or local
+/// addresses, as in the AWS SDKs): they do not use this.
+#[derive(Debug, Clone, Default)]
+pub struct ServiceTransport {
+    /// Extra trusted CAs (a profile's `ca_bundle`, `AWS_CA_BUNDLE`).
+    pub ca_bundles: Vec<PathBuf>,
+    /// `--proxy URL`; `None`: the environment's.
+    pub proxy: Option<String>,
+    /// The environment's proxy variables that were set, as read when the source was built.
+    pub proxy_env: Vec<(String, String)>,
+}
+
+impl ServiceTransport {
+    /// The variables [`Proxy::for_endpoint_with`] reads.
+    pub const PROXY_VARS: [&'static str; 9] = [
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+        "NO_PROXY",
+        "no_proxy",
+        "REQUEST_METHOD",
+    ];
+
+    /// `proxy` (`--proxy`), and the environment's proxy variables as `var` gives them.
+    pub fn new(proxy: Option<String>, var: impl Fn(&str) -> Option<String>) -> ServiceTransport {
+        ServiceTransport {
+            ca_bundles: Vec::new(),
+            proxy,
+            proxy_env: Self::PROXY_VARS
+                .iter()
+                .filter_map(|name| var(name).map(|v| (name.to_string(), v)))
+                .collect(),
+        }
+    }
+
+    /// The same, trusting `ca_bundles` too.
+    pub fn with_ca_bundles(mut self, ca_bundles: Vec<PathBuf>) -> ServiceTransport {
+        self.ca_bundles = ca_bundles;
+        self
+    }
+
+    /// The proxy `uri` is reached through, if any.
+    fn proxy_for(&self, uri: &hyper::Uri) -> Result<Option<Proxy>, String> {
+        let var = |name: &str| {
+            self.proxy_env
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
+        Proxy::for_endpoint_with(uri, self.proxy.as_deref(), &var).map_err(|e| e.to_string())
+    }
+}
 
 /// Assumes `role_arn` with the token in `token_file`, at `endpoint`.
 #[derive(Debug, Clone)]
@@ -28,8 +92,7 @@ pub struct WebIdentityFetcher {
     pub role_arn: String,
     pub session_name: String,
     pub token_file: PathBuf,
-    /// Extra trusted CAs (`AWS_CA_BUNDLE`).
-    pub ca_bundles: Vec<PathBuf>,
+    pub transport: ServiceTransport,
 }
 
 impl WebIdentityFetcher {
@@ -60,7 +123,7 @@ impl Fetcher for WebIdentityFetcher {
             .map_err(|e| format!("cannot read {}: {e}", self.token_file.display()))?;
         post_form(
             &self.endpoint,
-            &self.ca_bundles,
+            &self.transport,
             self.form(token.trim()),
             None,
         )
@@ -118,7 +181,7 @@ pub struct AssumeRoleFetcher {
     pub source: Arc<dyn Fetcher>,
     /// Which profile asked, for messages.
     pub profile: String,
-    pub ca_bundles: Vec<PathBuf>,
+    pub transport: ServiceTransport,
 }
 
 impl AssumeRoleFetcher {
@@ -180,7 +243,7 @@ impl Fetcher for AssumeRoleFetcher {
             &mut headers,
             None,
         );
-        post_form(&self.endpoint, &self.ca_bundles, body, Some(headers))
+        post_form(&self.endpoint, &self.transport, body, Some(headers))
     }
 
     fn describe(&self) -> String {
@@ -197,7 +260,7 @@ impl Fetcher for AssumeRoleFetcher {
 /// (host included), or `None` for an unsigned call.
 fn post_form(
     endpoint: &str,
-    ca_bundles: &[PathBuf],
+    via: &ServiceTransport,
     body: String,
     headers: Option<Vec<(String, String)>>,
 ) -> Result<Expiring, String> {
@@ -212,7 +275,7 @@ fn post_form(
         &format!("{endpoint}/"),
         headers,
         Bytes::from(body),
-        ca_bundles,
+        via,
     )?;
     let (access_key_id, secret_access_key, session_token, expires) =
         super::xml::parse_sts_credentials(&bytes).map_err(|e| format!("{e} (HTTP {status})"))?;
@@ -226,31 +289,40 @@ fn post_form(
     })
 }
 
-/// One request to a credentials service (STS, the SSO portal) on a runtime of its own (the
-/// caller is a blocking fetch), within [`STS_TIMEOUT`]; its status and body.
+/// One request to a credentials service (STS, the SSO portal, SSO OIDC) on a runtime of its
+/// own (the caller is a blocking fetch), through the proxy `via` decides for its host, within
+/// [`STS_TIMEOUT`]; its status and body. `accept: application/xml` unless `headers` say.
 pub(super) fn exchange(
     method: Method,
     url: &str,
     headers: Vec<(String, String)>,
     body: Bytes,
-    ca_bundles: &[PathBuf],
+    via: &ServiceTransport,
 ) -> Result<(u16, Bytes), String> {
     let https = url.starts_with("https://");
     let uri: hyper::Uri = url.parse().map_err(|e| format!("bad URL {url}: {e}"))?;
-    let ca_bundles = ca_bundles.to_vec();
+    let proxy = via.proxy_for(&uri)?;
+    if let Some(p) = &proxy {
+        tracing::debug!(
+            "reaching {} through the proxy {}",
+            uri.authority().map_or("?", |a| a.as_str()),
+            p.describe()
+        );
+    }
+    let ca_bundles = via.ca_bundles.clone();
     run_on_own_runtime(async move {
         let client = transport::build_client(&ClientSettings {
             https,
             connect_timeout: STS_TIMEOUT,
             max_idle_per_host: 1,
             ca_bundles: &ca_bundles,
-            proxy: None,
+            proxy: proxy.as_ref(),
         })
         .map_err(|e| e.to_string())?;
-        let mut request = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header("accept", "application/xml");
+        let mut request = Request::builder().method(method).uri(uri);
+        if !headers.iter().any(|(name, _)| name == "accept") {
+            request = request.header("accept", "application/xml");
+        }
         for (name, value) in headers {
             request = request.header(name, value);
         }
