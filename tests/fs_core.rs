@@ -26,7 +26,7 @@ async fn cold_lookup_costs_head_and_list_and_listed_names_cost_less() {
     srv.reset_counts();
     let d = fs.lookup(ROOT_INO, "d").await.expect("lookup d");
     assert_eq!(d.kind, FileKind::Directory);
-    // HEAD and LIST go out together; once the LIST shows a directory the HEAD is not awaited
+    // HEAD (one attempt) and LIST go out together
     assert!(srv.count("HeadObject") <= 1);
     assert_eq!(srv.count("ListObjectsV2"), 1);
 

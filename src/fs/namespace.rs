@@ -337,6 +337,9 @@ impl Filesystem {
     }
 
     /// HEAD `key` and LIST `key/` at once: a directory wins over a file of the same name.
+    /// The HEAD is one attempt (s3s-fs answers HEAD of a prefix with a 500 that retries would
+    /// only repeat): for a directory its answer only says whether an older directory object
+    /// stands for it; a file that needs it and did not get it is asked again, with retries.
     async fn probe(&self, key: &str) -> FsResult<Found> {
         let dir_prefix = format!("{key}/");
         let list_req = ListRequest {
@@ -345,23 +348,14 @@ impl Filesystem {
             max_keys: Some(1),
             ..ListRequest::default()
         };
-        // Both at once; once the LIST proves a directory the HEAD is not waited for (some
-        // servers answer HEAD of a prefix with a 500 that would only be retried).
-        let head_fut = self.client.head_object(key);
-        let list_fut = self.client.list_objects_v2(&list_req);
-        tokio::pin!(head_fut);
-        tokio::pin!(list_fut);
-        let mut head_early = None;
-        let list = loop {
-            tokio::select! {
-                h = &mut head_fut, if head_early.is_none() => head_early = Some(h),
-                l = &mut list_fut => break l,
-            }
-        };
+        let (head, list) = tokio::join!(
+            self.client.head_object_once(key),
+            self.client.list_objects_v2(&list_req)
+        );
         let list = list.map_err(|e| FsError::from_s3(&e, &dir_prefix))?;
         if !list.objects.is_empty() || !list.common_prefixes.is_empty() {
             // (an empty object is an older form of directory object: nothing to warn about)
-            if matches!(&head_early, Some(Ok(m)) if m.size > 0) {
+            if matches!(&head, Ok(m) if m.size > 0) {
                 self.skipped
                     .warn(key, "shadowed by a directory of the same name");
             }
@@ -372,21 +366,22 @@ impl Filesystem {
                 None
             };
             // a `dir` object of the older form beside the prefix stands for it too (a HEAD
-            // not answered yet is asked again if the directory is removed)
-            let old = match head_early {
+            // that failed is asked again if the directory is removed)
+            let old = match head {
                 // without a marker, its attributes are the old object's
-                Some(Ok(meta)) if is_old_dir_object(&meta) && marker.is_none() => {
+                Ok(meta) if is_old_dir_object(&meta) && marker.is_none() => {
                     return Ok(Found::OldDirObject { meta })
                 }
-                Some(Ok(m)) if is_old_dir_object(&m) => OldDirObject::At(key.to_string()),
-                Some(_) => OldDirObject::Absent,
-                None => OldDirObject::Unknown,
+                Ok(m) if is_old_dir_object(&m) => OldDirObject::At(key.to_string()),
+                Ok(_) => OldDirObject::Absent,
+                Err(e) if e.is_not_found() => OldDirObject::Absent,
+                Err(_) => OldDirObject::Unknown,
             };
             return Ok(Found::Dir { marker, old });
         }
-        let head = match head_early {
-            Some(h) => h,
-            None => head_fut.await,
+        let head = match head {
+            Err(e) if !e.is_not_found() => self.client.head_object(key).await,
+            h => h,
         };
         match head {
             Ok(meta) => Ok(Found::object(meta)),

@@ -870,8 +870,19 @@ impl S3Client {
 
     /// HEAD of one object.
     pub async fn head_object(&self, key: &str) -> Result<ObjectMeta, S3Error> {
+        self.head_object_as(key, false).await
+    }
+
+    /// HEAD of one object in one attempt, its failure not logged: for a caller that can do
+    /// without the answer, and asks again with [`S3Client::head_object`] when it cannot.
+    pub async fn head_object_once(&self, key: &str) -> Result<ObjectMeta, S3Error> {
+        self.head_object_as(key, true).await
+    }
+
+    async fn head_object_as(&self, key: &str, once: bool) -> Result<ObjectMeta, S3Error> {
         let mut call = Call::new(Op::Head, Method::HEAD, Some(key));
         call.headers = self.sse_headers(SseFor::Data);
+        call.probe = once;
         let resp = self.execute(&call).await?;
         Ok(meta_from_headers(&resp.headers))
     }
