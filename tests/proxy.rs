@@ -134,8 +134,8 @@ async fn a_proxy_url_that_is_not_http_is_refused_at_once() {
 /// `(method, path, body)` of each request a [`FakeServices`] answered.
 type Seen = Arc<parking_lot::Mutex<Vec<(String, String, String)>>>;
 
-/// STS (AssumeRole, AssumeRoleWithWebIdentity), the SSO portal and an ECS container
-/// endpoint (`GET /ecs`) on 127.0.0.1, answering each with fixed keys (signatures are
+/// STS (AssumeRole, AssumeRoleWithWebIdentity), the SSO portal, SSO OIDC (`POST /token`)
+/// and an ECS container endpoint (`GET /ecs`) on 127.0.0.1, answering each with fixed keys (signatures are
 /// checked by the unit tests: here only the way there matters).
 struct FakeServices {
     url: String,
@@ -194,6 +194,8 @@ async fn fake_services() -> FakeServices {
                          </Credentials></{action}Result></{action}Response>",
                         bucketfs::s3::cred_sources::iso8601_for_tests(expires)
                     )
+                } else if method == "POST" && path == "/token" {
+                    r#"{"accessToken":"tok-2","expiresIn":3600,"tokenType":"Bearer"}"#.to_string()
                 } else if path.starts_with("/federation/credentials") {
                     let ms = expires
                         .duration_since(SystemTime::UNIX_EPOCH)
@@ -230,7 +232,8 @@ async fn fake_services() -> FakeServices {
 }
 
 /// A home with role profiles (`role`: keys from `base`; `ecs`: keys from the ECS endpoint),
-/// an SSO profile (`dev`) and its cached token, and a web identity token file.
+/// SSO profiles (`dev`; `stale`, whose cached token has expired and is refreshed) and their
+/// cached tokens, and a web identity token file.
 fn aws_home() -> tempfile::TempDir {
     use std::os::unix::fs::PermissionsExt as _;
     let home = tempfile::tempdir().expect("home");
@@ -246,6 +249,9 @@ fn aws_home() -> tempfile::TempDir {
              region = eu-west-3\n\
              [profile dev]\nsso_session = corp\nsso_account_id = 111122223333\n\
              sso_role_name = Dev\n[sso-session corp]\nsso_region = eu-west-1\n\
+             sso_start_url = https://corp.awsapps.com/start\n\
+             [profile stale]\nsso_session = old\nsso_account_id = 111122223333\n\
+             sso_role_name = Dev\n[sso-session old]\nsso_region = eu-west-1\n\
              sso_start_url = https://corp.awsapps.com/start\n"
                 .to_string(),
         ),
@@ -259,6 +265,18 @@ fn aws_home() -> tempfile::TempDir {
                 r#"{{"accessToken":"tok-1","expiresAt":"{}"}}"#,
                 bucketfs::s3::cred_sources::iso8601_for_tests(
                     SystemTime::now() + Duration::from_secs(3600)
+                )
+            ),
+        ),
+        (
+            bucketfs::s3::sso::SsoFetcher::token_file_for(&cache, "old"),
+            format!(
+                r#"{{"accessToken":"tok-1","expiresAt":"{}","clientId":"c","clientSecret":"cs","refreshToken":"rt","registrationExpiresAt":"{}"}}"#,
+                bucketfs::s3::cred_sources::iso8601_for_tests(
+                    SystemTime::now() - Duration::from_secs(60)
+                ),
+                bucketfs::s3::cred_sources::iso8601_for_tests(
+                    SystemTime::now() + Duration::from_secs(86_400)
                 )
             ),
         ),
@@ -302,6 +320,7 @@ fn services_env(home: &tempfile::TempDir, svc: &FakeServices) -> HashMap<String,
         ("HOME", home_dir.to_string()),
         ("AWS_ENDPOINT_URL_STS", svc.url.clone()),
         ("AWS_ENDPOINT_URL_SSO", svc.url.clone()),
+        ("AWS_ENDPOINT_URL_SSO_OIDC", svc.url.clone()),
         (
             "AWS_CONTAINER_CREDENTIALS_FULL_URI",
             format!("{}/ecs", svc.url),
@@ -341,6 +360,9 @@ async fn sts_and_the_sso_portal_go_through_the_proxy_and_the_ecs_endpoint_does_n
     // endpoint directly
     assert_eq!(keys_of(Some("ecs"), url.clone(), &env).await, "ASIASTS");
     assert_eq!(tunnels(), 4, "only the AssumeRole went through the proxy");
+    // an expired SSO token: its refresh at SSO OIDC, then GetRoleCredentials
+    assert_eq!(keys_of(Some("stale"), url.clone(), &env).await, "ASIASSO");
+    assert_eq!(tunnels(), 6);
     assert!(proxy.targets.lock().iter().all(|t| *t == svc.host));
     let seen: Vec<(String, String)> = svc
         .seen
@@ -348,7 +370,11 @@ async fn sts_and_the_sso_portal_go_through_the_proxy_and_the_ecs_endpoint_does_n
         .iter()
         .map(|(m, p, _)| (m.clone(), p.clone()))
         .collect();
-    assert_eq!(seen.len(), 5, "{seen:?}");
+    assert_eq!(seen.len(), 7, "{seen:?}");
+    assert!(
+        seen.contains(&("POST".to_string(), "/token".to_string())),
+        "{seen:?}"
+    );
     assert!(
         seen.contains(&("GET".to_string(), "/ecs".to_string())),
         "{seen:?}"

@@ -80,7 +80,8 @@ pub(super) fn role_fetcher(
 
 /// An SSO profile: `sso_session` (its `[sso-session NAME]` section names `sso_region`), or
 /// the legacy form with `sso_start_url` and `sso_region` in the profile; both with
-/// `sso_account_id` and `sso_role_name`.
+/// `sso_account_id` and `sso_role_name`. Only the `sso_session` form's token is refreshed
+/// (at SSO OIDC), as in the AWS SDKs.
 fn sso_fetcher(
     files: &AwsFiles,
     profile: &str,
@@ -89,6 +90,7 @@ fn sso_fetcher(
     via: &ServiceTransport,
 ) -> Result<Option<Arc<dyn Fetcher>>, CredentialsError> {
     let get = |k: &str| s.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+    let refreshable = get("sso_session").is_some();
     let (cache_key, region) = match (get("sso_session"), get("sso_start_url")) {
         (Some(session), _) => {
             let Some(sso) = sections(files, format!("sso-session {session}"), None)? else {
@@ -119,6 +121,12 @@ fn sso_fetcher(
         account_id: account_id.to_string(),
         role_name: role_name.to_string(),
         profile: profile.to_string(),
+        oidc: refreshable.then(|| {
+            SsoFetcher::oidc_for(
+                &region,
+                nonempty(env, "AWS_ENDPOINT_URL_SSO_OIDC").as_deref(),
+            )
+        }),
         transport: via.clone(),
     })))
 }
@@ -413,6 +421,191 @@ mod tests {
         );
         let err = load_with(&req, &e).unwrap_err().to_string();
         assert!(err.contains("expired"), "{err}");
+    }
+
+    /// A fake SSO OIDC (`POST /token`: refresh token `rt-1` of client `cid`/`csecret` gives
+    /// `tok-2` and `rt-2`) and portal (`tok-1` gives the keys ASIAOLD, `tok-2` ASIANEW) in one.
+    fn fake_oidc_and_portal() -> FakeMetadata {
+        fake_metadata(|method, path, headers| {
+            let h = |name: &str| {
+                headers
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default()
+            };
+            if method == "POST" && path == "/token" {
+                let body: serde_json::Value =
+                    serde_json::from_str(&h("<body>")).unwrap_or_default();
+                let json = h("content-type") == "application/json";
+                if json
+                    && body["grantType"] == "refresh_token"
+                    && body["clientId"] == "cid"
+                    && body["clientSecret"] == "csecret"
+                    && body["refreshToken"] == "rt-1"
+                {
+                    return (
+                        200,
+                        r#"{"accessToken":"tok-2","expiresIn":28800,"refreshToken":"rt-2","tokenType":"Bearer"}"#
+                            .into(),
+                    );
+                }
+                return (
+                    400,
+                    r#"{"error":"invalid_grant","error_description":"Invalid refresh token provided"}"#
+                        .into(),
+                );
+            }
+            let key = match h("x-amz-sso_bearer_token").as_str() {
+                "tok-1" => "ASIAOLD",
+                "tok-2" => "ASIANEW",
+                _ => {
+                    return (
+                        401,
+                        r#"{"message":"Session token not found or invalid"}"#.into(),
+                    )
+                }
+            };
+            let ms = (SystemTime::now() + Duration::from_secs(3600))
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .as_millis();
+            (
+                200,
+                format!(
+                    r#"{{"roleCredentials":{{"accessKeyId":"{key}","secretAccessKey":"s","sessionToken":"t","expiration":{ms}}}}}"#
+                ),
+            )
+        })
+    }
+
+    /// What `aws sso login` caches: `tok-1` valid until `expires`, with refresh token `rt`
+    /// and a client registration valid until `registration`.
+    fn sso_cache(expires: SystemTime, rt: &str, registration: SystemTime) -> String {
+        let iso = crate::s3::cred_sources::iso8601_for_tests;
+        format!(
+            r#"{{"startUrl":"https://corp.awsapps.com/start","region":"eu-west-1","accessToken":"tok-1","expiresAt":"{}","clientId":"cid","clientSecret":"csecret","registrationExpiresAt":"{}","refreshToken":"{rt}"}}"#,
+            iso(expires),
+            iso(registration)
+        )
+    }
+
+    #[test]
+    fn an_sso_session_token_expired_or_about_to_is_refreshed_and_cached_again() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let fake = fake_oidc_and_portal();
+        let home = tempfile::tempdir().unwrap();
+        write(
+            &home.path().join(".aws/config"),
+            "[profile dev]\nsso_session = corp\nsso_account_id = 111122223333\n\
+             sso_role_name = Dev\n[sso-session corp]\nsso_region = eu-west-1\n\
+             sso_start_url = https://corp.awsapps.com/start\n\
+             [profile legacy]\nsso_start_url = https://corp.awsapps.com/start\n\
+             sso_region = eu-west-1\nsso_account_id = 111122223333\nsso_role_name = Dev\n",
+            0o600,
+        );
+        let cache_dir = home.path().join(".aws/sso/cache");
+        let cache = crate::s3::sso::SsoFetcher::token_file_for(&cache_dir, "corp");
+        let e = env(&[
+            ("HOME", home.path().to_str().unwrap()),
+            ("AWS_ENDPOINT_URL_SSO", &fake.url),
+            ("AWS_ENDPOINT_URL_SSO_OIDC", &fake.url),
+        ]);
+        let req = |p: &str| CredentialRequest {
+            profile: Some(p.into()),
+            ..request("b")
+        };
+        let now = SystemTime::now();
+        let day = Duration::from_secs(86_400);
+        let refreshes = || {
+            fake.seen
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(m, p, _)| m == "POST" && p == "/token")
+                .count()
+        };
+
+        // expired: refreshed, the new token used and written back (the other fields kept)
+        write(&cache, &sso_cache(now - day, "rt-1", now + 30 * day), 0o600);
+        let c = load_with(&req("dev"), &e).unwrap();
+        assert_eq!(c.credentials.access_key_id, "ASIANEW");
+        assert_eq!(refreshes(), 1);
+        let doc: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&cache).unwrap()).unwrap();
+        assert_eq!(doc["accessToken"], "tok-2");
+        assert_eq!(doc["refreshToken"], "rt-2");
+        assert_eq!(doc["clientId"], "cid");
+        assert_eq!(doc["startUrl"], "https://corp.awsapps.com/start");
+        let until = crate::s3::time::parse_iso8601(doc["expiresAt"].as_str().unwrap()).unwrap();
+        assert!(until > now + Duration::from_secs(28_000), "{doc}");
+        let mode = std::fs::metadata(&cache).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let names: Vec<_> = std::fs::read_dir(&cache_dir)
+            .unwrap()
+            .map(|d| d.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "no temporary file left: {names:?}");
+        // the rewritten token is valid for hours: used as it is
+        let c = load_with(&req("dev"), &e).unwrap();
+        assert_eq!(c.credentials.access_key_id, "ASIANEW");
+        assert_eq!(refreshes(), 1);
+
+        // within 5 minutes of expiry: refreshed too
+        write(
+            &cache,
+            &sso_cache(now + Duration::from_secs(120), "rt-1", now + 30 * day),
+            0o600,
+        );
+        let c = load_with(&req("dev"), &e).unwrap();
+        assert_eq!(c.credentials.access_key_id, "ASIANEW");
+        assert_eq!(refreshes(), 2);
+
+        // the refresh refused while the token is still valid: the token is used, the cache
+        // left as it was
+        let soon = sso_cache(now + Duration::from_secs(120), "rt-revoked", now + 30 * day);
+        write(&cache, &soon, 0o600);
+        let c = load_with(&req("dev"), &e).unwrap();
+        assert_eq!(c.credentials.access_key_id, "ASIAOLD");
+        assert_eq!(refreshes(), 3);
+        assert_eq!(std::fs::read_to_string(&cache).unwrap(), soon);
+
+        // refused with the token expired: one line saying what to do, without the secrets
+        write(
+            &cache,
+            &sso_cache(now - day, "rt-revoked", now + 30 * day),
+            0o600,
+        );
+        let err = load_with(&req("dev"), &e).unwrap_err().to_string();
+        assert!(err.contains("aws sso login --profile dev"), "{err}");
+        assert!(err.contains("invalid_grant"), "{err}");
+        assert!(
+            !err.contains("csecret") && !err.contains("rt-revoked") && !err.contains("tok-1"),
+            "{err}"
+        );
+
+        // a client registration that has expired is not used
+        write(&cache, &sso_cache(now - day, "rt-1", now - day), 0o600);
+        let before = refreshes();
+        let err = load_with(&req("dev"), &e).unwrap_err().to_string();
+        assert!(err.contains("registration has expired"), "{err}");
+        assert!(err.contains("aws sso login --profile dev"), "{err}");
+        assert_eq!(refreshes(), before);
+
+        // a legacy sso_start_url profile is not refreshed (as in the AWS SDKs)
+        let legacy = crate::s3::sso::SsoFetcher::token_file_for(
+            &cache_dir,
+            "https://corp.awsapps.com/start",
+        );
+        write(
+            &legacy,
+            &sso_cache(now - day, "rt-1", now + 30 * day),
+            0o600,
+        );
+        let err = load_with(&req("legacy"), &e).unwrap_err().to_string();
+        assert!(err.contains("expired"), "{err}");
+        assert!(err.contains("aws sso login --profile legacy"), "{err}");
+        assert_eq!(refreshes(), before);
     }
 
     #[test]
