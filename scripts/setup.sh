@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One-time set-up of a machine for building, demoing and testing bucketfs:
-# the FUSE user tools, rsync, zip and sqlite3 (tests drive the mount with them) and moto (second S3 server for
-# scripts/compat.sh). Safe to run again.
+# the FUSE user tools, rsync, zip and sqlite3 (tests drive the mount with them) and moto (the STS
+# of tests/sts_moto.rs, and the second S3 server of scripts/compat.sh). Safe to run again.
 set -euo pipefail
 need_apt=()
 command -v fusermount3 >/dev/null 2>&1 || need_apt+=(fuse3)
@@ -17,6 +17,12 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 # moto 5.2.5 exactly: 5.2.1 answers CompleteMultipartUpload with the wrong root element
 if [ "$(python3 -c 'import moto; print(moto.__version__)' 2>/dev/null)" != "5.2.5" ]; then
-  python3 -m pip install -q 'moto[server]==5.2.5' || echo "setup: moto not installed (only scripts/compat.sh needs it)"
+  if ! python3 -m pip install -q 'moto[server]==5.2.5'; then
+    if [ -n "${CI:-}" ]; then
+      echo "setup: moto could not be installed: CI runs the STS tests (tests/sts_moto.rs) against it" >&2
+      exit 1
+    fi
+    echo "setup: moto not installed (tests/sts_moto.rs will say SKIPPED; scripts/compat.sh needs it)"
+  fi
 fi
 echo "setup: done"
