@@ -289,6 +289,12 @@ pub struct MountArgs {
     #[arg(long, value_name = "ON|OFF", default_value = "on", value_parser = parse_on_off,
           action = clap::ArgAction::Set, help_heading = "Caching")]
     pub data_cache: bool,
+    /// close() returns once the file is on local disk (in the cache dir, fsynced and
+    /// journaled); its upload follows in the background, survives kill -9 and reboots (the
+    /// next mount finishes it) and never overwrites a change made elsewhere meanwhile. fsync
+    /// and unmount wait for the bucket
+    #[arg(long, help_heading = "Caching")]
+    pub write_back: bool,
 
     /// Owner of every file [default: your user id]
     #[arg(long, value_name = "UID", help_heading = "Permissions")]
@@ -788,6 +794,13 @@ impl MountArgs {
         if let Some(dir) = &cache_dir {
             outside_mountpoint("--cache-dir", dir, &mountpoint)?;
         }
+        if self.write_back && cache_dir.is_none() {
+            return Err(
+                "--write-back keeps closed files on local disk until they are uploaded: \
+                        it needs a cache dir (not --cache-dir none)"
+                    .into(),
+            );
+        }
         if let Some(file) = &log_file {
             outside_mountpoint("--log-file", file, &mountpoint)?;
         }
@@ -805,6 +818,7 @@ impl MountArgs {
             cache_dir,
             cache_size: self.cache_size,
             data_cache: self.data_cache,
+            write_back: self.write_back,
             uid: self.uid.unwrap_or(defaults.uid),
             gid: self.gid.unwrap_or(defaults.gid),
             file_mode: self.file_mode,

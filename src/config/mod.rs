@@ -58,6 +58,12 @@ pub struct FsConfig {
     pub compat_dir: bool,
     /// Keep object data read through the mount in `cache_dir` (`--data-cache`).
     pub data_cache: bool,
+    /// `--write-back`: close returns once the file is staged and journaled; the upload
+    /// follows (see `fs::write_back`). Needs `cache_dir`.
+    pub write_back: bool,
+    /// Write-back: the first wait before an upload that failed is tried again (doubling up
+    /// to a minute). 1 s; tests set their own.
+    pub write_back_retry: Duration,
 }
 
 impl Default for FsConfig {
@@ -85,6 +91,8 @@ impl Default for FsConfig {
             stat_from_listing: false,
             compat_dir: false,
             data_cache: true,
+            write_back: false,
+            write_back_retry: Duration::from_secs(1),
         }
     }
 }

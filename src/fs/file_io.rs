@@ -60,6 +60,16 @@ impl WriteHandle {
     pub(crate) fn ino(&self) -> u64 {
         self.ino
     }
+
+    /// Some descriptor still has it open (it is not only kept, see `release`).
+    pub(crate) fn is_open(&self) -> bool {
+        !self.kept.load(Ordering::Relaxed)
+    }
+
+    /// Its next commit creates the object (`If-None-Match: *`): a conflict's new name.
+    pub(crate) async fn expect_absent(&self) {
+        self.state.lock().await.expect = Expect::Absent;
+    }
 }
 
 /// How a handle writes: a stream of new bytes, or changes to an existing large object.
@@ -137,6 +147,10 @@ impl Writer {
             Writer::Stream(_) => Ok(()),
             Writer::Patch(p) => p.take_in_source().await,
         }
+    }
+    /// Write-back: staged and journaled, its upload queued.
+    fn is_pending(&self) -> bool {
+        matches!(self, Writer::Stream(u) if u.is_pending())
     }
     async fn forget_remote(&mut self) {
         match self {
@@ -467,6 +481,21 @@ impl Filesystem {
         truncate: bool,
         caller: Caller,
     ) -> FsResult<Opened> {
+        // write-back: a rewrite replaces the version waiting for its upload (uploaded once,
+        // at the rewrite's close); a change of it sends that version first, so that what a
+        // close acknowledged never depends on writes not acknowledged yet
+        if w.state.lock().await.upload.is_pending() {
+            if truncate {
+                let mut st = w.state.lock().await;
+                if let Writer::Stream(u) = &mut st.upload {
+                    u.landed();
+                }
+                self.unqueue_pending(w.ino);
+            } else {
+                self.commit(&w).await?;
+                self.unqueue_pending(w.ino);
+            }
+        }
         // open again: not on its way out any more
         w.state.lock().await.flushed = false;
         if truncate {
@@ -719,7 +748,7 @@ impl Filesystem {
     }
 
     /// Upload what this handle holds, if the bucket does not have it yet.
-    async fn commit(&self, w: &WriteHandle) -> FsResult<()> {
+    pub(crate) async fn commit(&self, w: &WriteHandle) -> FsResult<()> {
         let mut st = w.state.lock().await;
         if st.discarded || (st.committed && !st.dirty) {
             return Ok(());
@@ -752,6 +781,10 @@ impl Filesystem {
             }
         };
         st.commit_failed = false;
+        if let Writer::Stream(u) = &mut st.upload {
+            // write-back: its pending entry is over
+            u.landed();
+        }
         if done.multipart && matches!(st.upload, Writer::Stream(_)) {
             // a completed multipart upload is final: later writes (after an fsync, or by
             // whoever keeps the file open) change the new object in place
@@ -794,6 +827,77 @@ impl Filesystem {
         tracing::debug!(key = %key, size = done.size, multipart = done.multipart, "uploaded");
         self.update_snapshot(parent, &name, Some(ListedChild::file(done.size)));
         Ok(())
+    }
+
+    /// What a close sends: with `--write-back` the file is staged and queued (see
+    /// `write_back.rs`) where it can be, else committed now.
+    async fn close_commit(&self, w: &Arc<WriteHandle>) -> FsResult<()> {
+        match self.stage_close(w).await {
+            Ok(true) => Ok(()),
+            Ok(false) => self.commit(w).await,
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Write-back: stage and journal what `w` holds. Whether it was staged (false: nothing
+    /// to send, or a writer that cannot wait).
+    pub(crate) async fn stage_writer(&self, w: &WriteHandle) -> FsResult<bool> {
+        let mut st = w.state.lock().await;
+        if st.discarded || (st.committed && !st.dirty) {
+            return Ok(false);
+        }
+        let key = match &st.upload {
+            Writer::Stream(u) => u.key().to_string(),
+            Writer::Patch(_) => return Ok(false),
+        };
+        if self.leftovers.wait(&key).await && st.expect == Expect::Absent {
+            st.expect = Expect::Unknown;
+        }
+        let opts = self.conditional(self.put_options(w.ino)?, &st.expect);
+        let record = super::upload::PendingRecord {
+            key,
+            size: 0,
+            parts: 0,
+            if_match: opts.if_match.clone(),
+            if_none_match: opts.if_none_match_any,
+            content_type: opts.content_type.clone(),
+            user_metadata: opts.user_metadata.clone(),
+            content_headers: opts.content_headers.clone(),
+            closed_at: super::attr::epoch_secs(SystemTime::now()),
+        };
+        let Writer::Stream(u) = &mut st.upload else {
+            return Ok(false);
+        };
+        match u.stage(&opts, record).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.errno == libc::EAGAIN => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether `w` holds something the bucket does not.
+    pub(crate) async fn writer_has_news(&self, w: &WriteHandle) -> bool {
+        let st = w.state.lock().await;
+        !st.discarded && (st.dirty || !st.committed)
+    }
+
+    /// The writer of `ino` whose upload is pending (write-back), with the handle number it is
+    /// kept under once released.
+    pub(crate) fn pending_writer(&self, ino: u64) -> Option<(Option<u64>, Arc<WriteHandle>)> {
+        let writers = self.handles.writers_of(ino);
+        let (fh, w) = writers.into_iter().next()?;
+        let kept = w.kept.load(Ordering::Relaxed);
+        Some((kept.then_some(fh), w))
+    }
+
+    /// A kept writer whose upload landed goes: the file is the bucket's again.
+    pub(crate) fn release_kept(&self, fh: u64, w: &Arc<WriteHandle>) {
+        if !w.kept.load(Ordering::Relaxed) {
+            return; // opened again meanwhile
+        }
+        self.handles.remove(fh);
+        self.inodes.lock().set_writing(w.ino, false);
+        self.handles.writer_changed();
     }
 
     /// flush (close): the object is in the bucket when this returns Ok.
@@ -867,7 +971,7 @@ impl Filesystem {
                     }
                     return Ok(());
                 }
-                let result = self.commit(&w).await;
+                let result = self.close_commit(&w).await;
                 w.state.lock().await.flushed = true;
                 result
             }
@@ -903,7 +1007,20 @@ impl Filesystem {
                 Ok(())
             }
             Some(Handle::Write(w)) => {
-                let result = self.commit(&w).await;
+                let result = self.close_commit(&w).await;
+                let st = w.state.lock().await;
+                let waits = result.is_ok() && !st.discarded && st.upload.is_pending();
+                drop(st);
+                if waits {
+                    // write-back: kept (readable, listed) until its upload lands
+                    w.kept.store(true, Ordering::Relaxed);
+                    self.handles.insert(fh, Handle::Write(w.clone()));
+                    if let Some(n) = self.inodes.lock().get_mut(w.ino) {
+                        n.open_handles = n.open_handles.saturating_sub(1);
+                    }
+                    self.requeue_pending(w.ino);
+                    return Ok(());
+                }
                 let st = w.state.lock().await;
                 let keep = result.is_err() && !st.discarded;
                 if let Err(e) = &result {
@@ -1096,6 +1213,7 @@ impl Filesystem {
             st.discarded = true;
             st.upload.forget_remote().await;
         }
+        self.unqueue_pending(ino);
         // a kept writer (its upload had failed) has no release to come
         while let Some((fh, _)) = self.kept_writer(ino) {
             self.handles.remove(fh);
@@ -1179,6 +1297,13 @@ impl Filesystem {
         if st.committed {
             // the object under the old name goes; the new name needs the bytes again
             st.dirty = true;
+        }
+        let pending = st.upload.is_pending();
+        drop(st);
+        if pending {
+            // write-back: the journal names the new key
+            self.stage_writer(&w).await?;
+            self.requeue_pending(ino);
         }
         Ok(())
     }

@@ -81,6 +81,11 @@ impl UploadJournal {
     /// Part files a crashed earlier daemon left that no unfinished upload (`keep`) needs are
     /// removed — only when no other daemon of this bucket and prefix is running.
     pub fn remove_orphans(&self, keep: &[JournalEntry]) {
+        let pending: Vec<String> = self
+            .unfinished_pending()
+            .into_iter()
+            .map(|(l, _)| l)
+            .collect();
         if !self.alone {
             tracing::debug!("another bucketfs uses this staging area: its files are left alone");
             return;
@@ -91,7 +96,8 @@ impl UploadJournal {
         let mut removed = 0;
         for entry in dir.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name == ".lock" || keep.iter().any(|e| e.local_id == name) {
+            if name == ".lock" || keep.iter().any(|e| e.local_id == name) || pending.contains(&name)
+            {
                 continue;
             }
             if std::fs::remove_dir_all(entry.path()).is_ok() {
@@ -157,6 +163,63 @@ impl UploadJournal {
     /// Part files of an upload that never got an upload id (a small file) are removed.
     pub fn discard_local(&self, local_id: &str) {
         let _ = blocking(|| std::fs::remove_dir_all(self.parts_dir(local_id)));
+    }
+
+    /// Write-back: a closed file waits for its upload, from the part files of `local_id`
+    /// (a later entry of the same id replaces it).
+    pub fn pending(&self, local_id: &str, record: &super::upload::PendingRecord) {
+        // a struct of strings and numbers always serializes
+        let json = serde_json::to_string(record).unwrap_or_default();
+        self.append(&format!("pending {local_id} {}", hex_encode(&json)));
+    }
+
+    /// Write-back: the pending upload of `local_id` is over (uploaded or withdrawn).
+    pub fn landed(&self, local_id: &str) {
+        self.append(&format!("landed {local_id}"));
+    }
+
+    /// Write-back: closed files still waiting for their upload, oldest first, by local id.
+    pub fn unfinished_pending(&self) -> Vec<(String, super::upload::PendingRecord)> {
+        let Ok(f) = File::open(&self.path) else {
+            return vec![];
+        };
+        let mut order: Vec<String> = Vec::new();
+        let mut map: BTreeMap<String, super::upload::PendingRecord> = BTreeMap::new();
+        for line in BufReader::new(f).lines().map_while(Result::ok) {
+            let w: Vec<&str> = line.split(' ').collect();
+            match w.as_slice() {
+                ["pending", local, json] => {
+                    let record = hex_decode(json).and_then(|j| serde_json::from_str(&j).ok());
+                    match record {
+                        Some(r) => {
+                            order.retain(|l| l != local);
+                            order.push(local.to_string());
+                            map.insert(local.to_string(), r);
+                        }
+                        None => tracing::warn!(
+                            "upload journal {}: an unreadable pending entry for {local}",
+                            self.path.display()
+                        ),
+                    }
+                }
+                ["landed", local] => {
+                    map.remove(*local);
+                    order.retain(|l| l != local);
+                }
+                _ => {}
+            }
+        }
+        order
+            .into_iter()
+            .filter_map(|l| map.remove(&l).map(|r| (l, r)))
+            .collect()
+    }
+
+    /// Nothing unfinished: no upload, no pending file, no directory rename.
+    pub fn is_done(&self) -> bool {
+        self.unfinished().is_empty()
+            && self.unfinished_moves().is_empty()
+            && self.unfinished_pending().is_empty()
     }
 
     /// A directory rename from prefix `from` to `to` begins: its copies, then its deletes.
@@ -238,7 +301,7 @@ impl UploadJournal {
     /// At unmount: a journal with nothing unfinished is removed (a mount per endpoint, bucket
     /// and prefix would otherwise leave one file each behind).
     pub fn remove_if_done(&self) {
-        if self.unfinished().is_empty() && self.unfinished_moves().is_empty() {
+        if self.is_done() {
             *self.file.lock() = None;
             let _ = std::fs::remove_file(&self.path);
         }

@@ -31,6 +31,7 @@ mod small_bodies;
 pub mod staging;
 mod stat_ahead;
 pub mod upload;
+mod write_back;
 pub mod xattr;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -141,6 +142,8 @@ pub struct Filesystem {
     pub(crate) leftovers: recovery::Leftovers,
     /// Object data read through the mount, kept on disk (see `data_cache.rs`).
     pub(crate) data_cache: Option<Arc<data_cache::DataCache>>,
+    /// Closed files waiting for their upload (`--write-back`, see `write_back.rs`).
+    pub(crate) write_back_queue: Arc<write_back::WriteBackQueue>,
 }
 
 impl Filesystem {
@@ -169,14 +172,14 @@ impl Filesystem {
         let data_cache = open_data_cache(&config, &client, store.staging.clone());
         // what earlier runs left, read before this mount starts uploads of its own, so that
         // recovery never takes one of them for a leftover
-        let (earlier, moves) = store
+        let (earlier, moves, pending) = store
             .journal
             .as_ref()
             .map(|j| {
                 let left = j.unfinished();
                 // staging a crashed daemon left, that no unfinished upload needs
                 j.remove_orphans(&left);
-                (left, j.unfinished_moves())
+                (left, j.unfinished_moves(), j.unfinished_pending())
             })
             .unwrap_or_default();
         let budget = Arc::new(MemoryBudget::new(config.max_memory));
@@ -185,6 +188,7 @@ impl Filesystem {
         store.pool.set_gate(gate);
         Arc::new_cyclic(|me| Filesystem {
             data_cache,
+            write_back_queue: Default::default(),
             writeback: Arc::default(),
             stat_ahead: stat_ahead::StatAhead::default(),
             small_bodies: Arc::new(small_bodies::SmallBodies::new(
@@ -194,7 +198,7 @@ impl Filesystem {
             me: me.clone(),
             budget,
             store,
-            leftovers: recovery::Leftovers::new(earlier, moves),
+            leftovers: recovery::Leftovers::new(earlier, moves, &pending),
             limits,
             inodes: names::Names::new(InodeTable::new(root), config.negative_ttl),
             handles: handles::Handles::new(),
@@ -310,6 +314,39 @@ impl Filesystem {
             "Entries of the directory listings cached for lookups and readdir.",
             listed,
         ));
+        if self.config.write_back {
+            let wb = self.write_back_stats();
+            v.push(Figure::gauge(
+                "write_back_pending_files",
+                "Closed files not in the bucket yet (--write-back).",
+                wb.files,
+            ));
+            v.push(Figure::gauge(
+                "write_back_pending_bytes",
+                "Bytes of closed files not in the bucket yet.",
+                wb.bytes,
+            ));
+            v.push(Figure::gauge(
+                "write_back_oldest_seconds",
+                "Seconds the oldest of them has waited for its upload.",
+                wb.oldest_secs,
+            ));
+            v.push(Figure::counter(
+                "write_back_failures",
+                "Uploads of closed files that failed and were tried again later.",
+                wb.failures,
+            ));
+            v.push(Figure::counter(
+                "write_back_conflicts",
+                "Files changed elsewhere while waiting: uploaded as NAME.conflict-UTC beside.",
+                wb.conflicts,
+            ));
+            v.push(Figure::gauge(
+                "write_back_unreachable_seconds",
+                "Seconds uploads have been failing for want of a server (0: they work).",
+                wb.unreachable_secs,
+            ));
+        }
         if let Some(staging) = &self.store.staging {
             v.push(Figure::gauge(
                 "staging_bytes",
@@ -408,5 +445,6 @@ fn upload_store(config: &FsConfig, client: &S3Client) -> UploadStore {
         journal,
         pool: Default::default(),
         staging: spill.then(|| staging::StagingBudget::new(config.cache_size)),
+        defer_sends: config.write_back,
     }
 }

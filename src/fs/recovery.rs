@@ -3,8 +3,10 @@
 //! closed and every part is on disk, and aborted otherwise. Uploads under the prefix that the
 //! journal does not know are left alone (another client may be writing them).
 
-use super::journal::JournalEntry;
+use super::journal::{JournalEntry, UploadJournal};
+use super::upload::PendingRecord;
 use super::Filesystem;
+use crate::s3::{Payload, PutOptions, S3Error};
 
 /// What recovery did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -32,8 +34,16 @@ pub(crate) struct Leftovers {
 const FENCE_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Leftovers {
-    pub(crate) fn new(entries: Vec<JournalEntry>, moves: Vec<(String, String)>) -> Leftovers {
-        let keys = entries.iter().map(|e| e.key.clone()).collect();
+    pub(crate) fn new(
+        entries: Vec<JournalEntry>,
+        moves: Vec<(String, String)>,
+        pending: &[(String, PendingRecord)],
+    ) -> Leftovers {
+        let keys = entries
+            .iter()
+            .map(|e| e.key.clone())
+            .chain(pending.iter().map(|(_, r)| r.key.clone()))
+            .collect();
         Leftovers {
             entries: parking_lot::Mutex::new(Some(entries)),
             moves: parking_lot::Mutex::new(moves),
@@ -120,13 +130,20 @@ impl Filesystem {
                         entries.len()
                     );
                 }
+                let pending = journal.unfinished_pending();
+                self.recover_pending(&journal, pending, &mut report).await;
                 return report;
             }
         };
+        let pending = journal.unfinished_pending();
         for e in &entries {
-            self.recover_one(&journal, e, &on_server, &mut report).await;
+            // an upload of a pending file (write-back) begun and cut short: its files stay
+            let keep_files = pending.iter().any(|(l, _)| *l == e.local_id);
+            self.recover_one(&journal, e, &on_server, keep_files, &mut report)
+                .await;
             self.leftovers.release(&e.key);
         }
+        self.recover_pending(&journal, pending, &mut report).await;
         report.foreign = on_server
             .iter()
             .filter(|u| !entries.iter().any(|e| e.upload_id == u.upload_id))
@@ -138,7 +155,7 @@ impl Filesystem {
                 report.foreign
             );
         }
-        if journal.unfinished().is_empty() && journal.unfinished_moves().is_empty() {
+        if journal.is_done() {
             journal.reset();
         }
         report
@@ -205,12 +222,17 @@ impl Filesystem {
         journal: &super::journal::UploadJournal,
         e: &JournalEntry,
         on_server: &[crate::s3::MultipartUploadInfo],
+        keep_files: bool,
         report: &mut RecoveryReport,
     ) {
+        let finished = |journal: &UploadJournal| match keep_files {
+            true => journal.ended(&e.upload_id),
+            false => journal.finished(&e.upload_id, &e.local_id),
+        };
         {
             if !on_server.iter().any(|u| u.upload_id == e.upload_id) {
                 // completed or aborted after all
-                journal.finished(&e.upload_id, &e.local_id);
+                finished(journal);
                 return;
             }
             match self.resume(e).await {
@@ -240,7 +262,7 @@ impl Filesystem {
                                 "aborted an unfinished upload left by an earlier bucketfs \
                                  (the file was not completely written)"
                             );
-                            journal.finished(&e.upload_id, &e.local_id);
+                            finished(journal);
                             report.aborted.push(e.key.clone());
                         }
                         Err(err) => tracing::warn!(key = %e.key, "could not abort upload: {err}"),
@@ -248,6 +270,140 @@ impl Filesystem {
                 }
             }
         }
+    }
+
+    /// Write-back: files closed before an earlier bucketfs stopped, whose uploads it had not
+    /// finished, go up now from their part files (oldest first), each conditional on what its
+    /// close expected; a change made elsewhere meanwhile keeps both (`NAME.conflict-UTC`).
+    /// One that cannot go now stays journaled for the next mount.
+    async fn recover_pending(
+        &self,
+        journal: &UploadJournal,
+        pending: Vec<(String, PendingRecord)>,
+        report: &mut RecoveryReport,
+    ) {
+        if pending.is_empty() {
+            return;
+        }
+        let bytes: u64 = pending.iter().map(|(_, r)| r.size).sum();
+        tracing::info!(
+            "resuming {} uploads, {bytes} bytes, of files closed before bucketfs stopped",
+            pending.len()
+        );
+        for (local, record) in pending {
+            match self.send_pending(journal, &local, &record).await {
+                Ok(key) => {
+                    journal.landed(&local);
+                    journal.discard_local(&local);
+                    report.resumed.push(key);
+                }
+                Err(e) => tracing::warn!(
+                    key = %record.key,
+                    "could not upload a file closed before bucketfs stopped ({e}); it stays in \
+                     the staging area for the next mount"
+                ),
+            }
+            self.leftovers.release(&record.key);
+        }
+    }
+
+    /// Upload a pending file; the key it went to.
+    async fn send_pending(
+        &self,
+        journal: &UploadJournal,
+        local: &str,
+        record: &PendingRecord,
+    ) -> Result<String, S3Error> {
+        let opts = record.options();
+        match self
+            .put_parts(journal, local, record, &record.key, &opts)
+            .await
+        {
+            Err(e) if e.is_precondition_failed() => {
+                let stamp = crate::s3::time::amz_date(std::time::SystemTime::now()).0;
+                let key = format!("{}.conflict-{stamp}", record.key);
+                tracing::warn!(
+                    key = %record.key,
+                    conflict = %key,
+                    "the object changed in the bucket while this file waited for its upload: \
+                     both are kept, the waiting version as {key}"
+                );
+                let opts = PutOptions {
+                    if_match: None,
+                    if_none_match_any: true,
+                    ..opts
+                };
+                self.put_parts(journal, local, record, &key, &opts).await?;
+                Ok(key)
+            }
+            r => r.map(|()| record.key.clone()),
+        }
+    }
+
+    /// One PutObject of part 1, or a multipart upload of every part file.
+    async fn put_parts(
+        &self,
+        journal: &UploadJournal,
+        local: &str,
+        record: &PendingRecord,
+        key: &str,
+        opts: &PutOptions,
+    ) -> Result<(), S3Error> {
+        let part = |n: u32| {
+            let path = journal.part_path(local, n);
+            let len = std::fs::metadata(&path).map(|m| m.len());
+            (path, len)
+        };
+        if record.parts <= 1 {
+            let (path, len) = part(1);
+            let len = len.map_err(|e| S3Error::Config(format!("staged file: {e}")))?;
+            self.client
+                .put_object(key, Payload::file(&path, len), opts)
+                .await?;
+            return Ok(());
+        }
+        let create = PutOptions {
+            if_match: None,
+            if_none_match_any: false,
+            ..opts.clone()
+        };
+        let upload_id = self.client.create_multipart_upload(key, &create).await?;
+        let mut parts = Vec::new();
+        let mut result = Ok(());
+        for n in 1..=record.parts {
+            let (path, len) = part(n);
+            let sent = match len {
+                Ok(len) => {
+                    self.client
+                        .upload_part(key, &upload_id, n, Payload::file(&path, len))
+                        .await
+                }
+                Err(e) => Err(S3Error::Config(format!("staged part {n}: {e}"))),
+            };
+            match sent {
+                Ok(p) => parts.push(p),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        if result.is_ok() {
+            let completion = PutOptions {
+                if_match: opts.if_match.clone(),
+                if_none_match_any: opts.if_none_match_any,
+                ..PutOptions::default()
+            };
+            result = self
+                .client
+                .complete_multipart_upload(key, &upload_id, &parts, &completion)
+                .await
+                .map(|_| ());
+        }
+        if result.is_err() {
+            let _ = self.client.abort_multipart_upload(key, &upload_id).await;
+        }
+        result
     }
 
     /// Upload every part from its file and complete; false when the parts are not all there.

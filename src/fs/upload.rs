@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::StreamExt as _;
 use tokio::task::JoinHandle;
 
 use super::blocking::blocking;
@@ -19,6 +20,8 @@ use crate::s3::{CompletedPart, Payload, PutOptions, S3Client};
 
 /// The budget is reserved in steps of this size as a part buffer grows.
 const RESERVE_STEP: u64 = 1024 * 1024;
+/// Parts sent at once when an upload's kept parts go together (at its finish).
+const PARALLEL_PART_SENDS: usize = 8;
 /// Parts per size step: part sizes double every this many parts, so that 10,000 parts reach
 /// 5 TiB with 8 MiB base parts.
 const PARTS_PER_STEP: u32 = 1000;
@@ -130,6 +133,44 @@ pub struct Upload {
     /// failed: the next change reopens the upload (see `reopen`).
     finish_failed: bool,
     pool: Arc<BufferPool>,
+    /// Write-back (`--write-back`): full parts stay in their files until the upload is
+    /// finished, nothing is sent before (see `stage`).
+    defer_sends: bool,
+    /// Write-back: the journal says this upload is to be finished from its part files should
+    /// this daemon stop (a `pending` entry), until `landed`.
+    pending: bool,
+}
+
+/// What the journal keeps of a closed file waiting for its upload (write-back), so that a
+/// later mount can send it: where it goes, what it must replace, and its headers.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PendingRecord {
+    pub key: String,
+    pub size: u64,
+    /// Part files `1..=parts` under the upload's local id.
+    pub parts: u32,
+    /// The object's ETag it replaces (`If-Match`), or `None`.
+    pub if_match: Option<String>,
+    /// A new file: `If-None-Match: *`.
+    pub if_none_match: bool,
+    pub content_type: Option<String>,
+    pub user_metadata: std::collections::BTreeMap<String, String>,
+    pub content_headers: std::collections::BTreeMap<String, String>,
+    /// Seconds since the epoch when it was closed.
+    pub closed_at: u64,
+}
+
+impl PendingRecord {
+    /// The headers and conditions of its upload.
+    pub fn options(&self) -> PutOptions {
+        PutOptions {
+            content_type: self.content_type.clone(),
+            user_metadata: self.user_metadata.clone(),
+            content_headers: self.content_headers.clone(),
+            if_match: self.if_match.clone(),
+            if_none_match_any: self.if_none_match,
+        }
+    }
 }
 
 /// Where an upload keeps its parts.
@@ -142,6 +183,8 @@ pub struct UploadStore {
     pub pool: Arc<BufferPool>,
     /// The staging area's size bound (with `spill`).
     pub staging: Option<Arc<StagingBudget>>,
+    /// Write-back: uploads keep their parts until finished (see `Upload::stage`).
+    pub defer_sends: bool,
 }
 
 impl UploadStore {
@@ -197,6 +240,8 @@ impl Upload {
             sent_files: 0,
             finish_failed: false,
             pool: store.pool.clone(),
+            defer_sends: store.defer_sends && !buffer_in_memory,
+            pending: false,
         }
     }
 
@@ -624,6 +669,9 @@ impl Upload {
 
     /// Drop part files of parts sent successfully, oldest first, until `more` bytes fit.
     fn evict_sent_parts(&mut self, more: u64) {
+        if self.defer_sends || self.pending {
+            return; // every part file is the only copy until the upload finishes
+        }
         let (Some(journal), Some(m)) = (&self.journal, self.mpu.as_mut()) else {
             return;
         };
@@ -755,9 +803,24 @@ impl Upload {
         self.check_failed()
     }
 
-    /// Starts the upload of the next part (and the multipart upload, for the first).
+    /// Starts the upload of the next part (and the multipart upload, for the first). With
+    /// `defer_sends` the part only goes to its own file, to be sent when the upload finishes.
     async fn queue_part(&mut self, opts: &PutOptions) -> FsResult<()> {
-        self.upload_id(opts).await?;
+        if self.defer_sends {
+            self.mpu.get_or_insert_with(|| Multipart {
+                upload_id: String::new(),
+                next_part: 1,
+                next_offset: 0,
+                in_flight: Vec::new(),
+                done: Vec::new(),
+                failed: Vec::new(),
+                rewritten: Default::default(),
+                evicted: Default::default(),
+                opts: opts.clone(),
+            });
+        } else {
+            self.upload_id(opts).await?;
+        }
         let part_size = self.current_part_size() as usize;
         let Some(m) = self.mpu.as_mut() else {
             return Err(FsError::new(libc::EIO, "multipart upload missing"));
@@ -794,6 +857,11 @@ impl Upload {
         m.next_offset += take as u64;
         if !self.buffer.in_memory() {
             self.sent_files += take as u64;
+        }
+        if m.upload_id.is_empty() {
+            // sent from its file when the upload is finished
+            m.rewritten.insert(part_number);
+            return Ok(());
         }
         let client = self.client.clone();
         let key = self.key.clone();
@@ -837,11 +905,15 @@ impl Upload {
             });
         }
         if let (Some(j), Some(m)) = (&self.journal, &self.mpu) {
-            let parts = m.next_part - u32::from(self.buffer.is_empty());
-            j.closed(&m.upload_id, parts);
+            if !m.upload_id.is_empty() {
+                let parts = m.next_part - u32::from(self.buffer.is_empty());
+                j.closed(&m.upload_id, parts);
+            }
         }
         // cleared when the upload completes
         self.finish_failed = true;
+        // parts kept back (write-back) go now
+        self.defer_sends = false;
         // a file extended by truncate holds more than one part in its buffer
         while self.buffer.len() as u64 > self.current_part_size() {
             self.queue_part(opts).await?;
@@ -914,19 +986,30 @@ impl Upload {
                 error: FsError::new(libc::EIO, "part written again"),
             });
         }
-        while let Some(f) = m.failed.pop() {
-            match send_one_part(&self.client, &self.key, &m.upload_id, f.part_number, f.body).await
-            {
+        // several at once (a write-back upload sends all its parts here)
+        let sends = std::mem::take(&mut m.failed).into_iter().map(|f| {
+            let (client, key, id) = (&self.client, &self.key, &m.upload_id);
+            async move { send_one_part(client, key, id, f.part_number, f.body).await }
+        });
+        let results: Vec<_> = futures::stream::iter(sends)
+            .buffer_unordered(PARALLEL_PART_SENDS)
+            .collect()
+            .await;
+        let mut first_error = None;
+        for r in results {
+            match r {
                 Ok(part) => {
                     m.done.retain(|p| p.part_number != part.part_number);
                     m.done.push(part)
                 }
                 Err(f) => {
-                    let error = f.error.clone();
+                    first_error.get_or_insert_with(|| f.error.clone());
                     m.failed.push(f);
-                    return Err(error);
                 }
             }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
         }
         m.done.sort_by_key(|p| p.part_number);
         let completion = PutOptions {
@@ -992,11 +1075,15 @@ impl Upload {
     pub async fn forget_remote(&mut self) {
         self.forgotten = true;
         self.failed = None;
+        self.landed();
         if let Some(m) = &mut self.mpu {
             for (_, h) in m.in_flight.drain(..) {
                 h.abort();
             }
             m.failed.clear();
+            if m.upload_id.is_empty() {
+                return;
+            }
             if let Err(e) = self
                 .client
                 .abort_multipart_upload(&self.key, &m.upload_id)
@@ -1011,11 +1098,14 @@ impl Upload {
 
     /// Give up: abort the multipart upload, if any, and drop the bytes.
     pub async fn abort(&mut self) {
+        self.landed();
         if let Some(m) = self.mpu.take() {
             for (_, h) in &m.in_flight {
                 h.abort();
             }
-            self.abort_upload(&m.upload_id).await;
+            if !m.upload_id.is_empty() {
+                self.abort_upload(&m.upload_id).await;
+            }
         }
         let _ = self.buffer.resize(0);
         self.reservation = Reservation::default();
@@ -1025,6 +1115,78 @@ impl Upload {
 }
 
 impl Upload {
+    /// Write-back: make everything written so far durable here — full parts split into their
+    /// files, the tail written out, every part file fsynced — and journal `record` (with the
+    /// part count filled in) so that a later mount uploads it should this daemon stop. The
+    /// close can then return. Nothing is sent. Fails (and journals nothing) when the parts
+    /// are not all on disk (an upload begun before the file was last fsynced streams them).
+    pub async fn stage(&mut self, opts: &PutOptions, mut record: PendingRecord) -> FsResult<()> {
+        let Some(journal) = self.journal.clone().filter(|_| !self.buffer.in_memory()) else {
+            return Err(FsError::new(
+                libc::EIO,
+                "no staging area to keep the file in",
+            ));
+        };
+        if self.mpu.as_ref().is_some_and(|m| !m.upload_id.is_empty()) || self.sealed {
+            return Err(FsError::new(
+                libc::EAGAIN,
+                "its upload already streams parts: sent now instead",
+            ));
+        }
+        self.check_failed()?;
+        self.reopen().await?;
+        let defer = std::mem::replace(&mut self.defer_sends, true);
+        let split = async {
+            while self.buffer.len() as u64 > self.current_part_size() {
+                self.queue_part(opts).await?;
+            }
+            Ok::<_, FsError>(())
+        }
+        .await;
+        self.defer_sends = defer;
+        split?;
+        self.buffer.flush_tail().map_err(FsError::staging)?;
+        let last = self.mpu.as_ref().map_or(1, |m| m.next_part);
+        let parts = if last > 1 && self.buffer.is_empty() {
+            last - 1
+        } else {
+            last
+        };
+        let paths: Vec<_> = (1..=parts)
+            .map(|n| journal.part_path(&self.local_id, n))
+            .collect();
+        blocking(|| {
+            for p in &paths {
+                std::fs::File::open(p)?.sync_all()?;
+            }
+            if let Some(dir) = paths.first().and_then(|p| p.parent()) {
+                std::fs::File::open(dir)?.sync_all()?;
+            }
+            Ok::<_, std::io::Error>(())
+        })
+        .map_err(FsError::staging)?;
+        record.parts = parts;
+        record.size = self.size();
+        journal.pending(&self.local_id, &record);
+        self.pending = true;
+        Ok(())
+    }
+
+    /// Write-back: the journal's pending entry of this upload is over (uploaded, dropped with
+    /// an unlink, replaced by a rewrite, or staged again with new content).
+    pub fn landed(&mut self) {
+        if std::mem::take(&mut self.pending) {
+            if let Some(j) = &self.journal {
+                j.landed(&self.local_id);
+            }
+        }
+    }
+
+    /// Write-back: journaled as pending.
+    pub fn is_pending(&self) -> bool {
+        self.pending
+    }
+
     /// Read back what was written: the bytes not yet sent, and (with `--cache-dir`, whose part
     /// files stay until the upload completes) the parts already sent. In memory, parts already
     /// sent are only on the server, inside the unfinished upload: EIO, with the reason.
@@ -1106,9 +1268,10 @@ impl Upload {
 
 impl Drop for Upload {
     fn drop(&mut self) {
-        // part files of an upload still open on the server stay for the next mount to resume
-        // or abort; everything else goes
-        if self.mpu.is_none() || self.forgotten {
+        // part files of an upload still open on the server, or journaled as pending
+        // (write-back), stay for the next mount to resume or abort; everything else goes
+        let open_remote = self.mpu.as_ref().is_some_and(|m| !m.upload_id.is_empty());
+        if self.forgotten || !(open_remote || self.pending) {
             if let Some(j) = &self.journal {
                 j.discard_local(&self.local_id);
             }

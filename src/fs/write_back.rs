@@ -1,0 +1,336 @@
+//! Write-back (`--write-back`): a closed file is staged on disk and journaled, and its upload
+//! follows in the background — oldest first, a few at once, retried with backoff while the
+//! server cannot be reached, never over a change made elsewhere (the local version then goes up
+//! next to it, as `NAME.conflict-UTC`). fsync and unmount wait for the bucket.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant, SystemTime};
+
+use parking_lot::Mutex;
+
+use super::error::{FsError, FsResult};
+use super::file_io::WriteHandle;
+use super::Filesystem;
+
+/// Uploads of closed files in flight at once.
+const PARALLEL_UPLOADS: usize = 4;
+/// The longest wait before a failed upload is tried again.
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(60);
+
+/// Closed files waiting for their upload, and what the uploader has seen.
+#[derive(Default)]
+pub(crate) struct WriteBackQueue {
+    /// ino → (when it was closed, the next attempt not before, failed attempts).
+    queued: Mutex<BTreeMap<u64, Queued>>,
+    /// Being uploaded now.
+    uploading: Mutex<std::collections::HashSet<u64>>,
+    wake: tokio::sync::Notify,
+    /// Told after each upload (done or failed), for those waiting on the queue.
+    changed: tokio::sync::Notify,
+    started: AtomicBool,
+    /// Uploads that failed (and were queued again).
+    failures: AtomicU64,
+    /// Conflicts: local versions uploaded under another name.
+    conflicts: AtomicU64,
+    /// Since when uploads have been failing for want of a server (none: they work).
+    unreachable_since: Mutex<Option<Instant>>,
+    busy: AtomicUsize,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Queued {
+    closed: Instant,
+    not_before: Instant,
+    failed: u32,
+}
+
+/// What the stats show of write-back.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WriteBackStats {
+    pub files: u64,
+    pub bytes: u64,
+    pub oldest_secs: u64,
+    pub failures: u64,
+    pub conflicts: u64,
+    pub unreachable_secs: u64,
+}
+
+impl WriteBackQueue {
+    fn push(&self, ino: u64, closed: Instant) {
+        self.queued.lock().entry(ino).or_insert(Queued {
+            closed,
+            not_before: closed,
+            failed: 0,
+        });
+        self.wake.notify_one();
+    }
+
+    /// The oldest files due now (not being uploaded), at most `n`.
+    fn take_due(&self, n: usize) -> Vec<u64> {
+        let now = Instant::now();
+        let mut uploading = self.uploading.lock();
+        let mut due: Vec<(Instant, u64)> = self
+            .queued
+            .lock()
+            .iter()
+            .filter(|(ino, q)| q.not_before <= now && !uploading.contains(ino))
+            .map(|(ino, q)| (q.closed, *ino))
+            .collect();
+        due.sort();
+        due.truncate(n);
+        for (_, ino) in &due {
+            uploading.insert(*ino);
+        }
+        due.into_iter().map(|(_, ino)| ino).collect()
+    }
+
+    /// The earliest time something queued is due.
+    fn next_due(&self) -> Option<Instant> {
+        let uploading = self.uploading.lock();
+        self.queued
+            .lock()
+            .iter()
+            .filter(|(ino, _)| !uploading.contains(ino))
+            .map(|(_, q)| q.not_before)
+            .min()
+    }
+
+    fn done(&self, ino: u64) {
+        self.queued.lock().remove(&ino);
+        self.uploading.lock().remove(&ino);
+        *self.unreachable_since.lock() = None;
+        self.changed.notify_waiters();
+    }
+
+    /// Failed: tried again after a wait doubling from `first` up to a minute.
+    fn failed(&self, ino: u64, first: Duration, unreachable: bool) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        if let Some(q) = self.queued.lock().get_mut(&ino) {
+            q.failed += 1;
+            let wait = first
+                .saturating_mul(1 << q.failed.min(10).saturating_sub(1))
+                .min(MAX_RETRY_WAIT);
+            q.not_before = Instant::now() + wait;
+        }
+        self.uploading.lock().remove(&ino);
+        if unreachable {
+            self.unreachable_since
+                .lock()
+                .get_or_insert_with(Instant::now);
+        }
+        self.changed.notify_waiters();
+        self.wake.notify_one();
+    }
+
+    /// Dropped from the queue without an upload (unlinked, reopened for writing).
+    fn forget(&self, ino: u64) {
+        self.queued.lock().remove(&ino);
+        self.changed.notify_waiters();
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.queued.lock().len()
+    }
+}
+
+impl Filesystem {
+    /// Write-back: make the closing file durable here and queue its upload. `Ok(true)`: done
+    /// (or nothing to send), the close may return; `Ok(false)`: this file cannot wait (an
+    /// in-place change of a large object, or an upload that streams already): commit it now.
+    pub(crate) async fn stage_close(&self, w: &Arc<WriteHandle>) -> FsResult<bool> {
+        if !self.config.write_back {
+            return Ok(false);
+        }
+        let staged = self.stage_writer(w).await?;
+        if staged {
+            self.write_back_queue.push(w.ino(), Instant::now());
+            self.start_uploader();
+        }
+        Ok(staged || !self.writer_has_news(w).await)
+    }
+
+    /// Queue a file whose pending upload a rename changed (it goes under its new name).
+    pub(crate) fn requeue_pending(&self, ino: u64) {
+        if self.config.write_back {
+            self.write_back_queue.push(ino, Instant::now());
+            self.start_uploader();
+        }
+    }
+
+    /// Drop `ino` from the queue (its pending entry is over: unlinked, or rewritten).
+    pub(crate) fn unqueue_pending(&self, ino: u64) {
+        self.write_back_queue.forget(ino);
+    }
+
+    /// Wait until no closed file waits for its upload (or `limit` passed): whether so.
+    pub async fn wait_uploads_landed(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let changed = self.write_back_queue.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.write_back_queue.len() == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return false;
+            }
+        }
+    }
+
+    /// What the stats show of write-back.
+    pub fn write_back_stats(&self) -> WriteBackStats {
+        let q = &self.write_back_queue;
+        let now = Instant::now();
+        let queued: Vec<(u64, Instant)> = q
+            .queued
+            .lock()
+            .iter()
+            .map(|(ino, e)| (*ino, e.closed))
+            .collect();
+        let bytes = {
+            let t = self.inodes.lock();
+            queued
+                .iter()
+                .filter_map(|(ino, _)| t.get(*ino).map(|n| n.attr.size))
+                .sum()
+        };
+        WriteBackStats {
+            files: queued.len() as u64,
+            bytes,
+            oldest_secs: queued
+                .iter()
+                .map(|(_, c)| now.duration_since(*c).as_secs())
+                .max()
+                .unwrap_or(0),
+            failures: q.failures.load(Ordering::Relaxed),
+            conflicts: q.conflicts.load(Ordering::Relaxed),
+            unreachable_secs: q
+                .unreachable_since
+                .lock()
+                .map_or(0, |t| now.duration_since(t).as_secs()),
+        }
+    }
+
+    fn start_uploader(&self) {
+        if self.write_back_queue.started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        tokio::spawn(uploader(self.me.clone(), self.write_back_queue.clone()));
+    }
+
+    /// Upload one closed file: its pending entry lands, its kept writer goes (the file is the
+    /// bucket's again). A change made elsewhere meanwhile keeps both: the local version goes
+    /// up as `NAME.conflict-UTC` beside it.
+    async fn upload_pending(&self, ino: u64) {
+        let Some((fh, w)) = self.pending_writer(ino) else {
+            // gone (unlinked, or uploaded by an fsync or a later close)
+            self.write_back_queue.done(ino);
+            return;
+        };
+        if w.is_open() {
+            // reopened for writing: its next close queues it again
+            self.write_back_queue.done(ino);
+            return;
+        }
+        let mut result = self.commit(&w).await;
+        if matches!(&result, Err(e) if is_conflict(e)) {
+            result = self.upload_as_conflict(ino, &w).await;
+        }
+        match result {
+            Ok(()) => {
+                self.write_back_queue.done(ino);
+                if let Some(fh) = fh {
+                    self.release_kept(fh, &w);
+                }
+                tracing::debug!(ino, "uploaded after close (write-back)");
+            }
+            Err(e) => {
+                let unreachable =
+                    e.s3.as_ref()
+                        .is_none_or(|s| s.status.is_none_or(|c| c >= 500));
+                tracing::warn!(
+                    path = %self.path_of(ino),
+                    "upload after close failed, tried again later: {}",
+                    e.reason
+                );
+                self.write_back_queue
+                    .failed(ino, self.config.write_back_retry, unreachable);
+            }
+        }
+    }
+
+    /// The object changed in the bucket since the file was opened: the local version goes to
+    /// a new name beside it (`NAME.conflict-20261202T061500Z`), and the mount shows both.
+    async fn upload_as_conflict(&self, ino: u64, w: &Arc<WriteHandle>) -> FsResult<()> {
+        let (parent, name, key) = {
+            let t = self.inodes.lock();
+            let n = t.get(ino).ok_or_else(FsError::not_found)?;
+            (n.parent, n.name.clone(), n.key.clone())
+        };
+        let stamp = crate::s3::time::amz_date(SystemTime::now()).0;
+        let new_name = format!("{name}.conflict-{stamp}");
+        let new_key = format!("{key}.conflict-{stamp}");
+        tracing::warn!(
+            key = %key,
+            conflict = %new_key,
+            "the object changed in the bucket while this mount's version waited for its upload: \
+             both are kept, this mount's as {new_name}"
+        );
+        self.write_back_queue
+            .conflicts
+            .fetch_add(1, Ordering::Relaxed);
+        self.retarget_writer(ino, new_key.clone()).await?;
+        w.expect_absent().await;
+        self.commit(w).await?;
+        {
+            let mut t = self.inodes.lock();
+            t.relink(ino, parent, &new_name, new_key);
+        }
+        self.update_snapshot(parent, &name, None);
+        self.invalidate_entry(parent, &name);
+        Ok(())
+    }
+}
+
+fn is_conflict(e: &FsError) -> bool {
+    e.s3.as_ref().and_then(|s| s.status) == Some(412)
+}
+
+/// Sends closed files up as they come, a few at once, until the mount ends.
+async fn uploader(me: Weak<Filesystem>, queue: Arc<WriteBackQueue>) {
+    loop {
+        let Some(fs) = me.upgrade() else { return };
+        let free =
+            PARALLEL_UPLOADS.saturating_sub(fs.write_back_queue.busy.load(Ordering::Acquire));
+        for ino in fs.write_back_queue.take_due(free) {
+            let fs = fs.clone();
+            fs.write_back_queue.busy.fetch_add(1, Ordering::AcqRel);
+            tokio::spawn(async move {
+                fs.upload_pending(ino).await;
+                fs.write_back_queue.busy.fetch_sub(1, Ordering::AcqRel);
+                fs.write_back_queue.wake.notify_one();
+            });
+        }
+        // with every slot busy, a finishing upload wakes the loop
+        let full = fs.write_back_queue.busy.load(Ordering::Acquire) >= PARALLEL_UPLOADS;
+        let next = if full {
+            None
+        } else {
+            fs.write_back_queue.next_due()
+        };
+        drop(fs);
+        let wake = queue.wake.notified();
+        match next {
+            Some(at) => {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(at.into()) => {}
+                    _ = wake => {}
+                }
+            }
+            None => wake.await,
+        }
+    }
+}

@@ -1,0 +1,292 @@
+//! Write-back (`--write-back`), driven through the filesystem core: close returns once the file
+//! is staged and journaled, the upload follows (also while the server refuses for a while), a
+//! crash leaves the journal from which the next mount uploads everything, a change made
+//! elsewhere meanwhile keeps both versions, fsync waits for its file only, rename and unlink of
+//! waiting files end with the right keys, and shutdown sends everything.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bucketfs::config::FsConfig;
+use bucketfs::fs::{Filesystem, ROOT_INO};
+use bucketfs_test_server::{Fault, FaultKind, TestServer};
+
+#[path = "common/core.rs"]
+mod core_fs;
+use core_fs::{client_with, write_file, ME};
+
+const MIB: usize = 1024 * 1024;
+
+fn write_back(dir: &tempfile::TempDir) -> FsConfig {
+    FsConfig {
+        part_size: 5 * MIB as u64,
+        cache_dir: Some(PathBuf::from(dir.path())),
+        write_back: true,
+        write_back_retry: Duration::from_millis(50),
+        ..FsConfig::default()
+    }
+}
+
+/// A core whose client tries each request once (a refusal fails at once, and the write-back
+/// uploader tries again after its own wait).
+fn fs_with(srv: &TestServer, cfg: FsConfig) -> Arc<Filesystem> {
+    Filesystem::new(
+        cfg,
+        client_with(srv, |c| {
+            c.max_attempts = 1;
+            // a refused PUT is not looked for in the bucket for long
+            c.confirm_grace = Duration::from_millis(100);
+        }),
+    )
+}
+
+fn data(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| ((i % 251) as u8) ^ seed).collect()
+}
+
+/// Every upload request refused (the server "down") until cleared.
+fn refuse_uploads(srv: &TestServer) {
+    for op in ["PutObject", "CreateMultipartUpload"] {
+        srv.add_fault(Fault {
+            op: Some(op.into()),
+            ..Fault::new(FaultKind::status(503, "ServiceUnavailable"))
+        });
+    }
+}
+
+async fn landed(fs: &Filesystem) {
+    assert!(
+        fs.wait_uploads_landed(Duration::from_secs(30)).await,
+        "uploads still pending after 30 s: {:?}",
+        fs.write_back_stats()
+    );
+}
+
+async fn read_all(fs: &Filesystem, ino: u64) -> Vec<u8> {
+    let o = fs.open(ino, libc::O_RDONLY, ME).await.expect("open");
+    let mut out = Vec::new();
+    loop {
+        let chunk = fs
+            .read(o.fh, out.len() as u64, 1024 * 1024)
+            .await
+            .expect("read");
+        if chunk.is_empty() {
+            break;
+        }
+        out.extend_from_slice(&chunk);
+    }
+    fs.release(o.fh).await.expect("release");
+    out
+}
+
+#[tokio::test]
+async fn close_returns_while_the_server_refuses_and_the_upload_follows() {
+    let srv = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let fs = fs_with(&srv, write_back(&dir));
+    refuse_uploads(&srv);
+    let small = data(100_000, 1);
+    let large = data(12 * MIB, 2);
+    let a = write_file(&fs, ROOT_INO, "small.txt", &small).await;
+    let b = write_file(&fs, ROOT_INO, "large.bin", &large).await;
+    assert!(srv.get_object("small.txt").is_none());
+    // the mount shows its own writes meanwhile
+    assert_eq!(read_all(&fs, a).await, small);
+    assert_eq!(read_all(&fs, b).await, large);
+    assert_eq!(fs.getattr(b).await.expect("stat").size, large.len() as u64);
+    let stats = fs.write_back_stats();
+    assert_eq!(stats.files, 2, "{stats:?}");
+    assert_eq!(stats.bytes, (small.len() + large.len()) as u64);
+    srv.clear_faults();
+    landed(&fs).await;
+    assert_eq!(
+        srv.get_object("small.txt").expect("small").as_ref(),
+        &small[..]
+    );
+    assert_eq!(
+        srv.get_object("large.bin").expect("large").as_ref(),
+        &large[..]
+    );
+    let meta = srv.object_meta("small.txt").expect("meta");
+    assert!(
+        meta.metadata.contains_key("mode"),
+        "s3fs metadata: {meta:?}"
+    );
+    assert!(srv.multipart_uploads().is_empty());
+}
+
+#[tokio::test]
+async fn a_crash_leaves_the_journal_and_the_next_mount_uploads_everything() {
+    let srv = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let files: Vec<(String, Vec<u8>)> = vec![
+        ("a.txt".into(), data(4096, 3)),
+        ("b.txt".into(), data(1, 4)),
+        ("big.bin".into(), data(11 * MIB + 7, 5)),
+    ];
+    {
+        let fs = fs_with(&srv, write_back(&dir));
+        refuse_uploads(&srv);
+        for (name, bytes) in &files {
+            write_file(&fs, ROOT_INO, name, bytes).await;
+        }
+        // the daemon dies: no shutdown, nothing uploaded
+        drop(fs);
+    }
+    srv.clear_faults();
+    assert!(srv.keys().is_empty());
+    let fs = fs_with(&srv, write_back(&dir));
+    let report = fs.recover_uploads().await;
+    assert_eq!(report.resumed.len(), 3, "{report:?}");
+    for (name, bytes) in &files {
+        assert_eq!(
+            srv.get_object(name).expect(name).as_ref(),
+            &bytes[..],
+            "{name}"
+        );
+    }
+    assert!(srv.multipart_uploads().is_empty(), "an orphaned upload");
+    // nothing left for a third mount, and no duplicate
+    drop(fs);
+    let fs = fs_with(&srv, write_back(&dir));
+    assert!(fs.recover_uploads().await.resumed.is_empty());
+    assert_eq!(srv.keys().len(), 3);
+}
+
+#[tokio::test]
+async fn a_change_made_elsewhere_meanwhile_keeps_both_versions() {
+    let srv = TestServer::start().await;
+    srv.put_object("doc.txt", "version one");
+    let dir = tempfile::tempdir().expect("tmp");
+    let fs = fs_with(&srv, write_back(&dir));
+    let ino = fs.lookup(ROOT_INO, "doc.txt").await.expect("lookup").ino;
+    refuse_uploads(&srv);
+    let o = fs
+        .open(ino, libc::O_WRONLY | libc::O_TRUNC, ME)
+        .await
+        .expect("open");
+    fs.write(o.fh, 0, b"local version").await.expect("write");
+    fs.flush(o.fh, 0).await.expect("close");
+    fs.release(o.fh).await.expect("release");
+    // another client changes it before the upload
+    srv.put_object("doc.txt", "someone else's version");
+    srv.clear_faults();
+    landed(&fs).await;
+    assert_eq!(
+        srv.get_object("doc.txt").expect("doc").as_ref(),
+        b"someone else's version"
+    );
+    let conflict: Vec<String> = srv
+        .keys()
+        .into_iter()
+        .filter(|k| k.starts_with("doc.txt.conflict-"))
+        .collect();
+    assert_eq!(conflict.len(), 1, "{:?}", srv.keys());
+    assert_eq!(
+        srv.get_object(&conflict[0]).expect("conflict").as_ref(),
+        b"local version"
+    );
+    assert_eq!(fs.write_back_stats().conflicts, 1);
+}
+
+#[tokio::test]
+async fn fsync_sends_its_file_while_the_others_wait() {
+    let srv = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let fs = fs_with(&srv, write_back(&dir));
+    // uploads of the others are refused; the fsynced one's goes through on its own
+    srv.add_fault(Fault {
+        op: Some("PutObject".into()),
+        key_prefix: Some("other".into()),
+        ..Fault::new(FaultKind::status(503, "ServiceUnavailable"))
+    });
+    write_file(&fs, ROOT_INO, "other1", b"1").await;
+    let (_, o) = fs
+        .create(ROOT_INO, "synced", 0o644, libc::O_WRONLY, ME)
+        .await
+        .expect("create");
+    fs.write(o.fh, 0, b"in the bucket at fsync")
+        .await
+        .expect("write");
+    fs.fsync(o.fh).await.expect("fsync");
+    assert_eq!(
+        srv.get_object("synced").expect("synced").as_ref(),
+        b"in the bucket at fsync"
+    );
+    assert!(srv.get_object("other1").is_none());
+    fs.flush(o.fh, 0).await.expect("close");
+    fs.release(o.fh).await.expect("release");
+    srv.clear_faults();
+    landed(&fs).await;
+    assert!(srv.get_object("other1").is_some());
+}
+
+#[tokio::test]
+async fn rename_and_unlink_of_waiting_files_end_with_the_right_keys() {
+    let srv = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let fs = fs_with(&srv, write_back(&dir));
+    refuse_uploads(&srv);
+    write_file(&fs, ROOT_INO, "tmp.part", b"renamed content").await;
+    write_file(&fs, ROOT_INO, "gone", b"unlinked before upload").await;
+    write_file(&fs, ROOT_INO, "big.tmp", &data(6 * MIB, 9)).await;
+    fs.rename(ROOT_INO, "tmp.part", ROOT_INO, "final.txt", 0)
+        .await
+        .expect("rename");
+    fs.rename(ROOT_INO, "big.tmp", ROOT_INO, "big.bin", 0)
+        .await
+        .expect("rename big");
+    fs.unlink(ROOT_INO, "gone").await.expect("unlink");
+    srv.clear_faults();
+    landed(&fs).await;
+    assert_eq!(
+        srv.keys(),
+        vec!["big.bin".to_string(), "final.txt".to_string()]
+    );
+    assert_eq!(
+        srv.get_object("final.txt").expect("final").as_ref(),
+        b"renamed content"
+    );
+    assert_eq!(srv.get_object("big.bin").expect("big").len(), 6 * MIB);
+    // and a crash now finds nothing to redo
+    drop(fs);
+    let fs = fs_with(&srv, write_back(&dir));
+    assert!(fs.recover_uploads().await.resumed.is_empty());
+}
+
+#[tokio::test]
+async fn a_rewrite_while_queued_is_uploaded_once() {
+    let srv = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let fs = fs_with(&srv, write_back(&dir));
+    refuse_uploads(&srv);
+    let ino = write_file(&fs, ROOT_INO, "f", b"first").await;
+    let o = fs
+        .open(ino, libc::O_WRONLY | libc::O_TRUNC, ME)
+        .await
+        .expect("reopen");
+    fs.write(o.fh, 0, b"second").await.expect("write");
+    fs.flush(o.fh, 0).await.expect("close");
+    fs.release(o.fh).await.expect("release");
+    srv.clear_faults();
+    srv.reset_counts();
+    landed(&fs).await;
+    assert_eq!(srv.get_object("f").expect("f").as_ref(), b"second");
+    assert_eq!(srv.count("PutObject"), 1, "{:?}", srv.counts());
+}
+
+#[tokio::test]
+async fn shutdown_sends_everything_pending() {
+    let srv = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let fs: Arc<Filesystem> = fs_with(&srv, write_back(&dir));
+    refuse_uploads(&srv);
+    for i in 0..20 {
+        write_file(&fs, ROOT_INO, &format!("f{i:02}"), &data(1000 + i, i as u8)).await;
+    }
+    srv.clear_faults();
+    let report = fs.shutdown().await;
+    assert!(report.failed.is_empty(), "{report:?}");
+    assert_eq!(srv.keys().len(), 20);
+}
