@@ -729,6 +729,25 @@ impl Signals {
                 }
             };
             if unmounted {
+                let fs = &progress.fs;
+                if fs.config().write_back {
+                    // what waits is journaled: the next mount with this cache dir sends it
+                    let (files, bytes, loose) = fs.journaled_pending().await;
+                    if loose == 0 {
+                        warn!(
+                            "{name}: stopping with {files} file(s), {} not uploaded yet; they \
+                             are journaled in the cache dir and the next mount with it uploads \
+                             them first",
+                            stats_view::human_bytes(bytes)
+                        );
+                        std::process::exit(0);
+                    }
+                    warn!(
+                        "{name}: still finishing {loose} upload(s) not journaled yet; send the \
+                         signal again once they are (SIGKILL would lose them)"
+                    );
+                    continue;
+                }
                 warn!("{name}: still finishing pending uploads; SIGKILL would lose them");
                 continue;
             }

@@ -290,3 +290,42 @@ async fn shutdown_sends_everything_pending() {
     assert!(report.failed.is_empty(), "{report:?}");
     assert_eq!(srv.keys().len(), 20);
 }
+
+#[tokio::test]
+async fn a_file_that_landed_just_before_the_crash_is_not_taken_for_a_conflict() {
+    let srv = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let bytes = data(70_000, 7);
+    {
+        let fs = fs_with(&srv, write_back(&dir));
+        refuse_uploads(&srv);
+        write_file(&fs, ROOT_INO, "new.txt", &bytes).await;
+        drop(fs);
+    }
+    srv.clear_faults();
+    // its upload landed, the journal never heard (the daemon died on the answer)
+    srv.put_object("new.txt", bytes.clone());
+    let fs = fs_with(&srv, write_back(&dir));
+    let report = fs.recover_uploads().await;
+    assert_eq!(report.resumed, vec!["new.txt".to_string()]);
+    assert_eq!(
+        srv.keys(),
+        vec!["new.txt".to_string()],
+        "a conflict copy was made"
+    );
+    // a different object there is a conflict: both kept
+    drop(fs);
+    let fs = fs_with(&srv, write_back(&dir));
+    refuse_uploads(&srv);
+    write_file(&fs, ROOT_INO, "other.txt", b"mine").await;
+    drop(fs);
+    srv.clear_faults();
+    srv.put_object("other.txt", "theirs");
+    let fs = fs_with(&srv, write_back(&dir));
+    fs.recover_uploads().await;
+    assert_eq!(
+        srv.get_object("other.txt").expect("theirs").as_ref(),
+        b"theirs"
+    );
+    assert_eq!(srv.keys().len(), 3, "{:?}", srv.keys());
+}

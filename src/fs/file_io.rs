@@ -17,9 +17,14 @@ use super::patch::PatchUpload;
 use super::prefetch::Prefetcher;
 use super::small_bodies::SMALL_BODY;
 use super::upload::{Upload, Uploaded};
+use futures::StreamExt as _;
+
 use super::{Caller, Filesystem, Opened, ShutdownReport};
 use crate::s3::profile::Holds;
 use crate::s3::PutOptions;
+
+/// Uploads finished at once at unmount.
+const SHUTDOWN_PARALLEL: usize = 16;
 
 /// An open file or directory.
 #[derive(Clone)]
@@ -64,6 +69,14 @@ impl WriteHandle {
     /// Some descriptor still has it open (it is not only kept, see `release`).
     pub(crate) fn is_open(&self) -> bool {
         !self.kept.load(Ordering::Relaxed)
+    }
+
+    /// It holds changes the bucket does not have (or is busy: taken as so).
+    pub(crate) fn holds_news(&self) -> bool {
+        match self.state.try_lock() {
+            Ok(st) => !st.discarded && (st.dirty || !st.committed),
+            Err(_) => true,
+        }
     }
 
     /// Its next commit creates the object (`If-None-Match: *`): a conflict's new name.
@@ -839,12 +852,17 @@ impl Filesystem {
         }
     }
 
-    /// Write-back: stage and journal what `w` holds. Whether it was staged (false: nothing
-    /// to send, or a writer that cannot wait).
-    pub(crate) async fn stage_writer(&self, w: &WriteHandle) -> FsResult<bool> {
+    /// Write-back: stage and journal what `w` holds (`again`: even if staged already and
+    /// not written since, as after a rename). Whether it was staged (false: nothing to send,
+    /// or a writer that cannot wait).
+    pub(crate) async fn stage_writer(&self, w: &WriteHandle, again: bool) -> FsResult<bool> {
         let mut st = w.state.lock().await;
         if st.discarded || (st.committed && !st.dirty) {
             return Ok(false);
+        }
+        if st.flushed && st.upload.is_pending() && !again {
+            // staged by its close, nothing written since (the release that follows)
+            return Ok(true);
         }
         let key = match &st.upload {
             Writer::Stream(u) => u.key().to_string(),
@@ -997,6 +1015,9 @@ impl Filesystem {
     }
 
     async fn release_handle(&self, fh: u64) -> FsResult<()> {
+        if self.keep_staged(fh).await {
+            return Ok(());
+        }
         let handle = self.handles.remove(fh);
         match handle {
             Some(Handle::Write(w)) if w.fhs.fetch_sub(1, Ordering::Relaxed) > 1 => {
@@ -1080,6 +1101,34 @@ impl Filesystem {
             }
             Some(Handle::Dir(_)) | Some(Handle::Static(_)) | None => Ok(()),
         }
+    }
+
+    /// Write-back: the last release of a file its close staged (nothing written since) keeps
+    /// its writer where it is — never out of the handle table, so the uploader always finds
+    /// it — until its upload lands. Whether that was the case.
+    async fn keep_staged(&self, fh: u64) -> bool {
+        if !self.config.write_back {
+            return false;
+        }
+        let Ok(Handle::Write(w)) = self.handle(fh) else {
+            return false;
+        };
+        if w.fhs.load(Ordering::Relaxed) != 1 {
+            return false;
+        }
+        {
+            let st = w.state.lock().await;
+            if !(st.flushed && st.upload.is_pending() && !st.discarded) {
+                return false;
+            }
+        }
+        w.fhs.fetch_sub(1, Ordering::Relaxed);
+        w.kept.store(true, Ordering::Relaxed);
+        if let Some(n) = self.inodes.lock().get_mut(w.ino) {
+            n.open_handles = n.open_handles.saturating_sub(1);
+        }
+        self.requeue_pending(w.ino);
+        true
     }
 
     /// truncate/ftruncate: through the open upload, or by rewriting a closed small object.
@@ -1240,17 +1289,29 @@ impl Filesystem {
     /// Commit every open write handle (at unmount), reporting what could not be uploaded.
     pub(crate) async fn finish_all_writes(&self) -> ShutdownReport {
         let writers = self.write_handles();
+        // several at once: with --write-back thousands of small files may wait
+        let results: Vec<Option<(String, FsResult<()>)>> = futures::stream::iter(writers)
+            .map(|w| async move {
+                let (key, pending) = {
+                    let st = w.state.lock().await;
+                    let pending = !st.discarded && (st.dirty || !st.committed);
+                    (st.upload.key().to_string(), pending)
+                };
+                if !pending {
+                    return None;
+                }
+                let result = self.commit(&w).await;
+                if result.is_ok() {
+                    self.unqueue_pending(w.ino);
+                }
+                Some((key, result))
+            })
+            .buffer_unordered(SHUTDOWN_PARALLEL)
+            .collect()
+            .await;
         let mut report = ShutdownReport::default();
-        for w in writers {
-            let (key, pending) = {
-                let st = w.state.lock().await;
-                let pending = !st.discarded && (st.dirty || !st.committed);
-                (st.upload.key().to_string(), pending)
-            };
-            if !pending {
-                continue;
-            }
-            match self.commit(&w).await {
+        for (key, result) in results.into_iter().flatten() {
+            match result {
                 Ok(()) => report.finished.push(key),
                 Err(e) => {
                     tracing::error!(key = %key, "pending upload could not be finished: {e}");
@@ -1302,7 +1363,7 @@ impl Filesystem {
         drop(st);
         if pending {
             // write-back: the journal names the new key
-            self.stage_writer(&w).await?;
+            self.stage_writer(&w, true).await?;
             self.requeue_pending(ino);
         }
         Ok(())

@@ -680,26 +680,36 @@ impl Filesystem {
         attr.uid = caller.uid;
         attr.gid = caller.gid;
         let opts = StoredMeta::default().for_rewrite(&attr, name);
-        let meta = self
+        let meta = match self
             .client
             .put_object(&key, bytes::Bytes::new(), &opts)
             .await
-            .map_err(|e| FsError::from_s3(&e, &key))?;
+        {
+            Ok(meta) => Some(meta),
+            // --write-back: the marker follows when the server is back (journaled)
+            Err(e) if self.config.write_back && (e.is_unreachable() || e.is_retryable()) => None,
+            Err(e) => return Err(FsError::from_s3(&e, &key)),
+        };
         self.forget_missing(parent, name);
         self.update_snapshot(parent, name, Some(ListedChild::DIR));
         let mut t = self.inodes.lock();
         let ino = t.upsert_child(
             parent,
             name,
-            key,
+            key.clone(),
             attr,
-            meta.etag,
-            true,
+            meta.as_ref().and_then(|m| m.etag.clone()),
+            meta.is_some(),
             self.attr_deadline(),
         );
         t.inc_lookup(ino);
         if let Some(n) = t.get_mut(ino) {
             n.meta.written(&opts);
+        }
+        if meta.is_none() {
+            drop(t);
+            self.defer_marker(ino, key, &opts);
+            t = self.inodes.lock();
         }
         // a new directory is empty: lookups inside it need no request
         let empty = DirSnapshot {

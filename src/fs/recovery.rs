@@ -290,20 +290,40 @@ impl Filesystem {
             "resuming {} uploads, {bytes} bytes, of files closed before bucketfs stopped",
             pending.len()
         );
+        let mut left = Vec::new();
+        let mut away = false;
         for (local, record) in pending {
+            let key = record.key.clone();
+            if away {
+                // the server cannot be reached: the rest waits for the retries
+                left.push((local, record));
+                self.leftovers.release(&key);
+                continue;
+            }
             match self.send_pending(journal, &local, &record).await {
-                Ok(key) => {
+                Ok(landed_at) => {
                     journal.landed(&local);
                     journal.discard_local(&local);
-                    report.resumed.push(key);
+                    report.resumed.push(landed_at);
                 }
-                Err(e) => tracing::warn!(
-                    key = %record.key,
-                    "could not upload a file closed before bucketfs stopped ({e}); it stays in \
-                     the staging area for the next mount"
-                ),
+                Err(e) => {
+                    tracing::warn!(
+                        key = %record.key,
+                        "could not upload a file closed before bucketfs stopped ({e}); tried \
+                         again later (it stays in the staging area, also for the next mount)"
+                    );
+                    away = e.is_unreachable() || e.is_retryable();
+                    left.push((local, record));
+                }
             }
-            self.leftovers.release(&record.key);
+            self.leftovers.release(&key);
+        }
+        if !left.is_empty() {
+            tokio::spawn(retry_pending(
+                self.me.clone(),
+                left,
+                self.config.write_back_retry,
+            ));
         }
     }
 
@@ -319,6 +339,13 @@ impl Filesystem {
             .put_parts(journal, local, record, &record.key, &opts)
             .await
         {
+            // it landed before the earlier bucketfs could journal so
+            Err(e)
+                if e.is_precondition_failed()
+                    && self.holds_already(journal, local, record).await =>
+            {
+                Ok(record.key.clone())
+            }
             Err(e) if e.is_precondition_failed() => {
                 let stamp = crate::s3::time::amz_date(std::time::SystemTime::now()).0;
                 let key = format!("{}.conflict-{stamp}", record.key);
@@ -340,6 +367,29 @@ impl Filesystem {
         }
     }
 
+    /// Whether the bucket holds exactly the pending file already (its upload landed just
+    /// before the earlier daemon stopped): same size and the ETag its parts give.
+    async fn holds_already(
+        &self,
+        journal: &UploadJournal,
+        local: &str,
+        record: &PendingRecord,
+    ) -> bool {
+        let Ok(meta) = self.client.head_object(&record.key).await else {
+            return false;
+        };
+        let Some(etag) = meta.etag.filter(|_| meta.size == record.size) else {
+            return false;
+        };
+        let paths: Vec<_> = (1..=record.parts.max(1))
+            .map(|n| journal.part_path(local, n))
+            .collect();
+        let multipart = record.parts > 1;
+        let mine = super::blocking::blocking(move || local_etag(&paths, multipart));
+        let profile = self.client.profile();
+        mine.is_some_and(|m| profile.etags_equal(etag.trim_matches('"'), &m))
+    }
+
     /// One PutObject of part 1, or a multipart upload of every part file.
     async fn put_parts(
         &self,
@@ -354,7 +404,14 @@ impl Filesystem {
             let len = std::fs::metadata(&path).map(|m| m.len());
             (path, len)
         };
-        if record.parts <= 1 {
+        if record.parts == 0 {
+            // a directory marker
+            self.client
+                .put_object(key, Payload::default(), opts)
+                .await?;
+            return Ok(());
+        }
+        if record.parts == 1 {
             let (path, len) = part(1);
             let len = len.map_err(|e| S3Error::Config(format!("staged file: {e}")))?;
             self.client
@@ -435,4 +492,72 @@ impl Filesystem {
             .map_err(|err| tracing::warn!(key = %e.key, "resume: {err}"))?;
         Ok(true)
     }
+}
+
+/// Files an earlier bucketfs left pending that could not go at mount (the server away): tried
+/// again with doubling waits (up to a minute) until they are in the bucket or the mount ends.
+async fn retry_pending(
+    me: std::sync::Weak<Filesystem>,
+    mut left: Vec<(String, PendingRecord)>,
+    first: std::time::Duration,
+) {
+    let mut wait = first;
+    while !left.is_empty() {
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(std::time::Duration::from_secs(60));
+        let Some(fs) = me.upgrade() else { return };
+        let Some(journal) = fs.store.journal.clone() else {
+            return;
+        };
+        let mut still = Vec::new();
+        let mut away = false;
+        for (local, record) in left {
+            if away {
+                still.push((local, record));
+                continue;
+            }
+            match fs.send_pending(&journal, &local, &record).await {
+                Ok(key) => {
+                    tracing::info!(key = %key, "uploaded a file closed before bucketfs stopped");
+                    journal.landed(&local);
+                    journal.discard_local(&local);
+                }
+                Err(e) => {
+                    tracing::debug!(key = %record.key, "still cannot upload: {e}");
+                    away = e.is_unreachable() || e.is_retryable();
+                    still.push((local, record));
+                }
+            }
+        }
+        left = still;
+    }
+}
+
+/// The ETag S3 gives these part files uploaded: the MD5 of one, or for a multipart upload the
+/// MD5 of the parts' MD5s then `-N`. `None` when a file cannot be read.
+fn local_etag(paths: &[std::path::PathBuf], multipart: bool) -> Option<String> {
+    use md5::{Digest as _, Md5};
+    use std::io::Read as _;
+    let mut digests = Vec::new();
+    for p in paths {
+        let mut f = std::fs::File::open(p).ok()?;
+        let mut h = Md5::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = f.read(&mut buf).ok()?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+        digests.push(h.finalize().to_vec());
+    }
+    if !multipart {
+        return digests.first().map(hex::encode);
+    }
+    Some(format!(
+        "{}-{}",
+        hex::encode(Md5::digest(digests.concat())),
+        digests.len()
+    ))
 }

@@ -8,10 +8,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
+use futures::StreamExt as _;
 use parking_lot::Mutex;
 
 use super::error::{FsError, FsResult};
 use super::file_io::WriteHandle;
+use super::upload::PendingRecord;
 use super::Filesystem;
 
 /// Uploads of closed files in flight at once.
@@ -22,6 +24,9 @@ const MAX_RETRY_WAIT: Duration = Duration::from_secs(60);
 /// Closed files waiting for their upload, and what the uploader has seen.
 #[derive(Default)]
 pub(crate) struct WriteBackQueue {
+    /// Directory markers a mkdir could not write (the server away), by inode: journaled as
+    /// pending entries of no parts, written by the uploader.
+    markers: Mutex<std::collections::HashMap<u64, (String, PendingRecord)>>,
     /// ino → (when it was closed, the next attempt not before, failed attempts).
     queued: Mutex<BTreeMap<u64, Queued>>,
     /// Being uploaded now.
@@ -58,13 +63,26 @@ pub struct WriteBackStats {
 }
 
 impl WriteBackQueue {
+    /// Queue `ino` (closed at `closed`), or make it due now if it is queued already.
     fn push(&self, ino: u64, closed: Instant) {
-        self.queued.lock().entry(ino).or_insert(Queued {
-            closed,
-            not_before: closed,
-            failed: 0,
-        });
+        self.queued
+            .lock()
+            .entry(ino)
+            .and_modify(|q| q.not_before = q.not_before.min(closed))
+            .or_insert(Queued {
+                closed,
+                not_before: closed,
+                failed: 0,
+            });
         self.wake.notify_one();
+    }
+
+    /// Still open (its close is under way): left queued, not tried until queued again.
+    fn park(&self, ino: u64) {
+        if let Some(q) = self.queued.lock().get_mut(&ino) {
+            q.not_before = Instant::now() + Duration::from_secs(24 * 3600);
+        }
+        self.uploading.lock().remove(&ino);
     }
 
     /// The oldest files due now (not being uploaded), at most `n`.
@@ -143,12 +161,71 @@ impl Filesystem {
         if !self.config.write_back {
             return Ok(false);
         }
-        let staged = self.stage_writer(w).await?;
+        let staged = self.stage_writer(w, false).await?;
         if staged {
             self.write_back_queue.push(w.ino(), Instant::now());
             self.start_uploader();
         }
         Ok(staged || !self.writer_has_news(w).await)
+    }
+
+    /// `--write-back`: the marker of a new directory that could not be written (the server
+    /// away) is journaled and written by the uploader when the server is back.
+    pub(crate) fn defer_marker(&self, ino: u64, key: String, opts: &crate::s3::PutOptions) {
+        let local = format!("{:016x}", rand::random::<u64>());
+        let record = PendingRecord {
+            key,
+            size: 0,
+            parts: 0,
+            if_match: None,
+            if_none_match: false,
+            content_type: opts.content_type.clone(),
+            user_metadata: opts.user_metadata.clone(),
+            content_headers: opts.content_headers.clone(),
+            closed_at: super::attr::epoch_secs(SystemTime::now()),
+        };
+        if let Some(j) = &self.store.journal {
+            j.pending(&local, &record);
+        }
+        tracing::info!(key = %record.key, "directory marker written when the server is back");
+        self.write_back_queue
+            .markers
+            .lock()
+            .insert(ino, (local, record));
+        self.write_back_queue.push(ino, Instant::now());
+        self.start_uploader();
+    }
+
+    /// Write a deferred directory marker; whether it was one.
+    async fn upload_marker(&self, ino: u64) -> bool {
+        let Some((local, record)) = self.write_back_queue.markers.lock().get(&ino).cloned() else {
+            return false;
+        };
+        let body = bytes::Bytes::new();
+        match self
+            .client
+            .put_object(&record.key, body, &record.options())
+            .await
+        {
+            Ok(meta) => {
+                if let Some(j) = &self.store.journal {
+                    j.landed(&local);
+                }
+                self.write_back_queue.markers.lock().remove(&ino);
+                if let Some(n) = self.inodes.lock().get_mut(ino) {
+                    n.has_marker = true;
+                    n.etag = meta.etag;
+                }
+                self.write_back_queue.done(ino);
+            }
+            Err(e) => {
+                tracing::debug!(key = %record.key, "directory marker still cannot be written: {e}");
+                let unreachable = e.is_unreachable() || e.is_retryable();
+                self.write_back_queue
+                    .failed(ino, self.config.write_back_retry, unreachable);
+            }
+        }
+        true
     }
 
     /// Queue a file whose pending upload a rename changed (it goes under its new name).
@@ -162,6 +239,80 @@ impl Filesystem {
     /// Drop `ino` from the queue (its pending entry is over: unlinked, or rewritten).
     pub(crate) fn unqueue_pending(&self, ino: u64) {
         self.write_back_queue.forget(ino);
+    }
+
+    /// fsync of a directory (`sync DIR`): every file under it still waiting for its upload
+    /// goes now; EIO (with the first reason) if one cannot get to the bucket.
+    pub async fn sync_dir(&self, ino: u64) -> FsResult<()> {
+        if !self.config.write_back {
+            return Ok(());
+        }
+        let prefix = self.dir_key(ino)?;
+        let queued: Vec<u64> = self
+            .write_back_queue
+            .queued
+            .lock()
+            .keys()
+            .copied()
+            .collect();
+        let under: Vec<u64> = {
+            let t = self.inodes.lock();
+            queued
+                .into_iter()
+                .filter(|i| t.get(*i).is_some_and(|n| n.key.starts_with(&prefix)))
+                .collect()
+        };
+        let results: Vec<FsResult<()>> = futures::stream::iter(under)
+            .map(|ino| self.upload_now(ino))
+            .buffer_unordered(PARALLEL_UPLOADS * 4)
+            .collect()
+            .await;
+        results.into_iter().collect()
+    }
+
+    /// Upload `ino`'s waiting version now (unless open again for writing).
+    async fn upload_now(&self, ino: u64) -> FsResult<()> {
+        let Some((fh, w)) = self.pending_writer(ino) else {
+            return Ok(());
+        };
+        if w.is_open() {
+            return Ok(());
+        }
+        match self.commit(&w).await {
+            Ok(()) => {
+                self.write_back_queue.done(ino);
+                if let Some(fh) = fh {
+                    self.release_kept(fh, &w);
+                }
+                Ok(())
+            }
+            Err(e) => Err(FsError::new(
+                libc::EIO,
+                format!(
+                    "a file waiting for its upload cannot get there: {}",
+                    e.reason
+                ),
+            )),
+        }
+    }
+
+    /// Files whose upload waits, journaled (a later mount sends them), their bytes, and the
+    /// files still open for writing with changes (not journaled: a close journals them).
+    pub async fn journaled_pending(&self) -> (usize, u64, usize) {
+        let journal = self.store.journal.clone();
+        let pending = tokio::task::spawn_blocking(move || {
+            journal.map(|j| j.unfinished_pending()).unwrap_or_default()
+        })
+        .await
+        .unwrap_or_default();
+        let bytes = pending.iter().map(|(_, r)| r.size).sum();
+        let mut loose = 0;
+        for w in self.handles.all_writers() {
+            if w.is_open() && w.holds_news() {
+                loose += 1;
+            }
+        }
+        (pending.len(), bytes, loose)
     }
 
     /// Wait until no closed file waits for its upload (or `limit` passed): whether so.
@@ -225,14 +376,21 @@ impl Filesystem {
     /// bucket's again). A change made elsewhere meanwhile keeps both: the local version goes
     /// up as `NAME.conflict-UTC` beside it.
     async fn upload_pending(&self, ino: u64) {
+        if self.upload_marker(ino).await {
+            return;
+        }
         let Some((fh, w)) = self.pending_writer(ino) else {
             // gone (unlinked, or uploaded by an fsync or a later close)
             self.write_back_queue.done(ino);
             return;
         };
         if w.is_open() {
-            // reopened for writing: its next close queues it again
-            self.write_back_queue.done(ino);
+            // its close is under way (or it was opened again): its release queues it again
+            self.write_back_queue.park(ino);
+            if !w.is_open() {
+                // released meanwhile: its queueing may have come before the parking
+                self.write_back_queue.push(ino, Instant::now());
+            }
             return;
         }
         let mut result = self.commit(&w).await;

@@ -569,13 +569,20 @@ impl fuser::Filesystem for Adapter {
     fn fsyncdir(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         _fh: FileHandle,
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        // directory changes are sent to S3 as they happen
-        reply.ok();
+        // directory changes are sent to S3 as they happen; with --write-back, files under it
+        // still waiting for their upload go now (`sync DIR`, fsync of a directory)
+        let fs = self.fs.clone();
+        self.spawn(async move {
+            match fs.sync_dir(ino.0).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(fail(&fs, "fsyncdir", ino.0, &e)),
+            }
+        });
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {

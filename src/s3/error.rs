@@ -204,12 +204,16 @@ impl S3Error {
     /// `InternalError` (even inside a 200), timeouts and transport failures.
     /// Never any other 4xx.
     /// Whether the request may have been carried out although this error came back: the
-    /// answer was lost or cut (after the request was sent), the server failed (5xx), or a
+    /// answer was lost or cut (after the request was sent), the server failed (5xx, but not a
+    /// 503 `SlowDown`/`ServiceUnavailable`, which S3 sends for a request it turned away), or a
     /// retried CompleteMultipartUpload found its upload already gone.
     pub fn may_have_been_applied(&self) -> bool {
         match self {
             S3Error::Transport { connect, .. } => !connect,
             S3Error::Timeout | S3Error::InvalidResponse(_) => true,
+            S3Error::Service {
+                status: 503, code, ..
+            } if code == "SlowDown" || code == "ServiceUnavailable" => false,
             S3Error::Service { status, code, .. } => *status >= 500 || code == "NoSuchUpload",
             S3Error::Certificate(_) | S3Error::Config(_) | S3Error::Corrupt(_) => false,
         }
