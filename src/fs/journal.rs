@@ -168,14 +168,56 @@ impl UploadJournal {
     /// Write-back: a closed file waits for its upload, from the part files of `local_id`
     /// (a later entry of the same id replaces it).
     pub fn pending(&self, local_id: &str, record: &super::upload::PendingRecord) {
-        // a struct of strings and numbers always serializes
-        let json = serde_json::to_string(record).unwrap_or_default();
-        self.append(&format!("pending {local_id} {}", hex_encode(&json)));
+        self.pending_after_sync(local_id, record, &[])
+            .unwrap_or_else(|e| tracing::warn!("upload journal {}: {e}", self.path.display()));
     }
 
-    /// Write-back: the pending upload of `local_id` is over (uploaded or withdrawn).
-    pub fn landed(&self, local_id: &str) {
-        self.append(&format!("landed {local_id}"));
+    /// As [`UploadJournal::pending`], once `files` (and the directory of the first) are on
+    /// disk: one trip to the blocking pool for the fsyncs and the journal's own.
+    pub fn pending_after_sync(
+        &self,
+        local_id: &str,
+        record: &super::upload::PendingRecord,
+        files: &[PathBuf],
+    ) -> std::io::Result<()> {
+        // a struct of strings and numbers always serializes
+        let json = serde_json::to_string(record).unwrap_or_default();
+        let line = format!("pending {local_id} {}", hex_encode(&json));
+        blocking(|| {
+            for p in files {
+                File::open(p)?.sync_all()?;
+            }
+            if let Some(dir) = files.first().and_then(|p| p.parent()) {
+                File::open(dir)?.sync_all()?;
+            }
+            let mut guard = self.file.lock();
+            if let Some(f) = guard.as_mut() {
+                writeln!(f, "{line}")?;
+                f.sync_data()?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Write-back: the pending upload of `local_id` is over (uploaded or withdrawn);
+    /// `drop_files`: its part files go too (else their owner still uses them). Not fsynced:
+    /// should the line be lost, the next mount finds the object holds exactly those bytes
+    /// already (or sends them again) — nothing is lost either way.
+    pub fn landed(&self, local_id: &str, drop_files: bool) {
+        let line = format!("landed {local_id}");
+        let dir = drop_files.then(|| self.parts_dir(local_id));
+        blocking(|| {
+            let mut guard = self.file.lock();
+            if let Some(f) = guard.as_mut() {
+                if let Err(e) = writeln!(f, "{line}") {
+                    tracing::warn!("upload journal {}: {e}", self.path.display());
+                }
+            }
+            drop(guard);
+            if let Some(dir) = dir {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        })
     }
 
     /// Write-back: closed files still waiting for their upload, oldest first, by local id.

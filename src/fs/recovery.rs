@@ -302,8 +302,7 @@ impl Filesystem {
             }
             match self.send_pending(journal, &local, &record).await {
                 Ok(landed_at) => {
-                    journal.landed(&local);
-                    journal.discard_local(&local);
+                    journal.landed(&local, true);
                     report.resumed.push(landed_at);
                 }
                 Err(e) => {
@@ -519,8 +518,7 @@ async fn retry_pending(
             match fs.send_pending(&journal, &local, &record).await {
                 Ok(key) => {
                     tracing::info!(key = %key, "uploaded a file closed before bucketfs stopped");
-                    journal.landed(&local);
-                    journal.discard_local(&local);
+                    journal.landed(&local, true);
                 }
                 Err(e) => {
                     tracing::debug!(key = %record.key, "still cannot upload: {e}");

@@ -1155,19 +1155,11 @@ impl Upload {
         let paths: Vec<_> = (1..=parts)
             .map(|n| journal.part_path(&self.local_id, n))
             .collect();
-        blocking(|| {
-            for p in &paths {
-                std::fs::File::open(p)?.sync_all()?;
-            }
-            if let Some(dir) = paths.first().and_then(|p| p.parent()) {
-                std::fs::File::open(dir)?.sync_all()?;
-            }
-            Ok::<_, std::io::Error>(())
-        })
-        .map_err(FsError::staging)?;
         record.parts = parts;
         record.size = self.size();
-        journal.pending(&self.local_id, &record);
+        journal
+            .pending_after_sync(&self.local_id, &record, &paths)
+            .map_err(FsError::staging)?;
         self.pending = true;
         Ok(())
     }
@@ -1177,7 +1169,7 @@ impl Upload {
     pub fn landed(&mut self) {
         if std::mem::take(&mut self.pending) {
             if let Some(j) = &self.journal {
-                j.landed(&self.local_id);
+                j.landed(&self.local_id, false);
             }
         }
     }

@@ -209,7 +209,7 @@ impl Filesystem {
         {
             Ok(meta) => {
                 if let Some(j) = &self.store.journal {
-                    j.landed(&local);
+                    j.landed(&local, true);
                 }
                 self.write_back_queue.markers.lock().remove(&ino);
                 if let Some(n) = self.inodes.lock().get_mut(ino) {
