@@ -596,6 +596,7 @@ impl CredentialArgs {
             passwd_file: self.passwd_file.as_deref().map(absolute).transpose()?,
             bucket: bucket.to_string(),
             proxy: connection.proxy.clone(),
+            ca_bundle: connection.ca_bundle.clone(),
         })
     }
 }

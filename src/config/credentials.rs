@@ -35,6 +35,8 @@ pub struct CredentialRequest {
     /// `--proxy`: STS and the SSO services are reached through it as the endpoint is (`None`:
     /// the environment's proxy, by the same rule).
     pub proxy: Option<String>,
+    /// `--ca-bundle`: trusted by STS and the SSO services too (a private CA, or a proxy's).
+    pub ca_bundle: Option<PathBuf>,
 }
 
 /// Why no credentials could be had. Messages name files and profiles, never a secret.
@@ -301,12 +303,14 @@ pub(super) fn container_fetcher(
 
 /// How STS and the SSO services are reached: `--proxy`, else the proxy variables of `env`,
 /// decided for each service's host by the rule the S3 client follows for its endpoint;
-/// trusting `AWS_CA_BUNDLE` (a role profile may name its own `ca_bundle`).
+/// trusting `AWS_CA_BUNDLE` and `--ca-bundle` (a role profile may name its own `ca_bundle`).
 fn service_transport(request: &CredentialRequest, env: &dyn Env) -> ServiceTransport {
     ServiceTransport::new(request.proxy.clone(), |name| env.var(name)).with_ca_bundles(
         nonempty(env, "AWS_CA_BUNDLE")
-            .map(|p| vec![PathBuf::from(p)])
-            .unwrap_or_default(),
+            .map(PathBuf::from)
+            .into_iter()
+            .chain(request.ca_bundle.clone())
+            .collect(),
     )
 }
 
@@ -741,6 +745,25 @@ mod tests {
     static ENV_LOCK: Mutex<()> = Mutex::new(());
 
     const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+
+    #[test]
+    fn sts_and_sso_trust_the_ca_bundle_of_the_mount_and_of_the_environment() {
+        let req = CredentialRequest {
+            ca_bundle: Some(PathBuf::from("/etc/private-ca.pem")),
+            ..CredentialRequest::default()
+        };
+        let e = env(&[("AWS_CA_BUNDLE", "/etc/env-ca.pem")]);
+        let via = service_transport(&req, &e);
+        assert_eq!(
+            via.ca_bundles,
+            [
+                PathBuf::from("/etc/env-ca.pem"),
+                PathBuf::from("/etc/private-ca.pem")
+            ]
+        );
+        let none = service_transport(&CredentialRequest::default(), &env(&[]));
+        assert!(none.ca_bundles.is_empty());
+    }
 
     #[test]
     fn environment_comes_first() {
