@@ -3,6 +3,8 @@
 # Ctrl-C (or `kill` of this script) unmounts and stops the server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# the FUSE tools (and the rest of what the tests use): installed if missing
+bash scripts/setup.sh
 PORT=${PORT:-9000}
 MNT=${MNT:-$PWD/mnt}
 cargo build --release --workspace -q

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# The test command: formatting, lints, then every test (unit, core against the in-process S3
+# The test command: what it needs installed (scripts/setup.sh), formatting, lints, then every test (unit, core against the in-process S3
 # server, and real FUSE mounts: in CI they must run), a bounded soak run (scripts/soak.sh),
 # then the mount suites against a real Ceph RGW (scripts/rgw.sh, from ../shared/ceph-rgw.sh;
 # BUCKETFS_SKIP_RGW=1 leaves it out).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export AWS_EC2_METADATA_DISABLED=true
+# what the tests need (FUSE tools, rsync, zip, sqlite3, moto): installed if missing
+bash scripts/setup.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace -- --test-threads="${TEST_THREADS:-2}"
