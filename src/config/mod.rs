@@ -64,6 +64,9 @@ pub struct FsConfig {
     /// Write-back: the first wait before an upload that failed is tried again (doubling up
     /// to a minute). 1 s; tests set their own.
     pub write_back_retry: Duration,
+    /// Write-back: uploads start once closes have paused this long (or 5 s after a file's
+    /// close), so that a copy of many files does not compete with its own uploads. 300 ms.
+    pub write_back_idle: Duration,
 }
 
 impl Default for FsConfig {
@@ -93,6 +96,7 @@ impl Default for FsConfig {
             data_cache: true,
             write_back: false,
             write_back_retry: Duration::from_secs(1),
+            write_back_idle: Duration::from_millis(300),
         }
     }
 }

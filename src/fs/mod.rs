@@ -31,6 +31,7 @@ mod small_bodies;
 pub mod staging;
 mod stat_ahead;
 pub mod upload;
+mod upload_schedule;
 mod write_back;
 pub mod xattr;
 

@@ -3,7 +3,6 @@
 //! server cannot be reached, never over a change made elsewhere (the local version then goes up
 //! next to it, as `NAME.conflict-UTC`). fsync and unmount wait for the bucket.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime};
@@ -14,6 +13,7 @@ use parking_lot::Mutex;
 use super::error::{FsError, FsResult};
 use super::file_io::WriteHandle;
 use super::upload::PendingRecord;
+use super::upload_schedule::Schedule;
 use super::Filesystem;
 
 /// Uploads of closed files in flight at once.
@@ -27,10 +27,8 @@ pub(crate) struct WriteBackQueue {
     /// Directory markers a mkdir could not write (the server away), by inode: journaled as
     /// pending entries of no parts, written by the uploader.
     markers: Mutex<std::collections::HashMap<u64, (String, PendingRecord)>>,
-    /// ino → (when it was closed, the next attempt not before, failed attempts).
-    queued: Mutex<BTreeMap<u64, Queued>>,
-    /// Being uploaded now.
-    uploading: Mutex<std::collections::HashSet<u64>>,
+    /// Which file goes next (see `upload_schedule.rs`).
+    schedule: Mutex<Schedule>,
     wake: tokio::sync::Notify,
     /// Told after each upload (done or failed), for those waiting on the queue.
     changed: tokio::sync::Notify,
@@ -42,13 +40,6 @@ pub(crate) struct WriteBackQueue {
     /// Since when uploads have been failing for want of a server (none: they work).
     unreachable_since: Mutex<Option<Instant>>,
     busy: AtomicUsize,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Queued {
-    closed: Instant,
-    not_before: Instant,
-    failed: u32,
 }
 
 /// What the stats show of write-back.
@@ -65,59 +56,27 @@ pub struct WriteBackStats {
 impl WriteBackQueue {
     /// Queue `ino` (closed at `closed`), or make it due now if it is queued already.
     fn push(&self, ino: u64, closed: Instant) {
-        self.queued
-            .lock()
-            .entry(ino)
-            .and_modify(|q| q.not_before = q.not_before.min(closed))
-            .or_insert(Queued {
-                closed,
-                not_before: closed,
-                failed: 0,
-            });
+        self.schedule.lock().push(ino, closed);
         self.wake.notify_one();
     }
 
     /// Still open (its close is under way): left queued, not tried until queued again.
     fn park(&self, ino: u64) {
-        if let Some(q) = self.queued.lock().get_mut(&ino) {
-            q.not_before = Instant::now() + Duration::from_secs(24 * 3600);
-        }
-        self.uploading.lock().remove(&ino);
+        self.schedule.lock().park(ino, Instant::now());
     }
 
     /// The oldest files due now (not being uploaded), at most `n`.
-    fn take_due(&self, n: usize) -> Vec<u64> {
-        let now = Instant::now();
-        let mut uploading = self.uploading.lock();
-        let mut due: Vec<(Instant, u64)> = self
-            .queued
-            .lock()
-            .iter()
-            .filter(|(ino, q)| q.not_before <= now && !uploading.contains(ino))
-            .map(|(ino, q)| (q.closed, *ino))
-            .collect();
-        due.sort();
-        due.truncate(n);
-        for (_, ino) in &due {
-            uploading.insert(*ino);
-        }
-        due.into_iter().map(|(_, ino)| ino).collect()
+    fn take_due(&self, n: usize, idle: Duration) -> Vec<u64> {
+        self.schedule.lock().take(n, Instant::now(), idle)
     }
 
     /// The earliest time something queued is due.
-    fn next_due(&self) -> Option<Instant> {
-        let uploading = self.uploading.lock();
-        self.queued
-            .lock()
-            .iter()
-            .filter(|(ino, _)| !uploading.contains(ino))
-            .map(|(_, q)| q.not_before)
-            .min()
+    fn next_due(&self, idle: Duration) -> Option<Instant> {
+        self.schedule.lock().next_due(idle)
     }
 
     fn done(&self, ino: u64) {
-        self.queued.lock().remove(&ino);
-        self.uploading.lock().remove(&ino);
+        self.schedule.lock().done(ino);
         *self.unreachable_since.lock() = None;
         self.changed.notify_waiters();
     }
@@ -125,14 +84,9 @@ impl WriteBackQueue {
     /// Failed: tried again after a wait doubling from `first` up to a minute.
     fn failed(&self, ino: u64, first: Duration, unreachable: bool) {
         self.failures.fetch_add(1, Ordering::Relaxed);
-        if let Some(q) = self.queued.lock().get_mut(&ino) {
-            q.failed += 1;
-            let wait = first
-                .saturating_mul(1 << q.failed.min(10).saturating_sub(1))
-                .min(MAX_RETRY_WAIT);
-            q.not_before = Instant::now() + wait;
-        }
-        self.uploading.lock().remove(&ino);
+        self.schedule
+            .lock()
+            .failed(ino, Instant::now(), first, MAX_RETRY_WAIT);
         if unreachable {
             self.unreachable_since
                 .lock()
@@ -144,12 +98,12 @@ impl WriteBackQueue {
 
     /// Dropped from the queue without an upload (unlinked, reopened for writing).
     fn forget(&self, ino: u64) {
-        self.queued.lock().remove(&ino);
+        self.schedule.lock().forget(ino);
         self.changed.notify_waiters();
     }
 
-    pub(crate) fn len(&self) -> usize {
-        self.queued.lock().len()
+    pub(crate) fn is_empty(&self) -> bool {
+        self.schedule.lock().is_empty()
     }
 }
 
@@ -250,10 +204,11 @@ impl Filesystem {
         let prefix = self.dir_key(ino)?;
         let queued: Vec<u64> = self
             .write_back_queue
-            .queued
+            .schedule
             .lock()
-            .keys()
-            .copied()
+            .closed_times()
+            .into_iter()
+            .map(|(ino, _)| ino)
             .collect();
         let under: Vec<u64> = {
             let t = self.inodes.lock();
@@ -322,7 +277,7 @@ impl Filesystem {
             let changed = self.write_back_queue.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            if self.write_back_queue.len() == 0 {
+            if self.write_back_queue.is_empty() {
                 return true;
             }
             if tokio::time::timeout_at(deadline, changed).await.is_err() {
@@ -335,12 +290,7 @@ impl Filesystem {
     pub fn write_back_stats(&self) -> WriteBackStats {
         let q = &self.write_back_queue;
         let now = Instant::now();
-        let queued: Vec<(u64, Instant)> = q
-            .queued
-            .lock()
-            .iter()
-            .map(|(ino, e)| (*ino, e.closed))
-            .collect();
+        let queued: Vec<(u64, Instant)> = q.schedule.lock().closed_times();
         let bytes = {
             let t = self.inodes.lock();
             queued
@@ -463,7 +413,8 @@ async fn uploader(me: Weak<Filesystem>, queue: Arc<WriteBackQueue>) {
         let Some(fs) = me.upgrade() else { return };
         let free =
             PARALLEL_UPLOADS.saturating_sub(fs.write_back_queue.busy.load(Ordering::Acquire));
-        for ino in fs.write_back_queue.take_due(free) {
+        let idle = fs.config.write_back_idle;
+        for ino in fs.write_back_queue.take_due(free, idle) {
             let fs = fs.clone();
             fs.write_back_queue.busy.fetch_add(1, Ordering::AcqRel);
             tokio::spawn(async move {
@@ -477,7 +428,7 @@ async fn uploader(me: Weak<Filesystem>, queue: Arc<WriteBackQueue>) {
         let next = if full {
             None
         } else {
-            fs.write_back_queue.next_due()
+            fs.write_back_queue.next_due(idle)
         };
         drop(fs);
         let wake = queue.wake.notified();
