@@ -44,7 +44,7 @@ umnt() {  # CFG: unmount; bucketfs's request counts from its log
   [ -f $log ] && pos=$(wc -c < $log)
   bash $SH/run_all.sh umount $c
   if [ $c = bfs ]; then
-    tail -c +$((pos + 1)) $log | grep -o 's3_requests{op="[A-Za-z]*"} [0-9]*' \
+    tail -c +$((pos + 1)) $log | grep -o 's3_requests{op="[A-Za-z_]*"} [0-9]*' \
       | sed 's/s3_requests{op="\(.*\)"} \(.*\)/\1 \2/' | tr '\n' ' '
   fi
 }
