@@ -373,6 +373,19 @@ impl Mount {
         )
     }
 
+    /// As [`Mount::new`], the daemon's command changed by `edit` first (its environment:
+    /// credentials from a profile instead of the server's keys).
+    pub fn with_command(srv: &Server, extra: &[&str], edit: &dyn Fn(&mut Command)) -> Mount {
+        Self::start_with(
+            srv,
+            srv.bucket(),
+            tempfile::tempdir().expect("tempdir"),
+            None,
+            extra,
+            edit,
+        )
+    }
+
     /// `umount` (which returns once the kernel lets go, the daemon may still be finishing),
     /// then at once a new mount of the same place: the returned mount, and the old daemon.
     pub fn umount_and_mount_again(mut self, srv: &Server, extra: &[&str]) -> (Mount, Child) {
@@ -394,6 +407,17 @@ impl Mount {
         dir: tempfile::TempDir,
         cache: Option<tempfile::TempDir>,
         extra: &[&str],
+    ) -> Mount {
+        Self::start_with(srv, bucket, dir, cache, extra, &|_| {})
+    }
+
+    fn start_with(
+        srv: &Server,
+        bucket: &str,
+        dir: tempfile::TempDir,
+        cache: Option<tempfile::TempDir>,
+        extra: &[&str],
+        edit: &dyn Fn(&mut Command),
     ) -> Mount {
         let log = dir.path().with_extension("log");
         let mnt = dir.path().to_path_buf();
@@ -427,6 +451,7 @@ impl Mount {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(logfile);
+        edit(&mut cmd);
         let child = cmd.spawn().expect("spawn bucketfs");
         let mut m = Mount {
             dir,
