@@ -10,7 +10,8 @@ pub const MAX_HOLD: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
-    /// In `ready`: goes when its turn comes.
+    /// In `ready` (or `ready_now` when it does not wait for closes to pause): goes when its
+    /// turn comes.
     Ready,
     /// In `waiting` until this instant (a failed attempt, or parked).
     Waiting(Instant),
@@ -23,6 +24,8 @@ struct Entry {
     closed: Instant,
     failed: u32,
     state: State,
+    /// Goes without waiting for closes to pause (a large file: its upload is long anyway).
+    at_once: bool,
 }
 
 /// Closed files waiting for their upload. Invariant: an entry is in `ready` (by close time)
@@ -32,6 +35,7 @@ struct Entry {
 pub struct Schedule {
     entries: HashMap<u64, Entry>,
     ready: BTreeSet<(Instant, u64)>,
+    ready_now: BTreeSet<(Instant, u64)>,
     waiting: BTreeSet<(Instant, u64)>,
     /// The latest close (uploads wait for closes to pause).
     last_close: Option<Instant>,
@@ -41,7 +45,7 @@ impl Schedule {
     fn unlink(&mut self, ino: u64, e: &Entry) {
         match e.state {
             State::Ready => {
-                self.ready.remove(&(e.closed, ino));
+                self.ready_set(e.at_once).remove(&(e.closed, ino));
             }
             State::Waiting(t) => {
                 self.waiting.remove(&(t, ino));
@@ -50,12 +54,20 @@ impl Schedule {
         }
     }
 
+    fn ready_set(&mut self, at_once: bool) -> &mut BTreeSet<(Instant, u64)> {
+        if at_once {
+            &mut self.ready_now
+        } else {
+            &mut self.ready
+        }
+    }
+
     fn set(&mut self, ino: u64, mut e: Entry, state: State) {
         self.unlink(ino, &e);
         e.state = state;
         match state {
             State::Ready => {
-                self.ready.insert((e.closed, ino));
+                self.ready_set(e.at_once).insert((e.closed, ino));
             }
             State::Waiting(t) => {
                 self.waiting.insert((t, ino));
@@ -66,8 +78,8 @@ impl Schedule {
     }
 
     /// `ino` was closed at `closed`: queued, or due at once if it waits (being uploaded: once
-    /// more after).
-    pub fn push(&mut self, ino: u64, closed: Instant) {
+    /// more after). `at_once`: it does not wait for closes to pause.
+    pub fn push(&mut self, ino: u64, closed: Instant, at_once: bool) {
         self.last_close = Some(self.last_close.map_or(closed, |l| l.max(closed)));
         match self.entries.get(&ino).copied() {
             None => self.set(
@@ -76,6 +88,7 @@ impl Schedule {
                     closed,
                     failed: 0,
                     state: State::Ready,
+                    at_once,
                 },
                 State::Ready,
             ),
@@ -103,6 +116,19 @@ impl Schedule {
         let settled = self.last_close.is_none_or(|l| l + idle <= now);
         let mut out = Vec::new();
         while out.len() < n {
+            let Some(&(closed, ino)) = self.ready_now.first() else {
+                break;
+            };
+            match self.entries.get(&ino).copied() {
+                Some(e) => self.set(ino, e, State::Uploading { again: false }),
+                None => {
+                    self.ready_now.remove(&(closed, ino));
+                    continue;
+                }
+            }
+            out.push(ino);
+        }
+        while out.len() < n {
             let Some(&(closed, ino)) = self.ready.first() else {
                 break;
             };
@@ -126,10 +152,8 @@ impl Schedule {
             settled.min(closed + MAX_HOLD)
         });
         let waiting = self.waiting.first().map(|&(t, _)| t);
-        match (ready, waiting) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let now = self.ready_now.first().map(|&(closed, _)| closed);
+        [ready, waiting, now].into_iter().flatten().min()
     }
 
     /// Uploaded (or nothing to upload any more): gone, unless queued anew meanwhile.
@@ -200,9 +224,9 @@ mod tests {
     fn oldest_first_after_closes_pause_and_failures_wait() {
         let t0 = Instant::now();
         let mut s = Schedule::default();
-        s.push(1, t0);
-        s.push(2, t0 + Duration::from_millis(10));
-        s.push(3, t0 + Duration::from_millis(20));
+        s.push(1, t0, false);
+        s.push(2, t0 + Duration::from_millis(10), false);
+        s.push(3, t0 + Duration::from_millis(20), false);
         // closes still coming: nothing yet
         assert!(s.take(4, t0 + Duration::from_millis(100), IDLE).is_empty());
         assert_eq!(
@@ -223,30 +247,40 @@ mod tests {
     fn a_steady_stream_of_closes_holds_files_five_seconds_at_most() {
         let t0 = Instant::now();
         let mut s = Schedule::default();
-        s.push(1, t0);
-        s.push(2, t0 + Duration::from_secs(4));
+        s.push(1, t0, false);
+        s.push(2, t0 + Duration::from_secs(4), false);
         let now = t0 + MAX_HOLD;
-        s.push(3, now);
+        s.push(3, now, false);
         assert_eq!(s.take(4, now, IDLE), vec![1]);
+    }
+
+    #[test]
+    fn a_large_file_does_not_wait_for_closes_to_pause() {
+        let t0 = Instant::now();
+        let mut s = Schedule::default();
+        s.push(1, t0, false);
+        s.push(2, t0, true);
+        assert_eq!(s.next_due(IDLE), Some(t0));
+        assert_eq!(s.take(4, t0, IDLE), vec![2]);
     }
 
     #[test]
     fn queued_again_while_uploading_goes_once_more() {
         let t0 = Instant::now();
         let mut s = Schedule::default();
-        s.push(7, t0);
+        s.push(7, t0, false);
         assert_eq!(s.take(1, t0 + Duration::from_secs(1), IDLE), vec![7]);
-        s.push(7, t0 + Duration::from_secs(1));
+        s.push(7, t0 + Duration::from_secs(1), false);
         s.done(7);
         assert_eq!(s.len(), 1);
         assert_eq!(s.take(1, t0 + Duration::from_secs(3), IDLE), vec![7]);
         s.done(7);
         assert!(s.is_empty());
         // parked, then queued again: due
-        s.push(8, t0);
+        s.push(8, t0, false);
         s.park(8, t0);
         assert!(s.take(1, t0 + Duration::from_secs(10), IDLE).is_empty());
-        s.push(8, t0 + Duration::from_secs(10));
+        s.push(8, t0 + Duration::from_secs(10), false);
         assert_eq!(s.take(1, t0 + Duration::from_secs(11), IDLE), vec![8]);
         s.forget(8);
         assert!(s.is_empty() && s.next_due(IDLE).is_none());

@@ -54,9 +54,10 @@ pub struct WriteBackStats {
 }
 
 impl WriteBackQueue {
-    /// Queue `ino` (closed at `closed`), or make it due now if it is queued already.
-    fn push(&self, ino: u64, closed: Instant) {
-        self.schedule.lock().push(ino, closed);
+    /// Queue `ino` (closed at `closed`), or make it due now if it is queued already;
+    /// `at_once`: it does not wait for closes to pause.
+    fn push(&self, ino: u64, closed: Instant, at_once: bool) {
+        self.schedule.lock().push(ino, closed, at_once);
         self.wake.notify_one();
     }
 
@@ -117,7 +118,8 @@ impl Filesystem {
         }
         let staged = self.stage_writer(w, false).await?;
         if staged {
-            self.write_back_queue.push(w.ino(), Instant::now());
+            self.write_back_queue
+                .push(w.ino(), Instant::now(), self.large(w.ino()));
             self.start_uploader();
         }
         Ok(staged || !self.writer_has_news(w).await)
@@ -146,8 +148,17 @@ impl Filesystem {
             .markers
             .lock()
             .insert(ino, (local, record));
-        self.write_back_queue.push(ino, Instant::now());
+        self.write_back_queue.push(ino, Instant::now(), false);
         self.start_uploader();
+    }
+
+    /// Larger than one part: its upload does not wait for closes to pause (it is long
+    /// anyway, and a copy of large files has few closes to batch).
+    fn large(&self, ino: u64) -> bool {
+        self.inodes
+            .lock()
+            .get(ino)
+            .is_some_and(|n| n.attr.size > self.limits.base)
     }
 
     /// Write a deferred directory marker; whether it was one.
@@ -185,7 +196,8 @@ impl Filesystem {
     /// Queue a file whose pending upload a rename changed (it goes under its new name).
     pub(crate) fn requeue_pending(&self, ino: u64) {
         if self.config.write_back {
-            self.write_back_queue.push(ino, Instant::now());
+            self.write_back_queue
+                .push(ino, Instant::now(), self.large(ino));
             self.start_uploader();
         }
     }
@@ -339,7 +351,8 @@ impl Filesystem {
             self.write_back_queue.park(ino);
             if !w.is_open() {
                 // released meanwhile: its queueing may have come before the parking
-                self.write_back_queue.push(ino, Instant::now());
+                self.write_back_queue
+                    .push(ino, Instant::now(), self.large(ino));
             }
             return;
         }
