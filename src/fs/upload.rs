@@ -59,6 +59,23 @@ struct Multipart {
     opts: PutOptions,
 }
 
+impl Multipart {
+    /// Parts from the first, none sent; `upload_id` empty until the upload is created.
+    fn new(upload_id: String, opts: &PutOptions) -> Multipart {
+        Multipart {
+            upload_id,
+            next_part: 1,
+            next_offset: 0,
+            in_flight: Vec::new(),
+            done: Vec::new(),
+            failed: Vec::new(),
+            rewritten: Default::default(),
+            evicted: Default::default(),
+            opts: opts.clone(),
+        }
+    }
+}
+
 /// What a finished upload produced.
 #[derive(Debug, Clone)]
 pub struct Uploaded {
@@ -321,19 +338,7 @@ impl Upload {
         }
         match self.mpu.as_mut() {
             Some(m) => m.upload_id = upload_id.clone(),
-            None => {
-                self.mpu = Some(Multipart {
-                    upload_id: upload_id.clone(),
-                    next_part: 1,
-                    next_offset: 0,
-                    in_flight: Vec::new(),
-                    done: Vec::new(),
-                    failed: Vec::new(),
-                    rewritten: Default::default(),
-                    evicted: Default::default(),
-                    opts: opts.clone(),
-                })
-            }
+            None => self.mpu = Some(Multipart::new(upload_id.clone(), opts)),
         }
         Ok(upload_id)
     }
@@ -807,17 +812,9 @@ impl Upload {
     /// `defer_sends` the part only goes to its own file, to be sent when the upload finishes.
     async fn queue_part(&mut self, opts: &PutOptions) -> FsResult<()> {
         if self.defer_sends {
-            self.mpu.get_or_insert_with(|| Multipart {
-                upload_id: String::new(),
-                next_part: 1,
-                next_offset: 0,
-                in_flight: Vec::new(),
-                done: Vec::new(),
-                failed: Vec::new(),
-                rewritten: Default::default(),
-                evicted: Default::default(),
-                opts: opts.clone(),
-            });
+            // no upload id yet: the upload is created when it finishes
+            self.mpu
+                .get_or_insert_with(|| Multipart::new(String::new(), opts));
         } else {
             self.upload_id(opts).await?;
         }
