@@ -80,6 +80,9 @@ pub struct RefreshingCredentials {
     fetcher: Arc<dyn Fetcher>,
     state: Arc<RwLock<RefreshState>>,
     refreshing: Arc<AtomicBool>,
+    /// Held by the one fetch of expired keys under way: requests that find them expired at
+    /// the same time wait for it and take its keys (one fetch, not one per request).
+    fetch_gate: Arc<Mutex<()>>,
 }
 
 impl fmt::Debug for RefreshingCredentials {
@@ -106,7 +109,26 @@ impl RefreshingCredentials {
                 last_fetch: Instant::now(),
             })),
             refreshing: Arc::new(AtomicBool::new(false)),
+            fetch_gate: Arc::new(Mutex::new(())),
         }
+    }
+
+    /// Expired keys: fetched by one caller at a time; a caller that waited behind another's
+    /// fetch takes its keys (fetches stay at least [`MIN_FETCH_INTERVAL`] apart).
+    fn fetch_expired(&self) {
+        off_the_runtime(|| {
+            let _gate = self.fetch_gate.lock();
+            if self.state.read().last_fetch.elapsed() < MIN_FETCH_INTERVAL {
+                return;
+            }
+            if let Err(e) = Self::fetch_into(self.fetcher.as_ref(), &self.state) {
+                warn!(
+                    "credentials from {} expired and cannot be refreshed: {e}",
+                    self.fetcher.describe()
+                );
+                self.state.write().last_fetch = Instant::now();
+            }
+        })
     }
 
     /// When the current keys expire, if they do.
@@ -163,13 +185,7 @@ impl CredentialSource for RefreshingCredentials {
             let recently = last_fetch.elapsed() < MIN_FETCH_INTERVAL;
             if now + EXPIRY_MARGIN >= exp && !recently {
                 // Expired: the request would fail anyway, so wait for new keys.
-                if let Err(e) = Self::fetch_into(self.fetcher.as_ref(), &self.state) {
-                    warn!(
-                        "credentials from {} expired and cannot be refreshed: {e}",
-                        self.fetcher.describe()
-                    );
-                    self.state.write().last_fetch = Instant::now();
-                }
+                self.fetch_expired();
             } else if now + REFRESH_AHEAD >= exp && !recently {
                 self.refresh_in_background();
             }
@@ -1028,6 +1044,49 @@ mod tests {
         assert_eq!(c.current().access_key_id, "K2");
         assert!(c.refresh_after_denied());
         assert_eq!(c.current().access_key_id, "K3");
+    }
+
+    /// Hands out expired keys, each fetch taking a while.
+    struct Slow {
+        n: Mutex<u32>,
+    }
+    impl Fetcher for Slow {
+        fn fetch(&self) -> Result<Expiring, String> {
+            std::thread::sleep(Duration::from_millis(200));
+            let mut n = self.n.lock();
+            *n += 1;
+            Ok(Expiring {
+                credentials: Credentials {
+                    access_key_id: format!("S{n}"),
+                    secret_access_key: "s".into(),
+                    session_token: None,
+                },
+                expires: Some(SystemTime::now() - Duration::from_secs(1)),
+            })
+        }
+        fn describe(&self) -> String {
+            "slow".into()
+        }
+    }
+
+    #[test]
+    fn requests_finding_keys_expired_at_once_share_one_fetch() {
+        let f = Arc::new(Slow { n: Mutex::new(0) });
+        let c = Arc::new(RefreshingCredentials::new(f.clone()).unwrap());
+        std::thread::sleep(MIN_FETCH_INTERVAL + Duration::from_millis(50));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let c = c.clone();
+                std::thread::spawn(move || c.current().access_key_id)
+            })
+            .collect();
+        let keys: Vec<String> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(
+            *f.n.lock(),
+            2,
+            "one fetch at start, one for all eight: {keys:?}"
+        );
+        assert!(keys.iter().all(|k| k == "S2"), "{keys:?}");
     }
 
     #[test]
