@@ -13,7 +13,9 @@
 # cached read, since it empties its cache at every mount); a remount keeping the cache dir, then
 # the same read warm; fio 4 KiB random reads (1 job, FIO_SECS)
 # warm; then a fresh cache dir and fio 4 KiB random reads cold.
-# env: CONFIGS="bfs rcfull" to run only some; FIO_SECS (15).
+# env: CONFIGS="bfs rcfull" to run only some; FIO_SECS (15); BASE_BIN=path adds config "base"
+#   (another bucketfs build, run like bfs: an A/B of a change); ONLY=cold_seq runs only the
+#   cold sequential read (raw, and each mount's first read).
 # Results: /tmp/bench/results_cache.tsv (config, rep, workload, value); a median table at the end.
 set -u
 cd "$(dirname "$0")/.."
@@ -24,7 +26,7 @@ URL=http://127.0.0.1:19000; AK=benchak; SK=benchsk; BKT=cachebench
 export AWS_EC2_METADATA_DISABLED=true
 BIN=$B/bucketfs-cachebench; cp target/release/bucketfs "$BIN"
 MP=${MOUNTPOINT_BIN:-/tmp/mountpoint/mount-s3}
-CONFIGS=${CONFIGS:-"raw bfs bfsoff s3fsc rcfull"}; [ -x "$MP" ] && [ -z "${NO_MP:-}" ] && CONFIGS="$CONFIGS mp"
+CONFIGS=${CONFIGS:-"raw bfs bfsoff s3fsc rcfull"}; [ -n "${BASE_BIN:-}" ] && CONFIGS="$CONFIGS base"; [ -x "$MP" ] && [ -z "${NO_MP:-}" ] && CONFIGS="$CONFIGS mp"
 MNT=$B/mnt/cache
 : > "$OUT"
 
@@ -53,9 +55,9 @@ EOF
 mnt() {  # CFG CACHE_DIR
   local cfg=$1 cache=$2; mkdir -p "$cache"
   case $cfg in
-    bfs|bfsoff)
-      local extra=""; [ "$cfg" = bfsoff ] && extra="--data-cache off"
-      AWS_ACCESS_KEY_ID=$AK AWS_SECRET_ACCESS_KEY=$SK "$BIN" mount $BKT $MNT --endpoint $URL \
+    bfs|bfsoff|base)
+      local extra="" bin=$BIN; [ "$cfg" = bfsoff ] && extra="--data-cache off"; [ "$cfg" = base ] && bin=$BASE_BIN
+      AWS_ACCESS_KEY_ID=$AK AWS_SECRET_ACCESS_KEY=$SK "$bin" mount $BKT $MNT --endpoint $URL \
         --region us-east-1 --path-style --foreground --cache-dir "$cache" $extra >> $B/log_cache_$cfg.txt 2>&1 & ;;
     s3fsc)
       s3fs $BKT $MNT -f -o "passwd_file=$B/passwd-cache,url=$URL,use_path_request_style,dbglevel=warn,use_cache=$cache" \
@@ -100,6 +102,7 @@ t0 = time.time(); s3.download_fileobj(sys.argv[1], "big", Null(), Config=tc)
 print(round(1073741824 / (time.time() - t0) / 1e6))
 PY
 )"
+      [ "${ONLY:-}" = cold_seq ] && continue
       rec raw "$rep" cold_rand4k_IOPS "$(S3_URL=$URL S3_AK=$AK S3_SK=$SK python3 - $BKT "$FIO_SECS" <<'PY'
 import os, sys, time, random, boto3
 from botocore.config import Config
@@ -118,6 +121,7 @@ PY
     cache=$B/cachedir_$cfg; rm -rf "$cache"
     mnt "$cfg" "$cache" || continue
     rec "$cfg" "$rep" cold_seq_MBps "$(seqread)"
+    if [ "${ONLY:-}" = cold_seq ]; then umnt; rm -rf "$cache"; continue; fi
     # the same mount, the kernel's page cache dropped: what the mount's own cache gives
     # (Mountpoint empties its cache at every mount, so this is its cached read)
     sync; echo 1 > /proc/sys/vm/drop_caches 2>/dev/null

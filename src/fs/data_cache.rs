@@ -404,17 +404,31 @@ impl DataCache {
         if file.metadata()?.len() != size {
             file.set_len(size)?;
         }
-        for &(b, len) in blocks {
-            let from = (b * BLOCK - start) as usize;
+        // each run of neighbouring blocks in one write, past the page cache (read back
+        // through it when used)
+        let mut i = 0;
+        while i < blocks.len() {
+            let mut j = i + 1;
+            while j < blocks.len() && blocks[j].0 == blocks[j - 1].0 + 1 {
+                j += 1;
+            }
+            let run = &blocks[i..j];
+            let from = (run[0].0 * BLOCK - start) as usize;
+            let len: u64 = run.iter().map(|r| r.1).sum();
             let bytes = &data[from..from + len as usize];
-            file.write_all_at(bytes, b * BLOCK)?;
+            super::direct_io::write_all_at(&file, bytes, run[0].0 * BLOCK)?;
             let crcs: Vec<u8> = bytes
                 .chunks(UNIT as usize)
                 .flat_map(|u| crc32c::crc32c(u).to_be_bytes())
                 .collect();
-            sums.write_all_at(&crcs, b * UNITS_PER_BLOCK * 4)?;
-            self.index.lock().insert((id, b), len);
+            sums.write_all_at(&crcs, run[0].0 * UNITS_PER_BLOCK * 4)?;
+            let mut index = self.index.lock();
+            for &(b, len) in run {
+                index.insert((id, b), len);
+            }
+            drop(index);
             self.counters.stored_bytes.fetch_add(len, Ordering::Relaxed);
+            i = j;
         }
         Ok(())
     }

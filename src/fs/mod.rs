@@ -10,6 +10,7 @@ pub mod control;
 pub mod counters;
 pub mod data_cache;
 pub mod dir_listing;
+mod direct_io;
 mod dirty_parts;
 pub mod error;
 mod file_io;

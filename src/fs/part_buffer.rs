@@ -172,7 +172,7 @@ impl PartBuffer {
         } = self
         {
             if let Some(t) = tail.take() {
-                blocking(|| file.write_all_at(&t.buf, t.from as u64))?;
+                blocking(|| super::direct_io::write_all_at(file, &t.buf, t.from as u64))?;
                 pool.give(t.buf);
             }
         }
@@ -348,7 +348,7 @@ impl PartBuffer {
                     None
                 };
                 let next = blocking(|| {
-                    file.write_all_at(&t.buf, 0)?;
+                    super::direct_io::write_all_at(file, &t.buf, 0)?;
                     create(next_path)
                 })?;
                 *tail = rest.map(|buf| Tail { buf, from: 0 });

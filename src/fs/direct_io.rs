@@ -1,0 +1,182 @@
+//! Large writes to staging and cache files that skip the page cache (`O_DIRECT`): a full part
+//! or a run of cache blocks is written once and read back rarely, and on a VM the page cache's
+//! fresh pages cost more CPU than the write (2.5 s of system time per GiB in a buffered `dd`
+//! here, 0.06 s direct). Aligned pieces go direct from an aligned copy; the rest, and files
+//! on filesystems that refuse `O_DIRECT` (tmpfs), are written as usual.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use parking_lot::Mutex;
+
+/// Offsets, lengths and memory of direct writes are multiples of this (the largest logical
+/// block size of the disks in use; 512 suffices on most).
+pub const ALIGN: usize = 4096;
+
+/// Below this, a write goes through the page cache (not worth the copy and the syscalls).
+const MIN_DIRECT: usize = 64 * 1024;
+
+/// The aligned copy of each direct write, in pieces of at most this.
+const BOUNCE: usize = 1024 * 1024;
+
+/// Set once a filesystem refused `O_DIRECT`: every later write is buffered.
+static REFUSED: AtomicBool = AtomicBool::new(false);
+
+/// Aligned buffers kept for reuse (at most a few; each is [`BOUNCE`] + [`ALIGN`] bytes).
+static BOUNCES: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+
+/// Writes all of `data` at `offset` of `file` (opened for writing, without `O_DIRECT`):
+/// the aligned middle directly to disk, the unaligned ends through the page cache. Blocking.
+pub fn write_all_at(file: &File, data: &[u8], offset: u64) -> io::Result<()> {
+    let a = ALIGN as u64;
+    let first = offset.next_multiple_of(a);
+    let end = offset + data.len() as u64;
+    let last = end - end % a;
+    if REFUSED.load(Ordering::Relaxed) || last < first || ((last - first) as usize) < MIN_DIRECT {
+        return file.write_all_at(data, offset);
+    }
+    let head = (first - offset) as usize;
+    let mid = (last - first) as usize;
+    file.write_all_at(&data[..head], offset)?;
+    if !direct(file, &data[head..head + mid], first)? {
+        file.write_all_at(&data[head..head + mid], first)?;
+    }
+    file.write_all_at(&data[head + mid..], last)
+}
+
+/// Writes `data` (a multiple of [`ALIGN`] long) at `offset` (aligned) with `O_DIRECT` set on
+/// `file` for the time of it; `false` when the filesystem refuses it (nothing written).
+fn direct(file: &File, data: &[u8], offset: u64) -> io::Result<bool> {
+    let fd = file.as_raw_fd();
+    // SAFETY: fcntl on a descriptor `file` owns, reading and setting its status flags
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_DIRECT) } < 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EINVAL) {
+            refused(&e);
+            return Ok(false);
+        }
+        return Err(e);
+    }
+    let written = write_aligned(file, data, offset);
+    // SAFETY: as above, restoring the flags read
+    let restored = unsafe { libc::fcntl(fd, libc::F_SETFL, flags) };
+    let done = match written {
+        Ok(n) => n,
+        Err(e) => {
+            if restored < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if e.raw_os_error() != Some(libc::EINVAL) {
+                return Err(e);
+            }
+            // the disk wants a larger alignment, or the filesystem direct writes of this kind
+            refused(&e);
+            0
+        }
+    };
+    if restored < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // a direct write that stopped short: the rest goes through the page cache
+    if done < data.len() {
+        file.write_all_at(&data[done..], offset + done as u64)?;
+    }
+    Ok(true)
+}
+
+/// Writes `data` at `offset` through an aligned copy, a piece at a time; the bytes written
+/// before a short write or an error (`EINVAL` only when nothing was written).
+fn write_aligned(file: &File, data: &[u8], offset: u64) -> io::Result<usize> {
+    let mut bounce = BOUNCES
+        .lock()
+        .pop()
+        .unwrap_or_else(|| vec![0u8; BOUNCE + ALIGN]);
+    let skip = bounce.as_ptr().align_offset(ALIGN);
+    let mut done = 0;
+    let result = loop {
+        if done == data.len() {
+            break Ok(done);
+        }
+        let n = (data.len() - done).min(BOUNCE);
+        let buf = &mut bounce[skip..skip + n];
+        buf.copy_from_slice(&data[done..done + n]);
+        match file.write_at(buf, offset + done as u64) {
+            Ok(w) if w == n => done += n,
+            // short (a full disk says so on the buffered retry of the rest)
+            Ok(w) => break Ok(done + w - w % ALIGN),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if done > 0 && e.raw_os_error() == Some(libc::EINVAL) => break Ok(done),
+            Err(e) => break Err(e),
+        }
+    };
+    let mut idle = BOUNCES.lock();
+    if idle.len() < 2 {
+        idle.push(bounce);
+    }
+    result
+}
+
+fn refused(e: &io::Error) {
+    if !REFUSED.swap(true, Ordering::Relaxed) {
+        tracing::debug!(
+            "direct writes refused ({e}): staging and cache files go through the page cache"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::FileExt;
+
+    fn data(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 + i / 4099) as u8).collect()
+    }
+
+    #[test]
+    fn every_alignment_lands_the_same_bytes() {
+        let dir = std::env::temp_dir().join(format!("bucketfs-direct-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let cases: [(usize, u64); 6] = [
+            (3 * BOUNCE + 5 * ALIGN, 0),
+            (2 * BOUNCE, 100),
+            (MIN_DIRECT + 1, ALIGN as u64 - 1),
+            (BOUNCE + 17, 3 * ALIGN as u64),
+            (10, 4),
+            (MIN_DIRECT, 0),
+        ];
+        for (i, (len, offset)) in cases.into_iter().enumerate() {
+            let path = dir.join(format!("f{i}"));
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(true)
+                .read(true)
+                .write(true)
+                .open(&path)
+                .expect("open");
+            // bytes before stay
+            file.write_all_at(&[9u8; 8], 0).expect("before");
+            let d = data(len);
+            write_all_at(&file, &d, offset).expect("write");
+            let mut back = vec![0u8; len];
+            file.read_exact_at(&mut back, offset).expect("read");
+            assert!(back == d, "case {i}: bytes differ");
+            let size = std::fs::metadata(&path).expect("meta").len();
+            assert_eq!(size, (offset + len as u64).max(8), "case {i}");
+            if offset >= 8 {
+                let mut head = [0u8; 8];
+                file.read_exact_at(&mut head, 0).expect("head");
+                assert_eq!(head, [9u8; 8], "case {i}");
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
