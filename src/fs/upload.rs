@@ -52,6 +52,9 @@ struct Multipart {
     /// Parts written to again after they were queued: sent again (from their part files)
     /// before the upload completes.
     rewritten: std::collections::BTreeSet<u32>,
+    /// Write-back: parts kept in their files when they were filled, never sent yet (also in
+    /// `rewritten`, which alone says whether they still go): sent as sends free up.
+    unsent: std::collections::BTreeSet<u32>,
     /// Parts sent whose files were dropped to stay within `--cache-size`: they cannot be
     /// read back or written again before the upload completes.
     evicted: std::collections::BTreeSet<u32>,
@@ -70,6 +73,7 @@ impl Multipart {
             done: Vec::new(),
             failed: Vec::new(),
             rewritten: Default::default(),
+            unsent: Default::default(),
             evicted: Default::default(),
             opts: opts.clone(),
         }
@@ -156,6 +160,9 @@ pub struct Upload {
     /// Write-back: the journal says this upload is to be finished from its part files should
     /// this daemon stop (a `pending` entry), until `landed`.
     pending: bool,
+    /// Write-back: a send failed (the server is away, or refuses): the rest waits in the
+    /// part files for the finish, which retries.
+    no_streaming: bool,
 }
 
 /// What the journal keeps of a closed file waiting for its upload (write-back), so that a
@@ -259,6 +266,7 @@ impl Upload {
             pool: store.pool.clone(),
             defer_sends: store.defer_sends && !buffer_in_memory,
             pending: false,
+            no_streaming: false,
         }
     }
 
@@ -397,6 +405,11 @@ impl Upload {
     /// finish first (the room it frees is usually what was missing: a writer outrunning the
     /// server waits for it, as with a memory buffer), before the bytes go to the file.
     async fn hold_or_drain(&mut self, more: usize) -> bool {
+        if self.defer_sends {
+            // write-back: the writer never waits for a send; without room the bytes go to
+            // the part file, and the part is sent from there
+            return self.hold(more);
+        }
         loop {
             if self.hold(more) {
                 return true;
@@ -423,6 +436,13 @@ impl Upload {
         };
         match result {
             Ok(Ok(part)) => m.done.push(part),
+            Ok(Err(f)) if self.defer_sends => {
+                // write-back: the part is in its file, sent from there at the finish; the
+                // writer is not told (its close stages the file whatever the server does)
+                tracing::debug!(key = %self.key, part = f.part_number, "part send failed, kept for the finish: {}", f.error.reason);
+                m.rewritten.insert(f.part_number);
+                self.no_streaming = true;
+            }
             Ok(Err(f)) => {
                 self.failed = Some(f.error.clone());
                 m.failed.push(f);
@@ -503,6 +523,7 @@ impl Upload {
                 break;
             }
         }
+        self.pump();
         Ok(())
     }
 
@@ -803,6 +824,72 @@ impl Upload {
         Ok(())
     }
 
+    /// Write-back: whether the next part (`take` bytes) can be sent now at no wait for the
+    /// writer — few parts in flight, and its bytes held in memory or room for reading it from
+    /// its file — with what its send holds of the budget (`Some(None)`: the held tail's).
+    /// `None`: it waits in its file for a free send (see [`Upload::pump`]) or the finish.
+    fn send_without_waiting(&mut self, take: usize) -> Option<Option<Reservation>> {
+        let in_flight = self.mpu.as_ref().map_or(0, |m| m.in_flight.len());
+        if self.pending || self.forgotten || self.no_streaming || in_flight >= PARALLEL_PART_SENDS {
+            return None;
+        }
+        if self.buffer.splits_from_memory(take) {
+            return Some(None);
+        }
+        self.budget.try_reserve(FILE_BODY_MEMORY).map(Some)
+    }
+
+    /// Write-back: parts waiting in their files go out while sends are free, lowest first, so
+    /// that a large file streams to the bucket while it is written without the writer ever
+    /// waiting for the server (it lands as soon as with the durable mode).
+    fn pump(&mut self) {
+        if !self.defer_sends || self.pending || self.forgotten || self.no_streaming {
+            return;
+        }
+        let _ = self.check_failed();
+        loop {
+            let Some(m) = self.mpu.as_ref().filter(|m| !m.upload_id.is_empty()) else {
+                return;
+            };
+            if m.in_flight.len() >= PARALLEL_PART_SENDS {
+                return;
+            }
+            // only parts never sent: one written again after its send goes once, at the
+            // finish (zip rewrites its headers one by one)
+            let Some(n) = m.unsent.first().copied() else {
+                return;
+            };
+            if !m.rewritten.contains(&n) || m.in_flight.iter().any(|(k, _)| *k == n) {
+                // dropped meanwhile (truncate, rename), or sent
+                if let Some(m) = self.mpu.as_mut() {
+                    m.unsent.remove(&n);
+                }
+                continue;
+            }
+            let Some(reservation) = self.budget.try_reserve(FILE_BODY_MEMORY) else {
+                return;
+            };
+            let Ok(body) = self.read_part_file(n) else {
+                return;
+            };
+            let Some(m) = self.mpu.as_mut() else {
+                return;
+            };
+            m.rewritten.remove(&n);
+            m.unsent.remove(&n);
+            m.done.retain(|p| p.part_number != n);
+            let (client, key, upload_id) =
+                (self.client.clone(), self.key.clone(), m.upload_id.clone());
+            m.in_flight.push((
+                n,
+                tokio::spawn(async move {
+                    let _held = reservation;
+                    send_one_part(&client, &key, &upload_id, n, body).await
+                }),
+            ));
+        }
+    }
+
     async fn send_part(&mut self, opts: &PutOptions) -> FsResult<()> {
         self.queue_part(opts).await?;
         self.check_failed()
@@ -811,14 +898,28 @@ impl Upload {
     /// Starts the upload of the next part (and the multipart upload, for the first). With
     /// `defer_sends` the part only goes to its own file, to be sent when the upload finishes.
     async fn queue_part(&mut self, opts: &PutOptions) -> FsResult<()> {
-        if self.defer_sends {
-            // no upload id yet: the upload is created when it finishes
+        let part_size = self.current_part_size() as usize;
+        let take = part_size.min(self.buffer.len());
+        // write-back: a part goes now only when that makes the writer wait for nothing
+        let mut now = match self.defer_sends {
+            true => self.send_without_waiting(take),
+            false => Some(None),
+        };
+        if now.is_some() {
+            if let Err(e) = self.upload_id(opts).await {
+                if !self.defer_sends {
+                    return Err(e);
+                }
+                tracing::debug!(key = %self.key, "cannot start the upload yet, parts wait in their files: {}", e.reason);
+                self.no_streaming = true;
+                now = None;
+            }
+        }
+        if now.is_none() {
+            // sent from its file later (no upload id yet: created when one is needed)
             self.mpu
                 .get_or_insert_with(|| Multipart::new(String::new(), opts));
-        } else {
-            self.upload_id(opts).await?;
         }
-        let part_size = self.current_part_size() as usize;
         let Some(m) = self.mpu.as_mut() else {
             return Err(FsError::new(libc::EIO, "multipart upload missing"));
         };
@@ -828,16 +929,20 @@ impl Upload {
                 "file exceeds the provider's part limit",
             ));
         }
-        let take = part_size.min(self.buffer.len());
         let part_number = m.next_part;
         let next_path = self
             .journal
             .as_ref()
             .map(|j| j.part_path(&self.local_id, part_number + 1));
         let next_part_size = part_size_for(part_number + 1, self.limits.base, self.limits.max);
-        let reservation = if self.buffer.splits_from_memory(take) {
+        let deferred = now.is_none();
+        let reservation = if let Some(Some(r)) = now {
+            r
+        } else if self.buffer.splits_from_memory(take) {
             // a disk buffer's held tail goes with it; what follows is held anew
             std::mem::take(&mut self.reservation)
+        } else if deferred {
+            Reservation::default()
         } else {
             // the part is sent from its file a chunk at a time: what its request holds in
             // memory is counted, waiting for room if need be
@@ -855,9 +960,10 @@ impl Upload {
         if !self.buffer.in_memory() {
             self.sent_files += take as u64;
         }
-        if m.upload_id.is_empty() {
-            // sent from its file when the upload is finished
+        if deferred || m.upload_id.is_empty() {
+            // sent from its file when a send is free (write-back), or when the upload finishes
             m.rewritten.insert(part_number);
+            m.unsent.insert(part_number);
             return Ok(());
         }
         let client = self.client.clone();
@@ -1124,7 +1230,7 @@ impl Upload {
                 "no staging area to keep the file in",
             ));
         };
-        if self.mpu.as_ref().is_some_and(|m| !m.upload_id.is_empty()) || self.sealed {
+        if self.sealed || (!self.defer_sends && self.mpu.is_some()) {
             return Err(FsError::new(
                 libc::EAGAIN,
                 "its upload already streams parts: sent now instead",
