@@ -453,5 +453,6 @@ fn upload_store(config: &FsConfig, client: &S3Client) -> UploadStore {
         pool: Default::default(),
         staging: spill.then(|| staging::StagingBudget::new(config.cache_size)),
         defer_sends: config.write_back,
+        prefix: config.prefix.clone(),
     }
 }

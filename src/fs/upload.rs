@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::StreamExt as _;
+use futures::{FutureExt as _, StreamExt as _};
 use tokio::task::JoinHandle;
 
 use super::blocking::blocking;
@@ -14,6 +14,7 @@ use super::journal::UploadJournal;
 use super::memory::{MemoryBudget, Reservation, WRITER_PATIENCE};
 use super::part_buffer::PartBuffer;
 use super::staging::{Charge, StagingBudget, STAGING_PATIENCE};
+use super::zero_parts::{WrittenParts, ZeroCopies};
 use crate::buffer_pool::BufferPool;
 use crate::s3::payload::FILE_BODY_MEMORY;
 use crate::s3::{CompletedPart, Payload, PutOptions, S3Client};
@@ -30,6 +31,26 @@ const PARTS_PER_STEP: u32 = 1000;
 pub fn part_size_for(n: u32, base: u64, max: u64) -> u64 {
     let step = (n.saturating_sub(1) / PARTS_PER_STEP).min(20);
     (base << step).min(max)
+}
+
+/// The part holding byte `offset` (1-based) and where it starts, for parts of
+/// [`part_size_for`]; an offset at a part boundary is the start of the next part. Goes a step
+/// of [`PARTS_PER_STEP`] parts (all of one size) at a time.
+pub fn part_holding(offset: u64, base: u64, max: u64) -> (u32, u64) {
+    let (mut first, mut start) = (1u32, 0u64);
+    loop {
+        let size = part_size_for(first, base, max).max(1);
+        let step = size.saturating_mul(u64::from(PARTS_PER_STEP));
+        // sizes stop growing: every part from here on has this size
+        let last = part_size_for(first.saturating_add(PARTS_PER_STEP), base, max) == size;
+        if last || offset - start < step {
+            let k = (offset - start) / size;
+            let n = u32::try_from(k).map_or(u32::MAX, |k| first.saturating_add(k));
+            return (n, start + u64::from(n - first) * size);
+        }
+        start += step;
+        first += PARTS_PER_STEP;
+    }
 }
 
 /// A part whose UploadPart failed after the client's retries: kept to be sent again when the
@@ -55,6 +76,10 @@ struct Multipart {
     /// Parts sent whose files were dropped to stay within `--cache-size`: they cannot be
     /// read back or written again before the upload completes.
     evicted: std::collections::BTreeSet<u32>,
+    /// Zero parts queued (see `zero_parts.rs`), with their lengths: not sent while the file
+    /// streams; those not in `done` are copied from a zeros object (or sent) at completion.
+    /// A write into one makes it a part like any other (then in `rewritten`, not here).
+    zeros: std::collections::BTreeMap<u32, u64>,
     /// Metadata sent with CreateMultipartUpload.
     opts: PutOptions,
 }
@@ -71,6 +96,7 @@ impl Multipart {
             failed: Vec::new(),
             rewritten: Default::default(),
             evicted: Default::default(),
+            zeros: Default::default(),
             opts: opts.clone(),
         }
     }
@@ -156,6 +182,10 @@ pub struct Upload {
     /// Write-back: the journal says this upload is to be finished from its part files should
     /// this daemon stop (a `pending` entry), until `landed`.
     pending: bool,
+    /// The parts written to: the others are zero parts (see `zero_parts.rs`).
+    written: WrittenParts,
+    /// The mount's prefix, where a zeros object goes.
+    prefix: String,
 }
 
 /// What the journal keeps of a closed file waiting for its upload (write-back), so that a
@@ -202,6 +232,8 @@ pub struct UploadStore {
     pub staging: Option<Arc<StagingBudget>>,
     /// Write-back: uploads keep their parts until finished (see `Upload::stage`).
     pub defer_sends: bool,
+    /// The mount's prefix: an upload's hidden zeros object goes there (see `zero_parts.rs`).
+    pub prefix: String,
 }
 
 impl UploadStore {
@@ -259,6 +291,8 @@ impl Upload {
             pool: store.pool.clone(),
             defer_sends: store.defer_sends && !buffer_in_memory,
             pending: false,
+            written: WrittenParts::default(),
+            prefix: store.prefix.clone(),
         }
     }
 
@@ -271,6 +305,7 @@ impl Upload {
                 .unwrap_or_default();
         }
         self.buffer.write_at(0, content).map_err(FsError::staging)?;
+        self.mark_written(0, content.len());
         Ok(self)
     }
 
@@ -296,7 +331,11 @@ impl Upload {
             }
             m.done.clear();
             m.failed.clear();
-            m.rewritten = (1..m.next_part).collect();
+            // every part goes again, the zero parts copied (or sent) again as zero parts
+            let data: std::collections::BTreeSet<u32> = (1..m.next_part)
+                .filter(|n| !m.zeros.contains_key(n))
+                .collect();
+            m.rewritten = data;
             if !m.upload_id.is_empty() {
                 let old = std::mem::take(&mut m.upload_id);
                 match self.client.abort_multipart_upload(&self.key, &old).await {
@@ -461,6 +500,7 @@ impl Upload {
             ));
         }
         self.reopen().await?;
+        self.mark_written(offset, data.len());
         let start = self.buffer_start();
         let (offset, data) = if offset < start {
             let head = ((start - offset) as usize).min(data.len());
@@ -503,21 +543,30 @@ impl Upload {
                 break;
             }
         }
+        // the zero parts split off take no room
+        self.update_charge();
         Ok(())
     }
 
-    /// The part holding byte `offset` (1-based) and where it starts (part sizes grow, see
-    /// [`part_size_for`]); an offset at a part boundary is the start of the next part.
+    /// The part holding byte `offset` (1-based) and where it starts (see [`part_holding`]).
     fn part_holding(&self, offset: u64) -> (u32, u64) {
-        let (mut k, mut part_start) = (1u32, 0u64);
-        loop {
-            let len = part_size_for(k, self.limits.base, self.limits.max);
-            if offset < part_start + len {
-                return (k, part_start);
-            }
-            part_start += len;
-            k += 1;
+        part_holding(offset, self.limits.base, self.limits.max)
+    }
+
+    /// Bytes `[offset, offset + len)` were written: their parts are not zero parts.
+    fn mark_written(&mut self, offset: u64, len: usize) {
+        if len > 0 {
+            let first = self.part_holding(offset).0;
+            let last = self.part_holding(offset + len as u64 - 1).0;
+            self.written.wrote(first, last);
         }
+    }
+
+    /// The file was cut to `size`: the parts after the one holding its last byte hold
+    /// nothing written (grown again, they are zeros).
+    fn cut_written(&mut self, size: u64) {
+        let (k, start) = self.part_holding(size);
+        self.written.cut_from(if start == size { k } else { k + 1 });
     }
 
     /// After a finish that failed, the next change (a write, a truncate) reopens the upload:
@@ -576,8 +625,9 @@ impl Upload {
         m.failed.retain(|f| f.part_number < k);
         m.rewritten.retain(|n| *n < k);
         m.evicted.retain(|n| *n < k);
+        m.zeros.retain(|n, _| *n < k);
         self.sent_files = (1..k)
-            .filter(|n| !m.evicted.contains(n))
+            .filter(|n| !m.evicted.contains(n) && !m.zeros.contains_key(n))
             .map(|n| part_size_for(n, self.limits.base, self.limits.max))
             .sum();
         for n in k + 1..=m.next_part {
@@ -592,6 +642,7 @@ impl Upload {
         m.next_part = k;
         m.next_offset = part_start;
         self.failed = None;
+        self.cut_written(size);
         if k == 1 {
             // nothing sent remains: back to one PutObject at the end
             if let Some(m) = self.mpu.take() {
@@ -687,7 +738,10 @@ impl Upload {
             .done
             .iter()
             .map(|p| p.part_number)
-            .filter(|n| !m.rewritten.contains(n) && !m.evicted.contains(n))
+            .filter(|n| {
+                // a zero part's file is a hole: dropping it frees nothing
+                !m.rewritten.contains(n) && !m.evicted.contains(n) && !m.zeros.contains_key(n)
+            })
             .collect();
         done.sort_unstable();
         let mut freed = 0u64;
@@ -769,6 +823,10 @@ impl Upload {
             })
             .map_err(FsError::staging)?;
             m.rewritten.insert(n);
+            if let Some(len) = m.zeros.remove(&n) {
+                // data now, staged like any part
+                self.sent_files += len;
+            }
             pos = upto;
         }
         Ok(())
@@ -795,6 +853,7 @@ impl Upload {
             self.reserve_up_to(rel as u64).await;
         }
         self.buffer.resize(rel).map_err(FsError::staging)?;
+        self.cut_written(size);
         if !self.buffer.in_memory() {
             // a held tail went to the file
             self.reservation = Reservation::default();
@@ -830,6 +889,7 @@ impl Upload {
         }
         let take = part_size.min(self.buffer.len());
         let part_number = m.next_part;
+        let zero = self.written.is_zero_part(part_number);
         let next_path = self
             .journal
             .as_ref()
@@ -838,6 +898,9 @@ impl Upload {
         let reservation = if self.buffer.splits_from_memory(take) {
             // a disk buffer's held tail goes with it; what follows is held anew
             std::mem::take(&mut self.reservation)
+        } else if zero {
+            // not read: its zeros are copied, or sent from no buffer
+            Reservation::default()
         } else {
             // the part is sent from its file a chunk at a time: what its request holds in
             // memory is counted, waiting for room if need be
@@ -852,8 +915,15 @@ impl Upload {
             .map_err(FsError::staging)?;
         m.next_part += 1;
         m.next_offset += take as u64;
-        if !self.buffer.in_memory() {
+        if !self.buffer.in_memory() && !zero {
+            // a zero part's file is a hole, which takes no room in the staging area
             self.sent_files += take as u64;
+        }
+        if zero {
+            // its part file (a hole) stays for a resend or a resume; the upload's completion
+            // copies it from a zeros object, or sends its zeros
+            m.zeros.insert(part_number, take as u64);
+            return Ok(());
         }
         if m.upload_id.is_empty() {
             // sent from its file when the upload is finished
@@ -886,6 +956,11 @@ impl Upload {
         self.buffer.flush_tail().map_err(FsError::staging)?;
         if !self.buffer.in_memory() {
             self.reservation = Reservation::default();
+        }
+        if self.mpu.is_none() && self.buffer.len() as u64 > self.current_part_size() {
+            // a file extended past a part by truncate alone: a multipart upload (whose zero
+            // parts are copied), journaled before "closed" is
+            self.upload_id(opts).await?;
         }
         if self.mpu.is_none() {
             let body = self.buffer.payload().map_err(FsError::staging)?;
@@ -983,12 +1058,64 @@ impl Upload {
                 error: FsError::new(libc::EIO, "part written again"),
             });
         }
+        // the zero parts not sent yet: copied from a zeros object that lives until the
+        // upload is complete (or this attempt failed), or sent (see zero_parts.rs)
+        let done: std::collections::HashSet<u32> = m.done.iter().map(|p| p.part_number).collect();
+        let zeros: Vec<(u32, u64)> = m
+            .zeros
+            .iter()
+            .filter(|(n, _)| !done.contains(n))
+            .map(|(&n, &len)| (n, len))
+            .collect();
+        let lens: Vec<u64> = zeros.iter().map(|&(_, len)| len).collect();
+        let copies =
+            ZeroCopies::prepare(&self.client, self.journal.as_ref(), &self.prefix, &lens).await;
+        let result = self.send_and_complete(m, opts, zeros, &copies).await;
+        copies.finish().await;
+        result
+    }
+
+    /// Sends the parts kept back or failed and the zero parts (`zeros`, by number and
+    /// length, through `copies`), [`PARALLEL_PART_SENDS`] at a time, and completes.
+    async fn send_and_complete(
+        &self,
+        m: &mut Multipart,
+        opts: &PutOptions,
+        zeros: Vec<(u32, u64)>,
+        copies: &ZeroCopies,
+    ) -> FsResult<String> {
+        /// A send that failed: a part's body comes back to be sent again; a zero part stays
+        /// in `zeros` (not done).
+        enum Failed {
+            Body(FailedPart),
+            Zero(FsError),
+        }
+        let (client, key, id) = (&self.client, &self.key, &m.upload_id);
+        let mut jobs: Vec<futures::future::BoxFuture<'_, Result<CompletedPart, Failed>>> =
+            Vec::new();
+        for f in std::mem::take(&mut m.failed) {
+            jobs.push(
+                async move {
+                    send_one_part(client, key, id, f.part_number, f.body)
+                        .await
+                        .map_err(Failed::Body)
+                }
+                .boxed(),
+            );
+        }
+        for (n, len) in zeros {
+            jobs.push(
+                async move {
+                    copies
+                        .send(key, id, n, len)
+                        .await
+                        .map_err(|e| Failed::Zero(FsError::from_s3(&e, key)))
+                }
+                .boxed(),
+            );
+        }
         // several at once (a write-back upload sends all its parts here)
-        let sends = std::mem::take(&mut m.failed).into_iter().map(|f| {
-            let (client, key, id) = (&self.client, &self.key, &m.upload_id);
-            async move { send_one_part(client, key, id, f.part_number, f.body).await }
-        });
-        let results: Vec<_> = futures::stream::iter(sends)
+        let results: Vec<_> = futures::stream::iter(jobs)
             .buffer_unordered(PARALLEL_PART_SENDS)
             .collect()
             .await;
@@ -999,9 +1126,12 @@ impl Upload {
                     m.done.retain(|p| p.part_number != part.part_number);
                     m.done.push(part)
                 }
-                Err(f) => {
+                Err(Failed::Body(f)) => {
                     first_error.get_or_insert_with(|| f.error.clone());
                     m.failed.push(f);
+                }
+                Err(Failed::Zero(e)) => {
+                    first_error.get_or_insert(e);
                 }
             }
         }
@@ -1105,6 +1235,7 @@ impl Upload {
             }
         }
         let _ = self.buffer.resize(0);
+        self.written.clear();
         self.reservation = Reservation::default();
         self.sent_files = 0;
         self.update_charge();
@@ -1319,5 +1450,26 @@ mod tests {
         let total: u64 = (1..=10_000).map(|n| part_size_for(n, 8 * mib, max)).sum();
         assert!(total >= 5 * 1024 * 1024 * mib, "total {total}");
         assert!((1..=10_000).all(|n| part_size_for(n, 8 * mib, max) <= max));
+    }
+
+    #[test]
+    fn the_part_holding_an_offset_is_found_a_step_at_a_time() {
+        let mib = 1024 * 1024;
+        for (base, max) in [
+            (8 * mib, 5 * 1024 * mib),
+            (5 * mib, 16 * mib),
+            (5 * mib, 5 * mib),
+        ] {
+            // walking part by part, as the sizes go
+            let (mut n, mut start) = (1u32, 0u64);
+            while n <= 4_500 {
+                let len = part_size_for(n, base, max);
+                for offset in [start, start + 1, start + len - 1] {
+                    assert_eq!(part_holding(offset, base, max), (n, start), "{offset}");
+                }
+                start += len;
+                n += 1;
+            }
+        }
     }
 }
