@@ -297,6 +297,54 @@ async fn a_zeros_object_a_mount_left_is_deleted_by_the_next_mount() {
 }
 
 #[tokio::test]
+async fn a_hole_in_a_file_closed_with_write_back_is_copied_when_it_uploads() {
+    let srv = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let fs = fs_with(
+        &srv,
+        FsConfig {
+            write_back: true,
+            ..staged(&dir)
+        },
+    );
+    let (_, fh) = create_with_hole(&fs, "wb", 20 * MIB, b"x").await;
+    close(&fs, fh).await;
+    assert!(
+        fs.wait_uploads_landed(std::time::Duration::from_secs(30))
+            .await,
+        "still pending"
+    );
+    assert_zeros_then(&srv, "wb", 20 * MIB, b"x");
+    assert_copied_from_zeros(&srv, 4, PART);
+    assert_eq!(srv.count("UploadPart"), 1, "{:?}", srv.counts());
+    assert_only(&srv, &["wb"]);
+}
+
+#[tokio::test]
+async fn a_hole_staged_with_write_back_survives_a_crash_from_its_part_files() {
+    let srv = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = FsConfig {
+        write_back: true,
+        ..staged(&dir)
+    };
+    {
+        let fs = fs_with(&srv, cfg.clone());
+        srv.add_fault(Fault::new(FaultKind::slow_down()).op("CreateMultipartUpload"));
+        let (_, fh) = create_with_hole(&fs, "wb", 20 * MIB, b"x").await;
+        close(&fs, fh).await;
+        // the daemon dies with the file staged and journaled, nothing uploaded
+        drop(fs);
+    }
+    srv.clear_faults();
+    let fs = fs_with(&srv, cfg);
+    let report = fs.recover_uploads().await;
+    assert_eq!(report.resumed, ["wb"]);
+    assert_zeros_then(&srv, "wb", 20 * MIB, b"x");
+    assert_only(&srv, &["wb"]);
+}
+
+#[tokio::test]
 async fn listings_leave_zeros_objects_out() {
     let srv = TestServer::start().await;
     let dir = tempfile::tempdir().expect("tmp");
