@@ -79,6 +79,8 @@ const JOBS: &[&str] = &[
     "symlink",
     "append-large",
     "truncate-zero",
+    "hole",
+    "extend-large",
 ];
 
 fn config() -> FsConfig {
@@ -131,6 +133,9 @@ async fn run(job: &str) -> BTreeMap<String, u64> {
         "append-large" => {
             srv.put_object("big", data(12 * MIB));
         }
+        "extend-large" => {
+            srv.put_object("big", data(10 * MIB));
+        }
         _ => {}
     }
     let mut ino = 0;
@@ -157,7 +162,7 @@ async fn run(job: &str) -> BTreeMap<String, u64> {
         "rmdir" => {
             fs.mkdir(ROOT_INO, "ed", 0o755, ME).await.expect("mkdir");
         }
-        "append-large" => {
+        "append-large" | "extend-large" => {
             ino = fs.lookup(ROOT_INO, "big").await.expect("lookup big").ino;
         }
         _ => {}
@@ -253,6 +258,26 @@ async fn run(job: &str) -> BTreeMap<String, u64> {
                 ..SetAttr::default()
             };
             fs.setattr(ino, req, ME).await.expect("truncate");
+        }
+        "hole" => {
+            let (_, o) = fs
+                .create(ROOT_INO, "hole", 0o644, libc::O_WRONLY, ME)
+                .await
+                .expect("create");
+            fs.write(o.fh, (20 * MIB) as u64, b"x")
+                .await
+                .expect("write");
+            fs.flush(o.fh, 0).await.expect("close");
+            fs.release(o.fh).await.expect("release");
+            assert_eq!(srv.get_object("hole").map(|b| b.len()), Some(20 * MIB + 1));
+        }
+        "extend-large" => {
+            let req = SetAttr {
+                size: Some(30 * MIB as u64),
+                ..SetAttr::default()
+            };
+            fs.setattr(ino, req, ME).await.expect("truncate");
+            assert_eq!(srv.get_object("big").map(|b| b.len()), Some(30 * MIB));
         }
         other => panic!("no job {other} here"),
     }

@@ -13,6 +13,7 @@ use foldhash::{HashMap, HashSet};
 use super::attr::FileKind;
 use super::inode::ListedChild;
 use super::old_dirs::{OldDirObject, FOLDER_SUFFIX};
+use super::zero_parts::is_zeros_object;
 use crate::s3::{ListPage, ListRequest, S3Client, S3Error};
 
 /// One entry of a directory as listed.
@@ -266,6 +267,9 @@ impl DirStream {
             };
             if name.is_empty() {
                 continue; // the directory's own marker
+            }
+            if is_zeros_object(name) {
+                continue; // a mount's zeros object, there while an upload lasts
             }
             if let Some(reason) = invalid_name_reason(name) {
                 warn.skipped(&obj.key, reason);
@@ -559,6 +563,18 @@ mod tests {
         );
         assert_eq!(names(&s), vec!["ok"]);
         assert_eq!(w.0.lock().unwrap().len(), 5);
+    }
+
+    #[test]
+    fn zeros_objects_are_left_out_without_a_warning() {
+        let w = Recorder::default();
+        let mut s = DirStream::new("p/");
+        s.absorb(
+            page(&["p/.bucketfs-zeros-0123456789abcdef", "p/f"], &[], false),
+            &w,
+        );
+        assert_eq!(names(&s), vec!["f"]);
+        assert!(w.0.lock().unwrap().is_empty());
     }
 
     #[test]

@@ -294,6 +294,7 @@ impl Filesystem {
             self.store.staging_file("patch"),
         )
         .with_cache(self.data_cache.clone())
+        .with_prefix(&self.config.prefix)
     }
 
     /// The headers a commit of `ino` sends: content type and the s3fs attribute headers.

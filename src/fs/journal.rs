@@ -165,6 +165,47 @@ impl UploadJournal {
         let _ = blocking(|| std::fs::remove_dir_all(self.parts_dir(local_id)));
     }
 
+    /// A hidden zeros object (see `zero_parts.rs`) is about to be created under `key`: a mount
+    /// that stops before [`UploadJournal::zeros_deleted`] leaves it for the next to delete.
+    pub fn zeros_created(&self, key: &str) {
+        self.append(&format!("zeros {}", hex_encode(key)));
+    }
+
+    /// The zeros object `key` is deleted. Not fsynced: should the line be lost, the next
+    /// mount deletes it again (a missing object is no error).
+    pub fn zeros_deleted(&self, key: &str) {
+        let line = format!("unzeros {}", hex_encode(key));
+        blocking(|| {
+            let mut guard = self.file.lock();
+            if let Some(f) = guard.as_mut() {
+                if let Err(e) = writeln!(f, "{line}") {
+                    tracing::warn!("upload journal {}: {e}", self.path.display());
+                }
+            }
+        })
+    }
+
+    /// Zeros objects created and not deleted, by key.
+    pub fn unfinished_zeros(&self) -> Vec<String> {
+        let Ok(f) = File::open(&self.path) else {
+            return vec![];
+        };
+        let mut keys: Vec<String> = Vec::new();
+        for line in BufReader::new(f).lines().map_while(Result::ok) {
+            let w: Vec<&str> = line.split(' ').collect();
+            match w.as_slice() {
+                ["zeros", k] => keys.extend(hex_decode(k)),
+                ["unzeros", k] => {
+                    if let Some(k) = hex_decode(k) {
+                        keys.retain(|x| *x != k);
+                    }
+                }
+                _ => {}
+            }
+        }
+        keys
+    }
+
     /// Write-back: a closed file waits for its upload, from the part files of `local_id`
     /// (a later entry of the same id replaces it).
     pub fn pending(&self, local_id: &str, record: &super::upload::PendingRecord) {
@@ -257,11 +298,12 @@ impl UploadJournal {
             .collect()
     }
 
-    /// Nothing unfinished: no upload, no pending file, no directory rename.
+    /// Nothing unfinished: no upload, no pending file, no directory rename, no zeros object.
     pub fn is_done(&self) -> bool {
         self.unfinished().is_empty()
             && self.unfinished_moves().is_empty()
             && self.unfinished_pending().is_empty()
+            && self.unfinished_zeros().is_empty()
     }
 
     /// A directory rename from prefix `from` to `to` begins: its copies, then its deletes.
@@ -395,9 +437,15 @@ mod tests {
             j.unfinished_moves(),
             [("c d/".to_string(), "e/".to_string())]
         );
+        // zeros objects: created, deleted
+        j.zeros_created("p/.bucketfs-zeros-1");
+        j.zeros_created("p/.bucketfs-zeros-2");
+        j.zeros_deleted("p/.bucketfs-zeros-1");
+        assert_eq!(j.unfinished_zeros(), ["p/.bucketfs-zeros-2"]);
         j.reset();
         assert!(j.unfinished().is_empty());
         assert!(j.unfinished_moves().is_empty());
+        assert!(j.unfinished_zeros().is_empty());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

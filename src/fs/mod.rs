@@ -24,6 +24,7 @@ mod namespace;
 pub mod object_meta;
 mod old_dirs;
 pub mod part_buffer;
+mod part_sizes;
 mod patch;
 pub mod prefetch;
 mod recovery;
@@ -35,6 +36,7 @@ pub mod upload;
 mod upload_schedule;
 mod write_back;
 pub mod xattr;
+pub mod zero_parts;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -174,14 +176,19 @@ impl Filesystem {
         let data_cache = open_data_cache(&config, &client, store.staging.clone());
         // what earlier runs left, read before this mount starts uploads of its own, so that
         // recovery never takes one of them for a leftover
-        let (earlier, moves, pending) = store
+        let (earlier, moves, pending, zeros) = store
             .journal
             .as_ref()
             .map(|j| {
                 let left = j.unfinished();
                 // staging a crashed daemon left, that no unfinished upload needs
                 j.remove_orphans(&left);
-                (left, j.unfinished_moves(), j.unfinished_pending())
+                (
+                    left,
+                    j.unfinished_moves(),
+                    j.unfinished_pending(),
+                    j.unfinished_zeros(),
+                )
             })
             .unwrap_or_default();
         let budget = Arc::new(MemoryBudget::new(config.max_memory));
@@ -200,7 +207,7 @@ impl Filesystem {
             me: me.clone(),
             budget,
             store,
-            leftovers: recovery::Leftovers::new(earlier, moves, &pending),
+            leftovers: recovery::Leftovers::new(earlier, moves, &pending, zeros),
             limits,
             inodes: names::Names::new(InodeTable::new(root), config.negative_ttl),
             handles: handles::Handles::new(),
@@ -448,5 +455,6 @@ fn upload_store(config: &FsConfig, client: &S3Client) -> UploadStore {
         pool: Default::default(),
         staging: spill.then(|| staging::StagingBudget::new(config.cache_size)),
         defer_sends: config.write_back,
+        prefix: config.prefix.clone(),
     }
 }

@@ -404,6 +404,7 @@ mod tests {
                 let all = std::fs::read(path.as_path()).expect("part file");
                 all[*offset as usize..(*offset + *len) as usize].to_vec()
             }
+            Payload::Zeros(len) => vec![0; *len as usize],
         }
     }
 

@@ -2,7 +2,9 @@
 //! that were written to are held in memory; at commit the new object is built with a multipart
 //! upload in which untouched parts are copied server-side (UploadPartCopy) and only the changed
 //! parts are uploaded. Where the server refuses UploadPartCopy, untouched parts are read and
-//! uploaded instead.
+//! uploaded instead. Parts past the original end that nothing wrote (the object was extended)
+//! are zero parts: copied from a zeros object when there are several (see `zero_parts.rs`),
+//! else sent as zeros, never built in memory.
 
 use std::sync::Arc;
 
@@ -16,6 +18,7 @@ use super::journal::UploadJournal;
 use super::memory::{MemoryBudget, Reservation, WRITER_PATIENCE};
 use super::staging::StagingBudget;
 use super::upload::Uploaded;
+use super::zero_parts::ZeroCopies;
 use crate::s3::{CompletedPart, Payload, PutOptions, S3Client, S3Error};
 
 /// Parts uploaded or copied at once while committing.
@@ -47,6 +50,8 @@ pub struct PatchUpload {
     /// untouched ranges (a database opened read-write) come from there, or fetch whole blocks
     /// and keep them.
     cache: Option<(Arc<DataCache>, ObjectId, u64)>,
+    /// The mount's prefix, where a zeros object goes (see `zero_parts.rs`).
+    prefix: String,
 }
 
 /// Only the conditions of `opts` (CompleteMultipartUpload carries no metadata).
@@ -98,7 +103,14 @@ impl PatchUpload {
             changed: false,
             journal,
             cache: None,
+            prefix: String::new(),
         }
+    }
+
+    /// The mount's prefix, under which a commit's zeros object goes.
+    pub fn with_prefix(mut self, prefix: &str) -> PatchUpload {
+        self.prefix = prefix.to_string();
+        self
     }
 
     pub fn key(&self) -> &str {
@@ -381,7 +393,22 @@ impl PatchUpload {
             j.started(&upload_id, &local_id, &self.key, self.client.sends_crc32c());
         }
         let n = self.size.div_ceil(self.part_size);
-        let result = match self.send_parts(&upload_id, n).await {
+        // the zero parts' zeros object lives until the upload is complete or aborted
+        let zero_lens: Vec<u64> = (0..n)
+            .filter(|&i| self.zero_part(i))
+            .map(|i| {
+                let (s, e) = self.part_range(i, self.size);
+                e - s
+            })
+            .collect();
+        let copies = ZeroCopies::prepare(
+            &self.client,
+            self.journal.as_ref(),
+            &self.prefix,
+            &zero_lens,
+        )
+        .await;
+        let result = match self.send_parts(&upload_id, n, &copies).await {
             Ok(parts) => self
                 .client
                 .complete_multipart_upload(&self.key, &upload_id, &parts, &conditions(opts))
@@ -395,6 +422,7 @@ impl PatchUpload {
                 .abort_multipart_upload(&self.key, &upload_id)
                 .await;
         }
+        copies.finish().await;
         if let Some(j) = &self.journal {
             j.finished(&upload_id, &local_id);
         }
@@ -420,9 +448,10 @@ impl PatchUpload {
     }
 
     /// The new object's parts in order: runs of untouched parts as one server-side copy each
-    /// (up to [`MAX_COPY_PART`]), every other part uploaded. Appending to a 100 MiB object is
-    /// then one copy and one upload, not a copy per part.
-    fn plan(&self, n: u64) -> Vec<Piece> {
+    /// (up to [`MAX_COPY_PART`]), zero parts copied from a zeros object (with `zero_copies`),
+    /// every other part uploaded. Appending to a 100 MiB object is then one copy and one
+    /// upload, not a copy per part.
+    fn plan(&self, n: u64, zero_copies: bool) -> Vec<Piece> {
         // a part is copied only when all its bytes are the source's, at the same offsets
         let copyable = |i: u64| self.untouched_source(i).is_some();
         let mut pieces = Vec::new();
@@ -430,6 +459,10 @@ impl PatchUpload {
         while i < n {
             let (start, mut end) = self.part_range(i, self.size);
             i += 1;
+            if zero_copies && self.zero_part(i - 1) {
+                pieces.push(Piece::Zeros(i - 1));
+                continue;
+            }
             if !copyable(i - 1) {
                 pieces.push(Piece::Upload(i - 1));
                 continue;
@@ -454,18 +487,34 @@ impl PatchUpload {
         (!self.parts.contains(i) && e <= self.source_valid).then_some(s..e)
     }
 
-    /// The body of part `i` to upload: its changed bytes, or the source's.
+    /// Whether part `i` is a zero part: past the source's bytes and never written to (the
+    /// zeros the object was extended with, by a truncate or a write past its end).
+    fn zero_part(&self, i: u64) -> bool {
+        !self.parts.contains(i) && self.part_range(i, self.size).0 >= self.source_valid
+    }
+
+    /// The body of part `i` to upload: its changed bytes, the source's, or (a zero part) zeros
+    /// that are never held in memory.
     async fn part_body(&self, i: u64) -> FsResult<Payload> {
         let (s, e) = self.part_range(i, self.size);
         if let Some(len) = self.parts.len(i) {
             return self.parts.payload(i, len).map_err(FsError::staging);
         }
+        if self.zero_part(i) {
+            return Ok(Payload::zeros(e - s));
+        }
         Ok(self.source_bytes(s, e).await?.freeze().into())
     }
 
-    async fn send_parts(&mut self, upload_id: &str, n: u64) -> FsResult<Vec<CompletedPart>> {
+    async fn send_parts(
+        &mut self,
+        upload_id: &str,
+        n: u64,
+        copies: &ZeroCopies,
+    ) -> FsResult<Vec<CompletedPart>> {
         if self.client.copies_parts() {
-            match self.send_pieces(upload_id, &self.plan(n)).await {
+            let plan = self.plan(n, copies.copies());
+            match self.send_pieces(upload_id, &plan, copies).await {
                 Ok(parts) => return Ok(parts),
                 Err(PieceError::S3(e)) if self.client.copy_refused(&self.key, &e) => {}
                 Err(e) => return Err(e.into_fs(&self.key)),
@@ -473,7 +522,7 @@ impl PatchUpload {
         }
         // Without copy every part is uploaded (numbers 1..n replace any sent above).
         let pieces: Vec<Piece> = (0..n).map(Piece::Upload).collect();
-        self.send_pieces(upload_id, &pieces)
+        self.send_pieces(upload_id, &pieces, copies)
             .await
             .map_err(|e| e.into_fs(&self.key))
     }
@@ -483,6 +532,7 @@ impl PatchUpload {
         &self,
         upload_id: &str,
         pieces: &[Piece],
+        copies: &ZeroCopies,
     ) -> Result<Vec<CompletedPart>, PieceError> {
         let mut done = Vec::with_capacity(pieces.len());
         for batch in pieces.chunks(PARALLEL_PARTS).enumerate() {
@@ -494,6 +544,13 @@ impl PatchUpload {
                 let key = self.key.clone();
                 let upload_id = upload_id.to_string();
                 match *piece {
+                    Piece::Zeros(i) => {
+                        let (s, e) = self.part_range(i, self.size);
+                        jobs.push(
+                            async move { copies.send(&key, &upload_id, part_number, e - s).await }
+                                .boxed(),
+                        );
+                    }
                     Piece::Copy(s, e) => {
                         let (src, etag) = (self.source_key.clone(), self.source_etag.clone());
                         jobs.push(
@@ -561,6 +618,8 @@ enum Piece {
     Copy(u64, u64),
     /// Part `i` (of `part_size` bytes) uploaded.
     Upload(u64),
+    /// Part `i`, a zero part, copied from the zeros object.
+    Zeros(u64),
 }
 
 /// Why sending parts failed: an S3 request, or reading a part's bytes.
@@ -638,14 +697,14 @@ mod tests {
         let mut u = upload(100 * MIB);
         dirty(&mut u, 12);
         assert_eq!(
-            u.plan(13),
+            u.plan(13, false),
             vec![Piece::Copy(0, 96 * MIB), Piece::Upload(12)]
         );
         // a change in the middle: a copy on each side
         let mut u = upload(100 * MIB);
         dirty(&mut u, 6);
         assert_eq!(
-            u.plan(13),
+            u.plan(13, false),
             vec![
                 Piece::Copy(0, 48 * MIB),
                 Piece::Upload(6),
@@ -655,16 +714,32 @@ mod tests {
         // long runs are cut at MAX_COPY_PART, on part boundaries
         let mut u = upload(1200 * MIB);
         dirty(&mut u, 0);
-        let plan = u.plan(150);
+        let plan = u.plan(150, false);
         assert_eq!(plan[0], Piece::Upload(0));
         assert_eq!(plan[1], Piece::Copy(8 * MIB, 520 * MIB));
         assert_eq!(plan[2], Piece::Copy(520 * MIB, 1032 * MIB));
         assert_eq!(plan[3], Piece::Copy(1032 * MIB, 1200 * MIB));
         assert_eq!(plan.len(), 4);
+        // an object extended past its end: the parts nothing wrote are zero parts
+        let mut u = upload(16 * MIB);
+        u.size = 48 * MIB;
+        dirty(&mut u, 4);
+        assert_eq!(
+            u.plan(6, true),
+            vec![
+                Piece::Copy(0, 16 * MIB),
+                Piece::Zeros(2),
+                Piece::Zeros(3),
+                Piece::Upload(4),
+                Piece::Zeros(5)
+            ]
+        );
+        let plan = u.plan(6, false);
+        assert!(plan[1..].iter().all(|p| matches!(p, Piece::Upload(_))));
         // bytes past a truncation are not the source's: that part is uploaded
         let mut u = upload(100 * MIB);
         u.source_valid = 20 * MIB;
-        let plan = u.plan(13);
+        let plan = u.plan(13, false);
         assert_eq!(plan[0], Piece::Copy(0, 16 * MIB));
         assert!(plan[1..].iter().all(|p| matches!(p, Piece::Upload(_))));
     }

@@ -17,6 +17,8 @@ pub struct RecoveryReport {
     pub foreign: usize,
     /// Directory renames an earlier run left halfway, finished now (the old prefixes).
     pub moved: Vec<String>,
+    /// Zeros objects an earlier run left (it stopped during an upload), deleted now.
+    pub zeros_deleted: Vec<String>,
 }
 
 /// What an earlier run left unfinished: its journal entries (read before this mount starts
@@ -26,6 +28,8 @@ pub(crate) struct Leftovers {
     entries: parking_lot::Mutex<Option<Vec<JournalEntry>>>,
     /// Directory renames begun and not done, as (old prefix, new prefix).
     moves: parking_lot::Mutex<Vec<(String, String)>>,
+    /// Zeros objects created and not deleted (see `zero_parts.rs`), by key.
+    zeros: parking_lot::Mutex<Vec<String>>,
     keys: parking_lot::Mutex<std::collections::HashSet<String>>,
     changed: tokio::sync::Notify,
 }
@@ -38,6 +42,7 @@ impl Leftovers {
         entries: Vec<JournalEntry>,
         moves: Vec<(String, String)>,
         pending: &[(String, PendingRecord)],
+        zeros: Vec<String>,
     ) -> Leftovers {
         let keys = entries
             .iter()
@@ -47,6 +52,7 @@ impl Leftovers {
         Leftovers {
             entries: parking_lot::Mutex::new(Some(entries)),
             moves: parking_lot::Mutex::new(moves),
+            zeros: parking_lot::Mutex::new(zeros),
             keys: parking_lot::Mutex::new(keys),
             changed: tokio::sync::Notify::new(),
         }
@@ -55,6 +61,11 @@ impl Leftovers {
     /// The unfinished directory renames, for recovery (once).
     fn take_moves(&self) -> Vec<(String, String)> {
         std::mem::take(&mut *self.moves.lock())
+    }
+
+    /// The zeros objects an earlier run left, for recovery (once).
+    fn take_zeros(&self) -> Vec<String> {
+        std::mem::take(&mut *self.zeros.lock())
     }
 
     /// The entries, for recovery (once; later calls get none).
@@ -116,6 +127,12 @@ impl Filesystem {
             return report;
         };
         let entries = self.leftovers.take_entries();
+        report.zeros_deleted = super::zero_parts::delete_leftovers(
+            &self.client,
+            &journal,
+            self.leftovers.take_zeros(),
+        )
+        .await;
         let on_server = match self
             .client
             .list_multipart_uploads(&self.config.prefix)

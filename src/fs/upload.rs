@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::StreamExt as _;
+use futures::{FutureExt as _, StreamExt as _};
 use tokio::task::JoinHandle;
 
 use super::blocking::blocking;
@@ -14,24 +14,17 @@ use super::journal::UploadJournal;
 use super::memory::{MemoryBudget, Reservation, WRITER_PATIENCE};
 use super::part_buffer::PartBuffer;
 use super::staging::{Charge, StagingBudget, STAGING_PATIENCE};
+use super::zero_parts::{WrittenParts, ZeroCopies};
 use crate::buffer_pool::BufferPool;
 use crate::s3::payload::FILE_BODY_MEMORY;
 use crate::s3::{CompletedPart, Payload, PutOptions, S3Client};
+
+pub use super::part_sizes::{part_holding, part_size_for, PartLimits};
 
 /// The budget is reserved in steps of this size as a part buffer grows.
 const RESERVE_STEP: u64 = 1024 * 1024;
 /// Parts sent at once when an upload's kept parts go together (at its finish).
 const PARALLEL_PART_SENDS: usize = 8;
-/// Parts per size step: part sizes double every this many parts, so that 10,000 parts reach
-/// 5 TiB with 8 MiB base parts.
-const PARTS_PER_STEP: u32 = 1000;
-
-/// Size of part `n` (1-based) for a base size: doubles every 1,000 parts, within the limits.
-pub fn part_size_for(n: u32, base: u64, max: u64) -> u64 {
-    let step = (n.saturating_sub(1) / PARTS_PER_STEP).min(20);
-    (base << step).min(max)
-}
-
 /// A part whose UploadPart failed after the client's retries: kept to be sent again when the
 /// file is finished (at its close or fsync, or a later one).
 struct FailedPart {
@@ -58,6 +51,10 @@ struct Multipart {
     /// Parts sent whose files were dropped to stay within `--cache-size`: they cannot be
     /// read back or written again before the upload completes.
     evicted: std::collections::BTreeSet<u32>,
+    /// Zero parts queued (see `zero_parts.rs`), with their lengths: not sent while the file
+    /// streams; those not in `done` are copied from a zeros object (or sent) at completion.
+    /// A write into one makes it a part like any other (then in `rewritten`, not here).
+    zeros: std::collections::BTreeMap<u32, u64>,
     /// Metadata sent with CreateMultipartUpload.
     opts: PutOptions,
 }
@@ -75,6 +72,7 @@ impl Multipart {
             rewritten: Default::default(),
             unsent: Default::default(),
             evicted: Default::default(),
+            zeros: Default::default(),
             opts: opts.clone(),
         }
     }
@@ -86,45 +84,6 @@ pub struct Uploaded {
     pub etag: Option<String>,
     pub size: u64,
     pub multipart: bool,
-}
-
-/// Limits an upload works within.
-#[derive(Debug, Clone, Copy)]
-pub struct PartLimits {
-    pub base: u64,
-    pub min: u64,
-    pub max: u64,
-    pub max_parts: u32,
-    /// Largest file: the provider's largest object, or what `max_parts` parts of growing size
-    /// reach, whichever is smaller (see [`PartLimits::new`]).
-    pub max_file: u64,
-}
-
-impl PartLimits {
-    pub fn new(base: u64, min: u64, max: u64, max_parts: u32, max_object: u64) -> PartLimits {
-        let parts: u64 = (1..=max_parts).map(|n| part_size_for(n, base, max)).sum();
-        PartLimits {
-            base,
-            min,
-            max,
-            max_parts,
-            max_file: parts.min(max_object),
-        }
-    }
-
-    /// EFBIG, with the reason, for a file that would grow to `size`.
-    pub fn check_size(&self, size: u64) -> FsResult<()> {
-        let largest = self.max_file;
-        if size > largest {
-            return Err(FsError::new(
-                libc::EFBIG,
-                format!(
-                    "{size} bytes is more than the largest object this provider stores ({largest})"
-                ),
-            ));
-        }
-        Ok(())
-    }
 }
 
 /// One file being written.
@@ -163,6 +122,10 @@ pub struct Upload {
     /// Write-back: a send failed (the server is away, or refuses): the rest waits in the
     /// part files for the finish, which retries.
     no_streaming: bool,
+    /// The parts written to: the others are zero parts (see `zero_parts.rs`).
+    written: WrittenParts,
+    /// The mount's prefix, where a zeros object goes.
+    prefix: String,
 }
 
 /// What the journal keeps of a closed file waiting for its upload (write-back), so that a
@@ -209,6 +172,8 @@ pub struct UploadStore {
     pub staging: Option<Arc<StagingBudget>>,
     /// Write-back: uploads keep their parts until finished (see `Upload::stage`).
     pub defer_sends: bool,
+    /// The mount's prefix: an upload's hidden zeros object goes there (see `zero_parts.rs`).
+    pub prefix: String,
 }
 
 impl UploadStore {
@@ -267,6 +232,8 @@ impl Upload {
             defer_sends: store.defer_sends && !buffer_in_memory,
             pending: false,
             no_streaming: false,
+            written: WrittenParts::default(),
+            prefix: store.prefix.clone(),
         }
     }
 
@@ -279,6 +246,7 @@ impl Upload {
                 .unwrap_or_default();
         }
         self.buffer.write_at(0, content).map_err(FsError::staging)?;
+        self.mark_written(0, content.len());
         Ok(self)
     }
 
@@ -304,7 +272,11 @@ impl Upload {
             }
             m.done.clear();
             m.failed.clear();
-            m.rewritten = (1..m.next_part).collect();
+            // every part goes again, the zero parts copied (or sent) again as zero parts
+            let data: std::collections::BTreeSet<u32> = (1..m.next_part)
+                .filter(|n| !m.zeros.contains_key(n))
+                .collect();
+            m.rewritten = data;
             if !m.upload_id.is_empty() {
                 let old = std::mem::take(&mut m.upload_id);
                 match self.client.abort_multipart_upload(&self.key, &old).await {
@@ -481,6 +453,7 @@ impl Upload {
             ));
         }
         self.reopen().await?;
+        self.mark_written(offset, data.len());
         let start = self.buffer_start();
         let (offset, data) = if offset < start {
             let head = ((start - offset) as usize).min(data.len());
@@ -523,22 +496,31 @@ impl Upload {
                 break;
             }
         }
+        // the zero parts split off take no room
+        self.update_charge();
         self.pump();
         Ok(())
     }
 
-    /// The part holding byte `offset` (1-based) and where it starts (part sizes grow, see
-    /// [`part_size_for`]); an offset at a part boundary is the start of the next part.
+    /// The part holding byte `offset` (1-based) and where it starts (see [`part_holding`]).
     fn part_holding(&self, offset: u64) -> (u32, u64) {
-        let (mut k, mut part_start) = (1u32, 0u64);
-        loop {
-            let len = part_size_for(k, self.limits.base, self.limits.max);
-            if offset < part_start + len {
-                return (k, part_start);
-            }
-            part_start += len;
-            k += 1;
+        part_holding(offset, self.limits.base, self.limits.max)
+    }
+
+    /// Bytes `[offset, offset + len)` were written: their parts are not zero parts.
+    fn mark_written(&mut self, offset: u64, len: usize) {
+        if len > 0 {
+            let first = self.part_holding(offset).0;
+            let last = self.part_holding(offset + len as u64 - 1).0;
+            self.written.wrote(first, last);
         }
+    }
+
+    /// The file was cut to `size`: the parts after the one holding its last byte hold
+    /// nothing written (grown again, they are zeros).
+    fn cut_written(&mut self, size: u64) {
+        let (k, start) = self.part_holding(size);
+        self.written.cut_from(if start == size { k } else { k + 1 });
     }
 
     /// After a finish that failed, the next change (a write, a truncate) reopens the upload:
@@ -597,8 +579,9 @@ impl Upload {
         m.failed.retain(|f| f.part_number < k);
         m.rewritten.retain(|n| *n < k);
         m.evicted.retain(|n| *n < k);
+        m.zeros.retain(|n, _| *n < k);
         self.sent_files = (1..k)
-            .filter(|n| !m.evicted.contains(n))
+            .filter(|n| !m.evicted.contains(n) && !m.zeros.contains_key(n))
             .map(|n| part_size_for(n, self.limits.base, self.limits.max))
             .sum();
         for n in k + 1..=m.next_part {
@@ -613,6 +596,7 @@ impl Upload {
         m.next_part = k;
         m.next_offset = part_start;
         self.failed = None;
+        self.cut_written(size);
         if k == 1 {
             // nothing sent remains: back to one PutObject at the end
             if let Some(m) = self.mpu.take() {
@@ -708,7 +692,10 @@ impl Upload {
             .done
             .iter()
             .map(|p| p.part_number)
-            .filter(|n| !m.rewritten.contains(n) && !m.evicted.contains(n))
+            .filter(|n| {
+                // a zero part's file is a hole: dropping it frees nothing
+                !m.rewritten.contains(n) && !m.evicted.contains(n) && !m.zeros.contains_key(n)
+            })
             .collect();
         done.sort_unstable();
         let mut freed = 0u64;
@@ -790,6 +777,10 @@ impl Upload {
             })
             .map_err(FsError::staging)?;
             m.rewritten.insert(n);
+            if let Some(len) = m.zeros.remove(&n) {
+                // data now, staged like any part
+                self.sent_files += len;
+            }
             pos = upto;
         }
         Ok(())
@@ -816,6 +807,7 @@ impl Upload {
             self.reserve_up_to(rel as u64).await;
         }
         self.buffer.resize(rel).map_err(FsError::staging)?;
+        self.cut_written(size);
         if !self.buffer.in_memory() {
             // a held tail went to the file
             self.reservation = Reservation::default();
@@ -930,6 +922,7 @@ impl Upload {
             ));
         }
         let part_number = m.next_part;
+        let zero = self.written.is_zero_part(part_number);
         let next_path = self
             .journal
             .as_ref()
@@ -941,7 +934,8 @@ impl Upload {
         } else if self.buffer.splits_from_memory(take) {
             // a disk buffer's held tail goes with it; what follows is held anew
             std::mem::take(&mut self.reservation)
-        } else if deferred {
+        } else if deferred || zero {
+            // not read now: kept in its file, or its zeros are copied (or sent from no buffer)
             Reservation::default()
         } else {
             // the part is sent from its file a chunk at a time: what its request holds in
@@ -957,8 +951,15 @@ impl Upload {
             .map_err(FsError::staging)?;
         m.next_part += 1;
         m.next_offset += take as u64;
-        if !self.buffer.in_memory() {
+        if !self.buffer.in_memory() && !zero {
+            // a zero part's file is a hole, which takes no room in the staging area
             self.sent_files += take as u64;
+        }
+        if zero {
+            // its part file (a hole) stays for a resend or a resume; the upload's completion
+            // copies it from a zeros object, or sends its zeros
+            m.zeros.insert(part_number, take as u64);
+            return Ok(());
         }
         if deferred || m.upload_id.is_empty() {
             // sent from its file when a send is free (write-back), or when the upload finishes
@@ -992,6 +993,11 @@ impl Upload {
         self.buffer.flush_tail().map_err(FsError::staging)?;
         if !self.buffer.in_memory() {
             self.reservation = Reservation::default();
+        }
+        if self.mpu.is_none() && self.buffer.len() as u64 > self.current_part_size() {
+            // a file extended past a part by truncate alone: a multipart upload (whose zero
+            // parts are copied), journaled before "closed" is
+            self.upload_id(opts).await?;
         }
         if self.mpu.is_none() {
             let body = self.buffer.payload().map_err(FsError::staging)?;
@@ -1089,12 +1095,64 @@ impl Upload {
                 error: FsError::new(libc::EIO, "part written again"),
             });
         }
+        // the zero parts not sent yet: copied from a zeros object that lives until the
+        // upload is complete (or this attempt failed), or sent (see zero_parts.rs)
+        let done: std::collections::HashSet<u32> = m.done.iter().map(|p| p.part_number).collect();
+        let zeros: Vec<(u32, u64)> = m
+            .zeros
+            .iter()
+            .filter(|(n, _)| !done.contains(n))
+            .map(|(&n, &len)| (n, len))
+            .collect();
+        let lens: Vec<u64> = zeros.iter().map(|&(_, len)| len).collect();
+        let copies =
+            ZeroCopies::prepare(&self.client, self.journal.as_ref(), &self.prefix, &lens).await;
+        let result = self.send_and_complete(m, opts, zeros, &copies).await;
+        copies.finish().await;
+        result
+    }
+
+    /// Sends the parts kept back or failed and the zero parts (`zeros`, by number and
+    /// length, through `copies`), [`PARALLEL_PART_SENDS`] at a time, and completes.
+    async fn send_and_complete(
+        &self,
+        m: &mut Multipart,
+        opts: &PutOptions,
+        zeros: Vec<(u32, u64)>,
+        copies: &ZeroCopies,
+    ) -> FsResult<String> {
+        /// A send that failed: a part's body comes back to be sent again; a zero part stays
+        /// in `zeros` (not done).
+        enum Failed {
+            Body(FailedPart),
+            Zero(FsError),
+        }
+        let (client, key, id) = (&self.client, &self.key, &m.upload_id);
+        let mut jobs: Vec<futures::future::BoxFuture<'_, Result<CompletedPart, Failed>>> =
+            Vec::new();
+        for f in std::mem::take(&mut m.failed) {
+            jobs.push(
+                async move {
+                    send_one_part(client, key, id, f.part_number, f.body)
+                        .await
+                        .map_err(Failed::Body)
+                }
+                .boxed(),
+            );
+        }
+        for (n, len) in zeros {
+            jobs.push(
+                async move {
+                    copies
+                        .send(key, id, n, len)
+                        .await
+                        .map_err(|e| Failed::Zero(FsError::from_s3(&e, key)))
+                }
+                .boxed(),
+            );
+        }
         // several at once (a write-back upload sends all its parts here)
-        let sends = std::mem::take(&mut m.failed).into_iter().map(|f| {
-            let (client, key, id) = (&self.client, &self.key, &m.upload_id);
-            async move { send_one_part(client, key, id, f.part_number, f.body).await }
-        });
-        let results: Vec<_> = futures::stream::iter(sends)
+        let results: Vec<_> = futures::stream::iter(jobs)
             .buffer_unordered(PARALLEL_PART_SENDS)
             .collect()
             .await;
@@ -1105,9 +1163,12 @@ impl Upload {
                     m.done.retain(|p| p.part_number != part.part_number);
                     m.done.push(part)
                 }
-                Err(f) => {
+                Err(Failed::Body(f)) => {
                     first_error.get_or_insert_with(|| f.error.clone());
                     m.failed.push(f);
+                }
+                Err(Failed::Zero(e)) => {
+                    first_error.get_or_insert(e);
                 }
             }
         }
@@ -1211,6 +1272,7 @@ impl Upload {
             }
         }
         let _ = self.buffer.resize(0);
+        self.written.clear();
         self.reservation = Reservation::default();
         self.sent_files = 0;
         self.update_charge();
@@ -1408,22 +1470,5 @@ async fn send_one_part(
             body,
             error: FsError::from_s3(&e, key),
         }),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn part_sizes_reach_five_tib_in_ten_thousand_parts() {
-        let mib = 1024 * 1024;
-        let max = 5 * 1024 * mib;
-        assert_eq!(part_size_for(1, 8 * mib, max), 8 * mib);
-        assert_eq!(part_size_for(1000, 8 * mib, max), 8 * mib);
-        assert_eq!(part_size_for(1001, 8 * mib, max), 16 * mib);
-        let total: u64 = (1..=10_000).map(|n| part_size_for(n, 8 * mib, max)).sum();
-        assert!(total >= 5 * 1024 * 1024 * mib, "total {total}");
-        assert!((1..=10_000).all(|n| part_size_for(n, 8 * mib, max) <= max));
     }
 }

@@ -29,7 +29,13 @@ pub enum Payload {
         offset: u64,
         len: u64,
     },
+    /// `len` zero bytes, handed out from one static block while they are sent: never held in
+    /// memory, whatever their length (the body of a hidden zeros object, a part of a hole).
+    Zeros(u64),
 }
+
+/// The zeros a [`Payload::Zeros`] is sent and hashed from, a slice at a time.
+pub(crate) static ZERO_BLOCK: [u8; 64 * 1024] = [0; 64 * 1024];
 
 impl Default for Payload {
     fn default() -> Self {
@@ -59,10 +65,16 @@ impl Payload {
         }
     }
 
+    /// `len` zero bytes (see [`Payload::Zeros`]).
+    pub fn zeros(len: u64) -> Payload {
+        Payload::Zeros(len)
+    }
+
     pub fn len(&self) -> u64 {
         match self {
             Payload::Bytes(b) => b.len() as u64,
             Payload::File { len, .. } => *len,
+            Payload::Zeros(len) => *len,
         }
     }
 
@@ -131,6 +143,15 @@ impl Payload {
                 }
                 Ok(())
             }
+            Payload::Zeros(len) => {
+                let mut left = *len;
+                while left > 0 {
+                    let n = left.min(ZERO_BLOCK.len() as u64) as usize;
+                    f(&ZERO_BLOCK[..n]);
+                    left -= n as u64;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -189,5 +210,21 @@ mod tests {
         // a file shorter than the range is an error, not a short body
         let long = Payload::file(&path, data.len() as u64 + 1);
         assert!(long.md5_hex().await.is_err());
+    }
+
+    #[tokio::test]
+    async fn zeros_hash_like_a_buffer_of_zeros() {
+        let len = ZERO_BLOCK.len() * 3 + 5;
+        let zeros = Payload::zeros(len as u64);
+        let bytes = Payload::from(vec![0u8; len]);
+        assert_eq!(zeros.len(), len as u64);
+        assert_eq!(
+            zeros.md5_hex().await.unwrap(),
+            bytes.md5_hex().await.unwrap()
+        );
+        assert_eq!(
+            zeros.crc32c_base64().await.unwrap(),
+            bytes.crc32c_base64().await.unwrap()
+        );
     }
 }

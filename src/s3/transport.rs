@@ -273,6 +273,10 @@ enum Source {
         file: Option<std::fs::File>,
         reading: Option<tokio::task::JoinHandle<std::io::Result<(std::fs::File, Bytes)>>>,
     },
+    /// Zero bytes not yet handed to hyper, as slices of one static block.
+    Zeros {
+        left: u64,
+    },
 }
 
 const BODY_CHUNK: usize = 64 * 1024;
@@ -289,6 +293,7 @@ impl RequestBody {
                 file: None,
                 reading: None,
             },
+            Payload::Zeros(len) => Source::Zeros { left: len },
         };
         RequestBody {
             source,
@@ -338,6 +343,15 @@ impl Body for RequestBody {
                 let n = data.len().min(BODY_CHUNK);
                 data.split_to(n)
             }
+            Source::Zeros { left } => {
+                if *left == 0 {
+                    return Poll::Ready(None);
+                }
+                let block = &super::payload::ZERO_BLOCK;
+                let n = (*left).min(block.len() as u64) as usize;
+                *left -= n as u64;
+                Bytes::from_static(&block[..n])
+            }
             Source::File { .. } => {
                 this.source.read_ahead();
                 let Source::File {
@@ -377,14 +391,14 @@ impl Body for RequestBody {
     fn is_end_stream(&self) -> bool {
         match &self.source {
             Source::Bytes(b) => b.is_empty(),
-            Source::File { left, .. } => *left == 0,
+            Source::File { left, .. } | Source::Zeros { left } => *left == 0,
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.source {
             Source::Bytes(b) => SizeHint::with_exact(b.len() as u64),
-            Source::File { left, .. } => SizeHint::with_exact(*left),
+            Source::File { left, .. } | Source::Zeros { left } => SizeHint::with_exact(*left),
         }
     }
 }
@@ -628,6 +642,19 @@ mod tests {
         }
         assert_eq!(sizes, vec![BODY_CHUNK, BODY_CHUNK, 5]);
         assert!(body.is_end_stream());
+    }
+
+    #[tokio::test]
+    async fn a_zeros_body_streams_its_length_of_zeros() {
+        let len = BODY_CHUNK * 3 + 11;
+        let body = RequestBody::new(Payload::zeros(len as u64), Progress::new());
+        assert_eq!(body.size_hint().exact(), Some(len as u64));
+        let got = http_body_util::BodyExt::collect(body)
+            .await
+            .unwrap()
+            .to_bytes();
+        assert_eq!(got.len(), len);
+        assert!(got.iter().all(|&b| b == 0));
     }
 
     #[tokio::test]
