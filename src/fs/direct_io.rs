@@ -92,22 +92,32 @@ fn direct(file: &File, data: &[u8], offset: u64) -> io::Result<bool> {
     Ok(true)
 }
 
-/// Writes `data` at `offset` through an aligned copy, a piece at a time; the bytes written
-/// before a short write or an error (`EINVAL` only when nothing was written).
+/// Writes `data` at `offset` — from where it is when its address is aligned (a part held
+/// in memory), else through an aligned copy a piece at a time; the bytes written before a
+/// short write or an error (`EINVAL` only when nothing was written).
 fn write_aligned(file: &File, data: &[u8], offset: u64) -> io::Result<usize> {
-    let mut bounce = BOUNCES
-        .lock()
-        .pop()
-        .unwrap_or_else(|| vec![0u8; BOUNCE + ALIGN]);
-    let skip = bounce.as_ptr().align_offset(ALIGN);
+    let mut bounce = (data.as_ptr().align_offset(ALIGN) != 0).then(|| {
+        BOUNCES
+            .lock()
+            .pop()
+            .unwrap_or_else(|| vec![0u8; BOUNCE + ALIGN])
+    });
     let mut done = 0;
     let result = loop {
         if done == data.len() {
             break Ok(done);
         }
-        let n = (data.len() - done).min(BOUNCE);
-        let buf = &mut bounce[skip..skip + n];
-        buf.copy_from_slice(&data[done..done + n]);
+        let rest = &data[done..];
+        let buf: &[u8] = match bounce.as_mut() {
+            Some(b) => {
+                let skip = b.as_ptr().align_offset(ALIGN);
+                let n = rest.len().min(BOUNCE);
+                b[skip..skip + n].copy_from_slice(&rest[..n]);
+                &b[skip..skip + n]
+            }
+            None => rest,
+        };
+        let n = buf.len();
         match file.write_at(buf, offset + done as u64) {
             Ok(w) if w == n => done += n,
             // short (a full disk says so on the buffered retry of the rest)
@@ -117,9 +127,11 @@ fn write_aligned(file: &File, data: &[u8], offset: u64) -> io::Result<usize> {
             Err(e) => break Err(e),
         }
     };
-    let mut idle = BOUNCES.lock();
-    if idle.len() < 2 {
-        idle.push(bounce);
+    if let Some(b) = bounce {
+        let mut idle = BOUNCES.lock();
+        if idle.len() < 2 {
+            idle.push(b);
+        }
     }
     result
 }
@@ -164,8 +176,15 @@ mod tests {
                 .expect("open");
             // bytes before stay
             file.write_all_at(&[9u8; 8], 0).expect("before");
+            // from an unaligned copy, or (odd cases) from an aligned address
+            let mut store = vec![0u8; len + ALIGN];
+            let at = match i % 2 {
+                0 => store.as_ptr().align_offset(ALIGN) + 1,
+                _ => store.as_ptr().align_offset(ALIGN),
+            };
             let d = data(len);
-            write_all_at(&file, &d, offset).expect("write");
+            store[at..at + len].copy_from_slice(&d);
+            write_all_at(&file, &store[at..at + len], offset).expect("write");
             let mut back = vec![0u8; len];
             file.read_exact_at(&mut back, offset).expect("read");
             assert!(back == d, "case {i}: bytes differ");

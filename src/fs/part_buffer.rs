@@ -10,6 +10,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::blocking::blocking;
+use super::part_files::FileWrite;
 use crate::buffer_pool::BufferPool;
 use crate::s3::Payload;
 
@@ -40,9 +41,40 @@ pub enum PartBuffer {
 /// (for a resend, a rewrite of a sent part, a resume after a crash): no small writes, no
 /// reading the part back to hash and send it. Anything else that touches the buffer writes the
 /// tail to the file first.
+/// Its bytes start at an aligned address (`buf[skip..]`), so that the part file's write goes
+/// to disk straight from them (see `direct_io`).
 pub struct Tail {
     buf: Vec<u8>,
+    skip: usize,
     from: usize,
+}
+
+impl Tail {
+    /// An empty tail starting at `from` of the part, with room for `room` bytes.
+    fn new(pool: &BufferPool, room: usize, from: usize) -> Tail {
+        let mut buf = pool.take(room + super::direct_io::ALIGN);
+        let skip = buf.as_ptr().align_offset(super::direct_io::ALIGN);
+        let skip = if skip < super::direct_io::ALIGN {
+            skip
+        } else {
+            0
+        };
+        buf.resize(skip, 0);
+        Tail { buf, skip, from }
+    }
+
+    fn data(&self) -> &[u8] {
+        &self.buf[self.skip..]
+    }
+
+    fn len(&self) -> usize {
+        self.buf.len() - self.skip
+    }
+
+    /// Its bytes as a body, the buffer going back to `pool` when the body is dropped.
+    fn freeze(self, pool: &Arc<BufferPool>) -> Bytes {
+        pool.freeze(self.buf).slice(self.skip..)
+    }
 }
 
 fn create(path: &Path) -> io::Result<File> {
@@ -138,7 +170,7 @@ impl PartBuffer {
     /// Bytes a disk buffer holds in memory (its tail).
     pub fn held(&self) -> usize {
         match self {
-            PartBuffer::Disk { tail: Some(t), .. } => t.buf.len(),
+            PartBuffer::Disk { tail: Some(t), .. } => t.len(),
             _ => 0,
         }
     }
@@ -150,9 +182,8 @@ impl PartBuffer {
             PartBuffer::Disk {
                 len, tail, pool, ..
             } => {
-                let t = tail.get_or_insert_with(|| Tail {
-                    buf: pool.take(part_size.saturating_sub(*len).max(data.len())),
-                    from: *len,
+                let t = tail.get_or_insert_with(|| {
+                    Tail::new(pool, part_size.saturating_sub(*len).max(data.len()), *len)
                 });
                 t.buf.extend_from_slice(data);
                 *len += data.len();
@@ -172,7 +203,7 @@ impl PartBuffer {
         } = self
         {
             if let Some(t) = tail.take() {
-                blocking(|| super::direct_io::write_all_at(file, &t.buf, t.from as u64))?;
+                blocking(|| super::direct_io::write_all_at(file, t.data(), t.from as u64))?;
                 pool.give(t.buf);
             }
         }
@@ -183,7 +214,7 @@ impl PartBuffer {
     pub fn splits_from_memory(&self, n: usize) -> bool {
         match self {
             PartBuffer::Mem { .. } => true,
-            PartBuffer::Disk { tail: Some(t), .. } => t.from == 0 && t.buf.len() >= n,
+            PartBuffer::Disk { tail: Some(t), .. } => t.from == 0 && t.len() >= n,
             PartBuffer::Disk { .. } => false,
         }
     }
@@ -278,7 +309,8 @@ impl PartBuffer {
                     blocking(|| file.read_exact_at(&mut buf[..on_disk - start], start as u64))?;
                 }
                 if let Some(t) = tail.as_ref().filter(|_| on_disk < end) {
-                    buf[on_disk - start..].copy_from_slice(&t.buf[on_disk - t.from..end - t.from]);
+                    buf[on_disk - start..]
+                        .copy_from_slice(&t.data()[on_disk - t.from..end - t.from]);
                 }
                 Ok(Bytes::from(buf))
             }
@@ -288,12 +320,13 @@ impl PartBuffer {
     /// Take the first `n` bytes out as a part body; the rest becomes the next part (for a
     /// disk buffer: in a new file at `next_path`; the old file keeps exactly the part).
     /// `next_part_size`: the size of the part that follows.
+    /// A part sent from memory comes with the write of its file, for the caller to run.
     pub fn split_to(
         &mut self,
         n: usize,
         next_path: Option<&PathBuf>,
         next_part_size: usize,
-    ) -> io::Result<Payload> {
+    ) -> io::Result<(Payload, Option<FileWrite>)> {
         match self {
             PartBuffer::Mem {
                 buf,
@@ -306,7 +339,7 @@ impl PartBuffer {
                 if *start == 0 && n == buf.len() {
                     // the usual case: the buffer is exactly the part; the next write takes a
                     // new one from the pool
-                    return Ok(pool.freeze(std::mem::take(buf)).into());
+                    return Ok((pool.freeze(std::mem::take(buf)).into(), None));
                 }
                 let mut body = pool.take(n);
                 body.extend_from_slice(&buf[*start..*start + n]);
@@ -320,7 +353,7 @@ impl PartBuffer {
                     buf.drain(..*start);
                     *start = 0;
                 }
-                Ok(pool.freeze(body).into())
+                Ok((pool.freeze(body).into(), None))
             }
             PartBuffer::Disk { .. } if self.splits_from_memory(n) => {
                 let PartBuffer::Disk {
@@ -339,23 +372,25 @@ impl PartBuffer {
                     return Err(io::Error::other("no tail"));
                 };
                 // the part's file, for a resend or a resume; the next part's bytes stay held
-                let rest = if t.buf.len() > n {
-                    let mut rest = pool.take(next_part_size.max(t.buf.len() - n));
-                    rest.extend_from_slice(&t.buf[n..]);
-                    t.buf.truncate(n);
+                let rest = if t.len() > n {
+                    let mut rest = Tail::new(pool, next_part_size.max(t.len() - n), 0);
+                    rest.buf.extend_from_slice(&t.data()[n..]);
+                    t.buf.truncate(t.skip + n);
                     Some(rest)
                 } else {
                     None
                 };
-                let next = blocking(|| {
-                    super::direct_io::write_all_at(file, &t.buf, 0)?;
-                    create(next_path)
-                })?;
-                *tail = rest.map(|buf| Tail { buf, from: 0 });
-                *file = next;
+                let next = blocking(|| create(next_path))?;
+                *tail = rest;
+                let part_file = std::mem::replace(file, next);
                 *path = next_path.clone();
                 *len -= n;
-                Ok(pool.freeze(t.buf).into())
+                let data = t.freeze(pool);
+                let write = FileWrite {
+                    file: part_file,
+                    data: data.clone(),
+                };
+                Ok((data.into(), Some(write)))
             }
             PartBuffer::Disk { .. } => {
                 self.flush_tail()?;
@@ -386,7 +421,7 @@ impl PartBuffer {
                 *file = next;
                 *path = next_path.clone();
                 *len -= n;
-                Ok(body)
+                Ok((body, None))
             }
         }
     }
@@ -419,7 +454,10 @@ mod tests {
             b.write_at(8, b"world").expect("w");
             assert_eq!(b.len(), 13);
             assert_eq!(&b.read(0, 13).expect("r")[..], b"hello\0\0\0world");
-            let first = b.split_to(6, Some(&dir.join("2")), 16).expect("split");
+            let (first, w) = b.split_to(6, Some(&dir.join("2")), 16).expect("split");
+            if let Some(w) = w {
+                w.run().expect("part file");
+            }
             assert_eq!(sent(&first), b"hello\0");
             assert_eq!(&b.read(0, 100).expect("r")[..], b"\0\0world");
             b.resize(3).expect("resize");
@@ -444,7 +482,8 @@ mod tests {
             "reads see the tail"
         );
         assert!(d.splits_from_memory(8));
-        let first = d.split_to(8, Some(&dir.join("2")), 8).expect("split");
+        let (first, w) = d.split_to(8, Some(&dir.join("2")), 8).expect("split");
+        w.expect("a file write").run().expect("part file");
         assert!(matches!(first, Payload::Bytes(_)), "sent from memory");
         assert_eq!(sent(&first), b"abcdefgh");
         assert_eq!(
@@ -459,7 +498,8 @@ mod tests {
         // a tail that started after bytes on disk is written out before its part goes
         d.append_held(b"123", 8);
         assert!(!d.splits_from_memory(8));
-        let second = d.split_to(8, Some(&dir.join("3")), 8).expect("split");
+        let (second, w) = d.split_to(8, Some(&dir.join("3")), 8).expect("split");
+        assert!(w.is_none(), "its file has its bytes");
         assert_eq!(sent(&second), b"ij\0\0z123");
         assert!(matches!(second, Payload::File { .. }));
         let _ = std::fs::remove_dir_all(&dir);
@@ -474,7 +514,7 @@ mod tests {
         let far = 1usize << 40;
         d.write_at(100, b"head").expect("w");
         d.write_at(far, b"x").expect("far write");
-        let first = d.split_to(16, Some(&dir.join("2")), 16).expect("split");
+        let (first, _) = d.split_to(16, Some(&dir.join("2")), 16).expect("split");
         assert_eq!(sent(&first), [0u8; 16]);
         assert_eq!(d.len(), far + 1 - 16);
         assert_eq!(&d.read(84, 88).expect("r")[..], b"head");
@@ -491,7 +531,7 @@ mod tests {
         assert_eq!(m.len(), 12);
         let mut parts = Vec::new();
         while m.len() >= 4 {
-            parts.push(sent(&m.split_to(4, None, 4).expect("split")));
+            parts.push(sent(&m.split_to(4, None, 4).expect("split").0));
         }
         assert_eq!(parts.len(), 3);
         assert_eq!(&parts[0][..], b"\0\0\0\0");
@@ -500,7 +540,7 @@ mod tests {
         // the rest keeps taking writes at the right place
         m.write_at(0, b"abc").expect("w");
         m.write_at(3, b"defg").expect("w");
-        assert_eq!(sent(&m.split_to(4, None, 4).expect("split")), b"abcd");
+        assert_eq!(sent(&m.split_to(4, None, 4).expect("split").0), b"abcd");
         assert_eq!(&m.read(0, 10).expect("r")[..], b"efg");
     }
 }

@@ -13,6 +13,7 @@ use super::error::{FsError, FsResult};
 use super::journal::UploadJournal;
 use super::memory::{MemoryBudget, Reservation, WRITER_PATIENCE};
 use super::part_buffer::PartBuffer;
+use super::part_files::PartFileWrites;
 use super::staging::{Charge, StagingBudget, STAGING_PATIENCE};
 use super::zero_parts::{WrittenParts, ZeroCopies};
 use crate::buffer_pool::BufferPool;
@@ -126,6 +127,8 @@ pub struct Upload {
     /// Write-back: a send failed (the server is away, or refuses): the rest waits in the
     /// part files for the finish, which retries.
     no_streaming: bool,
+    /// The files of parts sent from memory, being written.
+    part_files: PartFileWrites,
     /// The parts written to: the others are zero parts (see `zero_parts.rs`).
     written: WrittenParts,
     /// The mount's prefix, where a zeros object goes.
@@ -236,6 +239,7 @@ impl Upload {
             defer_sends: store.defer_sends && !buffer_in_memory,
             pending: false,
             no_streaming: false,
+            part_files: PartFileWrites::default(),
             written: WrittenParts::default(),
             prefix: store.prefix.clone(),
         }
@@ -567,6 +571,7 @@ impl Upload {
         let Some(journal) = self.journal.clone().filter(|_| !self.buffer.in_memory()) else {
             return Ok(()); // in memory: refused by the caller
         };
+        self.part_files.wait().map_err(FsError::staging)?;
         let (k, part_start) = self.part_holding(size);
         self.check_not_evicted(k)
             .map_err(|e| FsError::new(libc::EOPNOTSUPP, e.reason))?;
@@ -686,6 +691,9 @@ impl Upload {
         if self.defer_sends || self.pending {
             return; // every part file is the only copy until the upload finishes
         }
+        if self.part_files.wait().is_err() {
+            return; // told at the finish
+        }
         let (Some(journal), Some(m)) = (&self.journal, self.mpu.as_mut()) else {
             return;
         };
@@ -738,6 +746,8 @@ impl Upload {
     /// the parts staged on disk, the part files take the bytes and those parts are sent again
     /// (same part numbers) before the upload completes. In memory, sent bytes are gone: EINVAL.
     fn rewrite_sent(&mut self, offset: u64, data: &[u8]) -> FsResult<()> {
+        // the part's file has its first bytes before these go over them
+        self.part_files.wait().map_err(FsError::staging)?;
         let (Some(journal), Some(m)) = (&self.journal, self.mpu.as_mut()) else {
             return Err(FsError::new(
                 libc::EINVAL,
@@ -862,6 +872,9 @@ impl Upload {
                 }
                 continue;
             }
+            if self.part_files.busy(n) {
+                return; // its file is being written: at the next write
+            }
             let Some(reservation) = self.budget.try_reserve(FILE_BODY_MEMORY) else {
                 return;
             };
@@ -949,10 +962,17 @@ impl Upload {
                 .await
                 .unwrap_or_default()
         };
-        let body = self
+        let (body, file_write) = self
             .buffer
             .split_to(take, next_path.as_ref(), next_part_size as usize)
             .map_err(FsError::staging)?;
+        // the budget holds the bytes until both their send and their file's write are done
+        let reservation = Arc::new(reservation);
+        if let Some(w) = file_write {
+            self.part_files
+                .start(part_number, w, reservation.clone())
+                .await;
+        }
         m.next_part += 1;
         m.next_offset += take as u64;
         if !self.buffer.in_memory() && !zero {
@@ -994,6 +1014,7 @@ impl Upload {
             return Err(FsError::new(libc::EIO, "upload already complete"));
         }
         // on disk before "closed" is journaled: a resume sends the part files as they are
+        self.part_files.wait().map_err(FsError::staging)?;
         self.buffer.flush_tail().map_err(FsError::staging)?;
         if !self.buffer.in_memory() {
             self.reservation = Reservation::default();
@@ -1314,6 +1335,7 @@ impl Upload {
         .await;
         self.defer_sends = defer;
         split?;
+        self.part_files.wait().map_err(FsError::staging)?;
         self.buffer.flush_tail().map_err(FsError::staging)?;
         let last = self.mpu.as_ref().map_or(1, |m| m.next_part);
         let parts = if last > 1 && self.buffer.is_empty() {
@@ -1377,6 +1399,9 @@ impl Upload {
                 ))
             }
         };
+        if offset < start {
+            self.part_files.wait().map_err(FsError::staging)?;
+        }
         let mut out = Vec::with_capacity((end - offset) as usize);
         let (mut n, mut part_start) = (1u32, 0u64);
         let mut pos = offset;
