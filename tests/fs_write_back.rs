@@ -329,3 +329,57 @@ async fn a_file_that_landed_just_before_the_crash_is_not_taken_for_a_conflict() 
     );
     assert_eq!(srv.keys().len(), 3, "{:?}", srv.keys());
 }
+
+#[tokio::test]
+async fn a_large_file_streams_its_parts_while_written_and_sends_each_once() {
+    let srv = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let fs = fs_with(&srv, write_back(&dir));
+    let bytes = data(26 * MIB + 3, 7);
+    let (attr, opened) = fs
+        .create(ROOT_INO, "big.bin", 0o640, libc::O_WRONLY, ME)
+        .await
+        .expect("create");
+    for (i, chunk) in bytes.chunks(MIB).enumerate() {
+        fs.write(opened.fh, (i * MIB) as u64, chunk)
+            .await
+            .expect("write");
+    }
+    // before the close the upload exists, its parts on their way (the durable mode's
+    // streaming, without the writer waiting for it; before, nothing went until the close)
+    assert_eq!(srv.count("CreateMultipartUpload"), 1, "{:?}", srv.counts());
+    assert_eq!(srv.multipart_uploads().len(), 1);
+    fs.flush(opened.fh, 0).await.expect("flush");
+    fs.release(opened.fh).await.expect("release");
+    landed(&fs).await;
+    assert_eq!(
+        srv.get_object("big.bin").expect("object").as_ref(),
+        &bytes[..]
+    );
+    // 6 parts of 5 MiB (the last short), each sent once; one upload
+    assert_eq!(srv.count("UploadPart"), 6, "{:?}", srv.counts());
+    assert_eq!(srv.count("CreateMultipartUpload"), 1);
+    assert!(srv.multipart_uploads().is_empty());
+    let _ = attr;
+
+    // a file streaming when the daemon dies was never closed: nothing of it reaches the
+    // bucket, and the next mount aborts its upload
+    let fs2 = fs_with(&srv, write_back(&dir));
+    let (_, o) = fs2
+        .create(ROOT_INO, "cut.bin", 0o640, libc::O_WRONLY, ME)
+        .await
+        .expect("create");
+    for (i, chunk) in data(12 * MIB, 9).chunks(MIB).enumerate() {
+        fs2.write(o.fh, (i * MIB) as u64, chunk)
+            .await
+            .expect("write");
+    }
+    assert_eq!(srv.multipart_uploads().len(), 1, "streaming");
+    drop(fs2);
+    drop(fs);
+    let fs3 = fs_with(&srv, write_back(&dir));
+    let report = fs3.recover_uploads().await;
+    assert_eq!(report.aborted.len(), 1, "{report:?}");
+    assert!(srv.multipart_uploads().is_empty(), "an orphaned upload");
+    assert!(srv.get_object("cut.bin").is_none());
+}

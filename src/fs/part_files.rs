@@ -85,11 +85,8 @@ impl PartFileWrites {
     pub fn wait(&self) -> io::Result<()> {
         let hs: Vec<_> = self.running.lock().drain(..).map(|(_, h)| h).collect();
         if !hs.is_empty() {
-            let results: Vec<_> = blocking(|| {
-                hs.into_iter()
-                    .map(futures::executor::block_on)
-                    .collect()
-            });
+            let results: Vec<_> =
+                blocking(|| hs.into_iter().map(futures::executor::block_on).collect());
             for r in results {
                 self.note(r.unwrap_or_else(|e| Err(io::Error::other(e))));
             }
