@@ -364,13 +364,15 @@ impl Upload {
     }
 
     /// Whether `more` bytes appended to a disk buffer can be held in memory with its tail
-    /// (the part then goes from memory, see `part_buffer::Tail`): only while half the budget
-    /// is free now (the rest stays for reads); otherwise they go to the file, and nobody waits.
+    /// (the part then goes from memory, see `part_buffer::Tail`): only while the budget in use
+    /// stays under three quarters (the rest is for reads; as many parts in flight as the raw
+    /// client keeps need more than half of the default 96 MiB); otherwise they go to the file,
+    /// and nobody waits.
     fn hold(&mut self, more: usize) -> bool {
         let want = (self.buffer.held() + more) as u64;
         while self.reservation.bytes() < want {
             let step = RESERVE_STEP.max(want - self.reservation.bytes());
-            if self.budget.in_use() + step > self.budget.total() / 2 {
+            if self.budget.in_use() + step > self.budget.total() / 4 * 3 {
                 return false;
             }
             match self.budget.try_reserve(step) {
