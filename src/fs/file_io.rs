@@ -37,6 +37,9 @@ pub(crate) enum Handle {
     /// A read-only open of a file a writer holds (still writing, or its upload failed):
     /// reads come from the writer.
     Peek(Arc<WriteHandle>),
+    /// A read-only open of a file an earlier run closed and did not upload yet: reads come
+    /// from its part files (see `recovered.rs`).
+    Staged(Arc<super::recovered::StagedFile>),
 }
 
 pub(crate) struct ReadHandle {
@@ -318,13 +321,15 @@ impl Filesystem {
         check_name(name)?;
         let parent_key = self.dir_key(parent)?;
         let key = format!("{parent_key}{name}");
-        if let Some(n) = self.inodes.lock().child(parent, name) {
-            if n.writing {
+        let existing = self.inodes.lock().child(parent, name).map(|n| (n.ino, n.writing));
+        if let Some((ino, writing)) = existing {
+            if writing {
                 return Err(FsError::new(
                     libc::EBUSY,
                     "file is already open for writing",
                 ));
             }
+            self.land_recovered(ino).await?;
         }
         let _ = flags;
         let now = SystemTime::now();
@@ -398,6 +403,14 @@ impl Filesystem {
                 keep_cache: false,
                 direct_io: true,
             });
+        }
+        if acc == libc::O_RDONLY {
+            if let Some(opened) = self.open_staged(ino) {
+                return Ok(opened);
+            }
+        } else {
+            // a file an earlier run closed goes up before it is changed
+            self.land_recovered(ino).await?;
         }
         self.full_meta(ino).await?;
         let attr = self.getattr(ino).await?;
@@ -651,6 +664,7 @@ impl Filesystem {
             Handle::Write(w) | Handle::Peek(w) => {
                 w.state.lock().await.upload.read(offset, size).await
             }
+            Handle::Staged(s) => s.read(offset, size).await,
             Handle::Static(b) => {
                 let start = (offset as usize).min(b.len());
                 let end = (start + size as usize).min(b.len());
@@ -1087,6 +1101,12 @@ impl Filesystem {
                     self.invalidate_entry(parent, &name);
                 }
                 result
+            }
+            Some(Handle::Staged(s)) => {
+                if let Some(n) = self.inodes.lock().get_mut(s.ino) {
+                    n.open_handles = n.open_handles.saturating_sub(1);
+                }
+                Ok(())
             }
             Some(Handle::Read(r)) => {
                 if let Some(n) = self.inodes.lock().get_mut(r.ino) {

@@ -225,7 +225,7 @@ impl InodeTable {
     }
 
     /// Forget the cached listing of `ino`, if it has one.
-    fn drop_listing(&mut self, ino: u64) {
+    pub fn drop_listing(&mut self, ino: u64) {
         if let Some(s) = self.inodes.get_mut(&ino).and_then(|n| n.snapshot.take()) {
             self.listed_entries = self.listed_entries.saturating_sub(s.children.len());
             self.listed_order.retain(|i| *i != ino);

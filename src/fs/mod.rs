@@ -28,6 +28,7 @@ mod part_files;
 mod part_sizes;
 mod patch;
 pub mod prefetch;
+mod recovered;
 mod recovery;
 mod rename;
 mod small_bodies;
@@ -196,7 +197,7 @@ impl Filesystem {
         let gate = Arc::new(memory::BudgetGate(budget.clone()));
         client.set_memory_gate(gate.clone());
         store.pool.set_gate(gate);
-        Arc::new_cyclic(|me| Filesystem {
+        let fs = Arc::new_cyclic(|me| Filesystem {
             data_cache,
             write_back_queue: Default::default(),
             writeback: Arc::default(),
@@ -208,7 +209,7 @@ impl Filesystem {
             me: me.clone(),
             budget,
             store,
-            leftovers: recovery::Leftovers::new(earlier, moves, &pending, zeros),
+            leftovers: recovery::Leftovers::new(earlier, moves, pending, zeros),
             limits,
             inodes: names::Names::new(InodeTable::new(root), config.negative_ttl),
             handles: handles::Handles::new(),
@@ -217,7 +218,10 @@ impl Filesystem {
             counters: counters::CacheCounters::new(),
             config,
             client,
-        })
+        });
+        // files an earlier run closed and did not upload show until they land
+        fs.show_recovered();
+        fs
     }
 
     /// Install the hook that makes the kernel forget a cached (parent, name) entry.

@@ -768,6 +768,8 @@ impl Filesystem {
         if attr.kind == FileKind::Directory {
             return Err(FsError::new(libc::EISDIR, "is a directory"));
         }
+        // a file an earlier run closed and did not upload is never sent
+        self.withdraw_recovered(attr.ino).await?;
         let (key, local_only) = {
             let t = self.inodes.lock();
             let n = t.get(attr.ino).ok_or_else(FsError::not_found)?;
@@ -945,11 +947,6 @@ impl Filesystem {
     /// the object's metadata (folded into a pending upload, or CopyObject onto itself).
     pub async fn setattr(&self, ino: u64, req: SetAttr, caller: Caller) -> FsResult<Attr> {
         let _ = caller;
-        self.full_meta(ino).await?;
-        let mut attr = {
-            let t = self.inodes.lock();
-            t.get(ino).ok_or_else(FsError::not_found)?.attr
-        };
         let meta_change = req.mode.is_some()
             || req.uid.is_some()
             || req.gid.is_some()
@@ -957,7 +954,14 @@ impl Filesystem {
             || req.mtime.is_some();
         if meta_change || req.size.is_some() {
             self.check_writable()?;
+            // a file an earlier run closed goes up before it is changed
+            self.land_recovered(ino).await?;
         }
+        self.full_meta(ino).await?;
+        let mut attr = {
+            let t = self.inodes.lock();
+            t.get(ino).ok_or_else(FsError::not_found)?.attr
+        };
         if let Some(size) = req.size {
             if attr.kind == FileKind::Directory {
                 return Err(FsError::new(libc::EISDIR, "is a directory"));

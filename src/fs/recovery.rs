@@ -3,7 +3,10 @@
 //! closed and every part is on disk, and aborted otherwise. Uploads under the prefix that the
 //! journal does not know are left alone (another client may be writing them).
 
+use std::sync::Arc;
+
 use super::journal::{JournalEntry, UploadJournal};
+use super::recovered::{Fate, Recovered};
 use super::upload::PendingRecord;
 use super::Filesystem;
 use crate::s3::{Payload, PutOptions, S3Error};
@@ -23,9 +26,16 @@ pub struct RecoveryReport {
 
 /// What an earlier run left unfinished: its journal entries (read before this mount starts
 /// uploads of its own, so that recovery never takes one of them for a leftover) until recovery
-/// takes them, and the keys a commit must not touch until recovery is done with them.
+/// takes them, the keys a commit must not touch until recovery is done with them, and the
+/// files it closed that the mount shows until they land (see `recovered.rs`).
 pub(crate) struct Leftovers {
     entries: parking_lot::Mutex<Option<Vec<JournalEntry>>>,
+    /// Write-back: files closed and not uploaded, oldest first.
+    pending: Vec<Arc<Recovered>>,
+    /// Recovery has taken `pending` to send.
+    pending_taken: std::sync::atomic::AtomicBool,
+    /// Of those, the ones the mount shows, by inode, until they land or are unlinked.
+    shown: parking_lot::Mutex<std::collections::HashMap<u64, Arc<Recovered>>>,
     /// Directory renames begun and not done, as (old prefix, new prefix).
     moves: parking_lot::Mutex<Vec<(String, String)>>,
     /// Zeros objects created and not deleted (see `zero_parts.rs`), by key.
@@ -41,7 +51,7 @@ impl Leftovers {
     pub(crate) fn new(
         entries: Vec<JournalEntry>,
         moves: Vec<(String, String)>,
-        pending: &[(String, PendingRecord)],
+        pending: Vec<(String, PendingRecord)>,
         zeros: Vec<String>,
     ) -> Leftovers {
         let keys = entries
@@ -51,6 +61,12 @@ impl Leftovers {
             .collect();
         Leftovers {
             entries: parking_lot::Mutex::new(Some(entries)),
+            pending: pending
+                .into_iter()
+                .map(|(local, record)| Recovered::new(local, record))
+                .collect(),
+            pending_taken: Default::default(),
+            shown: Default::default(),
             moves: parking_lot::Mutex::new(moves),
             zeros: parking_lot::Mutex::new(zeros),
             keys: parking_lot::Mutex::new(keys),
@@ -71,6 +87,59 @@ impl Leftovers {
     /// The entries, for recovery (once; later calls get none).
     fn take_entries(&self) -> Vec<JournalEntry> {
         self.entries.lock().take().unwrap_or_default()
+    }
+
+    /// The pending files, for recovery to send (once; later calls get none).
+    fn take_pending(&self) -> Vec<Arc<Recovered>> {
+        use std::sync::atomic::Ordering;
+        match self.pending_taken.swap(true, Ordering::AcqRel) {
+            true => vec![],
+            false => self.pending.clone(),
+        }
+    }
+
+    /// The pending files an earlier run left, oldest first.
+    pub(crate) fn pending_entries(&self) -> &[Arc<Recovered>] {
+        &self.pending
+    }
+
+    pub(crate) fn show(&self, ino: u64, r: Arc<Recovered>) {
+        self.shown.lock().insert(ino, r);
+    }
+
+    /// The recovered file `ino` shows, while it waits.
+    pub(crate) fn shown(&self, ino: u64) -> Option<Arc<Recovered>> {
+        self.shown.lock().get(&ino).cloned()
+    }
+
+    /// The inodes of the recovered files waiting under `prefix`.
+    pub(crate) fn shown_under(&self, prefix: &str) -> Vec<u64> {
+        let shown = self.shown.lock();
+        shown
+            .iter()
+            .filter(|(_, r)| r.record.key.starts_with(prefix))
+            .map(|(ino, _)| *ino)
+            .collect()
+    }
+
+    /// `ino` stops showing a recovered file (it landed, or was unlinked).
+    pub(crate) fn unshow(&self, ino: u64) -> Option<Arc<Recovered>> {
+        let r = self.shown.lock().remove(&ino);
+        self.changed.notify_waiters();
+        r
+    }
+
+    /// Whether a pending file an earlier run left is still waiting (not landed, not
+    /// withdrawn; one being sent counts as waiting).
+    pub(crate) fn any_waiting(&self) -> bool {
+        self.pending
+            .iter()
+            .any(|r| r.fate.try_lock().map_or(true, |f| *f == Fate::Waiting))
+    }
+
+    /// Told when a key is released or a recovered file stops showing.
+    pub(crate) fn changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.changed.notified()
     }
 
     fn release(&self, key: &str) {
@@ -147,15 +216,15 @@ impl Filesystem {
                         entries.len()
                     );
                 }
-                let pending = journal.unfinished_pending();
+                let pending = self.leftovers.take_pending();
                 self.recover_pending(&journal, pending, &mut report).await;
                 return report;
             }
         };
-        let pending = journal.unfinished_pending();
+        let pending = self.leftovers.take_pending();
         for e in &entries {
             // an upload of a pending file (write-back) begun and cut short: its files stay
-            let keep_files = pending.iter().any(|(l, _)| *l == e.local_id);
+            let keep_files = pending.iter().any(|r| r.local == e.local_id);
             self.recover_one(&journal, e, &on_server, keep_files, &mut report)
                 .await;
             self.leftovers.release(&e.key);
@@ -292,44 +361,43 @@ impl Filesystem {
     /// Write-back: files closed before an earlier bucketfs stopped, whose uploads it had not
     /// finished, go up now from their part files (oldest first), each conditional on what its
     /// close expected; a change made elsewhere meanwhile keeps both (`NAME.conflict-UTC`).
-    /// One that cannot go now stays journaled for the next mount.
+    /// One that cannot go now stays journaled for the next mount (and shown meanwhile).
     async fn recover_pending(
         &self,
         journal: &UploadJournal,
-        pending: Vec<(String, PendingRecord)>,
+        pending: Vec<Arc<Recovered>>,
         report: &mut RecoveryReport,
     ) {
         if pending.is_empty() {
             return;
         }
-        let bytes: u64 = pending.iter().map(|(_, r)| r.size).sum();
+        let bytes: u64 = pending.iter().map(|r| r.record.size).sum();
         tracing::info!(
             "resuming {} uploads, {bytes} bytes, of files closed before bucketfs stopped",
             pending.len()
         );
         let mut left = Vec::new();
         let mut away = false;
-        for (local, record) in pending {
-            let key = record.key.clone();
+        for r in pending {
+            let key = r.record.key.clone();
             if away {
                 // the server cannot be reached: the rest waits for the retries
-                left.push((local, record));
+                left.push(r);
                 self.leftovers.release(&key);
                 continue;
             }
-            match self.send_pending(journal, &local, &record).await {
-                Ok(landed_at) => {
-                    journal.landed(&local, true);
-                    report.resumed.push(landed_at);
-                }
+            match self.send_recovered(journal, &r).await {
+                Ok(Some(landed_at)) => report.resumed.push(landed_at),
+                // sent already by a change of the file, or unlinked
+                Ok(None) => {}
                 Err(e) => {
                     tracing::warn!(
-                        key = %record.key,
+                        key = %key,
                         "could not upload a file closed before bucketfs stopped ({e}); tried \
                          again later (it stays in the staging area, also for the next mount)"
                     );
                     away = e.is_unreachable() || e.is_retryable();
-                    left.push((local, record));
+                    left.push(r);
                 }
             }
             self.leftovers.release(&key);
@@ -341,6 +409,25 @@ impl Filesystem {
                 self.config.write_back_retry,
             ));
         }
+    }
+
+    /// Send a pending file an earlier run left, unless it landed or was unlinked already
+    /// (`None`); the key it went to. From then on the mount shows the bucket's object.
+    pub(crate) async fn send_recovered(
+        &self,
+        journal: &UploadJournal,
+        r: &Recovered,
+    ) -> Result<Option<String>, S3Error> {
+        let mut fate = r.fate.lock().await;
+        if *fate != Fate::Waiting {
+            return Ok(None);
+        }
+        let key = self.send_pending(journal, &r.local, &r.record).await?;
+        journal.landed(&r.local, true);
+        *fate = Fate::Landed;
+        drop(fate);
+        self.unshow_recovered(r, &key);
+        Ok(Some(key))
     }
 
     /// Upload a pending file; the key it went to.
@@ -514,7 +601,7 @@ impl Filesystem {
 /// again with doubling waits (up to a minute) until they are in the bucket or the mount ends.
 async fn retry_pending(
     me: std::sync::Weak<Filesystem>,
-    mut left: Vec<(String, PendingRecord)>,
+    mut left: Vec<Arc<Recovered>>,
     first: std::time::Duration,
 ) {
     let mut wait = first;
@@ -527,20 +614,20 @@ async fn retry_pending(
         };
         let mut still = Vec::new();
         let mut away = false;
-        for (local, record) in left {
+        for r in left {
             if away {
-                still.push((local, record));
+                still.push(r);
                 continue;
             }
-            match fs.send_pending(&journal, &local, &record).await {
-                Ok(key) => {
+            match fs.send_recovered(&journal, &r).await {
+                Ok(Some(key)) => {
                     tracing::info!(key = %key, "uploaded a file closed before bucketfs stopped");
-                    journal.landed(&local, true);
                 }
+                Ok(None) => {}
                 Err(e) => {
-                    tracing::debug!(key = %record.key, "still cannot upload: {e}");
+                    tracing::debug!(key = %r.record.key, "still cannot upload: {e}");
                     away = e.is_unreachable() || e.is_retryable();
-                    still.push((local, record));
+                    still.push(r);
                 }
             }
         }

@@ -38,6 +38,15 @@ impl Filesystem {
             Err(e) if e.errno == libc::ENOENT => None,
             Err(e) => return Err(e),
         };
+        // files an earlier run closed and did not upload go up first (the rename then moves
+        // what the bucket holds)
+        match src.kind {
+            FileKind::Directory => self.land_recovered_under(&self.dir_key(src.ino)?).await?,
+            _ => self.land_recovered(src.ino).await?,
+        }
+        if let Some(t) = target.filter(|t| t.ino != src.ino) {
+            self.land_recovered(t.ino).await?;
+        }
         if let Some(t) = target {
             if t.ino == src.ino {
                 return Ok(());

@@ -214,6 +214,8 @@ impl Filesystem {
             return Ok(());
         }
         let prefix = self.dir_key(ino)?;
+        // and those an earlier run closed and did not upload
+        self.land_recovered_under(&prefix).await?;
         let queued: Vec<u64> = self
             .write_back_queue
             .schedule
@@ -282,17 +284,26 @@ impl Filesystem {
         (pending.len(), bytes, loose)
     }
 
-    /// Wait until no closed file waits for its upload (or `limit` passed): whether so.
+    /// Wait until no closed file waits for its upload, this mount's or one an earlier run
+    /// left (or `limit` passed): whether so.
     pub async fn wait_uploads_landed(&self, limit: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             let changed = self.write_back_queue.changed.notified();
-            tokio::pin!(changed);
+            let recovered = self.leftovers.changed();
+            tokio::pin!(changed, recovered);
             changed.as_mut().enable();
-            if self.write_back_queue.is_empty() {
+            recovered.as_mut().enable();
+            if self.write_back_queue.is_empty() && !self.leftovers.any_waiting() {
                 return true;
             }
-            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+            let either = async {
+                tokio::select! {
+                    _ = changed => {}
+                    _ = recovered => {}
+                }
+            };
+            if tokio::time::timeout_at(deadline, either).await.is_err() {
                 return false;
             }
         }

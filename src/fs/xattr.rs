@@ -157,6 +157,8 @@ impl Filesystem {
     }
 
     async fn store_xattrs(&self, ino: u64, map: &BTreeMap<String, Vec<u8>>) -> FsResult<()> {
+        // a file an earlier run closed goes up before it is changed
+        self.land_recovered(ino).await?;
         let header = encode(map);
         let (attr, writing) = {
             let mut t = self.inodes.lock();
