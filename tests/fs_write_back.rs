@@ -383,3 +383,186 @@ async fn a_large_file_streams_its_parts_while_written_and_sends_each_once() {
     assert!(srv.multipart_uploads().is_empty(), "an orphaned upload");
     assert!(srv.get_object("cut.bin").is_none());
 }
+
+/// The names `readdir` gives for directory `ino` (without `.` and `..`).
+async fn names_in(fs: &Filesystem, ino: u64) -> Vec<String> {
+    let fh = fs.opendir(ino).await.expect("opendir");
+    let mut names: Vec<String> = fs
+        .readdir(ino, fh, 0)
+        .await
+        .expect("readdir")
+        .into_iter()
+        .map(|e| e.name)
+        .filter(|n| n != "." && n != "..")
+        .collect();
+    fs.releasedir(fh);
+    names.sort();
+    names
+}
+
+/// A daemon that stages `files` (name in the root or `sub/name`, bytes) while uploads are
+/// refused, then dies without an unmount; the refusals stay.
+async fn crash_with_staged(srv: &TestServer, dir: &tempfile::TempDir, files: &[(&str, &[u8])]) {
+    let fs = fs_with(srv, write_back(dir));
+    refuse_uploads(srv);
+    for (path, bytes) in files {
+        match path.split_once('/') {
+            Some((d, name)) => {
+                let parent = match fs.lookup(ROOT_INO, d).await {
+                    Ok(a) => a.ino,
+                    Err(_) => fs.mkdir(ROOT_INO, d, 0o755, ME).await.expect("mkdir").ino,
+                };
+                write_file(&fs, parent, name, bytes).await;
+            }
+            None => {
+                match fs.lookup(ROOT_INO, path).await {
+                    // over an existing object
+                    Ok(a) => {
+                        let o = fs
+                            .open(a.ino, libc::O_WRONLY | libc::O_TRUNC, ME)
+                            .await
+                            .expect("open");
+                        fs.write(o.fh, 0, bytes).await.expect("write");
+                        fs.flush(o.fh, 0).await.expect("close");
+                        fs.release(o.fh).await.expect("release");
+                    }
+                    Err(_) => {
+                        write_file(&fs, ROOT_INO, path, bytes).await;
+                    }
+                }
+            }
+        }
+    }
+    // the daemon dies: no shutdown, nothing uploaded
+    drop(fs);
+}
+
+#[tokio::test]
+async fn after_a_crash_the_next_mount_shows_the_staged_files_until_they_land() {
+    let srv = TestServer::start().await;
+    srv.put_object("doc.txt", "the old version in the bucket");
+    let dir = tempfile::tempdir().expect("tmp");
+    let doc = b"the version closed before the crash".to_vec();
+    let small = data(70_000, 11);
+    // five parts of the configured 5 MiB, the last one short
+    let big = data(20 * MIB + 13, 12);
+    crash_with_staged(
+        &srv,
+        &dir,
+        &[("doc.txt", &doc), ("new.txt", &small), ("sub/big.bin", &big)],
+    )
+    .await;
+    assert_eq!(srv.keys(), ["doc.txt"]);
+
+    // the next mount, while the server still refuses uploads
+    let fs = fs_with(&srv, write_back(&dir));
+    let report = fs.recover_uploads().await;
+    assert!(report.resumed.is_empty(), "{report:?}");
+    let a = fs.lookup(ROOT_INO, "doc.txt").await.expect("lookup doc");
+    assert_eq!(a.size, doc.len() as u64);
+    let n = fs.lookup(ROOT_INO, "new.txt").await.expect("lookup new");
+    assert_eq!(n.size, small.len() as u64);
+    let attr = fs.getattr(n.ino).await.expect("getattr");
+    assert_eq!(attr.size, small.len() as u64);
+    // mode and owner from the journaled headers
+    assert_eq!((attr.perm, attr.uid, attr.gid), (0o640, ME.uid, ME.gid));
+    // a directory that exists only through a staged file
+    assert_eq!(names_in(&fs, ROOT_INO).await, ["doc.txt", "new.txt", "sub"]);
+    let sub = fs.lookup(ROOT_INO, "sub").await.expect("lookup sub");
+    assert_eq!(names_in(&fs, sub.ino).await, ["big.bin"]);
+    let b = fs.lookup(sub.ino, "big.bin").await.expect("lookup big");
+    assert_eq!(fs.getattr(b.ino).await.expect("stat").size, big.len() as u64);
+    // reads give the staged bytes, across parts
+    assert_eq!(read_all(&fs, a.ino).await, doc);
+    assert_eq!(read_all(&fs, n.ino).await, small);
+    assert!(read_all(&fs, b.ino).await == big, "the multipart file");
+    let o = fs.open(b.ino, libc::O_RDONLY, ME).await.expect("open");
+    let across = fs
+        .read(o.fh, 5 * MIB as u64 - 10, 30)
+        .await
+        .expect("read across a part boundary");
+    assert_eq!(&across[..], &big[5 * MIB - 10..5 * MIB + 20]);
+    fs.release(o.fh).await.expect("release");
+    assert_eq!(
+        srv.get_object("doc.txt").expect("doc").as_ref(),
+        b"the old version in the bucket"
+    );
+
+    // the server answers again: everything lands, byte for byte
+    srv.clear_faults();
+    landed(&fs).await;
+    assert_eq!(srv.get_object("doc.txt").expect("doc").as_ref(), &doc[..]);
+    assert_eq!(srv.get_object("new.txt").expect("new").as_ref(), &small[..]);
+    assert!(srv.get_object("sub/big.bin").expect("big").as_ref() == &big[..]);
+    assert!(srv.multipart_uploads().is_empty());
+    // and the mount shows the bucket's objects
+    srv.reset_counts();
+    assert_eq!(fs.getattr(a.ino).await.expect("stat").size, doc.len() as u64);
+    assert_eq!(read_all(&fs, a.ino).await, doc);
+    assert!(read_all(&fs, b.ino).await == big);
+    let asked = srv.count("HeadObject") + srv.count("GetObject");
+    assert!(asked >= 2, "{:?}", srv.counts());
+    // nothing left for a third mount
+    drop(fs);
+    let fs = fs_with(&srv, write_back(&dir));
+    assert!(fs.recover_uploads().await.resumed.is_empty());
+}
+
+#[tokio::test]
+async fn a_recovered_file_is_sent_before_a_change_and_withdrawn_by_an_unlink() {
+    let srv = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    crash_with_staged(
+        &srv,
+        &dir,
+        &[("keep.txt", b"staged before the crash"), ("gone.txt", b"unlinked")],
+    )
+    .await;
+    let fs = fs_with(&srv, write_back(&dir));
+    fs.recover_uploads().await;
+    let keep = fs.lookup(ROOT_INO, "keep.txt").await.expect("lookup");
+    // a change needs it in the bucket first: EIO while it cannot go, nothing lost
+    let err = fs
+        .open(keep.ino, libc::O_WRONLY | libc::O_APPEND, ME)
+        .await
+        .expect_err("open for writing while uploads are refused");
+    assert_eq!(err.errno, libc::EIO);
+    let chmod = bucketfs::fs::SetAttr {
+        mode: Some(0o600),
+        ..Default::default()
+    };
+    let err = fs
+        .setattr(keep.ino, chmod, ME)
+        .await
+        .expect_err("chmod while uploads are refused");
+    assert_eq!(err.errno, libc::EIO);
+    let err = fs
+        .rename(ROOT_INO, "keep.txt", ROOT_INO, "moved.txt", 0)
+        .await
+        .expect_err("rename while uploads are refused");
+    assert_eq!(err.errno, libc::EIO);
+    assert_eq!(read_all(&fs, keep.ino).await, b"staged before the crash");
+    // an unlink drops it: never sent
+    fs.unlink(ROOT_INO, "gone.txt").await.expect("unlink");
+    let err = fs.lookup(ROOT_INO, "gone.txt").await.expect_err("gone");
+    assert_eq!(err.errno, libc::ENOENT);
+    assert_eq!(names_in(&fs, ROOT_INO).await, ["keep.txt"]);
+
+    // the server answers again: a rewrite sends the staged version first, then its own
+    srv.clear_faults();
+    let o = fs
+        .open(keep.ino, libc::O_WRONLY | libc::O_TRUNC, ME)
+        .await
+        .expect("open for writing");
+    fs.write(o.fh, 0, b"rewritten").await.expect("write");
+    fs.flush(o.fh, 0).await.expect("close");
+    fs.release(o.fh).await.expect("release");
+    landed(&fs).await;
+    assert_eq!(srv.keys(), ["keep.txt"], "the unlinked file was sent");
+    assert_eq!(srv.get_object("keep.txt").expect("keep").as_ref(), b"rewritten");
+    assert_eq!(read_all(&fs, keep.ino).await, b"rewritten");
+    drop(fs);
+    let fs = fs_with(&srv, write_back(&dir));
+    assert!(fs.recover_uploads().await.resumed.is_empty());
+    assert_eq!(srv.keys(), ["keep.txt"]);
+}
