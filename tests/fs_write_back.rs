@@ -449,7 +449,11 @@ async fn after_a_crash_the_next_mount_shows_the_staged_files_until_they_land() {
     crash_with_staged(
         &srv,
         &dir,
-        &[("doc.txt", &doc), ("new.txt", &small), ("sub/big.bin", &big)],
+        &[
+            ("doc.txt", &doc),
+            ("new.txt", &small),
+            ("sub/big.bin", &big),
+        ],
     )
     .await;
     assert_eq!(srv.keys(), ["doc.txt"]);
@@ -471,7 +475,10 @@ async fn after_a_crash_the_next_mount_shows_the_staged_files_until_they_land() {
     let sub = fs.lookup(ROOT_INO, "sub").await.expect("lookup sub");
     assert_eq!(names_in(&fs, sub.ino).await, ["big.bin"]);
     let b = fs.lookup(sub.ino, "big.bin").await.expect("lookup big");
-    assert_eq!(fs.getattr(b.ino).await.expect("stat").size, big.len() as u64);
+    assert_eq!(
+        fs.getattr(b.ino).await.expect("stat").size,
+        big.len() as u64
+    );
     // reads give the staged bytes, across parts
     assert_eq!(read_all(&fs, a.ino).await, doc);
     assert_eq!(read_all(&fs, n.ino).await, small);
@@ -497,7 +504,10 @@ async fn after_a_crash_the_next_mount_shows_the_staged_files_until_they_land() {
     assert!(srv.multipart_uploads().is_empty());
     // and the mount shows the bucket's objects
     srv.reset_counts();
-    assert_eq!(fs.getattr(a.ino).await.expect("stat").size, doc.len() as u64);
+    assert_eq!(
+        fs.getattr(a.ino).await.expect("stat").size,
+        doc.len() as u64
+    );
     assert_eq!(read_all(&fs, a.ino).await, doc);
     assert!(read_all(&fs, b.ino).await == big);
     let asked = srv.count("HeadObject") + srv.count("GetObject");
@@ -515,7 +525,10 @@ async fn a_recovered_file_is_sent_before_a_change_and_withdrawn_by_an_unlink() {
     crash_with_staged(
         &srv,
         &dir,
-        &[("keep.txt", b"staged before the crash"), ("gone.txt", b"unlinked")],
+        &[
+            ("keep.txt", b"staged before the crash"),
+            ("gone.txt", b"unlinked"),
+        ],
     )
     .await;
     let fs = fs_with(&srv, write_back(&dir));
@@ -559,7 +572,10 @@ async fn a_recovered_file_is_sent_before_a_change_and_withdrawn_by_an_unlink() {
     fs.release(o.fh).await.expect("release");
     landed(&fs).await;
     assert_eq!(srv.keys(), ["keep.txt"], "the unlinked file was sent");
-    assert_eq!(srv.get_object("keep.txt").expect("keep").as_ref(), b"rewritten");
+    assert_eq!(
+        srv.get_object("keep.txt").expect("keep").as_ref(),
+        b"rewritten"
+    );
     assert_eq!(read_all(&fs, keep.ino).await, b"rewritten");
     drop(fs);
     let fs = fs_with(&srv, write_back(&dir));

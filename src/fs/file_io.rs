@@ -321,7 +321,11 @@ impl Filesystem {
         check_name(name)?;
         let parent_key = self.dir_key(parent)?;
         let key = format!("{parent_key}{name}");
-        let existing = self.inodes.lock().child(parent, name).map(|n| (n.ino, n.writing));
+        let existing = self
+            .inodes
+            .lock()
+            .child(parent, name)
+            .map(|n| (n.ino, n.writing));
         if let Some((ino, writing)) = existing {
             if writing {
                 return Err(FsError::new(
