@@ -20,14 +20,17 @@ fn stat(m: &Mount, name: &str) -> u64 {
 }
 
 /// Bytes of the files under `dir`.
+/// Disk space the files under `dir` take (allocated blocks, as `du` counts them: a data file's
+/// size is its object's, its evicted blocks are holes).
 fn du(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
     let mut n = 0;
     for e in std::fs::read_dir(dir).expect("read_dir").flatten() {
         let meta = e.metadata().expect("meta");
         n += if meta.is_dir() {
             du(&e.path())
         } else {
-            meta.len()
+            meta.blocks() * 512
         };
     }
     n
