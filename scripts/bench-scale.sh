@@ -2,7 +2,8 @@
 # bench-scale.sh - big directories and bulk operations (issue #16), on the in-process test
 # server (release build, seeded from a directory of empty files), rotated REPS times:
 #   L  `ls -f` of one directory of SCALE_KEYS (100,000) keys, cold (fresh mount) and warm,
-#      beside a raw walk of the same ListObjectsV2 pages over one keep-alive connection
+#      beside a raw walk of the same ListObjectsV2 pages over one keep-alive connection; the
+#      daemon's peak RSS after both
 #   S  `ls -l` of SCALE_FOREIGN (10,000) objects another tool wrote, cold, default and with
 #      --stat-from-listing: time and S3 requests (from the stats at unmount)
 #   B  bulk operations at N = 1,000 and 10 x that: cp -r of N 1-byte files into the mount,
@@ -114,7 +115,9 @@ for r in $(seq "$REPS"); do
         mnt "$W/log_l.txt" || continue
         t0=$(now); n=$(ls -f "$MNT/big" | wc -l); t1=$(now)
         t2=$(now); ls -f "$MNT/big" >/dev/null; t3=$(now)
+        hwm=$(awk '/VmHWM/ {print int($2/1024)}' /proc/$pid/status)
         umnt
+        rec "bfs#$r" "L_ls_f_$NKEYS" daemon_VmHWM_MiB "$hwm"
         rec "bfs#$r" "L_ls_f_$NKEYS" s "$(el "$t0" "$t1")"
         rec "bfs#$r" "L_ls_f_${NKEYS}_warm" s "$(el "$t2" "$t3")"
         rec "bfs#$r" "L_ls_f_$NKEYS" entries "$n"

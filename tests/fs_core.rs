@@ -903,6 +903,43 @@ async fn a_directory_larger_than_the_listing_cache_lists_in_full() {
     assert!(srv.total_requests() >= 1, "{:?}", srv.counts());
 }
 
+#[tokio::test]
+async fn what_a_listing_past_the_bound_shows_lookups_stops_at_the_bound() {
+    let srv = TestServer::start().await;
+    for i in 0..2_500 {
+        srv.put_object(&format!("big/f{i:05}"), "x");
+    }
+    let fs = fs_with(
+        &srv,
+        FsConfig {
+            listing_cache_entries: 1_000,
+            ..FsConfig::default()
+        },
+    );
+    let d = fs.lookup(ROOT_INO, "big").await.expect("lookup");
+    let fh = fs.opendir(d.ino).await.expect("opendir");
+    let (mut seen, mut offset) = (0, 0);
+    // read into the second page (the listing under way has shown up to 2,000 names; the
+    // third page is still to come)
+    while seen < 1_100 {
+        let page = fs.readdir(d.ino, fh, offset).await.expect("readdir");
+        let Some(last) = page.last() else { break };
+        offset = last.next_offset;
+        seen += page.len();
+    }
+    srv.reset_counts();
+    // within the bound: the listing under way has shown it, so its lookup needs no probe
+    // (a listed object this small is one GET, kept for its reads)
+    fs.lookup(d.ino, "f00010").await.expect("f00010");
+    assert_eq!(srv.count("GetObject"), 1, "{:?}", srv.counts());
+    assert_eq!(srv.count("HeadObject"), 0, "{:?}", srv.counts());
+    // past it: not kept (memory stays bounded for a directory of a million keys), probed
+    srv.reset_counts();
+    fs.lookup(d.ino, "f01500").await.expect("f01500");
+    assert_eq!(srv.count("HeadObject"), 1, "{:?}", srv.counts());
+    fs.releasedir(fh);
+}
+
 /// What a core reads of `name` in the root: its bytes, or the errno.
 async fn read_back(fs: &Filesystem, name: &str) -> Result<Vec<u8>, i32> {
     let attr = fs.lookup(ROOT_INO, name).await.map_err(|e| e.errno)?;

@@ -601,7 +601,7 @@ impl Filesystem {
                     .and_then(|n| n.partial_listing.take())
                     .map(|(_, m)| m)
                     .unwrap_or_default();
-                if snapshot.len() <= self.config.listing_cache_entries {
+                if st.stream.items().len() <= self.config.listing_cache_entries {
                     let snap = DirSnapshot {
                         children: snapshot,
                         expires: Instant::now() + self.config.metadata_ttl,
@@ -653,10 +653,15 @@ impl Filesystem {
                 map.remove(&i.name);
             }
         }
-        for i in &items[st.published.min(items.len())..] {
-            if let Some(l) = &i.listed {
-                map.insert(i.name.clone(), l.clone());
-            }
+        // a directory past the listing cache's bound is not cached, and what lookups are
+        // shown stops at the bound too (the rest ask the bucket): memory stays bounded
+        let room = self.config.listing_cache_entries.saturating_sub(map.len());
+        for (i, l) in items[st.published.min(items.len())..]
+            .iter()
+            .filter_map(|i| Some((i, i.listed.as_ref()?)))
+            .take(room)
+        {
+            map.insert(i.name.clone(), l.clone());
         }
         st.published = items.len();
     }
