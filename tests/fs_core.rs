@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bucketfs::config::FsConfig;
-use bucketfs::fs::{FileKind, Filesystem, ROOT_INO};
+use bucketfs::fs::{Attr, FileKind, Filesystem, ROOT_INO};
 use bucketfs::s3::{S3Client, S3Config, StaticCredentials};
 use bucketfs_test_server::{Fault, FaultKind, TestServer};
 
@@ -864,8 +864,8 @@ async fn a_fresh_open_of_a_file_replaced_elsewhere_reads_the_new_object() {
     );
 }
 
-#[tokio::test]
-async fn a_directory_larger_than_the_listing_cache_lists_in_full() {
+/// A directory `big` of 2,500 files, in a core whose listing cache keeps 1,000 entries.
+async fn directory_past_the_listing_bound() -> (TestServer, Arc<Filesystem>, Attr) {
     let srv = TestServer::start().await;
     for i in 0..2_500 {
         srv.put_object(&format!("big/f{i:05}"), "x");
@@ -878,6 +878,12 @@ async fn a_directory_larger_than_the_listing_cache_lists_in_full() {
         },
     );
     let d = fs.lookup(ROOT_INO, "big").await.expect("lookup");
+    (srv, fs, d)
+}
+
+#[tokio::test]
+async fn a_directory_larger_than_the_listing_cache_lists_in_full() {
+    let (srv, fs, d) = directory_past_the_listing_bound().await;
     srv.reset_counts();
     let fh = fs.opendir(d.ino).await.expect("opendir");
     let mut names = Vec::new();
@@ -905,18 +911,7 @@ async fn a_directory_larger_than_the_listing_cache_lists_in_full() {
 
 #[tokio::test]
 async fn what_a_listing_past_the_bound_shows_lookups_stops_at_the_bound() {
-    let srv = TestServer::start().await;
-    for i in 0..2_500 {
-        srv.put_object(&format!("big/f{i:05}"), "x");
-    }
-    let fs = fs_with(
-        &srv,
-        FsConfig {
-            listing_cache_entries: 1_000,
-            ..FsConfig::default()
-        },
-    );
-    let d = fs.lookup(ROOT_INO, "big").await.expect("lookup");
+    let (srv, fs, d) = directory_past_the_listing_bound().await;
     let fh = fs.opendir(d.ino).await.expect("opendir");
     let (mut seen, mut offset) = (0, 0);
     // read into the second page (the listing under way has shown up to 2,000 names; the
