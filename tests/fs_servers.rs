@@ -12,7 +12,7 @@ use bucketfs_test_server::{Dialect, Fault, FaultKind, TestServer};
 
 #[path = "common/core.rs"]
 mod core_fs;
-use core_fs::{client, fs_with, write_file, ME};
+use core_fs::{client, dir_names, fs_with, write_file, ME};
 
 const MIB: usize = 1024 * 1024;
 
@@ -207,15 +207,7 @@ async fn an_upload_failing_at_close_keeps_the_data_here_until_a_later_close_send
     assert_eq!(seen.size, 14);
     assert_eq!(read_all(&fs, attr.ino, 14).await, b"precious bytes");
     assert_eq!(fs.unsaved_files(), vec!["kept.txt".to_string()]);
-    let dh = fs.opendir(ROOT_INO).await.expect("opendir");
-    let names: Vec<String> = fs
-        .readdir(ROOT_INO, dh, 0)
-        .await
-        .expect("readdir")
-        .into_iter()
-        .map(|e| e.name)
-        .collect();
-    fs.releasedir(dh);
+    let names = dir_names(&fs, ROOT_INO).await;
     assert!(names.contains(&"kept.txt".to_string()), "{names:?}");
 
     // the server accepts writes again: the next close sends the kept bytes plus the new ones

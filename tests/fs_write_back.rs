@@ -14,7 +14,7 @@ use bucketfs_test_server::{Fault, FaultKind, TestServer};
 
 #[path = "common/core.rs"]
 mod core_fs;
-use core_fs::{client_with, write_file, ME};
+use core_fs::{client_with, dir_names, write_file, ME};
 
 const MIB: usize = 1024 * 1024;
 
@@ -386,16 +386,11 @@ async fn a_large_file_streams_its_parts_while_written_and_sends_each_once() {
 
 /// The names `readdir` gives for directory `ino` (without `.` and `..`).
 async fn names_in(fs: &Filesystem, ino: u64) -> Vec<String> {
-    let fh = fs.opendir(ino).await.expect("opendir");
-    let mut names: Vec<String> = fs
-        .readdir(ino, fh, 0)
+    let mut names: Vec<String> = dir_names(fs, ino)
         .await
-        .expect("readdir")
         .into_iter()
-        .map(|e| e.name)
         .filter(|n| n != "." && n != "..")
         .collect();
-    fs.releasedir(fh);
     names.sort();
     names
 }

@@ -66,3 +66,18 @@ pub async fn write_file(fs: &Filesystem, parent: u64, name: &str, data: &[u8]) -
     fs.release(opened.fh).await.expect("release");
     attr.ino
 }
+
+/// The names `readdir` gives for directory `ino` from its start (`.` and `..` first), as one
+/// reply holds them.
+pub async fn dir_names(fs: &Filesystem, ino: u64) -> Vec<String> {
+    let fh = fs.opendir(ino).await.expect("opendir");
+    let names = fs
+        .readdir(ino, fh, 0)
+        .await
+        .expect("readdir")
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    fs.releasedir(fh);
+    names
+}
