@@ -15,6 +15,9 @@ use crate::s3::client::MemoryGate;
 /// Idle buffers kept at most (the rest are freed).
 const KEEP: usize = 2;
 
+/// The page size bodies are aligned to (see [`BufferPool::take_page_aligned`]).
+pub const PAGE: usize = 4096;
+
 /// An idle buffer, and its hold on the memory budget.
 struct Idle {
     buf: Vec<u8>,
@@ -62,6 +65,18 @@ impl BufferPool {
         }
     }
 
+    /// [`take`](Self::take) for `capacity` bytes that start at a page boundary: the buffer
+    /// comes back holding the few zero bytes before that boundary (its `len()`), to be skipped
+    /// with [`freeze_from`](Self::freeze_from). Data-cache blocks and part files are then
+    /// written from the bytes as they are (`O_DIRECT` wants aligned memory) instead of through
+    /// a copy.
+    pub fn take_page_aligned(&self, capacity: usize) -> Vec<u8> {
+        let mut buf = self.take(capacity.saturating_add(PAGE));
+        let skip = buf.as_ptr().align_offset(PAGE).min(PAGE);
+        buf.resize(skip, 0);
+        buf
+    }
+
     /// Keep `buf` for a later [`take`](Self::take); when enough are idle already, it replaces
     /// the smallest if it is larger (sizes grow: read-ahead chunks, later parts). With a gate
     /// whose budget has no room for it, it is freed instead.
@@ -94,8 +109,15 @@ impl BufferPool {
 
     /// `buf` as `Bytes` that hand the buffer back to this pool once the last copy is dropped.
     pub fn freeze(self: &Arc<Self>, buf: Vec<u8>) -> Bytes {
+        self.freeze_from(buf, 0)
+    }
+
+    /// [`freeze`](Self::freeze) of `buf` without its first `skip` bytes.
+    pub fn freeze_from(self: &Arc<Self>, buf: Vec<u8>, skip: usize) -> Bytes {
+        let skip = skip.min(buf.len());
         Bytes::from_owner(Returning {
             buf,
+            skip,
             pool: self.clone(),
         })
     }
@@ -108,12 +130,13 @@ impl BufferPool {
 
 struct Returning {
     buf: Vec<u8>,
+    skip: usize,
     pool: Arc<BufferPool>,
 }
 
 impl AsRef<[u8]> for Returning {
     fn as_ref(&self) -> &[u8] {
-        &self.buf
+        &self.buf[self.skip..]
     }
 }
 
@@ -154,6 +177,27 @@ mod tests {
         pool.give(Vec::with_capacity(1 << 20));
         assert_eq!(pool.idle(), KEEP);
         assert!(pool.take(1 << 20).capacity() >= 1 << 20);
+    }
+
+    #[test]
+    fn page_aligned_bodies_start_at_a_page_and_come_back() {
+        let pool = Arc::new(BufferPool::default());
+        for _ in 0..3 {
+            let mut b = pool.take_page_aligned(300 * 1024);
+            let skip = b.len();
+            assert!(skip < PAGE && b.iter().all(|&x| x == 0));
+            let data: Vec<u8> = (0..300 * 1024).map(|i| (i % 251) as u8).collect();
+            b.extend_from_slice(&data);
+            let body = pool.freeze_from(b, skip);
+            assert_eq!(
+                body.as_ptr().align_offset(PAGE),
+                0,
+                "the bytes start at a page"
+            );
+            assert_eq!(&body[..], &data[..]);
+            drop(body);
+            assert_eq!(pool.idle(), 1, "the buffer is back, and is taken again");
+        }
     }
 
     #[tokio::test]

@@ -418,6 +418,8 @@ pub(crate) async fn read_body(
 ) -> Result<Bytes, S3Error> {
     let cap = expected_len.map_or(8 * 1024, |n| n.min(256 * 1024 * 1024) as usize);
     let mut buf: Option<Vec<u8>> = None;
+    // a pooled body starts at a page boundary, after this many bytes (see take_page_aligned)
+    let mut skip = 0;
     let mut only: Option<Bytes> = None;
     loop {
         let next = progress
@@ -437,7 +439,9 @@ pub(crate) async fn read_body(
                         (Some(b), _) => b.extend_from_slice(&data),
                         (None, Some(first)) => {
                             let mut b = if cap >= POOLED_BODY {
-                                pool.take(cap)
+                                let b = pool.take_page_aligned(cap);
+                                skip = b.len();
+                                b
                             } else {
                                 Vec::with_capacity(cap)
                             };
@@ -461,7 +465,7 @@ pub(crate) async fn read_body(
     }
     let out = match (only, buf) {
         (Some(b), _) => b,
-        (None, Some(b)) if b.capacity() >= POOLED_BODY => pool.freeze(b),
+        (None, Some(b)) if b.capacity() >= POOLED_BODY => pool.freeze_from(b, skip),
         (None, Some(b)) => Bytes::from(b),
         (None, None) => Bytes::new(),
     };
