@@ -212,12 +212,15 @@ fn many_writers_fit_with_the_part_cache_on_disk() {
             pattern(size, 50 + i)
         );
     }
-    assert_eq!(staged_files(cache.path()), 0, "part files left behind");
     // the parts wait for memory instead of going over the budget: the daemon's peak is the
     // budget plus a fixed overhead, whatever the number of writers
     let peak = m.peak_rss();
     eprintln!("daemon peak RSS {} MiB", peak >> 20);
     assert!(peak < (16 + 48) << 20, "peak RSS {} MiB", peak >> 20);
+    // completed uploads' part files are removed in the background; unmount waits for that
+    let mut m = m;
+    assert!(m.unmount(), "unmount");
+    assert_eq!(staged_files(cache.path()), 0, "part files left behind");
 }
 
 #[test]
