@@ -380,14 +380,6 @@ impl Filesystem {
         v
     }
 
-    /// Waits until the part files of completed uploads, removed in the background, are gone
-    /// (tests; unmount waits for them too).
-    pub async fn settle_staging(&self) {
-        if let Some(j) = &self.store.journal {
-            j.settle().await;
-        }
-    }
-
     /// Waits until fetched blocks on their way to the data cache are written (tests, unmount).
     pub async fn settle_data_cache(&self) {
         if let Some(c) = &self.data_cache {
