@@ -18,6 +18,51 @@ pub const FILE_CHUNK: usize = 256 * 1024;
 /// Memory one request body streaming from a file holds at most.
 pub const FILE_BODY_MEMORY: u64 = 2 * FILE_CHUNK as u64;
 
+/// Idle chunk buffers kept for reuse (4 MiB at most, process-wide).
+const CHUNKS_KEPT: usize = 16;
+
+/// Idle [`FILE_CHUNK`] buffers. A fresh one is mapped anew by the allocator and faulted in a
+/// page at a time while `pread` fills it (the zeroing and the faults cost as much again as the
+/// copy); a recycled one costs nothing.
+static IDLE_CHUNKS: parking_lot::Mutex<Vec<Vec<u8>>> = parking_lot::Mutex::new(Vec::new());
+
+/// A buffer of `len` (≤ [`FILE_CHUNK`]) bytes, recycled when one is idle. Its bytes are
+/// whatever it held before.
+fn take_chunk(len: usize) -> Vec<u8> {
+    let mut buf = IDLE_CHUNKS
+        .lock()
+        .pop()
+        .unwrap_or_else(|| vec![0u8; FILE_CHUNK]);
+    buf.resize(len.max(FILE_CHUNK), 0);
+    buf.truncate(len);
+    buf
+}
+
+/// Gives a buffer from [`take_chunk`] back.
+fn give_chunk(buf: Vec<u8>) {
+    if (FILE_CHUNK..2 * FILE_CHUNK).contains(&buf.capacity()) {
+        let mut idle = IDLE_CHUNKS.lock();
+        if idle.len() < CHUNKS_KEPT {
+            idle.push(buf);
+        }
+    }
+}
+
+/// A chunk read from a file, as `Bytes` that give the buffer back when the last copy goes.
+struct Chunk(Vec<u8>);
+
+impl AsRef<[u8]> for Chunk {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for Chunk {
+    fn drop(&mut self) {
+        give_chunk(std::mem::take(&mut self.0));
+    }
+}
+
 /// What a write request sends.
 #[derive(Clone, Debug)]
 pub enum Payload {
@@ -133,15 +178,20 @@ impl Payload {
             }
             Payload::File { path, offset, len } => {
                 let file = File::open(path.as_path())?;
-                let mut buf = vec![0u8; FILE_CHUNK.min(*len as usize)];
+                let mut buf = take_chunk(FILE_CHUNK.min(*len as usize));
                 let mut pos = 0u64;
+                let mut result = Ok(());
                 while pos < *len {
                     let n = (*len - pos).min(FILE_CHUNK as u64) as usize;
-                    file.read_exact_at(&mut buf[..n], offset + pos)?;
+                    if let Err(e) = file.read_exact_at(&mut buf[..n], offset + pos) {
+                        result = Err(e);
+                        break;
+                    }
                     f(&buf[..n]);
                     pos += n as u64;
                 }
-                Ok(())
+                give_chunk(buf);
+                result
             }
             Payload::Zeros(len) => {
                 let mut left = *len;
@@ -167,14 +217,38 @@ pub(crate) fn read_chunk(
         Some(f) => f,
         None => File::open(path)?,
     };
-    let mut buf = vec![0u8; len];
-    file.read_exact_at(&mut buf, at)?;
-    Ok((file, Bytes::from(buf)))
+    let mut buf = take_chunk(len);
+    if let Err(e) = file.read_exact_at(&mut buf, at) {
+        give_chunk(buf);
+        return Err(e);
+    }
+    Ok((file, Bytes::from_owner(Chunk(buf))))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chunks_are_read_right_into_recycled_buffers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p");
+        let data: Vec<u8> = (0..(FILE_CHUNK + 300)).map(|i| (i % 253) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let (f, first) = read_chunk(None, &path, 0, FILE_CHUNK).unwrap();
+        assert_eq!(&first[..], &data[..FILE_CHUNK]);
+        let ptr = first.as_ptr();
+        drop(first);
+        assert!(
+            IDLE_CHUNKS.lock().iter().any(|b| b.as_ptr() == ptr),
+            "the buffer is back for the next read"
+        );
+        // a short last chunk (in a recycled buffer) holds only its bytes
+        let (_, last) = read_chunk(Some(f), &path, FILE_CHUNK as u64, 300).unwrap();
+        assert_eq!(&last[..], &data[FILE_CHUNK..]);
+        // a failed read gives its buffer back too, and says why
+        assert!(read_chunk(None, &path, FILE_CHUNK as u64, FILE_CHUNK).is_err());
+    }
 
     #[tokio::test]
     async fn a_file_range_hashes_like_its_bytes() {
