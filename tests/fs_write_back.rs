@@ -661,16 +661,20 @@ async fn a_change_in_place_is_staged_at_close_and_its_upload_copies_the_untouche
     );
     assert!(srv.multipart_uploads().is_empty());
     assert_eq!(fs.journaled_pending().await.0, 0);
-    assert!(
-        staged_patches(&dir).is_empty(),
-        "{:?}",
-        staged_patches(&dir)
-    );
+    // its staging space is given back (the file itself goes with the writer)
+    for f in staged_patches(&dir) {
+        assert_eq!(std::fs::metadata(&f).map_or(0, |m| m.len()), 0, "{f:?}");
+    }
     // nothing left for the next mount
     drop(fs);
     let fs = fs_with(&srv, write_back(&dir));
     assert!(fs.recover_uploads().await.resumed.is_empty());
     assert_eq!(srv.keys(), ["db.bin"]);
+    assert!(
+        staged_patches(&dir).is_empty(),
+        "{:?}",
+        staged_patches(&dir)
+    );
 }
 
 #[tokio::test]
@@ -817,4 +821,38 @@ async fn a_change_in_place_of_an_object_replaced_meanwhile_is_kept_not_lost() {
     let kept = std::fs::read(&staged[0]).expect("staged file");
     assert_eq!(&kept[6 * MIB..6 * MIB + 4], b"mine");
     assert!(kept[5 * MIB..10 * MIB] == bytes[5 * MIB..10 * MIB]);
+}
+
+#[tokio::test]
+async fn a_change_in_place_kept_after_a_conflict_is_given_up_by_an_unlink() {
+    let srv = TestServer::start().await;
+    source_object(&srv, "db.bin");
+    let dir = tempfile::tempdir().expect("tmp");
+    let fs = fs_with(&srv, write_back(&dir));
+    let ino = fs.lookup(ROOT_INO, "db.bin").await.expect("lookup").ino;
+    refuse_uploads(&srv);
+    patch_file(&fs, ino, &[(6 * MIB, b"mine")]).await;
+    srv.put_object("db.bin", "theirs");
+    srv.clear_faults();
+    landed(&fs).await;
+    assert_eq!(fs.write_back_stats().conflicts, 1);
+    let err = fs
+        .open(ino, libc::O_WRONLY, ME)
+        .await
+        .expect_err("a change of it cannot go");
+    assert_eq!(err.errno, libc::ESTALE);
+    fs.unlink(ROOT_INO, "db.bin").await.expect("unlink");
+    assert_eq!(fs.journaled_pending().await.0, 0);
+    assert_eq!(fs.write_back_stats().files, 0);
+    assert!(srv.keys().is_empty());
+    drop(fs);
+    let fs = fs_with(&srv, write_back(&dir));
+    let report = fs.recover_uploads().await;
+    assert!(report.resumed.is_empty(), "{report:?}");
+    assert_eq!(fs.write_back_stats().conflicts, 0);
+    assert!(
+        staged_patches(&dir).is_empty(),
+        "{:?}",
+        staged_patches(&dir)
+    );
 }
