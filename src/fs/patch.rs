@@ -4,7 +4,8 @@
 //! parts are uploaded. Where the server refuses UploadPartCopy, untouched parts are read and
 //! uploaded instead. Parts past the original end that nothing wrote (the object was extended)
 //! are zero parts: copied from a zeros object when there are several (see `zero_parts.rs`),
-//! else sent as zeros, never built in memory.
+//! else sent as zeros, never built in memory. Under `--write-back` a close stages the change
+//! and journals its part plan instead (`stage`); the upload follows (see `patch_stage.rs`).
 
 use std::sync::Arc;
 

@@ -1,7 +1,8 @@
 //! Write-back (`--write-back`): a closed file is staged on disk and journaled, and its upload
 //! follows in the background — oldest first, a few at once, retried with backoff while the
 //! server cannot be reached, never over a change made elsewhere (the local version then goes up
-//! next to it, as `NAME.conflict-UTC`). fsync and unmount wait for the bucket.
+//! next to it, as `NAME.conflict-UTC`; an in-place change is kept instead, see
+//! `patch_stage.rs`). fsync and unmount wait for the bucket.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
@@ -128,7 +129,8 @@ impl WriteBackQueue {
 impl Filesystem {
     /// Write-back: make the closing file durable here and queue its upload. `Ok(true)`: done
     /// (or nothing to send), the close may return; `Ok(false)`: this file cannot wait (an
-    /// in-place change of a large object, or an upload that streams already): commit it now.
+    /// upload that streams already, an in-place change `PatchUpload::stage` cannot stage):
+    /// commit it now.
     pub(crate) async fn stage_close(&self, w: &Arc<WriteHandle>) -> FsResult<bool> {
         if !self.config.write_back {
             return Ok(false);
