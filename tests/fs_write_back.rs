@@ -577,3 +577,282 @@ async fn a_recovered_file_is_sent_before_a_change_and_withdrawn_by_an_unlink() {
     assert!(fs.recover_uploads().await.resumed.is_empty());
     assert_eq!(srv.keys(), ["keep.txt"]);
 }
+
+/// `len` bytes of an object that exists in the bucket before the mount, to be changed in
+/// place (four parts of the configured 5 MiB, the last one short).
+fn source_object(srv: &TestServer, key: &str) -> Vec<u8> {
+    let bytes = data(17 * MIB + 5, 21);
+    srv.put_object(key, bytes.clone());
+    bytes
+}
+
+/// Open `ino` for writing without O_TRUNC (an update in place), write `bytes` at each
+/// offset, close.
+async fn patch_file(fs: &Filesystem, ino: u64, writes: &[(usize, &[u8])]) {
+    let o = fs.open(ino, libc::O_RDWR, ME).await.expect("open in place");
+    for (off, bytes) in writes {
+        fs.write(o.fh, *off as u64, bytes).await.expect("write");
+    }
+    fs.flush(o.fh, 0).await.expect("close");
+    fs.release(o.fh).await.expect("release");
+}
+
+/// The staged files of in-place changes under the cache dir.
+fn staged_patches(dir: &tempfile::TempDir) -> Vec<PathBuf> {
+    fn walk(p: &std::path::Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(p).into_iter().flatten().flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if e.file_name() == "patch" {
+                out.push(path);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir.path(), &mut out);
+    out
+}
+
+#[tokio::test]
+async fn a_change_in_place_is_staged_at_close_and_its_upload_copies_the_untouched_parts() {
+    let srv = TestServer::start().await;
+    let mut bytes = source_object(&srv, "db.bin");
+    let original = bytes.clone();
+    let dir = tempfile::tempdir().expect("tmp");
+    let fs = fs_with(&srv, write_back(&dir));
+    let ino = fs.lookup(ROOT_INO, "db.bin").await.expect("lookup").ino;
+    refuse_uploads(&srv);
+    srv.reset_counts();
+    // into the second part, as a database writes a page
+    let off = 6 * MIB + 100;
+    patch_file(&fs, ino, &[(off, &[0xEE; 5000])]).await;
+    bytes[off..off + 5000].fill(0xEE);
+    // the close returned with nothing of the change sent (it used to be sent at close)
+    for op in [
+        "UploadPart",
+        "UploadPartCopy",
+        "CompleteMultipartUpload",
+        "PutObject",
+    ] {
+        assert_eq!(srv.count(op), 0, "{op}: {:?}", srv.counts());
+    }
+    assert!(srv.get_object("db.bin").expect("db").as_ref() == &original[..]);
+    assert_eq!(fs.journaled_pending().await.0, 1, "one pending entry");
+    assert_eq!(staged_patches(&dir).len(), 1, "the changed parts' file");
+    assert_eq!(fs.write_back_stats().files, 1);
+    // the server answers again: `sync DIR` returns once it is in the bucket
+    srv.clear_faults();
+    srv.reset_counts();
+    fs.sync_dir(ROOT_INO).await.expect("sync DIR");
+    assert!(
+        srv.get_object("db.bin").expect("db").as_ref() == &bytes[..],
+        "the patched bytes"
+    );
+    landed(&fs).await;
+    // the changed part uploaded, the untouched runs before and after it copied, each once
+    assert_eq!(srv.count("UploadPart"), 1, "{:?}", srv.counts());
+    assert_eq!(srv.count("UploadPartCopy"), 2, "{:?}", srv.counts());
+    assert_eq!(
+        srv.count("CompleteMultipartUpload"),
+        1,
+        "{:?}",
+        srv.counts()
+    );
+    assert!(srv.multipart_uploads().is_empty());
+    assert_eq!(fs.journaled_pending().await.0, 0);
+    // its staging space is given back (the file itself goes with the writer)
+    for f in staged_patches(&dir) {
+        assert_eq!(std::fs::metadata(&f).map_or(0, |m| m.len()), 0, "{f:?}");
+    }
+    // nothing left for the next mount
+    drop(fs);
+    let fs = fs_with(&srv, write_back(&dir));
+    assert!(fs.recover_uploads().await.resumed.is_empty());
+    assert_eq!(srv.keys(), ["db.bin"]);
+    assert!(
+        staged_patches(&dir).is_empty(),
+        "{:?}",
+        staged_patches(&dir)
+    );
+}
+
+#[tokio::test]
+async fn a_change_in_place_waiting_is_what_the_mount_shows_and_a_reopen_adds_to_it() {
+    let srv = TestServer::start().await;
+    let mut bytes = source_object(&srv, "log.bin");
+    let dir = tempfile::tempdir().expect("tmp");
+    let fs = fs_with(&srv, write_back(&dir));
+    let ino = fs.lookup(ROOT_INO, "log.bin").await.expect("lookup").ino;
+    refuse_uploads(&srv);
+    // a page in the first part, and a record appended past the end
+    let end = bytes.len();
+    patch_file(
+        &fs,
+        ino,
+        &[(10, b"changed page"), (end, b"appended record\n")],
+    )
+    .await;
+    bytes[10..22].copy_from_slice(b"changed page");
+    bytes.extend_from_slice(b"appended record\n");
+    // while it waits: stat, lookup, listing and reads show the changed file
+    assert_eq!(
+        fs.getattr(ino).await.expect("stat").size,
+        bytes.len() as u64
+    );
+    let again = fs.lookup(ROOT_INO, "log.bin").await.expect("lookup");
+    assert_eq!(again.size, bytes.len() as u64);
+    assert_eq!(names_in(&fs, ROOT_INO).await, ["log.bin"]);
+    assert!(read_all(&fs, ino).await == bytes, "reads see the change");
+    let o = fs.open(ino, libc::O_RDONLY, ME).await.expect("open");
+    let tail = fs.read(o.fh, end as u64 - 4, 100).await.expect("read");
+    assert_eq!(&tail[..], &bytes[end - 4..]);
+    fs.release(o.fh).await.expect("release");
+    assert_ne!(
+        srv.get_object("log.bin").expect("log").len(),
+        bytes.len(),
+        "not in the bucket yet"
+    );
+    // a second change in place while the first waits: the first goes first, then this one
+    srv.clear_faults();
+    let off = 12 * MIB;
+    patch_file(&fs, ino, &[(off, b"second change")]).await;
+    bytes[off..off + 13].copy_from_slice(b"second change");
+    landed(&fs).await;
+    assert!(
+        srv.get_object("log.bin").expect("log").as_ref() == &bytes[..],
+        "both changes"
+    );
+    assert!(read_all(&fs, ino).await == bytes);
+    assert_eq!(fs.journaled_pending().await.0, 0);
+    assert!(srv.multipart_uploads().is_empty());
+}
+
+#[tokio::test]
+async fn after_a_crash_the_next_mount_uploads_a_change_in_place_from_the_journal() {
+    let srv = TestServer::start().await;
+    let mut bytes = source_object(&srv, "vm.img");
+    let dir = tempfile::tempdir().expect("tmp");
+    {
+        let fs = fs_with(&srv, write_back(&dir));
+        let ino = fs.lookup(ROOT_INO, "vm.img").await.expect("lookup").ino;
+        refuse_uploads(&srv);
+        patch_file(&fs, ino, &[(MIB, b"first"), (16 * MIB, b"last part")]).await;
+        // the daemon dies: no shutdown, nothing uploaded
+        drop(fs);
+    }
+    bytes[MIB..MIB + 5].copy_from_slice(b"first");
+    bytes[16 * MIB..16 * MIB + 9].copy_from_slice(b"last part");
+    assert_eq!(staged_patches(&dir).len(), 1, "the changed parts stay");
+    srv.clear_faults();
+    srv.reset_counts();
+    let fs = fs_with(&srv, write_back(&dir));
+    let report = fs.recover_uploads().await;
+    assert_eq!(report.resumed, ["vm.img"], "{report:?}");
+    assert!(
+        srv.get_object("vm.img").expect("vm").as_ref() == &bytes[..],
+        "the patched bytes"
+    );
+    // the two changed parts from the staged file, the untouched run between them copied
+    assert_eq!(srv.count("UploadPart"), 2, "{:?}", srv.counts());
+    assert_eq!(srv.count("UploadPartCopy"), 1, "{:?}", srv.counts());
+    for r in srv.requests_for("UploadPartCopy") {
+        assert!(
+            r.header("x-amz-copy-source-if-match").is_some(),
+            "a copy conditional on the version changed: {r:?}"
+        );
+    }
+    assert!(srv.multipart_uploads().is_empty());
+    assert!(staged_patches(&dir).is_empty());
+    drop(fs);
+    let fs = fs_with(&srv, write_back(&dir));
+    assert!(fs.recover_uploads().await.resumed.is_empty());
+    assert_eq!(srv.keys(), ["vm.img"]);
+}
+
+#[tokio::test]
+async fn a_change_in_place_of_an_object_replaced_meanwhile_is_kept_not_lost() {
+    let srv = TestServer::start().await;
+    let mut bytes = source_object(&srv, "db.bin");
+    let dir = tempfile::tempdir().expect("tmp");
+    let theirs = data(9 * MIB, 33);
+    {
+        let fs = fs_with(&srv, write_back(&dir));
+        let ino = fs.lookup(ROOT_INO, "db.bin").await.expect("lookup").ino;
+        refuse_uploads(&srv);
+        patch_file(&fs, ino, &[(6 * MIB, b"mine")]).await;
+        bytes[6 * MIB..6 * MIB + 4].copy_from_slice(b"mine");
+        // another client replaces the object before the upload
+        srv.put_object("db.bin", theirs.clone());
+        srv.clear_faults();
+        landed(&fs).await;
+        // never overwritten, nothing beside it: its untouched bytes are gone
+        assert!(srv.get_object("db.bin").expect("db").as_ref() == &theirs[..]);
+        assert_eq!(srv.keys(), ["db.bin"]);
+        assert!(srv.multipart_uploads().is_empty());
+        let stats = fs.write_back_stats();
+        assert_eq!(stats.conflicts, 1, "{stats:?}");
+        assert_eq!(stats.files, 1, "still not in the bucket: {stats:?}");
+        // the change stays: journaled, staged, readable where it changed
+        assert_eq!(fs.journaled_pending().await.0, 1);
+        assert_eq!(staged_patches(&dir).len(), 1);
+        assert_eq!(fs.unsaved_files(), ["db.bin"]);
+        let o = fs.open(ino, libc::O_RDONLY, ME).await.expect("open");
+        let mine = fs.read(o.fh, 6 * MIB as u64, 4).await.expect("read");
+        assert_eq!(&mine[..], b"mine");
+        fs.release(o.fh).await.expect("release");
+        // `sync DIR` says it cannot get there
+        let err = fs.sync_dir(ROOT_INO).await.expect_err("sync DIR");
+        assert_eq!(err.errno, libc::EIO);
+        // the daemon stops without an unmount
+        drop(fs);
+    }
+    // the next mount tries again, finds the same conflict, and keeps it still
+    let fs = fs_with(&srv, write_back(&dir));
+    let report = fs.recover_uploads().await;
+    assert!(report.resumed.is_empty(), "{report:?}");
+    assert_eq!(fs.write_back_stats().conflicts, 1);
+    assert!(srv.get_object("db.bin").expect("db").as_ref() == &theirs[..]);
+    assert_eq!(srv.keys(), ["db.bin"]);
+    assert!(srv.multipart_uploads().is_empty());
+    assert_eq!(fs.journaled_pending().await.0, 1, "the entry stays");
+    let staged = staged_patches(&dir);
+    assert_eq!(staged.len(), 1, "the changed parts stay");
+    let kept = std::fs::read(&staged[0]).expect("staged file");
+    assert_eq!(&kept[6 * MIB..6 * MIB + 4], b"mine");
+    assert!(kept[5 * MIB..10 * MIB] == bytes[5 * MIB..10 * MIB]);
+}
+
+#[tokio::test]
+async fn a_change_in_place_kept_after_a_conflict_is_given_up_by_an_unlink() {
+    let srv = TestServer::start().await;
+    source_object(&srv, "db.bin");
+    let dir = tempfile::tempdir().expect("tmp");
+    let fs = fs_with(&srv, write_back(&dir));
+    let ino = fs.lookup(ROOT_INO, "db.bin").await.expect("lookup").ino;
+    refuse_uploads(&srv);
+    patch_file(&fs, ino, &[(6 * MIB, b"mine")]).await;
+    srv.put_object("db.bin", "theirs");
+    srv.clear_faults();
+    landed(&fs).await;
+    assert_eq!(fs.write_back_stats().conflicts, 1);
+    let err = fs
+        .open(ino, libc::O_WRONLY, ME)
+        .await
+        .expect_err("a change of it cannot go");
+    assert_eq!(err.errno, libc::ESTALE);
+    fs.unlink(ROOT_INO, "db.bin").await.expect("unlink");
+    assert_eq!(fs.journaled_pending().await.0, 0);
+    assert_eq!(fs.write_back_stats().files, 0);
+    assert!(srv.keys().is_empty());
+    drop(fs);
+    let fs = fs_with(&srv, write_back(&dir));
+    let report = fs.recover_uploads().await;
+    assert!(report.resumed.is_empty(), "{report:?}");
+    assert_eq!(fs.write_back_stats().conflicts, 0);
+    assert!(
+        staged_patches(&dir).is_empty(),
+        "{:?}",
+        staged_patches(&dir)
+    );
+}

@@ -31,6 +31,9 @@ enum Store {
 pub struct DirtyParts {
     part_size: u64,
     store: Store,
+    /// Journaled as pending (write-back): the staging file stays when this is dropped (a
+    /// later mount sends it).
+    keep: bool,
 }
 
 impl DirtyParts {
@@ -38,6 +41,7 @@ impl DirtyParts {
         DirtyParts {
             part_size,
             store: Store::Memory(BTreeMap::new()),
+            keep: false,
         }
     }
 
@@ -64,6 +68,7 @@ impl DirtyParts {
                 lens: BTreeMap::new(),
                 charge: staging.map(Charge::new),
             },
+            keep: false,
         })
     }
 
@@ -90,6 +95,19 @@ impl DirtyParts {
         {
             c.set(lens.values().map(|&l| l as u64).sum());
         }
+    }
+
+    /// The staging file (none: the parts are in memory).
+    pub fn path(&self) -> Option<&std::path::Path> {
+        match &self.store {
+            Store::Disk { path, .. } => Some(path),
+            Store::Memory(_) => None,
+        }
+    }
+
+    /// Whether the staging file outlives this (journaled as pending: a later mount reads it).
+    pub fn set_keep(&mut self, keep: bool) {
+        self.keep = keep;
     }
 
     /// Whether the parts live on disk (then they hold no memory).
@@ -238,6 +256,9 @@ impl DirtyParts {
 
 impl Drop for DirtyParts {
     fn drop(&mut self) {
+        if self.keep {
+            return;
+        }
         if let Store::Disk { path, .. } = &self.store {
             let _ = std::fs::remove_file(path);
             if let Some(dir) = path.parent() {

@@ -82,6 +82,15 @@ impl WriteHandle {
         }
     }
 
+    /// The staging directory of its in-place change waiting for its upload (write-back), if
+    /// it is one.
+    pub(crate) async fn pending_patch_dir(&self) -> Option<std::path::PathBuf> {
+        match &self.state.lock().await.upload {
+            Writer::Patch(p) => p.pending_dir(),
+            Writer::Stream(_) => None,
+        }
+    }
+
     /// Its next commit creates the object (`If-None-Match: *`): a conflict's new name.
     pub(crate) async fn expect_absent(&self) {
         self.state.lock().await.expect = Expect::Absent;
@@ -166,13 +175,23 @@ impl Writer {
     }
     /// Write-back: staged and journaled, its upload queued.
     fn is_pending(&self) -> bool {
-        matches!(self, Writer::Stream(u) if u.is_pending())
+        match self {
+            Writer::Stream(u) => u.is_pending(),
+            Writer::Patch(p) => p.is_pending(),
+        }
+    }
+    /// Write-back: its pending entry is over (uploaded, replaced by a rewrite).
+    fn landed(&mut self) {
+        match self {
+            Writer::Stream(u) => u.landed(),
+            Writer::Patch(p) => p.landed(),
+        }
     }
     async fn forget_remote(&mut self) {
         match self {
             Writer::Stream(u) => u.forget_remote().await,
-            // sends nothing before it is finished
-            Writer::Patch(_) => {}
+            // sends nothing before it is finished; a staged change is given up
+            Writer::Patch(p) => p.landed(),
         }
     }
 }
@@ -517,10 +536,7 @@ impl Filesystem {
         // close acknowledged never depends on writes not acknowledged yet
         if w.state.lock().await.upload.is_pending() {
             if truncate {
-                let mut st = w.state.lock().await;
-                if let Writer::Stream(u) = &mut st.upload {
-                    u.landed();
-                }
+                w.state.lock().await.upload.landed();
                 self.unqueue_pending(w.ino);
             } else {
                 self.commit(&w).await?;
@@ -813,10 +829,8 @@ impl Filesystem {
             }
         };
         st.commit_failed = false;
-        if let Writer::Stream(u) = &mut st.upload {
-            // write-back: its pending entry is over
-            u.landed();
-        }
+        // write-back: its pending entry is over
+        st.upload.landed();
         if done.multipart && matches!(st.upload, Writer::Stream(_)) {
             // a completed multipart upload is final: later writes (after an fsync, or by
             // whoever keeps the file open) change the new object in place
@@ -883,10 +897,7 @@ impl Filesystem {
             // staged by its close, nothing written since (the release that follows)
             return Ok(true);
         }
-        let key = match &st.upload {
-            Writer::Stream(u) => u.key().to_string(),
-            Writer::Patch(_) => return Ok(false),
-        };
+        let key = st.upload.key().to_string();
         if self.leftovers.wait(&key).await && st.expect == Expect::Absent {
             st.expect = Expect::Unknown;
         }
@@ -901,11 +912,14 @@ impl Filesystem {
             user_metadata: opts.user_metadata.clone(),
             content_headers: opts.content_headers.clone(),
             closed_at: super::attr::epoch_secs(SystemTime::now()),
+            patch: None,
         };
-        let Writer::Stream(u) = &mut st.upload else {
-            return Ok(false);
+        let staged = match &mut st.upload {
+            Writer::Stream(u) => u.stage(&opts, record).await,
+            // an in-place change: its changed parts, the rest copied later (patch_stage.rs)
+            Writer::Patch(p) => p.stage(record).await,
         };
-        match u.stage(&opts, record).await {
+        match staged {
             Ok(()) => Ok(true),
             Err(e) if e.errno == libc::EAGAIN => Ok(false),
             Err(e) => Err(e),

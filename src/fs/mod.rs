@@ -27,6 +27,8 @@ pub mod part_buffer;
 mod part_files;
 mod part_sizes;
 mod patch;
+mod patch_stage;
+pub mod pending;
 pub mod prefetch;
 mod recovered;
 mod recovery;

@@ -4,7 +4,8 @@
 //! parts are uploaded. Where the server refuses UploadPartCopy, untouched parts are read and
 //! uploaded instead. Parts past the original end that nothing wrote (the object was extended)
 //! are zero parts: copied from a zeros object when there are several (see `zero_parts.rs`),
-//! else sent as zeros, never built in memory.
+//! else sent as zeros, never built in memory. Under `--write-back` a close stages the change
+//! and journals its part plan instead (`stage`); the upload follows (see `patch_stage.rs`).
 
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ use super::dirty_parts::DirtyParts;
 use super::error::{FsError, FsResult};
 use super::journal::UploadJournal;
 use super::memory::{MemoryBudget, Reservation, WRITER_PATIENCE};
+use super::pending::{PatchPlan, PendingRecord, PlannedPart};
 use super::staging::StagingBudget;
 use super::upload::Uploaded;
 use super::zero_parts::ZeroCopies;
@@ -52,6 +54,8 @@ pub struct PatchUpload {
     cache: Option<(Arc<DataCache>, ObjectId, u64)>,
     /// The mount's prefix, where a zeros object goes (see `zero_parts.rs`).
     prefix: String,
+    /// Write-back: journaled as pending under this local id (see `stage`), until it lands.
+    pending: Option<String>,
 }
 
 /// Only the conditions of `opts` (CompleteMultipartUpload carries no metadata).
@@ -104,6 +108,7 @@ impl PatchUpload {
             journal,
             cache: None,
             prefix: String::new(),
+            pending: None,
         }
     }
 
@@ -375,6 +380,7 @@ impl PatchUpload {
                 .put_object(&self.key, body, opts)
                 .await
                 .map_err(|e| FsError::from_s3(&e, &self.key))?;
+            self.landed();
             self.after_commit(meta.etag.clone());
             return Ok(Uploaded {
                 etag: meta.etag,
@@ -427,12 +433,100 @@ impl PatchUpload {
             j.finished(&upload_id, &local_id);
         }
         let etag = result?;
+        // journaled before the staged parts are cleared: a crash in between resends nothing
+        self.landed();
         self.after_commit(Some(etag.clone()));
         Ok(Uploaded {
             etag: Some(etag),
             size: self.size,
             multipart: true,
         })
+    }
+
+    /// Write-back: make this change durable here and journal it, so that the close can
+    /// return and its upload follow (this mount's, or after a crash the next mount's, see
+    /// `patch_stage.rs`): the changed parts are in the staging file (fsynced with its
+    /// directory), and one `pending` line (fsynced) names the source version and the part
+    /// plan. Nothing is sent. EAGAIN when the change cannot wait (it is sent now): changed
+    /// parts held in memory (no cache dir), no journal, a source without an ETag to make the
+    /// copies conditional on, or an object of one part now (sent whole).
+    pub async fn stage(&mut self, mut record: PendingRecord) -> FsResult<()> {
+        let now = |why: &str| FsError::new(libc::EAGAIN, format!("{why}: sent now instead"));
+        let (Some(journal), Some(path), Some(etag)) = (
+            self.journal.clone(),
+            self.parts.path().map(std::path::Path::to_path_buf),
+            self.source_etag.clone(),
+        ) else {
+            return Err(now("an in-place change that cannot be staged"));
+        };
+        if !self.changed || self.size <= self.part_size {
+            return Err(now("an object of one part"));
+        }
+        let n = self.size.div_ceil(self.part_size);
+        let mut pieces = Vec::new();
+        for piece in self.plan(n, false) {
+            pieces.push(match piece {
+                Piece::Copy(start, end) => PlannedPart::Copy { start, end },
+                Piece::Upload(i) | Piece::Zeros(i) => match self.parts.len(i) {
+                    Some(len) => PlannedPart::Staged {
+                        offset: i * self.part_size,
+                        len: len as u64,
+                    },
+                    None if self.zero_part(i) => {
+                        let (s, e) = self.part_range(i, self.size);
+                        PlannedPart::Zeros { len: e - s }
+                    }
+                    None => return Err(now("a part neither changed nor copied")),
+                },
+            });
+        }
+        let name = |p: Option<&std::ffi::OsStr>| p.map(|n| n.to_string_lossy().into_owned());
+        let (Some(local), Some(file)) = (
+            name(path.parent().and_then(|d| d.file_name())),
+            name(path.file_name()),
+        ) else {
+            return Err(now("a staging file without a directory"));
+        };
+        record.size = self.size;
+        record.parts = pieces.len() as u32;
+        record.patch = Some(PatchPlan {
+            source_key: self.source_key.clone(),
+            source_etag: etag,
+            part_size: self.part_size,
+            file,
+            pieces,
+        });
+        journal
+            .pending_after_sync(&local, &record, &[path])
+            .map_err(FsError::staging)?;
+        self.pending = Some(local);
+        self.parts.set_keep(true);
+        Ok(())
+    }
+
+    /// Write-back: journaled as pending (see `stage`).
+    pub fn is_pending(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// The staging directory of the change journaled as pending, if it is.
+    pub fn pending_dir(&self) -> Option<std::path::PathBuf> {
+        self.pending.as_ref()?;
+        self.parts
+            .path()?
+            .parent()
+            .map(std::path::Path::to_path_buf)
+    }
+
+    /// Write-back: the journal's pending entry of this change is over (uploaded, or given up
+    /// with an unlink, or replaced by a rewrite); its staging file goes with it.
+    pub fn landed(&mut self) {
+        if let Some(local) = self.pending.take() {
+            if let Some(j) = &self.journal {
+                j.landed(&local, false);
+            }
+            self.parts.set_keep(false);
+        }
     }
 
     /// The committed object is the new source: later changes build on it.

@@ -53,6 +53,9 @@ pub(crate) enum Fate {
     Landed,
     /// Unlinked before it landed: never sent.
     Withdrawn,
+    /// A change in place whose source changed in the bucket: kept in the journal and the
+    /// staging area, not sent (see `patch_stage.rs`).
+    Conflict,
 }
 
 impl Recovered {
@@ -159,7 +162,11 @@ impl Filesystem {
     pub(crate) fn show_recovered(&self) {
         let entries = self.leftovers.pending_entries();
         let mut latest: HashMap<&str, &Arc<Recovered>> = HashMap::new();
-        for r in entries.iter().filter(|r| r.is_file()) {
+        // (a change in place is not shown: its untouched bytes are the source version's)
+        for r in entries
+            .iter()
+            .filter(|r| r.is_file() && r.record.patch.is_none())
+        {
             latest.insert(&r.record.key, r);
         }
         for r in latest.into_values() {

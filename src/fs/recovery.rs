@@ -422,7 +422,15 @@ impl Filesystem {
         if *fate != Fate::Waiting {
             return Ok(None);
         }
-        let key = self.send_pending(journal, &r.local, &r.record).await?;
+        let key = match self.send_pending(journal, &r.local, &r.record).await {
+            // a change in place of a version that is gone: kept (see patch_stage.rs)
+            Err(e) if e.is_precondition_failed() && r.record.patch.is_some() => {
+                self.keep_patch_conflict(&r.record.key, &journal.parts_dir(&r.local));
+                *fate = Fate::Conflict;
+                return Ok(None);
+            }
+            sent => sent?,
+        };
         journal.landed(&r.local, true);
         *fate = Fate::Landed;
         drop(fate);
@@ -437,6 +445,12 @@ impl Filesystem {
         local: &str,
         record: &PendingRecord,
     ) -> Result<String, S3Error> {
+        if let Some(plan) = &record.patch {
+            return self
+                .send_staged_patch(journal, local, record, plan)
+                .await
+                .map(|()| record.key.clone());
+        }
         let opts = record.options();
         match self
             .put_parts(journal, local, record, &record.key, &opts)

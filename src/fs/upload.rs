@@ -21,6 +21,7 @@ use crate::s3::payload::FILE_BODY_MEMORY;
 use crate::s3::{CompletedPart, Payload, PutOptions, S3Client};
 
 pub use super::part_sizes::{part_holding, part_size_for, PartLimits};
+pub use super::pending::PendingRecord;
 
 /// The budget is reserved in steps of this size as a part buffer grows.
 const RESERVE_STEP: u64 = 1024 * 1024;
@@ -133,38 +134,6 @@ pub struct Upload {
     written: WrittenParts,
     /// The mount's prefix, where a zeros object goes.
     prefix: String,
-}
-
-/// What the journal keeps of a closed file waiting for its upload (write-back), so that a
-/// later mount can send it: where it goes, what it must replace, and its headers.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct PendingRecord {
-    pub key: String,
-    pub size: u64,
-    /// Part files `1..=parts` under the upload's local id.
-    pub parts: u32,
-    /// The object's ETag it replaces (`If-Match`), or `None`.
-    pub if_match: Option<String>,
-    /// A new file: `If-None-Match: *`.
-    pub if_none_match: bool,
-    pub content_type: Option<String>,
-    pub user_metadata: std::collections::BTreeMap<String, String>,
-    pub content_headers: std::collections::BTreeMap<String, String>,
-    /// Seconds since the epoch when it was closed.
-    pub closed_at: u64,
-}
-
-impl PendingRecord {
-    /// The headers and conditions of its upload.
-    pub fn options(&self) -> PutOptions {
-        PutOptions {
-            content_type: self.content_type.clone(),
-            user_metadata: self.user_metadata.clone(),
-            content_headers: self.content_headers.clone(),
-            if_match: self.if_match.clone(),
-            if_none_match_any: self.if_none_match,
-        }
-    }
 }
 
 /// Where an upload keeps its parts.

@@ -1,7 +1,8 @@
 //! Write-back (`--write-back`): a closed file is staged on disk and journaled, and its upload
 //! follows in the background — oldest first, a few at once, retried with backoff while the
 //! server cannot be reached, never over a change made elsewhere (the local version then goes up
-//! next to it, as `NAME.conflict-UTC`). fsync and unmount wait for the bucket.
+//! next to it, as `NAME.conflict-UTC`; an in-place change is kept instead, see
+//! `patch_stage.rs`). fsync and unmount wait for the bucket.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
@@ -35,8 +36,12 @@ pub(crate) struct WriteBackQueue {
     started: AtomicBool,
     /// Uploads that failed (and were queued again).
     failures: AtomicU64,
-    /// Conflicts: local versions uploaded under another name.
+    /// Conflicts: local versions uploaded under another name, or in-place changes kept
+    /// (see `patch_stage.rs`).
     conflicts: AtomicU64,
+    /// In-place changes whose source changed in the bucket (see `patch_stage.rs`): not
+    /// tried again by the uploader; fsync, `sync DIR` and unmount still try (and fail).
+    stuck: Mutex<std::collections::HashSet<u64>>,
     /// Since when uploads have been failing for want of a server (none: they work).
     unreachable_since: Mutex<Option<Instant>>,
     busy: AtomicUsize,
@@ -78,6 +83,7 @@ impl WriteBackQueue {
 
     fn done(&self, ino: u64) {
         self.schedule.lock().done(ino);
+        self.stuck.lock().remove(&ino);
         *self.unreachable_since.lock() = None;
         self.changed.notify_waiters();
     }
@@ -97,9 +103,21 @@ impl WriteBackQueue {
         self.wake.notify_one();
     }
 
+    /// Out of the queue, not to be tried again by the uploader (see `stuck`).
+    fn stick(&self, ino: u64) {
+        self.schedule.lock().done(ino);
+        self.stuck.lock().insert(ino);
+        self.changed.notify_waiters();
+    }
+
+    pub(crate) fn count_conflict(&self) {
+        self.conflicts.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Dropped from the queue without an upload (unlinked, reopened for writing).
     fn forget(&self, ino: u64) {
         self.schedule.lock().forget(ino);
+        self.stuck.lock().remove(&ino);
         self.changed.notify_waiters();
     }
 
@@ -111,7 +129,8 @@ impl WriteBackQueue {
 impl Filesystem {
     /// Write-back: make the closing file durable here and queue its upload. `Ok(true)`: done
     /// (or nothing to send), the close may return; `Ok(false)`: this file cannot wait (an
-    /// in-place change of a large object, or an upload that streams already): commit it now.
+    /// upload that streams already, an in-place change `PatchUpload::stage` cannot stage):
+    /// commit it now.
     pub(crate) async fn stage_close(&self, w: &Arc<WriteHandle>) -> FsResult<bool> {
         if !self.config.write_back {
             return Ok(false);
@@ -139,6 +158,7 @@ impl Filesystem {
             user_metadata: opts.user_metadata.clone(),
             content_headers: opts.content_headers.clone(),
             closed_at: super::attr::epoch_secs(SystemTime::now()),
+            patch: None,
         };
         if let Some(j) = &self.store.journal {
             j.pending(&local, &record);
@@ -216,7 +236,7 @@ impl Filesystem {
         let prefix = self.dir_key(ino)?;
         // and those an earlier run closed and did not upload
         self.land_recovered_under(&prefix).await?;
-        let queued: Vec<u64> = self
+        let mut queued: Vec<u64> = self
             .write_back_queue
             .schedule
             .lock()
@@ -224,6 +244,8 @@ impl Filesystem {
             .into_iter()
             .map(|(ino, _)| ino)
             .collect();
+        // and the changes in place kept after a conflict: EIO, they cannot get there
+        queued.extend(self.write_back_queue.stuck.lock().iter().copied());
         let under: Vec<u64> = {
             let t = self.inodes.lock();
             queued
@@ -314,15 +336,18 @@ impl Filesystem {
         let q = &self.write_back_queue;
         let now = Instant::now();
         let queued: Vec<(u64, Instant)> = q.schedule.lock().closed_times();
+        let stuck: Vec<u64> = q.stuck.lock().iter().copied().collect();
         let bytes = {
             let t = self.inodes.lock();
             queued
                 .iter()
-                .filter_map(|(ino, _)| t.get(*ino).map(|n| n.attr.size))
+                .map(|(ino, _)| *ino)
+                .chain(stuck.iter().copied())
+                .filter_map(|ino| t.get(ino).map(|n| n.attr.size))
                 .sum()
         };
         WriteBackStats {
-            files: queued.len() as u64,
+            files: (queued.len() + stuck.len()) as u64,
             bytes,
             oldest_secs: queued
                 .iter()
@@ -369,6 +394,13 @@ impl Filesystem {
         }
         let mut result = self.commit(&w).await;
         if matches!(&result, Err(e) if is_conflict(e)) {
+            if let Some(dir) = w.pending_patch_dir().await {
+                // an in-place change: kept, not sent beside it (see patch_stage.rs)
+                let key = self.inodes.lock().get(ino).map(|n| n.key.clone());
+                self.keep_patch_conflict(&key.unwrap_or_default(), &dir);
+                self.write_back_queue.stick(ino);
+                return;
+            }
             result = self.upload_as_conflict(ino, &w).await;
         }
         match result {
@@ -411,9 +443,7 @@ impl Filesystem {
             "the object changed in the bucket while this mount's version waited for its upload: \
              both are kept, this mount's as {new_name}"
         );
-        self.write_back_queue
-            .conflicts
-            .fetch_add(1, Ordering::Relaxed);
+        self.write_back_queue.count_conflict();
         self.retarget_writer(ino, new_key.clone()).await?;
         w.expect_absent().await;
         self.commit(w).await?;
