@@ -7,7 +7,8 @@
 #   S  `ls -l` of SCALE_FOREIGN (10,000) objects another tool wrote, cold, default and with
 #      --stat-from-listing: time and S3 requests (from the stats at unmount)
 #   B  bulk operations at N = 1,000 and 10 x that: cp -r of N 1-byte files into the mount,
-#      chmod -R, touch of every file, rm -rf: seconds per 1,000 files at each N
+#      rsync -a of the same files into another directory, chmod -R, touch of every file,
+#      rm -rf: seconds per 1,000 files at each N
 # Results: TSV lines (config#rep, workload, metric, value, load1) in $OUT.
 #
 # usage: scripts/bench-scale.sh [REPS] [PHASES]      (defaults: 3, "L S B")
@@ -98,6 +99,10 @@ bulk() {  # bulk REP N
   t0=$(now); cp -r "$src" "$MNT/bulk$n" || echo "bench-scale: cp -r failed" >&2; t1=$(now)
   [ "$(find "$MNT/bulk$n" -type f | wc -l)" = "$n" ] || echo "bench-scale: cp -r left $(find "$MNT/bulk$n" -type f | wc -l) of $n files" >&2
   rec "bfs#$r" "B_cp_r_$n" s_per_1000 "$(python3 -c "print(f'{($t1-$t0)*1000/$n:.3f}')")"
+  t0=$(now); rsync -a "$src/" "$MNT/rsync$n/" || echo "bench-scale: rsync failed" >&2; t1=$(now)
+  [ "$(find "$MNT/rsync$n" -type f | wc -l)" = "$n" ] || echo "bench-scale: rsync left $(find "$MNT/rsync$n" -type f | wc -l) of $n files" >&2
+  rec "bfs#$r" "B_rsync_$n" s_per_1000 "$(python3 -c "print(f'{($t1-$t0)*1000/$n:.3f}')")"
+  rm -rf "$MNT/rsync$n"
   t0=$(now); chmod -R 0640 "$MNT/bulk$n"; sync -f "$MNT" 2>/dev/null; t1=$(now)
   rec "bfs#$r" "B_chmod_R_$n" s_per_1000 "$(python3 -c "print(f'{($t1-$t0)*1000/$n:.3f}')")"
   t0=$(now); find "$MNT/bulk$n" -type f -exec touch {} +; t1=$(now)

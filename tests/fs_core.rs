@@ -1140,3 +1140,42 @@ async fn a_directory_rename_whose_copies_fail_leaves_nothing_at_the_new_name() {
         "nothing to finish"
     );
 }
+
+#[tokio::test]
+async fn an_open_for_update_fetches_a_small_object_only_when_read_or_changed() {
+    let srv = TestServer::start().await;
+    srv.put_object("t.txt", "old bytes");
+    let fs = fs(&srv);
+    let attr = fs.lookup(ROOT_INO, "t.txt").await.expect("lookup");
+    // touch: an open for writing, new times, a close: no GET, no upload of the body
+    let h = fs.open(attr.ino, libc::O_WRONLY, ME).await.expect("open");
+    let when = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let times = bucketfs::fs::SetAttr {
+        mtime: Some(when),
+        atime: Some(when),
+        fh: Some(h.fh),
+        ..Default::default()
+    };
+    fs.setattr(attr.ino, times, ME).await.expect("touch");
+    assert_eq!(fs.getattr(attr.ino).await.expect("stat").size, 9);
+    fs.flush(h.fh, 0).await.expect("flush");
+    fs.release(h.fh).await.expect("release");
+    assert_eq!(srv.count("GetObject"), 0, "{:?}", srv.counts());
+    assert_eq!(srv.count("PutObject"), 0, "{:?}", srv.counts());
+    // a write in the middle fetches it once, and keeps the bytes around the write
+    let h = fs.open(attr.ino, libc::O_RDWR, ME).await.expect("open");
+    fs.write(h.fh, 4, b"NEW").await.expect("write");
+    assert_eq!(&fs.read(h.fh, 0, 64).await.expect("read")[..], b"old NEWes");
+    fs.flush(h.fh, 0).await.expect("flush");
+    fs.release(h.fh).await.expect("release");
+    assert_eq!(srv.count("GetObject"), 1, "{:?}", srv.counts());
+    assert_eq!(srv.get_object("t.txt").as_deref(), Some(&b"old NEWes"[..]));
+    // replaced by another client after the open: the first change is ESTALE, theirs stays
+    let h = fs.open(attr.ino, libc::O_WRONLY, ME).await.expect("open");
+    srv.put_object("t.txt", "theirs");
+    let e = fs.write(h.fh, 0, b"x").await.expect_err("stale");
+    assert_eq!(e.errno, libc::ESTALE, "{e:?}");
+    fs.flush(h.fh, 0).await.expect("flush");
+    fs.release(h.fh).await.expect("release");
+    assert_eq!(srv.get_object("t.txt").as_deref(), Some(&b"theirs"[..]));
+}

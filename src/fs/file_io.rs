@@ -113,7 +113,11 @@ impl Writer {
     /// The file takes a new name (rename); call before the object under the old name goes.
     async fn set_key(&mut self, key: String) -> FsResult<()> {
         match self {
-            Writer::Stream(u) => u.set_key(key).await,
+            Writer::Stream(u) => {
+                // what it starts from is read from the old name
+                u.load().await?;
+                u.set_key(key).await
+            }
             Writer::Patch(p) => {
                 // its untouched parts were read from the old object
                 p.take_in_source().await?;
@@ -136,25 +140,42 @@ impl Writer {
     }
     async fn write(&mut self, offset: u64, data: &[u8], opts: &PutOptions) -> FsResult<()> {
         match self {
-            Writer::Stream(u) => u.write(offset, data, opts).await,
+            Writer::Stream(u) => {
+                u.load().await?;
+                u.write(offset, data, opts).await
+            }
             Writer::Patch(p) => p.write(offset, data).await,
         }
     }
     async fn set_size(&mut self, size: u64) -> FsResult<()> {
         match self {
-            Writer::Stream(u) => u.set_size(size).await,
+            Writer::Stream(u) => {
+                if size == 0 {
+                    // O_TRUNC, truncate -s 0: what it started from is not needed
+                    u.empty_unloaded();
+                } else {
+                    u.load().await?;
+                }
+                u.set_size(size).await
+            }
             Writer::Patch(p) => p.set_size(size).await,
         }
     }
-    async fn read(&self, offset: u64, len: u32) -> FsResult<Bytes> {
+    async fn read(&mut self, offset: u64, len: u32) -> FsResult<Bytes> {
         match self {
-            Writer::Stream(u) => u.read_buffered(offset, len),
+            Writer::Stream(u) => {
+                u.load().await?;
+                u.read_buffered(offset, len)
+            }
             Writer::Patch(p) => p.read(offset, len).await,
         }
     }
     async fn finish(&mut self, opts: &PutOptions) -> FsResult<Uploaded> {
         match self {
-            Writer::Stream(u) => u.finish(opts).await,
+            Writer::Stream(u) => {
+                u.load().await?;
+                u.finish(opts).await
+            }
             Writer::Patch(p) => p.finish(opts).await,
         }
     }
@@ -169,7 +190,8 @@ impl Writer {
     /// from it, so it takes them in first (ranged GETs into the staging area).
     async fn keep_without_object(&mut self) -> FsResult<()> {
         match self {
-            Writer::Stream(_) => Ok(()),
+            // one over a small object takes it in now
+            Writer::Stream(u) => u.load().await,
             Writer::Patch(p) => p.take_in_source().await,
         }
     }
@@ -463,13 +485,9 @@ impl Filesystem {
         let upload = if !truncate && size > self.limits.base {
             Writer::Patch(Box::new(self.patch_writer(key.clone(), etag.clone(), size)))
         } else if !truncate && size > 0 {
-            let out = self
-                .client
-                .get_object(&key, None, etag.as_deref())
-                .await
-                .map_err(|e| FsError::from_s3(&e, &key))?;
+            // fetched at the first read or change (a touch sends no GET)
             Writer::Stream(Box::new(
-                self.new_upload(key.clone()).with_content(&out.body)?,
+                self.new_upload(key.clone()).over_object(etag.clone(), size),
             ))
         } else {
             Writer::Stream(Box::new(self.new_upload(key.clone())))
@@ -915,7 +933,10 @@ impl Filesystem {
             patch: None,
         };
         let staged = match &mut st.upload {
-            Writer::Stream(u) => u.stage(&opts, record).await,
+            Writer::Stream(u) => match u.load().await {
+                Ok(()) => u.stage(&opts, record).await,
+                Err(e) => Err(e),
+            },
             // an in-place change: its changed parts, the rest copied later (patch_stage.rs)
             Writer::Patch(p) => p.stage(record).await,
         };

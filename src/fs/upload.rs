@@ -92,6 +92,12 @@ pub struct Uploaded {
     pub multipart: bool,
 }
 
+/// The object an upload over an existing small object starts from, not fetched yet.
+struct Over {
+    etag: Option<String>,
+    size: u64,
+}
+
 /// One file being written.
 pub struct Upload {
     client: S3Client,
@@ -134,6 +140,8 @@ pub struct Upload {
     written: WrittenParts,
     /// The mount's prefix, where a zeros object goes.
     prefix: String,
+    /// The existing object this upload starts from, until it is fetched (see `over_object`).
+    over: Option<Over>,
 }
 
 /// Where an upload keeps its parts.
@@ -211,11 +219,52 @@ impl Upload {
             part_files: PartFileWrites::default(),
             written: WrittenParts::default(),
             prefix: store.prefix.clone(),
+            over: None,
+        }
+    }
+
+    /// Start from the existing object (of at most one part, version `etag`, `size` bytes)
+    /// opened for update, fetched only when the file is first read or changed
+    /// ([`Upload::load`]): a `touch`, or an open closed without a write, sends no GET.
+    pub fn over_object(mut self, etag: Option<String>, size: u64) -> Upload {
+        self.over = Some(Over { etag, size });
+        self
+    }
+
+    /// Cut to nothing before the object it starts from was fetched: it never is.
+    pub fn empty_unloaded(&mut self) {
+        self.over = None;
+    }
+
+    /// Fetches the object this upload starts from (see [`Upload::over_object`]), if not yet:
+    /// one GET, conditional on the version opened (a version replaced since is `ESTALE`).
+    pub async fn load(&mut self) -> FsResult<()> {
+        let Some(over) = self.over.take() else {
+            return Ok(());
+        };
+        let got = self
+            .client
+            .get_object(&self.key, None, over.etag.as_deref())
+            .await;
+        match got {
+            Ok(out) => {
+                self.with_content_in_place(&out.body)?;
+                Ok(())
+            }
+            Err(e) => {
+                self.over = Some(over);
+                Err(FsError::from_s3(&e, &self.key))
+            }
         }
     }
 
     /// Start from existing content (a small object opened for update).
     pub fn with_content(mut self, content: &[u8]) -> FsResult<Upload> {
+        self.with_content_in_place(content)?;
+        Ok(self)
+    }
+
+    fn with_content_in_place(&mut self, content: &[u8]) -> FsResult<()> {
         if self.buffer.in_memory() {
             self.reservation = self
                 .budget
@@ -224,7 +273,7 @@ impl Upload {
         }
         self.buffer.write_at(0, content).map_err(FsError::staging)?;
         self.mark_written(0, content.len());
-        Ok(self)
+        Ok(())
     }
 
     pub fn key(&self) -> &str {
@@ -302,6 +351,9 @@ impl Upload {
 
     /// Current size of the file.
     pub fn size(&self) -> u64 {
+        if let Some(o) = &self.over {
+            return o.size;
+        }
         self.mpu.as_ref().map(|m| m.next_offset).unwrap_or(0) + self.buffer.len() as u64
     }
 
