@@ -268,7 +268,7 @@ enum Tag {
     CommonPrefixes,
     Key,
     Size,
-    ETag,
+    Etag,
     LastModified,
     StorageClass,
     Prefix,
@@ -285,7 +285,7 @@ impl Tag {
             b"CommonPrefixes" => Tag::CommonPrefixes,
             b"Key" => Tag::Key,
             b"Size" => Tag::Size,
-            b"ETag" => Tag::ETag,
+            b"ETag" => Tag::Etag,
             b"LastModified" => Tag::LastModified,
             b"StorageClass" => Tag::StorageClass,
             b"Prefix" => Tag::Prefix,
@@ -348,7 +348,7 @@ impl RawListing {
                     .map_err(|_| invalid(format!("bad <Size> {s:?}")))?;
                 self.cur.size = Some(size);
             }
-            (2, Tag::Contents, Tag::ETag) => {
+            (2, Tag::Contents, Tag::Etag) => {
                 let s = lossy(text);
                 self.cur.etag = Some(unquoted(&s).to_owned());
             }
@@ -482,6 +482,18 @@ pub fn parse_list_objects_v2(body: &[u8]) -> Result<ListPage, S3Error> {
         page.next_continuation_token = Some(token);
     }
     Ok(page)
+}
+
+/// The `<NextContinuationToken>` of a listing page, found without parsing the page (a SIMD
+/// search): the next page can be asked for while this one is parsed. A guess, which the
+/// parse confirms; `None` when there is none, or none that reads cleanly.
+pub fn peek_continuation_token(body: &[u8]) -> Option<String> {
+    const OPEN: &[u8] = b"<NextContinuationToken>";
+    let start = memchr::memmem::find(body, OPEN)? + OPEN.len();
+    let len = memchr::memchr(b'<', &body[start..])?;
+    let mut out = Vec::with_capacity(len);
+    unescape_into(&mut out, &body[start..start + len]).ok()?;
+    String::from_utf8(out).ok().filter(|t| !t.is_empty())
 }
 
 /// A body whose root is not a listing: the error it carries (or why it is not one); an empty
@@ -857,6 +869,29 @@ mod tests {
                 .expect_err("error body");
         assert_eq!(err.status(), Some(200));
         assert!(parse_list_objects_v2(b"<Other/>").is_err());
+    }
+
+    #[test]
+    fn continuation_token_is_found_before_the_parse() {
+        let body = b"<ListBucketResult><IsTruncated>true</IsTruncated><NextContinuationToken>a&amp;b=</NextContinuationToken><Contents><Key>k</Key></Contents></ListBucketResult>";
+        assert_eq!(peek_continuation_token(body).as_deref(), Some("a&b="));
+        let page = parse_list_objects_v2(body).expect("page");
+        assert_eq!(page.next_continuation_token.as_deref(), Some("a&b="));
+        assert_eq!(
+            peek_continuation_token(LIST_PLAIN.as_bytes()),
+            parse_list_objects_v2(LIST_PLAIN.as_bytes())
+                .expect("page")
+                .next_continuation_token
+        );
+        for none in [
+            &b"<ListBucketResult><IsTruncated>false</IsTruncated></ListBucketResult>"[..],
+            b"<ListBucketResult><NextContinuationToken/></ListBucketResult>",
+            b"<ListBucketResult><NextContinuationToken></NextContinuationToken>",
+            b"<ListBucketResult><NextContinuationToken>cut",
+            b"",
+        ] {
+            assert_eq!(peek_continuation_token(none), None);
+        }
     }
 
     #[test]
