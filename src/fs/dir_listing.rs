@@ -760,6 +760,15 @@ mod tests {
     }
 
     #[test]
+    fn an_entry_stays_small() {
+        // what an open handle holds per entry of a big directory (docs/PERFORMANCE.md): the
+        // entry, its name's and ETag's heap blocks, ~1.1 x 5 bytes of name index
+        let size = std::mem::size_of::<DirItem>();
+        println!("DirItem: {size} bytes");
+        assert!(size <= 80, "DirItem grew to {size} bytes");
+    }
+
+    #[test]
     fn keys_compare_as_built_without_building_them() {
         let names = ["", "a", "a.txt", "a/", "a0", "ab", "b", "é", "a_$folder$"];
         let suffixes = ["", "/", FOLDER_SUFFIX];
