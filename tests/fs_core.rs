@@ -935,6 +935,71 @@ async fn what_a_listing_past_the_bound_shows_lookups_stops_at_the_bound() {
     fs.releasedir(fh);
 }
 
+/// Up to `max` entries from `offset` (a small kernel buffer), as (next offset, name).
+async fn read_some(
+    fs: &Filesystem,
+    ino: u64,
+    fh: u64,
+    offset: u64,
+    max: usize,
+) -> Vec<(u64, String)> {
+    let mut got = Vec::new();
+    fs.readdir_into(ino, fh, offset, |next, _, _, name| {
+        got.push((next, name.to_string()));
+        got.len() >= max
+    })
+    .await
+    .expect("readdir");
+    got
+}
+
+#[tokio::test]
+async fn a_big_listing_read_in_small_pieces_and_seeked_back_lists_each_name_once() {
+    let (_srv, fs, d) = directory_past_the_listing_bound().await;
+    // a listed file being written is also one of the directory's local entries
+    let f = fs.lookup(d.ino, "f00010").await.expect("lookup");
+    let w = fs.open(f.ino, libc::O_WRONLY, ME).await.expect("open");
+    fs.write(w.fh, 0, b"y").await.expect("write");
+    let fh = fs.opendir(d.ino).await.expect("opendir");
+    let mut seen: Vec<(u64, String)> = Vec::new();
+    let mut offset = 0;
+    let mut changed = false;
+    loop {
+        let got = read_some(&fs, d.ino, fh, offset, 97).await;
+        let Some(last) = got.last() else { break };
+        offset = last.0;
+        seen.extend(got);
+        if !changed && seen.len() > 1_200 {
+            // meanwhile: a file created, one already listed and one to come removed
+            changed = true;
+            write_file(&fs, d.ino, "f99999-new", b"n").await;
+            fs.unlink(d.ino, "f00005").await.expect("unlink listed");
+            fs.unlink(d.ino, "f02400").await.expect("unlink to come");
+        }
+    }
+    let names: Vec<&str> = seen.iter().map(|(_, n)| n.as_str()).collect();
+    let unique: std::collections::BTreeSet<&str> = names.iter().copied().collect();
+    assert_eq!(unique.len(), names.len(), "a name listed twice");
+    for i in (0..2_500).filter(|i| *i != 2_400) {
+        let name = format!("f{i:05}");
+        assert!(unique.contains(name.as_str()), "{name} skipped");
+    }
+    // offsets stay valid: a seek back to an offset handed out earlier (telldir) reads the
+    // same entries again, from the handle's own entries
+    for at in [0usize, 500, 1_000, 2_000] {
+        let (offset, _) = seen[at].clone();
+        let again = read_some(&fs, d.ino, fh, offset, 50).await;
+        let want: Vec<String> = seen[at + 1..at + 51]
+            .iter()
+            .map(|(_, n)| n.clone())
+            .collect();
+        let got: Vec<String> = again.into_iter().map(|(_, n)| n).collect();
+        assert_eq!(got, want, "after the entry at {at}");
+    }
+    fs.releasedir(fh);
+    fs.release(w.fh).await.expect("release");
+}
+
 /// What a core reads of `name` in the root: its bytes, or the errno.
 async fn read_back(fs: &Filesystem, name: &str) -> Result<Vec<u8>, i32> {
     let attr = fs.lookup(ROOT_INO, name).await.map_err(|e| e.errno)?;

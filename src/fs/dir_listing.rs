@@ -4,7 +4,9 @@
 //! Since `a` sorts before `a.txt` and both before `a/`, a file whose directory twin could still
 //! come on a later page is held back until the listing has passed `a/`.
 
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 // a fast hasher with a random seed per map: keys come from the bucket
@@ -14,6 +16,7 @@ use super::attr::FileKind;
 use super::inode::ListedChild;
 use super::old_dirs::{OldDirObject, FOLDER_SUFFIX};
 use super::zero_parts::is_zeros_object;
+use crate::s3::xml::{parse_list_objects_v2, peek_continuation_token};
 use crate::s3::{ListPage, ListRequest, S3Client, S3Error};
 
 /// One entry of a directory as listed.
@@ -77,21 +80,98 @@ pub struct DirStream {
     items: Arc<Vec<DirItem>>,
     /// Names emitted, with their place in `items` (a directory replacing a file finds it);
     /// built when first needed for a listing served from the cache.
-    emitted: Option<HashMap<String, usize>>,
+    emitted: Option<NameIndex>,
     deferred: BTreeMap<String, DirItem>,
     dirs_seen: HashSet<String>,
-    /// The next page, requested while the reader goes through this one (a reader that stops
-    /// early costs one page more; a walk of N pages waits for one request, not N).
-    ahead: Option<tokio::task::JoinHandle<Result<ListPage, S3Error>>>,
+    /// The pages after this one, fetched and parsed by a task while the reader goes through
+    /// this one (see [`PageFeed`]).
+    ahead: Option<PageFeed>,
     /// Places in `items` of files a directory replaced since `take_replaced` was last asked.
     replaced: Vec<usize>,
 }
 
-impl Drop for DirStream {
+/// Pages parsed ahead that a listing's reader has not taken yet, at most.
+const PAGES_AHEAD: usize = 2;
+
+/// A task walking a listing's pages ahead of its reader: it asks for page k+1 as soon as page
+/// k's continuation token is read ([`peek_continuation_token`]), then parses page k while the
+/// server makes k+1, so the server's time, the parsing and the reader's work overlap. At most
+/// [`PAGES_AHEAD`] parsed pages wait (a reader that stops early costs up to three pages more;
+/// a walk of N pages waits for about one request, not N). Stopped when dropped.
+#[derive(Debug)]
+struct PageFeed {
+    pages: tokio::sync::mpsc::Receiver<Result<ListPage, S3Error>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for PageFeed {
     fn drop(&mut self) {
-        if let Some(h) = self.ahead.take() {
-            h.abort();
-        }
+        self.task.abort();
+    }
+}
+
+/// A request in flight, cancelled if dropped unawaited.
+struct InFlight(tokio::task::JoinHandle<Result<bytes::Bytes, S3Error>>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl InFlight {
+    fn send(client: &S3Client, req: &ListRequest) -> InFlight {
+        let (client, req) = (client.clone(), req.clone());
+        InFlight(tokio::spawn(async move {
+            client.list_objects_v2_body(&req).await
+        }))
+    }
+
+    async fn body(mut self) -> Result<bytes::Bytes, S3Error> {
+        (&mut self.0)
+            .await
+            .map_err(|e| S3Error::InvalidResponse(format!("listing request lost: {e}")))?
+    }
+}
+
+impl PageFeed {
+    fn start(client: &S3Client, first: ListRequest) -> PageFeed {
+        let (tx, pages) = tokio::sync::mpsc::channel(PAGES_AHEAD);
+        let client = client.clone();
+        let task = tokio::spawn(async move {
+            let mut req = first;
+            let mut next = Some(InFlight::send(&client, &req));
+            while let Some(flight) = next.take() {
+                let body = match flight.body().await {
+                    Ok(b) => b,
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                };
+                let peeked = peek_continuation_token(&body);
+                if let Some(token) = &peeked {
+                    req.continuation_token = Some(token.clone());
+                    next = Some(InFlight::send(&client, &req));
+                }
+                let page = parse_list_objects_v2(&body);
+                match &page {
+                    // the guess was wrong: ask for the page the listing names
+                    Ok(p) if p.next_continuation_token != peeked => {
+                        next = p.next_continuation_token.as_ref().map(|token| {
+                            req.continuation_token = Some(token.clone());
+                            InFlight::send(&client, &req)
+                        });
+                    }
+                    Ok(_) => {}
+                    Err(_) => next = None,
+                }
+                if tx.send(page).await.is_err() {
+                    return; // the reader is gone
+                }
+            }
+        });
+        PageFeed { pages, task }
     }
 }
 
@@ -103,7 +183,7 @@ impl DirStream {
             token: None,
             done: false,
             items: Arc::default(),
-            emitted: Some(HashMap::default()),
+            emitted: Some(NameIndex::default()),
             deferred: BTreeMap::new(),
             dirs_seen: HashSet::default(),
             ahead: None,
@@ -135,15 +215,12 @@ impl DirStream {
         self.items.clone()
     }
 
-    fn emitted(&mut self) -> &mut HashMap<String, usize> {
+    /// The place in `items` of the entry named `name`, if one was emitted.
+    fn position(&mut self, name: &str) -> Option<usize> {
         let items = &self.items;
-        self.emitted.get_or_insert_with(|| {
-            items
-                .iter()
-                .enumerate()
-                .map(|(i, item)| (item.name.clone(), i))
-                .collect()
-        })
+        self.emitted
+            .get_or_insert_with(|| NameIndex::build(items))
+            .find(items, name)
     }
 
     pub fn items(&self) -> &[DirItem] {
@@ -156,7 +233,7 @@ impl DirStream {
 
     /// Add entries that exist only locally (files being written), after the listing.
     pub fn add_local(&mut self, name: &str, kind: FileKind) {
-        if !self.emitted().contains_key(name) {
+        if self.position(name).is_none() {
             self.emit(DirItem {
                 name: name.to_string(),
                 kind,
@@ -174,11 +251,9 @@ impl DirStream {
     }
 
     fn emit(&mut self, item: DirItem) {
-        let at = self.items.len();
-        if let std::collections::hash_map::Entry::Vacant(e) =
-            self.emitted().entry(item.name.clone())
-        {
-            e.insert(at);
+        let items = &self.items;
+        let index = self.emitted.get_or_insert_with(|| NameIndex::build(items));
+        if index.insert(items, &item.name, items.len()) {
             Arc::make_mut(&mut self.items).push(item);
         }
     }
@@ -192,18 +267,27 @@ impl DirStream {
         if self.done {
             return Ok(());
         }
-        let page = match self.ahead.take() {
-            Some(h) => h
-                .await
-                .map_err(|e| S3Error::InvalidResponse(format!("listing request lost: {e}")))?,
-            None => client.list_objects_v2(&self.next_request()).await,
-        }?;
+        if self.ahead.is_none() {
+            self.ahead = Some(PageFeed::start(client, self.next_request()));
+        }
+        let Some(feed) = self.ahead.as_mut() else {
+            return Ok(());
+        };
+        let page = match feed.pages.recv().await {
+            Some(page) => page,
+            None => Err(S3Error::InvalidResponse("listing walk stopped".into())),
+        };
+        let page = match page {
+            Ok(page) => page,
+            Err(e) => {
+                // asked again from this page by the next call
+                self.ahead = None;
+                return Err(e);
+            }
+        };
         self.absorb(page, warn);
-        if !self.done {
-            let (client, req) = (client.clone(), self.next_request());
-            self.ahead = Some(tokio::spawn(
-                async move { client.list_objects_v2(&req).await },
-            ));
+        if self.done {
+            self.ahead = None;
         }
         Ok(())
     }
@@ -238,30 +322,37 @@ impl DirStream {
             .unwrap_or("")
             .to_string();
 
-        let mut page_items: Vec<(String, DirItem)> = Vec::new();
-        // sizes of this page's files: an empty object shadowed by a directory of its name is
-        // an older form of directory object (s3fs's `dir`), not worth a warning
-        let mut sizes: HashMap<String, u64> = HashMap::default();
-        let mut empty_twins: HashSet<String> = HashSet::default();
-        for cp in &page.common_prefixes {
+        let prefix_len = self.prefix.len();
+        // This page's entries in key order, each with what its key has after the name (a
+        // prefix's `/`, `_$folder$`): keys are the prefix, the name and that suffix. A name
+        // reuses its key's allocation.
+        let mut page_items: Vec<(&'static str, DirItem)> =
+            Vec::with_capacity(page.objects.len() + page.common_prefixes.len());
+        for cp in page.common_prefixes {
             let Some(rest) = cp.strip_prefix(self.prefix.as_str()) else {
                 continue;
             };
-            let name = rest.strip_suffix('/').unwrap_or(rest);
-            if let Some(reason) = invalid_name_reason(name) {
-                warn.skipped(cp, reason);
+            let (name_len, suffix) = match rest.strip_suffix('/') {
+                Some(name) => (name.len(), "/"),
+                None => (rest.len(), ""),
+            };
+            if let Some(reason) = invalid_name_reason(&rest[..name_len]) {
+                warn.skipped(&cp, reason);
                 continue;
             }
+            let mut name = cp;
+            name.truncate(prefix_len + name_len);
+            name.drain(..prefix_len);
             page_items.push((
-                cp.clone(),
+                suffix,
                 DirItem {
-                    name: name.to_string(),
+                    name,
                     kind: FileKind::Directory,
                     listed: Some(ListedChild::DIR),
                 },
             ));
         }
-        for obj in &page.objects {
+        for obj in page.objects {
             let Some(name) = obj.key.strip_prefix(self.prefix.as_str()) else {
                 continue;
             };
@@ -278,7 +369,7 @@ impl DirStream {
             // `name_$folder$`: the directory `name`, in an older form
             if let Some(dir) = name.strip_suffix(FOLDER_SUFFIX).filter(|d| !d.is_empty()) {
                 page_items.push((
-                    obj.key.clone(),
+                    FOLDER_SUFFIX,
                     DirItem {
                         name: dir.to_string(),
                         kind: FileKind::Directory,
@@ -289,34 +380,39 @@ impl DirStream {
                 ));
                 continue;
             }
+            let mut name = obj.key;
+            name.drain(..prefix_len);
             page_items.push((
-                obj.key.clone(),
+                "",
                 DirItem {
-                    name: name.to_string(),
+                    name,
                     kind: FileKind::File,
                     listed: Some(ListedChild::File {
                         size: obj.size,
-                        etag: obj.etag.clone(),
+                        etag: obj.etag,
                         modified: obj.last_modified,
                     }),
                 },
             ));
-            sizes.insert(name.to_string(), obj.size);
         }
-        page_items.sort_by(|a, b| a.0.cmp(&b.0));
+        // the objects and the prefixes each come sorted: two runs, merged in linear time
+        page_items.sort_by(|a, b| cmp_joined(&a.1.name, a.0, &b.1.name, b.0));
         // Directories first: `a` sorts before `a/`, and the directory must win.
         for (_, item) in &page_items {
             if item.kind == FileKind::Directory {
                 self.dirs_seen.insert(item.name.clone());
             }
         }
+        // an empty object shadowed by a directory of its name is an older form of directory
+        // object (s3fs's `dir`), not worth a warning
+        let mut empty_twins: HashSet<String> = HashSet::default();
 
-        for (key, item) in page_items {
+        for (_, item) in page_items {
             match item.kind {
                 FileKind::Directory => {
                     let mut item = item;
                     let shadowed = self.deferred.remove(&item.name);
-                    let pos = self.emitted().get(&item.name).copied();
+                    let pos = self.position(&item.name);
                     let shadowed = shadowed.or_else(|| {
                         pos.map(|p| self.items[p].clone())
                             .filter(|i| i.kind != FileKind::Directory)
@@ -351,9 +447,9 @@ impl DirStream {
                 }
                 _ => {
                     if self.dirs_seen.contains(&item.name) {
-                        if sizes.get(&item.name) == Some(&0) {
+                        if is_empty_file(&item) {
                             // an empty object beside a directory: maybe its older form
-                            match self.emitted().get(&item.name).copied() {
+                            match self.position(&item.name) {
                                 Some(p) => Arc::make_mut(&mut self.items)[p]
                                     .note_old_object(OldDirObject::Unknown),
                                 // its directory comes next (`a` sorts before `a/`)
@@ -362,12 +458,15 @@ impl DirStream {
                                 }
                             }
                         } else {
-                            warn.skipped(&key, "shadowed by a directory of the same name");
+                            warn.skipped(
+                                &format!("{}{}", self.prefix, item.name),
+                                "shadowed by a directory of the same name",
+                            );
                         }
                         continue;
                     }
-                    let twin = format!("{key}/");
-                    if truncated && twin.as_str() > last_key.as_str() {
+                    // `name/` could still come on a later page
+                    if truncated && twin_after(&self.prefix, &item.name, &last_key) {
                         self.deferred.insert(item.name.clone(), item);
                     } else {
                         self.emit(item);
@@ -379,7 +478,7 @@ impl DirStream {
         let passed: Vec<String> = self
             .deferred
             .keys()
-            .filter(|name| !truncated || format!("{}{}/", self.prefix, name) <= last_key)
+            .filter(|name| !truncated || !twin_after(&self.prefix, name, &last_key))
             .cloned()
             .collect();
         for name in passed {
@@ -401,6 +500,89 @@ impl DirItem {
         if let Some(ListedChild::Directory { old_object }) = &mut self.listed {
             if !matches!(old_object, OldDirObject::At(_)) && found != OldDirObject::Absent {
                 *old_object = found;
+            }
+        }
+    }
+}
+
+/// Order of the keys `a` + `a_suffix` and `b` + `b_suffix` (names of one directory and what
+/// their keys have after them), without building them.
+fn cmp_joined(a: &str, a_suffix: &str, b: &str, b_suffix: &str) -> Ordering {
+    let n = a.len().min(b.len());
+    match a.as_bytes()[..n].cmp(&b.as_bytes()[..n]) {
+        Ordering::Equal => {}
+        o => return o,
+    }
+    let a_rest = a.as_bytes()[n..].iter().chain(a_suffix.as_bytes());
+    let b_rest = b.as_bytes()[n..].iter().chain(b_suffix.as_bytes());
+    a_rest.cmp(b_rest)
+}
+
+/// Whether the key `prefix` + `name` + `/` (a directory twin of the file `name`) sorts after
+/// `last`, without building it.
+fn twin_after(prefix: &str, name: &str, last: &str) -> bool {
+    let mut rest = last.as_bytes();
+    for part in [prefix.as_bytes(), name.as_bytes(), b"/"] {
+        let n = part.len().min(rest.len());
+        match part[..n].cmp(&rest[..n]) {
+            Ordering::Less => return false,
+            Ordering::Greater => return true,
+            Ordering::Equal => {}
+        }
+        if n < part.len() {
+            return true; // `last` is a proper prefix of the twin
+        }
+        rest = &rest[n..];
+    }
+    false // equal, or a prefix of `last`
+}
+
+/// Places in a listing's entries by name: a table of 4-byte positions hashed by the name they
+/// point at, the names themselves staying in the entries (a set of copies cost a name's
+/// allocation and ~60 bytes per entry).
+#[derive(Default)]
+struct NameIndex {
+    table: hashbrown::HashTable<u32>,
+    hasher: foldhash::fast::RandomState,
+}
+
+impl std::fmt::Debug for NameIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "NameIndex({} names)", self.table.len())
+    }
+}
+
+impl NameIndex {
+    fn build(items: &[DirItem]) -> NameIndex {
+        let mut index = NameIndex::default();
+        index.table.reserve(items.len(), |_| 0);
+        for (at, item) in items.iter().enumerate() {
+            index.insert(items, &item.name, at);
+        }
+        index
+    }
+
+    fn find(&self, items: &[DirItem], name: &str) -> Option<usize> {
+        let hash = self.hasher.hash_one(name);
+        self.table
+            .find(hash, |&i| items[i as usize].name == name)
+            .map(|&i| i as usize)
+    }
+
+    /// Record `at` as the place of `name` (`items[at]` may not exist yet); false if the name
+    /// has a place already.
+    fn insert(&mut self, items: &[DirItem], name: &str, at: usize) -> bool {
+        let hasher = &self.hasher;
+        let hash = hasher.hash_one(name);
+        match self.table.entry(
+            hash,
+            |&i| items[i as usize].name == name,
+            |&i| hasher.hash_one(items[i as usize].name.as_str()),
+        ) {
+            hashbrown::hash_table::Entry::Occupied(_) => false,
+            hashbrown::hash_table::Entry::Vacant(v) => {
+                v.insert(at as u32);
+                true
             }
         }
     }
@@ -575,6 +757,56 @@ mod tests {
         );
         assert_eq!(names(&s), vec!["f"]);
         assert!(w.0.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_entry_stays_small() {
+        // what an open handle holds per entry of a big directory (docs/PERFORMANCE.md): the
+        // entry, its name's and ETag's heap blocks, ~1.1 x 5 bytes of name index
+        let size = std::mem::size_of::<DirItem>();
+        println!("DirItem: {size} bytes");
+        assert!(size <= 80, "DirItem grew to {size} bytes");
+    }
+
+    #[test]
+    fn keys_compare_as_built_without_building_them() {
+        let names = ["", "a", "a.txt", "a/", "a0", "ab", "b", "é", "a_$folder$"];
+        let suffixes = ["", "/", FOLDER_SUFFIX];
+        for a in names {
+            for b in names {
+                for sa in suffixes {
+                    for sb in suffixes {
+                        let want = format!("{a}{sa}").cmp(&format!("{b}{sb}"));
+                        assert_eq!(cmp_joined(a, sa, b, sb), want, "{a}{sa} vs {b}{sb}");
+                    }
+                }
+                for prefix in ["", "p/", "a"] {
+                    let want = format!("{prefix}{a}/").as_str() > b;
+                    assert_eq!(twin_after(prefix, a, b), want, "{prefix}{a}/ vs {b}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn name_index_finds_each_name_and_refuses_a_second() {
+        let w = Recorder::default();
+        let mut s = DirStream::new("");
+        let keys: Vec<String> = (0..5_000).map(|i| format!("k{i:05}")).collect();
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        s.absorb(page(&keys, &[], false), &w);
+        for (i, k) in keys.iter().enumerate() {
+            assert_eq!(s.position(k), Some(i));
+        }
+        assert_eq!(s.position("k05000"), None);
+        s.add_local("k00042", FileKind::File);
+        s.add_local("k05000", FileKind::File);
+        assert_eq!(s.items().len(), 5_001);
+        // a listing served from the cache builds its index when first needed
+        let mut again = DirStream::from_items("", s.shared_items());
+        assert_eq!(again.position("k04999"), Some(4_999));
+        again.add_local("k00001", FileKind::File);
+        assert_eq!(again.items().len(), 5_001);
     }
 
     #[test]

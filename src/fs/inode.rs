@@ -201,6 +201,13 @@ impl InodeTable {
         self.inodes.get(ino)
     }
 
+    /// As [`child`](Self::child), the (parent, name) pair built by the caller: a walk over
+    /// many names (readdir) reuses one instead of allocating a name per lookup.
+    pub fn child_by_key(&self, key: &(u64, String)) -> Option<&Inode> {
+        let ino = self.by_name.get(key)?;
+        self.inodes.get(ino)
+    }
+
     pub fn child_ino(&self, parent: u64, name: &str) -> Option<u64> {
         self.by_name.get(&(parent, name.to_string())).copied()
     }

@@ -616,8 +616,11 @@ impl Filesystem {
             }
         }
         let t = self.inodes.lock();
+        let mut probe = (ino, String::with_capacity(64));
         for (i, item) in st.stream.items().iter().enumerate().skip(index) {
-            let (child_ino, kind) = match t.child(ino, &item.name) {
+            probe.1.clear();
+            probe.1.push_str(&item.name);
+            let (child_ino, kind) = match t.child_by_key(&probe) {
                 // the listing is newer than a node of another kind (a file replaced by a
                 // directory elsewhere): the listing's kind; the lookup to come renumbers it
                 // (a listing tells directories from files only: a symlink is listed as a file)

@@ -845,6 +845,14 @@ impl S3Client {
 
     /// One page of ListObjectsV2. Keys are requested URL-encoded when the profile allows.
     pub async fn list_objects_v2(&self, req: &ListRequest) -> Result<ListPage, S3Error> {
+        let body = self.list_objects_v2_body(req).await?;
+        xml::parse_list_objects_v2(&body)
+    }
+
+    /// One ListObjectsV2 page as the server sent it, for a caller that parses it itself
+    /// ([`xml::parse_list_objects_v2`]): a directory walk sends the next request as soon as
+    /// it has the page's continuation token ([`xml::peek_continuation_token`]), then parses.
+    pub async fn list_objects_v2_body(&self, req: &ListRequest) -> Result<Bytes, S3Error> {
         let mut call = Call::new(Op::List, Method::GET, None).query("list-type", "2");
         if !req.prefix.is_empty() {
             call = call.query("prefix", req.prefix.clone());
@@ -865,7 +873,7 @@ impl S3Client {
             call = call.query("encoding-type", "url");
         }
         let resp = self.execute(&call).await?;
-        xml::parse_list_objects_v2(&resp.body)
+        Ok(resp.body)
     }
 
     /// HEAD of one object.

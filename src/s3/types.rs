@@ -39,7 +39,8 @@ pub struct ListedObject {
     pub size: u64,
     pub etag: Option<String>,
     pub last_modified: Option<SystemTime>,
-    pub storage_class: Option<String>,
+    /// The usual names are static: a page of 1,000 keys allocates none for them.
+    pub storage_class: Option<std::borrow::Cow<'static, str>>,
 }
 
 /// One page of ListObjectsV2.

@@ -175,11 +175,7 @@ fn decode_name(raw: &[u8], url_encoded: bool) -> Result<String, Vec<u8>> {
 }
 
 fn strip_quotes(etag: &str) -> String {
-    let t = etag.trim();
-    t.strip_prefix('"')
-        .and_then(|s| s.strip_suffix('"'))
-        .unwrap_or(t)
-        .to_owned()
+    unquoted(etag).to_owned()
 }
 
 fn etag_of(node: &Node) -> Option<String> {
@@ -264,86 +260,180 @@ fn parse_expecting(
     Ok(root)
 }
 
-/// One `<Contents>` of a listing as read, before its key is decoded.
-#[derive(Default)]
-struct RawObject {
-    key: Option<Vec<u8>>,
-    size: Option<String>,
-    etag: Option<String>,
-    modified: Option<String>,
-    class: Option<String>,
+/// The elements of a listing the one-pass parser looks at (names compared once, at the start
+/// tag: nothing is allocated per element).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Tag {
+    Contents,
+    CommonPrefixes,
+    Key,
+    Size,
+    Etag,
+    LastModified,
+    StorageClass,
+    Prefix,
+    EncodingType,
+    IsTruncated,
+    NextContinuationToken,
+    Other,
 }
 
-/// What one pass over a listing collects.
+impl Tag {
+    fn of(name: &[u8]) -> Tag {
+        match name {
+            b"Contents" => Tag::Contents,
+            b"CommonPrefixes" => Tag::CommonPrefixes,
+            b"Key" => Tag::Key,
+            b"Size" => Tag::Size,
+            b"ETag" => Tag::Etag,
+            b"LastModified" => Tag::LastModified,
+            b"StorageClass" => Tag::StorageClass,
+            b"Prefix" => Tag::Prefix,
+            b"EncodingType" => Tag::EncodingType,
+            b"IsTruncated" => Tag::IsTruncated,
+            b"NextContinuationToken" => Tag::NextContinuationToken,
+            _ => Tag::Other,
+        }
+    }
+}
+
+/// One `<Contents>` of a listing as read, before its key is decoded (the key's raw bytes are a
+/// range of the page's key arena).
+#[derive(Default)]
+struct RawObject {
+    key: Option<std::ops::Range<usize>>,
+    size: Option<u64>,
+    etag: Option<String>,
+    modified: Option<SystemTime>,
+    class: Option<std::borrow::Cow<'static, str>>,
+}
+
+/// What one pass over a listing collects. Keys and prefixes go to one arena, decoded once
+/// the encoding is known (it may come after them).
 #[derive(Default)]
 struct RawListing {
     objects: Vec<RawObject>,
-    prefixes: Vec<Vec<u8>>,
+    prefixes: Vec<std::ops::Range<usize>>,
+    arena: Vec<u8>,
     encoding: Option<String>,
     truncated: Option<String>,
     token: Option<String>,
     cur: RawObject,
 }
 
+/// Storage classes named without an allocation per object.
+const KNOWN_CLASSES: &[&str] = &[
+    "STANDARD",
+    "STANDARD_IA",
+    "ONEZONE_IA",
+    "INTELLIGENT_TIERING",
+    "GLACIER",
+    "GLACIER_IR",
+    "DEEP_ARCHIVE",
+    "REDUCED_REDUNDANCY",
+    "EXPRESS_ONEZONE",
+];
+
 impl RawListing {
-    /// The element `name` (inside `parent`, at `depth` under the root) ended with `text`.
-    fn ended(&mut self, depth: usize, parent: &[u8], name: &[u8], text: &mut Vec<u8>) {
-        let lossy = |t: &mut Vec<u8>| String::from_utf8_lossy(&std::mem::take(t)).into_owned();
-        match (depth, parent, name) {
-            (2, b"Contents", b"Key") => self.cur.key = Some(std::mem::take(text)),
-            (2, b"Contents", b"Size") => self.cur.size = Some(lossy(text)),
-            (2, b"Contents", b"ETag") => self.cur.etag = Some(lossy(text)),
-            (2, b"Contents", b"LastModified") => self.cur.modified = Some(lossy(text)),
-            (2, b"Contents", b"StorageClass") => self.cur.class = Some(lossy(text)),
-            (1, _, b"Contents") => self.objects.push(std::mem::take(&mut self.cur)),
-            (2, b"CommonPrefixes", b"Prefix") => self.prefixes.push(std::mem::take(text)),
-            (1, _, b"EncodingType") => self.encoding = Some(lossy(text)),
-            (1, _, b"IsTruncated") => self.truncated = Some(lossy(text)),
-            (1, _, b"NextContinuationToken") => self.token = Some(lossy(text)),
+    /// The element `tag` (inside `parent`, at `depth` under the root) ended with `text`.
+    fn ended(&mut self, depth: usize, parent: Tag, tag: Tag, text: &[u8]) -> Result<(), S3Error> {
+        let lossy = String::from_utf8_lossy;
+        match (depth, parent, tag) {
+            (2, Tag::Contents, Tag::Key) => self.cur.key = Some(self.keep(text)),
+            (2, Tag::Contents, Tag::Size) => {
+                let s = lossy(text);
+                let s = s.trim();
+                let size = s
+                    .parse::<u64>()
+                    .map_err(|_| invalid(format!("bad <Size> {s:?}")))?;
+                self.cur.size = Some(size);
+            }
+            (2, Tag::Contents, Tag::Etag) => {
+                let s = lossy(text);
+                self.cur.etag = Some(unquoted(&s).to_owned());
+            }
+            (2, Tag::Contents, Tag::LastModified) => {
+                self.cur.modified = parse_iso8601(lossy(text).trim())
+            }
+            (2, Tag::Contents, Tag::StorageClass) => {
+                let s = lossy(text);
+                let s = s.trim();
+                self.cur.class = Some(match KNOWN_CLASSES.iter().find(|c| **c == s) {
+                    Some(c) => std::borrow::Cow::Borrowed(*c),
+                    None => std::borrow::Cow::Owned(s.to_owned()),
+                });
+            }
+            (1, _, Tag::Contents) => self.objects.push(std::mem::take(&mut self.cur)),
+            (2, Tag::CommonPrefixes, Tag::Prefix) => {
+                let r = self.keep(text);
+                self.prefixes.push(r);
+            }
+            (1, _, Tag::EncodingType) => self.encoding = Some(lossy(text).into_owned()),
+            (1, _, Tag::IsTruncated) => self.truncated = Some(lossy(text).into_owned()),
+            (1, _, Tag::NextContinuationToken) => self.token = Some(lossy(text).into_owned()),
             _ => {}
         }
-        text.clear();
+        Ok(())
+    }
+
+    fn keep(&mut self, text: &[u8]) -> std::ops::Range<usize> {
+        let at = self.arena.len();
+        self.arena.extend_from_slice(text);
+        at..self.arena.len()
     }
 }
 
+/// An ETag without its whitespace and quotes.
+fn unquoted(etag: &str) -> &str {
+    let t = etag.trim();
+    t.strip_prefix('"')
+        .and_then(|s| s.strip_suffix('"'))
+        .unwrap_or(t)
+}
+
 /// Parses a ListObjectsV2 page (`ListBucketResult`) in one pass, without building a tree: a
-/// directory walk parses a page of 1,000 keys per 1,000 entries. A body that is not a listing
-/// (an `<Error>`) goes through the general parser, which says what it is.
+/// directory walk parses a page of 1,000 keys per 1,000 entries, and each key costs one
+/// allocation (its `String`), its ETag another. A body that is not a listing (an `<Error>`)
+/// goes through the general parser, which says what it is.
 pub fn parse_list_objects_v2(body: &[u8]) -> Result<ListPage, S3Error> {
     let mut reader = Reader::from_reader(body);
-    let mut path: Vec<Vec<u8>> = Vec::new();
+    let mut path: Vec<Tag> = Vec::new();
     let mut text: Vec<u8> = Vec::new();
-    let mut raw = RawListing::default();
+    let mut raw = RawListing {
+        objects: Vec::with_capacity(1000),
+        arena: Vec::with_capacity(body.len() / 4),
+        ..RawListing::default()
+    };
     loop {
         let event = reader
             .read_event()
             .map_err(|e| invalid(format!("malformed XML: {e}")))?;
         match event {
             Event::Start(e) => {
-                let name = e.local_name().as_ref().to_vec();
+                let name = e.local_name();
+                let name = name.as_ref();
                 if path.is_empty() && name != b"ListBucketResult" && name != b"ListBucketResponse" {
                     return parse_list_objects_v2_tree(body);
                 }
-                path.push(name);
+                path.push(Tag::of(name));
                 text.clear();
             }
             Event::Empty(e) => {
-                if path.is_empty() {
+                let Some(&parent) = path.last() else {
                     return parse_list_objects_v2_tree(body);
-                }
-                let parent = path.last().map_or(&[][..], Vec::as_slice);
+                };
+                raw.ended(path.len(), parent, Tag::of(e.local_name().as_ref()), &[])?;
                 text.clear();
-                raw.ended(path.len(), parent, e.local_name().as_ref(), &mut text);
             }
             Event::Text(t) => unescape_into(&mut text, t.as_ref())?,
             Event::CData(t) => text.extend_from_slice(t.as_ref()),
             Event::End(_) => {
-                let name = path.pop().ok_or_else(|| invalid("unbalanced XML"))?;
-                if path.is_empty() {
+                let tag = path.pop().ok_or_else(|| invalid("unbalanced XML"))?;
+                let Some(&parent) = path.last() else {
                     break;
-                }
-                let parent = path.last().map_or(&[][..], Vec::as_slice);
-                raw.ended(path.len(), parent, &name, &mut text);
+                };
+                raw.ended(path.len(), parent, tag, &text)?;
+                text.clear();
             }
             Event::Eof => return Err(invalid("empty or truncated XML body")),
             _ => {}
@@ -353,35 +443,30 @@ pub fn parse_list_objects_v2(body: &[u8]) -> Result<ListPage, S3Error> {
         .encoding
         .as_deref()
         .is_some_and(|e| e.trim().eq_ignore_ascii_case("url"));
-    let mut page = ListPage::default();
+    let mut page = ListPage {
+        objects: Vec::with_capacity(raw.objects.len()),
+        ..ListPage::default()
+    };
+    let arena = &raw.arena;
     for o in raw.objects {
         let raw_key = o.key.ok_or_else(|| invalid("<Contents> without <Key>"))?;
-        let key = match decode_name(&raw_key, url) {
+        let key = match decode_name(&arena[raw_key], url) {
             Ok(k) => k,
             Err(bytes) => {
                 page.skipped_keys.push(bytes);
                 continue;
             }
         };
-        let size = match o.size.as_deref().map(str::trim) {
-            Some(s) => s
-                .parse::<u64>()
-                .map_err(|_| invalid(format!("bad <Size> {s:?}")))?,
-            None => 0,
-        };
         page.objects.push(ListedObject {
             key,
-            size,
-            etag: o.etag.map(|e| strip_quotes(&e)).filter(|e| !e.is_empty()),
-            last_modified: o.modified.and_then(|m| parse_iso8601(m.trim())),
-            storage_class: o
-                .class
-                .map(|c| c.trim().to_owned())
-                .filter(|c| !c.is_empty()),
+            size: o.size.unwrap_or(0),
+            etag: o.etag.filter(|e| !e.is_empty()),
+            last_modified: o.modified,
+            storage_class: o.class.filter(|c| !c.is_empty()),
         });
     }
     for p in raw.prefixes {
-        match decode_name(&p, url) {
+        match decode_name(&arena[p], url) {
             Ok(prefix) => page.common_prefixes.push(prefix),
             Err(bytes) => page.skipped_keys.push(bytes),
         }
@@ -397,6 +482,18 @@ pub fn parse_list_objects_v2(body: &[u8]) -> Result<ListPage, S3Error> {
         page.next_continuation_token = Some(token);
     }
     Ok(page)
+}
+
+/// The `<NextContinuationToken>` of a listing page, found without parsing the page (a SIMD
+/// search): the next page can be asked for while this one is parsed. A guess, which the
+/// parse confirms; `None` when there is none, or none that reads cleanly.
+pub fn peek_continuation_token(body: &[u8]) -> Option<String> {
+    const OPEN: &[u8] = b"<NextContinuationToken>";
+    let start = memchr::memmem::find(body, OPEN)? + OPEN.len();
+    let len = memchr::memchr(b'<', &body[start..])?;
+    let mut out = Vec::with_capacity(len);
+    unescape_into(&mut out, &body[start..start + len]).ok()?;
+    String::from_utf8(out).ok().filter(|t| !t.is_empty())
 }
 
 /// A body whose root is not a listing: the error it carries (or why it is not one); an empty
@@ -772,6 +869,29 @@ mod tests {
                 .expect_err("error body");
         assert_eq!(err.status(), Some(200));
         assert!(parse_list_objects_v2(b"<Other/>").is_err());
+    }
+
+    #[test]
+    fn continuation_token_is_found_before_the_parse() {
+        let body = b"<ListBucketResult><IsTruncated>true</IsTruncated><NextContinuationToken>a&amp;b=</NextContinuationToken><Contents><Key>k</Key></Contents></ListBucketResult>";
+        assert_eq!(peek_continuation_token(body).as_deref(), Some("a&b="));
+        let page = parse_list_objects_v2(body).expect("page");
+        assert_eq!(page.next_continuation_token.as_deref(), Some("a&b="));
+        assert_eq!(
+            peek_continuation_token(LIST_PLAIN.as_bytes()),
+            parse_list_objects_v2(LIST_PLAIN.as_bytes())
+                .expect("page")
+                .next_continuation_token
+        );
+        for none in [
+            &b"<ListBucketResult><IsTruncated>false</IsTruncated></ListBucketResult>"[..],
+            b"<ListBucketResult><NextContinuationToken/></ListBucketResult>",
+            b"<ListBucketResult><NextContinuationToken></NextContinuationToken>",
+            b"<ListBucketResult><NextContinuationToken>cut",
+            b"",
+        ] {
+            assert_eq!(peek_continuation_token(none), None);
+        }
     }
 
     #[test]
