@@ -260,6 +260,16 @@ const AWS_CLASSES: &[&str] = &[
     "SNOW",
 ];
 const OBS_CLASSES: &[&str] = &["STANDARD", "STANDARD_IA", "GLACIER"];
+
+/// `name` as the static string of a storage class some profile names (listings keep those
+/// without an allocation per object).
+pub(super) fn known_storage_class(name: &str) -> Option<&'static str> {
+    [AWS_CLASSES, OBS_CLASSES, OSS_CLASSES]
+        .into_iter()
+        .flatten()
+        .find(|c| **c == name)
+        .copied()
+}
 const OSS_CLASSES: &[&str] = &[
     "Standard",
     "IA",

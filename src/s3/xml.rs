@@ -321,19 +321,6 @@ struct RawListing {
     cur: RawObject,
 }
 
-/// Storage classes named without an allocation per object.
-const KNOWN_CLASSES: &[&str] = &[
-    "STANDARD",
-    "STANDARD_IA",
-    "ONEZONE_IA",
-    "INTELLIGENT_TIERING",
-    "GLACIER",
-    "GLACIER_IR",
-    "DEEP_ARCHIVE",
-    "REDUCED_REDUNDANCY",
-    "EXPRESS_ONEZONE",
-];
-
 impl RawListing {
     /// The element `tag` (inside `parent`, at `depth` under the root) ended with `text`.
     fn ended(&mut self, depth: usize, parent: Tag, tag: Tag, text: &[u8]) -> Result<(), S3Error> {
@@ -358,8 +345,9 @@ impl RawListing {
             (2, Tag::Contents, Tag::StorageClass) => {
                 let s = lossy(text);
                 let s = s.trim();
-                self.cur.class = Some(match KNOWN_CLASSES.iter().find(|c| **c == s) {
-                    Some(c) => std::borrow::Cow::Borrowed(*c),
+                // the classes the provider profiles name come without an allocation per object
+                self.cur.class = Some(match super::profile::known_storage_class(s) {
+                    Some(c) => std::borrow::Cow::Borrowed(c),
                     None => std::borrow::Cow::Owned(s.to_owned()),
                 });
             }
