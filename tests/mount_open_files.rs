@@ -8,11 +8,20 @@ use std::process::Command;
 
 use common::*;
 
+/// The three tests that stage hundreds of MiB take turns: run together on a 2-core CI box
+/// their disk traffic once kept another test's daemon from even starting for a minute.
+static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[test]
 fn zip_of_a_tree_over_100_mib_into_the_mount_unzips_after_a_remount() {
     if !fuse_available() {
         return;
     }
+    let _heavy = heavy();
     let srv = server();
     let src = tempfile::tempdir().expect("tmp");
     let tree = src.path().join("tree");
@@ -63,6 +72,7 @@ fn a_sqlite_database_past_64_mib_with_updates_and_deletes_survives_a_remount() {
     if !fuse_available() {
         return;
     }
+    let _heavy = heavy();
     let srv = server();
     let local = tempfile::tempdir().expect("tmp");
     sqlite_workload(&local.path().join("ref.db"));
@@ -186,6 +196,7 @@ fn twenty_four_writers_of_100_mib_at_once_land_byte_identical_within_memory() {
     if !fuse_available() {
         return;
     }
+    let _heavy = heavy();
     let srv = server();
     let m = Mount::new(&srv, &[]);
     let size = 100 << 20;

@@ -489,8 +489,9 @@ impl Mount {
 
     fn wait_live(&mut self) {
         // generous: under a loaded CI box a mount once took over 20 s to appear (its log
-        // stopped at the staging clean-up, then nothing until the deadline)
-        let deadline = Instant::now() + Duration::from_secs(60);
+        // stopped at the staging clean-up), and once logged nothing at all for 60 s while
+        // other tests flushed GiBs to the same disk
+        let deadline = Instant::now() + Duration::from_secs(180);
         while Instant::now() < deadline {
             if is_mounted(self.path()) {
                 return;
@@ -502,7 +503,13 @@ impl Mount {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("mount did not come up: {}", self.log_text());
+        // where the daemon is stuck, for the next time a loaded box does this
+        let state = self.child.as_ref().map_or_else(String::new, |c| {
+            let stat = std::fs::read_to_string(format!("/proc/{}/stat", c.id()));
+            let wchan = std::fs::read_to_string(format!("/proc/{}/wchan", c.id()));
+            format!("stat {stat:?}, wchan {wchan:?}")
+        });
+        panic!("mount did not come up ({state}): {}", self.log_text());
     }
 
     /// Unmount cleanly and wait for the daemon to exit; returns its exit status success.
