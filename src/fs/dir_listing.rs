@@ -88,6 +88,9 @@ pub struct DirStream {
     ahead: Option<PageFeed>,
     /// Places in `items` of files a directory replaced since `take_replaced` was last asked.
     replaced: Vec<usize>,
+    /// Entries past this many keep no ETag: a listing that long is neither cached nor shown
+    /// to lookups (the listing cache's bound), so only readdir reads them.
+    details_for: usize,
 }
 
 /// Pages parsed ahead that a listing's reader has not taken yet, at most.
@@ -188,7 +191,15 @@ impl DirStream {
             dirs_seen: HashSet::default(),
             ahead: None,
             replaced: Vec::new(),
+            details_for: usize::MAX,
         }
+    }
+
+    /// Keep the listing's details (ETags) of the first `n` entries only: the rest of a
+    /// directory too large for the listing cache cost the handle that much less memory.
+    pub fn details_for(mut self, n: usize) -> DirStream {
+        self.details_for = n;
+        self
     }
 
     /// A complete listing from a cached snapshot (no request needed).
@@ -250,7 +261,12 @@ impl DirStream {
             .collect()
     }
 
-    fn emit(&mut self, item: DirItem) {
+    fn emit(&mut self, mut item: DirItem) {
+        if self.items.len() >= self.details_for {
+            if let Some(ListedChild::File { etag, .. }) = &mut item.listed {
+                *etag = None;
+            }
+        }
         let items = &self.items;
         let index = self.emitted.get_or_insert_with(|| NameIndex::build(items));
         if index.insert(items, &item.name, items.len()) {
@@ -766,6 +782,32 @@ mod tests {
         let size = std::mem::size_of::<DirItem>();
         println!("DirItem: {size} bytes");
         assert!(size <= 80, "DirItem grew to {size} bytes");
+    }
+
+    #[test]
+    fn entries_past_the_cache_bound_keep_no_etag() {
+        let mut listed = page(&["p/a", "p/b", "p/c"], &["p/d/"], false);
+        for o in &mut listed.objects {
+            o.etag = Some("\"e\"".to_string());
+        }
+        let mut s = DirStream::new("p/").details_for(2);
+        s.absorb(listed.clone(), &Recorder::default());
+        let etags: Vec<Option<&str>> = s
+            .items()
+            .iter()
+            .map(|i| match &i.listed {
+                Some(ListedChild::File { etag, .. }) => etag.as_deref(),
+                _ => Some("dir"),
+            })
+            .collect();
+        assert_eq!(etags, [Some("\"e\""), Some("\"e\""), None, Some("dir")]);
+        // a stream that keeps them all (the default)
+        let mut s = DirStream::new("p/");
+        s.absorb(listed, &Recorder::default());
+        assert!(s.items().iter().all(|i| matches!(
+            &i.listed,
+            Some(ListedChild::File { etag: Some(_), .. } | ListedChild::Directory { .. })
+        )));
     }
 
     #[test]

@@ -519,7 +519,7 @@ impl Filesystem {
             }
             None => {
                 self.counters.readdir_miss();
-                DirStream::new(&key)
+                DirStream::new(&key).details_for(self.config.listing_cache_entries)
             }
         };
         let fh = self.handles.next_fh();
