@@ -1000,6 +1000,73 @@ async fn a_big_listing_read_in_small_pieces_and_seeked_back_lists_each_name_once
     fs.release(w.fh).await.expect("release");
 }
 
+#[tokio::test]
+async fn a_listing_past_the_bound_keeps_a_bounded_tail_and_lists_again_on_a_seek_before_it() {
+    let srv = TestServer::start().await;
+    for i in 0..2_500 {
+        srv.put_object(&format!("big/f{i:05}"), "x");
+    }
+    // a handle keeps at most 1,000 + 200 entries behind its reader
+    let fs = fs_with(
+        &srv,
+        FsConfig {
+            listing_cache_entries: 1_000,
+            readdir_keep_behind: 200,
+            ..FsConfig::default()
+        },
+    );
+    let d = fs.lookup(ROOT_INO, "big").await.expect("lookup");
+    srv.reset_counts();
+    let fh = fs.opendir(d.ino).await.expect("opendir");
+    let mut seen: Vec<(u64, String)> = Vec::new();
+    let mut offset = 0;
+    loop {
+        let got = read_some(&fs, d.ino, fh, offset, 97).await;
+        let Some(last) = got.last() else { break };
+        offset = last.0;
+        seen.extend(got);
+    }
+    let names: Vec<&str> = seen.iter().map(|(_, n)| n.as_str()).collect();
+    let unique: std::collections::BTreeSet<&str> = names.iter().copied().collect();
+    assert_eq!(unique.len(), names.len(), "a name listed twice");
+    assert_eq!(names.len(), 2 + 2_500, "every entry once");
+    assert_eq!(srv.count("ListObjectsV2"), 3, "pages of 1,000");
+    // an offset still held (just behind the end) reads the same entries without a request
+    let (near, _) = seen[2_400].clone();
+    let again: Vec<String> = read_some(&fs, d.ino, fh, near, 50)
+        .await
+        .into_iter()
+        .map(|(_, n)| n)
+        .collect();
+    let want: Vec<String> = seen[2_401..2_451].iter().map(|(_, n)| n.clone()).collect();
+    assert_eq!(again, want);
+    assert_eq!(
+        srv.count("ListObjectsV2"),
+        3,
+        "served from what the handle kept"
+    );
+    // a seek back before what it kept (rewinddir, telldir): listed again, the same entries
+    for at in [0usize, 500] {
+        let (offset, _) = seen[at].clone();
+        let again: Vec<String> = read_some(&fs, d.ino, fh, offset, 50)
+            .await
+            .into_iter()
+            .map(|(_, n)| n)
+            .collect();
+        let want: Vec<String> = seen[at + 1..at + 51]
+            .iter()
+            .map(|(_, n)| n.clone())
+            .collect();
+        assert_eq!(again, want, "after the entry at {at}");
+    }
+    assert!(
+        srv.count("ListObjectsV2") > 3,
+        "the first entries were dropped behind the reader: {:?}",
+        srv.counts()
+    );
+    fs.releasedir(fh);
+}
+
 /// What a core reads of `name` in the root: its bytes, or the errno.
 async fn read_back(fs: &Filesystem, name: &str) -> Result<Vec<u8>, i32> {
     let attr = fs.lookup(ROOT_INO, name).await.map_err(|e| e.errno)?;

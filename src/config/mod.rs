@@ -48,6 +48,10 @@ pub struct FsConfig {
     /// most this many entries (100,000, ~100 bytes each); a larger one is listed in full all
     /// the same, page by page, and its lookups cost a HEAD each. Tests set their own.
     pub listing_cache_entries: usize,
+    /// A listing longer than `listing_cache_entries` keeps that many entries behind its reader
+    /// plus this many (32,768: the most one kernel reply of 1 MiB holds, asked again when the
+    /// caller took only part of it); a seek back past them lists again. Tests set their own.
+    pub readdir_keep_behind: usize,
     /// Entries of all cached listings together (500,000, ~50 MB): past it the oldest
     /// directories' listings are dropped (a walk of a million keys stays bounded).
     pub listing_cache_total: usize,
@@ -90,6 +94,7 @@ impl Default for FsConfig {
             metadata_write_delay: Duration::from_secs(1),
             release_wait: Duration::from_secs(5),
             listing_cache_entries: 100_000,
+            readdir_keep_behind: crate::fs::dir_listing::KEEP_BEHIND,
             listing_cache_total: 500_000,
             stat_from_listing: false,
             compat_dir: false,

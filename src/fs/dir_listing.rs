@@ -86,12 +86,24 @@ pub struct DirStream {
     /// The pages after this one, fetched and parsed by a task while the reader goes through
     /// this one (see [`PageFeed`]).
     ahead: Option<PageFeed>,
-    /// Places in `items` of files a directory replaced since `take_replaced` was last asked.
+    /// Places (in the whole listing) of files a directory replaced since `take_replaced` was last asked.
     replaced: Vec<usize>,
     /// Entries past this many keep no ETag: a listing that long is neither cached nor shown
     /// to lookups (the listing cache's bound), so only readdir reads them.
     details_for: usize,
+    /// Place in the whole listing of `items[0]`: the entries before it were dropped behind the
+    /// reader ([`DirStream::forget_before`]).
+    base: usize,
+    /// A listing longer than this many entries keeps only this many behind its reader, plus
+    /// `keep_behind` (`usize::MAX`: all of them).
+    window: usize,
+    keep_behind: usize,
 }
+
+/// Entries a windowed listing keeps just behind its reader: the kernel asks again from the
+/// middle of the last reply when the caller's buffer took only part of it (a reply of 1 MiB
+/// holds at most 32,768 entries).
+pub const KEEP_BEHIND: usize = 32_768;
 
 /// Pages parsed ahead that a listing's reader has not taken yet, at most.
 const PAGES_AHEAD: usize = 2;
@@ -192,7 +204,61 @@ impl DirStream {
             ahead: None,
             replaced: Vec::new(),
             details_for: usize::MAX,
+            base: 0,
+            window: usize::MAX,
+            keep_behind: KEEP_BEHIND,
         }
+    }
+
+    /// Once the listing has more than `n` entries, keep at most `n` plus `keep_behind` behind
+    /// the reader: a directory of any size costs an open handle bounded memory. A seek back
+    /// before the entries kept lists again from the start ([`DirStream::restart`]).
+    pub fn windowed(mut self, n: usize, keep_behind: usize) -> DirStream {
+        self.window = n.max(1);
+        self.keep_behind = keep_behind;
+        self
+    }
+
+    /// The same listing from its first page again, keeping its settings (a seek back past the
+    /// entries a windowed listing kept).
+    pub fn restart(&mut self) {
+        let fresh = DirStream::new(&self.prefix)
+            .details_for(self.details_for)
+            .windowed(self.window, self.keep_behind);
+        *self = fresh;
+    }
+
+    /// Place in the whole listing of the first entry still held.
+    pub fn base(&self) -> usize {
+        self.base
+    }
+
+    /// Entries emitted so far, including those a windowed listing dropped.
+    pub fn count(&self) -> usize {
+        self.base + self.items.len()
+    }
+
+    /// The reader has gone past entry `index`: a windowed listing longer than its window drops
+    /// what lies more than `keep_behind` entries behind, in batches of at least a window
+    /// (the name index is rebuilt over what is left, so that costs ~1 hash per entry). Names
+    /// dropped are no longer matched: a directory listed after its file twin had been dropped
+    /// (`name_$folder$` far after `name`) shows as a second entry of that name.
+    pub fn forget_before(&mut self, index: usize) {
+        if self.window == usize::MAX || self.count() <= self.window {
+            return;
+        }
+        let drop = index
+            .saturating_sub(self.keep_behind)
+            .saturating_sub(self.base)
+            .min(self.items.len());
+        if drop < self.window {
+            return;
+        }
+        Arc::make_mut(&mut self.items).drain(..drop);
+        self.base += drop;
+        self.emitted = None;
+        // a file can only be shadowed by a directory of the same page or a later one
+        self.dirs_seen.clear();
     }
 
     /// Keep the listing's details (ETags) of the first `n` entries only: the rest of a
@@ -216,7 +282,7 @@ impl DirStream {
         s
     }
 
-    /// Places in `items` whose file a directory replaced since the last call.
+    /// Places (in the whole listing) whose file a directory replaced since the last call.
     pub fn take_replaced(&mut self) -> Vec<usize> {
         std::mem::take(&mut self.replaced)
     }
@@ -262,7 +328,7 @@ impl DirStream {
     }
 
     fn emit(&mut self, mut item: DirItem) {
-        if self.items.len() >= self.details_for {
+        if self.count() >= self.details_for {
             if let Some(ListedChild::File { etag, .. }) = &mut item.listed {
                 *etag = None;
             }
@@ -456,7 +522,7 @@ impl DirStream {
                         // a file of this name went out earlier: the directory replaces it
                         Some(p) => {
                             Arc::make_mut(&mut self.items)[p] = item;
-                            self.replaced.push(p);
+                            self.replaced.push(self.base + p);
                         }
                         None => self.emit(item),
                     }
@@ -808,6 +874,55 @@ mod tests {
             &i.listed,
             Some(ListedChild::File { etag: Some(_), .. } | ListedChild::Directory { .. })
         )));
+    }
+
+    #[test]
+    fn a_windowed_listing_keeps_a_bounded_tail_behind_its_reader() {
+        let keys: Vec<String> = (0..50).map(|i| format!("p/f{i:03}")).collect();
+        let page_of = |from: usize, more: bool| {
+            let ks: Vec<&str> = keys[from..from + 10].iter().map(String::as_str).collect();
+            page(&ks, &[], more)
+        };
+        let mut s = DirStream::new("p/").windowed(8, 4);
+        let w = Recorder::default();
+        s.absorb(page_of(0, true), &w);
+        // (the last file of a page waits for the next one, in case `name/` follows)
+        // not longer than its window yet, or not far enough: nothing dropped
+        s.forget_before(9);
+        assert_eq!((s.base(), s.items().len()), (0, 9));
+        s.absorb(page_of(10, true), &w);
+        s.forget_before(11);
+        assert_eq!(s.base(), 0, "a batch is at least a window");
+        // 12 behind the reader at 16, 4 of them kept
+        s.forget_before(16);
+        assert_eq!((s.base(), s.count()), (12, 19));
+        let held = names(&s);
+        assert!(!held.contains(&"f000".to_string()) && held.contains(&"f015".to_string()));
+        // the names kept are still matched (the index was rebuilt over them)
+        s.add_local("f015", FileKind::File);
+        assert_eq!(s.count(), 19, "f015 once");
+        // read to the end: at most window + keep_behind + a page held
+        for from in [20, 30, 40] {
+            s.absorb(page_of(from, from < 40), &w);
+            s.forget_before(s.count());
+            assert!(s.items().len() <= 8 + 4 + 10, "{} held", s.items().len());
+        }
+        assert!(s.is_done());
+        assert_eq!(s.count(), 50);
+        assert!(names(&s).contains(&"f049".to_string()));
+        // a listing that is not windowed keeps everything
+        let mut all = DirStream::new("p/");
+        all.absorb(page_of(0, true), &w);
+        all.absorb(page_of(10, false), &w);
+        all.forget_before(20);
+        assert_eq!((all.base(), all.items().len()), (0, 20));
+        // a restart starts over with the same settings
+        s.restart();
+        assert_eq!((s.base(), s.count(), s.is_done()), (0, 0, false));
+        s.absorb(page_of(0, true), &w);
+        s.absorb(page_of(10, true), &w);
+        s.forget_before(16);
+        assert_eq!(s.base(), 12);
     }
 
     #[test]

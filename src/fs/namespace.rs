@@ -519,7 +519,12 @@ impl Filesystem {
             }
             None => {
                 self.counters.readdir_miss();
-                DirStream::new(&key).details_for(self.config.listing_cache_entries)
+                DirStream::new(&key)
+                    .details_for(self.config.listing_cache_entries)
+                    .windowed(
+                        self.config.listing_cache_entries,
+                        self.config.readdir_keep_behind,
+                    )
             }
         };
         let fh = self.handles.next_fh();
@@ -581,7 +586,13 @@ impl Filesystem {
             }
         }
         let index = offset.saturating_sub(2) as usize;
-        while index >= st.stream.items().len() && !st.stream.is_done() {
+        if index < st.stream.base() {
+            // a seek back before what a long listing kept: list it again from the start
+            st.stream.restart();
+            st.published = 0;
+            st.locals_added = false;
+        }
+        while index >= st.stream.count() && !st.stream.is_done() {
             let warn = FsWarnings(self);
             if let Err(e) = st.stream.fetch_next_page(&self.client, &warn).await {
                 return Err(FsError::from_s3(&e, &self.dir_key(ino).unwrap_or_default()));
@@ -601,7 +612,7 @@ impl Filesystem {
                     .and_then(|n| n.partial_listing.take())
                     .map(|(_, m)| m)
                     .unwrap_or_default();
-                if st.stream.items().len() <= self.config.listing_cache_entries {
+                if st.stream.count() <= self.config.listing_cache_entries {
                     let snap = DirSnapshot {
                         children: snapshot,
                         expires: Instant::now() + self.config.metadata_ttl,
@@ -617,7 +628,11 @@ impl Filesystem {
         }
         let t = self.inodes.lock();
         let mut probe = (ino, String::with_capacity(64));
-        for (i, item) in st.stream.items().iter().enumerate().skip(index) {
+        let base = st.stream.base();
+        let mut reached = index;
+        for (i, item) in st.stream.items().iter().enumerate().skip(index - base) {
+            let i = base + i;
+            reached = i;
             probe.1.clear();
             probe.1.push_str(&item.name);
             let (child_ino, kind) = match t.child_by_key(&probe) {
@@ -637,13 +652,15 @@ impl Filesystem {
                 break;
             }
         }
+        drop(t);
+        st.stream.forget_before(reached);
         Ok(())
     }
 
     /// Show lookups what the listing under way has emitted since the last call.
     fn publish_partial(&self, ino: u64, st: &mut DirState) {
         let replaced = st.stream.take_replaced();
-        let items = st.stream.items();
+        let (items, base) = (st.stream.items(), st.stream.base());
         let mut t = self.inodes.lock();
         let Some(n) = t.get_mut(ino) else { return };
         let expires = Instant::now() + self.config.metadata_ttl;
@@ -652,21 +669,22 @@ impl Filesystem {
             .get_or_insert_with(|| (expires, Default::default()));
         *at = expires;
         for pos in replaced.into_iter().filter(|p| *p < st.published) {
-            if let Some(i) = items.get(pos) {
+            if let Some(i) = pos.checked_sub(base).and_then(|p| items.get(p)) {
                 map.remove(&i.name);
             }
         }
         // a directory past the listing cache's bound is not cached, and what lookups are
         // shown stops at the bound too (the rest ask the bucket): memory stays bounded
         let room = self.config.listing_cache_entries.saturating_sub(map.len());
-        for (i, l) in items[st.published.min(items.len())..]
+        let from = st.published.saturating_sub(base).min(items.len());
+        for (i, l) in items[from..]
             .iter()
             .filter_map(|i| Some((i, i.listed.as_ref()?)))
             .take(room)
         {
             map.insert(i.name.clone(), l.clone());
         }
-        st.published = items.len();
+        st.published = base + items.len();
     }
 
     pub fn releasedir(&self, fh: u64) {
