@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use bucketfs::config::FsConfig;
 use bucketfs::fs::{Filesystem, ROOT_INO};
+use bucketfs::s3::{S3Client, UploadChecksums};
 use bucketfs_test_server::{Fault, FaultKind, TestServer};
 
 #[path = "common/core.rs"]
@@ -855,4 +856,167 @@ async fn a_change_in_place_kept_after_a_conflict_is_given_up_by_an_unlink() {
         "{:?}",
         staged_patches(&dir)
     );
+}
+
+/// A write-back core whose client sends CRC32Cs (which the test server checks), each request
+/// tried once; and the client, for its stats.
+fn fs_crc32c(srv: &TestServer, dir: &tempfile::TempDir) -> (Arc<Filesystem>, S3Client) {
+    let client = client_with(srv, |c| {
+        c.max_attempts = 1;
+        c.confirm_grace = Duration::from_millis(100);
+        c.upload_checksums = UploadChecksums::Crc32c;
+    });
+    (Filesystem::new(write_back(dir), client.clone()), client)
+}
+
+fn crc32c_b64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(crc32c::crc32c(bytes).to_be_bytes())
+}
+
+/// The `x-amz-checksum-crc32c` of the last accepted UploadPart of `key`, by part number.
+fn part_crcs_accepted(srv: &TestServer, key: &str) -> std::collections::BTreeMap<u32, String> {
+    srv.requests_for("UploadPart")
+        .into_iter()
+        .filter(|r| r.key.as_deref() == Some(key) && r.status == Some(200))
+        .map(|r| {
+            let n = r
+                .query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("partNumber="))
+                .and_then(|n| n.parse().ok())
+                .expect("partNumber");
+            let crc = r
+                .headers
+                .iter()
+                .find(|(h, _)| h == "x-amz-checksum-crc32c")
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default();
+            (n, crc)
+        })
+        .collect()
+}
+
+/// Create `name` and write `bytes` in 1 MiB writes, in order; the handle stays open.
+async fn write_in_order(fs: &Filesystem, name: &str, bytes: &[u8]) -> u64 {
+    let (_, opened) = fs
+        .create(ROOT_INO, name, 0o640, libc::O_WRONLY, ME)
+        .await
+        .expect("create");
+    for (i, chunk) in bytes.chunks(MIB).enumerate() {
+        fs.write(opened.fh, (i * MIB) as u64, chunk)
+            .await
+            .expect("write");
+    }
+    opened.fh
+}
+
+async fn close(fs: &Filesystem, fh: u64) {
+    fs.flush(fh, 0).await.expect("flush");
+    fs.release(fh).await.expect("release");
+}
+
+#[tokio::test]
+async fn parts_written_in_order_carry_the_crc32c_computed_while_written() {
+    let srv = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let (fs, client) = fs_crc32c(&srv, &dir);
+    let bytes = data(26 * MIB + 3, 11);
+    let fh = write_in_order(&fs, "big.bin", &bytes).await;
+    close(&fs, fh).await;
+    let small = data(300_000, 12);
+    write_file(&fs, ROOT_INO, "small.bin", &small).await;
+    landed(&fs).await;
+    assert_eq!(srv.get_object("big.bin").expect("big").as_ref(), &bytes[..]);
+    assert_eq!(
+        srv.get_object("small.bin").expect("small").as_ref(),
+        &small[..]
+    );
+    // each part went once, with the CRC32C of its bytes, and was taken
+    let sent = part_crcs_accepted(&srv, "big.bin");
+    let want: std::collections::BTreeMap<u32, String> = bytes
+        .chunks(5 * MIB)
+        .enumerate()
+        .map(|(i, part)| (i as u32 + 1, crc32c_b64(part)))
+        .collect();
+    assert_eq!(sent, want);
+    assert_eq!(srv.count("UploadPart"), 6, "{:?}", srv.counts());
+    let put = srv.requests_for("PutObject");
+    assert_eq!(put.len(), 1);
+    assert!(put[0]
+        .headers
+        .contains(&("x-amz-checksum-crc32c".to_owned(), crc32c_b64(&small))));
+    // and none of it was read again (from a part file or from memory) to hash it
+    let stats = client.stats();
+    assert_eq!(stats.upload_bytes_hashed, 0, "{stats:?}");
+    assert_eq!(stats.checksum_failures, 0, "{stats:?}");
+}
+
+#[tokio::test]
+async fn a_part_written_again_out_of_order_is_hashed_from_its_file_and_lands_right() {
+    let srv = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let (fs, client) = fs_crc32c(&srv, &dir);
+    let mut bytes = data(12 * MIB, 13);
+    let fh = write_in_order(&fs, "zip.bin", &bytes).await;
+    // back into part 1 (split off into its file, maybe sent), and into the last part, which
+    // is still being filled
+    for (at, len, fill) in [(MIB + 17, 1000, 0xAB), (11 * MIB + 5, 500, 0xCD)] {
+        let patch = vec![fill; len];
+        fs.write(fh, at as u64, &patch).await.expect("write back");
+        bytes[at..at + len].copy_from_slice(&patch);
+    }
+    close(&fs, fh).await;
+    landed(&fs).await;
+    assert_eq!(
+        srv.get_object("zip.bin").expect("object").as_ref(),
+        &bytes[..]
+    );
+    let sent = part_crcs_accepted(&srv, "zip.bin");
+    let want: std::collections::BTreeMap<u32, String> = bytes
+        .chunks(5 * MIB)
+        .enumerate()
+        .map(|(i, part)| (i as u32 + 1, crc32c_b64(part)))
+        .collect();
+    assert_eq!(
+        sent, want,
+        "the last send of each part carries its bytes' CRC32C"
+    );
+    // the two parts written out of order, and only they, were hashed from their bytes
+    let stats = client.stats();
+    assert_eq!(
+        stats.upload_bytes_hashed,
+        (5 * MIB + 2 * MIB) as u64,
+        "{stats:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_part_refused_as_damaged_is_hashed_again_from_its_file_and_lands() {
+    let srv = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let (fs, client) = fs_crc32c(&srv, &dir);
+    // the first part sent is refused as if its CRC32C were wrong
+    srv.add_fault(
+        Fault::new(FaultKind::status(400, "BadDigest"))
+            .op("UploadPart")
+            .times(1),
+    );
+    let bytes = data(12 * MIB, 14);
+    let fh = write_in_order(&fs, "big.bin", &bytes).await;
+    close(&fs, fh).await;
+    landed(&fs).await;
+    assert_eq!(
+        srv.get_object("big.bin").expect("object").as_ref(),
+        &bytes[..]
+    );
+    assert_eq!(srv.faults_injected(), 1);
+    let stats = client.stats();
+    assert_eq!(stats.checksum_failures, 1, "{stats:?}");
+    // it went again with the CRC32C of its file's bytes, not the one refused; the other
+    // parts with the one computed while they were written
+    assert_eq!(stats.upload_bytes_hashed, (5 * MIB) as u64, "{stats:?}");
+    let sent = part_crcs_accepted(&srv, "big.bin");
+    assert_eq!(sent.len(), 3);
+    assert_eq!(sent[&1], crc32c_b64(&bytes[..5 * MIB]));
 }

@@ -24,6 +24,7 @@ mod namespace;
 pub mod object_meta;
 mod old_dirs;
 pub mod part_buffer;
+mod part_crc;
 mod part_files;
 mod part_sizes;
 mod patch;

@@ -1,5 +1,6 @@
 //! The bytes of the part being filled: in memory, or (with `--cache-dir`) in a part file on
-//! disk so that many writers fit and a closed file's parts survive a crash.
+//! disk so that many writers fit and a closed file's parts survive a crash. Each part split off
+//! carries its CRC32C when it was written in order (see `part_crc.rs`).
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -10,11 +11,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::blocking::blocking;
+use super::part_crc::PartCrcs;
 use super::part_files::FileWrite;
 use crate::buffer_pool::BufferPool;
 use crate::s3::Payload;
 
-pub enum PartBuffer {
+/// The bytes themselves.
+enum Store {
     /// Bytes `buf[start..]`, in a buffer of the part's size from the pool (recycled once the
     /// part is sent). `start` moves past parts split off a buffer that held more than one part
     /// (a write far past the end), so each split copies one part, not the rest.
@@ -30,7 +33,7 @@ pub enum PartBuffer {
         file: File,
         path: PathBuf,
         len: usize,
-        /// Bytes appended at the end, held in memory (see [`PartBuffer::append_held`]).
+        /// Bytes appended at the end, held in memory (see [`Store::append_held`]).
         tail: Option<Tail>,
         pool: Arc<BufferPool>,
     },
@@ -130,10 +133,10 @@ fn copy_data(from: &File, start: u64, end: u64, to: &File) -> io::Result<()> {
     Ok(())
 }
 
-impl PartBuffer {
+impl Store {
     /// A buffer in memory for parts of `part_size` bytes, from `pool`.
-    pub fn memory(pool: Arc<BufferPool>, part_size: usize) -> PartBuffer {
-        PartBuffer::Mem {
+    pub fn memory(pool: Arc<BufferPool>, part_size: usize) -> Store {
+        Store::Mem {
             buf: Vec::new(),
             start: 0,
             part_size,
@@ -142,13 +145,13 @@ impl PartBuffer {
     }
 
     /// The first `len` bytes of an existing part file (the rest is cut off).
-    pub fn disk_existing(path: &Path, len: usize, pool: Arc<BufferPool>) -> io::Result<PartBuffer> {
+    pub fn disk_existing(path: &Path, len: usize, pool: Arc<BufferPool>) -> io::Result<Store> {
         let file = blocking(|| {
             let file = OpenOptions::new().read(true).write(true).open(path)?;
             file.set_len(len as u64)?;
             Ok::<_, io::Error>(file)
         })?;
-        Ok(PartBuffer::Disk {
+        Ok(Store::Disk {
             file,
             path: path.to_path_buf(),
             len,
@@ -157,8 +160,8 @@ impl PartBuffer {
         })
     }
 
-    pub fn disk(path: &Path, pool: Arc<BufferPool>) -> io::Result<PartBuffer> {
-        Ok(PartBuffer::Disk {
+    pub fn disk(path: &Path, pool: Arc<BufferPool>) -> io::Result<Store> {
+        Ok(Store::Disk {
             file: blocking(|| create(path))?,
             path: path.to_path_buf(),
             len: 0,
@@ -170,7 +173,7 @@ impl PartBuffer {
     /// Bytes a disk buffer holds in memory (its tail).
     pub fn held(&self) -> usize {
         match self {
-            PartBuffer::Disk { tail: Some(t), .. } => t.len(),
+            Store::Disk { tail: Some(t), .. } => t.len(),
             _ => 0,
         }
     }
@@ -179,7 +182,7 @@ impl PartBuffer {
     /// `part_size`: the size of the part being filled, the room a new tail takes.
     pub fn append_held(&mut self, data: &[u8], part_size: usize) {
         match self {
-            PartBuffer::Disk {
+            Store::Disk {
                 len, tail, pool, ..
             } => {
                 let t = tail.get_or_insert_with(|| {
@@ -188,7 +191,7 @@ impl PartBuffer {
                 t.buf.extend_from_slice(data);
                 *len += data.len();
             }
-            PartBuffer::Mem { .. } => {
+            Store::Mem { .. } => {
                 let at = self.len();
                 // a memory buffer holds everything in memory anyway
                 let _ = self.write_at(at, data);
@@ -198,7 +201,7 @@ impl PartBuffer {
 
     /// Write a disk buffer's tail to its file (blocking); its memory goes back to the pool.
     pub fn flush_tail(&mut self) -> io::Result<()> {
-        if let PartBuffer::Disk {
+        if let Store::Disk {
             file, tail, pool, ..
         } = self
         {
@@ -213,32 +216,28 @@ impl PartBuffer {
     /// Whether the next `n` bytes split off will be sent from memory.
     pub fn splits_from_memory(&self, n: usize) -> bool {
         match self {
-            PartBuffer::Mem { .. } => true,
-            PartBuffer::Disk { tail: Some(t), .. } => t.from == 0 && t.len() >= n,
-            PartBuffer::Disk { .. } => false,
+            Store::Mem { .. } => true,
+            Store::Disk { tail: Some(t), .. } => t.from == 0 && t.len() >= n,
+            Store::Disk { .. } => false,
         }
     }
 
     pub fn len(&self) -> usize {
         match self {
-            PartBuffer::Mem { buf, start, .. } => buf.len() - *start,
-            PartBuffer::Disk { len, .. } => *len,
+            Store::Mem { buf, start, .. } => buf.len() - *start,
+            Store::Disk { len, .. } => *len,
         }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     pub fn in_memory(&self) -> bool {
-        matches!(self, PartBuffer::Mem { .. })
+        matches!(self, Store::Mem { .. })
     }
 
     /// Write `data` at `rel`, filling any gap with zeros.
     pub fn write_at(&mut self, rel: usize, data: &[u8]) -> io::Result<()> {
         let end = rel + data.len();
         match self {
-            PartBuffer::Mem {
+            Store::Mem {
                 buf,
                 start,
                 part_size,
@@ -258,9 +257,9 @@ impl PartBuffer {
                     buf[rel..end].copy_from_slice(data);
                 }
             }
-            PartBuffer::Disk { .. } => {
+            Store::Disk { .. } => {
                 self.flush_tail()?;
-                if let PartBuffer::Disk { file, len, .. } = self {
+                if let Store::Disk { file, len, .. } = self {
                     blocking(|| file.write_all_at(data, rel as u64))?;
                     *len = (*len).max(end);
                 }
@@ -272,10 +271,10 @@ impl PartBuffer {
     /// Truncate or extend with zeros.
     pub fn resize(&mut self, new_len: usize) -> io::Result<()> {
         match self {
-            PartBuffer::Mem { buf, start, .. } => buf.resize(*start + new_len, 0),
-            PartBuffer::Disk { .. } => {
+            Store::Mem { buf, start, .. } => buf.resize(*start + new_len, 0),
+            Store::Disk { .. } => {
                 self.flush_tail()?;
-                if let PartBuffer::Disk { file, len, .. } = self {
+                if let Store::Disk { file, len, .. } = self {
                     blocking(|| file.set_len(new_len as u64))?;
                     *len = new_len;
                 }
@@ -289,8 +288,8 @@ impl PartBuffer {
     pub fn payload(&mut self) -> io::Result<Payload> {
         self.flush_tail()?;
         match self {
-            PartBuffer::Mem { .. } => self.read(0, self.len()).map(Payload::from),
-            PartBuffer::Disk { path, len, .. } => Ok(Payload::file(path, *len as u64)),
+            Store::Mem { .. } => self.read(0, self.len()).map(Payload::from),
+            Store::Disk { path, len, .. } => Ok(Payload::file(path, *len as u64)),
         }
     }
 
@@ -299,10 +298,10 @@ impl PartBuffer {
         let end = end.min(self.len());
         let start = start.min(end);
         match self {
-            PartBuffer::Mem { buf, start: at, .. } => {
+            Store::Mem { buf, start: at, .. } => {
                 Ok(Bytes::copy_from_slice(&buf[at + start..at + end]))
             }
-            PartBuffer::Disk { file, tail, .. } => {
+            Store::Disk { file, tail, .. } => {
                 let mut buf = vec![0u8; end - start];
                 let on_disk = tail.as_ref().map_or(end, |t| t.from.clamp(start, end));
                 if on_disk > start {
@@ -328,7 +327,7 @@ impl PartBuffer {
         next_part_size: usize,
     ) -> io::Result<(Payload, Option<FileWrite>)> {
         match self {
-            PartBuffer::Mem {
+            Store::Mem {
                 buf,
                 start,
                 part_size,
@@ -355,8 +354,8 @@ impl PartBuffer {
                 }
                 Ok((pool.freeze(body).into(), None))
             }
-            PartBuffer::Disk { .. } if self.splits_from_memory(n) => {
-                let PartBuffer::Disk {
+            Store::Disk { .. } if self.splits_from_memory(n) => {
+                let Store::Disk {
                     file,
                     path,
                     len,
@@ -392,9 +391,9 @@ impl PartBuffer {
                 };
                 Ok((data.into(), Some(write)))
             }
-            PartBuffer::Disk { .. } => {
+            Store::Disk { .. } => {
                 self.flush_tail()?;
-                let PartBuffer::Disk {
+                let Store::Disk {
                     file, path, len, ..
                 } = self
                 else {
@@ -427,6 +426,138 @@ impl PartBuffer {
     }
 }
 
+/// The bytes not yet split off into parts, and the CRC32C of each part among them as far as it
+/// is known. Every change of the bytes goes through here, and is told to `crcs`.
+pub struct PartBuffer {
+    store: Store,
+    crcs: PartCrcs,
+}
+
+impl PartBuffer {
+    /// A buffer in memory for parts of `part_size` bytes, from `pool`.
+    pub fn memory(pool: Arc<BufferPool>, part_size: usize) -> PartBuffer {
+        PartBuffer {
+            store: Store::memory(pool, part_size),
+            crcs: PartCrcs::new(part_size),
+        }
+    }
+
+    /// The first `len` bytes of an existing part file (the rest is cut off), a part of
+    /// `part_size` bytes: their CRC is not known.
+    pub fn disk_existing(
+        path: &Path,
+        len: usize,
+        part_size: usize,
+        pool: Arc<BufferPool>,
+    ) -> io::Result<PartBuffer> {
+        Ok(PartBuffer {
+            store: Store::disk_existing(path, len, pool)?,
+            crcs: PartCrcs::unknown(len, part_size),
+        })
+    }
+
+    /// A new part file at `path` for a part of `part_size` bytes.
+    pub fn disk(path: &Path, part_size: usize, pool: Arc<BufferPool>) -> io::Result<PartBuffer> {
+        Ok(PartBuffer {
+            store: Store::disk(path, pool)?,
+            crcs: PartCrcs::new(part_size),
+        })
+    }
+
+    /// After a change that failed part way: the bytes are whatever it left.
+    fn lost(&mut self) {
+        self.crcs = PartCrcs::unknown(self.store.len(), self.crcs.part_size());
+    }
+
+    /// Bytes a disk buffer holds in memory (its tail).
+    pub fn held(&self) -> usize {
+        self.store.held()
+    }
+
+    /// Append `data` at the end of a disk buffer, in memory (the caller has counted it);
+    /// `part_size`: the size of the part being filled, the room a new tail takes.
+    pub fn append_held(&mut self, data: &[u8], part_size: usize) {
+        self.store.append_held(data, part_size);
+        self.crcs.append(data);
+    }
+
+    /// Write a disk buffer's tail to its file (blocking); its memory goes back to the pool.
+    pub fn flush_tail(&mut self) -> io::Result<()> {
+        self.store.flush_tail()
+    }
+
+    /// Whether the next `n` bytes split off will be sent from memory.
+    pub fn splits_from_memory(&self, n: usize) -> bool {
+        self.store.splits_from_memory(n)
+    }
+
+    pub fn len(&self) -> usize {
+        self.store.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn in_memory(&self) -> bool {
+        self.store.in_memory()
+    }
+
+    /// Write `data` at `rel`, filling any gap with zeros.
+    pub fn write_at(&mut self, rel: usize, data: &[u8]) -> io::Result<()> {
+        let r = self.store.write_at(rel, data);
+        match r {
+            Ok(()) => self.crcs.write(rel, data),
+            Err(_) => self.lost(),
+        }
+        r
+    }
+
+    /// Truncate or extend with zeros.
+    pub fn resize(&mut self, new_len: usize) -> io::Result<()> {
+        let r = self.store.resize(new_len);
+        match r {
+            Ok(()) => self.crcs.resize(new_len),
+            Err(_) => self.lost(),
+        }
+        r
+    }
+
+    /// Everything in the buffer, as a request body with its CRC32C when known (a disk
+    /// buffer's file is read as it is sent: its tail is written to it first).
+    pub fn payload(&mut self) -> io::Result<Payload> {
+        let body = self.store.payload()?;
+        Ok(body.with_crc32c(self.crcs.whole()))
+    }
+
+    /// Bytes `[start, end)` (clamped to the length).
+    pub fn read(&self, start: usize, end: usize) -> io::Result<Bytes> {
+        self.store.read(start, end)
+    }
+
+    /// Take the first `n` bytes out as a part body, with its CRC32C when it is known; the rest
+    /// becomes the next part (for a disk buffer: in a new file at `next_path`; the old file
+    /// keeps exactly the part). `next_part_size`: the size of the part that follows.
+    /// A part sent from memory comes with the write of its file, for the caller to run.
+    pub fn split_to(
+        &mut self,
+        n: usize,
+        next_path: Option<&PathBuf>,
+        next_part_size: usize,
+    ) -> io::Result<(Payload, Option<FileWrite>)> {
+        match self.store.split_to(n, next_path, next_part_size) {
+            Ok((body, write)) => {
+                let crc = self.crcs.split(body.len() as usize, next_part_size);
+                Ok((body.with_crc32c(crc), write))
+            }
+            Err(e) => {
+                self.lost();
+                Err(e)
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -440,6 +571,11 @@ mod tests {
                 all[*offset as usize..(*offset + *len) as usize].to_vec()
             }
             Payload::Zeros(len) => vec![0; *len as usize],
+            Payload::WithCrc32c(body, crc) => {
+                let bytes = sent(body);
+                assert_eq!(*crc, crc32c::crc32c(&bytes), "the CRC32C of the bytes sent");
+                bytes
+            }
         }
     }
 
@@ -447,7 +583,7 @@ mod tests {
     fn disk_and_memory_buffers_agree() {
         let dir = std::env::temp_dir().join(format!("bfs-pb-{}", std::process::id()));
         let pool = Arc::new(BufferPool::default());
-        let mut d = PartBuffer::disk(&dir.join("1"), pool.clone()).expect("disk");
+        let mut d = PartBuffer::disk(&dir.join("1"), 16, pool.clone()).expect("disk");
         let mut m = PartBuffer::memory(pool.clone(), 16);
         for b in [&mut d, &mut m] {
             b.write_at(0, b"hello").expect("w");
@@ -469,10 +605,55 @@ mod tests {
     }
 
     #[test]
+    fn parts_written_in_order_carry_their_crc32c_and_others_none() {
+        let dir = std::env::temp_dir().join(format!("bfs-pb-crc-{}", std::process::id()));
+        let pool = Arc::new(BufferPool::default());
+        let d = PartBuffer::disk(&dir.join("d1"), 8, pool.clone()).expect("disk");
+        let m = PartBuffer::memory(pool.clone(), 8);
+        for (tag, mut b) in [("d", d), ("m", m)] {
+            let next = |i: u32| Some(dir.join(format!("{tag}{i}")));
+            let split = |b: &mut PartBuffer, n: usize, i: u32| {
+                let (body, w) = b.split_to(n, next(i).as_ref(), 8).expect("split");
+                if let Some(w) = w {
+                    w.run().expect("part file");
+                }
+                body
+            };
+            // held in memory, then written, in order, past the part's end
+            b.append_held(b"abcd", 8);
+            b.write_at(4, b"efghij").expect("w");
+            let first = split(&mut b, 8, 2);
+            assert_eq!(first.known_crc32c(), Some(crc32c::crc32c(b"abcdefgh")));
+            assert_eq!(sent(&first), b"abcdefgh");
+            // a write before the end: the part's CRC is not known
+            b.write_at(0, b"I").expect("w");
+            b.write_at(2, b"kl").expect("w");
+            let second = split(&mut b, 4, 3);
+            assert_eq!(
+                (second.known_crc32c(), sent(&second)),
+                (None, b"Ijkl".to_vec())
+            );
+            // the next part in order again; a cut loses it
+            b.write_at(0, b"mnop").expect("w");
+            let third = split(&mut b, 4, 4);
+            assert_eq!(third.known_crc32c(), Some(crc32c::crc32c(b"mnop")));
+            b.write_at(0, b"qrst").expect("w");
+            b.resize(2).expect("cut");
+            assert_eq!(b.payload().expect("body").known_crc32c(), None);
+            b.resize(0).expect("cut");
+            b.write_at(0, b"uv").expect("w");
+            let whole = b.payload().expect("body");
+            assert_eq!(whole.known_crc32c(), Some(crc32c::crc32c(b"uv")));
+            assert_eq!(sent(&whole), b"uv");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn appended_bytes_held_in_memory_go_from_memory_and_land_in_the_part_file() {
         let dir = std::env::temp_dir().join(format!("bfs-pb-tail-{}", std::process::id()));
         let pool = Arc::new(BufferPool::default());
-        let mut d = PartBuffer::disk(&dir.join("1"), pool.clone()).expect("disk");
+        let mut d = PartBuffer::disk(&dir.join("1"), 16, pool.clone()).expect("disk");
         d.append_held(b"abcd", 8);
         d.append_held(b"efghij", 8);
         assert_eq!((d.len(), d.held()), (10, 10));
@@ -484,7 +665,10 @@ mod tests {
         assert!(d.splits_from_memory(8));
         let (first, w) = d.split_to(8, Some(&dir.join("2")), 8).expect("split");
         w.expect("a file write").run().expect("part file");
-        assert!(matches!(first, Payload::Bytes(_)), "sent from memory");
+        assert!(
+            matches!(first.body(), Payload::Bytes(_)),
+            "sent from memory"
+        );
         assert_eq!(sent(&first), b"abcdefgh");
         assert_eq!(
             std::fs::read(dir.join("1")).expect("part file"),
@@ -501,7 +685,7 @@ mod tests {
         let (second, w) = d.split_to(8, Some(&dir.join("3")), 8).expect("split");
         assert!(w.is_none(), "its file has its bytes");
         assert_eq!(sent(&second), b"ij\0\0z123");
-        assert!(matches!(second, Payload::File { .. }));
+        assert!(matches!(second.body(), Payload::File { .. }));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -510,7 +694,7 @@ mod tests {
         // one byte at 1 TiB: the rest after each split is a hole, never read into memory
         let dir = std::env::temp_dir().join(format!("bfs-pb-hole-{}", std::process::id()));
         let mut d =
-            PartBuffer::disk(&dir.join("1"), Arc::new(BufferPool::default())).expect("disk");
+            PartBuffer::disk(&dir.join("1"), 16, Arc::new(BufferPool::default())).expect("disk");
         let far = 1usize << 40;
         d.write_at(100, b"head").expect("w");
         d.write_at(far, b"x").expect("far write");

@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use futures::{FutureExt as _, StreamExt as _};
 use tokio::task::JoinHandle;
 
@@ -13,6 +12,7 @@ use super::error::{FsError, FsResult};
 use super::journal::UploadJournal;
 use super::memory::{MemoryBudget, Reservation, WRITER_PATIENCE};
 use super::part_buffer::PartBuffer;
+use super::part_crc::FileCrcs;
 use super::part_files::PartFileWrites;
 use super::staging::{Charge, StagingBudget, STAGING_PATIENCE};
 use super::zero_parts::{WrittenParts, ZeroCopies};
@@ -61,6 +61,8 @@ struct Multipart {
     /// streams; those not in `done` are copied from a zeros object (or sent) at completion.
     /// A write into one makes it a part like any other (then in `rewritten`, not here).
     zeros: std::collections::BTreeMap<u32, u64>,
+    /// The CRC32Cs of parts in their files, computed while they were written.
+    crcs: FileCrcs,
     /// Metadata sent with CreateMultipartUpload.
     opts: PutOptions,
 }
@@ -79,6 +81,7 @@ impl Multipart {
             unsent: Default::default(),
             evicted: Default::default(),
             zeros: Default::default(),
+            crcs: FileCrcs::default(),
             opts: opts.clone(),
         }
     }
@@ -181,7 +184,8 @@ impl Upload {
         let local_id = format!("{:016x}", rand::random::<u64>());
         let buffer = match (&store.journal, store.spill) {
             (Some(j), true) => {
-                match PartBuffer::disk(&j.part_path(&local_id, 1), store.pool.clone()) {
+                let path = j.part_path(&local_id, 1);
+                match PartBuffer::disk(&path, limits.base as usize, store.pool.clone()) {
                     Ok(b) => b,
                     Err(e) => {
                         tracing::warn!("cache dir unusable, keeping parts in memory: {e}");
@@ -437,6 +441,10 @@ impl Upload {
         let Some(m) = self.mpu.as_mut() else {
             return;
         };
+        if let Ok(Err(f)) = &result {
+            // the CRC32C it carried may be what the server refused: hashed from its file next
+            m.crcs.forget(f.part_number);
+        }
         match result {
             Ok(Ok(part)) => m.done.push(part),
             Ok(Err(f)) if self.defer_sends => {
@@ -612,6 +620,7 @@ impl Upload {
         m.rewritten.retain(|n| *n < k);
         m.evicted.retain(|n| *n < k);
         m.zeros.retain(|n, _| *n < k);
+        m.crcs.forget_from(k);
         self.sent_files = (1..k)
             .filter(|n| !m.evicted.contains(n) && !m.zeros.contains_key(n))
             .map(|n| part_size_for(n, self.limits.base, self.limits.max))
@@ -622,6 +631,7 @@ impl Upload {
         self.buffer = PartBuffer::disk_existing(
             &journal.part_path(&self.local_id, k),
             (size - part_start) as usize,
+            part_size_for(k, self.limits.base, self.limits.max) as usize,
             self.pool.clone(),
         )
         .map_err(FsError::staging)?;
@@ -814,6 +824,7 @@ impl Upload {
             })
             .map_err(FsError::staging)?;
             m.rewritten.insert(n);
+            m.crcs.forget(n);
             if let Some(len) = m.zeros.remove(&n) {
                 // data now, staged like any part
                 self.sent_files += len;
@@ -901,7 +912,7 @@ impl Upload {
             let Some(reservation) = self.budget.try_reserve(FILE_BODY_MEMORY) else {
                 return;
             };
-            let Ok(body) = self.read_part_file(n) else {
+            let Some(Ok(body)) = self.mpu.as_ref().map(|m| self.read_part_file(n, &m.crcs)) else {
                 return;
             };
             let Some(m) = self.mpu.as_mut() else {
@@ -989,6 +1000,9 @@ impl Upload {
             .buffer
             .split_to(take, next_path.as_ref(), next_part_size as usize)
             .map_err(FsError::staging)?;
+        if !self.buffer.in_memory() {
+            m.crcs.set(part_number, body.known_crc32c(), body.len());
+        }
         // the budget holds the bytes until both their send and their file's write are done
         let reservation = Arc::new(reservation);
         if let Some(w) = file_write {
@@ -1130,7 +1144,7 @@ impl Upload {
             }
         }
         for n in std::mem::take(&mut m.rewritten) {
-            let body = match self.read_part_file(n) {
+            let body = match self.read_part_file(n, &m.crcs) {
                 Ok(b) => b,
                 Err(e) => {
                     m.rewritten.insert(n);
@@ -1213,6 +1227,7 @@ impl Upload {
                 }
                 Err(Failed::Body(f)) => {
                     first_error.get_or_insert_with(|| f.error.clone());
+                    m.crcs.forget(f.part_number);
                     m.failed.push(f);
                 }
                 Err(Failed::Zero(e)) => {
@@ -1392,88 +1407,10 @@ impl Upload {
     pub fn is_pending(&self) -> bool {
         self.pending
     }
-
-    /// Read back what was written: the bytes not yet sent, and (with `--cache-dir`, whose part
-    /// files stay until the upload completes) the parts already sent. In memory, parts already
-    /// sent are only on the server, inside the unfinished upload: EIO, with the reason.
-    pub fn read_buffered(&self, offset: u64, len: u32) -> FsResult<Bytes> {
-        if self.sealed {
-            return Err(FsError::new(
-                libc::EINVAL,
-                "the file's upload is complete; reopen it to read it",
-            ));
-        }
-        let start = self.buffer_start();
-        let end = (offset + u64::from(len)).min(self.size());
-        if offset >= start || offset >= end {
-            let rel = offset.saturating_sub(start) as usize;
-            return self
-                .buffer
-                .read(rel, rel + len as usize)
-                .map_err(FsError::staging);
-        }
-        let journal = match &self.journal {
-            Some(j) if !self.buffer.in_memory() => j,
-            _ => {
-                return Err(FsError::new(
-                    libc::EIO,
-                    "the bytes asked for were sent in an upload that is not complete yet, and \
-                     are not kept here (they are with --cache-dir); they can be read once it is",
-                ))
-            }
-        };
-        if offset < start {
-            self.part_files.wait().map_err(FsError::staging)?;
-        }
-        let mut out = Vec::with_capacity((end - offset) as usize);
-        let (mut n, mut part_start) = (1u32, 0u64);
-        let mut pos = offset;
-        while pos < end {
-            if pos >= start {
-                let rel = (pos - start) as usize;
-                let rest = self
-                    .buffer
-                    .read(rel, rel + (end - pos) as usize)
-                    .map_err(FsError::staging)?;
-                out.extend_from_slice(&rest);
-                break;
-            }
-            let part_len = part_size_for(n, self.limits.base, self.limits.max);
-            if pos >= part_start + part_len {
-                part_start += part_len;
-                n += 1;
-                continue;
-            }
-            let take = (end.min(part_start + part_len).min(start) - pos) as usize;
-            self.check_not_evicted(n)
-                .map_err(|e| FsError::new(libc::EIO, e.reason))?;
-            let mut buf = vec![0u8; take];
-            blocking(|| {
-                let file = std::fs::File::open(journal.part_path(&self.local_id, n))?;
-                std::os::unix::fs::FileExt::read_exact_at(&file, &mut buf, pos - part_start)
-            })
-            .map_err(FsError::staging)?;
-            out.extend_from_slice(&buf);
-            pos += take as u64;
-        }
-        Ok(Bytes::from(out))
-    }
 }
 
-impl Upload {
-    /// Part `n` as staged on disk, to be sent from its file.
-    fn read_part_file(&self, n: u32) -> FsResult<Payload> {
-        let journal = self
-            .journal
-            .as_ref()
-            .ok_or_else(|| FsError::new(libc::EIO, "no staging directory"))?;
-        let path = journal.part_path(&self.local_id, n);
-        let len = blocking(|| std::fs::metadata(&path))
-            .map_err(FsError::staging)?
-            .len();
-        Ok(Payload::file(&path, len))
-    }
-}
+#[path = "upload_read.rs"]
+mod read;
 
 impl Drop for Upload {
     fn drop(&mut self) {
@@ -1519,7 +1456,8 @@ async fn send_one_part(
         Ok(part) => Ok(part),
         Err(e) => Err(FailedPart {
             part_number,
-            body,
+            // the CRC32C it carried may be what the server refused: hashed from it next time
+            body: body.without_crc32c(),
             error: FsError::from_s3(&e, key),
         }),
     }

@@ -40,12 +40,16 @@ impl S3Client {
     ) -> Result<Option<(String, String)>, S3Error> {
         let mode = self.inner.cfg.upload_checksums;
         if crc32c {
+            if body.known_crc32c().is_none() {
+                self.inner.stats.hashed(body.len());
+            }
             let v = body.crc32c_base64().await.map_err(body_unreadable)?;
             return Ok(Some((CRC32C_HEADER.to_owned(), v)));
         }
         if mode == UploadChecksums::Off && self.inner.cfg.object_lock.is_none() {
             return Ok(None);
         }
+        self.inner.stats.hashed(body.len());
         let md5 = body.md5_base64().await.map_err(body_unreadable)?;
         Ok(Some(("content-md5".to_owned(), md5)))
     }

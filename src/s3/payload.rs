@@ -77,6 +77,11 @@ pub enum Payload {
     /// `len` zero bytes, handed out from one static block while they are sent: never held in
     /// memory, whatever their length (the body of a hidden zeros object, a part of a hole).
     Zeros(u64),
+    /// A body whose CRC32C is known already (computed while its bytes were written): sent as
+    /// the body it wraps, its `x-amz-checksum-crc32c` taken from here instead of hashed from
+    /// its bytes, which are then read once, as they are sent. A wrong value makes the server
+    /// refuse the body (`BadDigest`), never store other bytes.
+    WithCrc32c(Box<Payload>, u32),
 }
 
 /// The zeros a [`Payload::Zeros`] is sent and hashed from, a slice at a time.
@@ -120,6 +125,39 @@ impl Payload {
             Payload::Bytes(b) => b.len() as u64,
             Payload::File { len, .. } => *len,
             Payload::Zeros(len) => *len,
+            Payload::WithCrc32c(body, _) => body.len(),
+        }
+    }
+
+    /// This body with its CRC32C known (`None`: not known, the body as it is).
+    pub fn with_crc32c(self, crc32c: Option<u32>) -> Payload {
+        match crc32c {
+            Some(crc) => Payload::WithCrc32c(Box::new(self.without_crc32c()), crc),
+            None => self,
+        }
+    }
+
+    /// The CRC32C known without reading the body (see [`Payload::WithCrc32c`]).
+    pub fn known_crc32c(&self) -> Option<u32> {
+        match self {
+            Payload::WithCrc32c(_, crc) => Some(*crc),
+            _ => None,
+        }
+    }
+
+    /// The body alone, its CRC32C (if known) to be hashed from its bytes.
+    pub fn without_crc32c(self) -> Payload {
+        match self {
+            Payload::WithCrc32c(body, _) => body.without_crc32c(),
+            other => other,
+        }
+    }
+
+    /// The bytes sent, without a known CRC32C around them.
+    pub fn body(&self) -> &Payload {
+        match self {
+            Payload::WithCrc32c(body, _) => body.body(),
+            other => other,
         }
     }
 
@@ -144,9 +182,13 @@ impl Payload {
         Ok(base64::engine::general_purpose::STANDARD.encode(d))
     }
 
-    /// Base64 big-endian CRC32C (`x-amz-checksum-crc32c`), read on a blocking thread.
+    /// Base64 big-endian CRC32C (`x-amz-checksum-crc32c`): the one known, else read on a
+    /// blocking thread.
     pub(crate) async fn crc32c_base64(&self) -> io::Result<String> {
         use base64::Engine as _;
+        if let Some(crc) = self.known_crc32c() {
+            return Ok(base64::engine::general_purpose::STANDARD.encode(crc.to_be_bytes()));
+        }
         let this = self.clone();
         let crc = tokio::task::spawn_blocking(move || {
             let mut crc = 0u32;
@@ -202,6 +244,7 @@ impl Payload {
                 }
                 Ok(())
             }
+            Payload::WithCrc32c(body, _) => body.for_each_chunk(f),
         }
     }
 }
@@ -284,6 +327,40 @@ mod tests {
         // a file shorter than the range is an error, not a short body
         let long = Payload::file(&path, data.len() as u64 + 1);
         assert!(long.md5_hex().await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_known_crc32c_is_taken_without_reading_the_body() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p");
+        std::fs::write(&path, b"123456789").unwrap();
+        let file = Payload::file(&path, 9).with_crc32c(Some(0xE306_9283));
+        assert_eq!(file.len(), 9);
+        assert_eq!(file.known_crc32c(), Some(0xE306_9283));
+        assert!(matches!(file.body(), Payload::File { .. }));
+        // the file is gone: the CRC32C comes from what was known, the MD5 cannot be read
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(file.crc32c_base64().await.unwrap(), "4waSgw==");
+        assert!(file.md5_hex().await.is_err());
+        // without it, the body is read again
+        assert!(file.clone().without_crc32c().crc32c_base64().await.is_err());
+        // a body wrapped twice keeps one CRC, the last given
+        let bytes = Payload::from(b"abc".to_vec())
+            .with_crc32c(Some(1))
+            .with_crc32c(Some(crc32c::crc32c(b"abc")));
+        assert!(matches!(&bytes, Payload::WithCrc32c(b, _) if matches!(**b, Payload::Bytes(_))));
+        assert_eq!(
+            bytes.crc32c_base64().await.unwrap(),
+            Payload::from(b"abc".to_vec())
+                .crc32c_base64()
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            bytes.md5_hex().await.unwrap(),
+            Payload::from(b"abc".to_vec()).md5_hex().await.unwrap()
+        );
+        assert_eq!(Payload::zeros(3).with_crc32c(None).known_crc32c(), None);
     }
 
     #[tokio::test]

@@ -99,6 +99,7 @@ pub struct Stats {
     bytes_received: AtomicU64,
     retries: AtomicU64,
     checksum_failures: AtomicU64,
+    upload_bytes_hashed: AtomicU64,
     errors: Mutex<BTreeMap<String, u64>>,
 }
 
@@ -117,6 +118,7 @@ impl Stats {
             bytes_received: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             checksum_failures: AtomicU64::new(0),
+            upload_bytes_hashed: AtomicU64::new(0),
             errors: Mutex::new(BTreeMap::new()),
         }
     }
@@ -144,6 +146,12 @@ impl Stats {
         self.checksum_failures.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// `bytes` of an upload's body were hashed for its checksum before it was sent (not known
+    /// from when they were written).
+    pub fn hashed(&self, bytes: u64) {
+        self.upload_bytes_hashed.fetch_add(bytes, Ordering::Relaxed);
+    }
+
     /// An operation failed for good with this error code (or a kind like `transport`).
     pub fn error(&self, code: &str) {
         let mut errors = self.errors.lock();
@@ -167,6 +175,7 @@ impl Stats {
             bytes_received: self.bytes_received.load(Ordering::Relaxed),
             retries: self.retries.load(Ordering::Relaxed),
             checksum_failures: self.checksum_failures.load(Ordering::Relaxed),
+            upload_bytes_hashed: self.upload_bytes_hashed.load(Ordering::Relaxed),
             errors: self.errors.lock().clone(),
             inflight,
         }
@@ -186,6 +195,10 @@ pub struct StatsSnapshot {
     pub retries: u64,
     /// Bodies that arrived damaged (each attempt counts; each was sent or fetched again).
     pub checksum_failures: u64,
+    /// Upload body bytes hashed for their checksum before being sent (read once more for it
+    /// when they come from a file); a part sent as it was written carries the CRC32C computed
+    /// then, and is not.
+    pub upload_bytes_hashed: u64,
     /// Final failures by S3 error code (`transport`, `timeout`, … for non-S3 errors).
     pub errors: BTreeMap<String, u64>,
     /// Requests in flight now.
@@ -245,6 +258,13 @@ impl StatsSnapshot {
              not match their checksum (each was sent or fetched again).",
             self.checksum_failures,
         ));
+        out.push(Figure::counter(
+            "s3_upload_bytes_hashed",
+            "Upload body bytes hashed for their checksum before being sent (read again when \
+             they come from a staged file); a part sent as written carries the CRC32C computed \
+             while it was written.",
+            self.upload_bytes_hashed,
+        ));
         out.push(Figure::gauge(
             "s3_inflight",
             "S3 requests in flight now.",
@@ -293,6 +313,7 @@ mod tests {
         s.received(20);
         s.retry();
         s.checksum_failure();
+        s.hashed(7);
         s.error("NoSuchKey");
         s.error("NoSuchKey");
         s.error("bad\"code\n");
@@ -308,6 +329,7 @@ mod tests {
         assert!(text.contains("s3_bytes_received 20\n"));
         assert!(text.contains("s3_retries 1\n"));
         assert!(text.contains("s3_checksum_failures 1\n"));
+        assert!(text.contains("s3_upload_bytes_hashed 7\n"));
         assert!(text.contains("s3_inflight 3\n"));
         assert!(text.contains("s3_errors{code=\"NoSuchKey\"} 2\n"));
         assert!(text.contains("s3_errors{code=\"bad_code_\"} 1\n"));

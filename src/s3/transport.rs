@@ -294,6 +294,7 @@ impl RequestBody {
                 reading: None,
             },
             Payload::Zeros(len) => Source::Zeros { left: len },
+            Payload::WithCrc32c(body, _) => return RequestBody::new(*body, progress),
         };
         RequestBody {
             source,

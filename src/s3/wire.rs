@@ -128,7 +128,7 @@ pub(crate) async fn payload_hash(body: &Payload, sign_payload: bool) -> Result<S
     if !sign_payload {
         return Ok(sigv4::UNSIGNED_PAYLOAD.to_owned());
     }
-    if let Payload::Bytes(b) = body {
+    if let Payload::Bytes(b) = body.body() {
         if b.len() < 256 * 1024 {
             return Ok(sigv4::sha256_hex(b));
         }
