@@ -8,12 +8,16 @@
 #      --stat-from-listing: time and S3 requests (from the stats at unmount)
 #   B  bulk operations at N = 1,000 and 10 x that: cp -r of N 1-byte files into the mount,
 #      rsync -a of the same files into another directory, chmod -R, touch of every file,
-#      rm -rf: seconds per 1,000 files at each N
+#      rm -rf: seconds per 1,000 files at each N; for chmod and touch also until their
+#      metadata copies landed (they are sent 1 s after the change, in the background: with few
+#      files the command ends before they start, with many they run beside it), counted with
+#      the test server's CopyObject requests
 # Results: TSV lines (config#rep, workload, metric, value, load1) in $OUT.
 #
 # usage: scripts/bench-scale.sh [REPS] [PHASES]      (defaults: 3, "L S B")
 # env:   SCALE_KEYS=100000 SCALE_FOREIGN=10000 BULK_N=1000 BUCKETFS_BIN=target/release/bucketfs
 #        OUT=/tmp/bench/results_scale.tsv PORT=19060
+#        MOUNT_ARGS="--cache-dir /tmp/x" (extra mount options, split on spaces)
 # Loopback only. Needs root and /dev/fuse; builds nothing (cargo build --release first).
 set -u
 cd "$(dirname "$0")/.."
@@ -65,7 +69,7 @@ done
 mnt() {  # mnt LOG [ARGS...]: mount in the background, wait until mounted; sets pid
   local log=$1; shift
   "$BIN" mount test-bucket "$MNT" --endpoint "$EP" --region us-east-1 --path-style --foreground \
-    --log-file "$log" "$@" &
+    --log-file "$log" ${MOUNT_ARGS:-} "$@" &
   pid=$!
   for _ in $(seq 100); do mountpoint -q "$MNT" && return 0; sleep 0.1; done
   echo "bench-scale: mount failed ($log)" >&2; return 1
@@ -91,6 +95,18 @@ print(f"{time.time() - t:.3f}")
 EOF
 }
 
+copies() {  # CopyObject requests the test server has served
+  curl -fs "$EP/__control/stats" | grep -o '"CopyObject":[0-9]*' | cut -d: -f2 | grep . || echo 0
+}
+landed() {  # landed WANT: wait (at most 600 s) until the server has served WANT CopyObjects
+  for _ in $(seq 30000); do [ "$(copies)" -ge "$1" ] && return; sleep 0.02; done
+  echo "bench-scale: only $(copies) of $1 copies landed" >&2
+}
+quiet() {  # wait until no copy was served for 1.5 s (what an earlier command deferred landed)
+  local a=-1 b; b=$(copies)
+  while [ "$a" != "$b" ]; do sleep 1.5; a=$b; b=$(copies); done
+}
+
 bulk() {  # bulk REP N
   local r=$1 n=$2 t0 t1
   local src=$W/src$n
@@ -103,10 +119,16 @@ bulk() {  # bulk REP N
   [ "$(find "$MNT/rsync$n" -type f | wc -l)" = "$n" ] || echo "bench-scale: rsync left $(find "$MNT/rsync$n" -type f | wc -l) of $n files" >&2
   rec "bfs#$r" "B_rsync_$n" s_per_1000 "$(python3 -c "print(f'{($t1-$t0)*1000/$n:.3f}')")"
   rm -rf "$MNT/rsync$n"
+  quiet; c0=$(copies)
   t0=$(now); chmod -R 0640 "$MNT/bulk$n"; sync -f "$MNT" 2>/dev/null; t1=$(now)
+  landed $((c0 + n)); t2=$(now)
   rec "bfs#$r" "B_chmod_R_$n" s_per_1000 "$(python3 -c "print(f'{($t1-$t0)*1000/$n:.3f}')")"
+  rec "bfs#$r" "B_chmod_R_$n" s_per_1000_landed "$(python3 -c "print(f'{($t2-$t0)*1000/$n:.3f}')")"
+  quiet; c0=$(copies)
   t0=$(now); find "$MNT/bulk$n" -type f -exec touch {} +; t1=$(now)
+  landed $((c0 + n)); t2=$(now)
   rec "bfs#$r" "B_touch_$n" s_per_1000 "$(python3 -c "print(f'{($t1-$t0)*1000/$n:.3f}')")"
+  rec "bfs#$r" "B_touch_$n" s_per_1000_landed "$(python3 -c "print(f'{($t2-$t0)*1000/$n:.3f}')")"
   t0=$(now); rm -rf "$MNT/bulk$n"; t1=$(now)
   rec "bfs#$r" "B_rm_rf_$n" s_per_1000 "$(python3 -c "print(f'{($t1-$t0)*1000/$n:.3f}')")"
   umnt

@@ -299,9 +299,11 @@ fn staging_a_killed_daemon_left_is_cleaned_at_the_next_mount() {
     let srv = server();
     let (cache, cache_arg) = cache_dir();
     let mut m = Mount::new(&srv, &["--cache-dir", &cache_arg]);
-    // a small file being written: its bytes are only in the staging area
+    // a small file being written: its bytes are only in the staging area (a write that is not
+    // an append takes them there; appended ones are held in memory, with no file, until then)
     let mut f = std::fs::File::create(m.p("small.txt")).expect("create");
     f.write_all(b"never closed").expect("write");
+    std::os::unix::fs::FileExt::write_all_at(&f, b"N", 0).expect("pwrite");
     assert_eq!(staged_files(cache.path()), 1);
     m.kill();
     drop(f);

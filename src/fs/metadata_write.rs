@@ -9,7 +9,7 @@
 //! upload, and fsync or unmount sends them at once. So `rsync` costs a PUT, a copy and a delete
 //! per file instead of a PUT, three copies and a delete.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -30,13 +30,73 @@ const METADATA_PARALLEL: usize = 16;
 #[derive(Default)]
 pub(crate) struct MetadataWriteback {
     /// inode → when its metadata is due in S3.
-    due: Mutex<HashMap<u64, Instant>>,
+    due: Mutex<Due>,
     wake: tokio::sync::Notify,
     started: AtomicBool,
     /// Changes taken from `due` and being written by the writer task.
     writing: AtomicUsize,
     /// Told after each round of the writer task.
     written: tokio::sync::Notify,
+}
+
+/// The changes waiting, by inode and in the order they are due: the writer takes the due
+/// ones and learns the next time without a walk over all of them (a `chmod -R` of many files
+/// has them all waiting at once, and each round of the writer held the lock over all).
+#[derive(Default)]
+pub(crate) struct Due {
+    at: HashMap<u64, Instant>,
+    order: BTreeSet<(Instant, u64)>,
+    /// Entries looked at by [`Due::ready`] (tests).
+    #[cfg(test)]
+    visits: std::cell::Cell<usize>,
+}
+
+impl Due {
+    fn is_empty(&self) -> bool {
+        self.at.is_empty()
+    }
+
+    /// `ino` is due at `when`, unless it is due already.
+    fn add(&mut self, ino: u64, when: Instant) {
+        if let std::collections::hash_map::Entry::Vacant(v) = self.at.entry(ino) {
+            v.insert(when);
+            self.order.insert((when, ino));
+        }
+    }
+
+    /// `ino` is due at `when` (whenever it was due before).
+    fn set(&mut self, ino: u64, when: Instant) {
+        self.remove(ino);
+        self.add(ino, when);
+    }
+
+    fn remove(&mut self, ino: u64) {
+        if let Some(when) = self.at.remove(&ino) {
+            self.order.remove(&(when, ino));
+        }
+    }
+
+    fn inos(&self) -> Vec<u64> {
+        self.at.keys().copied().collect()
+    }
+
+    /// The inodes due at `now` or before, earliest first (looking at those only).
+    fn ready(&self, now: Instant) -> Vec<u64> {
+        self.order
+            .iter()
+            .take_while(|(when, _)| *when <= now)
+            .map(|(_, ino)| {
+                #[cfg(test)]
+                self.visits.set(self.visits.get() + 1);
+                *ino
+            })
+            .collect()
+    }
+
+    /// When the earliest change is due.
+    fn next(&self) -> Option<Instant> {
+        self.order.first().map(|(when, _)| *when)
+    }
 }
 
 impl Filesystem {
@@ -52,8 +112,7 @@ impl Filesystem {
         let first = {
             let mut due = self.writeback.due.lock();
             let first = due.is_empty();
-            due.entry(ino)
-                .or_insert_with(|| Instant::now() + self.config.metadata_write_delay);
+            due.add(ino, Instant::now() + self.config.metadata_write_delay);
             first
         };
         self.start_metadata_writer();
@@ -76,7 +135,7 @@ impl Filesystem {
         ino: u64,
         even_if_open: bool,
     ) -> FsResult<()> {
-        self.writeback.due.lock().remove(&ino);
+        self.writeback.due.lock().remove(ino);
         let (attr, key, generation) = {
             let t = self.inodes.lock();
             match t.get(ino) {
@@ -88,7 +147,7 @@ impl Filesystem {
                     self.writeback
                         .due
                         .lock()
-                        .insert(ino, Instant::now() + self.config.metadata_write_delay);
+                        .set(ino, Instant::now() + self.config.metadata_write_delay);
                     self.writeback.wake.notify_one();
                     return Ok(());
                 }
@@ -141,7 +200,7 @@ impl Filesystem {
     /// (before a directory rename copies them).
     pub(crate) async fn flush_metadata_under(&self, prefix: &str) -> FsResult<()> {
         let inos: Vec<u64> = {
-            let due: Vec<u64> = self.writeback.due.lock().keys().copied().collect();
+            let due: Vec<u64> = self.writeback.due.lock().inos();
             let t = self.inodes.lock();
             due.into_iter()
                 .filter(|ino| t.get(*ino).is_some_and(|n| n.key.starts_with(prefix)))
@@ -154,7 +213,7 @@ impl Filesystem {
 
     /// Write every pending attribute change now (unmount). Failures are logged.
     pub(crate) async fn flush_all_metadata(&self) {
-        let inos: Vec<u64> = self.writeback.due.lock().keys().copied().collect();
+        let inos: Vec<u64> = self.writeback.due.lock().inos();
         futures::stream::iter(inos)
             .for_each_concurrent(METADATA_PARALLEL, |ino| async move {
                 if let Err(e) = self.write_pending_metadata(ino, true).await {
@@ -257,14 +316,7 @@ async fn metadata_writer(me: Weak<Filesystem>, writeback: Arc<MetadataWriteback>
     loop {
         let Some(fs) = me.upgrade() else { return };
         let now = Instant::now();
-        let ready: Vec<u64> = fs
-            .writeback
-            .due
-            .lock()
-            .iter()
-            .filter(|(_, at)| **at <= now)
-            .map(|(ino, _)| *ino)
-            .collect();
+        let ready = fs.writeback.due.lock().ready(now);
         writeback.writing.fetch_add(ready.len(), Ordering::AcqRel);
         let (fs_ref, wb) = (&fs, &writeback);
         futures::stream::iter(ready)
@@ -277,7 +329,7 @@ async fn metadata_writer(me: Weak<Filesystem>, writeback: Arc<MetadataWriteback>
             .await;
         writeback.written.notify_waiters();
         // after the writes: a file still open for writing was put back for later
-        let next = fs.writeback.due.lock().values().min().copied();
+        let next = fs.writeback.due.lock().next();
         if next.is_some_and(|at| at <= Instant::now()) {
             continue;
         }
@@ -296,5 +348,39 @@ async fn wait_for_work(writeback: &MetadataWriteback, next: Option<Instant>) {
             }
         }
         None => notified.await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_writer_looks_only_at_the_changes_due() {
+        let mut due = Due::default();
+        let now = Instant::now();
+        let later = now + Duration::from_secs(1);
+        for ino in 10..10_010 {
+            due.add(ino, later);
+        }
+        due.add(1, now);
+        due.add(2, now);
+        // an inode already waiting keeps its time; `set` moves it
+        due.add(3, later);
+        due.add(10, now);
+        due.set(11, now);
+        assert_eq!(due.ready(now), vec![1, 2, 11]);
+        assert_eq!(
+            due.visits.get(),
+            3,
+            "the 10,000 changes not due yet were walked"
+        );
+        assert_eq!(due.next(), Some(now));
+        for ino in [1, 2, 11] {
+            due.remove(ino);
+        }
+        assert_eq!(due.next(), Some(later));
+        assert!(due.ready(now).is_empty());
+        assert_eq!(due.inos().len(), 10_000);
     }
 }

@@ -29,8 +29,14 @@ enum Store {
     },
     /// A part file; once a part is split off, its file is what the upload sends (read while
     /// it is sent, never whole into memory) and keeps for a later resend.
+    /// The file (and its upload's directory) is created when a byte first goes to it, not
+    /// before: an open for writing that writes nothing (`touch`, `chmod` through an open
+    /// file descriptor, a file whose bytes are all sent from memory) creates and removes no
+    /// file in the staging area, whose inode allocator slows with every file created and
+    /// removed in a row (issue #16).
     Disk {
-        file: File,
+        /// `None` until the file is created (see [`part_file`]).
+        file: Option<File>,
         path: PathBuf,
         len: usize,
         /// Bytes appended at the end, held in memory (see [`Store::append_held`]).
@@ -90,6 +96,15 @@ fn create(path: &Path) -> io::Result<File> {
         .create(true)
         .truncate(true)
         .open(path)
+}
+
+/// The part file of a disk buffer at `path`, created if it is not yet (blocking).
+fn part_file<'a>(file: &'a mut Option<File>, path: &Path) -> io::Result<&'a File> {
+    if file.is_none() {
+        *file = Some(blocking(|| create(path))?);
+    }
+    file.as_ref()
+        .ok_or_else(|| io::Error::other("part file missing"))
 }
 
 /// Copy the data of `from[start..end)` to `to` at offset 0 onwards, 1 MiB at a time, skipping
@@ -152,7 +167,7 @@ impl Store {
             Ok::<_, io::Error>(file)
         })?;
         Ok(Store::Disk {
-            file,
+            file: Some(file),
             path: path.to_path_buf(),
             len,
             tail: None,
@@ -160,14 +175,29 @@ impl Store {
         })
     }
 
-    pub fn disk(path: &Path, pool: Arc<BufferPool>) -> io::Result<Store> {
-        Ok(Store::Disk {
-            file: blocking(|| create(path))?,
+    /// An empty buffer whose part file is `path`, created when a byte first goes to it.
+    pub fn disk(path: &Path, pool: Arc<BufferPool>) -> Store {
+        Store::Disk {
+            file: None,
             path: path.to_path_buf(),
             len: 0,
             tail: None,
             pool,
-        })
+        }
+    }
+
+    /// Creates a disk buffer's part file now if it is not yet (an empty file staged by
+    /// write-back needs its part on disk, see `Upload::stage`).
+    pub fn create_file(&mut self) -> io::Result<()> {
+        if let Store::Disk { file, path, .. } = self {
+            part_file(file, path)?;
+        }
+        Ok(())
+    }
+
+    /// Whether a disk buffer's part file exists yet (always false for a memory buffer).
+    pub fn has_file(&self) -> bool {
+        matches!(self, Store::Disk { file: Some(_), .. })
     }
 
     /// Bytes a disk buffer holds in memory (its tail).
@@ -202,10 +232,15 @@ impl Store {
     /// Write a disk buffer's tail to its file (blocking); its memory goes back to the pool.
     pub fn flush_tail(&mut self) -> io::Result<()> {
         if let Store::Disk {
-            file, tail, pool, ..
+            file,
+            path,
+            tail,
+            pool,
+            ..
         } = self
         {
             if let Some(t) = tail.take() {
+                let file = part_file(file, path)?;
                 blocking(|| super::direct_io::write_all_at(file, t.data(), t.from as u64))?;
                 pool.give(t.buf);
             }
@@ -259,7 +294,11 @@ impl Store {
             }
             Store::Disk { .. } => {
                 self.flush_tail()?;
-                if let Store::Disk { file, len, .. } = self {
+                if let Store::Disk {
+                    file, path, len, ..
+                } = self
+                {
+                    let file = part_file(file, path)?;
                     blocking(|| file.write_all_at(data, rel as u64))?;
                     *len = (*len).max(end);
                 }
@@ -274,8 +313,15 @@ impl Store {
             Store::Mem { buf, start, .. } => buf.resize(*start + new_len, 0),
             Store::Disk { .. } => {
                 self.flush_tail()?;
-                if let Store::Disk { file, len, .. } = self {
-                    blocking(|| file.set_len(new_len as u64))?;
+                if let Store::Disk {
+                    file, path, len, ..
+                } = self
+                {
+                    // cut to nothing before any byte went to it: no file needed
+                    if file.is_some() || new_len > 0 {
+                        let file = part_file(file, path)?;
+                        blocking(|| file.set_len(new_len as u64))?;
+                    }
                     *len = new_len;
                 }
             }
@@ -283,12 +329,20 @@ impl Store {
         Ok(())
     }
 
-    /// Everything in the buffer, as a request body (a disk buffer's file is read as it is
-    /// sent: its tail is written to it first).
+    /// Everything in the buffer, as a request body: a disk buffer all held in memory is sent
+    /// from there (its file is not made); otherwise its file is read as it is sent, its tail
+    /// written to it first.
     pub fn payload(&mut self) -> io::Result<Payload> {
+        if let Store::Disk { tail: Some(t), .. } = self {
+            if t.from == 0 {
+                return Ok(Payload::from(Bytes::copy_from_slice(t.data())));
+            }
+        }
         self.flush_tail()?;
         match self {
             Store::Mem { .. } => self.read(0, self.len()).map(Payload::from),
+            // nothing was ever written (the tail, if any, went to the file above)
+            Store::Disk { file: None, .. } => Ok(Payload::from(Bytes::new())),
             Store::Disk { path, len, .. } => Ok(Payload::file(path, *len as u64)),
         }
     }
@@ -304,7 +358,8 @@ impl Store {
             Store::Disk { file, tail, .. } => {
                 let mut buf = vec![0u8; end - start];
                 let on_disk = tail.as_ref().map_or(end, |t| t.from.clamp(start, end));
-                if on_disk > start {
+                // without a file, every byte is in the tail (or the buffer is empty)
+                if let Some(file) = file.as_ref().filter(|_| on_disk > start) {
                     blocking(|| file.read_exact_at(&mut buf[..on_disk - start], start as u64))?;
                 }
                 if let Some(t) = tail.as_ref().filter(|_| on_disk < end) {
@@ -379,9 +434,12 @@ impl Store {
                 } else {
                     None
                 };
-                let next = blocking(|| create(next_path))?;
+                // the part's file now; the next part's, when a byte goes to it
+                let part_file = match file.take() {
+                    Some(f) => f,
+                    None => blocking(|| create(path))?,
+                };
                 *tail = rest;
-                let part_file = std::mem::replace(file, next);
                 *path = next_path.clone();
                 *len -= n;
                 let data = t.freeze(pool);
@@ -402,19 +460,23 @@ impl Store {
                 let n = n.min(*len);
                 let next_path =
                     next_path.ok_or_else(|| io::Error::other("no path for the next part"))?;
+                // the part is sent from its file (made if nothing went to it: a zero part)
+                let part = part_file(file, path)?;
                 let next = blocking(|| {
-                    let next = create(next_path)?;
                     // Only when there is a rest (no truncate otherwise: ext4 takes a truncate
                     // to size 0 for a "replace via truncate" and writes the file out to disk
                     // when it is closed — every part file, on the write path). The rest may be
                     // large and mostly a hole (a write far past the end): its data is copied a
-                    // piece at a time, and the holes stay holes.
+                    // piece at a time, and the holes stay holes. Without a rest the next
+                    // part's file is made when a byte goes to it.
                     if *len > n {
+                        let next = create(next_path)?;
                         next.set_len((*len - n) as u64)?;
-                        copy_data(file, n as u64, *len as u64, &next)?;
-                        file.set_len(n as u64)?;
+                        copy_data(part, n as u64, *len as u64, &next)?;
+                        part.set_len(n as u64)?;
+                        return Ok::<_, io::Error>(Some(next));
                     }
-                    Ok::<_, io::Error>(next)
+                    Ok(None)
                 })?;
                 let body = Payload::file(path, n as u64);
                 *file = next;
@@ -456,12 +518,24 @@ impl PartBuffer {
         })
     }
 
-    /// A new part file at `path` for a part of `part_size` bytes.
-    pub fn disk(path: &Path, part_size: usize, pool: Arc<BufferPool>) -> io::Result<PartBuffer> {
-        Ok(PartBuffer {
-            store: Store::disk(path, pool)?,
+    /// An empty buffer for a part of `part_size` bytes whose file is `path`, created when a
+    /// byte first goes to it.
+    pub fn disk(path: &Path, part_size: usize, pool: Arc<BufferPool>) -> PartBuffer {
+        PartBuffer {
+            store: Store::disk(path, pool),
             crcs: PartCrcs::new(part_size),
-        })
+        }
+    }
+
+    /// Creates a disk buffer's part file now if it is not yet (an empty file staged by
+    /// write-back needs its part on disk, see `Upload::stage`).
+    pub fn create_file(&mut self) -> io::Result<()> {
+        self.store.create_file()
+    }
+
+    /// Whether a disk buffer's part file exists yet (always false for a memory buffer).
+    pub fn has_file(&self) -> bool {
+        self.store.has_file()
     }
 
     /// After a change that failed part way: the bytes are whatever it left.
@@ -583,7 +657,7 @@ mod tests {
     fn disk_and_memory_buffers_agree() {
         let dir = std::env::temp_dir().join(format!("bfs-pb-{}", std::process::id()));
         let pool = Arc::new(BufferPool::default());
-        let mut d = PartBuffer::disk(&dir.join("1"), 16, pool.clone()).expect("disk");
+        let mut d = PartBuffer::disk(&dir.join("1"), 16, pool.clone());
         let mut m = PartBuffer::memory(pool.clone(), 16);
         for b in [&mut d, &mut m] {
             b.write_at(0, b"hello").expect("w");
@@ -608,7 +682,7 @@ mod tests {
     fn parts_written_in_order_carry_their_crc32c_and_others_none() {
         let dir = std::env::temp_dir().join(format!("bfs-pb-crc-{}", std::process::id()));
         let pool = Arc::new(BufferPool::default());
-        let d = PartBuffer::disk(&dir.join("d1"), 8, pool.clone()).expect("disk");
+        let d = PartBuffer::disk(&dir.join("d1"), 8, pool.clone());
         let m = PartBuffer::memory(pool.clone(), 8);
         for (tag, mut b) in [("d", d), ("m", m)] {
             let next = |i: u32| Some(dir.join(format!("{tag}{i}")));
@@ -653,7 +727,7 @@ mod tests {
     fn appended_bytes_held_in_memory_go_from_memory_and_land_in_the_part_file() {
         let dir = std::env::temp_dir().join(format!("bfs-pb-tail-{}", std::process::id()));
         let pool = Arc::new(BufferPool::default());
-        let mut d = PartBuffer::disk(&dir.join("1"), 16, pool.clone()).expect("disk");
+        let mut d = PartBuffer::disk(&dir.join("1"), 16, pool.clone());
         d.append_held(b"abcd", 8);
         d.append_held(b"efghij", 8);
         assert_eq!((d.len(), d.held()), (10, 10));
@@ -693,8 +767,7 @@ mod tests {
     fn a_disk_buffer_far_past_the_end_splits_without_reading_the_hole() {
         // one byte at 1 TiB: the rest after each split is a hole, never read into memory
         let dir = std::env::temp_dir().join(format!("bfs-pb-hole-{}", std::process::id()));
-        let mut d =
-            PartBuffer::disk(&dir.join("1"), 16, Arc::new(BufferPool::default())).expect("disk");
+        let mut d = PartBuffer::disk(&dir.join("1"), 16, Arc::new(BufferPool::default()));
         let far = 1usize << 40;
         d.write_at(100, b"head").expect("w");
         d.write_at(far, b"x").expect("far write");

@@ -183,16 +183,11 @@ impl Upload {
     ) -> Upload {
         let local_id = format!("{:016x}", rand::random::<u64>());
         let buffer = match (&store.journal, store.spill) {
-            (Some(j), true) => {
-                let path = j.part_path(&local_id, 1);
-                match PartBuffer::disk(&path, limits.base as usize, store.pool.clone()) {
-                    Ok(b) => b,
-                    Err(e) => {
-                        tracing::warn!("cache dir unusable, keeping parts in memory: {e}");
-                        PartBuffer::memory(store.pool.clone(), limits.base as usize)
-                    }
-                }
-            }
+            (Some(j), true) => PartBuffer::disk(
+                &j.part_path(&local_id, 1),
+                limits.base as usize,
+                store.pool.clone(),
+            ),
             _ => PartBuffer::memory(store.pool.clone(), limits.base as usize),
         };
         let buffer_in_memory = buffer.in_memory();
@@ -1052,9 +1047,13 @@ impl Upload {
         }
         // on disk before "closed" is journaled: a resume sends the part files as they are
         self.part_files.wait().map_err(FsError::staging)?;
-        self.buffer.flush_tail().map_err(FsError::staging)?;
-        if !self.buffer.in_memory() {
-            self.reservation = Reservation::default();
+        // a small file all held in memory goes from there: its part file is never made
+        let small = self.mpu.is_none() && self.buffer.len() as u64 <= self.current_part_size();
+        if !(small && self.buffer.splits_from_memory(self.buffer.len())) {
+            self.buffer.flush_tail().map_err(FsError::staging)?;
+            if !self.buffer.in_memory() {
+                self.reservation = Reservation::default();
+            }
         }
         if self.mpu.is_none() && self.buffer.len() as u64 > self.current_part_size() {
             // a file extended past a part by truncate alone: a multipart upload (whose zero
@@ -1376,6 +1375,10 @@ impl Upload {
         self.part_files.wait().map_err(FsError::staging)?;
         self.buffer.flush_tail().map_err(FsError::staging)?;
         let last = self.mpu.as_ref().map_or(1, |m| m.next_part);
+        if last == 1 {
+            // an empty file's one part is on disk too
+            self.buffer.create_file().map_err(FsError::staging)?;
+        }
         let parts = if last > 1 && self.buffer.is_empty() {
             last - 1
         } else {
