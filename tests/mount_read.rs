@@ -361,14 +361,17 @@ fn ls_l_of_a_big_directory_probes_no_entry_and_with_stat_from_listing_sends_only
         if let Some(s) = srv.counting() {
             let lists = s.count("ListObjectsV2");
             assert!(lists <= 4, "{:?}", s.counts());
+            // the mount's own look for unfinished uploads (at start, in the background) may
+            // land after the reset: it is not the walk's
+            let walk = s.total_requests() - s.count("ListMultipartUploads");
             if stat_from_listing {
                 // only the 50 empty objects get a HEAD each: an empty object may be an older
                 // form of directory object (s3fs's `dir` typed as a directory)
-                assert_eq!(s.total_requests(), lists + 50, "{:?}", s.counts());
+                assert_eq!(walk, lists + 50, "{:?}", s.counts());
                 assert_eq!(s.count("HeadObject"), 50, "{:?}", s.counts());
             } else {
                 // one request per file for its metadata (a small file's comes with a GET)
-                assert!(s.total_requests() <= lists + 2_500, "{:?}", s.counts());
+                assert!(walk <= lists + 2_500, "{:?}", s.counts());
             }
         }
         if stat_from_listing {
