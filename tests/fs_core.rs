@@ -866,6 +866,13 @@ async fn a_fresh_open_of_a_file_replaced_elsewhere_reads_the_new_object() {
 
 /// A directory `big` of 2,500 files, in a core whose listing cache keeps 1,000 entries.
 async fn directory_past_the_listing_bound() -> (TestServer, Arc<Filesystem>, Attr) {
+    directory_past_the_listing_bound_with(FsConfig::default()).await
+}
+
+/// The same, with `cfg`'s other settings.
+async fn directory_past_the_listing_bound_with(
+    cfg: FsConfig,
+) -> (TestServer, Arc<Filesystem>, Attr) {
     let srv = TestServer::start().await;
     for i in 0..2_500 {
         srv.put_object(&format!("big/f{i:05}"), "x");
@@ -874,7 +881,7 @@ async fn directory_past_the_listing_bound() -> (TestServer, Arc<Filesystem>, Att
         &srv,
         FsConfig {
             listing_cache_entries: 1_000,
-            ..FsConfig::default()
+            ..cfg
         },
     );
     let d = fs.lookup(ROOT_INO, "big").await.expect("lookup");
@@ -1002,20 +1009,12 @@ async fn a_big_listing_read_in_small_pieces_and_seeked_back_lists_each_name_once
 
 #[tokio::test]
 async fn a_listing_past_the_bound_keeps_a_bounded_tail_and_lists_again_on_a_seek_before_it() {
-    let srv = TestServer::start().await;
-    for i in 0..2_500 {
-        srv.put_object(&format!("big/f{i:05}"), "x");
-    }
     // a handle keeps at most 1,000 + 200 entries behind its reader
-    let fs = fs_with(
-        &srv,
-        FsConfig {
-            listing_cache_entries: 1_000,
-            readdir_keep_behind: 200,
-            ..FsConfig::default()
-        },
-    );
-    let d = fs.lookup(ROOT_INO, "big").await.expect("lookup");
+    let (srv, fs, d) = directory_past_the_listing_bound_with(FsConfig {
+        readdir_keep_behind: 200,
+        ..FsConfig::default()
+    })
+    .await;
     srv.reset_counts();
     let fh = fs.opendir(d.ino).await.expect("opendir");
     let mut seen: Vec<(u64, String)> = Vec::new();
