@@ -934,11 +934,7 @@ async fn parts_written_in_order_carry_the_crc32c_computed_while_written() {
     );
     // each part went once, with the CRC32C of its bytes, and was taken
     let sent = part_crcs_accepted(&srv, "big.bin");
-    let want: std::collections::BTreeMap<u32, String> = bytes
-        .chunks(5 * MIB)
-        .enumerate()
-        .map(|(i, part)| (i as u32 + 1, crc32c_b64(part)))
-        .collect();
+    let want = crcs_of_parts(&bytes);
     assert_eq!(sent, want);
     assert_eq!(srv.count("UploadPart"), 6, "{:?}", srv.counts());
     let put = srv.requests_for("PutObject");
@@ -950,6 +946,15 @@ async fn parts_written_in_order_carry_the_crc32c_computed_while_written() {
     let stats = client.stats();
     assert_eq!(stats.upload_bytes_hashed, 0, "{stats:?}");
     assert_eq!(stats.checksum_failures, 0, "{stats:?}");
+}
+
+/// The CRC32C of each 5 MiB part of `bytes`, by part number, as the headers carry them.
+fn crcs_of_parts(bytes: &[u8]) -> std::collections::BTreeMap<u32, String> {
+    bytes
+        .chunks(5 * MIB)
+        .enumerate()
+        .map(|(i, part)| (i as u32 + 1, crc32c_b64(part)))
+        .collect()
 }
 
 #[tokio::test]
@@ -973,11 +978,7 @@ async fn a_part_written_again_out_of_order_is_hashed_from_its_file_and_lands_rig
         &bytes[..]
     );
     let sent = part_crcs_accepted(&srv, "zip.bin");
-    let want: std::collections::BTreeMap<u32, String> = bytes
-        .chunks(5 * MIB)
-        .enumerate()
-        .map(|(i, part)| (i as u32 + 1, crc32c_b64(part)))
-        .collect();
+    let want = crcs_of_parts(&bytes);
     assert_eq!(
         sent, want,
         "the last send of each part carries its bytes' CRC32C"
