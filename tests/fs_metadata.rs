@@ -376,3 +376,67 @@ async fn an_xattr_change_changes_ctime() {
     fs.removexattr(ino, "user.tag").await.expect("removexattr");
     assert!(fs.getattr(ino).await.expect("stat").ctime > after);
 }
+
+/// Requests the server has served so far, all kinds together.
+fn requests(srv: &TestServer) -> u64 {
+    srv.counts().values().sum()
+}
+
+#[tokio::test]
+async fn what_memory_holds_is_answered_without_waiting_and_only_while_fresh() {
+    let srv = TestServer::start().await;
+    let fs = fs(&srv);
+    let ino = write_file(&fs, ROOT_INO, "x.txt", b"data").await;
+    fs.setxattr(ino, "user.tag", b"v", 0)
+        .await
+        .expect("setxattr");
+    written(&fs).await;
+
+    // a fresh mount: the first lookup asks the bucket, then memory answers
+    let fs = fs_with_ttl(&srv, Duration::from_secs(3600));
+    assert!(
+        fs.lookup_now(ROOT_INO, "x.txt").is_none(),
+        "nothing known yet"
+    );
+    let ino = fs.lookup(ROOT_INO, "x.txt").await.expect("lookup").ino;
+    let before = requests(&srv);
+    let attr = fs.lookup_now(ROOT_INO, "x.txt").expect("a known name");
+    assert_eq!((attr.ino, attr.size), (ino, 4));
+    assert_eq!(fs.getattr_now(ino).map(|a| a.size), Some(4));
+    let tag = fs.getxattr_now(ino, "user.tag").expect("known metadata");
+    assert_eq!(tag.expect("the tag"), b"v");
+    let label = fs
+        .getxattr_now(ino, "security.selinux")
+        .expect("known metadata");
+    assert_eq!(label.expect_err("no label").errno, libc::ENODATA);
+    assert_eq!(requests(&srv), before, "answered from memory");
+    // each lookup answered counts as a kernel reference: two lookups, two forgets
+    fs.forget(ino, 1);
+    assert!(fs.getattr_now(ino).is_some(), "still referenced once");
+    fs.forget(ino, 1);
+    assert!(fs.getattr_now(ino).is_none(), "forgotten");
+
+    // expired attributes are never answered from memory; the async path fetches them
+    let fs = fs_with_ttl(&srv, Duration::ZERO);
+    let ino = fs.lookup(ROOT_INO, "x.txt").await.expect("lookup").ino;
+    assert!(fs.lookup_now(ROOT_INO, "x.txt").is_none());
+    assert!(fs.getattr_now(ino).is_none());
+    assert!(fs.getxattr_now(ino, "user.tag").is_none());
+    let before = requests(&srv);
+    assert_eq!(fs.getxattr(ino, "user.tag").await.expect("the tag"), b"v");
+    assert!(
+        requests(&srv) > before,
+        "the expired metadata was fetched again"
+    );
+}
+
+fn fs_with_ttl(srv: &TestServer, ttl: Duration) -> Arc<Filesystem> {
+    core_fs::fs_with(
+        srv,
+        FsConfig {
+            metadata_ttl: ttl,
+            metadata_write_delay: DELAY,
+            ..FsConfig::default()
+        },
+    )
+}

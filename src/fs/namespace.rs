@@ -138,8 +138,29 @@ impl Filesystem {
 
     /// Find `name` in directory `parent`. Costs nothing when the inode's attributes or the
     /// parent's listing are fresh; otherwise HEAD `key` and LIST `key/` at once.
-    pub async fn lookup(&self, parent: u64, name: &str) -> FsResult<Attr> {
+    /// [`lookup`](Self::lookup) answered from memory, without waiting on anything but the
+    /// inode lock: `Some` when the name is known with fresh attributes (or is a control
+    /// file), `None` when the answer needs the async path. The FUSE adapter answers these on
+    /// its own thread: `ls -l` and `find` of a cached tree then skip a hop through the runtime
+    /// per entry.
+    pub fn lookup_now(&self, parent: u64, name: &str) -> Option<Attr> {
         if let Some(attr) = self.control_lookup(parent, name) {
+            return Some(attr);
+        }
+        let mut t = self.inodes.lock();
+        let child = t.child(parent, name)?;
+        if !child.attr_fresh(Instant::now()) {
+            return None;
+        }
+        let attr = child.attr;
+        t.inc_lookup(attr.ino);
+        drop(t);
+        self.counters.lookup_hit();
+        Some(attr)
+    }
+
+    pub async fn lookup(&self, parent: u64, name: &str) -> FsResult<Attr> {
+        if let Some(attr) = self.lookup_now(parent, name) {
             return Ok(attr);
         }
         check_name(name)?;
@@ -149,15 +170,6 @@ impl Filesystem {
             let p = t.get(parent).ok_or_else(FsError::not_found)?;
             if p.kind() != FileKind::Directory {
                 return Err(FsError::new(libc::ENOTDIR, "not a directory"));
-            }
-            if let Some(child) = t.child(parent, name) {
-                if child.attr_fresh(now) {
-                    let attr = child.attr;
-                    drop(t);
-                    self.counters.lookup_hit();
-                    self.inodes.lock().inc_lookup(attr.ino);
-                    return Ok(attr);
-                }
             }
             let listed = match &p.snapshot {
                 Some(s) if now < s.expires => Some(s.children.get(name).cloned()),
@@ -406,18 +418,25 @@ impl Filesystem {
         self.inodes.lock().forget(ino, n);
     }
 
+    /// [`getattr`](Self::getattr) answered from memory: `Some` while the attributes are
+    /// fresh, `None` when they must be fetched (see [`lookup_now`](Self::lookup_now)).
+    pub fn getattr_now(&self, ino: u64) -> Option<Attr> {
+        if let Some(attr) = self.control_getattr(ino) {
+            return Some(attr);
+        }
+        let t = self.inodes.lock();
+        let n = t.get(ino)?;
+        (n.attr_fresh(Instant::now()) || ino == ROOT_INO).then_some(n.attr)
+    }
+
     /// Attributes of `ino`: from cache while fresh, else HEAD (files) or the marker (directories).
     pub async fn getattr(&self, ino: u64) -> FsResult<Attr> {
-        if let Some(attr) = self.control_getattr(ino) {
+        if let Some(attr) = self.getattr_now(ino) {
             return Ok(attr);
         }
-        let now = Instant::now();
         let (key, kind, has_marker, size) = {
             let t = self.inodes.lock();
             let n = t.get(ino).ok_or_else(FsError::not_found)?;
-            if n.attr_fresh(now) || ino == ROOT_INO {
-                return Ok(n.attr);
-            }
             (n.key.clone(), n.kind(), n.has_marker, n.attr.size)
         };
         let deadline = self.attr_deadline();

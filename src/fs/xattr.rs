@@ -59,6 +59,29 @@ pub fn encode(attrs: &BTreeMap<String, Vec<u8>>) -> String {
     utf8_percent_encode(&json, KEEP).to_string()
 }
 
+/// One extended attribute of a node, from the metadata it holds.
+fn xattr_of(n: &super::inode::Inode, name: &str) -> FsResult<Vec<u8>> {
+    match name {
+        ETAG_NAME => n
+            .etag
+            .clone()
+            .map(String::into_bytes)
+            .ok_or_else(|| FsError::new(libc::ENODATA, "no ETag yet")),
+        STORAGE_CLASS_NAME => Ok(n
+            .meta
+            .storage_class
+            .clone()
+            .unwrap_or_else(|| "STANDARD".into())
+            .into_bytes()),
+        _ => n
+            .meta
+            .user
+            .get(META_XATTR)
+            .and_then(|h| decode(h).remove(name))
+            .ok_or_else(|| FsError::new(libc::ENODATA, "no such attribute")),
+    }
+}
+
 fn check_name(name: &str) -> FsResult<()> {
     if name.starts_with("system.") {
         return Err(FsError::new(libc::EOPNOTSUPP, "ACLs are not stored in S3"));
@@ -91,25 +114,35 @@ impl Filesystem {
         Ok((map, n.etag.clone(), n.meta.storage_class.clone()))
     }
 
+    /// [`getxattr`](Self::getxattr) answered from memory: `Some` when the node's metadata is
+    /// known and its attributes are fresh (what `getxattr` would read without a request),
+    /// `None` when the answer needs the async path. `ls -l` asks every entry for two of them,
+    /// so the FUSE adapter answers these on its own thread.
+    pub fn getxattr_now(&self, ino: u64, name: &str) -> Option<FsResult<Vec<u8>>> {
+        let t = self.inodes.lock();
+        let n = t.get(ino)?;
+        if n.partial_meta {
+            // `ls -l` asks every file for its ACL and security label: a file whose attributes
+            // came from a listing (`--stat-from-listing`) answers "none" without fetching its
+            // metadata
+            let acl_or_label =
+                name.starts_with("security.") || name.starts_with("system.posix_acl_");
+            return acl_or_label.then(|| Err(FsError::new(libc::ENODATA, "no such attribute")));
+        }
+        if !(n.attr_fresh(std::time::Instant::now()) || ino == super::ROOT_INO) {
+            return None;
+        }
+        Some(xattr_of(n, name))
+    }
+
     pub async fn getxattr(&self, ino: u64, name: &str) -> FsResult<Vec<u8>> {
-        // `ls -l` asks every file for its ACL and security label: a file whose attributes came
-        // from a listing (`--stat-from-listing`) answers "none" without fetching its metadata
-        if (name.starts_with("security.") || name.starts_with("system.posix_acl_"))
-            && self.inodes.lock().get(ino).is_some_and(|n| n.partial_meta)
-        {
-            return Err(FsError::new(libc::ENODATA, "no such attribute"));
+        if let Some(answer) = self.getxattr_now(ino, name) {
+            return answer;
         }
-        let (map, etag, class) = self.xattrs_of(ino).await?;
-        match name {
-            ETAG_NAME => etag
-                .map(String::into_bytes)
-                .ok_or_else(|| FsError::new(libc::ENODATA, "no ETag yet")),
-            STORAGE_CLASS_NAME => Ok(class.unwrap_or_else(|| "STANDARD".into()).into_bytes()),
-            _ => map
-                .get(name)
-                .cloned()
-                .ok_or_else(|| FsError::new(libc::ENODATA, "no such attribute")),
-        }
+        self.full_meta(ino).await?;
+        self.getattr(ino).await?;
+        let t = self.inodes.lock();
+        xattr_of(t.get(ino).ok_or_else(FsError::not_found)?, name)
     }
 
     /// Names, NUL-terminated one after another, as listxattr(2) wants them.

@@ -170,6 +170,21 @@ fn reply_xattr(reply: ReplyXattr, size: u32, value: &[u8]) {
     }
 }
 
+/// Answer getxattr: a missing attribute is an everyday answer, not a failure to log.
+fn answer_xattr(
+    fs: &Filesystem,
+    ino: u64,
+    size: u32,
+    res: Result<Vec<u8>, FsError>,
+    reply: ReplyXattr,
+) {
+    match res {
+        Ok(v) => reply_xattr(reply, size, &v),
+        Err(e) if e.errno == libc::ENODATA => reply.error(Errno::ENODATA),
+        Err(e) => reply.error(fail(fs, "getxattr", ino, &e)),
+    }
+}
+
 fn fail(fs: &Filesystem, op: &str, ino: u64, e: &FsError) -> Errno {
     log_failure(op, || fs.path_of(ino), e);
     errno(e)
@@ -190,6 +205,13 @@ impl fuser::Filesystem for Adapter {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        // what memory answers is answered here, on this FUSE thread (no hop through the runtime)
+        if let Some(attr) = std::str::from_utf8(name.as_bytes())
+            .ok()
+            .and_then(|n| self.fs.lookup_now(parent.0, n))
+        {
+            return reply.entry(&self.fs.ttl(), &to_file_attr(&attr), Generation(0));
+        }
         let fs = self.fs.clone();
         let at = At(parent.0, name.to_owned());
         let name = name.to_owned();
@@ -208,6 +230,9 @@ impl fuser::Filesystem for Adapter {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        if let Some(attr) = self.fs.getattr_now(ino.0) {
+            return reply.attr(&self.fs.ttl(), &to_file_attr(&attr));
+        }
         let fs = self.fs.clone();
         self.spawn(async move {
             match fs.getattr(ino.0).await {
@@ -593,14 +618,14 @@ impl fuser::Filesystem for Adapter {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        let fs = self.fs.clone();
         let name = name.to_string_lossy().into_owned();
+        if let Some(res) = self.fs.getxattr_now(ino.0, &name) {
+            return answer_xattr(&self.fs, ino.0, size, res, reply);
+        }
+        let fs = self.fs.clone();
         self.spawn(async move {
-            match fs.getxattr(ino.0, &name).await {
-                Ok(v) => reply_xattr(reply, size, &v),
-                Err(e) if e.errno == libc::ENODATA => reply.error(Errno::ENODATA),
-                Err(e) => reply.error(fail(&fs, "getxattr", ino.0, &e)),
-            }
+            let res = fs.getxattr(ino.0, &name).await;
+            answer_xattr(&fs, ino.0, size, res, reply);
         });
     }
 
