@@ -6,16 +6,20 @@
 #      daemon's peak RSS after both
 #   S  `ls -l` of SCALE_FOREIGN (10,000) objects another tool wrote, cold, default and with
 #      --stat-from-listing: time and S3 requests (from the stats at unmount)
-#   B  bulk operations at N = 1,000 and 10 x that: cp -r of N 1-byte files into the mount,
-#      rsync -a of the same files into another directory, chmod -R, touch of every file,
-#      rm -rf: seconds per 1,000 files at each N; for chmod and touch also until their
-#      metadata copies landed (they are sent 1 s after the change, in the background: with few
-#      files the command ends before they start, with many they run beside it), counted with
-#      the test server's CopyObject requests
+#   B  bulk operations at N = 1,000 and BULK_FACTOR (10) x that: cp -r of N 1-byte files into
+#      the mount, rsync -a of the same files into another directory, chmod -R, chown -R, touch
+#      of every file, rm -rf: seconds per 1,000 files at each N; with BULK_COLD=1 the mount is
+#      remounted before each command after rsync, so each starts with nothing cached (as one
+#      run long after the files were written: without it, a larger N outlasts the attribute
+#      TTL and its later commands fetch attributes a smaller N still has); for chmod, chown
+#      and touch also until their metadata copies landed (they are sent 1 s after the change,
+#      in the background: with few files the command ends before they start, with many they
+#      run beside it), counted with the test server's CopyObject requests
 # Results: TSV lines (config#rep, workload, metric, value, load1) in $OUT.
 #
 # usage: scripts/bench-scale.sh [REPS] [PHASES]      (defaults: 3, "L S B")
-# env:   SCALE_KEYS=100000 SCALE_FOREIGN=10000 BULK_N=1000 BUCKETFS_BIN=target/release/bucketfs
+# env:   SCALE_KEYS=100000 SCALE_FOREIGN=10000 BULK_N=1000 BULK_FACTOR=10 BULK_COLD=0
+#        BUCKETFS_BIN=target/release/bucketfs
 #        OUT=/tmp/bench/results_scale.tsv PORT=19060
 #        MOUNT_ARGS="--cache-dir /tmp/x" (extra mount options, split on spaces)
 # Loopback only. Needs root and /dev/fuse; builds nothing (cargo build --release first).
@@ -75,6 +79,10 @@ mnt() {  # mnt LOG [ARGS...]: mount in the background, wait until mounted; sets 
   echo "bench-scale: mount failed ($log)" >&2; return 1
 }
 umnt() { umount "$MNT"; wait "$pid" 2>/dev/null; }
+# CPU seconds the daemon has used (user + system): per file it does not depend on the box's load
+# the way wall time does, so it shows a cost growing with N even in a noisy run
+cpu() { awk '{printf "%.2f\n", ($14+$15)/100}' "/proc/$pid/stat" 2>/dev/null || echo 0; }
+per1000() { python3 -c "import sys; print(f'{float(sys.argv[1])*1000/float(sys.argv[2]):.3f}')" "$1" "$2"; }
 # requests of the last mount, from the stats it logs at unmount
 reqs() { grep -o 's3_requests{op="[a-z_]*"} [0-9]*' "$1" | awk '{s+=$2} END {print s+0}'; }
 heads() { grep -o 's3_requests{op="\(head\|get\)"} [0-9]*' "$1" | awk '{s+=$2} END {print s+0}'; }
@@ -107,30 +115,48 @@ quiet() {  # wait until no copy was served for 1.5 s (what an earlier command de
   while [ "$a" != "$b" ]; do sleep 1.5; a=$b; b=$(copies); done
 }
 
+fresh() {  # fresh LOG: with BULK_COLD=1, unmount (what is pending lands) and mount again, so
+  # the next command starts with nothing cached (every file's attributes fetched again), as a
+  # command run long after the files were written does; else nothing
+  [ "${BULK_COLD:-0}" = 1 ] || return 0
+  umnt; mnt "$1"
+}
+
 bulk() {  # bulk REP N
-  local r=$1 n=$2 t0 t1
-  local src=$W/src$n
+  local r=$1 n=$2 t0 t1 u0 c0 cfg=bfs
+  [ "${BULK_COLD:-0}" = 1 ] && cfg=bfs-cold
+  local src=$W/src$n log=$W/log_bulk.txt
   [ -d "$src" ] || { mkdir -p "$src"; for i in $(seq "$n"); do printf x > "$src/f$i"; done; }
-  mnt "$W/log_bulk.txt" || return
-  t0=$(now); cp -r "$src" "$MNT/bulk$n" || echo "bench-scale: cp -r failed" >&2; t1=$(now)
+  mnt "$log" || return
+  # timed OP CMD...: run CMD, record its seconds and the daemon's CPU seconds per 1,000 files
+  timed() {
+    local op=$1; shift
+    local u1; u0=$(cpu); t0=$(now); "$@" || echo "bench-scale: $op failed" >&2; t1=$(now); u1=$(cpu)
+    rec "$cfg#$r" "B_${op}_$n" s_per_1000 "$(per1000 "$(el "$t0" "$t1")" "$n")"
+    rec "$cfg#$r" "B_${op}_$n" cpu_s_per_1000 "$(per1000 "$(el "$u0" "$u1")" "$n")"
+  }
+  timed cp_r cp -r "$src" "$MNT/bulk$n"
   [ "$(find "$MNT/bulk$n" -type f | wc -l)" = "$n" ] || echo "bench-scale: cp -r left $(find "$MNT/bulk$n" -type f | wc -l) of $n files" >&2
-  rec "bfs#$r" "B_cp_r_$n" s_per_1000 "$(python3 -c "print(f'{($t1-$t0)*1000/$n:.3f}')")"
-  t0=$(now); rsync -a "$src/" "$MNT/rsync$n/" || echo "bench-scale: rsync failed" >&2; t1=$(now)
+  timed rsync rsync -a "$src/" "$MNT/rsync$n/"
   [ "$(find "$MNT/rsync$n" -type f | wc -l)" = "$n" ] || echo "bench-scale: rsync left $(find "$MNT/rsync$n" -type f | wc -l) of $n files" >&2
-  rec "bfs#$r" "B_rsync_$n" s_per_1000 "$(python3 -c "print(f'{($t1-$t0)*1000/$n:.3f}')")"
   rm -rf "$MNT/rsync$n"
-  quiet; c0=$(copies)
-  t0=$(now); chmod -R 0640 "$MNT/bulk$n"; sync -f "$MNT" 2>/dev/null; t1=$(now)
-  landed $((c0 + n)); t2=$(now)
-  rec "bfs#$r" "B_chmod_R_$n" s_per_1000 "$(python3 -c "print(f'{($t1-$t0)*1000/$n:.3f}')")"
-  rec "bfs#$r" "B_chmod_R_$n" s_per_1000_landed "$(python3 -c "print(f'{($t2-$t0)*1000/$n:.3f}')")"
-  quiet; c0=$(copies)
-  t0=$(now); find "$MNT/bulk$n" -type f -exec touch {} +; t1=$(now)
-  landed $((c0 + n)); t2=$(now)
-  rec "bfs#$r" "B_touch_$n" s_per_1000 "$(python3 -c "print(f'{($t1-$t0)*1000/$n:.3f}')")"
-  rec "bfs#$r" "B_touch_$n" s_per_1000_landed "$(python3 -c "print(f'{($t2-$t0)*1000/$n:.3f}')")"
-  t0=$(now); rm -rf "$MNT/bulk$n"; t1=$(now)
-  rec "bfs#$r" "B_rm_rf_$n" s_per_1000 "$(python3 -c "print(f'{($t1-$t0)*1000/$n:.3f}')")"
+  # metadata changes: each until its command returns, and until its copies landed
+  for op in chmod_R chown_R touch; do
+    quiet; fresh "$log"; c0=$(copies)
+    case $op in
+      chmod_R) timed $op chmod -R 0640 "$MNT/bulk$n" ;;
+      chown_R) timed $op chown -R 1234:1234 "$MNT/bulk$n" ;;
+      touch) timed $op find "$MNT/bulk$n" -type f -exec touch {} + ;;
+    esac
+    landed $((c0 + n)); t2=$(now)
+    rec "$cfg#$r" "B_${op}_$n" s_per_1000_landed "$(per1000 "$(el "$t0" "$t2")" "$n")"
+    # the same less the 1 s the copies wait after a change (a fixed delay, not a cost per file)
+    rec "$cfg#$r" "B_${op}_$n" s_per_1000_landed_less_1s "$(python3 -c "print(f'{max(0, $t2-$t0-1)*1000/$n:.3f}')")"
+    rec "$cfg#$r" "B_${op}_$n" cpu_s_per_1000_landed "$(per1000 "$(el "$u0" "$(cpu)")" "$n")"
+  done
+  quiet; fresh "$log"
+  timed rm_rf rm -rf "$MNT/bulk$n"
+  [ -e "$MNT/bulk$n" ] && echo "bench-scale: rm -rf left $MNT/bulk$n" >&2
   umnt
 }
 
@@ -163,7 +189,7 @@ for r in $(seq "$REPS"); do
         ;;
       B)
         bulk "$r" "$BULK"
-        bulk "$r" $((BULK * 10))
+        bulk "$r" $((BULK * ${BULK_FACTOR:-10}))
         ;;
     esac
   done
