@@ -240,7 +240,7 @@ impl DirStream {
 
     /// The reader has gone past entry `index`: a windowed listing longer than its window drops
     /// what lies more than `keep_behind` entries behind, in batches of at least a window
-    /// (the name index is rebuilt over what is left, so that costs ~1 hash per entry). Names
+    /// (the name index drops their places, reading no name). Names
     /// dropped are no longer matched: a directory listed after its file twin had been dropped
     /// (`name_$folder$` far after `name`) shows as a second entry of that name.
     pub fn forget_before(&mut self, index: usize) {
@@ -256,7 +256,9 @@ impl DirStream {
         }
         Arc::make_mut(&mut self.items).drain(..drop);
         self.base += drop;
-        self.emitted = None;
+        if let Some(index) = &mut self.emitted {
+            index.forget_before(self.base);
+        }
         // a file can only be shadowed by a directory of the same page or a later one
         self.dirs_seen.clear();
     }
@@ -294,10 +296,10 @@ impl DirStream {
 
     /// The place in `items` of the entry named `name`, if one was emitted.
     fn position(&mut self, name: &str) -> Option<usize> {
-        let items = &self.items;
+        let (items, base) = (&self.items, self.base);
         self.emitted
-            .get_or_insert_with(|| NameIndex::build(items))
-            .find(items, name)
+            .get_or_insert_with(|| NameIndex::build(items, base))
+            .find(items, base, name)
     }
 
     pub fn items(&self) -> &[DirItem] {
@@ -333,9 +335,11 @@ impl DirStream {
                 *etag = None;
             }
         }
-        let items = &self.items;
-        let index = self.emitted.get_or_insert_with(|| NameIndex::build(items));
-        if index.insert(items, &item.name, items.len()) {
+        let (items, base) = (&self.items, self.base);
+        let index = self
+            .emitted
+            .get_or_insert_with(|| NameIndex::build(items, base));
+        if index.insert(items, base, &item.name, base + items.len()) {
             Arc::make_mut(&mut self.items).push(item);
         }
     }
@@ -619,12 +623,15 @@ fn twin_after(prefix: &str, name: &str, last: &str) -> bool {
     false // equal, or a prefix of `last`
 }
 
-/// Places in a listing's entries by name: a table of 4-byte positions hashed by the name they
-/// point at, the names themselves staying in the entries (a set of copies cost a name's
-/// allocation and ~60 bytes per entry).
+/// Places in a listing's entries by name: a table of positions (in the whole listing) hashed
+/// by the name they point at, the names themselves staying in the entries (a set of copies
+/// cost a name's allocation and ~60 bytes per entry). Each position keeps 32 bits of its
+/// name's hash: the table grows, and drops the positions a windowed listing left behind,
+/// without reading a name again, and a probe compares names only when those bits match.
 #[derive(Default)]
 struct NameIndex {
-    table: hashbrown::HashTable<u32>,
+    /// (place in the whole listing, the name's hash)
+    table: hashbrown::HashTable<(u32, u32)>,
     hasher: foldhash::fast::RandomState,
 }
 
@@ -634,39 +641,58 @@ impl std::fmt::Debug for NameIndex {
     }
 }
 
+/// The table's hash of a position whose name hashed to `h` (both halves from the 32 bits
+/// kept: the table takes its bucket from the low bits and its tag from the top ones).
+fn spread(h: u32) -> u64 {
+    (u64::from(h) << 32) | u64::from(h)
+}
+
 impl NameIndex {
-    fn build(items: &[DirItem]) -> NameIndex {
+    /// The index of `items`, the first of them at `base` in the whole listing.
+    fn build(items: &[DirItem], base: usize) -> NameIndex {
         let mut index = NameIndex::default();
-        index.table.reserve(items.len(), |_| 0);
+        index.table.reserve(items.len(), |&(_, h)| spread(h));
         for (at, item) in items.iter().enumerate() {
-            index.insert(items, &item.name, at);
+            index.insert(items, base, &item.name, base + at);
         }
         index
     }
 
-    fn find(&self, items: &[DirItem], name: &str) -> Option<usize> {
-        let hash = self.hasher.hash_one(name);
-        self.table
-            .find(hash, |&i| items[i as usize].name == name)
-            .map(|&i| i as usize)
+    fn hash(&self, name: &str) -> u32 {
+        let h = self.hasher.hash_one(name);
+        (h ^ (h >> 32)) as u32
     }
 
-    /// Record `at` as the place of `name` (`items[at]` may not exist yet); false if the name
-    /// has a place already.
-    fn insert(&mut self, items: &[DirItem], name: &str, at: usize) -> bool {
-        let hasher = &self.hasher;
-        let hash = hasher.hash_one(name);
+    /// The place in `items` (the first of them at `base`) of the entry named `name`.
+    fn find(&self, items: &[DirItem], base: usize, name: &str) -> Option<usize> {
+        let h = self.hash(name);
+        self.table
+            .find(spread(h), |&(at, hash)| {
+                hash == h && items[at as usize - base].name == name
+            })
+            .map(|&(at, _)| at as usize - base)
+    }
+
+    /// Record `at` (in the whole listing) as the place of `name` (`items[at - base]` may not
+    /// exist yet); false if the name has a place already.
+    fn insert(&mut self, items: &[DirItem], base: usize, name: &str, at: usize) -> bool {
+        let h = self.hash(name);
         match self.table.entry(
-            hash,
-            |&i| items[i as usize].name == name,
-            |&i| hasher.hash_one(items[i as usize].name.as_str()),
+            spread(h),
+            |&(i, hash)| hash == h && items[i as usize - base].name == name,
+            |&(_, hash)| spread(hash),
         ) {
             hashbrown::hash_table::Entry::Occupied(_) => false,
             hashbrown::hash_table::Entry::Vacant(v) => {
-                v.insert(at as u32);
+                v.insert((at as u32, h));
                 true
             }
         }
+    }
+
+    /// Forget the places before `base` (entries dropped behind a windowed listing's reader).
+    fn forget_before(&mut self, base: usize) {
+        self.table.retain(|&mut (at, _)| at as usize >= base);
     }
 }
 
@@ -898,7 +924,7 @@ mod tests {
         assert_eq!((s.base(), s.count()), (12, 19));
         let held = names(&s);
         assert!(!held.contains(&"f000".to_string()) && held.contains(&"f015".to_string()));
-        // the names kept are still matched (the index was rebuilt over them)
+        // the names kept are still matched (the index dropped only the places left behind)
         s.add_local("f015", FileKind::File);
         assert_eq!(s.count(), 19, "f015 once");
         // read to the end: at most window + keep_behind + a page held
@@ -923,6 +949,44 @@ mod tests {
         s.absorb(page_of(10, true), &w);
         s.forget_before(16);
         assert_eq!(s.base(), 12);
+    }
+
+    #[test]
+    fn the_name_index_follows_a_window_across_drops() {
+        // every entry held is found at its place, none dropped is, and the index holds
+        // exactly the entries held: after each page and each drop
+        let keys: Vec<String> = (0..3_000).map(|i| format!("p/f{i:05}")).collect();
+        let mut s = DirStream::new("p/").windowed(500, 200);
+        let w = Recorder::default();
+        // every name emitted, in order (a page's last file comes out after the next page's)
+        let mut emitted: Vec<String> = Vec::new();
+        for from in (0..3_000).step_by(250) {
+            let ks: Vec<&str> = keys[from..from + 250].iter().map(String::as_str).collect();
+            s.absorb(page(&ks, &[], from + 250 < 3_000), &w);
+            let new = emitted.len() - s.base();
+            emitted.extend(names(&s).into_iter().skip(new));
+            s.forget_before(s.count());
+            let held = names(&s);
+            for (i, name) in held.iter().enumerate() {
+                assert_eq!(s.position(name), Some(i), "{name} at {}", s.base() + i);
+            }
+            for gone in &emitted[..s.base()] {
+                assert_eq!(s.position(gone), None, "{gone} was dropped");
+            }
+            let indexed = s.emitted.as_ref().map_or(0, |ix| ix.table.len());
+            assert_eq!(indexed, held.len());
+        }
+        assert!(s.base() > 0, "the window dropped entries");
+        assert_eq!(s.count(), 3_000);
+        // a name dropped can be emitted again (the documented second entry); one held cannot
+        let last = names(&s).pop().expect("held");
+        s.add_local(&last, FileKind::File);
+        assert_eq!(s.count(), 3_000);
+        s.add_local("f00000", FileKind::File);
+        assert_eq!(s.count(), 3_001);
+        // a listing served from the cache indexes its entries when first asked
+        let mut cached = DirStream::from_items("p/", s.shared_items());
+        assert_eq!(cached.position("f00000"), Some(cached.items().len() - 1));
     }
 
     #[test]
