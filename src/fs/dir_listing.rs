@@ -16,7 +16,7 @@ use super::attr::FileKind;
 use super::inode::ListedChild;
 use super::old_dirs::{OldDirObject, FOLDER_SUFFIX};
 use super::zero_parts::is_zeros_object;
-use crate::s3::xml::{parse_list_objects_v2, peek_continuation_token};
+use crate::s3::xml::{parse_list_objects_v2, parse_list_objects_v2_names, peek_continuation_token};
 use crate::s3::{ListPage, ListRequest, S3Client, S3Error};
 
 /// One entry of a directory as listed.
@@ -150,7 +150,8 @@ impl InFlight {
 }
 
 impl PageFeed {
-    fn start(client: &S3Client, first: ListRequest) -> PageFeed {
+    /// Without `details`, pages are parsed without their ETags and times.
+    fn start(client: &S3Client, first: ListRequest, details: bool) -> PageFeed {
         let (tx, pages) = tokio::sync::mpsc::channel(PAGES_AHEAD);
         let client = client.clone();
         let task = tokio::spawn(async move {
@@ -169,7 +170,10 @@ impl PageFeed {
                     req.continuation_token = Some(token.clone());
                     next = Some(InFlight::send(&client, &req));
                 }
-                let page = parse_list_objects_v2(&body);
+                let page = match details {
+                    true => parse_list_objects_v2(&body),
+                    false => parse_list_objects_v2_names(&body),
+                };
                 match &page {
                     // the guess was wrong: ask for the page the listing names
                     Ok(p) if p.next_continuation_token != peeked => {
@@ -263,7 +267,7 @@ impl DirStream {
         self.dirs_seen.clear();
     }
 
-    /// Keep the listing's details (ETags) of the first `n` entries only: the rest of a
+    /// Keep the listing's details (ETags, times) of the first `n` entries only: the rest of a
     /// directory too large for the listing cache cost the handle that much less memory.
     pub fn details_for(mut self, n: usize) -> DirStream {
         self.details_for = n;
@@ -331,8 +335,9 @@ impl DirStream {
 
     fn emit(&mut self, mut item: DirItem) {
         if self.count() >= self.details_for {
-            if let Some(ListedChild::File { etag, .. }) = &mut item.listed {
+            if let Some(ListedChild::File { etag, modified, .. }) = &mut item.listed {
                 *etag = None;
+                *modified = None;
             }
         }
         let (items, base) = (&self.items, self.base);
@@ -354,7 +359,9 @@ impl DirStream {
             return Ok(());
         }
         if self.ahead.is_none() {
-            self.ahead = Some(PageFeed::start(client, self.next_request()));
+            // a listing that keeps no details from here on parses none
+            let details = self.count() < self.details_for;
+            self.ahead = Some(PageFeed::start(client, self.next_request(), details));
         }
         let Some(feed) = self.ahead.as_mut() else {
             return Ok(());

@@ -519,12 +519,16 @@ impl Filesystem {
             }
             None => {
                 self.counters.readdir_miss();
-                DirStream::new(&key)
-                    .details_for(self.config.listing_cache_entries)
-                    .windowed(
-                        self.config.listing_cache_entries,
-                        self.config.readdir_keep_behind,
-                    )
+                // ETags serve only --stat-from-listing: without it none is kept (nor copied
+                // for lookups)
+                let details = match self.config.stat_from_listing {
+                    true => self.config.listing_cache_entries,
+                    false => 0,
+                };
+                DirStream::new(&key).details_for(details).windowed(
+                    self.config.listing_cache_entries,
+                    self.config.readdir_keep_behind,
+                )
             }
         };
         let fh = self.handles.next_fh();

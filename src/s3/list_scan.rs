@@ -40,16 +40,20 @@ struct Scanner<'a> {
     /// The last `<LastModified>` read and what it parsed to: the objects of a page often
     /// share one.
     last_time: (Range<usize>, Option<SystemTime>),
+    /// Read ETags, times and storage classes.
+    details: bool,
 }
 
 /// A page read by the fast path, or `None` when the body is not in the simple form (the
-/// caller then parses it with the general parser).
-pub(super) fn scan_listing(body: &[u8]) -> Option<ListPage> {
+/// caller then parses it with the general parser). Without `details`, objects come with their
+/// key and size only (no ETag, time or storage class: a directory walk that keeps none).
+pub(super) fn scan_listing(body: &[u8], details: bool) -> Option<ListPage> {
     let mut s = Scanner {
         body,
         at: 0,
         decoded: Vec::new(),
         last_time: (0..0, None),
+        details,
     };
     let root = s.root()?;
     let mut objects: Vec<Object> = Vec::with_capacity(1000);
@@ -252,6 +256,7 @@ impl<'a> Scanner<'a> {
             let text = self.text(name)?;
             match name {
                 b"Key" => key = Some(self.keep(text)?),
+                _ if !self.details && name != b"Size" => {}
                 b"Size" => {
                     let t = self.unescaped(text)?;
                     o.size = std::str::from_utf8(&t).ok()?.trim().parse().ok()?;
@@ -327,7 +332,7 @@ mod tests {
 
     /// The fast path read `body` as the general parser does, or left it to it.
     fn same_as_general(body: &str) -> bool {
-        let fast = scan_listing(body.as_bytes());
+        let fast = scan_listing(body.as_bytes(), true);
         let general = parse_list_objects_v2_events(body.as_bytes());
         match fast {
             Some(page) => {
@@ -343,7 +348,17 @@ mod tests {
     #[test]
     fn the_usual_forms_take_the_fast_path() {
         assert!(same_as_general(TEST_SERVER));
-        let page = scan_listing(TEST_SERVER.as_bytes()).expect("fast");
+        let page = scan_listing(TEST_SERVER.as_bytes(), true).expect("fast");
+        // without details: the same keys and sizes, nothing else
+        let light = scan_listing(TEST_SERVER.as_bytes(), false).expect("fast");
+        assert_eq!(light.objects.len(), 3);
+        for (l, full) in light.objects.iter().zip(&page.objects) {
+            assert_eq!((&l.key, l.size), (&full.key, full.size));
+            assert_eq!(
+                (&l.etag, l.last_modified, &l.storage_class),
+                (&None, None, &None)
+            );
+        }
         assert_eq!(page.objects.len(), 3);
         assert_eq!(page.objects[2].key, "big/a&b");
         assert_eq!(page.objects[1].size, 7);
@@ -352,7 +367,7 @@ mod tests {
         // AWS's indented form, URL-encoded, with fields this parser does not use
         let aws = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ListBucketResult xmlns='x' a=\"q>\">\n  <Name>b</Name>\n  <Contents>\n    <Key>a%2Fb+c%20%C3%A9</Key>\n    <ChecksumAlgorithm>CRC64NVME</ChecksumAlgorithm>\n    <Size> 12 </Size>\n  </Contents>\n  <Contents><Key>%FF</Key></Contents>\n  <CommonPrefixes><Prefix>p%25/</Prefix></CommonPrefixes>\n  <EncodingType>url</EncodingType>\n  <IsTruncated>true</IsTruncated>\n  <NextContinuationToken>t&amp;1</NextContinuationToken>\n</ListBucketResult>\n";
         assert!(same_as_general(aws));
-        let page = scan_listing(aws.as_bytes()).expect("fast");
+        let page = scan_listing(aws.as_bytes(), true).expect("fast");
         assert_eq!(page.objects[0].key, "a/b c é");
         assert_eq!(page.skipped_keys, vec![vec![0xFF]]);
         assert_eq!(page.next_continuation_token.as_deref(), Some("t&1"));

@@ -385,7 +385,17 @@ pub(super) fn unquoted(etag: &str) -> &str {
 /// scanner ([`super::list_scan`]); any other by the events of a general XML reader. A body
 /// that is not a listing (an `<Error>`) goes through the general parser, which says what it is.
 pub fn parse_list_objects_v2(body: &[u8]) -> Result<ListPage, S3Error> {
-    match super::list_scan::scan_listing(body) {
+    match super::list_scan::scan_listing(body, true) {
+        Some(page) => Ok(page),
+        None => parse_list_objects_v2_events(body),
+    }
+}
+
+/// As [`parse_list_objects_v2`], but the objects of a page in the usual form come with their
+/// key and size only, for a directory walk that keeps no ETag or time (those of a page in
+/// another form may come with them all the same).
+pub fn parse_list_objects_v2_names(body: &[u8]) -> Result<ListPage, S3Error> {
+    match super::list_scan::scan_listing(body, false) {
         Some(page) => Ok(page),
         None => parse_list_objects_v2_events(body),
     }
