@@ -79,7 +79,8 @@ pub struct DirStream {
     /// local entry is added).
     items: Arc<Vec<DirItem>>,
     /// Names emitted, with their place in `items` (a directory replacing a file finds it);
-    /// built when first needed for a listing served from the cache.
+    /// built when a name is first looked for (a directory listed, a local entry added): a
+    /// listing of files only needs none, its keys being distinct.
     emitted: Option<NameIndex>,
     deferred: BTreeMap<String, DirItem>,
     dirs_seen: HashSet<String>,
@@ -202,7 +203,7 @@ impl DirStream {
             token: None,
             done: false,
             items: Arc::default(),
-            emitted: Some(NameIndex::default()),
+            emitted: None,
             deferred: BTreeMap::new(),
             dirs_seen: HashSet::default(),
             ahead: None,
@@ -341,10 +342,13 @@ impl DirStream {
             }
         }
         let (items, base) = (&self.items, self.base);
-        let index = self
-            .emitted
-            .get_or_insert_with(|| NameIndex::build(items, base));
-        if index.insert(items, base, &item.name, base + items.len()) {
+        // no index yet: nothing was looked for, so this is a file of the listing, whose name
+        // no entry has (a key is listed once); a directory or a local entry looked first
+        let fresh = match &mut self.emitted {
+            Some(index) => index.insert(items, base, &item.name, base + items.len()),
+            None => true,
+        };
+        if fresh {
             Arc::make_mut(&mut self.items).push(item);
         }
     }
@@ -984,6 +988,16 @@ mod tests {
             assert_eq!(indexed, held.len());
         }
         assert!(s.base() > 0, "the window dropped entries");
+        // a listing of files only built its index when first asked (here, by the loop above);
+        // one that is never asked builds none
+        let mut files = DirStream::new("p/");
+        let ks: Vec<&str> = keys[..300].iter().map(String::as_str).collect();
+        files.absorb(page(&ks, &[], false), &w);
+        assert!(files.emitted.is_none());
+        assert_eq!(files.position("f00299"), Some(299));
+        files.absorb(page(&[], &["p/f00299/"], false), &w);
+        assert_eq!(files.count(), 300, "the directory replaced its file twin");
+        assert_eq!(files.items()[299].kind, FileKind::Directory);
         assert_eq!(s.count(), 3_000);
         // a name dropped can be emitted again (the documented second entry); one held cannot
         let last = names(&s).pop().expect("held");
