@@ -16,7 +16,7 @@ use super::attr::FileKind;
 use super::inode::ListedChild;
 use super::old_dirs::{OldDirObject, FOLDER_SUFFIX};
 use super::zero_parts::is_zeros_object;
-use crate::s3::xml::{parse_list_objects_v2, peek_continuation_token};
+use crate::s3::xml::{parse_list_objects_v2, parse_list_objects_v2_names, peek_continuation_token};
 use crate::s3::{ListPage, ListRequest, S3Client, S3Error};
 
 /// One entry of a directory as listed.
@@ -79,7 +79,8 @@ pub struct DirStream {
     /// local entry is added).
     items: Arc<Vec<DirItem>>,
     /// Names emitted, with their place in `items` (a directory replacing a file finds it);
-    /// built when first needed for a listing served from the cache.
+    /// built when a name is first looked for (a directory listed, a local entry added): a
+    /// listing of files only needs none, its keys being distinct.
     emitted: Option<NameIndex>,
     deferred: BTreeMap<String, DirItem>,
     dirs_seen: HashSet<String>,
@@ -150,7 +151,8 @@ impl InFlight {
 }
 
 impl PageFeed {
-    fn start(client: &S3Client, first: ListRequest) -> PageFeed {
+    /// Without `details`, pages are parsed without their ETags and times.
+    fn start(client: &S3Client, first: ListRequest, details: bool) -> PageFeed {
         let (tx, pages) = tokio::sync::mpsc::channel(PAGES_AHEAD);
         let client = client.clone();
         let task = tokio::spawn(async move {
@@ -169,7 +171,10 @@ impl PageFeed {
                     req.continuation_token = Some(token.clone());
                     next = Some(InFlight::send(&client, &req));
                 }
-                let page = parse_list_objects_v2(&body);
+                let page = match details {
+                    true => parse_list_objects_v2(&body),
+                    false => parse_list_objects_v2_names(&body),
+                };
                 match &page {
                     // the guess was wrong: ask for the page the listing names
                     Ok(p) if p.next_continuation_token != peeked => {
@@ -198,7 +203,7 @@ impl DirStream {
             token: None,
             done: false,
             items: Arc::default(),
-            emitted: Some(NameIndex::default()),
+            emitted: None,
             deferred: BTreeMap::new(),
             dirs_seen: HashSet::default(),
             ahead: None,
@@ -240,7 +245,7 @@ impl DirStream {
 
     /// The reader has gone past entry `index`: a windowed listing longer than its window drops
     /// what lies more than `keep_behind` entries behind, in batches of at least a window
-    /// (the name index is rebuilt over what is left, so that costs ~1 hash per entry). Names
+    /// (the name index drops their places, reading no name). Names
     /// dropped are no longer matched: a directory listed after its file twin had been dropped
     /// (`name_$folder$` far after `name`) shows as a second entry of that name.
     pub fn forget_before(&mut self, index: usize) {
@@ -256,12 +261,14 @@ impl DirStream {
         }
         Arc::make_mut(&mut self.items).drain(..drop);
         self.base += drop;
-        self.emitted = None;
+        if let Some(index) = &mut self.emitted {
+            index.forget_before(self.base);
+        }
         // a file can only be shadowed by a directory of the same page or a later one
         self.dirs_seen.clear();
     }
 
-    /// Keep the listing's details (ETags) of the first `n` entries only: the rest of a
+    /// Keep the listing's details (ETags, times) of the first `n` entries only: the rest of a
     /// directory too large for the listing cache cost the handle that much less memory.
     pub fn details_for(mut self, n: usize) -> DirStream {
         self.details_for = n;
@@ -294,10 +301,10 @@ impl DirStream {
 
     /// The place in `items` of the entry named `name`, if one was emitted.
     fn position(&mut self, name: &str) -> Option<usize> {
-        let items = &self.items;
+        let (items, base) = (&self.items, self.base);
         self.emitted
-            .get_or_insert_with(|| NameIndex::build(items))
-            .find(items, name)
+            .get_or_insert_with(|| NameIndex::build(items, base))
+            .find(items, base, name)
     }
 
     pub fn items(&self) -> &[DirItem] {
@@ -329,13 +336,19 @@ impl DirStream {
 
     fn emit(&mut self, mut item: DirItem) {
         if self.count() >= self.details_for {
-            if let Some(ListedChild::File { etag, .. }) = &mut item.listed {
+            if let Some(ListedChild::File { etag, modified, .. }) = &mut item.listed {
                 *etag = None;
+                *modified = None;
             }
         }
-        let items = &self.items;
-        let index = self.emitted.get_or_insert_with(|| NameIndex::build(items));
-        if index.insert(items, &item.name, items.len()) {
+        let (items, base) = (&self.items, self.base);
+        // no index yet: nothing was looked for, so this is a file of the listing, whose name
+        // no entry has (a key is listed once); a directory or a local entry looked first
+        let fresh = match &mut self.emitted {
+            Some(index) => index.insert(items, base, &item.name, base + items.len()),
+            None => true,
+        };
+        if fresh {
             Arc::make_mut(&mut self.items).push(item);
         }
     }
@@ -350,7 +363,9 @@ impl DirStream {
             return Ok(());
         }
         if self.ahead.is_none() {
-            self.ahead = Some(PageFeed::start(client, self.next_request()));
+            // a listing that keeps no details from here on parses none
+            let details = self.count() < self.details_for;
+            self.ahead = Some(PageFeed::start(client, self.next_request(), details));
         }
         let Some(feed) = self.ahead.as_mut() else {
             return Ok(());
@@ -619,12 +634,15 @@ fn twin_after(prefix: &str, name: &str, last: &str) -> bool {
     false // equal, or a prefix of `last`
 }
 
-/// Places in a listing's entries by name: a table of 4-byte positions hashed by the name they
-/// point at, the names themselves staying in the entries (a set of copies cost a name's
-/// allocation and ~60 bytes per entry).
+/// Places in a listing's entries by name: a table of positions (in the whole listing) hashed
+/// by the name they point at, the names themselves staying in the entries (a set of copies
+/// cost a name's allocation and ~60 bytes per entry). Each position keeps 32 bits of its
+/// name's hash: the table grows, and drops the positions a windowed listing left behind,
+/// without reading a name again, and a probe compares names only when those bits match.
 #[derive(Default)]
 struct NameIndex {
-    table: hashbrown::HashTable<u32>,
+    /// (place in the whole listing, the name's hash)
+    table: hashbrown::HashTable<(u32, u32)>,
     hasher: foldhash::fast::RandomState,
 }
 
@@ -634,39 +652,58 @@ impl std::fmt::Debug for NameIndex {
     }
 }
 
+/// The table's hash of a position whose name hashed to `h` (both halves from the 32 bits
+/// kept: the table takes its bucket from the low bits and its tag from the top ones).
+fn spread(h: u32) -> u64 {
+    (u64::from(h) << 32) | u64::from(h)
+}
+
 impl NameIndex {
-    fn build(items: &[DirItem]) -> NameIndex {
+    /// The index of `items`, the first of them at `base` in the whole listing.
+    fn build(items: &[DirItem], base: usize) -> NameIndex {
         let mut index = NameIndex::default();
-        index.table.reserve(items.len(), |_| 0);
+        index.table.reserve(items.len(), |&(_, h)| spread(h));
         for (at, item) in items.iter().enumerate() {
-            index.insert(items, &item.name, at);
+            index.insert(items, base, &item.name, base + at);
         }
         index
     }
 
-    fn find(&self, items: &[DirItem], name: &str) -> Option<usize> {
-        let hash = self.hasher.hash_one(name);
-        self.table
-            .find(hash, |&i| items[i as usize].name == name)
-            .map(|&i| i as usize)
+    fn hash(&self, name: &str) -> u32 {
+        let h = self.hasher.hash_one(name);
+        (h ^ (h >> 32)) as u32
     }
 
-    /// Record `at` as the place of `name` (`items[at]` may not exist yet); false if the name
-    /// has a place already.
-    fn insert(&mut self, items: &[DirItem], name: &str, at: usize) -> bool {
-        let hasher = &self.hasher;
-        let hash = hasher.hash_one(name);
+    /// The place in `items` (the first of them at `base`) of the entry named `name`.
+    fn find(&self, items: &[DirItem], base: usize, name: &str) -> Option<usize> {
+        let h = self.hash(name);
+        self.table
+            .find(spread(h), |&(at, hash)| {
+                hash == h && items[at as usize - base].name == name
+            })
+            .map(|&(at, _)| at as usize - base)
+    }
+
+    /// Record `at` (in the whole listing) as the place of `name` (`items[at - base]` may not
+    /// exist yet); false if the name has a place already.
+    fn insert(&mut self, items: &[DirItem], base: usize, name: &str, at: usize) -> bool {
+        let h = self.hash(name);
         match self.table.entry(
-            hash,
-            |&i| items[i as usize].name == name,
-            |&i| hasher.hash_one(items[i as usize].name.as_str()),
+            spread(h),
+            |&(i, hash)| hash == h && items[i as usize - base].name == name,
+            |&(_, hash)| spread(hash),
         ) {
             hashbrown::hash_table::Entry::Occupied(_) => false,
             hashbrown::hash_table::Entry::Vacant(v) => {
-                v.insert(at as u32);
+                v.insert((at as u32, h));
                 true
             }
         }
+    }
+
+    /// Forget the places before `base` (entries dropped behind a windowed listing's reader).
+    fn forget_before(&mut self, base: usize) {
+        self.table.retain(|&mut (at, _)| at as usize >= base);
     }
 }
 
@@ -898,7 +935,7 @@ mod tests {
         assert_eq!((s.base(), s.count()), (12, 19));
         let held = names(&s);
         assert!(!held.contains(&"f000".to_string()) && held.contains(&"f015".to_string()));
-        // the names kept are still matched (the index was rebuilt over them)
+        // the names kept are still matched (the index dropped only the places left behind)
         s.add_local("f015", FileKind::File);
         assert_eq!(s.count(), 19, "f015 once");
         // read to the end: at most window + keep_behind + a page held
@@ -923,6 +960,54 @@ mod tests {
         s.absorb(page_of(10, true), &w);
         s.forget_before(16);
         assert_eq!(s.base(), 12);
+    }
+
+    #[test]
+    fn the_name_index_follows_a_window_across_drops() {
+        // every entry held is found at its place, none dropped is, and the index holds
+        // exactly the entries held: after each page and each drop
+        let keys: Vec<String> = (0..3_000).map(|i| format!("p/f{i:05}")).collect();
+        let mut s = DirStream::new("p/").windowed(500, 200);
+        let w = Recorder::default();
+        // every name emitted, in order (a page's last file comes out after the next page's)
+        let mut emitted: Vec<String> = Vec::new();
+        for from in (0..3_000).step_by(250) {
+            let ks: Vec<&str> = keys[from..from + 250].iter().map(String::as_str).collect();
+            s.absorb(page(&ks, &[], from + 250 < 3_000), &w);
+            let new = emitted.len() - s.base();
+            emitted.extend(names(&s).into_iter().skip(new));
+            s.forget_before(s.count());
+            let held = names(&s);
+            for (i, name) in held.iter().enumerate() {
+                assert_eq!(s.position(name), Some(i), "{name} at {}", s.base() + i);
+            }
+            for gone in &emitted[..s.base()] {
+                assert_eq!(s.position(gone), None, "{gone} was dropped");
+            }
+            let indexed = s.emitted.as_ref().map_or(0, |ix| ix.table.len());
+            assert_eq!(indexed, held.len());
+        }
+        assert!(s.base() > 0, "the window dropped entries");
+        // a listing of files only built its index when first asked (here, by the loop above);
+        // one that is never asked builds none
+        let mut files = DirStream::new("p/");
+        let ks: Vec<&str> = keys[..300].iter().map(String::as_str).collect();
+        files.absorb(page(&ks, &[], false), &w);
+        assert!(files.emitted.is_none());
+        assert_eq!(files.position("f00299"), Some(299));
+        files.absorb(page(&[], &["p/f00299/"], false), &w);
+        assert_eq!(files.count(), 300, "the directory replaced its file twin");
+        assert_eq!(files.items()[299].kind, FileKind::Directory);
+        assert_eq!(s.count(), 3_000);
+        // a name dropped can be emitted again (the documented second entry); one held cannot
+        let last = names(&s).pop().expect("held");
+        s.add_local(&last, FileKind::File);
+        assert_eq!(s.count(), 3_000);
+        s.add_local("f00000", FileKind::File);
+        assert_eq!(s.count(), 3_001);
+        // a listing served from the cache indexes its entries when first asked
+        let mut cached = DirStream::from_items("p/", s.shared_items());
+        assert_eq!(cached.position("f00000"), Some(cached.items().len() - 1));
     }
 
     #[test]

@@ -538,12 +538,16 @@ impl Filesystem {
             }
             None => {
                 self.counters.readdir_miss();
-                DirStream::new(&key)
-                    .details_for(self.config.listing_cache_entries)
-                    .windowed(
-                        self.config.listing_cache_entries,
-                        self.config.readdir_keep_behind,
-                    )
+                // ETags serve only --stat-from-listing: without it none is kept (nor copied
+                // for lookups)
+                let details = match self.config.stat_from_listing {
+                    true => self.config.listing_cache_entries,
+                    false => 0,
+                };
+                DirStream::new(&key).details_for(details).windowed(
+                    self.config.listing_cache_entries,
+                    self.config.readdir_keep_behind,
+                )
             }
         };
         let fh = self.handles.next_fh();
@@ -1087,12 +1091,10 @@ pub(crate) struct DirState {
 
 /// An inode number for readdir entries not looked up yet; top bit set so it never equals an
 /// allocated number. The kernel does not use it to identify the file.
+/// (A fixed-seed fast hash: one per entry listed, and the same for a name every time.)
 fn stable_placeholder_ino(parent: u64, name: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    parent.hash(&mut h);
-    name.hash(&mut h);
-    h.finish() | (1 << 63)
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::with_seed(0).hash_one((parent, name)) | (1 << 63)
 }
 
 /// Keep what HEAD said beyond the attributes: every metadata header and the storage class.

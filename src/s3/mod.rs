@@ -4,6 +4,7 @@ pub mod client;
 pub mod cred_sources;
 pub mod credentials;
 pub mod error;
+mod list_scan;
 pub mod payload;
 pub mod profile;
 mod proxy;

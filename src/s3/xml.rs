@@ -53,7 +53,7 @@ fn invalid(what: impl std::fmt::Display) -> S3Error {
 }
 
 /// Decodes `&lt;` `&gt;` `&amp;` `&apos;` `&quot;` and numeric character references.
-fn unescape_into(out: &mut Vec<u8>, raw: &[u8]) -> Result<(), S3Error> {
+pub(super) fn unescape_into(out: &mut Vec<u8>, raw: &[u8]) -> Result<(), S3Error> {
     let mut i = 0;
     while i < raw.len() {
         if raw[i] != b'&' {
@@ -372,7 +372,7 @@ impl RawListing {
 }
 
 /// An ETag without its whitespace and quotes.
-fn unquoted(etag: &str) -> &str {
+pub(super) fn unquoted(etag: &str) -> &str {
     let t = etag.trim();
     t.strip_prefix('"')
         .and_then(|s| s.strip_suffix('"'))
@@ -381,9 +381,28 @@ fn unquoted(etag: &str) -> &str {
 
 /// Parses a ListObjectsV2 page (`ListBucketResult`) in one pass, without building a tree: a
 /// directory walk parses a page of 1,000 keys per 1,000 entries, and each key costs one
-/// allocation (its `String`), its ETag another. A body that is not a listing (an `<Error>`)
-/// goes through the general parser, which says what it is.
+/// allocation (its `String`), its ETag another. The usual form of page is read by a byte
+/// scanner ([`super::list_scan`]); any other by the events of a general XML reader. A body
+/// that is not a listing (an `<Error>`) goes through the general parser, which says what it is.
 pub fn parse_list_objects_v2(body: &[u8]) -> Result<ListPage, S3Error> {
+    match super::list_scan::scan_listing(body, true) {
+        Some(page) => Ok(page),
+        None => parse_list_objects_v2_events(body),
+    }
+}
+
+/// As [`parse_list_objects_v2`], but the objects of a page in the usual form come with their
+/// key and size only, for a directory walk that keeps no ETag or time (those of a page in
+/// another form may come with them all the same).
+pub fn parse_list_objects_v2_names(body: &[u8]) -> Result<ListPage, S3Error> {
+    match super::list_scan::scan_listing(body, false) {
+        Some(page) => Ok(page),
+        None => parse_list_objects_v2_events(body),
+    }
+}
+
+/// [`parse_list_objects_v2`] for any form of page (the events of a general XML reader).
+pub(super) fn parse_list_objects_v2_events(body: &[u8]) -> Result<ListPage, S3Error> {
     let mut reader = Reader::from_reader(body);
     let mut path: Vec<Tag> = Vec::new();
     let mut text: Vec<u8> = Vec::new();
