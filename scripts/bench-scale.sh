@@ -35,6 +35,7 @@
 #        e.g. CONFIGS="raw bfs s3fs rcoff" PORT=19200 scripts/bench-scale.sh 2 "L S P"
 #        (B is bfs only, on the test server: it counts the server's CopyObject requests;
 #        moto lists in time linear in the bucket's size: keep SCALE_KEYS to ~20,000 there)
+# Table (medians, each rep, bucketfs's ratios): scripts/bench-scale-table.py $OUT $TMO
 # Peers: s3fs and rclone (apt), moto 5.2.5 (pip 'moto[server]==5.2.5'); AWS_CA_BUNDLE is unset
 # for rclone (1.60 refuses to start with it).
 # Loopback only. Needs root and /dev/fuse; builds nothing (cargo build --release first).
