@@ -69,7 +69,7 @@ cleanup() {
   [ -n "$srv_pid" ] && kill "$srv_pid" 2>/dev/null
   rm -rf "$W"
 }
-trap cleanup EXIT
+trap cleanup EXIT; trap "exit 143" INT TERM  # so that cleanup runs on a signal too
 
 # seed: for each N in SCALE_KEYS, N empty keys under bigN/; SCALE_FOREIGN 1-byte keys under
 # foreign/ with an s3fs mode header is not possible from a seed dir, so foreign objects carry
