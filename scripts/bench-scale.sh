@@ -172,10 +172,16 @@ pmnt() {  # pmnt CFG LOG [ARGS...]: mount CFG (bfs, s3fs, rcoff) at MNT, ARGS fo
   for _ in $(seq 300); do mountpoint -q "$MNT" && return 0; kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   echo "bench-scale: mount $cfg failed ($log)" >&2; pumnt; return 1
 }
-pumnt() {  # unmount MNT, wait (at most TMO s) for the daemon to end, then end it
+pumnt() {  # unmount MNT, wait for the daemon to end (what it still sends, at most TMO s; 10 s
+  # after a step that timed out: s3fs busy with a million entries ignores even TERM), then end it
+  local w=$TMO; [ "${DT:-}" = timeout ] && w=10
   mountpoint -q "$MNT" && { umount "$MNT" 2>/dev/null || umount -l "$MNT"; }
-  for _ in $(seq $((TMO * 10))); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -0 "$pid" 2>/dev/null && { echo "bench-scale: daemon $pid still there, ended" >&2; kill "$pid"; }
+  for _ in $(seq $((w * 10))); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$pid" 2>/dev/null; then
+    echo "bench-scale: daemon $pid still there, ended" >&2; kill "$pid"
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null
+  fi
   wait "$pid" 2>/dev/null; pid=
 }
 hwm() { awk '/VmHWM/ {print int($2/1024)}' "/proc/$pid/status" 2>/dev/null | grep . || echo NA; }
