@@ -269,7 +269,7 @@ for r in $(seq "$REPS"); do
             fi
             pmnt "$cfg" "$W/log_l_$cfg.txt" || continue
             step "ls -f '$MNT/big$n' | wc -l > '$W/count'"; cold=$DT; cnt=$(cat "$W/count")
-            warm=timeout; [ "$cold" = timeout ] || { step "ls -f '$MNT/big$n' > /dev/null"; warm=$DT; }
+            warm=skipped; [ "$cold" = timeout ] || { step "ls -f '$MNT/big$n' > /dev/null"; warm=$DT; }
             hwm=$(hwm)
             pumnt
             rec "$cfg#$r" "L_ls_f_$n" daemon_VmHWM_MiB "$hwm"
