@@ -39,6 +39,10 @@ def fmt(x):
     return f"{x:.3g}" if abs(x) < 100 else f"{x:.0f}"
 
 
+def fmt2(x):  # a ratio: two significant digits, no exponent
+    return f"{x:.2g}" if 0.001 <= abs(x) < 100 else (f"{x:.0f}" if x >= 100 else f"{x:.1e}")
+
+
 def median(vs):  # None if any rep did not give a number
     f = [num(v) for v in vs]
     return None if not f or None in f else statistics.median(f)
@@ -61,8 +65,8 @@ def ratio(b, other, metric):
     if mb is None:
         return "-"
     if mo is None:  # the other did not finish (a time metric): it took more than TMO
-        return f"<{mb / tmo:.2g}" if all(v == "timeout" for v in other) and metric == "s" else "-"
-    return f"{mb / mo:.2g}" if mo else "-"
+        return "<" + fmt2(mb / tmo) if all(v == "timeout" for v in other) and metric == "s" else "-"
+    return fmt2(mb / mo) if mo else "-"
 
 
 ratio_cols = ["raw", "s3fs", "rcoff"]
