@@ -58,14 +58,15 @@ def cell(vs):
     return f"**{fmt(m)}** ({shown})" if len(vs) > 1 else fmt(m)
 
 
-def ratio(b, other, metric):
+def ratio(b, other, metric, bound=None):
     if not b or not other:
         return "-"
     mb, mo = median(b), median(other)
     if mb is None:
         return "-"
     if mo is None:  # the other did not finish (a time metric): it took more than TMO
-        return "<" + fmt2(mb / tmo) if all(v == "timeout" for v in other) and metric == "s" else "-"
+        done = all(v == "timeout" for v in other) and metric in ("s", "s_per_1000")
+        return "<" + fmt2(mb / bound) if done else "-"
     return fmt2(mb / mo) if mo else "-"
 
 
@@ -77,10 +78,12 @@ for w, m in rows:
     cells = [cell(vals.get((w, m, c), [])) for c in cols]
     rs = []
     for c in ratio_cols:
-        r = ratio(vals.get((w, m, "bfs")), vals.get((w, m, c)), m if m != "s_per_1000" else "s")
+        # what a step that timed out took at least: TMO, or per 1,000 files of the N it names
+        bound = tmo * 1000 / int(w.rsplit("_", 1)[1]) if m == "s_per_1000" else tmo
+        r = ratio(vals.get((w, m, "bfs")), vals.get((w, m, c)), m, bound)
         lst = vals.get((w, m, "bfs-listing"))
         if lst and r != "-":
-            r += " / " + ratio(lst, vals.get((w, m, c)), m)  # default / --stat-from-listing
+            r += " / " + ratio(lst, vals.get((w, m, c)), m, bound)  # default / --stat-from-listing
         rs.append(r)
     print(f"| {w} | {m} | " + " | ".join(cells) + " | " + " | ".join(rs) + " |")
 if loads:
