@@ -143,6 +143,47 @@ mod found {
         replay(Caching::Cached, &ops);
     }
 
+    /// A reader opened on a file of 301 bytes, then the file truncated to nothing by a
+    /// second open and closed: the reader reads the bytes of its version or ESTALE, never EOF.
+    #[test]
+    fn read_of_a_version_truncated_by_another_open() {
+        let ops = [
+            create(p(0, 2)),
+            Op::Mkdir {
+                p: p(0, 1),
+                mode: 0o644,
+            },
+            create(p(2, 1)),
+            Op::Close { h: 20 },
+            Op::Write {
+                h: 0,
+                off: 300,
+                len: 1,
+                seed: 0,
+            },
+            Op::Close { h: 0 },
+            Op::Open {
+                p: p(2, 1),
+                access: Access::Read,
+                trunc: false,
+                append: false,
+            },
+            Op::Open {
+                p: p(2, 1),
+                access: Access::Write,
+                trunc: true,
+                append: false,
+            },
+            Op::Close { h: 253 },
+            Op::Read {
+                h: 0,
+                off: 0,
+                len: 1,
+            },
+        ];
+        replay(Caching::Cached, &ops);
+    }
+
     /// A file closed with its times changed while it was written, then deleted by another
     /// client: a coherent core must see it gone.
     #[test]

@@ -47,6 +47,8 @@ pub(crate) struct ReadHandle {
     prefetcher: parking_lot::Mutex<Prefetcher>,
     /// Some bytes were read through it: from then on it reads that version or fails (ESTALE).
     served: AtomicBool,
+    /// The ETag the file had here when it was opened.
+    opened_etag: Option<String>,
 }
 
 pub(crate) struct WriteHandle {
@@ -653,7 +655,7 @@ impl Filesystem {
             .as_deref()
             .filter(|_| size <= SMALL_BODY)
             .and_then(|e| self.small_bodies.get(&key, e));
-        let mut prefetcher = self.prefetcher(key, etag, size);
+        let mut prefetcher = self.prefetcher(key, etag.clone(), size);
         if let Some(body) = body {
             prefetcher = prefetcher.with_body(body);
         }
@@ -664,6 +666,7 @@ impl Filesystem {
                 ino,
                 prefetcher: parking_lot::Mutex::new(prefetcher),
                 served: AtomicBool::new(false),
+                opened_etag: etag,
             })),
         );
         Ok(Opened {
@@ -687,7 +690,13 @@ impl Filesystem {
                     // replaced by another client since its attributes were cached: a fresh
                     // open reads the new object rather than fail (one HEAD); a descriptor
                     // that read the old version already keeps failing (never mixed bytes)
-                    Err(e) if e.errno == libc::ESTALE && !r.served.load(Ordering::Acquire) => {
+                    // (not when this mount itself wrote a newer version after the open: that
+                    // open came before the change, and reads its version or fails)
+                    Err(e)
+                        if e.errno == libc::ESTALE
+                            && !r.served.load(Ordering::Acquire)
+                            && self.unchanged_here_since_open(&r) =>
+                    {
                         let (key, etag, object_size) = self.revalidate(r.ino).await?;
                         tracing::debug!(
                             key = %key,
@@ -741,6 +750,12 @@ impl Filesystem {
     }
 
     /// The object behind `ino` as the bucket has it now (one HEAD): key, ETag and size.
+    /// This mount knows of no version of `r`'s file newer than the one it was opened on.
+    fn unchanged_here_since_open(&self, r: &ReadHandle) -> bool {
+        let t = self.inodes.lock();
+        t.get(r.ino).is_some_and(|n| n.etag == r.opened_etag)
+    }
+
     async fn revalidate(&self, ino: u64) -> FsResult<(String, Option<String>, u64)> {
         if let Some(n) = self.inodes.lock().get_mut(ino) {
             n.attr_expires = Instant::now();
