@@ -7,12 +7,14 @@
 #   bfs     bucketfs, staging on disk (the default)
 #   bfsmem  bucketfs --cache-dir none (parts in memory only)
 #   base    another bucketfs build (BASE_BIN=path): an A/B of a change
+#   bfsnock bucketfs, staging on disk, --upload-checksums off (what the checksums cost)
 # Per rep: seconds until dd (or upload_file) returns; for bucketfs also the daemon's CPU seconds
 # (user + system, from /proc at unmount time).
 #
 # usage: scripts/bench-write.sh [REPS] [CONFIGS]     (defaults: 5, "raw bfs bfsmem", + base with BASE_BIN)
 # env:   EP (http://127.0.0.1:19000, the s3s-fs of ../shared/bench/setup.sh), AK/SK (benchak/benchsk),
-#        BUCKETFS_BIN (target/release/bucketfs), OUT (/tmp/bench/results_write.tsv)
+#        BUCKETFS_BIN (target/release/bucketfs), OUT (/tmp/bench/results_write.tsv),
+#        MOUNT_ARGS (more bucketfs mount options for every bucketfs config)
 # Loopback only. Needs root and /dev/fuse; builds nothing.
 set -u
 cd "$(dirname "$0")/.."
@@ -52,9 +54,10 @@ PY
     bin=$BIN; cache=(--cache-dir "$B/cache_benchwrite")
     [ "$cfg" = base ] && bin=$BASE_BIN
     [ "$cfg" = bfsmem ] && cache=(--cache-dir none)
+    [ "$cfg" = bfsnock ] && cache+=(--upload-checksums off)
     rm -rf "$B/cache_benchwrite"
     "$bin" mount $BKT "$MNT" --endpoint "$EP" --region us-east-1 --path-style --foreground \
-      "${cache[@]}" > "$B/log_write_$cfg.txt" 2>&1 & pid=$!
+      "${cache[@]}" ${MOUNT_ARGS:-} > "$B/log_write_$cfg.txt" 2>&1 & pid=$!
     for _ in $(seq 100); do mountpoint -q "$MNT" && break; sleep 0.1; done
     mountpoint -q "$MNT" || { echo "bench-write: mount $cfg failed" >&2; kill $pid; continue; }
     rm -f "$MNT/big"

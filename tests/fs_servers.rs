@@ -56,7 +56,7 @@ async fn the_probe_finds_what_a_server_answering_like_rgw_does() {
     assert_eq!(aws, Capabilities::AWS);
     // what docs/SEMANTICS.md says a probe costs
     let want = [
-        ("PutObject", 5),
+        ("PutObject", 6),
         ("CreateMultipartUpload", 2),
         ("UploadPartCopy", 2),
         ("UploadPart", 1),
@@ -67,7 +67,7 @@ async fn the_probe_finds_what_a_server_answering_like_rgw_does() {
     for (op, n) in want {
         assert_eq!(srv.count(op), n, "{op}: {:?}", srv.counts());
     }
-    assert_eq!(srv.total_requests(), 16, "{:?}", srv.counts());
+    assert_eq!(srv.total_requests(), 17, "{:?}", srv.counts());
     srv.set_dialect(Dialect::ceph_rgw());
     let rgw = c.probe("p/").await.expect("probe");
     assert!(rgw.if_match_bare, "{rgw:?}");

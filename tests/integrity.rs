@@ -20,6 +20,7 @@ async fn a_put_damaged_on_the_way_is_refused_and_sent_again() {
         (UploadChecksums::Auto, "content-md5"),
         (UploadChecksums::Md5, "content-md5"),
         (UploadChecksums::Crc32c, "x-amz-checksum-crc32c"),
+        (UploadChecksums::Sha256, "x-amz-content-sha256"),
     ] {
         let srv = TestServer::start().await;
         let c = client_with(&srv, |cfg| cfg.upload_checksums = mode);
@@ -36,7 +37,13 @@ async fn a_put_damaged_on_the_way_is_refused_and_sent_again() {
         assert_eq!(c.stats().checksum_failures, 1, "{mode:?}");
         let puts = srv.requests_for("PutObject");
         assert_eq!(puts.len(), 2, "{mode:?}");
-        assert!(puts[0].headers.iter().any(|(n, _)| n == header), "{mode:?}");
+        assert!(
+            puts[0]
+                .headers
+                .iter()
+                .any(|(n, v)| n == header && v != "UNSIGNED-PAYLOAD"),
+            "{mode:?}"
+        );
         assert_eq!(puts[0].status, Some(400), "{mode:?}: refused as BadDigest");
     }
 }
@@ -236,5 +243,75 @@ async fn parts_carry_crc32c_where_the_server_verifies_it() {
     for p in &parts {
         assert!(p.headers.iter().any(|(n, _)| n == "x-amz-checksum-crc32c"));
         assert!(!p.headers.iter().any(|(n, _)| n == "content-md5"));
+    }
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(b))
+}
+
+#[tokio::test]
+async fn where_the_server_verifies_signed_payloads_bodies_are_signed_instead_of_md5ed() {
+    // the server refuses a body whose SHA-256 is not the signed one (the probe finds it); on
+    // a server that does not verify CRC32C, uploads are then signed with their SHA-256 (about
+    // three times cheaper than MD5 where the CPU has SHA instructions) and carry no MD5
+    let srv = TestServer::start().await;
+    srv.set_dialect(Dialect::ceph_rgw());
+    let c = client(&srv);
+    let caps = c.probe("").await.expect("probe");
+    assert_eq!(caps.verifies_crc32c, Holds::No);
+    assert_eq!(caps.verifies_payload_sha256, Holds::Yes);
+    assert_eq!(
+        c.stats().checksum_failures,
+        0,
+        "the probe's refusal is no failure"
+    );
+    c.set_capabilities(caps);
+    let hardware = std::arch::is_x86_feature_detected!("sha");
+    srv.add_fault(
+        Fault::new(FaultKind::CorruptRequest)
+            .op("UploadPart")
+            .times(1),
+    );
+    let body = data(300_000, 5);
+    c.put_object("k", body.clone(), &PutOptions::default())
+        .await
+        .expect("put");
+    let part = data(5 << 20, 6);
+    let id = c
+        .create_multipart_upload("mp", &PutOptions::default())
+        .await
+        .expect("create");
+    let one = c
+        .upload_part("mp", &id, 1, part.clone())
+        .await
+        .expect("part");
+    c.complete_multipart_upload("mp", &id, &[one], &PutOptions::default())
+        .await
+        .expect("complete");
+    assert_eq!(srv.get_object("k").as_deref(), Some(&body[..]));
+    assert_eq!(srv.get_object("mp").as_deref(), Some(&part[..]));
+    let put = srv.requests_for("PutObject").pop().expect("a put");
+    let parts: Vec<_> = srv
+        .requests_for("UploadPart")
+        .into_iter()
+        .filter(|r| r.key.as_deref() == Some("mp"))
+        .collect();
+    assert_eq!(
+        parts.len(),
+        2,
+        "the damaged part was refused and sent again"
+    );
+    assert_eq!(parts[0].status, Some(400));
+    assert_eq!(c.stats().checksum_failures, 1);
+    for (r, b) in [(&put, &body), (&parts[1], &part)] {
+        let signed = r
+            .headers
+            .iter()
+            .any(|(n, v)| n == "x-amz-content-sha256" && *v == sha256_hex(b));
+        let md5 = r.headers.iter().any(|(n, _)| n == "content-md5");
+        assert_eq!(signed, hardware, "signed where the CPU hashes SHA-256 fast");
+        assert_eq!(md5, !hardware, "else Content-MD5");
     }
 }

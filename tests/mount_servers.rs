@@ -36,6 +36,24 @@ fn large_files_appends_and_in_place_writes_on_a_server_answering_like_rgw() {
     }
     close_checked(f);
     assert_eq!(srv.get_object("big.bin").as_deref(), Some(&big[..]));
+    // RGW verifies no CRC32C but does verify the signed SHA-256: parts are signed with theirs
+    // (three times cheaper than MD5) where the CPU has SHA instructions
+    assert!(log.contains("verifies_payload_sha256 yes"), "{log}");
+    let hardware = std::arch::is_x86_feature_detected!("sha");
+    let parts = srv.requests_for("UploadPart");
+    let parts: Vec<_> = parts
+        .iter()
+        .filter(|r| r.key.as_deref() == Some("big.bin"))
+        .collect();
+    assert_eq!(parts.len(), 3);
+    for r in parts {
+        let signed = r
+            .headers
+            .iter()
+            .any(|(n, v)| n == "x-amz-content-sha256" && v.len() == 64);
+        let md5 = r.headers.iter().any(|(n, _)| n == "content-md5");
+        assert_eq!((signed, md5), (hardware, !hardware), "{:?}", r.headers);
+    }
 
     // an append (`>>`): If-Match goes bare, the bytes land
     let mut f = std::fs::OpenOptions::new()

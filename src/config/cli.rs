@@ -157,8 +157,9 @@ pub struct ConnectionArgs {
     #[arg(long, value_enum, value_name = "WHEN", default_value = "auto")]
     pub probe: ProbeMode,
     /// Checksum on uploads, so the server refuses a body damaged on the way: auto = CRC32C
-    /// (objects and parts) where the server verifies it, else Content-MD5; crc32c; md5; off
-    /// (for servers that refuse both)
+    /// (objects and parts) where the server verifies it, else the body's SHA-256 in the
+    /// signature where the server verifies that and the CPU hashes it in hardware, else
+    /// Content-MD5; crc32c; sha256; md5; off (for servers that refuse them all)
     #[arg(long, value_name = "KIND", default_value = "auto", value_parser = parse_upload_checksums)]
     pub upload_checksums: crate::s3::UploadChecksums,
     /// Reach the endpoint, and STS and SSO for role and SSO profiles, through this HTTP proxy
@@ -178,7 +179,7 @@ fn parse_on_off(s: &str) -> Result<bool, String> {
 
 fn parse_upload_checksums(s: &str) -> Result<crate::s3::UploadChecksums, String> {
     crate::s3::UploadChecksums::parse(s)
-        .ok_or_else(|| format!("{s:?}: expected auto, crc32c, md5 or off"))
+        .ok_or_else(|| format!("{s:?}: expected auto, crc32c, sha256, md5 or off"))
 }
 
 /// When `--probe` asks the server what it does.

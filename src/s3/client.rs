@@ -201,6 +201,20 @@ struct Call<'a> {
     verify_body: bool,
     /// A probe's question: one attempt, and a refusal is an answer (not counted or logged).
     probe: bool,
+    /// `x-amz-content-sha256`: the body's SHA-256 (the server verifies it) whatever
+    /// `--sign-payload` says; a given value as it is (a probe's wrong one).
+    payload_sha256: PayloadSha256,
+}
+
+/// What a call's `x-amz-content-sha256` is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PayloadSha256 {
+    /// As the mount's `--sign-payload` says.
+    AsConfigured,
+    /// The body's SHA-256.
+    Signed,
+    /// This value (a probe's wrong hash).
+    Given(String),
 }
 
 impl<'a> Call<'a> {
@@ -216,6 +230,7 @@ impl<'a> Call<'a> {
             accept: &[],
             verify_body: false,
             probe: false,
+            payload_sha256: PayloadSha256::AsConfigured,
         }
     }
 
@@ -580,7 +595,11 @@ impl S3Client {
         let inner = &self.inner;
         let cfg = &inner.cfg;
         let (authority, raw_path) = self.target(call.key)?;
-        let payload_hash = payload_hash(&call.body, cfg.sign_payload).await?;
+        let payload_hash = match &call.payload_sha256 {
+            PayloadSha256::AsConfigured => payload_hash(&call.body, cfg.sign_payload).await?,
+            PayloadSha256::Signed => payload_hash(&call.body, true).await?,
+            PayloadSha256::Given(v) => v.clone(),
+        };
         let started = Instant::now();
         let max_attempts = if call.probe {
             1
@@ -609,7 +628,7 @@ impl S3Client {
             if call.probe {
                 break Err(err);
             }
-            if matches!(err, S3Error::Corrupt(_)) || err.code() == Some("BadDigest") {
+            if matches!(err, S3Error::Corrupt(_)) || err.body_damaged() {
                 inner.stats.checksum_failure();
                 tracing::warn!(
                     op = call.op.name(),
@@ -1022,8 +1041,7 @@ impl S3Client {
         call.headers.extend(self.new_object_headers());
         call.headers.extend(self.condition_headers(opts));
         let crc32c = self.sends_crc32c();
-        call.headers
-            .extend(self.integrity_header(&body, crc32c).await?);
+        self.protect(&mut call, &body, crc32c).await?;
         call.body = body;
         let resp = self.execute(&call).await?;
         Ok(ObjectMeta {
@@ -1139,12 +1157,7 @@ impl S3Client {
             .query("partNumber", part_number.to_string())
             .query("uploadId", upload_id);
         call.headers = self.sse_headers(SseFor::Data);
-        let integrity = self.integrity_header(&body, crc32c).await?;
-        let crc32c = integrity
-            .as_ref()
-            .filter(|(name, _)| name == CRC32C_HEADER)
-            .map(|(_, v)| v.clone());
-        call.headers.extend(integrity);
+        let crc32c = self.protect(&mut call, &body, crc32c).await?;
         call.body = body;
         let resp = self.execute(&call).await?;
         let etag = resp
@@ -1345,7 +1358,6 @@ mod integrity;
 #[path = "probe.rs"]
 mod probe;
 use confirm::Confirmed;
-use integrity::CRC32C_HEADER;
 
 /// A request body that could not be read (a staged part file gone or cut short).
 fn body_unreadable(e: std::io::Error) -> S3Error {

@@ -219,16 +219,21 @@ impl S3Error {
         }
     }
 
+    /// The server refused a request body that did not match its checksum: `Content-MD5` or
+    /// `x-amz-checksum-*` (`BadDigest`), or the signed SHA-256 (`XAmzContentSHA256Mismatch`).
+    pub fn body_damaged(&self) -> bool {
+        matches!(self.code(), Some("BadDigest" | "XAmzContentSHA256Mismatch"))
+    }
+
     pub fn is_retryable(&self) -> bool {
         match self {
             S3Error::Service { status, code, .. } => match *status {
                 // 501 NotImplemented is an answer, not a hiccup: the same request fails again.
                 501 => false,
                 500.. | 429 => code != "NotImplemented",
-                // Any other 4xx: never, except S3's `RequestTimeout` (400) and `BadDigest`
-                // (400: the body did not match its Content-MD5 or checksum, damaged on the
-                // way; the same bytes sent again arrive whole).
-                400..=499 => code == "RequestTimeout" || code == "BadDigest",
+                // Any other 4xx: never, except S3's `RequestTimeout` (400) and a body
+                // damaged on the way (the same bytes sent again arrive whole).
+                400..=499 => code == "RequestTimeout" || self.body_damaged(),
                 // A 200 carrying an `<Error>` body, or a per-key DeleteObjects error.
                 _ => matches!(
                     code.as_str(),
@@ -263,6 +268,7 @@ mod tests {
         assert!(svc(503, "ServiceUnavailable").is_retryable());
         assert!(svc(400, "RequestTimeout").is_retryable());
         assert!(svc(400, "BadDigest").is_retryable());
+        assert!(svc(400, "XAmzContentSHA256Mismatch").is_retryable());
         assert!(S3Error::Corrupt("md5".into()).is_retryable());
         assert!(svc(429, "TooManyRequests").is_retryable());
         assert!(svc(200, "InternalError").is_retryable());

@@ -9,9 +9,10 @@ use md5::Digest as _;
 
 use super::super::error::S3Error;
 use super::super::profile::{Capabilities, Holds};
+use super::super::sigv4;
 use super::super::stats::Op;
 use super::super::types::PutOptions;
-use super::{Call, S3Client};
+use super::{Call, PayloadSha256, S3Client};
 
 /// Where probe objects go, under the mount's prefix.
 pub const PROBE_DIR: &str = ".bucketfs-probe/";
@@ -40,6 +41,7 @@ impl S3Client {
         let result = match result {
             Ok(mut caps) => {
                 caps.verifies_crc32c = self.probe_crc32c(&c).await;
+                caps.verifies_payload_sha256 = self.probe_payload_sha256(&c).await;
                 Ok(caps)
             }
             Err(e) => Err(e),
@@ -148,6 +150,29 @@ impl S3Client {
             Err(e) if e.status().is_some_and(|s| (400..500).contains(&s)) => Holds::No,
             Err(e) => {
                 tracing::debug!("probe: a PutObject with a wrong CRC32C failed: {e}");
+                Holds::Unknown
+            }
+        }
+    }
+
+    /// Whether a PutObject signed with a SHA-256 that is not its body's is refused
+    /// ([`S3Error::body_damaged`]). A server that stores it anyway does not
+    /// verify signed payloads. Sent once, unretried.
+    async fn probe_payload_sha256(&self, key: &str) -> Holds {
+        let mut call = self.x_id(Call::new(Op::Put, Method::PUT, Some(key)));
+        // the SHA-256 of an empty body: not this one's
+        call.payload_sha256 = PayloadSha256::Given(sigv4::EMPTY_PAYLOAD_SHA256.to_owned());
+        call.body = Bytes::from_static(BODY).into();
+        call.probe = true;
+        match self.execute(&call).await {
+            Ok(_) => Holds::No,
+            Err(e) if e.body_damaged() => Holds::Yes,
+            Err(e) if e.status().is_some_and(|s| (400..500).contains(&s)) => {
+                tracing::debug!("probe: a PutObject with a wrong payload SHA-256 was refused: {e}");
+                Holds::No
+            }
+            Err(e) => {
+                tracing::debug!("probe: a PutObject with a wrong payload SHA-256 failed: {e}");
                 Holds::Unknown
             }
         }

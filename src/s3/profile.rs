@@ -117,6 +117,10 @@ pub struct Capabilities {
     /// PutObject with a wrong `x-amz-checksum-crc32c` is refused (`BadDigest`): the server
     /// verifies CRC32C, so uploads may carry it instead of the costlier `Content-MD5`.
     pub verifies_crc32c: Holds,
+    /// A PutObject signed with a SHA-256 (`x-amz-content-sha256`) that is not its body's is
+    /// refused: the server verifies the signed payload hash, so uploads without CRC32C may be
+    /// protected by it instead of the costlier `Content-MD5`.
+    pub verifies_payload_sha256: Holds,
     /// A single-part object's ETag is the MD5 of its bytes (unless encrypted with KMS or a
     /// customer key): whole-object GETs are checked against it.
     pub etag_md5: Holds,
@@ -133,6 +137,7 @@ impl Capabilities {
         upload_part_copy: Holds::Yes,
         copy_source_condition: Holds::Yes,
         verifies_crc32c: Holds::Yes,
+        verifies_payload_sha256: Holds::Yes,
         etag_md5: Holds::Yes,
     };
 
@@ -141,7 +146,8 @@ impl Capabilities {
         format!(
             "conditional_create {}\nconditional_replace {}\nif_match_bare {}\n\
              conditional_complete {}\ncomplete_etag {}\nupload_part_copy {}\n\
-             copy_source_condition {}\nverifies_crc32c {}\netag_md5 {}\n",
+             copy_source_condition {}\nverifies_crc32c {}\nverifies_payload_sha256 {}\n\
+             etag_md5 {}\n",
             self.conditional_create.as_str(),
             self.conditional_replace.as_str(),
             self.if_match_bare,
@@ -150,6 +156,7 @@ impl Capabilities {
             self.upload_part_copy.as_str(),
             self.copy_source_condition.as_str(),
             self.verifies_crc32c.as_str(),
+            self.verifies_payload_sha256.as_str(),
             self.etag_md5.as_str(),
         )
     }
@@ -172,6 +179,7 @@ impl Capabilities {
             upload_part_copy: holds("upload_part_copy")?,
             copy_source_condition: holds("copy_source_condition")?,
             verifies_crc32c: holds("verifies_crc32c")?,
+            verifies_payload_sha256: holds("verifies_payload_sha256")?,
             etag_md5: holds("etag_md5")?,
         })
     }
@@ -278,13 +286,14 @@ const OSS_CLASSES: &[&str] = &[
     "DeepColdArchive",
 ];
 
-/// Providers that document no conditional writes (none are sent), nor CRC32C checksums
-/// (uploads carry Content-MD5).
+/// Providers that document no conditional writes (none are sent), nor CRC32C checksums, nor
+/// that they verify a signed payload's SHA-256 (uploads carry Content-MD5).
 const NO_CONDITIONS: Capabilities = Capabilities {
     conditional_create: Holds::No,
     conditional_replace: Holds::No,
     conditional_complete: Holds::No,
     verifies_crc32c: Holds::No,
+    verifies_payload_sha256: Holds::Unknown,
     ..Capabilities::AWS
 };
 
@@ -344,6 +353,7 @@ static PROFILES: [Profile; 7] = [
         probe: true,
         caps: Capabilities {
             verifies_crc32c: Holds::Unknown,
+            verifies_payload_sha256: Holds::Unknown,
             etag_md5: Holds::Unknown,
             ..Capabilities::AWS
         },

@@ -125,7 +125,20 @@ async fn collect(body: Option<StreamingBlob>, size_hint: Option<i64>) -> S3Resul
     let cap = size_hint.unwrap_or(0).clamp(0, 1 << 30) as usize;
     let mut buf = BytesMut::with_capacity(cap);
     while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| s3_error!(IncompleteBody, "reading the body failed: {e}"))?;
+        let chunk = chunk.map_err(|e| {
+            // s3s checks the signed payload hash as the body streams in; S3 answers a
+            // mismatch with this code
+            if e.to_string().contains("Sha256Mismatch") {
+                let mut err = s3s::S3Error::with_message(
+                    s3s::S3ErrorCode::Custom("XAmzContentSHA256Mismatch".into()),
+                    "The provided 'x-amz-content-sha256' header does not match what was computed.",
+                );
+                err.set_status_code(hyper::StatusCode::BAD_REQUEST);
+                err
+            } else {
+                s3_error!(IncompleteBody, "reading the body failed: {e}")
+            }
+        })?;
         buf.extend_from_slice(&chunk);
     }
     Ok(buf.freeze())
