@@ -8,6 +8,8 @@
 #   bfsmem  bucketfs --cache-dir none (parts in memory only)
 #   base    another bucketfs build (BASE_BIN=path): an A/B of a change
 #   bfsnock bucketfs, staging on disk, --upload-checksums off (what the checksums cost)
+#   bfsmd5  bucketfs, staging on disk, --upload-checksums md5 (Content-MD5 instead of CRC32C or
+#           the signed SHA-256)
 # Per rep: seconds until dd (or upload_file) returns; for bucketfs also the daemon's CPU seconds
 # (user + system, from /proc at unmount time).
 #
@@ -55,6 +57,7 @@ PY
     [ "$cfg" = base ] && bin=$BASE_BIN
     [ "$cfg" = bfsmem ] && cache=(--cache-dir none)
     [ "$cfg" = bfsnock ] && cache+=(--upload-checksums off)
+    [ "$cfg" = bfsmd5 ] && cache+=(--upload-checksums md5)
     rm -rf "$B/cache_benchwrite"
     "$bin" mount $BKT "$MNT" --endpoint "$EP" --region us-east-1 --path-style --foreground \
       "${cache[@]}" ${MOUNT_ARGS:-} > "$B/log_write_$cfg.txt" 2>&1 & pid=$!

@@ -805,6 +805,58 @@ async fn a_walk_through_a_listing_fetches_metadata_ahead_once_per_entry() {
 }
 
 #[tokio::test]
+async fn a_walk_follows_a_listing_still_under_way_and_what_it_fetched_is_answered_at_once() {
+    // `ls -l` stats each entry as it reads it, long before a big listing is complete: the
+    // walk is followed through what the listing has shown so far
+    let srv = TestServer::start().await;
+    for i in 0..2500u32 {
+        srv.put_object(&format!("d/f{i:04}"), "x");
+    }
+    let fs = fs(&srv);
+    let d = fs.lookup(ROOT_INO, "d").await.expect("lookup d");
+    let fh = fs.opendir(d.ino).await.expect("opendir");
+    let mut names = Vec::new();
+    fs.readdir_into(d.ino, fh, 0, |_, _, _, name| {
+        names.push(name.to_string());
+        names.len() > 100
+    })
+    .await
+    .expect("readdir");
+    srv.reset_counts();
+    for n in names.iter().filter(|n| n.starts_with('f')).take(50) {
+        fs.lookup(d.ino, n).await.expect("lookup");
+    }
+    settle(&fs).await;
+    let fetched = metadata_requests(&srv);
+    assert!(
+        fetched >= 50 + 64,
+        "{fetched} fetches for 50 lookups: nothing was fetched ahead"
+    );
+    assert!(
+        fs.lookup_now(d.ino, "f0000").is_some(),
+        "the listing is under way"
+    );
+    // an entry fetched ahead is answered at once, without waiting on anything
+    let before = srv.total_requests();
+    let attr = fs
+        .lookup_now(d.ino, "f0060")
+        .expect("fetched ahead: answered at once");
+    assert_eq!(attr.size, 1);
+    assert_eq!(srv.total_requests(), before);
+    // the walk goes on: each entry fetched once
+    for i in 61..400u32 {
+        fs.lookup(d.ino, &format!("f{i:04}")).await.expect("lookup");
+    }
+    settle(&fs).await;
+    let fetched = metadata_requests(&srv);
+    assert!(
+        (400..=400 + 128).contains(&fetched),
+        "{fetched} fetches for a walk of 400 entries"
+    );
+    fs.releasedir(fh);
+}
+
+#[tokio::test]
 async fn a_walk_through_directories_only_fetches_no_files_ahead() {
     let srv = TestServer::start().await;
     for i in 0..30 {

@@ -51,6 +51,45 @@ pub struct DirSnapshot {
     pub items: Option<std::sync::Arc<Vec<super::dir_listing::DirItem>>>,
 }
 
+/// What a listing still under way has shown lookups so far, until it completes.
+#[derive(Debug, Clone)]
+pub struct PartialListing {
+    /// Trusted until then (pushed on as pages arrive).
+    pub until: Instant,
+    /// When this listing started: tells one listing of the directory from the next.
+    pub started: Instant,
+    pub children: HashMap<String, ListedChild>,
+    /// The same names in listing (key) order, with whether each is a directory: what
+    /// stat-ahead walks while the listing goes on (`ls -l` stats each entry as it reads it).
+    pub order: Vec<(String, bool)>,
+}
+
+impl PartialListing {
+    pub fn new(until: Instant) -> Self {
+        PartialListing {
+            until,
+            started: Instant::now(),
+            children: HashMap::default(),
+            order: Vec::new(),
+        }
+    }
+
+    /// Where `name` (a directory when `dir`) is in [`order`](Self::order): names are in the
+    /// order of their keys, a directory's key ending in `/`.
+    pub fn position(&self, name: &str, dir: bool) -> Option<usize> {
+        self.order
+            .binary_search_by(|(n, d)| cmp_as_keys(n, *d, name, dir))
+            .ok()
+    }
+}
+
+/// Compares two names as their keys compare (a directory's key ends in `/`).
+fn cmp_as_keys(a: &str, a_dir: bool, b: &str, b_dir: bool) -> std::cmp::Ordering {
+    let a = a.bytes().chain(a_dir.then_some(b'/'));
+    let b = b.bytes().chain(b_dir.then_some(b'/'));
+    a.cmp(b)
+}
+
 #[derive(Debug, Clone)]
 pub struct Inode {
     pub ino: u64,
@@ -79,7 +118,7 @@ pub struct Inode {
     /// Directories: what a listing still under way has shown so far, until it completes (or
     /// the instant stored): lookups of those names need no probe (`ls -l` stats each entry
     /// as it reads them).
-    pub partial_listing: Option<(Instant, HashMap<String, ListedChild>)>,
+    pub partial_listing: Option<PartialListing>,
     /// ETag of the bytes the kernel may still hold in its page cache.
     pub page_cache_etag: Option<String>,
     /// The object's metadata as last seen (kept on rewrites and metadata changes).
@@ -137,6 +176,21 @@ impl Inode {
     pub fn kind(&self) -> FileKind {
         self.attr.kind
     }
+    /// Directories: what the listing says of `name` at `now`: `Some(None)` when a fresh
+    /// complete listing lacks it, `Some(Some(..))` when a fresh listing (or the part of one
+    /// under way) has it, `None` when no listing can tell.
+    pub fn listed_child(&self, name: &str, now: Instant) -> Option<Option<&ListedChild>> {
+        match &self.snapshot {
+            Some(s) if now < s.expires => Some(s.children.get(name)),
+            // a listing under way: what it has shown (a name it has not reached yet is
+            // probed as usual)
+            _ => match &self.partial_listing {
+                Some(p) if now < p.until => p.children.get(name).map(Some),
+                _ => None,
+            },
+        }
+    }
+
     pub fn attr_fresh(&self, now: Instant) -> bool {
         self.writing || self.local_only || self.meta_pending || now < self.attr_expires
     }

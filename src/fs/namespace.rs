@@ -7,7 +7,7 @@ use super::attr::{Attr, FileKind};
 use super::dir_listing::{invalid_name_reason, DirStream, ListingWarnings, NAME_MAX};
 use super::error::{FsError, FsResult};
 use super::file_io::Handle;
-use super::inode::{DirSnapshot, ListedChild, ROOT_INO};
+use super::inode::{DirSnapshot, ListedChild, PartialListing, ROOT_INO};
 use super::object_meta::{Changed, StoredMeta};
 use super::old_dirs::{is_old_dir_object, OldDirObject, FOLDER_SUFFIX};
 use super::small_bodies::fetch_file_meta;
@@ -106,10 +106,11 @@ impl Filesystem {
         self.stat_ahead_forget(parent, name);
         let mut t = self.inodes.lock();
         if let Some(p) = t.get_mut(parent) {
-            if let Some((_, m)) = &mut p.partial_listing {
+            if let Some(pl) = &mut p.partial_listing {
+                // (`order` keeps the name: stat-ahead skips names its children lack)
                 match &child {
-                    Some(c) => m.insert(name.to_string(), c.clone()),
-                    None => m.remove(name),
+                    Some(c) => pl.children.insert(name.to_string(), c.clone()),
+                    None => pl.children.remove(name),
                 };
             }
             if let Some(s) = &mut p.snapshot {
@@ -148,11 +149,14 @@ impl Filesystem {
             return Some(attr);
         }
         let mut t = self.inodes.lock();
-        let child = t.child(parent, name)?;
-        if !child.attr_fresh(Instant::now()) {
-            return None;
-        }
-        let attr = child.attr;
+        let fresh = t
+            .child(parent, name)
+            .filter(|c| c.attr_fresh(Instant::now()))
+            .map(|c| c.attr);
+        let Some(attr) = fresh else {
+            drop(t);
+            return self.lookup_fetched_ahead(parent, name);
+        };
         t.inc_lookup(attr.ino);
         drop(t);
         self.counters.lookup_hit();
@@ -171,15 +175,7 @@ impl Filesystem {
             if p.kind() != FileKind::Directory {
                 return Err(FsError::new(libc::ENOTDIR, "not a directory"));
             }
-            let listed = match &p.snapshot {
-                Some(s) if now < s.expires => Some(s.children.get(name).cloned()),
-                // a listing under way: what it has shown (a name it has not reached yet is
-                // probed as usual)
-                _ => match &p.partial_listing {
-                    Some((until, m)) if now < *until => m.get(name).cloned().map(Some),
-                    _ => None,
-                },
-            };
+            let listed = p.listed_child(name, now).map(|c| c.cloned());
             (p.key.clone(), listed)
         };
         if listed.is_none() && self.inodes.known_missing(parent, name, now) {
@@ -282,20 +278,7 @@ impl Filesystem {
                 return Err(FsError::not_found());
             }
             Found::File { meta, from_listing } => {
-                let attr = Attr::from_meta(0, FileKind::File, &meta, &self.config);
-                let mut t = self.inodes.lock();
-                let ino =
-                    t.upsert_child(parent, name, key, attr, meta.etag.clone(), false, deadline);
-                t.inc_lookup(ino);
-                if !from_listing {
-                    remember_meta(t.get_mut(ino), &meta);
-                }
-                if let Some(n) = t.get_mut(ino) {
-                    n.partial_meta = from_listing
-                        // what upsert_child refreshed (a node being written keeps its own view)
-                        && (n.partial_meta || (n.etag == meta.etag && !n.writing && !n.local_only));
-                }
-                t.get(ino).map(|n| n.attr)
+                self.settle_file(parent, name, key, &meta, from_listing)
             }
             Found::Dir { marker, old } => {
                 let attr = match &marker {
@@ -336,6 +319,55 @@ impl Filesystem {
             }
         };
         attr.ok_or_else(FsError::not_found)
+    }
+
+    /// A file `name` of `parent` found with `meta` (from its HEAD or GET, or only from the
+    /// listing): its inode made or refreshed, one lookup counted; its attributes.
+    fn settle_file(
+        &self,
+        parent: u64,
+        name: &str,
+        key: String,
+        meta: &ObjectMeta,
+        from_listing: bool,
+    ) -> Option<Attr> {
+        let deadline = self.attr_deadline();
+        let attr = Attr::from_meta(0, FileKind::File, meta, &self.config);
+        let mut t = self.inodes.lock();
+        let ino = t.upsert_child(parent, name, key, attr, meta.etag.clone(), false, deadline);
+        t.inc_lookup(ino);
+        if !from_listing {
+            remember_meta(t.get_mut(ino), meta);
+        }
+        if let Some(n) = t.get_mut(ino) {
+            n.partial_meta = from_listing
+                // what upsert_child refreshed (a node being written keeps its own view)
+                && (n.partial_meta || (n.etag == meta.etag && !n.writing && !n.local_only));
+        }
+        t.get(ino).map(|n| n.attr)
+    }
+
+    /// A listed file whose metadata stat-ahead has fetched already (`ls -l` finds most entries
+    /// so): settled at once, without waiting on anything. `None` when that is not the case.
+    fn lookup_fetched_ahead(&self, parent: u64, name: &str) -> Option<Attr> {
+        let now = Instant::now();
+        let key = {
+            let t = self.inodes.lock();
+            let p = t.get(parent)?;
+            match p.listed_child(name, now)?? {
+                ListedChild::File { size, .. } if !(self.config.stat_from_listing && *size > 0) => {
+                }
+                _ => return None,
+            }
+            format!("{}{name}", p.key)
+        };
+        if check_name(name).is_err() || check_key(&key).is_err() {
+            return None;
+        }
+        // an empty object that is an older form of directory takes the slow way
+        let meta = self.stat_ahead_ready(parent, name, |m| !is_old_dir_object(m))?;
+        self.counters.lookup_miss();
+        self.settle_file(parent, name, key, &meta, false)
     }
 
     /// HEAD of a directory marker `key/`: its metadata, or None if there is no marker.
@@ -633,7 +665,7 @@ impl Filesystem {
                 let snapshot = t
                     .get_mut(ino)
                     .and_then(|n| n.partial_listing.take())
-                    .map(|(_, m)| m)
+                    .map(|pl| pl.children)
                     .unwrap_or_default();
                 if st.stream.count() <= self.config.listing_cache_entries {
                     let snap = DirSnapshot {
@@ -687,25 +719,30 @@ impl Filesystem {
         let mut t = self.inodes.lock();
         let Some(n) = t.get_mut(ino) else { return };
         let expires = Instant::now() + self.config.metadata_ttl;
-        let (at, map) = n
+        let pl = n
             .partial_listing
-            .get_or_insert_with(|| (expires, Default::default()));
-        *at = expires;
+            .get_or_insert_with(|| PartialListing::new(expires));
+        pl.until = expires;
         for pos in replaced.into_iter().filter(|p| *p < st.published) {
             if let Some(i) = pos.checked_sub(base).and_then(|p| items.get(p)) {
-                map.remove(&i.name);
+                pl.children.remove(&i.name);
             }
         }
         // a directory past the listing cache's bound is not cached, and what lookups are
         // shown stops at the bound too (the rest ask the bucket): memory stays bounded
-        let room = self.config.listing_cache_entries.saturating_sub(map.len());
+        let room = self
+            .config
+            .listing_cache_entries
+            .saturating_sub(pl.children.len());
         let from = st.published.saturating_sub(base).min(items.len());
         for (i, l) in items[from..]
             .iter()
             .filter_map(|i| Some((i, i.listed.as_ref()?)))
             .take(room)
         {
-            map.insert(i.name.clone(), l.clone());
+            pl.children.insert(i.name.clone(), l.clone());
+            let dir = matches!(l, ListedChild::Directory { .. });
+            pl.order.push((i.name.clone(), dir));
         }
         st.published = base + items.len();
     }

@@ -43,7 +43,7 @@ const SKIP_TOLERANCE: usize = 8;
 /// Walks being followed and HEADs fetched ahead, for one mount.
 pub(crate) struct StatAhead {
     walks: Mutex<lru::LruCache<u64, Walk>>,
-    results: Mutex<lru::LruCache<(u64, String), (Instant, PendingHead)>>,
+    results: Mutex<lru::LruCache<(u64, String), Ahead>>,
     limit: Arc<tokio::sync::Semaphore>,
     /// HEADs started and not finished, told when one finishes (tests wait on it).
     in_flight: Arc<(std::sync::atomic::AtomicUsize, tokio::sync::Notify)>,
@@ -64,12 +64,30 @@ fn nonzero(n: usize) -> NonZeroUsize {
     NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN)
 }
 
+/// One entry's fetch: until when its result may be used, the result once there (set by the
+/// fetch itself, so it can be read without polling anything), and the fetch to wait on.
+struct Ahead {
+    expires: Instant,
+    done: Arc<std::sync::OnceLock<HeadResult>>,
+    head: PendingHead,
+}
+
+/// Which listing of a directory a walk follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// The complete listing that expires then (its expiry tells snapshots apart).
+    Complete(Instant),
+    /// The listing under way that started then.
+    UnderWay(Instant),
+}
+
 /// One directory's walk through its listing.
 struct Walk {
-    /// The listing the names came from (its expiry tells snapshots apart).
-    listing: Instant,
-    /// Listed names in listing (byte) order, and whether each is a directory.
-    names: Arc<Vec<(String, bool)>>,
+    /// The listing the names come from.
+    listing: Source,
+    /// A complete listing's names in byte order, and whether each is a directory; `None` for
+    /// a listing under way (its names are read from its `PartialListing::order`).
+    names: Option<Arc<Vec<(String, bool)>>>,
     /// Position of the last lookup.
     pos: usize,
     /// Lookups in a row that followed the previous one.
@@ -109,7 +127,7 @@ impl Filesystem {
         let taken = {
             let mut results = self.stat_ahead.results.lock();
             match results.pop(&(parent, name.to_string())) {
-                Some((expires, head)) if now < expires => Some(head),
+                Some(a) if now < a.expires => Some(a.head),
                 _ => None,
             }
         };
@@ -120,6 +138,36 @@ impl Filesystem {
         taken
     }
 
+    /// [`stat_ahead`](Self::stat_ahead) for an entry whose fetch has finished with an
+    /// object that `usable` accepts: its metadata, the walk noted and the next entries started,
+    /// all without waiting. `None` changes nothing (not fetched ahead, still in flight,
+    /// missing, failed, or outside the runtime): the lookup goes the usual way.
+    pub(crate) fn stat_ahead_ready(
+        &self,
+        parent: u64,
+        name: &str,
+        usable: impl FnOnce(&ObjectMeta) -> bool,
+    ) -> Option<ObjectMeta> {
+        // the next entries' fetches are spawned on the runtime
+        tokio::runtime::Handle::try_current().ok()?;
+        let now = Instant::now();
+        let meta = {
+            let mut results = self.stat_ahead.results.lock();
+            let slot = (parent, name.to_string());
+            let a = results.peek(&slot)?;
+            let meta = match a.done.get() {
+                Some(Ok(Some(meta))) if now < a.expires && usable(meta) => meta.clone(),
+                _ => return None,
+            };
+            results.pop(&slot);
+            meta
+        };
+        for (child, is_dir) in self.follow_walk(parent, name) {
+            self.start_head(parent, &child, is_dir);
+        }
+        Some(meta)
+    }
+
     /// Forget a result fetched ahead for `name` (it was created, removed or renamed here).
     pub(crate) fn stat_ahead_forget(&self, parent: u64, name: &str) {
         self.stat_ahead
@@ -128,26 +176,36 @@ impl Filesystem {
             .pop(&(parent, name.to_string()));
     }
 
-    /// Update `parent`'s walk with a lookup of `name`; the entries to fetch now.
+    /// Update `parent`'s walk with a lookup of `name`; the entries to fetch now. The walk
+    /// follows the directory's fresh complete listing, or the listing still under way
+    /// (`ls -l` stats each entry as it reads it, before the listing is complete).
     fn follow_walk(&self, parent: u64, name: &str) -> Vec<(String, bool)> {
-        let listing = {
+        let now = Instant::now();
+        let source = {
             let t = self.inodes.lock();
-            match t.get(parent).and_then(|p| p.snapshot.as_ref()) {
-                Some(s) => s.expires,
-                None => return Vec::new(),
+            let Some(p) = t.get(parent) else {
+                return Vec::new();
+            };
+            match (&p.snapshot, &p.partial_listing) {
+                (Some(s), _) if now < s.expires => Source::Complete(s.expires),
+                (_, Some(pl)) if now < pl.until => Source::UnderWay(pl.started),
+                _ => return Vec::new(),
             }
         };
         let mut walks = self.stat_ahead.walks.lock();
-        let stale = walks.get(&parent).is_none_or(|w| w.listing != listing);
+        let stale = walks.get(&parent).is_none_or(|w| w.listing != source);
         if stale {
-            let names = match self.listed_names(parent) {
-                Some(n) => n,
-                None => return Vec::new(),
+            let names = match source {
+                Source::Complete(_) => match self.listed_names(parent) {
+                    Some(n) => Some(n),
+                    None => return Vec::new(),
+                },
+                Source::UnderWay(_) => None,
             };
             walks.put(
                 parent,
                 Walk {
-                    listing,
+                    listing: source,
                     names,
                     pos: usize::MAX,
                     in_order: 0,
@@ -160,7 +218,25 @@ impl Filesystem {
         let Some(walk) = walks.get_mut(&parent) else {
             return Vec::new();
         };
-        let Ok(pos) = walk.names.binary_search_by(|(n, _)| n.as_str().cmp(name)) else {
+        // the names walked: the complete listing's, or what the listing under way has shown
+        // so far (read under the inode lock, taken after the walks' as everywhere here)
+        let sorted = walk.names.clone();
+        let guard;
+        let (names, pos): (&[(String, bool)], Option<usize>) = match &sorted {
+            Some(n) => (n, n.binary_search_by(|(x, _)| x.as_str().cmp(name)).ok()),
+            None => {
+                guard = self.inodes.lock();
+                match guard.get(parent).and_then(|p| p.partial_listing.as_ref()) {
+                    Some(pl) if Source::UnderWay(pl.started) == walk.listing => {
+                        let dir =
+                            matches!(pl.children.get(name), Some(ListedChild::Directory { .. }));
+                        (&pl.order, pl.position(name, dir))
+                    }
+                    _ => return Vec::new(),
+                }
+            }
+        };
+        let Some(pos) = pos else {
             return Vec::new();
         };
         let follows = walk.pos != usize::MAX
@@ -173,19 +249,20 @@ impl Filesystem {
             walk.window = FIRST_WINDOW;
             walk.files_seen = false;
         }
-        walk.files_seen |= !walk.names[pos].1;
+        walk.files_seen |= !names[pos].1;
         if walk.in_order == 0 {
             return Vec::new();
         }
         let from = walk.launched_until.max(pos + 1);
-        let to = (pos + 1 + walk.window).min(walk.names.len());
+        // (a listing under way may not have shown that many yet: the next lookups go on)
+        let to = (pos + 1 + walk.window).min(names.len());
         if from >= to {
             return Vec::new();
         }
         walk.launched_until = to;
         walk.window = (walk.window * 2).min(MAX_WINDOW);
         let files_too = walk.files_seen;
-        walk.names[from..to]
+        names[from..to]
             .iter()
             .filter(|(_, is_dir)| *is_dir || files_too)
             .cloned()
@@ -218,8 +295,10 @@ impl Filesystem {
             let Some(p) = t.get(parent) else {
                 return;
             };
-            let listed_size = match p.snapshot.as_ref().and_then(|s| s.children.get(name)) {
-                Some(ListedChild::File { size, .. }) => Some(*size),
+            let listed_size = match p.listed_child(name, now) {
+                Some(Some(ListedChild::File { size, .. })) => Some(*size),
+                // gone from the listing under way since (removed here): nothing to fetch
+                None | Some(None) if p.snapshot.is_none() => return,
                 _ => None,
             };
             match is_dir {
@@ -236,6 +315,8 @@ impl Filesystem {
         let limit = self.stat_ahead.limit.clone();
         let in_flight = self.stat_ahead.in_flight.clone();
         in_flight.0.fetch_add(1, Ordering::AcqRel);
+        let done = Arc::new(std::sync::OnceLock::new());
+        let done_here = done.clone();
         let task = tokio::spawn(async move {
             let _permit = limit.acquire_owned().await;
             let res = match fetch_file_meta(&client, &bodies, &key, listed_size).await {
@@ -243,6 +324,7 @@ impl Filesystem {
                 Err(e) if e.is_not_found() => Ok(None),
                 Err(e) => Err(FsError::from_s3(&e, &key)),
             };
+            let _ = done_here.set(res.clone());
             in_flight.0.fetch_sub(1, Ordering::AcqRel);
             in_flight.1.notify_waiters();
             res
@@ -257,9 +339,13 @@ impl Filesystem {
             })
             .boxed()
             .shared();
-        self.stat_ahead
-            .results
-            .lock()
-            .put(slot, (now + self.config.metadata_ttl, head));
+        self.stat_ahead.results.lock().put(
+            slot,
+            Ahead {
+                expires: now + self.config.metadata_ttl,
+                done,
+                head,
+            },
+        );
     }
 }

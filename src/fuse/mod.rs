@@ -205,7 +205,9 @@ impl fuser::Filesystem for Adapter {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        // what memory answers is answered here, on this FUSE thread (no hop through the runtime)
+        // what memory answers is answered here, on this FUSE thread (no hop through the runtime;
+        // in its context, since an entry fetched ahead starts the next fetches)
+        let _rt = self.rt.enter();
         if let Some(attr) = std::str::from_utf8(name.as_bytes())
             .ok()
             .and_then(|n| self.fs.lookup_now(parent.0, n))
