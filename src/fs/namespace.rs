@@ -155,7 +155,7 @@ impl Filesystem {
             .map(|c| c.attr);
         let Some(attr) = fresh else {
             drop(t);
-            return self.lookup_fetched_ahead(parent, name);
+            return self.lookup_listed_now(parent, name);
         };
         t.inc_lookup(attr.ino);
         drop(t);
@@ -237,15 +237,7 @@ impl Filesystem {
                 etag,
                 modified,
             })) if from_listing && size > 0 => Found::File {
-                meta: ObjectMeta {
-                    size,
-                    etag,
-                    last_modified: modified,
-                    content_type: None,
-                    storage_class: None,
-                    user_metadata: Default::default(),
-                    content_headers: Default::default(),
-                },
+                meta: meta_from_listing(size, etag, modified),
                 from_listing: true,
             },
             Some(Some(ListedChild::File { size, .. })) => match ahead_result(ahead).await {
@@ -347,27 +339,40 @@ impl Filesystem {
         t.get(ino).map(|n| n.attr)
     }
 
-    /// A listed file whose metadata stat-ahead has fetched already (`ls -l` finds most entries
-    /// so): settled at once, without waiting on anything. `None` when that is not the case.
-    fn lookup_fetched_ahead(&self, parent: u64, name: &str) -> Option<Attr> {
+    /// A listed file whose attributes are at hand — from the listing itself
+    /// (`--stat-from-listing`), or fetched ahead by stat-ahead (`ls -l` finds most entries so)
+    /// — settled at once, without waiting on anything. `None` when that is not the case.
+    fn lookup_listed_now(&self, parent: u64, name: &str) -> Option<Attr> {
         let now = Instant::now();
-        let key = {
+        let (key, listed) = {
             let t = self.inodes.lock();
             let p = t.get(parent)?;
-            match p.listed_child(name, now)?? {
-                ListedChild::File { size, .. } if !(self.config.stat_from_listing && *size > 0) => {
+            let listed = match p.listed_child(name, now)?? {
+                ListedChild::File {
+                    size,
+                    etag,
+                    modified,
+                } if self.config.stat_from_listing && *size > 0 => {
+                    Some(meta_from_listing(*size, etag.clone(), *modified))
                 }
-                _ => return None,
-            }
-            format!("{}{name}", p.key)
+                ListedChild::File { .. } => None,
+                ListedChild::Directory { .. } => return None,
+            };
+            (format!("{}{name}", p.key), listed)
         };
         if check_name(name).is_err() || check_key(&key).is_err() {
             return None;
         }
-        // an empty object that is an older form of directory takes the slow way
-        let meta = self.stat_ahead_ready(parent, name, |m| !is_old_dir_object(m))?;
+        let (meta, from_listing) = match listed {
+            Some(meta) => (meta, true),
+            // an empty object that is an older form of directory takes the slow way
+            None => (
+                self.stat_ahead_ready(parent, name, |m| !is_old_dir_object(m))?,
+                false,
+            ),
+        };
         self.counters.lookup_miss();
-        self.settle_file(parent, name, key, &meta, false)
+        self.settle_file(parent, name, key, &meta, from_listing)
     }
 
     /// HEAD of a directory marker `key/`: its metadata, or None if there is no marker.
@@ -1132,6 +1137,23 @@ pub(crate) struct DirState {
 fn stable_placeholder_ino(parent: u64, name: &str) -> u64 {
     use std::hash::BuildHasher;
     foldhash::fast::FixedState::with_seed(0).hash_one((parent, name)) | (1 << 63)
+}
+
+/// What a listing says of a file, as the metadata `--stat-from-listing` trusts.
+fn meta_from_listing(
+    size: u64,
+    etag: Option<String>,
+    modified: Option<std::time::SystemTime>,
+) -> ObjectMeta {
+    ObjectMeta {
+        size,
+        etag,
+        last_modified: modified,
+        content_type: None,
+        storage_class: None,
+        user_metadata: Default::default(),
+        content_headers: Default::default(),
+    }
 }
 
 /// Keep what HEAD said beyond the attributes: every metadata header and the storage class.
