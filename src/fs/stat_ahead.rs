@@ -297,9 +297,10 @@ impl Filesystem {
             };
             let listed_size = match p.listed_child(name, now) {
                 Some(Some(ListedChild::File { size, .. })) => Some(*size),
-                // gone from the listing under way since (removed here): nothing to fetch
-                None | Some(None) if p.snapshot.is_none() => return,
-                _ => None,
+                Some(Some(ListedChild::Directory { .. })) => None,
+                // gone from the listing since (removed here), or the listing expired: the
+                // lookup, if one comes, asks for itself
+                Some(None) | None => return,
             };
             match is_dir {
                 true => (format!("{}{name}/", p.key), None),
