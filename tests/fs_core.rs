@@ -857,6 +857,49 @@ async fn a_walk_follows_a_listing_still_under_way_and_what_it_fetched_is_answere
 }
 
 #[tokio::test]
+async fn a_walk_in_inode_order_is_a_walk_in_listing_order_and_is_fetched_ahead() {
+    // gnulib's fts (`find`, `chown -R`, `rm -rf`, `du`) sorts a directory of more than
+    // 10,000 entries by readdir's inode numbers before it stats them: those numbers must
+    // follow the listing, or each stat waits on its own HEAD
+    let srv = TestServer::start().await;
+    for i in 1..=1500u32 {
+        srv.put_object(&format!("d/f{i}"), "x");
+    }
+    let fs = fs(&srv);
+    let d = listed_dir(&fs, "d").await;
+    let fh = fs.opendir(d.ino).await.expect("opendir");
+    let mut entries = Vec::new();
+    let mut offset = 0;
+    loop {
+        let page = fs.readdir(d.ino, fh, offset).await.expect("readdir");
+        let Some(last) = page.last() else { break };
+        offset = last.next_offset;
+        entries.extend(page.into_iter().filter(|e| e.name.starts_with('f')));
+    }
+    fs.releasedir(fh);
+    assert_eq!(entries.len(), 1500);
+    let listed: Vec<String> = entries.iter().map(|e| e.name.clone()).collect();
+    let mut by_ino = entries.clone();
+    by_ino.sort_by_key(|e| e.ino);
+    let by_ino: Vec<String> = by_ino.into_iter().map(|e| e.name).collect();
+    assert_eq!(by_ino, listed, "inode order is not the listing's");
+    srv.reset_counts();
+    for n in by_ino.iter().take(300) {
+        fs.lookup(d.ino, n).await.expect("lookup");
+    }
+    settle(&fs).await;
+    let fetched = metadata_requests(&srv);
+    assert!(
+        (300 + 64..=300 + 128).contains(&fetched),
+        "{fetched} fetches for 300 lookups: nothing was fetched ahead"
+    );
+    assert!(
+        fs.lookup_now(d.ino, &by_ino[300]).is_some(),
+        "the next entry in inode order was fetched ahead"
+    );
+}
+
+#[tokio::test]
 async fn a_walk_through_directories_only_fetches_no_files_ahead() {
     let srv = TestServer::start().await;
     for i in 0..30 {

@@ -706,7 +706,7 @@ impl Filesystem {
                     (n.ino, n.kind())
                 }
                 // not looked up yet: a number that cannot clash with real inodes
-                _ => (stable_placeholder_ino(ino, &item.name), item.kind),
+                _ => (listing_placeholder_ino(ino, i), item.kind),
             };
             if add(i as u64 + 3, child_ino, kind, &item.name) {
                 break;
@@ -1133,10 +1133,17 @@ pub(crate) struct DirState {
 
 /// An inode number for readdir entries not looked up yet; top bit set so it never equals an
 /// allocated number. The kernel does not use it to identify the file.
-/// (A fixed-seed fast hash: one per entry listed, and the same for a name every time.)
-fn stable_placeholder_ino(parent: u64, name: &str) -> u64 {
+///
+/// Numbers rise with the entry's position in the listing (the directory's bits above, the
+/// position below). gnulib's fts (`find`, `chown -R`, `chmod -R`, `rm -rf`, `du`) sorts a
+/// directory of more than 10,000 entries by these numbers before it stats them, "disk
+/// order" on a local file system: here that order is the listing's, the one stat-ahead
+/// fetches in. (A hash of the name sent those walks in random order: one HEAD waited on per
+/// entry, 4× the time per file at 100,000 files.)
+fn listing_placeholder_ino(parent: u64, position: usize) -> u64 {
     use std::hash::BuildHasher;
-    foldhash::fast::FixedState::with_seed(0).hash_one((parent, name)) | (1 << 63)
+    let dir = foldhash::fast::FixedState::with_seed(0).hash_one(parent) & 0x7fff_ffff;
+    (1 << 63) | (dir << 32) | (position as u64 & 0xffff_ffff)
 }
 
 /// What a listing says of a file, as the metadata `--stat-from-listing` trusts.
