@@ -7,7 +7,7 @@ use std::time::Duration;
 use bucketfs::config::FsConfig;
 use bucketfs::fs::{Attr, FileKind, Filesystem, ROOT_INO};
 use bucketfs::s3::{S3Client, S3Config, StaticCredentials};
-use bucketfs_test_server::{Fault, FaultKind, TestServer};
+use bucketfs_test_server::{Fault, FaultKind, Gate, TestServer};
 
 #[path = "common/core.rs"]
 mod core_fs;
@@ -938,6 +938,67 @@ async fn lookups_that_keep_probing_one_directory_have_it_listed_again() {
         1,
         "only the listed file's HEAD: the listing answers the missing names"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_keeps_what_this_mount_changed_while_its_pages_were_on_the_way() {
+    // a page made before a create or an unlink here, and received after it, must neither
+    // hide the new file nor bring back the removed one (a background listing runs beside
+    // every `rsync` past the TTL)
+    let srv = TestServer::start().await;
+    for i in 0..1500u32 {
+        srv.put_object(&format!("r/f{i:04}"), "x");
+    }
+    let fs = fs(&srv);
+    let r = fs.lookup(ROOT_INO, "r").await.expect("lookup r");
+    let gate = Gate::new();
+    srv.add_fault(
+        Fault::new(FaultKind::HoldResponse(gate.clone()))
+            .op("ListObjectsV2")
+            .times(1),
+    );
+    let fh = fs.opendir(r.ino).await.expect("opendir");
+    let first = tokio::spawn({
+        let fs = fs.clone();
+        async move { fs.readdir(r.ino, fh, 0).await }
+    });
+    // the first page is made, without `a_new` and with `f0001`, and held back
+    gate.held().await;
+    write_file(&fs, r.ino, "a_new", b"new").await;
+    fs.lookup(r.ino, "f0001").await.expect("lookup f0001");
+    fs.unlink(r.ino, "f0001").await.expect("unlink");
+    gate.open();
+    let mut offset = first
+        .await
+        .expect("task")
+        .expect("readdir")
+        .last()
+        .map(|e| e.next_offset)
+        .expect("entries");
+    loop {
+        let page = fs.readdir(r.ino, fh, offset).await.expect("readdir");
+        let Some(last) = page.last() else { break };
+        offset = last.next_offset;
+    }
+    fs.releasedir(fh);
+    // the complete listing, now cached, answers lookups and the next readdir
+    srv.reset_counts();
+    let fh = fs.opendir(r.ino).await.expect("opendir again");
+    let names: Vec<String> = fs
+        .readdir(r.ino, fh, 0)
+        .await
+        .expect("readdir")
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    fs.releasedir(fh);
+    assert_eq!(srv.count("ListObjectsV2"), 0, "served from the listing");
+    assert!(names.iter().any(|n| n == "a_new"), "the new file is hidden");
+    assert!(
+        !names.iter().any(|n| n == "f0001"),
+        "the removed file is back"
+    );
+    assert_eq!(names.len(), 2 + 1500);
 }
 
 #[tokio::test]

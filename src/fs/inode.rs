@@ -62,6 +62,9 @@ pub struct PartialListing {
     /// The same names in listing (key) order, with whether each is a directory: what
     /// stat-ahead walks while the listing goes on (`ls -l` stats each entry as it reads it).
     pub order: Vec<(String, bool)>,
+    /// Names created, removed or renamed here since the listing started: what `children`
+    /// says of them is this mount's, whatever a page fetched before the change says.
+    pub changed_here: std::collections::HashSet<String>,
 }
 
 impl PartialListing {
@@ -71,7 +74,28 @@ impl PartialListing {
             started: Instant::now(),
             children: HashMap::default(),
             order: Vec::new(),
+            changed_here: Default::default(),
         }
+    }
+
+    /// What a page says of `name`, unless `name` changed here since the listing started.
+    pub fn listed(&mut self, name: &str, child: Option<ListedChild>) {
+        if self.changed_here.contains(name) {
+            return;
+        }
+        match child {
+            Some(c) => self.children.insert(name.to_string(), c),
+            None => self.children.remove(name),
+        };
+    }
+
+    /// `name` was created (`Some`), removed or renamed away (`None`) here.
+    pub fn changed(&mut self, name: &str, child: Option<ListedChild>) {
+        self.changed_here.insert(name.to_string());
+        match child {
+            Some(c) => self.children.insert(name.to_string(), c),
+            None => self.children.remove(name),
+        };
     }
 
     /// Where `name` (a directory when `dir`) is in [`order`](Self::order): names are in the

@@ -108,10 +108,7 @@ impl Filesystem {
         if let Some(p) = t.get_mut(parent) {
             if let Some(pl) = &mut p.partial_listing {
                 // (`order` keeps the name: stat-ahead skips names its children lack)
-                match &child {
-                    Some(c) => pl.children.insert(name.to_string(), c.clone()),
-                    None => pl.children.remove(name),
-                };
+                pl.changed(name, child.clone());
             }
             if let Some(s) = &mut p.snapshot {
                 s.items = None;
@@ -655,6 +652,15 @@ impl Filesystem {
             st.published = 0;
             st.locals_added = false;
         }
+        if st.published == 0 && st.stream.count() == 0 && !st.stream.is_done() {
+            // the listing starts: from now on, names changed here are this mount's, whatever
+            // the pages (fetched before or after the change) say
+            let expires = Instant::now() + self.config.metadata_ttl;
+            if let Some(n) = self.inodes.lock().get_mut(ino) {
+                n.partial_listing
+                    .get_or_insert_with(|| PartialListing::new(expires));
+            }
+        }
         while index >= st.stream.count() && !st.stream.is_done() {
             let warn = FsWarnings(self);
             if let Err(e) = st.stream.fetch_next_page(&self.client, &warn).await {
@@ -670,18 +676,18 @@ impl Filesystem {
             self.publish_partial(ino, &mut st);
             let locals = {
                 let mut t = self.inodes.lock();
-                let snapshot = t
-                    .get_mut(ino)
-                    .and_then(|n| n.partial_listing.take())
-                    .map(|pl| pl.children)
-                    .unwrap_or_default();
+                let pl = t.get_mut(ino).and_then(|n| n.partial_listing.take());
+                // names changed here while the pages came: the entries readdir shows are
+                // made again from `children`, which has them right
+                let changed = pl.as_ref().is_some_and(|p| !p.changed_here.is_empty());
+                let snapshot = pl.map(|pl| pl.children).unwrap_or_default();
                 let kept = st.stream.count() <= self.config.listing_cache_entries;
                 self.relist.listed(ino, st.stream.count(), kept);
                 if kept {
                     let snap = DirSnapshot {
                         children: snapshot,
                         expires: Instant::now() + self.config.metadata_ttl,
-                        items: Some(st.stream.shared_items()),
+                        items: (!changed).then(|| st.stream.shared_items()),
                     };
                     t.install_listing(ino, snap, self.config.listing_cache_total);
                 }
@@ -735,7 +741,7 @@ impl Filesystem {
         pl.until = expires;
         for pos in replaced.into_iter().filter(|p| *p < st.published) {
             if let Some(i) = pos.checked_sub(base).and_then(|p| items.get(p)) {
-                pl.children.remove(&i.name);
+                pl.listed(&i.name, None);
             }
         }
         // a directory past the listing cache's bound is not cached, and what lookups are
@@ -750,7 +756,7 @@ impl Filesystem {
             .filter_map(|i| Some((i, i.listed.as_ref()?)))
             .take(room)
         {
-            pl.children.insert(i.name.clone(), l.clone());
+            pl.listed(&i.name, Some(l.clone()));
             let dir = matches!(l, ListedChild::Directory { .. });
             pl.order.push((i.name.clone(), dir));
         }

@@ -104,7 +104,14 @@ impl Filesystem {
     /// `dir` in the background when that has become the cheaper way.
     pub(crate) fn relist_if_due(&self, dir: u64) {
         let ttl = self.config.metadata_ttl;
-        if ttl.is_zero() || !self.relist.probed(dir, ttl, Instant::now()) {
+        let now = Instant::now();
+        let under_way = self
+            .inodes
+            .lock()
+            .get(dir)
+            .is_some_and(|n| n.partial_listing.as_ref().is_some_and(|p| now < p.until));
+        // (a listing under way, a reader's, will answer them)
+        if ttl.is_zero() || under_way || !self.relist.probed(dir, ttl, now) {
             return;
         }
         let me = self.me.clone();

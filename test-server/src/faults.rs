@@ -39,6 +39,53 @@ pub enum FaultKind {
         status: u16,
         code: String,
     },
+    /// Handle the request normally (its answer is made now), then hold the answer until the
+    /// gate opens: a client sees a page listed before a change it made meanwhile.
+    HoldResponse(Gate),
+}
+
+/// Where a held answer waits: the test learns that an answer is held, then lets it go.
+#[derive(Debug, Clone)]
+pub struct Gate(std::sync::Arc<(tokio::sync::Semaphore, tokio::sync::Semaphore)>);
+
+impl PartialEq for Gate {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Gate::new()
+    }
+}
+
+impl Gate {
+    pub fn new() -> Self {
+        Gate(std::sync::Arc::new((
+            tokio::sync::Semaphore::new(0),
+            tokio::sync::Semaphore::new(0),
+        )))
+    }
+
+    /// Wait until an answer is held here.
+    pub async fn held(&self) {
+        if let Ok(p) = self.0 .0.acquire().await {
+            p.forget();
+        }
+    }
+
+    /// Let every held answer go, and any that comes later.
+    pub fn open(&self) {
+        self.0
+             .1
+            .add_permits(tokio::sync::Semaphore::MAX_PERMITS / 2);
+    }
+
+    pub(crate) async fn hold(&self) {
+        self.0 .0.add_permits(1);
+        let _ = self.0 .1.acquire().await;
+    }
 }
 
 impl FaultKind {
@@ -85,6 +132,7 @@ impl FaultKind {
                 status,
                 code,
             } => format!("status {status} {code}, applied {delay:?} later"),
+            FaultKind::HoldResponse(_) => "answer held".into(),
         }
     }
 }

@@ -251,6 +251,7 @@ impl Front {
         };
 
         let mut corrupt_response = false;
+        let mut held = None;
         let mut replaced_body = None;
         let truncate = match fault {
             Some(FaultKind::CorruptRequest) => {
@@ -263,6 +264,10 @@ impl Front {
             }
             Some(FaultKind::CorruptResponse) => {
                 corrupt_response = true;
+                false
+            }
+            Some(FaultKind::HoldResponse(gate)) => {
+                held = Some(gate);
                 false
             }
             Some(FaultKind::Status { status, code }) => {
@@ -326,6 +331,12 @@ impl Front {
             None => Request::from_parts(parts, s3s::Body::http_body_unsync(body)),
         };
         let mut resp = self.s3.call(req).await.map_err(BoxError::from)?;
+        if let Some(gate) = held {
+            let (rparts, rbody) = resp.into_parts();
+            let bytes = rbody.collect().await?.to_bytes();
+            gate.hold().await;
+            resp = Response::from_parts(rparts, s3s::Body::from(bytes));
+        }
         if corrupt_response {
             let (rparts, rbody) = resp.into_parts();
             let bytes = rbody.collect().await?.to_bytes();

@@ -36,7 +36,7 @@ mod state;
 pub mod store;
 mod tls;
 
-pub use faults::{Fault, FaultKind, RandomFaults};
+pub use faults::{Fault, FaultKind, Gate, RandomFaults};
 pub use server::{ServerConfig, TestServer};
 pub use state::{Dialect, RequestRecord};
 pub use store::{ObjectAttrs, ObjectMeta};
