@@ -902,8 +902,7 @@ async fn a_walk_in_inode_order_is_a_walk_in_listing_order_and_is_fetched_ahead()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_listing_keeps_what_this_mount_changed_while_its_pages_were_on_the_way() {
     // a page made before a create or an unlink here, and received after it, must neither
-    // hide the new file nor bring back the removed one (a background listing runs beside
-    // every `rsync` past the TTL)
+    // hide the new file nor bring back the removed one (`ls` beside a program writing files)
     let srv = TestServer::start().await;
     for i in 0..1500u32 {
         srv.put_object(&format!("r/f{i:04}"), "x");
