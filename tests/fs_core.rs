@@ -941,15 +941,7 @@ async fn a_listing_keeps_what_this_mount_changed_while_its_pages_were_on_the_way
     fs.releasedir(fh);
     // the complete listing, now cached, answers lookups and the next readdir
     srv.reset_counts();
-    let fh = fs.opendir(r.ino).await.expect("opendir again");
-    let names: Vec<String> = fs
-        .readdir(r.ino, fh, 0)
-        .await
-        .expect("readdir")
-        .into_iter()
-        .map(|e| e.name)
-        .collect();
-    fs.releasedir(fh);
+    let names = dir_names(&fs, r.ino).await;
     assert_eq!(srv.count("ListObjectsV2"), 0, "served from the listing");
     assert!(names.iter().any(|n| n == "a_new"), "the new file is hidden");
     assert!(
