@@ -80,18 +80,18 @@ impl PartialListing {
 
     /// What a page says of `name`, unless `name` changed here since the listing started.
     pub fn listed(&mut self, name: &str, child: Option<ListedChild>) {
-        if self.changed_here.contains(name) {
-            return;
+        if !self.changed_here.contains(name) {
+            self.set(name, child);
         }
-        match child {
-            Some(c) => self.children.insert(name.to_string(), c),
-            None => self.children.remove(name),
-        };
     }
 
     /// `name` was created (`Some`), removed or renamed away (`None`) here.
     pub fn changed(&mut self, name: &str, child: Option<ListedChild>) {
         self.changed_here.insert(name.to_string());
+        self.set(name, child);
+    }
+
+    fn set(&mut self, name: &str, child: Option<ListedChild>) {
         match child {
             Some(c) => self.children.insert(name.to_string(), c),
             None => self.children.remove(name),

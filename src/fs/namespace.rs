@@ -652,10 +652,13 @@ impl Filesystem {
         if st.published == 0 && st.stream.count() == 0 && !st.stream.is_done() {
             // the listing starts: from now on, names changed here are this mount's, whatever
             // the pages (fetched before or after the change) say
-            let expires = Instant::now() + self.config.metadata_ttl;
+            // (a listing another reader has under way is shared; one left expired by a reader
+            // that stopped early is not trusted again)
+            let now = Instant::now();
             if let Some(n) = self.inodes.lock().get_mut(ino) {
-                n.partial_listing
-                    .get_or_insert_with(|| PartialListing::new(expires));
+                if n.partial_listing.as_ref().is_none_or(|p| now >= p.until) {
+                    n.partial_listing = Some(PartialListing::new(now + self.config.metadata_ttl));
+                }
             }
         }
         while index >= st.stream.count() && !st.stream.is_done() {
