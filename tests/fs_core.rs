@@ -11,7 +11,7 @@ use bucketfs_test_server::{Fault, FaultKind, Gate, TestServer};
 
 #[path = "common/core.rs"]
 mod core_fs;
-use core_fs::{dir_names, fs_with, write_file, ME};
+use core_fs::{dir_names, fs_with, read_rest, write_file, ME};
 
 fn fs(srv: &TestServer) -> Arc<Filesystem> {
     fs_with(srv, FsConfig::default())
@@ -868,14 +868,8 @@ async fn a_walk_in_inode_order_is_a_walk_in_listing_order_and_is_fetched_ahead()
     let fs = fs(&srv);
     let d = listed_dir(&fs, "d").await;
     let fh = fs.opendir(d.ino).await.expect("opendir");
-    let mut entries = Vec::new();
-    let mut offset = 0;
-    loop {
-        let page = fs.readdir(d.ino, fh, offset).await.expect("readdir");
-        let Some(last) = page.last() else { break };
-        offset = last.next_offset;
-        entries.extend(page.into_iter().filter(|e| e.name.starts_with('f')));
-    }
+    let mut entries = read_rest(&fs, d.ino, fh, 0).await;
+    entries.retain(|e| e.name.starts_with('f'));
     fs.releasedir(fh);
     assert_eq!(entries.len(), 1500);
     let listed: Vec<String> = entries.iter().map(|e| e.name.clone()).collect();
@@ -926,18 +920,14 @@ async fn a_listing_keeps_what_this_mount_changed_while_its_pages_were_on_the_way
     fs.lookup(r.ino, "f0001").await.expect("lookup f0001");
     fs.unlink(r.ino, "f0001").await.expect("unlink");
     gate.open();
-    let mut offset = first
+    let offset = first
         .await
         .expect("task")
         .expect("readdir")
         .last()
         .map(|e| e.next_offset)
         .expect("entries");
-    loop {
-        let page = fs.readdir(r.ino, fh, offset).await.expect("readdir");
-        let Some(last) = page.last() else { break };
-        offset = last.next_offset;
-    }
+    read_rest(&fs, r.ino, fh, offset).await;
     fs.releasedir(fh);
     // the complete listing, now cached, answers lookups and the next readdir
     srv.reset_counts();
@@ -1040,14 +1030,11 @@ async fn a_directory_larger_than_the_listing_cache_lists_in_full() {
     let (srv, fs, d) = directory_past_the_listing_bound().await;
     srv.reset_counts();
     let fh = fs.opendir(d.ino).await.expect("opendir");
-    let mut names = Vec::new();
-    let mut offset = 0;
-    loop {
-        let page = fs.readdir(d.ino, fh, offset).await.expect("readdir");
-        let Some(last) = page.last() else { break };
-        offset = last.next_offset;
-        names.extend(page.into_iter().map(|e| e.name));
-    }
+    let names: Vec<String> = read_rest(&fs, d.ino, fh, 0)
+        .await
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
     fs.releasedir(fh);
     assert_eq!(names.len(), 2 + 2_500, "every entry, once");
     // (a file last on a page waits for the next one, in case a directory of its name follows)

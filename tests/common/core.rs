@@ -67,6 +67,24 @@ pub async fn write_file(fs: &Filesystem, parent: u64, name: &str, data: &[u8]) -
     attr.ino
 }
 
+/// Every entry of open directory handle `fh` from `offset` to its end, page by page as a
+/// reader goes (`.` and `..` too when `offset` is 0).
+pub async fn read_rest(
+    fs: &Filesystem,
+    ino: u64,
+    fh: u64,
+    mut offset: u64,
+) -> Vec<bucketfs::fs::DirEntryOut> {
+    let mut entries = Vec::new();
+    loop {
+        let page = fs.readdir(ino, fh, offset).await.expect("readdir");
+        let Some(last) = page.last() else { break };
+        offset = last.next_offset;
+        entries.extend(page);
+    }
+    entries
+}
+
 /// The names `readdir` gives for directory `ino` from its start (`.` and `..` first), as one
 /// reply holds them.
 pub async fn dir_names(fs: &Filesystem, ino: u64) -> Vec<String> {
