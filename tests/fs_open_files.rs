@@ -1,13 +1,13 @@
 //! An open file behaves like a file (core, no mount): writes anywhere with the parts staged on
 //! disk, fsync in the middle of a large file, reads while writing, writers sharing a file,
-//! unlink while open.
+//! unlink while open, a rename or unlink while the kernel's release is still uploading.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use bucketfs::config::FsConfig;
 use bucketfs::fs::{Filesystem, SetAttr, ROOT_INO};
-use bucketfs_test_server::TestServer;
+use bucketfs_test_server::{Fault, FaultKind, Gate, TestServer};
 
 #[path = "common/core.rs"]
 mod core_fs;
@@ -335,6 +335,82 @@ async fn renaming_a_large_file_while_it_streams_lands_it_under_the_new_name() {
     assert_eq!(srv.get_object("final.bin").as_deref(), Some(&want[..]));
     assert!(srv.get_object("part.tmp").is_none());
     assert!(srv.multipart_uploads().is_empty());
+}
+
+/// A file written and not flushed (closed by a child, or written through a mapping), whose
+/// release is uploading it and is held there by `gate` (its PutObject made and held back).
+async fn a_release_held_in_its_upload(
+    srv: &TestServer,
+    fs: &Arc<Filesystem>,
+    name: &str,
+    bytes: &'static [u8],
+) -> (Gate, tokio::task::JoinHandle<bucketfs::fs::FsResult<()>>) {
+    let (_, o) = fs
+        .create(ROOT_INO, name, 0o644, libc::O_WRONLY, ME)
+        .await
+        .expect("create");
+    fs.write(o.fh, 0, bytes).await.expect("write");
+    let gate = Gate::new();
+    srv.add_fault(
+        Fault::new(FaultKind::HoldResponse(gate.clone()))
+            .op("PutObject")
+            .times(1),
+    );
+    let release = tokio::spawn({
+        let fs = fs.clone();
+        async move { fs.release(o.fh).await }
+    });
+    gate.held().await;
+    (gate, release)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rename_right_after_close_waits_for_the_release_still_uploading_the_file() {
+    // rsync renames its temporary file as soon as close returns, and the kernel sends the
+    // release on its own: a rename between the two found no writer and no settled file, moved
+    // nothing and deleted the object the release had uploaded (files lost after rsync)
+    let srv = TestServer::start().await;
+    let fs = fs_with(&srv, FsConfig::default());
+    let (gate, release) = a_release_held_in_its_upload(&srv, &fs, ".f.x1", b"rsync's bytes").await;
+    let mut rename = tokio::spawn({
+        let fs = fs.clone();
+        async move { fs.rename(ROOT_INO, ".f.x1", ROOT_INO, "f", 0).await }
+    });
+    tokio::select! {
+        _ = fs.an_operation_waits_for_a_release() => {}
+        r = &mut rename => panic!("the rename ended while the release was uploading: {r:?}"),
+    }
+    gate.open();
+    release.await.expect("task").expect("release");
+    rename.await.expect("task").expect("rename");
+    assert_eq!(srv.get_object("f").as_deref(), Some(&b"rsync's bytes"[..]));
+    assert!(srv.get_object(".f.x1").is_none(), "{:?}", srv.keys());
+    let f = fs.lookup(ROOT_INO, "f").await.expect("lookup");
+    let o = fs.open(f.ino, libc::O_RDONLY, ME).await.expect("open");
+    assert_eq!(read_range(&fs, o.fh, 0, 100).await, b"rsync's bytes");
+    fs.release(o.fh).await.expect("release");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unlink_right_after_close_waits_for_the_release_still_uploading_the_file() {
+    // else the release's object lands after the unlink, and the removed file is back
+    let srv = TestServer::start().await;
+    let fs = fs_with(&srv, FsConfig::default());
+    let (gate, release) = a_release_held_in_its_upload(&srv, &fs, "gone", b"bytes").await;
+    let mut unlink = tokio::spawn({
+        let fs = fs.clone();
+        async move { fs.unlink(ROOT_INO, "gone").await }
+    });
+    tokio::select! {
+        _ = fs.an_operation_waits_for_a_release() => {}
+        r = &mut unlink => panic!("the unlink ended while the release was uploading: {r:?}"),
+    }
+    gate.open();
+    release.await.expect("task").expect("release");
+    unlink.await.expect("task").expect("unlink");
+    assert!(srv.keys().is_empty(), "{:?}", srv.keys());
+    let err = fs.lookup(ROOT_INO, "gone").await.expect_err("removed");
+    assert_eq!(err.errno, libc::ENOENT);
 }
 
 #[tokio::test]

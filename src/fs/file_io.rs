@@ -289,6 +289,46 @@ impl Filesystem {
         }
     }
 
+    /// A release of `ino`'s writer is under way (its handle is gone, its upload may still be
+    /// running): wait until it ends, so that a rename, unlink or truncate acts on what it
+    /// leaves (the object it uploaded, or a writer kept after a failure) and not in between:
+    /// a rename that found neither a writer nor a settled file moved no bytes and deleted
+    /// the object the release had just uploaded (`rsync` renames its temporary file right
+    /// after closing it, and the kernel sends the release on its own).
+    pub(crate) async fn settle_release(&self, ino: u64) {
+        self.settle_releases(|i| i == ino).await;
+    }
+
+    /// As [`settle_release`](Self::settle_release), for every file whose key starts with
+    /// `prefix` (a directory rename).
+    pub(crate) async fn settle_releases_under(&self, prefix: &str) {
+        self.settle_releases(|ino| {
+            self.inodes
+                .lock()
+                .get(ino)
+                .is_some_and(|n| n.key.starts_with(prefix))
+        })
+        .await;
+    }
+
+    async fn settle_releases(&self, matches: impl Fn(u64) -> bool) {
+        loop {
+            // registered before looking, so a release ending in between is not missed
+            let changed = self.handles.writers_changed();
+            if !self.handles.releasing_inos().into_iter().any(&matches) {
+                return;
+            }
+            let _waiting = self.handles.waiting();
+            changed.await;
+        }
+    }
+
+    /// Resolves once an operation waits for a file's release under way (tests that hold a
+    /// release's upload and check what a rename or unlink does meanwhile).
+    pub async fn an_operation_waits_for_a_release(&self) {
+        self.handles.someone_waits().await;
+    }
+
     /// Every open write handle.
     fn write_handles(&self) -> Vec<Arc<WriteHandle>> {
         self.handles.all_writers()
@@ -1087,7 +1127,8 @@ impl Filesystem {
         if self.keep_staged(fh).await {
             return Ok(());
         }
-        let handle = self.handles.remove(fh);
+        // until this release ends, a rename or unlink of the file waits for it (`settle_release`)
+        let (handle, _releasing) = self.handles.remove_for_release(fh);
         match handle {
             Some(Handle::Write(w)) if w.fhs.fetch_sub(1, Ordering::Relaxed) > 1 => {
                 // other writers still share this file: the last one's release uploads
@@ -1211,7 +1252,11 @@ impl Filesystem {
         self.limits.check_size(size)?;
         let writer = match fh.map(|fh| self.handle(fh)) {
             Some(Ok(Handle::Write(w))) => Some(w),
-            _ => self.write_handle_for(ino),
+            _ => {
+                // a release uploading the file ends first (it would land after the rewrite)
+                self.settle_release(ino).await;
+                self.write_handle_for(ino)
+            }
         };
         if let Some(w) = writer {
             let mut st = w.state.lock().await;
@@ -1422,10 +1467,11 @@ impl Filesystem {
 }
 
 impl Filesystem {
-    /// Point the open upload of `ino` at a new key (rename of a file being written).
-    pub(crate) async fn retarget_writer(&self, ino: u64, key: String) -> FsResult<()> {
+    /// Point the open upload of `ino` at a new key (rename of a file being written): whether
+    /// it had a writer (false: none, or its release is under way, see `settle_release`).
+    pub(crate) async fn retarget_writer(&self, ino: u64, key: String) -> FsResult<bool> {
         let Some(w) = self.write_handle_for(ino) else {
-            return Ok(());
+            return Ok(false);
         };
         let mut st = w.state.lock().await;
         st.upload.set_key(key).await?;
@@ -1441,7 +1487,7 @@ impl Filesystem {
             self.stage_writer(&w, true).await?;
             self.requeue_pending(ino);
         }
-        Ok(())
+        Ok(true)
     }
 
     /// The files under `prefix` open for writing (or kept after a failed upload).

@@ -1,9 +1,10 @@
 //! Open file handles: their numbers, what each one is, an index of the write handles by inode,
-//! and a notification whenever a writer is flushed or released (what a reopen waiting for a
-//! release listens to).
+//! the inodes whose writer is being released (its handle gone, its upload maybe still running),
+//! and a notification whenever a writer is flushed or released (what a reopen, rename or unlink
+//! waiting for a release listens to).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -17,6 +18,9 @@ pub(crate) struct Handles {
     state: Mutex<Open>,
     next: AtomicU64,
     writers_changed: Notify,
+    /// Operations waiting for a release under way, and who is told when one starts (tests).
+    waiting: AtomicUsize,
+    wait_started: Notify,
 }
 
 #[derive(Default)]
@@ -25,6 +29,8 @@ struct Open {
     /// inode → its write handles (several may share one writer), so that finding a file's
     /// writer never walks every open handle.
     writers: HashMap<u64, BTreeMap<u64, Arc<WriteHandle>>>,
+    /// inode → releases of its write handles under way: taken out of `writers`, not finished.
+    releasing: HashMap<u64, usize>,
 }
 
 impl Open {
@@ -64,6 +70,8 @@ impl Handles {
             state: Mutex::new(Open::default()),
             next: AtomicU64::new(1),
             writers_changed: Notify::new(),
+            waiting: AtomicUsize::new(0),
+            wait_started: Notify::new(),
         }
     }
 
@@ -87,6 +95,45 @@ impl Handles {
 
     pub(crate) fn remove(&self, fh: u64) -> Option<Handle> {
         self.state.lock().remove(fh)
+    }
+
+    /// Take `fh` out at its release. Until the returned guard goes, a write handle's inode
+    /// counts as being released ([`releasing_inos`](Self::releasing_inos)): its upload may still be
+    /// running, and the file is neither among the writers nor settled.
+    pub(crate) fn remove_for_release(&self, fh: u64) -> (Option<Handle>, Releasing<'_>) {
+        let mut st = self.state.lock();
+        let h = st.remove(fh);
+        let ino = match &h {
+            Some(Handle::Write(w)) => {
+                *st.releasing.entry(w.ino()).or_default() += 1;
+                Some(w.ino())
+            }
+            _ => None,
+        };
+        (h, Releasing { handles: self, ino })
+    }
+
+    /// The inodes whose writer is being released.
+    pub(crate) fn releasing_inos(&self) -> Vec<u64> {
+        self.state.lock().releasing.keys().copied().collect()
+    }
+
+    /// An operation waits for a release under way until the guard goes.
+    pub(crate) fn waiting(&self) -> Waiting<'_> {
+        self.waiting.fetch_add(1, Ordering::AcqRel);
+        self.wait_started.notify_waiters();
+        Waiting(self)
+    }
+
+    /// Resolves once an operation waits for a release under way (at once if one does).
+    pub(crate) async fn someone_waits(&self) {
+        loop {
+            let started = self.wait_started.notified();
+            if self.waiting.load(Ordering::Acquire) > 0 {
+                return;
+            }
+            started.await;
+        }
     }
 
     pub(crate) fn get(&self, fh: u64) -> Option<Handle> {
@@ -130,5 +177,36 @@ impl Handles {
     /// A writer was flushed or released: wake whoever waits for that.
     pub(crate) fn writer_changed(&self) {
         self.writers_changed.notify_waiters();
+    }
+}
+
+/// A release under way (see [`Handles::remove_for_release`]); its end wakes the waiters.
+pub(crate) struct Releasing<'a> {
+    handles: &'a Handles,
+    ino: Option<u64>,
+}
+
+impl Drop for Releasing<'_> {
+    fn drop(&mut self) {
+        let Some(ino) = self.ino else { return };
+        {
+            let mut st = self.handles.state.lock();
+            if let Some(n) = st.releasing.get_mut(&ino) {
+                *n -= 1;
+                if *n == 0 {
+                    st.releasing.remove(&ino);
+                }
+            }
+        }
+        self.handles.writer_changed();
+    }
+}
+
+/// An operation waiting for a release under way.
+pub(crate) struct Waiting<'a>(&'a Handles);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::AcqRel);
     }
 }

@@ -868,6 +868,8 @@ impl Filesystem {
         if attr.kind == FileKind::Directory {
             return Err(FsError::new(libc::EISDIR, "is a directory"));
         }
+        // a release uploading it ends first (else its object would land after the delete)
+        self.settle_release(attr.ino).await;
         // a file an earlier run closed and did not upload is never sent
         self.withdraw_recovered(attr.ino).await?;
         let (key, local_only) = {

@@ -38,6 +38,11 @@ impl Filesystem {
             Err(e) if e.errno == libc::ENOENT => None,
             Err(e) => return Err(e),
         };
+        // a file whose release is uploading it is moved once that upload landed
+        self.settle_release(src.ino).await;
+        if let Some(t) = &target {
+            self.settle_release(t.ino).await;
+        }
         // files an earlier run closed and did not upload go up first (the rename then moves
         // what the bucket holds)
         match src.kind {
@@ -101,17 +106,26 @@ impl Filesystem {
         new_parent_key: &str,
     ) -> FsResult<()> {
         let new_key = format!("{new_parent_key}{new_name}");
-        let (old_key, etag, attr, writing, local_only, pending) = {
-            let t = self.inodes.lock();
-            let n = t.get(ino).ok_or_else(FsError::not_found)?;
-            (
-                n.key.clone(),
-                n.etag.clone(),
-                n.attr,
-                n.writing,
-                n.local_only,
-                n.meta_pending.then_some(n.meta_gen),
-            )
+        let (old_key, etag, attr, writing, local_only, pending) = loop {
+            let state = {
+                let t = self.inodes.lock();
+                let n = t.get(ino).ok_or_else(FsError::not_found)?;
+                (
+                    n.key.clone(),
+                    n.etag.clone(),
+                    n.attr,
+                    n.writing,
+                    n.local_only,
+                    n.meta_pending.then_some(n.meta_gen),
+                )
+            };
+            // the pending upload lands under the new name; a writer released meanwhile
+            // leaves a settled file (or a kept writer) to look at again
+            if state.3 && !self.retarget_writer(ino, new_key.clone()).await? {
+                self.settle_release(ino).await;
+                continue;
+            }
+            break state;
         };
         let size = attr.size;
         if !writing {
@@ -120,8 +134,6 @@ impl Filesystem {
             self.full_meta(ino).await?;
         }
         if writing {
-            // the pending upload lands under the new name
-            self.retarget_writer(ino, new_key.clone()).await?;
             if !local_only {
                 self.client
                     .delete_object(&old_key)
@@ -208,8 +220,10 @@ impl Filesystem {
                 "cannot move a directory into itself",
             ));
         }
-        // files being written under it follow it (their uploads restart under the new names,
-        // from the staging area); without one, parts already sent cannot follow
+        // files being released under it land first; files being written under it follow it
+        // (their uploads restart under the new names, from the staging area); without one,
+        // parts already sent cannot follow
+        self.settle_releases_under(&old_prefix).await;
         let writers = self.writers_under(&old_prefix);
         if !writers.is_empty() && !self.store.spill {
             return Err(FsError::new(
@@ -291,15 +305,32 @@ impl Filesystem {
         }
         // 3. files open for writing follow (before their old objects go: a file changed in
         // place takes in the parts it still reads from its object)
+        let mut keys: Vec<String> = keys.into_iter().map(|(k, _, _)| k).collect();
         for &w in &writers {
             let key = self.inodes.lock().get(w).map(|n| n.key.clone());
             if let Some(key) = key {
                 let new_key = format!("{new_prefix}{}", &key[old_prefix.len()..]);
-                self.retarget_writer(w, new_key).await?;
+                if self.retarget_writer(w, new_key.clone()).await? {
+                    continue;
+                }
+                // closed since the listing: its upload may have landed after it, under the
+                // old name, and is moved like the rest
+                self.settle_release(w).await;
+                let uploaded = self
+                    .inodes
+                    .lock()
+                    .get(w)
+                    .map(|n| (n.local_only, n.attr.size));
+                if let Some((false, size)) = uploaded.filter(|_| !keys.contains(&key)) {
+                    self.client
+                        .copy_object_sized(&key, &new_key, size, self.limits.base, None, None)
+                        .await
+                        .map_err(|e| FsError::from_s3(&e, &key))?;
+                    keys.push(key);
+                }
             }
         }
         // 4. only then delete the sources
-        let keys: Vec<String> = keys.into_iter().map(|(k, _, _)| k).collect();
         for batch in keys.chunks(1000) {
             let failed = self
                 .client
