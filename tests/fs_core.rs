@@ -942,6 +942,47 @@ async fn a_listing_keeps_what_this_mount_changed_while_its_pages_were_on_the_way
 }
 
 #[tokio::test]
+async fn lookups_that_keep_probing_one_directory_have_it_listed_again() {
+    // a long rsync past the TTL looks up a new name or two per file: once that costs more
+    // than listing the directory, the directory is listed and its lookups cost nothing
+    let srv = TestServer::start().await;
+    for i in 0..1500u32 {
+        srv.put_object(&format!("d/f{i}"), "x");
+    }
+    let fs = fs(&srv);
+    let d = fs.lookup(ROOT_INO, "d").await.expect("lookup d");
+    srv.reset_counts();
+    for i in 0..40u32 {
+        let missing = fs.lookup(d.ino, &format!(".f{i}.tmp")).await;
+        assert_eq!(missing.err().map(|e| e.errno), Some(libc::ENOENT));
+    }
+    assert!(fs.wait_relist_idle(Duration::from_secs(10)).await);
+    let lists = srv.requests_for("ListObjectsV2").len();
+    assert!(
+        lists < 40 + 4,
+        "{lists} LISTs: probes went on while the directory was listed"
+    );
+    let full = srv
+        .requests_for("ListObjectsV2")
+        .iter()
+        .filter(|r| !r.query.contains("max-keys=1"))
+        .count();
+    assert_eq!(full, 2, "the directory is listed once, 2 pages");
+    srv.reset_counts();
+    for i in 40..140u32 {
+        let missing = fs.lookup(d.ino, &format!(".f{i}.tmp")).await;
+        assert_eq!(missing.err().map(|e| e.errno), Some(libc::ENOENT));
+    }
+    let f = fs.lookup(d.ino, "f1499").await.expect("a listed file");
+    assert_eq!(f.size, 1);
+    assert_eq!(
+        srv.total_requests(),
+        1,
+        "only the listed file's HEAD: the listing answers the missing names"
+    );
+}
+
+#[tokio::test]
 async fn a_walk_through_directories_only_fetches_no_files_ahead() {
     let srv = TestServer::start().await;
     for i in 0..30 {

@@ -5,6 +5,7 @@
 
 pub mod attr;
 mod blocking;
+mod busy;
 mod closer;
 pub mod control;
 pub mod counters;
@@ -33,6 +34,7 @@ pub mod pending;
 pub mod prefetch;
 mod recovered;
 mod recovery;
+mod relist;
 mod rename;
 mod small_bodies;
 pub mod staging;
@@ -142,6 +144,8 @@ pub struct Filesystem {
     pub(crate) writeback: Arc<metadata_write::MetadataWriteback>,
     /// Metadata fetched ahead of a walk through a listing (see `stat_ahead.rs`).
     pub(crate) stat_ahead: stat_ahead::StatAhead,
+    /// Directories listed again once their lookups probe too often (see `relist.rs`).
+    pub(crate) relist: relist::Relister,
     /// Bodies of small files that came with their attributes (see `small_bodies.rs`).
     pub(crate) small_bodies: Arc<small_bodies::SmallBodies>,
     /// This filesystem, for the background tasks it starts.
@@ -205,6 +209,7 @@ impl Filesystem {
             write_back_queue: Default::default(),
             writeback: Arc::default(),
             stat_ahead: stat_ahead::StatAhead::default(),
+            relist: relist::Relister::default(),
             small_bodies: Arc::new(small_bodies::SmallBodies::new(
                 config.metadata_ttl,
                 budget.clone(),

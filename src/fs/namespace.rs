@@ -248,7 +248,10 @@ impl Filesystem {
                     Err(e) => return Err(FsError::from_s3(&e, &key)),
                 },
             },
-            None => self.probe(&key).await?,
+            None => {
+                self.relist_if_due(parent);
+                self.probe(&key).await?
+            }
         };
         // nothing in the bucket, but a file being created in it keeps the directory
         let found = match found {
@@ -681,7 +684,9 @@ impl Filesystem {
                 // made again from `children`, which has them right
                 let changed = pl.as_ref().is_some_and(|p| !p.changed_here.is_empty());
                 let snapshot = pl.map(|pl| pl.children).unwrap_or_default();
-                if st.stream.count() <= self.config.listing_cache_entries {
+                let kept = st.stream.count() <= self.config.listing_cache_entries;
+                self.relist.listed(ino, st.stream.count(), kept);
+                if kept {
                     let snap = DirSnapshot {
                         children: snapshot,
                         expires: Instant::now() + self.config.metadata_ttl,

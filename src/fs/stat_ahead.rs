@@ -12,13 +12,13 @@
 //! up only directories (`find` descending) fetches only directories ahead.
 
 use std::num::NonZeroUsize;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
 use futures::future::{BoxFuture, FutureExt, Shared};
 use parking_lot::Mutex;
 
+use super::busy::Busy;
 use super::inode::ListedChild;
 use super::small_bodies::fetch_file_meta;
 use super::{Filesystem, FsError};
@@ -45,8 +45,8 @@ pub(crate) struct StatAhead {
     walks: Mutex<lru::LruCache<u64, Walk>>,
     results: Mutex<lru::LruCache<(u64, String), Ahead>>,
     limit: Arc<tokio::sync::Semaphore>,
-    /// HEADs started and not finished, told when one finishes (tests wait on it).
-    in_flight: Arc<(std::sync::atomic::AtomicUsize, tokio::sync::Notify)>,
+    /// HEADs started and not finished (tests wait on it).
+    in_flight: Busy,
 }
 
 impl Default for StatAhead {
@@ -55,7 +55,7 @@ impl Default for StatAhead {
             walks: Mutex::new(lru::LruCache::new(nonzero(MAX_WALKS))),
             results: Mutex::new(lru::LruCache::new(nonzero(MAX_RESULTS))),
             limit: Arc::new(tokio::sync::Semaphore::new(CONCURRENCY)),
-            in_flight: Arc::default(),
+            in_flight: Busy::default(),
         }
     }
 }
@@ -104,19 +104,7 @@ impl Filesystem {
     /// Wait until no HEAD fetched ahead is in flight, at most `limit`: whether that happened.
     /// For tests that count requests, which wait on this rather than sleep.
     pub async fn wait_stat_ahead_idle(&self, limit: std::time::Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + limit;
-        let (count, done) = &*self.stat_ahead.in_flight;
-        loop {
-            let notified = done.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if count.load(Ordering::Acquire) == 0 {
-                return true;
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return false;
-            }
-        }
+        self.stat_ahead.in_flight.wait_idle(limit).await
     }
 
     /// A lookup of `name`, listed in `parent`'s fresh listing, needs its HEAD: note the walk,
@@ -314,8 +302,7 @@ impl Filesystem {
         let client = self.client.clone();
         let bodies = self.small_bodies.clone();
         let limit = self.stat_ahead.limit.clone();
-        let in_flight = self.stat_ahead.in_flight.clone();
-        in_flight.0.fetch_add(1, Ordering::AcqRel);
+        let busy = self.stat_ahead.in_flight.start();
         let done = Arc::new(std::sync::OnceLock::new());
         let done_here = done.clone();
         let task = tokio::spawn(async move {
@@ -326,8 +313,7 @@ impl Filesystem {
                 Err(e) => Err(FsError::from_s3(&e, &key)),
             };
             let _ = done_here.set(res.clone());
-            in_flight.0.fetch_sub(1, Ordering::AcqRel);
-            in_flight.1.notify_waiters();
+            drop(busy);
             res
         });
         let head = task
