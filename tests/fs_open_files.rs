@@ -392,6 +392,42 @@ async fn a_rename_right_after_close_waits_for_the_release_still_uploading_the_fi
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rename_after_close_and_before_the_release_copies_the_uploaded_object() {
+    // rsync: close (the object is uploaded), rename at once, the kernel's release after that.
+    // Pointing the writer at the new name deleted the uploaded object and sent the bytes again
+    // at the release: in between, a file whose close had succeeded was under no key
+    let srv = TestServer::start().await;
+    let fs = fs_with(&srv, FsConfig::default());
+    let (_, o) = fs
+        .create(ROOT_INO, ".g.x2", 0o644, libc::O_WRONLY, ME)
+        .await
+        .expect("create");
+    fs.write(o.fh, 0, b"closed bytes").await.expect("write");
+    fs.flush(o.fh, 0).await.expect("close");
+    srv.reset_counts();
+    let mut rename = tokio::spawn({
+        let fs = fs.clone();
+        async move { fs.rename(ROOT_INO, ".g.x2", ROOT_INO, "g", 0).await }
+    });
+    tokio::select! {
+        _ = fs.an_operation_waits_for_a_release() => {}
+        r = &mut rename => panic!("the rename did not wait for the release: {r:?}"),
+    }
+    assert_eq!(
+        srv.get_object(".g.x2").as_deref(),
+        Some(&b"closed bytes"[..]),
+        "the closed file left the bucket"
+    );
+    fs.release(o.fh).await.expect("release");
+    rename.await.expect("task").expect("rename");
+    assert_eq!(srv.count("PutObject"), 0, "sent again: {:?}", srv.counts());
+    assert_eq!(srv.count("CopyObject"), 1, "{:?}", srv.counts());
+    assert_eq!(srv.count("DeleteObject"), 1, "{:?}", srv.counts());
+    assert_eq!(srv.keys(), vec!["g".to_string()]);
+    assert_eq!(srv.get_object("g").as_deref(), Some(&b"closed bytes"[..]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unlink_right_after_close_waits_for_the_release_still_uploading_the_file() {
     // else the release's object lands after the unlink, and the removed file is back
     let srv = TestServer::start().await;

@@ -285,8 +285,32 @@ impl Filesystem {
                 return false;
             }
             // woken by the next release or flush
+            let _waiting = self.handles.waiting();
             let _ = tokio::time::timeout(deadline - now, changed).await;
         }
+    }
+
+    /// A rename of a file whose opener has closed it (uploaded, nothing written since) before
+    /// the kernel's release came (`rsync` renames its temporary file as soon as close
+    /// returns): wait up to `release_wait` for that release, so that the rename copies the
+    /// object, which stays in the bucket all along, instead of pointing the writer at the new
+    /// name, deleting the object and uploading the bytes again at the release (a crash in
+    /// between lost a file whose close had succeeded). Whether the file is settled now.
+    pub(crate) async fn wait_for_closed_writer(&self, ino: u64) -> bool {
+        let closed = match self.write_handle_for(ino) {
+            Some(w) => {
+                let st = w.state.lock().await;
+                !w.kept.load(Ordering::Relaxed)
+                    && st.flushed
+                    && st.committed
+                    && !st.dirty
+                    && !st.discarded
+                    && !st.upload.is_pending()
+            }
+            // its release is under way
+            None => true,
+        };
+        closed && self.wait_for_release(ino).await
     }
 
     /// A release of `ino`'s writer is under way (its handle is gone, its upload may still be

@@ -119,11 +119,17 @@ impl Filesystem {
                     n.meta_pending.then_some(n.meta_gen),
                 )
             };
-            // the pending upload lands under the new name; a writer released meanwhile
-            // leaves a settled file (or a kept writer) to look at again
-            if state.3 && !self.retarget_writer(ino, new_key.clone()).await? {
-                self.settle_release(ino).await;
-                continue;
+            if state.3 {
+                // closed and uploaded, its release on the way: moved as a settled file
+                if self.wait_for_closed_writer(ino).await {
+                    continue;
+                }
+                // the pending upload lands under the new name; a writer released meanwhile
+                // leaves a settled file (or a kept writer) to look at again
+                if !self.retarget_writer(ino, new_key.clone()).await? {
+                    self.settle_release(ino).await;
+                    continue;
+                }
             }
             break state;
         };
