@@ -1379,11 +1379,13 @@ impl Filesystem {
     /// parts of the object first take them in; if that fails, nothing is dropped and the
     /// unlink fails (the object is still needed).
     pub(crate) async fn discard_writers(&self, ino: u64) -> FsResult<()> {
-        let writers: Vec<Arc<WriteHandle>> = self
-            .write_handles()
-            .into_iter()
-            .filter(|w| w.ino == ino)
-            .collect();
+        // this file's handles only (the index by inode), each shared writer once
+        let mut writers: Vec<Arc<WriteHandle>> = Vec::new();
+        for (_, w) in self.handles.writers_of(ino) {
+            if !writers.iter().any(|o| Arc::ptr_eq(o, &w)) {
+                writers.push(w);
+            }
+        }
         for w in &writers {
             // a kept writer (its upload failed, no descriptor left) only goes
             if w.kept.load(Ordering::Relaxed) {

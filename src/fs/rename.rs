@@ -1,7 +1,7 @@
 //! rename: CopyObject then DeleteObject for files; for directories every key under the prefix
 //! is copied (in parallel) and the sources are deleted only after all copies succeeded.
 
-use futures::stream::{self, StreamExt, TryStreamExt};
+use futures::stream::{self, StreamExt};
 
 use super::attr::FileKind;
 use super::error::{FsError, FsResult};
@@ -269,7 +269,10 @@ impl Filesystem {
             j.move_started(&old_prefix, &new_prefix);
         }
         // 2. copy them all; a failure removes the copies made and stops with the sources
-        // untouched
+        // untouched. After a failure no copy starts, and the ones under way are waited for
+        // (a copy dropped in flight could still land after the removal)
+        let failed = std::sync::atomic::AtomicBool::new(false);
+        let failed = &failed;
         let copies: Vec<_> = keys
             .iter()
             .filter(|(_, dst, _)| !dst.is_empty())
@@ -280,17 +283,27 @@ impl Filesystem {
                 let part_size = self.limits.base;
                 let dst = dst.clone();
                 async move {
-                    client
+                    if failed.load(std::sync::atomic::Ordering::Acquire) {
+                        return Ok(());
+                    }
+                    let res = client
                         .copy_object_sized(&src, &dst, size, part_size, None, None)
                         .await
-                        .map_err(|e| FsError::from_s3(&e, &src))
+                        .map(|_| ())
+                        .map_err(|e| FsError::from_s3(&e, &src));
+                    if res.is_err() {
+                        failed.store(true, std::sync::atomic::Ordering::Release);
+                    }
+                    res
                 }
             })
             .collect();
-        let copied = stream::iter(copies)
+        let copied: FsResult<()> = stream::iter(copies)
             .buffer_unordered(PARALLEL_COPIES)
-            .try_collect::<Vec<_>>()
-            .await;
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect();
         if let Err(e) = copied {
             let made: Vec<String> = keys
                 .iter()
