@@ -395,8 +395,10 @@ async fn a_rename_right_after_close_waits_for_the_release_still_uploading_the_fi
 async fn a_rename_after_close_and_before_the_release_copies_the_uploaded_object() {
     // rsync: close (the object is uploaded), rename at once, the kernel's release after that.
     // Pointing the writer at the new name deleted the uploaded object and sent the bytes again
-    // at the release: in between, a file whose close had succeeded was under no key
+    // at the release: in between, a file whose close had succeeded was under no key. An
+    // older version under the new name (rsync updating a file) stays until the copy replaces it
     let srv = TestServer::start().await;
+    srv.put_object("g", "older version");
     let fs = fs_with(&srv, FsConfig::default());
     let (_, o) = fs
         .create(ROOT_INO, ".g.x2", 0o644, libc::O_WRONLY, ME)
@@ -417,6 +419,11 @@ async fn a_rename_after_close_and_before_the_release_copies_the_uploaded_object(
         srv.get_object(".g.x2").as_deref(),
         Some(&b"closed bytes"[..]),
         "the closed file left the bucket"
+    );
+    assert_eq!(
+        srv.get_object("g").as_deref(),
+        Some(&b"older version"[..]),
+        "the target went before the copy"
     );
     fs.release(o.fh).await.expect("release");
     rename.await.expect("task").expect("rename");

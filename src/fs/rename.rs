@@ -38,8 +38,13 @@ impl Filesystem {
             Err(e) if e.errno == libc::ENOENT => None,
             Err(e) => return Err(e),
         };
-        // a file whose release is uploading it is moved once that upload landed
+        // a file whose release is uploading it is moved once that upload landed; one its
+        // opener closed, once its release came (then a copy replaces the target in one step,
+        // instead of the target going first)
         self.settle_release(src.ino).await;
+        if src.kind != FileKind::Directory {
+            self.wait_for_closed_writer(src.ino).await;
+        }
         if let Some(t) = &target {
             self.settle_release(t.ino).await;
         }
