@@ -364,6 +364,20 @@ async fn a_release_held_in_its_upload(
     (gate, release)
 }
 
+/// Spawn `op` (a rename or unlink) and return once it waits for a file's release; it must
+/// not end before that.
+async fn waiting_for_a_release(
+    fs: &Arc<Filesystem>,
+    op: impl std::future::Future<Output = bucketfs::fs::FsResult<()>> + Send + 'static,
+) -> tokio::task::JoinHandle<bucketfs::fs::FsResult<()>> {
+    let mut task = tokio::spawn(op);
+    tokio::select! {
+        _ = fs.an_operation_waits_for_a_release() => {}
+        r = &mut task => panic!("it ended without waiting for the release: {r:?}"),
+    }
+    task
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rename_right_after_close_waits_for_the_release_still_uploading_the_file() {
     // rsync renames its temporary file as soon as close returns, and the kernel sends the
@@ -372,14 +386,11 @@ async fn a_rename_right_after_close_waits_for_the_release_still_uploading_the_fi
     let srv = TestServer::start().await;
     let fs = fs_with(&srv, FsConfig::default());
     let (gate, release) = a_release_held_in_its_upload(&srv, &fs, ".f.x1", b"rsync's bytes").await;
-    let mut rename = tokio::spawn({
+    let rename = waiting_for_a_release(&fs, {
         let fs = fs.clone();
         async move { fs.rename(ROOT_INO, ".f.x1", ROOT_INO, "f", 0).await }
-    });
-    tokio::select! {
-        _ = fs.an_operation_waits_for_a_release() => {}
-        r = &mut rename => panic!("the rename ended while the release was uploading: {r:?}"),
-    }
+    })
+    .await;
     gate.open();
     release.await.expect("task").expect("release");
     rename.await.expect("task").expect("rename");
@@ -407,14 +418,11 @@ async fn a_rename_after_close_and_before_the_release_copies_the_uploaded_object(
     fs.write(o.fh, 0, b"closed bytes").await.expect("write");
     fs.flush(o.fh, 0).await.expect("close");
     srv.reset_counts();
-    let mut rename = tokio::spawn({
+    let rename = waiting_for_a_release(&fs, {
         let fs = fs.clone();
         async move { fs.rename(ROOT_INO, ".g.x2", ROOT_INO, "g", 0).await }
-    });
-    tokio::select! {
-        _ = fs.an_operation_waits_for_a_release() => {}
-        r = &mut rename => panic!("the rename did not wait for the release: {r:?}"),
-    }
+    })
+    .await;
     assert_eq!(
         srv.get_object(".g.x2").as_deref(),
         Some(&b"closed bytes"[..]),
@@ -440,14 +448,11 @@ async fn an_unlink_right_after_close_waits_for_the_release_still_uploading_the_f
     let srv = TestServer::start().await;
     let fs = fs_with(&srv, FsConfig::default());
     let (gate, release) = a_release_held_in_its_upload(&srv, &fs, "gone", b"bytes").await;
-    let mut unlink = tokio::spawn({
+    let unlink = waiting_for_a_release(&fs, {
         let fs = fs.clone();
         async move { fs.unlink(ROOT_INO, "gone").await }
-    });
-    tokio::select! {
-        _ = fs.an_operation_waits_for_a_release() => {}
-        r = &mut unlink => panic!("the unlink ended while the release was uploading: {r:?}"),
-    }
+    })
+    .await;
     gate.open();
     release.await.expect("task").expect("release");
     unlink.await.expect("task").expect("unlink");
