@@ -1,9 +1,11 @@
 //! Large I/O buffers kept for reuse: upload parts, GET bodies, FUSE write data. A fresh 8 MiB
 //! buffer costs 2,048 page faults, each zeroing a page, before the first byte is copied in
 //! (freed large buffers go back to the system, so every part would pay that again); a recycled
-//! one costs nothing. Each pool keeps only a few idle buffers, and, once it has a memory gate
-//! (the mount's budget), only while the budget has room for them: idle buffers count against
-//! `--max-memory` like the ones in use.
+//! one costs nothing. Each pool keeps a few idle buffers (eight: as many as a read-ahead
+//! window has GETs in flight, so a sequential read's bodies come back faster than they are
+//! taken again), and, once it has a memory gate (the mount's budget), only while the budget has
+//! room for them: idle buffers count against `--max-memory` like the ones in use, and are let
+//! go as soon as a reservation finds no room.
 
 use std::sync::{Arc, OnceLock};
 
@@ -13,7 +15,7 @@ use parking_lot::Mutex;
 use crate::s3::client::MemoryGate;
 
 /// Idle buffers kept at most (the rest are freed).
-const KEEP: usize = 2;
+const KEEP: usize = 8;
 
 /// The page size bodies are aligned to (see [`BufferPool::take_page_aligned`]).
 pub const PAGE: usize = 4096;
@@ -52,6 +54,21 @@ impl BufferPool {
         drop(gone);
     }
 
+    /// Frees idle buffers, smallest first, until `bytes` of them are gone (or none is left);
+    /// the bytes freed.
+    pub fn drop_idle_bytes(&self, bytes: u64) -> u64 {
+        let mut idle = self.idle.lock();
+        idle.sort_by_key(|b| std::cmp::Reverse(b.buf.capacity()));
+        let mut freed = 0;
+        while freed < bytes {
+            match idle.pop() {
+                Some(b) => freed += b.buf.capacity() as u64,
+                None => break,
+            }
+        }
+        freed
+    }
+
     /// An empty buffer able to hold `capacity` bytes without growing: an idle one at most
     /// twice that large (a larger one would hold more than its user counts), else a new one.
     pub fn take(&self, capacity: usize) -> Vec<u8> {
@@ -77,32 +94,38 @@ impl BufferPool {
         buf
     }
 
-    /// Keep `buf` for a later [`take`](Self::take); when enough are idle already, it replaces
-    /// the smallest if it is larger (sizes grow: read-ahead chunks, later parts). With a gate
-    /// whose budget has no room for it, it is freed instead.
+    /// Keep `buf` for a later [`take`](Self::take). Smaller idle buffers make way for it
+    /// (sizes grow: read-ahead chunks, later parts): one goes when enough are idle already,
+    /// and as many as it takes when the gate's budget has no room for it beside them. With no
+    /// smaller one to let go, it is freed instead.
     pub fn give(&self, mut buf: Vec<u8>) {
         buf.clear();
+        let cap = buf.capacity();
         let mut idle = self.idle.lock();
-        let smallest = idle
+        // (its hold on the budget goes with it, before the new one asks)
+        let drop_smaller = |idle: &mut Vec<Idle>| match idle
             .iter()
             .enumerate()
             .min_by_key(|(_, b)| b.buf.capacity())
-            .map(|(i, b)| (i, b.buf.capacity()));
-        let replace = match smallest {
-            _ if idle.len() < KEEP => None,
-            Some((i, cap)) if cap < buf.capacity() => Some(i),
-            _ => return,
+        {
+            Some((i, b)) if b.buf.capacity() < cap => {
+                idle.swap_remove(i);
+                true
+            }
+            _ => false,
         };
-        if let Some(i) = replace {
-            // its hold on the budget goes with it, before the new one asks
-            idle.swap_remove(i);
+        if idle.len() >= KEEP && !drop_smaller(&mut idle) {
+            return;
         }
-        let held = match self.gate.get() {
-            Some(g) => match g.try_acquire(buf.capacity() as u64) {
-                Some(h) => Some(h),
+        let held = loop {
+            let Some(g) = self.gate.get() else {
+                break None;
+            };
+            match g.try_acquire(cap as u64) {
+                Some(h) => break Some(h),
+                None if drop_smaller(&mut idle) => continue,
                 None => return,
-            },
-            None => None,
+            }
         };
         idle.push(Idle { buf, _held: held });
     }
@@ -169,7 +192,7 @@ mod tests {
         // too small for the request: a new one
         pool.give(again);
         assert!(pool.take(4096).capacity() >= 4096);
-        for _ in 0..5 {
+        for _ in 0..KEEP + 3 {
             pool.give(Vec::with_capacity(16));
         }
         assert_eq!(pool.idle(), KEEP);
@@ -225,5 +248,45 @@ mod tests {
         // a buffer far larger than asked is not handed out
         pool.give(b);
         assert!(pool.take(1024).capacity() < 1 << 20);
+    }
+
+    #[test]
+    fn idle_buffers_let_go_for_a_reservation_that_finds_no_room() {
+        use crate::fs::memory::{BudgetGate, MemoryBudget};
+        let budget = Arc::new(MemoryBudget::new(4 << 20));
+        let pool = Arc::new(BufferPool::default());
+        pool.set_gate(Arc::new(BudgetGate(budget.clone())));
+        pool.give(Vec::with_capacity(2 << 20));
+        pool.give(Vec::with_capacity(2 << 20));
+        assert_eq!(budget.in_use(), 4 << 20, "idle buffers fill the budget");
+        // read-ahead asks without waiting: what only idles makes way
+        let r = budget
+            .try_reserve(3 << 20)
+            .expect("the idle buffers let go");
+        assert_eq!(pool.idle(), 0);
+        assert_eq!(budget.in_use(), 3 << 20);
+        assert!(budget.try_reserve(2 << 20).is_none(), "bytes in use do not");
+        drop(r);
+    }
+
+    #[test]
+    fn smaller_idle_buffers_make_way_for_a_larger_one_the_budget_has_no_room_for() {
+        use crate::fs::memory::{BudgetGate, MemoryBudget};
+        let budget = Arc::new(MemoryBudget::new(3 << 20));
+        let pool = Arc::new(BufferPool::default());
+        pool.set_gate(Arc::new(BudgetGate(budget.clone())));
+        // what a read-ahead ramp leaves: small buffers holding budget
+        pool.give(Vec::with_capacity(1 << 20));
+        pool.give(Vec::with_capacity(1 << 20));
+        let held = budget.try_reserve(1 << 20).expect("the rest");
+        pool.give(Vec::with_capacity(2 << 20));
+        assert_eq!(pool.idle(), 1, "both small ones let go for the larger one");
+        assert_eq!(budget.in_use(), 3 << 20);
+        assert!(pool.take(2 << 20).capacity() >= 2 << 20, "kept, and reused");
+        // no room, and no smaller one to let go: freed, not kept
+        let rest = budget.try_reserve(2 << 20).expect("room");
+        pool.give(Vec::with_capacity(1 << 20));
+        assert_eq!(pool.idle(), 0);
+        drop((held, rest));
     }
 }

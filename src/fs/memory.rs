@@ -17,7 +17,7 @@ pub struct MemoryBudget {
     sem: Arc<Semaphore>,
     total_units: u32,
     overruns: AtomicU64,
-    /// Pools whose idle buffers hold part of the budget: emptied before anyone waits.
+    /// Pools whose idle buffers hold part of the budget: emptied when anyone finds no room.
     pools: parking_lot::Mutex<Vec<Weak<BufferPool>>>,
 }
 
@@ -65,8 +65,19 @@ impl MemoryBudget {
         (bytes.div_ceil(UNIT).max(1) as u32).min(self.total_units)
     }
 
-    /// Reserve now, or `None` if the budget lacks room.
+    /// Reserve now, or `None` if the budget lacks room even once idle pooled buffers let go
+    /// (memory that only idles never keeps a real use out: read-ahead stops growing only
+    /// for bytes in use).
     pub fn try_reserve(&self, bytes: u64) -> Option<Reservation> {
+        if let Some(r) = self.reserve_now(bytes) {
+            return Some(r);
+        }
+        self.let_idle_go(bytes);
+        self.reserve_now(bytes)
+    }
+
+    /// Reserve now from the room left, idle buffers or not.
+    fn reserve_now(&self, bytes: u64) -> Option<Reservation> {
         let permit = self
             .sem
             .clone()
@@ -77,7 +88,21 @@ impl MemoryBudget {
         })
     }
 
-    /// `pool`'s idle buffers are dropped when someone is about to wait for room.
+    /// The pools' idle buffers are freed, smallest first, until `bytes` of them are gone,
+    /// and their share of the budget with them.
+    fn let_idle_go(&self, bytes: u64) {
+        let pools: Vec<Arc<BufferPool>> =
+            self.pools.lock().iter().filter_map(Weak::upgrade).collect();
+        let mut left = bytes;
+        for pool in pools {
+            left = left.saturating_sub(pool.drop_idle_bytes(left));
+            if left == 0 {
+                return;
+            }
+        }
+    }
+
+    /// `pool`'s idle buffers are dropped when a reservation finds no room.
     pub fn add_pool(&self, pool: Weak<BufferPool>) {
         self.pools.lock().push(pool);
     }
@@ -88,11 +113,7 @@ impl MemoryBudget {
         if let Some(r) = self.try_reserve(bytes) {
             return Some(r);
         }
-        let pools: Vec<Arc<BufferPool>> =
-            self.pools.lock().iter().filter_map(Weak::upgrade).collect();
-        for pool in pools {
-            pool.drop_idle();
-        }
+        self.let_idle_go(u64::MAX);
         let fut = self.sem.clone().acquire_many_owned(self.units(bytes));
         match tokio::time::timeout(patience, fut).await {
             Ok(Ok(permit)) => Some(Reservation {
@@ -153,11 +174,11 @@ impl crate::s3::client::MemoryGate for BudgetGate {
         })
     }
 
-    /// For idle buffers kept for reuse: while the budget has room (they are dropped before
-    /// anyone waits for room, see [`MemoryBudget::reserve_within`]).
+    /// For idle buffers kept for reuse: while the budget has room (they are dropped as soon
+    /// as anyone else finds none, see [`MemoryBudget::try_reserve`]).
     fn try_acquire(&self, bytes: u64) -> Option<Box<dyn Send>> {
         self.0
-            .try_reserve(bytes)
+            .reserve_now(bytes)
             .map(|r| Box::new(r) as Box<dyn Send>)
     }
 }

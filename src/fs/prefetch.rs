@@ -25,8 +25,9 @@ const MIN_CHUNK: u64 = 256 * 1024;
 const BEHIND_SLACK: u64 = 2 * 1024 * 1024;
 
 /// A chunk's bytes with the memory they hold against the budget: released when the last
-/// holder (the chunk, or a read that took a piece of it) lets go.
-type Held = (Bytes, Arc<Reservation>);
+/// holder (the chunk, or a read that took a piece of it) lets go. The hold goes first (fields
+/// drop in order), so a pooled body handed back finds room to stay idle in its pool.
+type Held = (Arc<Reservation>, Bytes);
 type ChunkData = Shared<BoxFuture<'static, Result<Held, FsError>>>;
 
 struct Chunk {
@@ -110,7 +111,7 @@ impl Prefetcher {
     pub fn with_body(mut self, body: Bytes) -> Prefetcher {
         if body.len() as u64 == self.size {
             // counted where it is kept (`small_bodies.rs`)
-            let held = (body, Arc::new(Reservation::default()));
+            let held = (Arc::new(Reservation::default()), body);
             let data = futures::future::ready(Ok(held)).boxed().shared();
             self.chunks.push_back(Chunk {
                 start: 0,
@@ -138,7 +139,7 @@ impl Prefetcher {
                 Some(r) => r,
                 None => needed_now(&budget, end - start).await,
             });
-            let held = |bytes| Ok((bytes, reservation.clone()));
+            let held = |bytes| Ok((reservation.clone(), bytes));
             if let Some((cache, id)) = &cache {
                 if let Some(bytes) = cache.read_held(*id, start, end, size).await {
                     return held(bytes);
@@ -341,12 +342,12 @@ impl ReadPlan {
                 .into_iter()
                 .next()
                 .ok_or_else(|| FsError::new(libc::EIO, "empty read plan"))?;
-            let (buf, _held) = data.await?;
+            let (_held, buf) = data.await?;
             return Ok(buf.slice(from..to));
         }
         let mut out = BytesMut::new();
         for (data, from, to) in self.pieces {
-            let (buf, _held) = data.await?;
+            let (_held, buf) = data.await?;
             out.extend_from_slice(&buf[from..to]);
         }
         Ok(out.freeze())
