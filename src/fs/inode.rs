@@ -41,14 +41,77 @@ impl ListedChild {
     }
 }
 
-/// A complete listing of a directory, trusted until `expires`.
+/// A complete listing of a directory, trusted until `expires`: its entries by name (what
+/// lookups ask) and in order (what readdir serves), each made from the other when first
+/// needed. A listing read through with no lookup during it (`ls -f`, `find` or `du` of a
+/// directory of files) keeps only the order: the map by name is built at the first lookup.
 #[derive(Debug, Clone)]
 pub struct DirSnapshot {
-    pub children: HashMap<String, ListedChild>,
+    children: std::sync::OnceLock<HashMap<String, ListedChild>>,
     pub expires: Instant,
     /// The same entries in order, for readdir; made when first needed, dropped when the
     /// children change.
     pub items: Option<std::sync::Arc<Vec<super::dir_listing::DirItem>>>,
+}
+
+impl DirSnapshot {
+    /// A listing of `children`.
+    pub fn new(children: HashMap<String, ListedChild>, expires: Instant) -> Self {
+        DirSnapshot {
+            children: children.into(),
+            expires,
+            items: None,
+        }
+    }
+
+    /// A listing of `items` (a complete listing's entries, shared, not copied).
+    pub fn from_items(
+        items: std::sync::Arc<Vec<super::dir_listing::DirItem>>,
+        expires: Instant,
+    ) -> Self {
+        DirSnapshot {
+            children: std::sync::OnceLock::new(),
+            expires,
+            items: Some(items),
+        }
+    }
+
+    /// The entries by name (built from the order at the first call).
+    pub fn children(&self) -> &HashMap<String, ListedChild> {
+        self.children.get_or_init(|| {
+            let items = self.items.as_deref().map_or(&[][..], |i| &i[..]);
+            items
+                .iter()
+                .filter_map(|i| Some((i.name.clone(), i.listed.clone()?)))
+                .collect()
+        })
+    }
+
+    /// `name` is now `child` (or gone): the order is made again when next needed.
+    pub fn set(&mut self, name: &str, child: Option<ListedChild>) {
+        self.children();
+        self.items = None;
+        if let Some(c) = self.children.get_mut() {
+            match child {
+                Some(child) => c.insert(name.to_string(), child),
+                None => c.remove(name),
+            };
+        }
+    }
+
+    /// Entries (what the bound on cached listings counts).
+    pub fn entries(&self) -> usize {
+        match (self.children.get(), &self.items) {
+            (Some(c), _) => c.len(),
+            (None, Some(i)) => i.len(),
+            (None, None) => 0,
+        }
+    }
+
+    /// Whether the map by name was built (tests).
+    pub fn has_name_map(&self) -> bool {
+        self.children.get().is_some()
+    }
 }
 
 /// What a listing still under way has shown lookups so far, until it completes.
@@ -65,6 +128,9 @@ pub struct PartialListing {
     /// Names created, removed or renamed here since the listing started: what `children`
     /// says of them is this mount's, whatever a page fetched before the change says.
     pub changed_here: std::collections::HashSet<String>,
+    /// A lookup consulted this listing: from then on each page is shown to lookups as it
+    /// comes (until then only the first, see `Filesystem::publish_partial`).
+    pub asked: std::cell::Cell<bool>,
 }
 
 impl PartialListing {
@@ -75,6 +141,7 @@ impl PartialListing {
             children: HashMap::default(),
             order: Vec::new(),
             changed_here: Default::default(),
+            asked: Default::default(),
         }
     }
 
@@ -205,11 +272,14 @@ impl Inode {
     /// under way) has it, `None` when no listing can tell.
     pub fn listed_child(&self, name: &str, now: Instant) -> Option<Option<&ListedChild>> {
         match &self.snapshot {
-            Some(s) if now < s.expires => Some(s.children.get(name)),
+            Some(s) if now < s.expires => Some(s.children().get(name)),
             // a listing under way: what it has shown (a name it has not reached yet is
             // probed as usual)
             _ => match &self.partial_listing {
-                Some(p) if now < p.until => p.children.get(name).map(Some),
+                Some(p) if now < p.until => {
+                    p.asked.set(true);
+                    p.children.get(name).map(Some)
+                }
                 _ => None,
             },
         }
@@ -294,7 +364,7 @@ impl InodeTable {
     /// directories while all of them together would hold more than `total` entries: the
     /// memory of cached listings is bounded whatever the number of directories walked.
     pub fn install_listing(&mut self, ino: u64, snap: DirSnapshot, total: usize) {
-        let len = snap.children.len();
+        let len = snap.entries();
         self.drop_listing(ino);
         while self.listed_entries + len > total {
             let Some(old) = self.listed_order.pop_front() else {
@@ -312,7 +382,7 @@ impl InodeTable {
     /// Forget the cached listing of `ino`, if it has one.
     pub fn drop_listing(&mut self, ino: u64) {
         if let Some(s) = self.inodes.get_mut(&ino).and_then(|n| n.snapshot.take()) {
-            self.listed_entries = self.listed_entries.saturating_sub(s.children.len());
+            self.listed_entries = self.listed_entries.saturating_sub(s.entries());
             self.listed_order.retain(|i| *i != ino);
         }
     }
@@ -662,12 +732,11 @@ mod tests {
         let mut t = table();
         let exp = Instant::now() + Duration::from_secs(60);
         let dir = Attr::new(0, FileKind::Directory, 0, &FsConfig::default(), UNIX_EPOCH);
-        let listing = |n: usize| DirSnapshot {
-            children: (0..n)
+        let listing = |n: usize| {
+            let children = (0..n)
                 .map(|i| (format!("f{i}"), ListedChild::file(1)))
-                .collect(),
-            expires: exp,
-            items: None,
+                .collect();
+            DirSnapshot::new(children, exp)
         };
         let mut dirs = Vec::new();
         for d in 0..3 {

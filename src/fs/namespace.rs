@@ -111,15 +111,7 @@ impl Filesystem {
                 pl.changed(name, child.clone());
             }
             if let Some(s) = &mut p.snapshot {
-                s.items = None;
-                match child {
-                    Some(c) => {
-                        s.children.insert(name.to_string(), c);
-                    }
-                    None => {
-                        s.children.remove(name);
-                    }
-                }
+                s.set(name, child);
             }
         }
     }
@@ -558,13 +550,12 @@ impl Filesystem {
                 .snapshot
                 .as_mut()
                 .filter(|s| Instant::now() < s.expires)
-                .map(|s| {
-                    let children = &s.children;
-                    s.items
-                        .get_or_insert_with(|| {
-                            std::sync::Arc::new(super::dir_listing::sorted_items(children))
-                        })
-                        .clone()
+                .map(|s| match &s.items {
+                    Some(items) => items.clone(),
+                    None => {
+                        let items = super::dir_listing::sorted_items(s.children());
+                        s.items.insert(std::sync::Arc::new(items)).clone()
+                    }
                 });
             (n.key.clone(), snap)
         };
@@ -670,32 +661,47 @@ impl Filesystem {
                 return Err(FsError::from_s3(&e, &self.dir_key(ino).unwrap_or_default()));
             }
             if !st.stream.is_done() {
-                self.publish_partial(ino, &mut st);
+                self.publish_partial(ino, &mut st, false);
             }
         }
         if st.stream.is_done() && !st.locals_added {
             st.locals_added = true;
-            // what lookups were shown so far, completed, becomes the cached listing
-            self.publish_partial(ino, &mut st);
-            let locals = {
-                let mut t = self.inodes.lock();
+            let kept = st.stream.count() <= self.config.listing_cache_entries;
+            self.relist.listed(ino, st.stream.count(), kept);
+            let expires = Instant::now() + self.config.metadata_ttl;
+            // a listing no lookup asked about while it came, and with no name changed here
+            // meanwhile, becomes the cached listing as its entries are (the map by name is
+            // built at the first lookup); else what lookups were shown, completed
+            let mut t = self.inodes.lock();
+            let untouched = t
+                .get(ino)
+                .and_then(|n| n.partial_listing.as_ref())
+                .is_none_or(|p| !p.asked.get() && p.changed_here.is_empty());
+            if untouched {
+                if let Some(n) = t.get_mut(ino) {
+                    n.partial_listing = None;
+                }
+                if kept {
+                    let snap = DirSnapshot::from_items(st.stream.shared_items(), expires);
+                    t.install_listing(ino, snap, self.config.listing_cache_total);
+                }
+            } else {
+                drop(t);
+                self.publish_partial(ino, &mut st, true);
+                t = self.inodes.lock();
                 let pl = t.get_mut(ino).and_then(|n| n.partial_listing.take());
                 // names changed here while the pages came: the entries readdir shows are
                 // made again from `children`, which has them right
                 let changed = pl.as_ref().is_some_and(|p| !p.changed_here.is_empty());
-                let snapshot = pl.map(|pl| pl.children).unwrap_or_default();
-                let kept = st.stream.count() <= self.config.listing_cache_entries;
-                self.relist.listed(ino, st.stream.count(), kept);
                 if kept {
-                    let snap = DirSnapshot {
-                        children: snapshot,
-                        expires: Instant::now() + self.config.metadata_ttl,
-                        items: (!changed).then(|| st.stream.shared_items()),
-                    };
+                    let children = pl.map(|pl| pl.children).unwrap_or_default();
+                    let mut snap = DirSnapshot::new(children, expires);
+                    snap.items = (!changed).then(|| st.stream.shared_items());
                     t.install_listing(ino, snap, self.config.listing_cache_total);
                 }
-                t.local_children(ino)
-            };
+            }
+            let locals = t.local_children(ino);
+            drop(t);
             for (name, attr) in locals {
                 st.stream.add_local(&name, attr.kind);
             }
@@ -731,10 +737,10 @@ impl Filesystem {
         Ok(())
     }
 
-    /// Show lookups what the listing under way has emitted since the last call.
-    fn publish_partial(&self, ino: u64, st: &mut DirState) {
-        let replaced = st.stream.take_replaced();
-        let (items, base) = (st.stream.items(), st.stream.base());
+    /// Show lookups what the listing under way has emitted since the last call: its first
+    /// page, then the rest only once a lookup asked (`ls -l` stats as it reads; `ls -f` and
+    /// fts walks read the whole directory first, and copy nothing for lookups), or `all`.
+    fn publish_partial(&self, ino: u64, st: &mut DirState, all: bool) {
         let mut t = self.inodes.lock();
         let Some(n) = t.get_mut(ino) else { return };
         let expires = Instant::now() + self.config.metadata_ttl;
@@ -742,6 +748,11 @@ impl Filesystem {
             .partial_listing
             .get_or_insert_with(|| PartialListing::new(expires));
         pl.until = expires;
+        if st.published > 0 && !pl.asked.get() && !all {
+            return;
+        }
+        let replaced = st.stream.take_replaced();
+        let (items, base) = (st.stream.items(), st.stream.base());
         for pos in replaced.into_iter().filter(|p| *p < st.published) {
             if let Some(i) = pos.checked_sub(base).and_then(|p| items.get(p)) {
                 pl.listed(&i.name, None);
@@ -764,6 +775,13 @@ impl Filesystem {
             pl.order.push((i.name.clone(), dir));
         }
         st.published = base + items.len();
+    }
+
+    /// Whether directory `ino`'s cached listing has built its map by name (`None`: no cached
+    /// listing). For tests: a listing read through with no lookup builds none.
+    pub fn listing_name_map_built(&self, ino: u64) -> Option<bool> {
+        let t = self.inodes.lock();
+        t.get(ino)?.snapshot.as_ref().map(|s| s.has_name_map())
     }
 
     pub fn releasedir(&self, fh: u64) {
@@ -817,11 +835,10 @@ impl Filesystem {
             t = self.inodes.lock();
         }
         // a new directory is empty: lookups inside it need no request
-        let empty = DirSnapshot {
-            children: Default::default(),
-            expires: Instant::now() + self.config.metadata_ttl,
-            items: None,
-        };
+        let empty = DirSnapshot::new(
+            Default::default(),
+            Instant::now() + self.config.metadata_ttl,
+        );
         t.install_listing(ino, empty, self.config.listing_cache_total);
         t.get(ino).map(|n| n.attr).ok_or_else(FsError::not_found)
     }

@@ -262,7 +262,7 @@ impl Filesystem {
         let t = self.inodes.lock();
         let s = t.get(parent)?.snapshot.as_ref()?;
         let mut names: Vec<(String, bool)> = s
-            .children
+            .children()
             .iter()
             .map(|(n, c)| (n.clone(), matches!(c, ListedChild::Directory { .. })))
             .collect();

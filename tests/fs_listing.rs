@@ -1,0 +1,101 @@
+//! Listings and the lookups they answer, driven through the filesystem core against the
+//! in-process test server: what a walk with no lookup keeps, and what a page boundary between
+//! a file and the directory of the same name leaves.
+
+use std::sync::Arc;
+
+use bucketfs::config::FsConfig;
+use bucketfs::fs::{FileKind, Filesystem, ROOT_INO};
+use bucketfs_test_server::TestServer;
+
+#[path = "common/core.rs"]
+mod core_fs;
+use core_fs::{fs_with, read_rest};
+
+fn fs(srv: &TestServer) -> Arc<Filesystem> {
+    fs_with(srv, FsConfig::default())
+}
+
+#[tokio::test]
+async fn a_listing_read_through_with_no_lookup_keeps_its_entries_and_builds_no_name_map() {
+    let srv = TestServer::start().await;
+    for i in 0..2_500 {
+        srv.put_object(&format!("big/f{i:05}"), "x");
+    }
+    let fs = fs(&srv);
+    let d = fs.lookup(ROOT_INO, "big").await.expect("lookup");
+    let fh = fs.opendir(d.ino).await.expect("opendir");
+    assert_eq!(read_rest(&fs, d.ino, fh, 0).await.len(), 2_502);
+    fs.releasedir(fh);
+    assert_eq!(
+        fs.listing_name_map_built(d.ino),
+        Some(false),
+        "`ls -f` copies nothing for lookups"
+    );
+    // the cached listing still answers lookups, with no request
+    srv.reset_counts();
+    let f = fs.lookup(d.ino, "f02000").await.expect("f02000");
+    assert_eq!(f.kind, FileKind::File);
+    assert_eq!(
+        fs.lookup(d.ino, "f99999").await.expect_err("absent").errno,
+        libc::ENOENT
+    );
+    assert_eq!(
+        srv.count("HeadObject") + srv.count("ListObjectsV2"),
+        0,
+        "{:?}",
+        srv.counts()
+    );
+    assert_eq!(fs.listing_name_map_built(d.ino), Some(true));
+}
+
+/// The file `d/x` near the end of the first page (1,000 keys), `d/x-1` and `d/x.txt` after it
+/// (they sort before `d/x/`), and the prefix `d/x/` starting the second.
+async fn a_file_and_its_directory_twin_across_pages() -> TestServer {
+    let srv = TestServer::start().await;
+    for i in 0..997 {
+        srv.put_object(&format!("d/a{i:04}"), "x");
+    }
+    srv.put_object("d/x", "file twin");
+    srv.put_object("d/x-1", "x");
+    srv.put_object("d/x.txt", "x");
+    srv.put_object("d/x/y", "inside");
+    for i in 0..10 {
+        srv.put_object(&format!("d/z{i}"), "x");
+    }
+    srv
+}
+
+#[tokio::test]
+async fn a_directory_replacing_its_file_twin_on_the_next_page_is_found_by_lookups() {
+    for lookup_during in [false, true] {
+        let srv = a_file_and_its_directory_twin_across_pages().await;
+        let fs = fs(&srv);
+        let d = fs.lookup(ROOT_INO, "d").await.expect("lookup");
+        let fh = fs.opendir(d.ino).await.expect("opendir");
+        // the first reply: the first page only (a reply waits for no page it does not need)
+        let first = fs.readdir(d.ino, fh, 0).await.expect("readdir");
+        let offset = first.last().expect("entries").next_offset;
+        if lookup_during {
+            // `ls -l`: a lookup while the listing comes (it shows each page to lookups)
+            fs.lookup(d.ino, "a0001").await.expect("a0001");
+        }
+        let rest = read_rest(&fs, d.ino, fh, offset).await;
+        fs.releasedir(fh);
+        let x: Vec<_> = first
+            .iter()
+            .chain(&rest)
+            .filter(|e| e.name == "x")
+            .collect();
+        assert_eq!(x.len(), 1, "lookup during: {lookup_during}");
+        assert_eq!(x[0].kind, FileKind::Directory);
+        let attr = fs.lookup(d.ino, "x").await.expect("x is there");
+        assert_eq!(
+            attr.kind,
+            FileKind::Directory,
+            "lookup during: {lookup_during}"
+        );
+        let y = fs.lookup(attr.ino, "y").await.expect("y");
+        assert_eq!(y.kind, FileKind::File);
+    }
+}
