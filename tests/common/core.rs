@@ -99,3 +99,14 @@ pub async fn dir_names(fs: &Filesystem, ino: u64) -> Vec<String> {
     fs.releasedir(fh);
     names
 }
+
+/// A core whose journal (and staging) lives in `dir`, kept across "crashes".
+pub fn journaled(srv: &TestServer, dir: &std::path::Path) -> Arc<Filesystem> {
+    fs_with(
+        srv,
+        FsConfig {
+            cache_dir: Some(dir.to_path_buf()),
+            ..FsConfig::default()
+        },
+    )
+}
