@@ -26,7 +26,8 @@
 #      TTL and its later commands fetch attributes a smaller N still has); for chmod, chown
 #      and touch also until their metadata copies landed (they are sent 1 s after the change,
 #      in the background: with few files the command ends before they start, with many they
-#      run beside it), counted with the test server's CopyObject requests
+#      run beside it), counted with the test server's CopyObject requests, and the CPU of the
+#      daemon, the server and the command together until then (like for like at both sizes)
 # Results: TSV lines (config#rep, workload, metric, value, load1) in $OUT.
 #
 # usage: scripts/bench-scale.sh [REPS] [PHASES]      (defaults: 3, "L S B")
@@ -157,6 +158,12 @@ umnt() { umount "$MNT"; wait "$pid" 2>/dev/null; }
 # CPU seconds the daemon has used (user + system): per file it does not depend on the box's load
 # the way wall time does, so it shows a cost growing with N even in a noisy run
 cpu() { awk '{printf "%.2f\n", ($14+$15)/100}' "/proc/$pid/stat" 2>/dev/null || echo 0; }
+# CPU seconds of the test server, and of the commands this script has run and waited for (the
+# command timed; read right around it, so the polls of landed() are not counted): with the
+# daemon's, the work of an operation whether its parts ran one after another (a few files) or
+# side by side (many)
+srvcpu() { awk '{printf "%.2f\n", ($14+$15)/100}' "/proc/$srv_pid/stat" 2>/dev/null || echo 0; }
+cmdcpu() { awk '{printf "%.2f\n", ($16+$17)/100}' "/proc/$$/stat"; }
 per1000() { python3 -c "import sys; print(f'{float(sys.argv[1])*1000/float(sys.argv[2]):.3f}')" "$1" "$2"; }
 # requests of the last mount, from the stats it logs at unmount
 reqs() { grep -o 's3_requests{op="[a-z_]*"} [0-9]*' "$1" | awk '{s+=$2} END {print s+0}'; }
@@ -244,7 +251,7 @@ fresh() {  # fresh LOG: with BULK_COLD=1, unmount (what is pending lands) and mo
 }
 
 bulk() {  # bulk REP N
-  local r=$1 n=$2 t0 t1 u0 c0 cfg=bfs
+  local r=$1 n=$2 t0 t1 u0 s0 k0 k1 c0 cfg=bfs
   [ "${BULK_COLD:-0}" = 1 ] && cfg=bfs-cold
   local src=$W/src$n log=$W/log_bulk.txt
   [ -d "$src" ] || { mkdir -p "$src"; for i in $(seq "$n"); do printf x > "$src/f$i"; done; }
@@ -252,7 +259,9 @@ bulk() {  # bulk REP N
   # timed OP CMD...: run CMD, record its seconds and the daemon's CPU seconds per 1,000 files
   timed() {
     local op=$1; shift
-    local u1; u0=$(cpu); t0=$(now); "$@" || echo "bench-scale: $op failed" >&2; t1=$(now); u1=$(cpu)
+    local u1; u0=$(cpu); s0=$(srvcpu); k0=$(cmdcpu); t0=$(now)
+    "$@" || echo "bench-scale: $op failed" >&2
+    t1=$(now); k1=$(cmdcpu); u1=$(cpu)
     rec "$cfg#$r" "B_${op}_$n" s_per_1000 "$(per1000 "$(el "$t0" "$t1")" "$n")"
     rec "$cfg#$r" "B_${op}_$n" cpu_s_per_1000 "$(per1000 "$(el "$u0" "$u1")" "$n")"
   }
@@ -274,6 +283,7 @@ bulk() {  # bulk REP N
     # the same less the 1 s the copies wait after a change (a fixed delay, not a cost per file)
     rec "$cfg#$r" "B_${op}_$n" s_per_1000_landed_less_1s "$(python3 -c "print(f'{max(0, $t2-$t0-1)*1000/$n:.3f}')")"
     rec "$cfg#$r" "B_${op}_$n" cpu_s_per_1000_landed "$(per1000 "$(el "$u0" "$(cpu)")" "$n")"
+    rec "$cfg#$r" "B_${op}_$n" all_cpu_s_per_1000_landed "$(per1000 "$(python3 -c "print($(cpu) - $u0 + $(srvcpu) - $s0 + $k1 - $k0)")" "$n")"
   done
   quiet; fresh "$log"
   timed rm_rf rm -rf "$MNT/bulk$n"
