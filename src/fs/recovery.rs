@@ -153,7 +153,8 @@ impl Leftovers {
     }
 
     /// Wait until recovery is done with `key` (at once when it has nothing of it). Whether
-    /// it had something of it (then what is in the bucket now may be recovery's doing).
+    /// it had something of it and is done with it (then what is in the bucket now may be
+    /// recovery's doing); false after [`FENCE_WAIT`] without recovery being done.
     pub(crate) async fn wait(&self, key: &str) -> bool {
         let deadline = std::time::Instant::now() + FENCE_WAIT;
         let mut waited = false;
@@ -165,11 +166,14 @@ impl Leftovers {
             waited = true;
             let now = std::time::Instant::now();
             if now >= deadline {
+                // what is in the bucket is not recovery's doing (yet): the commit keeps its
+                // conditions, so it never replaces what another client put there meanwhile
                 tracing::warn!(
                     key,
-                    "recovery of an earlier upload of this key is taking long; writing anyway"
+                    "recovery of an earlier upload of this key is taking long; writing anyway, \
+                     on the conditions of a write without it"
                 );
-                return true;
+                return false;
             }
             tracing::debug!(
                 key,
