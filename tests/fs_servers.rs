@@ -163,6 +163,69 @@ async fn a_server_ignoring_conditions_on_complete_still_never_clobbers_a_new_fil
     assert_eq!(srv.get_object("race.bin").as_deref(), Some(&b"theirs"[..]));
 }
 
+/// A close refused with ESTALE (another client created the key first) leaves its upload open
+/// and journaled as closed, with every part in the staging area. The next mount's recovery
+/// keeps the condition the close had: the other client's object stays, and the refused file
+/// is kept next to it. On the test server's own dialect and on one that ignores conditions
+/// on CompleteMultipartUpload (checked with a HEAD).
+#[tokio::test]
+async fn recovery_of_a_close_refused_with_estale_never_clobbers_the_other_clients_object() {
+    for rgw in [false, true] {
+        let srv = TestServer::start().await;
+        if rgw {
+            srv.set_dialect(Dialect::ceph_rgw());
+        }
+        let dir = tempfile::tempdir().expect("tmp");
+        let cfg = || FsConfig {
+            cache_dir: Some(dir.path().to_path_buf()),
+            ..big_parts()
+        };
+        let probed = || async {
+            let c = client(&srv);
+            c.set_capabilities(c.probe("").await.expect("probe"));
+            c
+        };
+        let mine = data(11 * MIB, 4);
+        {
+            let fs = Filesystem::new(cfg(), probed().await);
+            let (_, o) = fs
+                .create(ROOT_INO, "race.bin", 0o644, libc::O_WRONLY, ME)
+                .await
+                .expect("create");
+            for (i, chunk) in mine.chunks(MIB).enumerate() {
+                fs.write(o.fh, (i * MIB) as u64, chunk)
+                    .await
+                    .expect("write");
+            }
+            srv.put_object("race.bin", "theirs");
+            let err = fs.flush(o.fh, 0).await.expect_err("must not clobber");
+            assert_eq!(err.errno, libc::ESTALE);
+            assert!(fs.release(o.fh).await.is_err(), "kept, not uploaded");
+            // unmount: tried once more, refused again; the upload stays for the next mount
+            let report = fs.shutdown().await;
+            assert_eq!(report.failed.len(), 1, "{report:?}");
+        }
+        assert_eq!(srv.multipart_uploads().len(), 1, "rgw {rgw}");
+        let fs = Filesystem::new(cfg(), probed().await);
+        let report = fs.recover_uploads().await;
+        assert_eq!(
+            srv.get_object("race.bin").as_deref(),
+            Some(&b"theirs"[..]),
+            "rgw {rgw}: clobbered by the recovery"
+        );
+        assert_eq!(report.resumed.len(), 1, "rgw {rgw}: {report:?}");
+        let kept = &report.resumed[0];
+        assert!(kept.starts_with("race.bin.conflict-"), "{kept}");
+        assert_eq!(srv.get_object(kept).as_deref(), Some(&mine[..]));
+        assert!(srv.multipart_uploads().is_empty(), "rgw {rgw}");
+        // nothing left for a third mount
+        drop(fs);
+        let fs = Filesystem::new(cfg(), probed().await);
+        assert_eq!(fs.recover_uploads().await, Default::default());
+        assert_eq!(srv.keys().len(), 2, "rgw {rgw}");
+    }
+}
+
 #[tokio::test]
 async fn a_complete_that_lands_after_its_answer_is_not_reported_lost() {
     let srv = TestServer::start().await;

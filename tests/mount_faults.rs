@@ -331,6 +331,33 @@ fn a_closed_file_whose_upload_was_cut_by_a_crash_is_resumed() {
 }
 
 #[test]
+fn a_key_written_elsewhere_after_a_crash_is_not_overwritten_by_the_resume() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = server();
+    let (_cache, cache_arg) = cache_dir();
+    let data = pattern(12 << 20, 14);
+    crash_while_completing(&srv, &cache_arg, "theirs.bin", &data);
+    // another client creates the key while this machine is down
+    srv.put_object("theirs.bin", &b"written elsewhere"[..]);
+    let m = Mount::new(&srv, &["--cache-dir", &cache_arg]);
+    wait_for(|| m.log_text().contains("not overwritten"));
+    assert_eq!(
+        srv.get_object("theirs.bin").as_deref(),
+        Some(&b"written elsewhere"[..])
+    );
+    let kept: Vec<String> = srv
+        .keys()
+        .into_iter()
+        .filter(|k| k.starts_with("theirs.bin.conflict-"))
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(srv.get_object(&kept[0]).expect("kept") == data[..]);
+    assert!(srv.multipart_uploads().is_empty());
+}
+
+#[test]
 fn a_resume_that_fails_keeps_the_closed_file_for_the_next_mount() {
     if !fuse_available() {
         return;

@@ -22,6 +22,57 @@ pub struct JournalEntry {
     pub closed_parts: Option<u32>,
     /// Created with the CRC32C checksum algorithm: its parts carry CRC32C, not MD5.
     pub crc32c: bool,
+    /// What the close's completion was conditional on: a resume keeps the condition.
+    pub condition: Condition,
+}
+
+/// The condition a closed upload's completion carries (what the key held when the file was
+/// opened): none, no object (a new file), or the version it replaces.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Condition {
+    #[default]
+    None,
+    Absent,
+    Etag(String),
+}
+
+impl Condition {
+    /// The condition `opts` carries.
+    pub fn of(opts: &crate::s3::PutOptions) -> Condition {
+        match (&opts.if_match, opts.if_none_match_any) {
+            (Some(e), _) => Condition::Etag(e.clone()),
+            (None, true) => Condition::Absent,
+            (None, false) => Condition::None,
+        }
+    }
+
+    /// Put options that carry this condition (and nothing else).
+    pub fn options(&self) -> crate::s3::PutOptions {
+        crate::s3::PutOptions {
+            if_match: match self {
+                Condition::Etag(e) => Some(e.clone()),
+                _ => None,
+            },
+            if_none_match_any: *self == Condition::Absent,
+            ..Default::default()
+        }
+    }
+
+    fn to_words(&self) -> String {
+        match self {
+            Condition::None => String::new(),
+            Condition::Absent => " new".into(),
+            Condition::Etag(e) => format!(" match {}", hex_encode(e)),
+        }
+    }
+
+    fn from_words(w: &[&str]) -> Condition {
+        match w {
+            ["new", ..] => Condition::Absent,
+            ["match", e, ..] => hex_decode(e).map_or(Condition::None, Condition::Etag),
+            _ => Condition::None,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -155,8 +206,13 @@ impl UploadJournal {
         self.append(&format!("open {upload_id}"));
     }
 
-    pub fn closed(&self, upload_id: &str, parts: u32) {
-        self.append(&format!("closed {upload_id} {parts}"));
+    /// The file was closed: the upload has `parts` parts, and its completion carries
+    /// `condition` (as a resume's does).
+    pub fn closed(&self, upload_id: &str, parts: u32, condition: &Condition) {
+        self.append(&format!(
+            "closed {upload_id} {parts}{}",
+            condition.to_words()
+        ));
     }
 
     /// The upload was completed or aborted; its part files go, in the background (removing a
@@ -396,13 +452,15 @@ impl UploadJournal {
                                 local_id: local.to_string(),
                                 closed_parts: None,
                                 crc32c: more.contains(&"crc32c"),
+                                condition: Condition::None,
                             },
                         );
                     }
                 }
-                ["closed", id, n] => {
+                ["closed", id, n, condition @ ..] => {
                     if let Some(e) = map.get_mut(*id) {
                         e.closed_parts = n.parse().ok();
+                        e.condition = Condition::from_words(condition);
                     }
                 }
                 ["open", id] => {
@@ -450,13 +508,15 @@ mod tests {
         j.reset();
         j.started("u1", "l1", "a key with spaces\nand newline", false);
         j.started("u2", "l2", "k2", false);
-        j.closed("u1", 3);
+        j.closed("u1", 3, &Condition::Etag("\"e 1\"".into()));
         j.started("u3", "l3", "k3", true);
         j.finished("u2", "l2");
         let e = j.unfinished();
         assert_eq!(e.len(), 2);
         assert_eq!(e[0].key, "a key with spaces\nand newline");
         assert_eq!(e[0].closed_parts, Some(3));
+        assert_eq!(e[0].condition, Condition::Etag("\"e 1\"".into()));
+        assert_eq!(e[1].condition, Condition::None, "not closed");
         assert_eq!(e[1].upload_id, "u3");
         assert_eq!(e[1].closed_parts, None);
         assert!(
@@ -466,6 +526,11 @@ mod tests {
         // written to again after a failed completion: not resumed as closed
         j.reopened("u1");
         assert_eq!(j.unfinished()[0].closed_parts, None);
+        // closed again, as a new file; a line from before conditions were journaled
+        j.closed("u1", 4, &Condition::Absent);
+        assert_eq!(j.unfinished()[0].condition, Condition::Absent);
+        j.closed("u1", 4, &Condition::None);
+        assert_eq!(j.unfinished()[0].condition, Condition::None);
         // directory renames: begun, done
         j.move_started("a/", "b/");
         j.move_started("c d/", "e/");

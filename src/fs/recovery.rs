@@ -325,13 +325,17 @@ impl Filesystem {
                 finished(journal);
                 return;
             }
-            match self.resume(e).await {
-                Ok(true) => {
+            match self.resume(journal, e).await {
+                Resumed::Landed => {
                     tracing::info!(key = %e.key, "resumed the upload of a file closed before bucketfs stopped");
                     journal.finished(&e.upload_id, &e.local_id);
                     report.resumed.push(e.key.clone());
                 }
-                Err(()) => {
+                Resumed::Beside(key) => {
+                    journal.finished(&e.upload_id, &e.local_id);
+                    report.resumed.push(key);
+                }
+                Resumed::Failed => {
                     // the file was closed and every part is on disk: keep them for the next
                     // mount rather than give up a closed file's data over a failed request
                     tracing::warn!(
@@ -340,7 +344,7 @@ impl Filesystem {
                          its data stays in the staging area for the next mount"
                     );
                 }
-                Ok(false) => {
+                Resumed::NotClosed => {
                     match self
                         .client
                         .abort_multipart_upload(&e.key, &e.upload_id)
@@ -457,7 +461,7 @@ impl Filesystem {
         }
         let opts = record.options();
         match self
-            .put_parts(journal, local, record, &record.key, &opts)
+            .put_parts(journal, local, record.parts, &record.key, &opts)
             .await
         {
             // it landed before the earlier bucketfs could journal so
@@ -481,7 +485,8 @@ impl Filesystem {
                     if_none_match_any: true,
                     ..opts
                 };
-                self.put_parts(journal, local, record, &key, &opts).await?;
+                self.put_parts(journal, local, record.parts, &key, &opts)
+                    .await?;
                 Ok(key)
             }
             r => r.map(|()| record.key.clone()),
@@ -516,7 +521,7 @@ impl Filesystem {
         &self,
         journal: &UploadJournal,
         local: &str,
-        record: &PendingRecord,
+        parts: u32,
         key: &str,
         opts: &PutOptions,
     ) -> Result<(), S3Error> {
@@ -525,14 +530,14 @@ impl Filesystem {
             let len = std::fs::metadata(&path).map(|m| m.len());
             (path, len)
         };
-        if record.parts == 0 {
+        if parts == 0 {
             // a directory marker
             self.client
                 .put_object(key, Payload::default(), opts)
                 .await?;
             return Ok(());
         }
-        if record.parts == 1 {
+        if parts == 1 {
             let (path, len) = part(1);
             let len = len.map_err(|e| S3Error::Config(format!("staged file: {e}")))?;
             self.client
@@ -546,9 +551,9 @@ impl Filesystem {
             ..opts.clone()
         };
         let upload_id = self.client.create_multipart_upload(key, &create).await?;
-        let mut parts = Vec::new();
+        let mut sent_parts = Vec::new();
         let mut result = Ok(());
-        for n in 1..=record.parts {
+        for n in 1..=parts {
             let (path, len) = part(n);
             let sent = match len {
                 Ok(len) => {
@@ -559,7 +564,7 @@ impl Filesystem {
                 Err(e) => Err(S3Error::Config(format!("staged part {n}: {e}"))),
             };
             match sent {
-                Ok(p) => parts.push(p),
+                Ok(p) => sent_parts.push(p),
                 Err(e) => {
                     result = Err(e);
                     break;
@@ -574,7 +579,7 @@ impl Filesystem {
             };
             result = self
                 .client
-                .complete_multipart_upload(key, &upload_id, &parts, &completion)
+                .complete_multipart_upload(key, &upload_id, &sent_parts, &completion)
                 .await
                 .map(|_| ());
         }
@@ -584,35 +589,93 @@ impl Filesystem {
         result
     }
 
-    /// Upload every part from its file and complete; false when the parts are not all there.
-    async fn resume(&self, e: &JournalEntry) -> Result<bool, ()> {
+    /// Upload every part from its file and complete, on the condition the close's completion
+    /// carried. When the object changed in the bucket since the file was opened (the close
+    /// was refused with ESTALE, or another client wrote the key after the crash), nothing is
+    /// overwritten: the closed file goes next to it (`NAME.conflict-UTC`).
+    async fn resume(&self, journal: &UploadJournal, e: &JournalEntry) -> Resumed {
         let Some(n) = e.closed_parts else {
-            return Ok(false);
-        };
-        let Some(journal) = &self.store.journal else {
-            return Ok(false);
+            return Resumed::NotClosed;
         };
         let mut parts = Vec::new();
         for i in 1..=n {
             let path = journal.part_path(&e.local_id, i);
             let Ok(meta) = tokio::fs::metadata(&path).await else {
-                return Ok(false);
+                return Resumed::NotClosed;
             };
             // sent from its file a chunk at a time
             let body = crate::s3::Payload::file(&path, meta.len());
-            let part = self
+            match self
                 .client
                 .upload_part_as(&e.key, &e.upload_id, i, body, e.crc32c)
                 .await
-                .map_err(|err| tracing::warn!(key = %e.key, "resume: {err}"))?;
-            parts.push(part);
+            {
+                Ok(part) => parts.push(part),
+                Err(err) => {
+                    tracing::warn!(key = %e.key, "resume: {err}");
+                    return Resumed::Failed;
+                }
+            }
         }
-        self.client
-            .complete_multipart_upload(&e.key, &e.upload_id, &parts, &Default::default())
+        let opts = e.condition.options();
+        match self
+            .client
+            .complete_multipart_upload(&e.key, &e.upload_id, &parts, &opts)
             .await
-            .map_err(|err| tracing::warn!(key = %e.key, "resume: {err}"))?;
-        Ok(true)
+        {
+            Ok(_) => Resumed::Landed,
+            Err(err) if err.is_precondition_failed() => self.resume_beside(journal, e).await,
+            Err(err) => {
+                tracing::warn!(key = %e.key, "resume: {err}");
+                Resumed::Failed
+            }
+        }
     }
+
+    /// A closed file whose key changed in the bucket: uploaded as `NAME.conflict-UTC`, and
+    /// its upload under the key is aborted.
+    async fn resume_beside(&self, journal: &UploadJournal, e: &JournalEntry) -> Resumed {
+        let stamp = crate::s3::time::amz_date(std::time::SystemTime::now()).0;
+        let key = format!("{}.conflict-{stamp}", e.key);
+        let opts = PutOptions {
+            if_none_match_any: true,
+            ..PutOptions::default()
+        };
+        let parts = e.closed_parts.unwrap_or(0);
+        if let Err(err) = self
+            .put_parts(journal, &e.local_id, parts, &key, &opts)
+            .await
+        {
+            tracing::warn!(key = %e.key, "resume: the object changed in the bucket, and keeping this file next to it failed: {err}");
+            return Resumed::Failed;
+        }
+        tracing::warn!(
+            key = %e.key,
+            conflict = %key,
+            "the object changed in the bucket after this file was opened (another client wrote \
+             it): not overwritten; the file closed before bucketfs stopped is kept as {key}"
+        );
+        if let Err(err) = self
+            .client
+            .abort_multipart_upload(&e.key, &e.upload_id)
+            .await
+        {
+            tracing::warn!(key = %e.key, "could not abort upload: {err}");
+        }
+        Resumed::Beside(key)
+    }
+}
+
+/// What resuming a journaled upload did.
+enum Resumed {
+    /// Completed under its key.
+    Landed,
+    /// The key changed in the bucket meanwhile: kept under this name instead.
+    Beside(String),
+    /// A request failed: tried again at the next mount.
+    Failed,
+    /// The file was not closed, or its parts are not all on disk: it is aborted.
+    NotClosed,
 }
 
 /// Files an earlier bucketfs left pending that could not go at mount (the server away): tried

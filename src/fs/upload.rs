@@ -1077,7 +1077,7 @@ impl Upload {
         if let (Some(j), Some(m)) = (&self.journal, &self.mpu) {
             if !m.upload_id.is_empty() {
                 let parts = m.next_part - u32::from(self.buffer.is_empty());
-                j.closed(&m.upload_id, parts);
+                j.closed(&m.upload_id, parts, &super::journal::Condition::of(opts));
             }
         }
         // cleared when the upload completes
