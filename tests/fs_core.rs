@@ -659,10 +659,10 @@ async fn rename_above_the_copy_limit_uses_a_multipart_copy() {
     );
     cfg.profile = small;
     let fs = Filesystem::new(
-        FsConfig {
+        core_fs::isolated(FsConfig {
             part_size: 64 * 1024,
             ..FsConfig::default()
-        },
+        }),
         S3Client::new(cfg).expect("client"),
     );
     let big: Vec<u8> = (0..(1024 * 1024 + 5)).map(|i| (i % 13) as u8).collect();

@@ -143,7 +143,7 @@ async fn a_server_ignoring_conditions_on_complete_still_never_clobbers_a_new_fil
     srv.set_dialect(Dialect::ceph_rgw());
     let c = client(&srv);
     c.set_capabilities(c.probe("").await.expect("probe"));
-    let fs = Filesystem::new(big_parts(), c);
+    let fs = Filesystem::new(core_fs::isolated(big_parts()), c);
     let (_, o) = fs
         .create(ROOT_INO, "race.bin", 0o644, libc::O_WRONLY, ME)
         .await
@@ -186,25 +186,7 @@ async fn recovery_of_a_close_refused_with_estale_never_clobbers_the_other_client
             c
         };
         let mine = data(11 * MIB, 4);
-        {
-            let fs = Filesystem::new(cfg(), probed().await);
-            let (_, o) = fs
-                .create(ROOT_INO, "race.bin", 0o644, libc::O_WRONLY, ME)
-                .await
-                .expect("create");
-            for (i, chunk) in mine.chunks(MIB).enumerate() {
-                fs.write(o.fh, (i * MIB) as u64, chunk)
-                    .await
-                    .expect("write");
-            }
-            srv.put_object("race.bin", "theirs");
-            let err = fs.flush(o.fh, 0).await.expect_err("must not clobber");
-            assert_eq!(err.errno, libc::ESTALE);
-            assert!(fs.release(o.fh).await.is_err(), "kept, not uploaded");
-            // unmount: tried once more, refused again; the upload stays for the next mount
-            let report = fs.shutdown().await;
-            assert_eq!(report.failed.len(), 1, "{report:?}");
-        }
+        leave_a_refused_upload(&srv, Filesystem::new(cfg(), probed().await), &mine).await;
         assert_eq!(srv.multipart_uploads().len(), 1, "rgw {rgw}");
         let fs = Filesystem::new(cfg(), probed().await);
         let report = fs.recover_uploads().await;
@@ -224,6 +206,58 @@ async fn recovery_of_a_close_refused_with_estale_never_clobbers_the_other_client
         assert_eq!(fs.recover_uploads().await, Default::default());
         assert_eq!(srv.keys().len(), 2, "rgw {rgw}");
     }
+}
+
+/// `race.bin` (`mine`) is created, another client creates it before the close, the close
+/// is refused with ESTALE, and the unmount cannot send it either: its upload stays open and
+/// journaled as closed.
+async fn leave_a_refused_upload(srv: &TestServer, fs: Arc<Filesystem>, mine: &[u8]) {
+    let (_, o) = fs
+        .create(ROOT_INO, "race.bin", 0o644, libc::O_WRONLY, ME)
+        .await
+        .expect("create");
+    for (i, chunk) in mine.chunks(MIB).enumerate() {
+        fs.write(o.fh, (i * MIB) as u64, chunk)
+            .await
+            .expect("write");
+    }
+    srv.put_object("race.bin", "theirs");
+    let err = fs.flush(o.fh, 0).await.expect_err("must not clobber");
+    assert_eq!(err.errno, libc::ESTALE);
+    assert!(fs.release(o.fh).await.is_err(), "kept, not uploaded");
+    let report = fs.shutdown().await;
+    assert_eq!(report.failed.len(), 1, "{report:?}");
+}
+
+/// A new file whose key an earlier run's upload still holds (recovery has not dealt with it)
+/// waits for recovery at its close, at most `recovery_wait`; then it goes with the conditions
+/// of a new file, so an object another client put there meanwhile stays.
+#[tokio::test]
+async fn a_close_that_gives_up_waiting_for_recovery_keeps_its_conditions() {
+    let srv = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = || FsConfig {
+        cache_dir: Some(dir.path().to_path_buf()),
+        recovery_wait: Duration::from_millis(200),
+        ..big_parts()
+    };
+    leave_a_refused_upload(&srv, fs_with(&srv, cfg()), &data(11 * MIB, 5)).await;
+    assert!(srv.delete_object("race.bin"));
+    // the next mount, its recovery not run
+    let fs = fs_with(&srv, cfg());
+    let (_, o) = fs
+        .create(ROOT_INO, "race.bin", 0o644, libc::O_WRONLY, ME)
+        .await
+        .expect("create");
+    fs.write(o.fh, 0, b"mine").await.expect("write");
+    srv.put_object("race.bin", "theirs again");
+    let err = fs.flush(o.fh, 0).await.expect_err("must not clobber");
+    assert_eq!(err.errno, libc::ESTALE);
+    assert_eq!(
+        srv.get_object("race.bin").as_deref(),
+        Some(&b"theirs again"[..])
+    );
+    let _ = fs.release(o.fh).await;
 }
 
 #[tokio::test]

@@ -33,7 +33,7 @@ fn write_back(dir: &tempfile::TempDir) -> FsConfig {
 /// uploader tries again after its own wait).
 fn fs_with(srv: &TestServer, cfg: FsConfig) -> Arc<Filesystem> {
     Filesystem::new(
-        cfg,
+        core_fs::isolated(cfg),
         client_with(srv, |c| {
             c.max_attempts = 1;
             // a refused PUT is not looked for in the bucket for long

@@ -28,6 +28,9 @@ pub struct FsConfig {
     pub max_memory: u64,
     /// The staging area of files being written (their parts); `None`: parts in memory.
     pub cache_dir: Option<PathBuf>,
+    /// Where the upload journal goes when there is no `cache_dir`; `None`:
+    /// `$XDG_STATE_HOME/bucketfs`, else `~/.local/state/bucketfs`. Tests set their own.
+    pub state_dir: Option<PathBuf>,
     /// Most bytes staged in `cache_dir` at once (writers wait for uploads beyond it).
     pub cache_size: u64,
     pub uid: u32,
@@ -44,6 +47,9 @@ pub struct FsConfig {
     /// Longest wait of an open for the kernel's release of a writer already closed (`cp a b
     /// && cat b`, see `fs::file_io`). 5 s; tests set their own.
     pub release_wait: Duration,
+    /// Longest wait of a commit for the recovery of an earlier run's upload of its key (it
+    /// goes on after, with its own conditions; see `fs::recovery`). 60 s; tests set their own.
+    pub recovery_wait: Duration,
     /// A directory's complete listing is kept (for lookups, within the TTL) when it has at
     /// most this many entries (100,000, ~100 bytes each); a larger one is listed in full all
     /// the same, page by page, and its lookups cost a HEAD each. Tests set their own.
@@ -85,6 +91,7 @@ impl Default for FsConfig {
             part_size: 8 * 1024 * 1024,
             max_memory: 96 * 1024 * 1024,
             cache_dir: None,
+            state_dir: None,
             cache_size: 10 * 1024 * 1024 * 1024,
             uid,
             gid,
@@ -93,6 +100,7 @@ impl Default for FsConfig {
             max_read_chunk: 8 * 1024 * 1024,
             metadata_write_delay: Duration::from_secs(1),
             release_wait: Duration::from_secs(5),
+            recovery_wait: Duration::from_secs(60),
             listing_cache_entries: 100_000,
             readdir_keep_behind: crate::fs::dir_listing::KEEP_BEHIND,
             listing_cache_total: 500_000,
@@ -108,14 +116,20 @@ impl Default for FsConfig {
 
 impl FsConfig {
     /// Where the mount keeps what must outlive it (the upload journal, probe results):
-    /// `--cache-dir`, else `$XDG_STATE_HOME/bucketfs`, else `~/.local/state/bucketfs`.
+    /// `--cache-dir`, else `state_dir`, else `$XDG_STATE_HOME/bucketfs`, else
+    /// `~/.local/state/bucketfs`.
     pub fn state_dir(&self) -> Option<PathBuf> {
-        self.cache_dir.clone().or_else(|| {
-            std::env::var_os("XDG_STATE_HOME")
-                .filter(|d| !d.is_empty())
-                .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
-                .map(|d| d.join("bucketfs"))
-        })
+        self.cache_dir
+            .clone()
+            .or(self.state_dir.clone())
+            .or_else(|| {
+                std::env::var_os("XDG_STATE_HOME")
+                    .filter(|d| !d.is_empty())
+                    .map(PathBuf::from)
+                    .or_else(|| {
+                        std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state"))
+                    })
+                    .map(|d| d.join("bucketfs"))
+            })
     }
 }

@@ -901,7 +901,8 @@ impl Filesystem {
         let key = st.upload.key().to_string();
         // an earlier run's unfinished upload of this key is resumed or aborted first; a file
         // created here meanwhile is newer than what recovery put back, and replaces it
-        if self.leftovers.wait(&key).await && st.expect == Expect::Absent {
+        if self.leftovers.wait(&key, self.config.recovery_wait).await && st.expect == Expect::Absent
+        {
             st.expect = Expect::Unknown;
         }
         let opts = self.conditional(self.put_options(w.ino)?, &st.expect);
@@ -995,7 +996,8 @@ impl Filesystem {
             return Ok(true);
         }
         let key = st.upload.key().to_string();
-        if self.leftovers.wait(&key).await && st.expect == Expect::Absent {
+        if self.leftovers.wait(&key, self.config.recovery_wait).await && st.expect == Expect::Absent
+        {
             st.expect = Expect::Unknown;
         }
         let opts = self.conditional(self.put_options(w.ino)?, &st.expect);

@@ -44,9 +44,6 @@ pub(crate) struct Leftovers {
     changed: tokio::sync::Notify,
 }
 
-/// Longest wait of a commit for recovery (it goes on after, saying so).
-const FENCE_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
-
 impl Leftovers {
     pub(crate) fn new(
         entries: Vec<JournalEntry>,
@@ -154,9 +151,10 @@ impl Leftovers {
 
     /// Wait until recovery is done with `key` (at once when it has nothing of it). Whether
     /// it had something of it and is done with it (then what is in the bucket now may be
-    /// recovery's doing); false after [`FENCE_WAIT`] without recovery being done.
-    pub(crate) async fn wait(&self, key: &str) -> bool {
-        let deadline = std::time::Instant::now() + FENCE_WAIT;
+    /// recovery's doing); false after `longest` (`FsConfig::recovery_wait`) without recovery
+    /// being done.
+    pub(crate) async fn wait(&self, key: &str, longest: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + longest;
         let mut waited = false;
         loop {
             let changed = self.changed.notified();

@@ -39,9 +39,47 @@ pub fn config(srv: &TestServer) -> S3Config {
     cfg
 }
 
-/// A filesystem core on `srv` with `cfg`.
+/// A filesystem core on `srv` with `cfg` (given a state directory of its own, see
+/// [`isolated`]).
 pub fn fs_with(srv: &TestServer, cfg: FsConfig) -> Arc<Filesystem> {
-    Filesystem::new(cfg, client(srv))
+    Filesystem::new(isolated(cfg), client(srv))
+}
+
+/// `cfg` with a fresh state directory when it has neither a cache dir nor a state dir: the
+/// upload journal of a core test goes there, never to the user's `~/.local/state` (where a
+/// journal an earlier run left for the same port made a later test wait for its recovery).
+/// Removed when the test process exits.
+pub fn isolated(mut cfg: FsConfig) -> FsConfig {
+    if cfg.cache_dir.is_none() && cfg.state_dir.is_none() {
+        cfg.state_dir = Some(fresh_state_dir());
+    }
+    cfg
+}
+
+static STATE_BASE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
+extern "C" fn remove_state_base() {
+    if let Some(base) = STATE_BASE.get() {
+        let _ = std::fs::remove_dir_all(base);
+    }
+}
+
+fn fresh_state_dir() -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let base = STATE_BASE.get_or_init(|| {
+        let base = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join("core-state")
+            .join(std::process::id().to_string());
+        // one an earlier process of the same id left
+        let _ = std::fs::remove_dir_all(&base);
+        // SAFETY: registers a plain function that only removes a directory.
+        unsafe { libc::atexit(remove_state_base) };
+        base
+    });
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = base.join(n.to_string());
+    std::fs::create_dir_all(&dir).expect("state dir");
+    dir
 }
 
 /// The caller of every operation in the core tests.
