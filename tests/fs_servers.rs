@@ -208,10 +208,10 @@ async fn recovery_of_a_close_refused_with_estale_never_clobbers_the_other_client
     }
 }
 
-/// `race.bin` (`mine`) is created, another client creates it before the close, the close
-/// is refused with ESTALE, and the unmount cannot send it either: its upload stays open and
-/// journaled as closed.
-async fn leave_a_refused_upload(srv: &TestServer, fs: Arc<Filesystem>, mine: &[u8]) {
+/// `race.bin` (`mine`) is created, another client creates it before the close, and the close
+/// is refused with ESTALE: the data stays in the mount (and a large file's upload stays open,
+/// journaled as closed).
+async fn refused_close(srv: &TestServer, fs: &Filesystem, mine: &[u8]) {
     let (_, o) = fs
         .create(ROOT_INO, "race.bin", 0o644, libc::O_WRONLY, ME)
         .await
@@ -225,8 +225,45 @@ async fn leave_a_refused_upload(srv: &TestServer, fs: Arc<Filesystem>, mine: &[u
     let err = fs.flush(o.fh, 0).await.expect_err("must not clobber");
     assert_eq!(err.errno, libc::ESTALE);
     assert!(fs.release(o.fh).await.is_err(), "kept, not uploaded");
-    let report = fs.shutdown().await;
-    assert_eq!(report.failed.len(), 1, "{report:?}");
+}
+
+/// The daemon stops (killed) after a close refused with ESTALE: its upload stays for the
+/// next mount.
+async fn leave_a_refused_upload(srv: &TestServer, fs: Arc<Filesystem>, mine: &[u8]) {
+    refused_close(srv, &fs, mine).await;
+    drop(fs);
+}
+
+/// Unmount after a close refused with ESTALE: tried once more, refused again, the file goes
+/// next to the other client's object (with its attributes), small or large; nothing is left
+/// for the next mount.
+#[tokio::test]
+async fn a_file_refused_with_estale_is_kept_beside_the_object_at_unmount() {
+    for len in [100, 11 * MIB] {
+        let srv = TestServer::start().await;
+        let dir = tempfile::tempdir().expect("tmp");
+        let cfg = || FsConfig {
+            cache_dir: Some(dir.path().to_path_buf()),
+            ..big_parts()
+        };
+        let mine = data(len, 6);
+        let fs = fs_with(&srv, cfg());
+        refused_close(&srv, &fs, &mine).await;
+        let report = fs.shutdown().await;
+        assert!(report.failed.is_empty(), "{report:?}");
+        assert_eq!(report.finished.len(), 1, "{report:?}");
+        let kept = &report.finished[0];
+        assert!(kept.starts_with("race.bin.conflict-"), "{kept}");
+        assert_eq!(srv.get_object(kept).as_deref(), Some(&mine[..]), "{len}");
+        let meta = srv.object_meta(kept).expect("meta");
+        assert!(meta.metadata.contains_key("mode"), "{meta:?}");
+        assert_eq!(srv.get_object("race.bin").as_deref(), Some(&b"theirs"[..]));
+        assert!(srv.multipart_uploads().is_empty(), "{len}");
+        drop(fs);
+        let fs = fs_with(&srv, cfg());
+        assert_eq!(fs.recover_uploads().await, Default::default());
+        assert_eq!(srv.keys().len(), 2, "{len}");
+    }
 }
 
 /// A new file whose key an earlier run's upload still holds (recovery has not dealt with it)

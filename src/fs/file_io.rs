@@ -93,6 +93,11 @@ impl WriteHandle {
         }
     }
 
+    /// It changes an existing large object in place (its unchanged bytes are that object's).
+    pub(crate) async fn changes_in_place(&self) -> bool {
+        matches!(self.state.lock().await.upload, Writer::Patch(_))
+    }
+
     /// Its next commit creates the object (`If-None-Match: *`): a conflict's new name.
     pub(crate) async fn expect_absent(&self) {
         self.state.lock().await.expect = Expect::Absent;
@@ -1438,7 +1443,7 @@ impl Filesystem {
     pub(crate) async fn finish_all_writes(&self) -> ShutdownReport {
         let writers = self.write_handles();
         // several at once: with --write-back thousands of small files may wait
-        let results: Vec<Option<(String, FsResult<()>)>> = futures::stream::iter(writers)
+        let results: Vec<Option<(String, FsResult<String>)>> = futures::stream::iter(writers)
             .map(|w| async move {
                 let (key, pending) = {
                     let st = w.state.lock().await;
@@ -1448,7 +1453,14 @@ impl Filesystem {
                 if !pending {
                     return None;
                 }
-                let result = self.commit(&w).await;
+                let mut result = self.commit(&w).await.map(|()| key.clone());
+                if matches!(&result, Err(e) if super::write_back::is_conflict(e))
+                    && !w.changes_in_place().await
+                {
+                    // refused at its close (ESTALE) and again now: the last chance to keep it
+                    // is beside the object another client wrote
+                    result = self.upload_as_conflict(w.ino, &w).await;
+                }
                 if result.is_ok() {
                     self.unqueue_pending(w.ino);
                 }
@@ -1460,7 +1472,7 @@ impl Filesystem {
         let mut report = ShutdownReport::default();
         for (key, result) in results.into_iter().flatten() {
             match result {
-                Ok(()) => report.finished.push(key),
+                Ok(landed_as) => report.finished.push(landed_as),
                 Err(e) => {
                     tracing::error!(key = %key, "pending upload could not be finished: {e}");
                     report.failed.push((key, e.reason));

@@ -64,7 +64,7 @@ use upload::{PartLimits, UploadStore};
 pub struct ShutdownReport {
     /// Files whose pending upload failed, with the reason.
     pub failed: Vec<(String, String)>,
-    /// Files whose pending upload was completed at shutdown.
+    /// Files whose pending upload was completed at shutdown (by the key they went to).
     pub finished: Vec<String>,
 }
 

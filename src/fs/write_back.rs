@@ -401,7 +401,7 @@ impl Filesystem {
                 self.write_back_queue.stick(ino);
                 return;
             }
-            result = self.upload_as_conflict(ino, &w).await;
+            result = self.upload_as_conflict(ino, &w).await.map(|_| ());
         }
         match result {
             Ok(()) => {
@@ -428,7 +428,12 @@ impl Filesystem {
 
     /// The object changed in the bucket since the file was opened: the local version goes to
     /// a new name beside it (`NAME.conflict-20261202T061500Z`), and the mount shows both.
-    async fn upload_as_conflict(&self, ino: u64, w: &Arc<WriteHandle>) -> FsResult<()> {
+    /// The new key.
+    pub(crate) async fn upload_as_conflict(
+        &self,
+        ino: u64,
+        w: &Arc<WriteHandle>,
+    ) -> FsResult<String> {
         let (parent, name, key) = {
             let t = self.inodes.lock();
             let n = t.get(ino).ok_or_else(FsError::not_found)?;
@@ -440,8 +445,8 @@ impl Filesystem {
         tracing::warn!(
             key = %key,
             conflict = %new_key,
-            "the object changed in the bucket while this mount's version waited for its upload: \
-             both are kept, this mount's as {new_name}"
+            "the object changed in the bucket since this mount's version was opened (another \
+             client wrote it): both are kept, this mount's as {new_name}"
         );
         self.write_back_queue.count_conflict();
         self.retarget_writer(ino, new_key.clone()).await?;
@@ -449,15 +454,16 @@ impl Filesystem {
         self.commit(w).await?;
         {
             let mut t = self.inodes.lock();
-            t.relink(ino, parent, &new_name, new_key);
+            t.relink(ino, parent, &new_name, new_key.clone());
         }
         self.update_snapshot(parent, &name, None);
         self.invalidate_entry(parent, &name);
-        Ok(())
+        Ok(new_key)
     }
 }
 
-fn is_conflict(e: &FsError) -> bool {
+/// The upload was refused because the object changed in the bucket (412).
+pub(crate) fn is_conflict(e: &FsError) -> bool {
     e.s3.as_ref().and_then(|s| s.status) == Some(412)
 }
 
