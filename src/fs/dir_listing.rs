@@ -170,6 +170,10 @@ impl PageFeed {
                 if let Some(token) = &peeked {
                     req.continuation_token = Some(token.clone());
                     next = Some(InFlight::send(&client, &req));
+                    // a task spawned here waits in this worker's next-task slot, which no
+                    // other worker takes: without a yield the request would go out only
+                    // once this page is parsed, and the parse would not overlap the server
+                    tokio::task::yield_now().await;
                 }
                 let page = match details {
                     true => parse_list_objects_v2(&body),
