@@ -358,6 +358,35 @@ fn a_key_written_elsewhere_after_a_crash_is_not_overwritten_by_the_resume() {
 }
 
 #[test]
+fn a_file_refused_with_estale_lands_beside_the_other_clients_object_at_unmount() {
+    if !fuse_available() {
+        return;
+    }
+    let srv = server();
+    let (_cache, cache_arg) = cache_dir();
+    let mut m = Mount::new(&srv, &["--cache-dir", &cache_arg]);
+    let data = pattern(20 << 20, 15);
+    let mut f = std::fs::File::create(m.p("race.bin")).expect("create");
+    f.write_all(&data).expect("write");
+    // another client creates the same name before this one is done
+    srv.put_object("race.bin", &b"theirs"[..]);
+    let err = f.sync_all().expect_err("must not clobber");
+    assert_eq!(err.raw_os_error(), Some(libc::ESTALE), "{err}");
+    drop(f);
+    assert!(m.unmount(), "{}", m.log_text());
+    assert_eq!(srv.get_object("race.bin").as_deref(), Some(&b"theirs"[..]));
+    let kept: Vec<String> = srv
+        .keys()
+        .into_iter()
+        .filter(|k| k.starts_with("race.bin.conflict-"))
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}: {}", m.log_text());
+    assert!(srv.get_object(&kept[0]).expect("kept") == data[..]);
+    assert!(srv.multipart_uploads().is_empty());
+    assert!(m.log_text().contains("both are kept"));
+}
+
+#[test]
 fn a_resume_that_fails_keeps_the_closed_file_for_the_next_mount() {
     if !fuse_available() {
         return;
