@@ -347,11 +347,7 @@ fn a_key_written_elsewhere_after_a_crash_is_not_overwritten_by_the_resume() {
         srv.get_object("theirs.bin").as_deref(),
         Some(&b"written elsewhere"[..])
     );
-    let kept: Vec<String> = srv
-        .keys()
-        .into_iter()
-        .filter(|k| k.starts_with("theirs.bin.conflict-"))
-        .collect();
+    let kept = conflict_copies(&srv, "theirs.bin");
     assert_eq!(kept.len(), 1, "{kept:?}");
     assert!(srv.get_object(&kept[0]).expect("kept") == data[..]);
     assert!(srv.multipart_uploads().is_empty());
@@ -375,11 +371,7 @@ fn a_file_refused_with_estale_lands_beside_the_other_clients_object_at_unmount()
     drop(f);
     assert!(m.unmount(), "{}", m.log_text());
     assert_eq!(srv.get_object("race.bin").as_deref(), Some(&b"theirs"[..]));
-    let kept: Vec<String> = srv
-        .keys()
-        .into_iter()
-        .filter(|k| k.starts_with("race.bin.conflict-"))
-        .collect();
+    let kept = conflict_copies(&srv, "race.bin");
     assert_eq!(kept.len(), 1, "{kept:?}: {}", m.log_text());
     assert!(srv.get_object(&kept[0]).expect("kept") == data[..]);
     assert!(srv.multipart_uploads().is_empty());
@@ -439,6 +431,15 @@ fn an_upload_resumed_by_a_mount_with_other_checksums_keeps_its_own() {
     assert!(resumed
         .iter()
         .all(|r| r.headers.iter().any(|(n, _)| n == "x-amz-checksum-crc32c")));
+}
+
+/// The keys a conflict kept beside `name` (`NAME.conflict-UTC`).
+fn conflict_copies(srv: &Server, name: &str) -> Vec<String> {
+    let stem = format!("{name}.conflict-");
+    srv.keys()
+        .into_iter()
+        .filter(|k| k.starts_with(&stem))
+        .collect()
 }
 
 /// Write `name` (`data`, closed with fsync) while every CompleteMultipartUpload fails, so the
