@@ -470,8 +470,7 @@ impl Filesystem {
                 Ok(record.key.clone())
             }
             Err(e) if e.is_precondition_failed() => {
-                let stamp = crate::s3::time::amz_date(std::time::SystemTime::now()).0;
-                let key = format!("{}.conflict-{stamp}", record.key);
+                let key = format!("{}{}", record.key, super::write_back::conflict_suffix());
                 tracing::warn!(
                     key = %record.key,
                     conflict = %key,
@@ -633,8 +632,7 @@ impl Filesystem {
     /// A closed file whose key changed in the bucket: uploaded as `NAME.conflict-UTC`, and
     /// its upload under the key is aborted.
     async fn resume_beside(&self, journal: &UploadJournal, e: &JournalEntry) -> Resumed {
-        let stamp = crate::s3::time::amz_date(std::time::SystemTime::now()).0;
-        let key = format!("{}.conflict-{stamp}", e.key);
+        let key = format!("{}{}", e.key, super::write_back::conflict_suffix());
         let opts = PutOptions {
             if_none_match_any: true,
             ..PutOptions::default()

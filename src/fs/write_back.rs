@@ -439,9 +439,9 @@ impl Filesystem {
             let n = t.get(ino).ok_or_else(FsError::not_found)?;
             (n.parent, n.name.clone(), n.key.clone())
         };
-        let stamp = crate::s3::time::amz_date(SystemTime::now()).0;
-        let new_name = format!("{name}.conflict-{stamp}");
-        let new_key = format!("{key}.conflict-{stamp}");
+        let suffix = conflict_suffix();
+        let new_name = format!("{name}{suffix}");
+        let new_key = format!("{key}{suffix}");
         tracing::warn!(
             key = %key,
             conflict = %new_key,
@@ -460,6 +460,15 @@ impl Filesystem {
         self.invalidate_entry(parent, &name);
         Ok(new_key)
     }
+}
+
+/// What a local version kept beside an object changed elsewhere gets after its name:
+/// `.conflict-<UTC time>` (`.conflict-20261202T061500Z`).
+pub(crate) fn conflict_suffix() -> String {
+    format!(
+        ".conflict-{}",
+        crate::s3::time::amz_date(SystemTime::now()).0
+    )
 }
 
 /// The upload was refused because the object changed in the bucket (412).
