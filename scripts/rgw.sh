@@ -5,7 +5,8 @@
 # this script started it.
 #
 #   scripts/rgw.sh                    # mount_read, mount_write, mount_posix, mount_open_files,
-#                                     # mount_write_back
+#                                     # mount_write_back, mount_faults (those that need no
+#                                     # in-process server)
 #   scripts/rgw.sh mount_write        # one suite
 #   RGW_KEEP=1 scripts/rgw.sh         # leave the cluster running
 #   RGW_WIPE=1 scripts/rgw.sh         # delete the cluster afterwards (the default when CI is set)
@@ -70,7 +71,7 @@ trap stop EXIT INT TERM
 . "$dir/env"
 
 suites=("$@")
-[ ${#suites[@]} -eq 0 ] && suites=(mount_read mount_write mount_posix mount_open_files mount_write_back)
+[ ${#suites[@]} -eq 0 ] && suites=(mount_read mount_write mount_posix mount_open_files mount_write_back mount_faults)
 bucket=bucketfs-rgw-$(date +%s)
 # a signed PUT of the bucket (curl's SigV4); RGW accepts any signing region
 empty_sha=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855

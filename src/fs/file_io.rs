@@ -1441,6 +1441,9 @@ impl Filesystem {
 
     /// Commit every open write handle (at unmount), reporting what could not be uploaded.
     pub(crate) async fn finish_all_writes(&self) -> ShutdownReport {
+        // a release under way takes its writer out of the table while it uploads, and puts it
+        // back (kept) when that fails: an unmount right after a close must see it
+        self.settle_releases(|_| true).await;
         let writers = self.write_handles();
         // several at once: with --write-back thousands of small files may wait
         let results: Vec<Option<(String, FsResult<String>)>> = futures::stream::iter(writers)
