@@ -385,6 +385,96 @@ async fn a_large_file_streams_its_parts_while_written_and_sends_each_once() {
     assert!(srv.get_object("cut.bin").is_none());
 }
 
+/// The daemon dies while a closed file's streamed upload is being completed: the journal has
+/// the upload "closed" and the file pending. The next mount sends the file once, from its part
+/// files, on its close's condition, and aborts the cut upload; completing that one too sent the
+/// file twice, and took its part files from under the second send (seen in the soak: the file
+/// then failed every open with EIO, at every mount).
+#[tokio::test]
+async fn a_crash_while_a_streamed_file_completes_sends_it_once_at_the_next_mount() {
+    let srv = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let bytes = data(12 * MIB + 5, 11);
+    {
+        let fs = fs_with(&srv, write_back(&dir));
+        srv.add_fault(Fault {
+            op: Some("CompleteMultipartUpload".into()),
+            ..Fault::new(FaultKind::status(503, "ServiceUnavailable"))
+        });
+        let (_, o) = fs
+            .create(ROOT_INO, "big.bin", 0o644, libc::O_WRONLY, ME)
+            .await
+            .expect("create");
+        for (i, chunk) in bytes.chunks(MIB).enumerate() {
+            fs.write(o.fh, (i * MIB) as u64, chunk)
+                .await
+                .expect("write");
+        }
+        fs.flush(o.fh, 0).await.expect("close: staged");
+        // its upload completes now, and is refused: journaled "closed", the file still pending
+        assert!(fs.fsync(o.fh).await.is_err(), "the completion was refused");
+        assert_eq!(srv.multipart_uploads().len(), 1);
+        // the daemon dies (the file still open here, so nothing else sends it)
+        drop(fs);
+    }
+    srv.clear_faults();
+    srv.reset_counts();
+    let fs = fs_with(&srv, write_back(&dir));
+    let report = fs.recover_uploads().await;
+    assert_eq!(report.resumed, vec!["big.bin".to_string()], "{report:?}");
+    assert_eq!(
+        srv.get_object("big.bin").expect("object").as_ref(),
+        &bytes[..]
+    );
+    // sent once (3 parts), the cut upload aborted rather than completed as well
+    assert_eq!(srv.count("UploadPart"), 3, "{:?}", srv.counts());
+    assert_eq!(srv.count("AbortMultipartUpload"), 1, "{:?}", srv.counts());
+    assert!(srv.multipart_uploads().is_empty(), "an orphaned upload");
+    let ino = fs.lookup(ROOT_INO, "big.bin").await.expect("lookup").ino;
+    assert_eq!(read_all(&fs, ino).await, bytes);
+    drop(fs);
+    let fs = fs_with(&srv, write_back(&dir));
+    assert!(fs.recover_uploads().await.resumed.is_empty());
+    assert_eq!(srv.keys(), vec!["big.bin".to_string()]);
+}
+
+/// A pending file whose part files are gone from the staging area (removed by hand, or by a
+/// build that removed them before journaling the file landed) cannot be sent: the next mount
+/// says so and shows what the bucket holds, instead of failing every open with EIO for good.
+#[tokio::test]
+async fn a_pending_file_whose_staged_parts_are_gone_gives_way_to_the_bucket() {
+    let srv = TestServer::start().await;
+    srv.put_object("doc.txt", "what the bucket holds");
+    let dir = tempfile::tempdir().expect("tmp");
+    crash_with_staged(&srv, &dir, &[("doc.txt", b"staged, then lost")]).await;
+    srv.clear_faults();
+    let mut removed = 0;
+    for area in std::fs::read_dir(dir.path().join("parts")).expect("staging area") {
+        for staged in std::fs::read_dir(area.expect("entry").path()).expect("area") {
+            let staged = staged.expect("entry").path();
+            if staged.is_dir() {
+                std::fs::remove_dir_all(&staged).expect("remove");
+                removed += 1;
+            }
+        }
+    }
+    assert_eq!(removed, 1, "one staged file");
+    let fs = fs_with(&srv, write_back(&dir));
+    let report = fs.recover_uploads().await;
+    assert!(report.resumed.is_empty(), "{report:?}");
+    let ino = fs.lookup(ROOT_INO, "doc.txt").await.expect("lookup").ino;
+    assert_eq!(read_all(&fs, ino).await, b"what the bucket holds");
+    assert_eq!(srv.keys(), vec!["doc.txt".to_string()]);
+    // the entry is gone from the journal (emptied once nothing in it is unfinished)
+    let journals: Vec<u64> = std::fs::read_dir(dir.path())
+        .expect("cache dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "journal"))
+        .map(|p| std::fs::metadata(p).expect("journal").len())
+        .collect();
+    assert_eq!(journals, vec![0], "one journal, empty");
+}
+
 /// The names `readdir` gives for directory `ino` (without `.` and `..`).
 async fn names_in(fs: &Filesystem, ino: u64) -> Vec<String> {
     let mut names: Vec<String> = dir_names(fs, ino)

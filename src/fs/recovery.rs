@@ -323,6 +323,21 @@ impl Filesystem {
                 finished(journal);
                 return;
             }
+            if keep_files {
+                // the upload of a write-back file, cut short (its part files stay): the file's
+                // pending entry is what goes up (the version its last close acknowledged, with
+                // that close's condition), from those files, after this; completing this
+                // upload as well would send the file twice, and take its files from under it
+                match self
+                    .client
+                    .abort_multipart_upload(&e.key, &e.upload_id)
+                    .await
+                {
+                    Ok(()) => finished(journal),
+                    Err(err) => tracing::warn!(key = %e.key, "could not abort upload: {err}"),
+                }
+                return;
+            }
             match self.resume(journal, e).await {
                 Resumed::Landed => {
                     tracing::info!(key = %e.key, "resumed the upload of a file closed before bucketfs stopped");
@@ -428,6 +443,21 @@ impl Filesystem {
         if *fate != Fate::Waiting {
             return Ok(None);
         }
+        if let Some(n) = Self::missing_part(journal, r) {
+            // nothing can send it, ever: the mount shows the bucket's object rather than fail
+            // every open of the file (and retry) for good
+            tracing::error!(
+                key = %r.record.key,
+                "a file closed before bucketfs stopped cannot be uploaded: part {n} of its \
+                 staged copy is missing from the staging area (removed outside bucketfs?); its \
+                 journal entry is dropped, and the mount shows what the bucket holds"
+            );
+            journal.landed(&r.local, true);
+            *fate = Fate::Withdrawn;
+            drop(fate);
+            self.unshow_recovered(r, &r.record.key);
+            return Ok(None);
+        }
         let key = match self.send_pending(journal, &r.local, &r.record).await {
             // a change in place of a version that is gone: kept (see patch_stage.rs)
             Err(e) if e.is_precondition_failed() && r.record.patch.is_some() => {
@@ -442,6 +472,23 @@ impl Filesystem {
         drop(fate);
         self.unshow_recovered(r, &key);
         Ok(Some(key))
+    }
+
+    /// The first part file of a pending entry (not a change in place, which has one staging
+    /// file of its own) that is not in the staging area.
+    fn missing_part(journal: &UploadJournal, r: &Recovered) -> Option<u32> {
+        if r.record.patch.is_some() {
+            return None;
+        }
+        let paths: Vec<_> = (1..=r.record.parts)
+            .map(|n| journal.part_path(&r.local, n))
+            .collect();
+        super::blocking::blocking(move || {
+            (1..).zip(paths).find_map(|(n, p)| {
+                matches!(std::fs::symlink_metadata(&p), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+                    .then_some(n)
+            })
+        })
     }
 
     /// Upload a pending file; the key it went to.

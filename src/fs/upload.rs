@@ -1103,6 +1103,10 @@ impl Upload {
                 self.sealed = true;
                 self.failed = None;
                 self.finish_failed = false;
+                // write-back: the pending entry is over before its part files go (journaled in
+                // that order: a crash in between must not leave a pending entry whose files
+                // are gone, which the next mount could neither send nor show)
+                self.landed();
                 if let Some(j) = &self.journal {
                     j.finished(&m.upload_id, &self.local_id);
                 }
