@@ -204,7 +204,7 @@ async fn an_unlinked_open_file_keeps_its_bytes_and_uploads_nothing() {
     let srv = TestServer::start().await;
     let dir = tempfile::tempdir().expect("tmp");
     let fs = fs_with(&srv, staged(&dir));
-    let (_, o) = fs
+    let (attr, o) = fs
         .create(ROOT_INO, "scratch", 0o644, libc::O_RDWR, ME)
         .await
         .expect("create");
@@ -219,10 +219,17 @@ async fn an_unlinked_open_file_keeps_its_bytes_and_uploads_nothing() {
         read_range(&fs, o.fh, before.len(), after.len()).await,
         after
     );
+    // cut back into its first part: the upload aborted at the unlink is not aborted again
+    // (that second abort got 404 NoSuchUpload and logged a warning)
+    fs.setattr(attr.ino, truncate_to(MIB as u64, o.fh), ME)
+        .await
+        .expect("ftruncate");
+    assert_eq!(read_range(&fs, o.fh, 0, MIB).await, &before[..MIB]);
     fs.flush(o.fh, 0).await.expect("close");
     fs.release(o.fh).await.expect("release");
     assert!(srv.keys().is_empty(), "{:?}", srv.keys());
     assert!(srv.multipart_uploads().is_empty());
+    assert_eq!(srv.count("AbortMultipartUpload"), 1, "{:?}", srv.counts());
     // the staging area is clean again
     let left: Vec<_> = walk(dir.path());
     assert!(

@@ -636,7 +636,8 @@ impl Upload {
         self.cut_written(size);
         if k == 1 {
             // nothing sent remains: back to one PutObject at the end
-            if let Some(m) = self.mpu.take() {
+            // (an unlinked file's upload was aborted at the unlink)
+            if let Some(m) = self.mpu.take().filter(|_| !self.forgotten) {
                 for (_, h) in &m.in_flight {
                     h.abort();
                 }
@@ -1333,7 +1334,8 @@ impl Upload {
             for (_, h) in &m.in_flight {
                 h.abort();
             }
-            if !m.upload_id.is_empty() {
+            // (an unlinked file's upload was aborted at the unlink; its files go at the drop)
+            if !m.upload_id.is_empty() && !self.forgotten {
                 self.abort_upload(&m.upload_id).await;
             }
         }
