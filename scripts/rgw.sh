@@ -10,6 +10,8 @@
 #   scripts/rgw.sh mount_write        # one suite
 #   RGW_KEEP=1 scripts/rgw.sh         # leave the cluster running
 #   RGW_WIPE=1 scripts/rgw.sh         # delete the cluster afterwards (the default when CI is set)
+#   RGW_SOAK=0 scripts/rgw.sh         # without the soak runs (default mode and --write-back,
+#                                     # each with a remount and a kill -9: scripts/soak.sh)
 #
 # Needs root (apt-get, FUSE). About 1 GiB of RAM; ~70 s to install and start from nothing.
 set -uo pipefail
@@ -72,16 +74,30 @@ trap stop EXIT INT TERM
 
 suites=("$@")
 [ ${#suites[@]} -eq 0 ] && suites=(mount_read mount_write mount_posix mount_open_files mount_write_back mount_faults)
+# make_bucket NAME: a signed PUT of the bucket (curl's SigV4); RGW accepts any signing region
+make_bucket() {
+    local empty_sha=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
+    curl -fsS -X PUT -o /dev/null --aws-sigv4 "aws:amz:us-east-1:s3" \
+        --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" -H "x-amz-content-sha256: $empty_sha" \
+        "$S3_ENDPOINT/$1" || { echo "rgw: cannot create bucket $1 at $S3_ENDPOINT" >&2; return 1; }
+}
 bucket=bucketfs-rgw-$(date +%s)
-# a signed PUT of the bucket (curl's SigV4); RGW accepts any signing region
-empty_sha=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
-if ! curl -fsS -X PUT -o /dev/null --aws-sigv4 "aws:amz:us-east-1:s3" \
-    --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" -H "x-amz-content-sha256: $empty_sha" \
-    "$S3_ENDPOINT/$bucket"; then
-    echo "rgw: cannot create bucket $bucket at $S3_ENDPOINT" >&2
-    exit 2
-fi
+make_bucket "$bucket" || exit 2
 echo "rgw: Ceph RGW at $S3_ENDPOINT, bucket $bucket"
+rc=0
 BUCKETFS_TEST_ENDPOINT=$S3_ENDPOINT BUCKETFS_TEST_BUCKET=$bucket \
     BUCKETFS_TEST_ACCESS_KEY=$AWS_ACCESS_KEY_ID BUCKETFS_TEST_SECRET_KEY=$AWS_SECRET_ACCESS_KEY \
-    COMPAT_VERBOSE=${COMPAT_VERBOSE:-1} bash scripts/compat.sh "${suites[@]}"
+    COMPAT_VERBOSE=${COMPAT_VERBOSE:-1} bash scripts/compat.sh "${suites[@]}" || rc=$?
+# The randomized differential run (scripts/soak.sh) against RGW, each in a bucket of its own:
+# the default mode, then --write-back, each with a clean remount and a kill -9 of the daemon
+# between its phases. With the default suites, or RGW_SOAK=1; RGW_SOAK=0 leaves it out.
+if { [ $# -eq 0 ] && [ "${RGW_SOAK:-1}" != 0 ]; } || [ "${RGW_SOAK:-}" = 1 ]; then
+    for mode in "" "--write-back"; do
+        b=bucketfs-rgw-soak-$(date +%s%N)
+        make_bucket "$b" || exit 2
+        echo "rgw: soak ${mode:-(default mode)}, bucket $b"
+        SOAK_ENDPOINT=$S3_ENDPOINT SOAK_BUCKET=$b SOAK_CRASH=1 SOAK_MOUNT_ARGS="$mode" \
+            SOAK_SECONDS=${RGW_SOAK_SECONDS:-45} SOAK_SEED=${SOAK_SEED:-1} bash scripts/soak.sh || rc=1
+    done
+fi
+exit $rc

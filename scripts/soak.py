@@ -4,6 +4,8 @@ directory, trees compared after every step and after a remount. Bounded in time 
 
 Usage (normally through scripts/soak.sh): soak.py MOUNTPOINT LOCALDIR --seconds N --seed S
         [--remount-cmd CMD]   (run between phases; must leave MOUNTPOINT mounted again)
+        [--crash-cmd CMD]     (kill -9 the daemon and mount again: every file is closed first,
+                               so everything acknowledged must be there afterwards)
         [--open-files] [--max-size BYTES] [--check-every N]
 --max-size: how far pwrite/ftruncate reach in files kept open (default 20 MiB; 512 MiB for the
 large run). --check-every: compare whole trees (contents) every N steps and after every close
@@ -49,6 +51,7 @@ def main():
     ap.add_argument("--max-ops", type=int, default=100000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--remount-cmd")
+    ap.add_argument("--crash-cmd")
     ap.add_argument("--open-files", action="store_true",
                     help="also keep files open across steps: pwrite/pread/ftruncate/close")
     ap.add_argument("--max-size", type=int, default=20 * 1024 * 1024)
@@ -168,9 +171,11 @@ def main():
         return kind, f
 
     ops, divergences = 0, 0
-    deadline = time.time() + a.seconds
-    phase_end = time.time() + a.seconds / 2
-    remounted = False
+    start = time.time()
+    deadline = start + a.seconds
+    # between phases: a clean remount, then (with --crash-cmd) a kill -9 and a mount again
+    breaks = [c for c in (("remount", a.remount_cmd), ("crash", a.crash_cmd)) if c[1]]
+    due = [start + a.seconds * (i + 1) / (len(breaks) + 1) for i in range(len(breaks))]
     while time.time() < deadline and ops < a.max_ops:
         kind, f = op_pairs()
         pending.clear(); reads.clear()
@@ -198,14 +203,18 @@ def main():
             divergences += 1
         if divergences:
             break
-        if a.remount_cmd and not remounted and time.time() > phase_end:
+        if breaks and time.time() > due[0]:
+            (what, cmd), _ = breaks.pop(0), due.pop(0)
             close_all()
-            subprocess.run(a.remount_cmd, shell=True, check=True)
-            remounted = True
-            if tree(a.local) != tree(a.mount):
-                print("DIVERGENCE after remount")
+            subprocess.run(cmd, shell=True, check=True)
+            tl, tm = tree(a.local), tree(a.mount)
+            if tl != tm:
+                diff = sorted(set(tl.items()) ^ set(tm.items()))
+                print(f"DIVERGENCE after the {what} (op {ops}): {diff[:6]}")
                 divergences += 1
                 break
+            if a.trace:
+                print(f"{ops}: {what} done, trees equal", flush=True)
     close_all()
     if a.remount_cmd and not divergences:
         subprocess.run(a.remount_cmd, shell=True, check=True)

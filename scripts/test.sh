@@ -11,8 +11,11 @@ bash scripts/setup.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace -- --test-threads="${TEST_THREADS:-2}"
-# the randomized differential run (files kept open, written anywhere, read back), bounded
-SOAK_SECONDS="${SOAK_SECONDS:-45}" SOAK_SEED="${SOAK_SEED:-1}" bash scripts/soak.sh
+# the randomized differential run (files kept open, written anywhere, read back), bounded,
+# with a remount and a kill -9 of the daemon between its phases; then the same with --write-back
+SOAK_SECONDS="${SOAK_SECONDS:-45}" SOAK_SEED="${SOAK_SEED:-1}" SOAK_CRASH=1 bash scripts/soak.sh
+SOAK_SECONDS="${SOAK_SECONDS:-45}" SOAK_SEED="${SOAK_SEED:-1}" SOAK_CRASH=1 \
+  SOAK_MOUNT_ARGS=--write-back bash scripts/soak.sh
 if [ -z "${BUCKETFS_SKIP_RGW:-}" ]; then
   if [ -f "${CEPH_RGW_SCRIPT:-../shared/ceph-rgw.sh}" ]; then
     bash scripts/rgw.sh
