@@ -698,6 +698,19 @@ impl S3 for Backend {
             }
             parts.push((n, e.into_value()));
         }
+        if self.shared.dialect.read().complete_names_every_part {
+            let held = self
+                .store()
+                .list_parts(&input.bucket, &input.key, &input.upload_id)
+                .map(|p| p.len());
+            if let Some(held) = held.ok().filter(|h| *h != parts.len()) {
+                return Err(s3_error!(
+                    InvalidPart,
+                    "total parts mismatch: have {held}, expected {}",
+                    parts.len()
+                ));
+            }
+        }
         let c = if self.shared.dialect.read().complete_ignores_conditions {
             WriteConditions::default()
         } else {

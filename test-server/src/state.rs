@@ -101,6 +101,9 @@ pub struct Dialect {
     /// `x-amz-checksum-*` headers on uploads are ignored (Ceph before 19): a wrong one is
     /// stored as if it were right.
     pub checksums_ignored: bool,
+    /// CompleteMultipartUpload is refused (`InvalidPart`, RGW's log: "total parts mismatch")
+    /// unless it names every part the upload holds: parts sent and then left out cannot be.
+    pub complete_names_every_part: bool,
 }
 
 impl Dialect {
@@ -112,6 +115,7 @@ impl Dialect {
             complete_ignores_conditions: true,
             copy_source_conditions_ignored: true,
             checksums_ignored: true,
+            complete_names_every_part: true,
         }
     }
 }
