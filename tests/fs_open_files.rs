@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bucketfs::config::FsConfig;
 use bucketfs::fs::{Filesystem, SetAttr, ROOT_INO};
-use bucketfs_test_server::{Fault, FaultKind, Gate, TestServer};
+use bucketfs_test_server::{Dialect, Fault, FaultKind, Gate, TestServer};
 
 #[path = "common/core.rs"]
 mod core_fs;
@@ -250,6 +250,60 @@ fn walk(dir: &std::path::Path) -> Vec<String> {
         }
     }
     out
+}
+
+/// Ceph RGW completes an upload only when the completion names every part it holds ("total
+/// parts mismatch", `InvalidPart`): after a truncate cut off parts already sent, the close
+/// failed with EIO there, at every try (found by the soak against RGW). The upload now starts
+/// over from the part files when that refusal comes, and only then.
+#[tokio::test]
+async fn a_truncate_cutting_off_sent_parts_lands_on_a_server_that_wants_every_part_named() {
+    for rgw in [false, true] {
+        let srv = TestServer::start().await;
+        if rgw {
+            srv.set_dialect(Dialect::ceph_rgw());
+        }
+        let dir = tempfile::tempdir().expect("tmp");
+        let fs = fs_with(&srv, staged(&dir));
+        let (attr, o) = fs
+            .create(ROOT_INO, "cut.bin", 0o644, libc::O_RDWR, ME)
+            .await
+            .expect("create");
+        let bytes = data(22 * MIB, 4);
+        // parts go while the file is written; the third to reach the server is stored, its
+        // answer held: still in flight for the mount when the truncate cuts it off
+        let gate = Gate::new();
+        srv.add_fault(
+            Fault {
+                skip: 2,
+                ..Fault::new(FaultKind::HoldResponse(gate.clone()))
+            }
+            .op("UploadPart")
+            .times(1),
+        );
+        write_all(&fs, o.fh, 0, &bytes).await;
+        gate.held().await;
+        let size = 7 * MIB + 5;
+        fs.setattr(attr.ino, truncate_to(size as u64, o.fh), ME)
+            .await
+            .expect("ftruncate into part 2");
+        gate.open();
+        fs.flush(o.fh, 0).await.expect("close lands");
+        fs.release(o.fh).await.expect("release");
+        assert_eq!(
+            srv.get_object("cut.bin").as_deref(),
+            Some(&bytes[..size]),
+            "rgw: {rgw}"
+        );
+        assert!(srv.multipart_uploads().is_empty(), "rgw: {rgw}");
+        let (completes, aborts) = (
+            srv.count("CompleteMultipartUpload"),
+            srv.count("AbortMultipartUpload"),
+        );
+        // refused once, then a new upload; elsewhere the first completion lands
+        let want = if rgw { (2, 1) } else { (1, 0) };
+        assert_eq!((completes, aborts), want, "rgw: {rgw}: {:?}", srv.counts());
+    }
 }
 
 #[tokio::test]

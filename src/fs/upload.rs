@@ -65,6 +65,10 @@ struct Multipart {
     crcs: FileCrcs,
     /// Metadata sent with CreateMultipartUpload.
     opts: PutOptions,
+    /// Parts sent (or on their way) were cut off by a truncate: the server holds parts the
+    /// completion will not name, which Ceph RGW refuses (`InvalidPart`, "total parts
+    /// mismatch"); the upload then starts over (see `finish`).
+    cut_sent: bool,
 }
 
 impl Multipart {
@@ -83,6 +87,7 @@ impl Multipart {
             zeros: Default::default(),
             crcs: FileCrcs::default(),
             opts: opts.clone(),
+            cut_sent: false,
         }
     }
 }
@@ -283,8 +288,8 @@ impl Upload {
     /// name: the old one is aborted and every part goes again from its part file (with
     /// `--cache-dir none` the parts sent are gone: EBUSY).
     pub async fn set_key(&mut self, key: String) -> FsResult<()> {
-        if let Some(m) = self.mpu.as_mut() {
-            if self.buffer.in_memory() || !m.evicted.is_empty() {
+        if self.mpu.is_some() {
+            if !self.can_start_over() {
                 return Err(FsError::new(
                     libc::EBUSY,
                     "cannot rename a large file while its upload is streaming: the parts it \
@@ -292,33 +297,49 @@ impl Upload {
                      --cache-size)",
                 ));
             }
-            for (_, h) in m.in_flight.drain(..) {
-                h.abort();
-            }
-            m.done.clear();
-            m.failed.clear();
-            // every part goes again, the zero parts copied (or sent) again as zero parts
-            let data: std::collections::BTreeSet<u32> = (1..m.next_part)
-                .filter(|n| !m.zeros.contains_key(n))
-                .collect();
-            m.rewritten = data;
-            if !m.upload_id.is_empty() {
-                let old = std::mem::take(&mut m.upload_id);
-                match self.client.abort_multipart_upload(&self.key, &old).await {
-                    Ok(()) => {
-                        if let Some(j) = &self.journal {
-                            j.ended(&old);
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(key = %self.key, "could not abort multipart upload: {e}")
-                    }
-                }
-            }
-            self.failed = None;
+            self.start_over().await;
         }
         self.key = key;
         Ok(())
+    }
+
+    /// Whether every part sent so far can be sent again from its part file.
+    fn can_start_over(&self) -> bool {
+        self.mpu
+            .as_ref()
+            .is_some_and(|m| !self.buffer.in_memory() && m.evicted.is_empty())
+    }
+
+    /// The multipart upload starts over: the one on the server is aborted, and every part
+    /// goes again (from its part file; the zero parts copied or sent again as zero parts) to
+    /// a new one, created when the next part goes or at completion. Needs
+    /// [`Upload::can_start_over`].
+    async fn start_over(&mut self) {
+        let Some(m) = self.mpu.as_mut() else { return };
+        for (_, h) in m.in_flight.drain(..) {
+            h.abort();
+        }
+        m.done.clear();
+        m.failed.clear();
+        m.cut_sent = false;
+        let data: std::collections::BTreeSet<u32> = (1..m.next_part)
+            .filter(|n| !m.zeros.contains_key(n))
+            .collect();
+        m.rewritten = data;
+        if !m.upload_id.is_empty() {
+            let old = std::mem::take(&mut m.upload_id);
+            match self.client.abort_multipart_upload(&self.key, &old).await {
+                Ok(()) => {
+                    if let Some(j) = &self.journal {
+                        j.ended(&old);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(key = %self.key, "could not abort multipart upload: {e}")
+                }
+            }
+        }
+        self.failed = None;
     }
 
     /// The multipart upload's id, creating the upload (again, after a rename) if needed.
@@ -604,6 +625,8 @@ impl Upload {
         let Some(m) = self.mpu.as_mut() else {
             return Ok(());
         };
+        m.cut_sent |=
+            m.in_flight.iter().any(|(n, _)| *n >= k) || m.done.iter().any(|p| p.part_number >= k);
         for (n, h) in &m.in_flight {
             if *n >= k {
                 h.abort();
@@ -1098,7 +1121,38 @@ impl Upload {
         let Some(mut m) = self.mpu.take() else {
             return Err(FsError::new(libc::EIO, "multipart upload missing"));
         };
-        let result = self.complete(&mut m, opts).await;
+        let mut result = self.complete(&mut m, opts).await;
+        let refused = |r: &FsResult<String>| matches!(r, Err(e) if e.s3.as_ref().is_some_and(|s| s.code == "InvalidPart"));
+        if refused(&result) && m.cut_sent {
+            self.mpu = Some(m);
+            if self.can_start_over() {
+                // Ceph RGW completes an upload only when the completion names every part it
+                // holds, and a truncate cut off parts already sent: a new upload, every part
+                // sent again from its part file (only here, not on servers that allow it)
+                tracing::info!(
+                    key = %self.key,
+                    "the server refused to complete an upload holding parts a truncate cut \
+                     off: sending the file again as a new upload"
+                );
+                self.start_over().await;
+                self.upload_id(opts).await?;
+                if let (Some(j), Some(m)) = (&self.journal, &self.mpu) {
+                    j.closed(
+                        &m.upload_id,
+                        m.next_part - u32::from(self.buffer.is_empty()),
+                        &super::journal::Condition::of(opts),
+                    );
+                }
+            }
+            let Some(again) = self.mpu.take() else {
+                return Err(FsError::new(libc::EIO, "multipart upload missing"));
+            };
+            m = again;
+            // (when it could not start over, the first refusal stands)
+            if !m.cut_sent {
+                result = self.complete(&mut m, opts).await;
+            }
+        }
         match result {
             Ok(etag) => {
                 self.sealed = true;
