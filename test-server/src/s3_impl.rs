@@ -649,6 +649,15 @@ impl S3 for Backend {
     ) -> S3Result<S3Response<UploadPartCopyOutput>> {
         let input = req.input;
         let (sb, sk) = copy_source(&input.copy_source)?;
+        let twice = self.shared.dialect.read().part_copy_source_decoded_twice;
+        let sk = if twice {
+            percent_encoding::percent_decode_str(sk)
+                .decode_utf8_lossy()
+                .into_owned()
+        } else {
+            sk.to_owned()
+        };
+        let sk = sk.as_str();
         let ignore = self.shared.dialect.read().copy_source_conditions_ignored;
         let if_match = cond(input.copy_source_if_match).filter(|_| !ignore);
         let (e, when, crc32c) = self

@@ -104,6 +104,9 @@ pub struct Dialect {
     /// CompleteMultipartUpload is refused (`InvalidPart`, RGW's log: "total parts mismatch")
     /// unless it names every part the upload holds: parts sent and then left out cannot be.
     pub complete_names_every_part: bool,
+    /// UploadPartCopy decodes its `x-amz-copy-source` twice: from `a%41` it copies `aA`
+    /// (or answers NoSuchKey), silently.
+    pub part_copy_source_decoded_twice: bool,
 }
 
 impl Dialect {
@@ -116,6 +119,7 @@ impl Dialect {
             copy_source_conditions_ignored: true,
             checksums_ignored: true,
             complete_names_every_part: true,
+            part_copy_source_decoded_twice: true,
         }
     }
 }
