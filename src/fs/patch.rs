@@ -606,7 +606,7 @@ impl PatchUpload {
         n: u64,
         copies: &ZeroCopies,
     ) -> FsResult<Vec<CompletedPart>> {
-        if self.client.copies_parts() {
+        if self.client.copies_parts_from(&self.source_key) {
             let plan = self.plan(n, copies.copies());
             match self.send_pieces(upload_id, &plan, copies).await {
                 Ok(parts) => return Ok(parts),

@@ -132,7 +132,7 @@ impl Filesystem {
         let upload_id = self.client.create_multipart_upload(key, &create).await?;
         let tag = format!("patch-{:016x}", rand::random::<u64>());
         journal.started(&upload_id, &tag, key, self.client.sends_crc32c());
-        let copies = self.client.copies_parts();
+        let copies = self.client.copies_parts_from(&plan.source_key);
         let mut sent = send_parts(
             &self.client,
             key,

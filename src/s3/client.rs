@@ -385,6 +385,14 @@ impl S3Client {
         self.capabilities().upload_part_copy != Holds::No
     }
 
+    /// Whether ranges of `source_key` may be copied server-side into parts. Never for a key
+    /// holding a `%`: Ceph RGW decodes UploadPartCopy's source twice (`a%41` copies `aA`, or
+    /// gets 404), and nothing in its answer tells (it ignores copy-source conditions); such a
+    /// key's bytes are read and sent instead. Its CopyObject decodes once, as AWS does.
+    pub fn copies_parts_from(&self, source_key: &str) -> bool {
+        self.copies_parts() && !source_key.contains('%')
+    }
+
     /// The one place that decides what a failed UploadPartCopy means: true when `e` says the
     /// server refuses server-side part copies, which is then remembered for this mount (and
     /// logged once); the caller sends the bytes itself (GET + UploadPart). False for any other

@@ -226,7 +226,7 @@ impl S3Client {
         use futures::{stream, StreamExt as _, TryStreamExt as _};
         use std::sync::atomic::{AtomicBool, Ordering};
 
-        let refused = AtomicBool::new(!self.copies_parts());
+        let refused = AtomicBool::new(!self.copies_parts_from(source_key));
         let fallback_slots = (COPY_FALLBACK_MEMORY / part_size).clamp(1, COPY_PARALLEL as u64);
         let fallback = Semaphore::new(fallback_slots as usize);
         let (refused, fallback) = (&refused, &fallback);
