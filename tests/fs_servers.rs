@@ -140,6 +140,17 @@ async fn large_files_appends_and_overwrites_work_on_a_server_answering_like_rgw(
 /// Ceph RGW decodes UploadPartCopy's source twice: an in-place change of `f%41` copied its
 /// untouched parts from `fA`, another file, and nothing in the answers told (found against
 /// RGW: the copy from `f%25` brought the bytes of `f%`). A key holding `%` sends its bytes.
+/// Open `name` for writing (no truncate), write 4 KiB of 7s at 6 MiB, close.
+async fn overwrite_4k_at_6_mib(fs: &Filesystem, name: &str) {
+    let ino = fs.lookup(ROOT_INO, name).await.expect("lookup").ino;
+    let o = fs.open(ino, libc::O_WRONLY, ME).await.expect("open");
+    fs.write(o.fh, 6 * MIB as u64, &[7u8; 4096])
+        .await
+        .expect("write");
+    fs.flush(o.fh, 0).await.expect("close");
+    fs.release(o.fh).await.expect("release");
+}
+
 #[tokio::test]
 async fn an_in_place_change_of_a_key_with_a_percent_keeps_its_own_bytes_on_rgw() {
     let srv = TestServer::start().await;
@@ -148,13 +159,7 @@ async fn an_in_place_change_of_a_key_with_a_percent_keeps_its_own_bytes_on_rgw()
     srv.put_object("f%41", mine.clone());
     srv.put_object("fA", data(12 * MIB + 5, 9));
     let fs = fs_with(&srv, big_parts());
-    let ino = fs.lookup(ROOT_INO, "f%41").await.expect("lookup").ino;
-    let o = fs.open(ino, libc::O_WRONLY, ME).await.expect("open");
-    fs.write(o.fh, 6 * MIB as u64, &[7u8; 4096])
-        .await
-        .expect("write");
-    fs.flush(o.fh, 0).await.expect("close");
-    fs.release(o.fh).await.expect("release");
+    overwrite_4k_at_6_mib(&fs, "f%41").await;
     let mut want = mine;
     want[6 * MIB..6 * MIB + 4096].fill(7);
     assert!(
@@ -164,13 +169,7 @@ async fn an_in_place_change_of_a_key_with_a_percent_keeps_its_own_bytes_on_rgw()
     assert_eq!(srv.count("UploadPartCopy"), 0, "{:?}", srv.counts());
     // a key without one still copies its untouched parts server-side
     srv.put_object("plain", data(12 * MIB + 5, 3));
-    let ino = fs.lookup(ROOT_INO, "plain").await.expect("lookup").ino;
-    let o = fs.open(ino, libc::O_WRONLY, ME).await.expect("open");
-    fs.write(o.fh, 6 * MIB as u64, &[7u8; 4096])
-        .await
-        .expect("write");
-    fs.flush(o.fh, 0).await.expect("close");
-    fs.release(o.fh).await.expect("release");
+    overwrite_4k_at_6_mib(&fs, "plain").await;
     assert!(srv.count("UploadPartCopy") > 0, "{:?}", srv.counts());
 }
 
