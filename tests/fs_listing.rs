@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use bucketfs::config::FsConfig;
 use bucketfs::fs::{FileKind, Filesystem, ROOT_INO};
-use bucketfs_test_server::TestServer;
+use bucketfs_test_server::{Fault, FaultKind, Gate, TestServer};
 
 #[path = "common/core.rs"]
 mod core_fs;
-use core_fs::{fs_with, read_rest};
+use core_fs::{dir_names, fs_with, read_rest, ME};
 
 fn fs(srv: &TestServer) -> Arc<Filesystem> {
     fs_with(srv, FsConfig::default())
@@ -98,4 +98,76 @@ async fn a_directory_replacing_its_file_twin_on_the_next_page_is_found_by_lookup
         let y = fs.lookup(attr.ino, "y").await.expect("y");
         assert_eq!(y.kind, FileKind::File);
     }
+}
+
+/// Names of what `readdir` gives for open directory handle `fh`, `.` and `..` left out.
+async fn names_of(fs: &Filesystem, ino: u64, fh: u64) -> Vec<String> {
+    let mut names: Vec<String> = read_rest(fs, ino, fh, 0)
+        .await
+        .into_iter()
+        .map(|e| e.name)
+        .filter(|n| n != "." && n != "..")
+        .collect();
+    names.sort();
+    names
+}
+
+/// A file being written is in no listing of the bucket; readdir adds it to the listing. It
+/// leaves that set when its upload lands. A directory opened from the cached listing before
+/// the landing and read after it showed neither, and cached its old copy of the listing again
+/// (a walk missed a file right as the write-back uploader landed it, found by the soak).
+#[tokio::test]
+async fn a_file_landing_between_opendir_and_readdir_of_a_cached_listing_is_shown() {
+    let srv = TestServer::start().await;
+    srv.put_object("a", "x");
+    let fs = fs(&srv);
+    assert_eq!(dir_names(&fs, ROOT_INO).await, [".", "..", "a"]);
+    let (_, o) = fs
+        .create(ROOT_INO, "c", 0o644, libc::O_WRONLY, ME)
+        .await
+        .expect("create");
+    fs.write(o.fh, 0, b"c").await.expect("write");
+    srv.reset_counts();
+    let fh = fs.opendir(ROOT_INO).await.expect("opendir");
+    fs.flush(o.fh, 0).await.expect("close lands");
+    fs.release(o.fh).await.expect("release");
+    assert_eq!(names_of(&fs, ROOT_INO, fh).await, ["a", "c"]);
+    fs.releasedir(fh);
+    // and the cached listing is the one with the landed file, not the handle's older copy
+    let again = fs.opendir(ROOT_INO).await.expect("opendir");
+    assert_eq!(names_of(&fs, ROOT_INO, again).await, ["a", "c"]);
+    fs.releasedir(again);
+    assert_eq!(srv.count("ListObjectsV2"), 0, "{:?}", srv.counts());
+}
+
+/// The same while the listing is fetched: its page was made before the file landed, and is
+/// read after it.
+#[tokio::test]
+async fn a_file_landing_while_its_directory_is_listed_is_shown() {
+    let srv = TestServer::start().await;
+    srv.put_object("a", "x");
+    let fs = fs(&srv);
+    let (_, o) = fs
+        .create(ROOT_INO, "c", 0o644, libc::O_WRONLY, ME)
+        .await
+        .expect("create");
+    fs.write(o.fh, 0, b"c").await.expect("write");
+    let gate = Gate::new();
+    srv.add_fault(
+        Fault::new(FaultKind::HoldResponse(gate.clone()))
+            .op("ListObjectsV2")
+            .times(1),
+    );
+    let fh = fs.opendir(ROOT_INO).await.expect("opendir");
+    let reader = tokio::spawn({
+        let fs = fs.clone();
+        async move { names_of(&fs, ROOT_INO, fh).await }
+    });
+    gate.held().await;
+    fs.flush(o.fh, 0).await.expect("close lands");
+    fs.release(o.fh).await.expect("release");
+    gate.open();
+    assert_eq!(reader.await.expect("reader"), ["a", "c"]);
+    fs.releasedir(fh);
+    assert_eq!(dir_names(&fs, ROOT_INO).await, [".", "..", "a", "c"]);
 }

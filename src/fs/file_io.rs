@@ -953,7 +953,6 @@ impl Filesystem {
         drop(st);
         let (parent, name) = {
             let mut t = self.inodes.lock();
-            t.set_local_only(w.ino, false);
             let n = t.get_mut(w.ino).ok_or_else(FsError::not_found)?;
             // the upload carried the node's attributes, changed ones included; but a
             // multipart upload's metadata was fixed when it was created, and only changed
@@ -970,11 +969,15 @@ impl Filesystem {
             n.attr_expires = Instant::now() + self.config.metadata_ttl;
             (n.parent, n.name.clone())
         };
+        // the parent's listing has the file before the file leaves the pending set that
+        // readdir adds to a listing: a readdir in between saw neither (a walk in write-back
+        // mode missed a file right as the uploader landed it)
+        self.update_snapshot(parent, &name, Some(ListedChild::file(done.size)));
+        self.inodes.lock().set_local_only(w.ino, false);
         if changed_meta && done.multipart {
             self.defer_metadata(w.ino)?;
         }
         tracing::debug!(key = %key, size = done.size, multipart = done.multipart, "uploaded");
-        self.update_snapshot(parent, &name, Some(ListedChild::file(done.size)));
         Ok(())
     }
 

@@ -538,7 +538,7 @@ impl Filesystem {
             let mut children = foldhash::HashMap::default();
             children.insert(super::control::STATS_NAME.to_string(), ListedChild::file(0));
             let items = std::sync::Arc::new(super::dir_listing::sorted_items(&children));
-            (String::new(), Some(items))
+            (String::new(), Some((items, Vec::new())))
         } else {
             let mut t = self.inodes.lock();
             let n = t.get_mut(ino).ok_or_else(FsError::not_found)?;
@@ -557,12 +557,21 @@ impl Filesystem {
                         s.items.insert(std::sync::Arc::new(items)).clone()
                     }
                 });
-            (n.key.clone(), snap)
+            let key = n.key.clone();
+            // with the files pending now, under the same lock: a file that lands before the
+            // first readdir leaves the pending set, and this copy of the listing predates it
+            let snap = snap.map(|items| (items, t.local_children(ino)));
+            (key, snap)
         };
+        let cached = snapshot.is_some();
         let stream = match snapshot {
-            Some(items) => {
+            Some((items, locals)) => {
                 self.counters.readdir_hit();
-                DirStream::from_items(&key, items)
+                let mut stream = DirStream::from_items(&key, items);
+                for (name, attr) in locals {
+                    stream.add_local(&name, attr.kind);
+                }
+                stream
             }
             None => {
                 self.counters.readdir_miss();
@@ -583,7 +592,8 @@ impl Filesystem {
             fh,
             Handle::Dir(Arc::new(tokio::sync::Mutex::new(DirState {
                 stream,
-                locals_added: false,
+                // a cached listing is complete (and is not cached again)
+                locals_added: cached,
                 published: 0,
             }))),
         );
@@ -693,6 +703,19 @@ impl Filesystem {
                 // names changed here while the pages came: the entries readdir shows are
                 // made again from `children`, which has them right
                 let changed = pl.as_ref().is_some_and(|p| !p.changed_here.is_empty());
+                // and a file that landed here meanwhile (no longer pending) is shown, whatever
+                // a page fetched before it landed says
+                for (name, child) in pl.iter().flat_map(|p| {
+                    p.changed_here
+                        .iter()
+                        .filter_map(|n| Some((n, p.children.get(n)?)))
+                }) {
+                    let kind = match child {
+                        ListedChild::Directory { .. } => FileKind::Directory,
+                        _ => FileKind::File,
+                    };
+                    st.stream.add_local(name, kind);
+                }
                 if kept {
                     let children = pl.map(|pl| pl.children).unwrap_or_default();
                     let mut snap = DirSnapshot::new(children, expires);
