@@ -148,6 +148,23 @@ fn copy_data(from: &File, start: u64, end: u64, to: &File) -> io::Result<()> {
     Ok(())
 }
 
+/// A buffer dropped (its file closed, unlinked, or sent whole) hands its memory back to the
+/// pool: a small file's 1 byte took a part's room, and freeing it cost an 8 MiB `munmap` (a
+/// TLB shootdown on every core) and the next file an 8 MiB `mmap` (seen per file in `cp -r`).
+impl Drop for Store {
+    fn drop(&mut self) {
+        match self {
+            Store::Mem { buf, pool, .. } if buf.capacity() > 0 => pool.give(std::mem::take(buf)),
+            Store::Disk {
+                tail: Some(t),
+                pool,
+                ..
+            } => pool.give(std::mem::take(&mut t.buf)),
+            _ => {}
+        }
+    }
+}
+
 impl Store {
     /// A buffer in memory for parts of `part_size` bytes, from `pool`.
     pub fn memory(pool: Arc<BufferPool>, part_size: usize) -> Store {
