@@ -304,7 +304,7 @@ impl Filesystem {
     pub(crate) async fn wait_for_closed_writer(&self, ino: u64) -> bool {
         let closed = match self.write_handle_for(ino) {
             Some(w) => {
-                let st = w.state.lock().await;
+                let st = self.lock_writer(&w).await;
                 !w.kept.load(Ordering::Relaxed)
                     && st.flushed
                     && st.committed
@@ -352,10 +352,21 @@ impl Filesystem {
         }
     }
 
-    /// Resolves once an operation waits for a file's release under way (tests that hold a
-    /// release's upload and check what a rename or unlink does meanwhile).
+    /// Resolves once an operation waits for a file's release under way, or for a writer busy
+    /// with its upload (tests that hold an upload and check what a rename or unlink does
+    /// meanwhile).
     pub async fn an_operation_waits_for_a_release(&self) {
         self.handles.someone_waits().await;
+    }
+
+    /// `w`'s state, for a rename or unlink: waiting for it (the writer busy uploading) counts
+    /// as waiting for a release (see `an_operation_waits_for_a_release`).
+    async fn lock_writer<'a>(&self, w: &'a WriteHandle) -> tokio::sync::MutexGuard<'a, WriteState> {
+        if let Ok(st) = w.state.try_lock() {
+            return st;
+        }
+        let _waiting = self.handles.waiting();
+        w.state.lock().await
     }
 
     /// Every open write handle.
@@ -1516,24 +1527,37 @@ impl Filesystem {
     /// Point the open upload of `ino` at a new key (rename of a file being written): whether
     /// it had a writer (false: none, or its release is under way, see `settle_release`).
     pub(crate) async fn retarget_writer(&self, ino: u64, key: String) -> FsResult<bool> {
-        let Some(w) = self.write_handle_for(ino) else {
-            return Ok(false);
-        };
-        let mut st = w.state.lock().await;
-        st.upload.set_key(key).await?;
-        st.expect = Expect::Unknown;
-        if st.committed {
-            // the object under the old name goes; the new name needs the bytes again
-            st.dirty = true;
+        loop {
+            // registered before looking, so the uploader letting the writer go is not missed
+            let changed = self.handles.writers_changed();
+            let Some(w) = self.write_handle_for(ino) else {
+                return Ok(false);
+            };
+            let mut st = self.lock_writer(&w).await;
+            if !w.is_open() && st.committed && !st.dirty && !st.upload.is_pending() {
+                // closed, and its write-back upload landed under the old name while this
+                // waited for it: nothing would send it again under the new one. The uploader
+                // lets the writer go next; then it is a settled file, which the caller moves
+                // as the bucket's object (a directory rename left it under the old name)
+                drop(st);
+                changed.await;
+                continue;
+            }
+            st.upload.set_key(key).await?;
+            st.expect = Expect::Unknown;
+            if st.committed {
+                // the object under the old name goes; the new name needs the bytes again
+                st.dirty = true;
+            }
+            let pending = st.upload.is_pending();
+            drop(st);
+            if pending {
+                // write-back: the journal names the new key
+                self.stage_writer(&w, true).await?;
+                self.requeue_pending(ino);
+            }
+            return Ok(true);
         }
-        let pending = st.upload.is_pending();
-        drop(st);
-        if pending {
-            // write-back: the journal names the new key
-            self.stage_writer(&w, true).await?;
-            self.requeue_pending(ino);
-        }
-        Ok(true)
     }
 
     /// The files under `prefix` open for writing (or kept after a failed upload).

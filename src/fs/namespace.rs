@@ -157,6 +157,9 @@ impl Filesystem {
             return Ok(attr);
         }
         check_name(name)?;
+        if self.leftovers.hiding() {
+            self.wait_for_hidden_change(parent, name).await?;
+        }
         let now = Instant::now();
         let (parent_key, listed) = {
             let t = self.inodes.lock();
@@ -334,6 +337,24 @@ impl Filesystem {
     /// A listed file whose attributes are at hand — from the listing itself
     /// (`--stat-from-listing`), or fetched ahead by stat-ahead (`ls -l` finds most entries so)
     /// — settled at once, without waiting on anything. `None` when that is not the case.
+    /// After a restart, a change in place of `name` that the mount does not show (see
+    /// `show_recovered`) is sent by recovery first: its lookup waits for that, rather than
+    /// show the file as it was before the change (a walk right after a crash read the old
+    /// bytes). What was fetched of the name before it landed is forgotten.
+    async fn wait_for_hidden_change(&self, parent: u64, name: &str) -> FsResult<()> {
+        let key = format!("{}{name}", self.dir_key(parent)?);
+        if self
+            .leftovers
+            .wait_hidden(&key, self.config.recovery_wait)
+            .await
+        {
+            self.stat_ahead_forget(parent, name);
+            self.inodes.lock().drop_listing(parent);
+            self.forget_missing(parent, name);
+        }
+        Ok(())
+    }
+
     fn lookup_listed_now(&self, parent: u64, name: &str) -> Option<Attr> {
         let now = Instant::now();
         let (key, listed) = {
@@ -352,7 +373,7 @@ impl Filesystem {
             };
             (format!("{}{name}", p.key), listed)
         };
-        if check_name(name).is_err() || check_key(&key).is_err() {
+        if check_name(name).is_err() || check_key(&key).is_err() || self.leftovers.hides(&key) {
             return None;
         }
         let (meta, from_listing) = match listed {

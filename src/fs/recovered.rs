@@ -169,6 +169,17 @@ impl Filesystem {
         {
             latest.insert(&r.record.key, r);
         }
+        // a key whose newest entry is not shown: its lookups wait for recovery to try it (the
+        // bucket's version is the file as it was before the change)
+        let mut newest: HashMap<&str, &Arc<Recovered>> = HashMap::new();
+        for r in entries.iter().filter(|r| r.is_file()) {
+            newest.insert(&r.record.key, r);
+        }
+        for r in newest.into_values() {
+            if r.record.patch.is_some() || !r.fits(&self.limits) {
+                self.leftovers.hide(&r.record.key);
+            }
+        }
         for r in latest.into_values() {
             if !r.fits(&self.limits) {
                 tracing::warn!(

@@ -41,6 +41,11 @@ pub(crate) struct Leftovers {
     /// Zeros objects created and not deleted (see `zero_parts.rs`), by key.
     zeros: parking_lot::Mutex<Vec<String>>,
     keys: parking_lot::Mutex<std::collections::HashSet<String>>,
+    /// Keys of pending files the mount does not show (changes in place: see
+    /// `show_recovered`) while recovery has yet to try them: their lookups wait for that.
+    hidden: parking_lot::Mutex<std::collections::HashSet<String>>,
+    /// `hidden` is not empty (a lookup's test without a lock).
+    hiding: std::sync::atomic::AtomicBool,
     changed: tokio::sync::Notify,
 }
 
@@ -67,6 +72,8 @@ impl Leftovers {
             moves: parking_lot::Mutex::new(moves),
             zeros: parking_lot::Mutex::new(zeros),
             keys: parking_lot::Mutex::new(keys),
+            hidden: Default::default(),
+            hiding: Default::default(),
             changed: tokio::sync::Notify::new(),
         }
     }
@@ -141,12 +148,56 @@ impl Leftovers {
 
     fn release(&self, key: &str) {
         self.keys.lock().remove(key);
+        self.hidden.lock().remove(key);
         self.changed.notify_waiters();
     }
 
     fn release_all(&self) {
         self.keys.lock().clear();
+        self.hidden.lock().clear();
+        self.hiding
+            .store(false, std::sync::atomic::Ordering::Release);
         self.changed.notify_waiters();
+    }
+
+    /// `key` holds a pending file the mount does not show, which recovery has yet to try.
+    pub(crate) fn hide(&self, key: &str) {
+        self.hidden.lock().insert(key.to_string());
+        self.hiding
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Some key is hidden (see `hide`): lookups check theirs.
+    pub(crate) fn hiding(&self) -> bool {
+        self.hiding.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Whether `key` is hidden (see `hide`).
+    pub(crate) fn hides(&self, key: &str) -> bool {
+        self.hiding() && self.hidden.lock().contains(key)
+    }
+
+    /// Wait until recovery has tried to send the pending file under `key` that the mount does
+    /// not show: whether there was one. Until then the bucket holds the version before the
+    /// change; after `longest` that version is shown anyway.
+    pub(crate) async fn wait_hidden(&self, key: &str, longest: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + longest;
+        let mut waited = false;
+        loop {
+            let changed = self.changed.notified();
+            if !self.hides(key) {
+                return waited;
+            }
+            waited = true;
+            tracing::debug!(key, "lookup waits for the recovery of a change in place");
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                tracing::warn!(
+                    key,
+                    "a change in place made before bucketfs stopped is taking long to upload:                      the bucket's version before it is shown meanwhile"
+                );
+                return true;
+            }
+        }
     }
 
     /// Wait until recovery is done with `key` (at once when it has nothing of it). Whether

@@ -42,6 +42,9 @@ pub enum FaultKind {
     /// Handle the request normally (its answer is made now), then hold the answer until the
     /// gate opens: a client sees a page listed before a change it made meanwhile.
     HoldResponse(Gate),
+    /// Hold the request until the gate opens, then handle it: a change still on its way to
+    /// the store (an upload the server is slow to take) while the client does something else.
+    HoldRequest(Gate),
 }
 
 /// Where a held answer waits: the test learns that an answer is held, then lets it go.
@@ -68,7 +71,7 @@ impl Gate {
         )))
     }
 
-    /// Wait until an answer is held here.
+    /// Wait until an answer (or a request) is held here.
     pub async fn held(&self) {
         if let Ok(p) = self.0 .0.acquire().await {
             p.forget();
@@ -133,6 +136,7 @@ impl FaultKind {
                 code,
             } => format!("status {status} {code}, applied {delay:?} later"),
             FaultKind::HoldResponse(_) => "answer held".into(),
+            FaultKind::HoldRequest(_) => "request held".into(),
         }
     }
 }

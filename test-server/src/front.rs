@@ -289,6 +289,10 @@ impl Front {
                 tokio::time::sleep(d).await;
                 false
             }
+            Some(FaultKind::HoldRequest(gate)) => {
+                gate.hold().await;
+                false
+            }
             Some(FaultKind::TruncateBody) => true,
             Some(FaultKind::LateApply {
                 delay,
