@@ -161,32 +161,26 @@ impl Filesystem {
     /// the journaled headers, their directories with them — until they land.
     pub(crate) fn show_recovered(&self) {
         let entries = self.leftovers.pending_entries();
+        // the newest entry of each key is the file as it was closed last
         let mut latest: HashMap<&str, &Arc<Recovered>> = HashMap::new();
-        // (a change in place is not shown: its untouched bytes are the source version's)
-        for r in entries
-            .iter()
-            .filter(|r| r.is_file() && r.record.patch.is_none())
-        {
+        for r in entries.iter().filter(|r| !r.record.key.ends_with('/')) {
             latest.insert(&r.record.key, r);
         }
-        // a key whose newest entry is not shown: its lookups wait for recovery to try it (the
-        // bucket's version is the file as it was before the change)
-        let mut newest: HashMap<&str, &Arc<Recovered>> = HashMap::new();
-        for r in entries.iter().filter(|r| r.is_file()) {
-            newest.insert(&r.record.key, r);
-        }
-        for r in newest.into_values() {
-            if r.record.patch.is_some() || !r.fits(&self.limits) {
-                self.leftovers.hide(&r.record.key);
-            }
-        }
         for r in latest.into_values() {
+            // a change in place is not shown (its untouched bytes are the source version's),
+            // nor an older entry of its key (a mount showed the file as closed before the
+            // change): its lookups wait for recovery to try it instead (see `lookup`)
+            if !r.is_file() || r.record.patch.is_some() {
+                self.leftovers.hide(&r.record.key);
+                continue;
+            }
             if !r.fits(&self.limits) {
                 tracing::warn!(
                     key = %r.record.key,
                     "a file closed before bucketfs stopped was staged with another part size: \
                      not shown until it is uploaded"
                 );
+                self.leftovers.hide(&r.record.key);
                 continue;
             }
             if let Some(ino) = self.show_one(r) {

@@ -148,8 +148,20 @@ impl Leftovers {
 
     fn release(&self, key: &str) {
         self.keys.lock().remove(key);
-        self.hidden.lock().remove(key);
         self.changed.notify_waiters();
+    }
+
+    /// Recovery tried to send `r`: its key is no longer hidden if `r` is its newest entry.
+    fn tried(&self, r: &Recovered) {
+        if !self.hiding() {
+            return;
+        }
+        let key = &r.record.key;
+        let newest = self.pending.iter().rev().find(|x| x.record.key == *key);
+        if newest.is_some_and(|x| std::ptr::eq(&**x, r)) {
+            self.hidden.lock().remove(key);
+            self.changed.notify_waiters();
+        }
     }
 
     fn release_all(&self) {
@@ -454,6 +466,7 @@ impl Filesystem {
             let key = r.record.key.clone();
             if away {
                 // the server cannot be reached: the rest waits for the retries
+                self.leftovers.tried(&r);
                 left.push(r);
                 self.leftovers.release(&key);
                 continue;
@@ -469,9 +482,13 @@ impl Filesystem {
                          again later (it stays in the staging area, also for the next mount)"
                     );
                     away = e.is_unreachable() || e.is_retryable();
+                    self.leftovers.tried(&r);
+                    self.leftovers.release(&key);
                     left.push(r);
+                    continue;
                 }
             }
+            self.leftovers.tried(&r);
             self.leftovers.release(&key);
         }
         if !left.is_empty() {
