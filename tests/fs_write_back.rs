@@ -763,49 +763,71 @@ fn staged_patches(dir: &tempfile::TempDir) -> Vec<PathBuf> {
 /// After a crash, recovery sends a change in place at mount, and the mount does not show it
 /// meanwhile (its untouched bytes are the bucket's version's). A lookup in that moment showed
 /// the file as it was before the change: a walk right after a kill -9 read the old size and
-/// bytes (found by the soak against Ceph RGW). Its lookup now waits for recovery to send it.
+/// bytes (found by the soak against Ceph RGW). Its lookup now waits for recovery to send it,
+/// also when the change's own upload was cut by the crash (`cut`: recovery aborts that one
+/// first, which let lookups through too early).
 #[tokio::test]
 async fn right_after_a_crash_a_change_in_place_is_not_read_as_it_was_before() {
-    let srv = TestServer::start().await;
-    let mut bytes = source_object(&srv, "db.bin");
-    let dir = tempfile::tempdir().expect("tmp");
-    {
+    for cut in [false, true] {
+        let srv = TestServer::start().await;
+        let mut bytes = source_object(&srv, "db.bin");
+        let dir = tempfile::tempdir().expect("tmp");
+        {
+            let fs = fs_with(&srv, write_back(&dir));
+            let ino = fs.lookup(ROOT_INO, "db.bin").await.expect("lookup").ino;
+            let off = 6 * MIB + 100;
+            bytes[off..off + 5000].fill(0xEE);
+            if cut {
+                // the uploader has begun its upload (journaled) when the daemon dies: the
+                // upload's first part never reaches the store
+                let never = Gate::new();
+                srv.add_fault(
+                    Fault::new(FaultKind::HoldRequest(never.clone()))
+                        .op("UploadPart")
+                        .times(1),
+                );
+                patch_file(&fs, ino, &[(off, &[0xEE; 5000])]).await;
+                never.held().await;
+                assert_eq!(srv.multipart_uploads().len(), 1);
+            } else {
+                refuse_uploads(&srv);
+                patch_file(&fs, ino, &[(off, &[0xEE; 5000])]).await;
+            }
+            drop(fs);
+        }
+        srv.clear_faults();
+        srv.reset_counts();
+        // recovery's completion waits at the server until the lookup is under way
+        let gate = Gate::new();
+        srv.add_fault(
+            Fault::new(FaultKind::HoldRequest(gate.clone()))
+                .op("CompleteMultipartUpload")
+                .times(1),
+        );
         let fs = fs_with(&srv, write_back(&dir));
-        let ino = fs.lookup(ROOT_INO, "db.bin").await.expect("lookup").ino;
-        refuse_uploads(&srv);
-        let off = 6 * MIB + 100;
-        patch_file(&fs, ino, &[(off, &[0xEE; 5000])]).await;
-        bytes[off..off + 5000].fill(0xEE);
-        drop(fs);
+        let recovery = tokio::spawn({
+            let fs = fs.clone();
+            async move { fs.recover_uploads().await }
+        });
+        let read = async {
+            let f = fs.lookup(ROOT_INO, "db.bin").await.expect("lookup");
+            assert_eq!(f.size, bytes.len() as u64);
+            read_all(&fs, f.ino).await
+        };
+        let (read, ()) = tokio::join!(read, async {
+            gate.held().await;
+            gate.open();
+        });
+        assert!(
+            read == bytes,
+            "cut: {cut}: the mount read the file as it was before the change"
+        );
+        let report = recovery.await.expect("recovery");
+        assert_eq!(report.resumed, ["db.bin"], "cut: {cut}");
+        let aborted = srv.count("AbortMultipartUpload");
+        assert_eq!(aborted, u64::from(cut), "cut: {cut}: {:?}", srv.counts());
+        assert!(srv.multipart_uploads().is_empty(), "cut: {cut}");
     }
-    srv.clear_faults();
-    // recovery's completion waits at the server until the lookup is under way
-    let gate = Gate::new();
-    srv.add_fault(
-        Fault::new(FaultKind::HoldRequest(gate.clone()))
-            .op("CompleteMultipartUpload")
-            .times(1),
-    );
-    let fs = fs_with(&srv, write_back(&dir));
-    let recovery = tokio::spawn({
-        let fs = fs.clone();
-        async move { fs.recover_uploads().await }
-    });
-    let read = async {
-        let f = fs.lookup(ROOT_INO, "db.bin").await.expect("lookup");
-        assert_eq!(f.size, bytes.len() as u64);
-        read_all(&fs, f.ino).await
-    };
-    let (read, ()) = tokio::join!(read, async {
-        gate.held().await;
-        gate.open();
-    });
-    assert!(
-        read == bytes,
-        "the mount read the file as it was before the change"
-    );
-    let report = recovery.await.expect("recovery");
-    assert_eq!(report.resumed, ["db.bin"]);
 }
 
 #[tokio::test]
