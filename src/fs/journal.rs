@@ -318,9 +318,7 @@ impl UploadJournal {
         let json = serde_json::to_string(record).unwrap_or_default();
         let line = format!("pending {local_id} {}", hex_encode(&json));
         blocking(|| {
-            for p in files {
-                File::open(p)?.sync_all()?;
-            }
+            sync_files(files)?;
             if let Some(dir) = files.first().and_then(|p| p.parent()) {
                 File::open(dir)?.sync_all()?;
             }
@@ -497,9 +495,49 @@ impl UploadJournal {
     }
 }
 
+/// Fsync `files`, several at once: the file system commits fsyncs that wait together in one
+/// journal commit (a 1 GiB write-back file's 128 part files, synced one after another, took
+/// ~0.4 s of its close). Blocking.
+fn sync_files(files: &[PathBuf]) -> std::io::Result<()> {
+    const AT_ONCE: usize = 8;
+    if files.len() <= 1 {
+        return files.iter().try_for_each(|p| File::open(p)?.sync_all());
+    }
+    let per = files.len().div_ceil(AT_ONCE);
+    std::thread::scope(|scope| {
+        let running: Vec<_> = files
+            .chunks(per)
+            .map(|chunk| {
+                scope.spawn(move || chunk.iter().try_for_each(|p| File::open(p)?.sync_all()))
+            })
+            .collect();
+        running.into_iter().try_for_each(|h| {
+            h.join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("a part file's fsync panicked")))
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn files_synced_together_report_a_failure_of_any() {
+        let dir = std::env::temp_dir().join(format!("bfs-journal-sync-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let mut files: Vec<PathBuf> = (0..20).map(|i| dir.join(format!("{i}"))).collect();
+        for f in &files {
+            std::fs::write(f, b"part").expect("write");
+        }
+        assert!(sync_files(&files).is_ok());
+        assert!(sync_files(&files[..1]).is_ok());
+        // one file gone (in the last thread's share): the sync fails
+        files.push(dir.join("gone"));
+        assert!(sync_files(&files).is_err());
+        assert!(sync_files(&files[20..]).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn entries_follow_the_lines() {
