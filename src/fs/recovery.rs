@@ -205,7 +205,8 @@ impl Leftovers {
             if tokio::time::timeout_at(deadline, changed).await.is_err() {
                 tracing::warn!(
                     key,
-                    "a change in place made before bucketfs stopped is taking long to upload:                      the bucket's version before it is shown meanwhile"
+                    "a change in place made before bucketfs stopped is taking long to upload: \
+                     the bucket's version before it is shown meanwhile"
                 );
                 return true;
             }
