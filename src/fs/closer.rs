@@ -25,6 +25,28 @@ async fn read_proc_in_time<T: Send + 'static>(
     }
 }
 
+/// The text of a /proc file, read whole in one or two reads (`read_to_string` stats the file,
+/// then grows its buffer from 32 bytes: ten system calls for a /proc/PID/status, paid at every
+/// create and close). A command name that is not UTF-8 comes out with replacement characters.
+fn read_proc(path: impl AsRef<std::path::Path>) -> Option<String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).ok()?;
+    let mut buf = vec![0u8; 4096];
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            buf.resize(len * 2, 0);
+        }
+        match f.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    Some(String::from_utf8_lossy(&buf[..len]).into_owned())
+}
+
 /// The process (thread group) of thread `pid`, as FUSE requests carry the calling thread; 0
 /// stays 0 (not known). From /proc/PID/status, which, unlike /proc/PID/stat, can be read while
 /// that process is inside execve.
@@ -32,8 +54,7 @@ pub(super) fn process_of(pid: u32) -> u32 {
     if pid == 0 {
         return 0;
     }
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
+    read_proc(format!("/proc/{pid}/status"))
         .and_then(|s| tgid_in_status(&s))
         .unwrap_or(pid)
 }
@@ -50,25 +71,65 @@ fn proc_field<T: std::str::FromStr>(text: &str, name: &str) -> Option<T> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-/// Whether a close by thread `pid` of a file opened by process `opener` uploads it: yes for
-/// the opener's threads, for unknown pids, and once the opener is gone (this may be the last
-/// copy of the descriptor); no for a child closing its inherited copy while the opener runs.
-pub(super) fn closes_for_the_opener(opener: u32, pid: u32) -> bool {
-    if opener == 0 || pid == 0 || pid == opener {
-        return true;
-    }
-    process_of(pid) == opener || !std::path::Path::new(&format!("/proc/{opener}")).exists()
+/// The thread closing a file (a FLUSH), from one read of its /proc/PID/status, made where the
+/// close arrives (the FUSE thread) so that an everyday close reads no /proc on the runtime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Closing {
+    /// The closing thread (0: not known).
+    pub pid: u32,
+    /// Its process (thread group); `pid` when not known.
+    process: u32,
+    /// It may be exiting: it has no memory left, or its status could not be read. A process
+    /// exiting (killed or not) lets go of its memory before the kernel closes its files
+    /// (`exit_mm` comes before `exit_files`), and its status then has no `VmRSS:` line; one
+    /// that closes a file itself, or in execve, still has its memory.
+    exiting: bool,
 }
 
-/// If process `pid` is exiting because of a signal, that signal (from /proc/PID/stat: the
-/// PF_EXITING flag and the exit code, both set before the kernel closes the process's files).
-/// A process whose stat does not come in time is execing, not dying.
-pub(super) async fn killed_by_signal(pid: u32) -> Option<i32> {
-    if pid == 0 {
+impl Closing {
+    pub fn of(pid: u32) -> Self {
+        if pid == 0 {
+            return Closing {
+                pid,
+                process: 0,
+                exiting: false,
+            };
+        }
+        match read_proc(format!("/proc/{pid}/status")) {
+            Some(s) => Closing {
+                pid,
+                process: tgid_in_status(&s).unwrap_or(pid),
+                exiting: !s.contains("\nVmRSS:"),
+            },
+            None => Closing {
+                pid,
+                process: pid,
+                exiting: true,
+            },
+        }
+    }
+}
+
+/// Whether a close by `closing` of a file opened by process `opener` uploads it: yes for
+/// the opener's threads, for unknown pids, and once the opener is gone (this may be the last
+/// copy of the descriptor); no for a child closing its inherited copy while the opener runs.
+pub(super) fn closes_for_the_opener(opener: u32, closing: &Closing) -> bool {
+    if opener == 0 || closing.pid == 0 || closing.pid == opener {
+        return true;
+    }
+    closing.process == opener || !std::path::Path::new(&format!("/proc/{opener}")).exists()
+}
+
+/// If the closing process is exiting because of a signal, that signal (from /proc/PID/stat:
+/// the PF_EXITING flag and the exit code, both set before the kernel closes the process's
+/// files). Read only for a process that may be exiting ([`Closing`]). A process whose stat
+/// does not come in time is execing, not dying.
+pub(super) async fn killed_by_signal(closing: &Closing) -> Option<i32> {
+    if closing.pid == 0 || !closing.exiting {
         return None;
     }
-    let stat = read_proc_in_time(move || std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
-        .await?;
+    let pid = closing.pid;
+    let stat = read_proc_in_time(move || read_proc(format!("/proc/{pid}/stat"))).await?;
     fatal_signal_in_stat(&stat)
 }
 
@@ -81,9 +142,10 @@ pub(super) async fn holds_another_descriptor(pid: u32, mnt_id: u64, ino: u64) ->
     }
     read_proc_in_time(move || {
         let fds = std::fs::read_dir(format!("/proc/{pid}/fdinfo")).ok()?;
-        Some(fds.flatten().any(|fd| {
-            std::fs::read_to_string(fd.path()).is_ok_and(|t| fdinfo_names(&t, mnt_id, ino))
-        }))
+        Some(
+            fds.flatten()
+                .any(|fd| read_proc(fd.path()).is_some_and(|t| fdinfo_names(&t, mnt_id, ino))),
+        )
     })
     .await
     .unwrap_or(false)
@@ -120,6 +182,23 @@ mod tests {
     }
 
     #[test]
+    fn a_proc_file_or_a_longer_file_is_read_whole() {
+        let status = read_proc("/proc/self/status").expect("own status");
+        assert_eq!(tgid_in_status(&status), Some(std::process::id()));
+        assert!(status.ends_with('\n'), "status read to its end");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let long: String = (0..9000)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
+        std::fs::write(dir.path().join("f"), &long).expect("write");
+        assert_eq!(
+            read_proc(dir.path().join("f")).as_deref(),
+            Some(long.as_str())
+        );
+        assert_eq!(read_proc(dir.path().join("missing")), None);
+    }
+
+    #[test]
     fn the_process_of_a_thread_is_its_thread_group() {
         let status = "Name:\tcp\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t4242\nPid:\t4250\n";
         assert_eq!(tgid_in_status(status), Some(4242));
@@ -132,16 +211,44 @@ mod tests {
     #[test]
     fn only_the_opener_or_an_orphaned_copy_uploads_at_close() {
         let me = std::process::id();
-        assert!(closes_for_the_opener(me, me));
-        assert!(closes_for_the_opener(0, me));
-        assert!(closes_for_the_opener(me, 0));
+        let by = Closing::of;
+        assert!(closes_for_the_opener(me, &by(me)));
+        assert!(closes_for_the_opener(0, &by(me)));
+        assert!(closes_for_the_opener(me, &by(0)));
         // pid 1 is another process, and it is running
-        assert!(!closes_for_the_opener(me, 1));
+        assert!(!closes_for_the_opener(me, &by(1)));
         // an opener that is gone: its children's closes upload
         let mut child = std::process::Command::new("true").spawn().expect("spawn");
         let gone = child.id();
         child.wait().expect("wait");
-        assert!(closes_for_the_opener(gone, me));
+        assert!(closes_for_the_opener(gone, &by(me)));
+    }
+
+    #[tokio::test]
+    async fn a_process_killed_by_a_signal_is_told_from_a_running_one() {
+        let me = Closing::of(std::process::id());
+        assert!(!me.exiting, "this process has its memory");
+        assert_eq!(killed_by_signal(&me).await, None);
+        // a process killed by SIGKILL and not yet reaped: its memory is gone, as when the
+        // kernel closes a dying process's files, and its stat names the signal
+        let mut child = std::process::Command::new("sleep")
+            .arg("1000")
+            .spawn()
+            .expect("spawn");
+        let pid = child.id();
+        child.kill().expect("kill -9");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !read_proc(format!("/proc/{pid}/status")).is_some_and(|s| s.contains("State:\tZ")) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the child never became a zombie"
+            );
+            std::thread::yield_now();
+        }
+        let dying = Closing::of(pid);
+        assert!(dying.exiting);
+        assert_eq!(killed_by_signal(&dying).await, Some(libc::SIGKILL));
+        child.wait().expect("wait");
     }
 
     #[test]

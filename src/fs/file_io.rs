@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use super::attr::{Attr, FileKind};
 use super::closer::{
-    closes_for_the_opener, holds_another_descriptor, killed_by_signal, process_of,
+    closes_for_the_opener, holds_another_descriptor, killed_by_signal, process_of, Closing,
 };
 use super::error::{FsError, FsResult};
 use super::inode::ListedChild;
@@ -1080,16 +1080,23 @@ impl Filesystem {
     /// A process killed by a signal (kill -9, Ctrl-C) did not finish its file, so its upload is
     /// dropped and no partial object appears.
     pub async fn flush(&self, fh: u64, pid: u32) -> FsResult<()> {
-        let result = self.flush_handle(fh, pid).await;
+        self.flush_by(fh, Closing::of(pid)).await
+    }
+
+    /// [`flush`](Self::flush), with the closing thread's /proc status already read (by the
+    /// FUSE adapter, on its own thread).
+    pub async fn flush_by(&self, fh: u64, closing: Closing) -> FsResult<()> {
+        let result = self.flush_handle(fh, &closing).await;
         // a reopen or read waiting for this file's writer looks again (`wait_for_release`)
         self.handles.writer_changed();
         result
     }
 
-    async fn flush_handle(&self, fh: u64, pid: u32) -> FsResult<()> {
+    async fn flush_handle(&self, fh: u64, closing: &Closing) -> FsResult<()> {
+        let pid = closing.pid;
         match self.handle(fh)? {
             Handle::Write(w) => {
-                if !closes_for_the_opener(w.opener.load(Ordering::Relaxed), pid) {
+                if !closes_for_the_opener(w.opener.load(Ordering::Relaxed), closing) {
                     w.state.lock().await.closed_by_child = true;
                     tracing::debug!(
                         pid,
@@ -1116,7 +1123,7 @@ impl Filesystem {
                     return Ok(());
                 }
                 let killed = if pending {
-                    killed_by_signal(pid).await
+                    killed_by_signal(closing).await
                 } else {
                     None
                 };

@@ -1,7 +1,7 @@
 //! Thin FUSE adapter: turns fuser callbacks into calls on the filesystem core, answered from tokio.
 //!
-//! Every request is handed to the tokio runtime at once, so a slow S3 call never blocks the
-//! loop that reads /dev/fuse. Failures are logged here, in one place, with the errno sent.
+//! A request's work starts on the FUSE thread and is handed to the tokio runtime at its first
+//! wait, so a slow S3 call never blocks the loop that reads /dev/fuse. Failures are logged here, in one place, with the errno sent.
 
 use std::ffi::OsStr;
 use std::io;
@@ -19,7 +19,7 @@ use fuser::{
 
 use crate::buffer_pool::BufferPool;
 use crate::fs::error::log_failure;
-use crate::fs::{Attr, Caller, FileKind, Filesystem, FsError, SetAttr};
+use crate::fs::{Attr, Caller, Closing, FileKind, Filesystem, FsError, SetAttr};
 
 /// How the kernel mount is set up.
 #[derive(Debug, Clone)]
@@ -116,8 +116,27 @@ fn utf8_name(name: &OsStr) -> Result<String, FsError> {
 }
 
 impl Adapter {
-    /// Run `work` on the runtime; on error log one line and answer with its errno.
+    /// Run `work` (which answers the request) here, on this FUSE thread, as far as it goes
+    /// without waiting; what must wait (an S3 request, the blocking pool, a lock held by
+    /// another task) goes on on the runtime. Most writes, creates, releases and reads of
+    /// bytes already fetched never wait: their answer then costs no thread switch.
     fn spawn<F>(&self, fut: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let _rt = self.rt.enter();
+        let mut fut = Box::pin(fut);
+        // (no waker is kept: the runtime polls the task once as soon as it is spawned, and
+        // the waker of that poll is the one its resources wake)
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        if fut.as_mut().poll(&mut cx).is_pending() {
+            self.rt.spawn(fut);
+        }
+    }
+
+    /// Run `work` on the runtime from its start: for flush and fsync, which wait for the
+    /// bucket or fsync staged files (long blocking calls that must not hold a FUSE thread).
+    fn spawn_away<F>(&self, fut: F)
     where
         F: std::future::Future<Output = ()> + Send + 'static,
     {
@@ -504,9 +523,10 @@ impl fuser::Filesystem for Adapter {
         reply: ReplyEmpty,
     ) {
         let fs = self.fs.clone();
-        let pid = req.pid();
-        self.spawn(async move {
-            match fs.flush(fh.0, pid).await {
+        // who is closing, read here: no /proc read on the runtime
+        let closing = Closing::of(req.pid());
+        self.spawn_away(async move {
+            match fs.flush_by(fh.0, closing).await {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(fail(&fs, "flush", ino.0, &e)),
             }
@@ -541,7 +561,7 @@ impl fuser::Filesystem for Adapter {
         reply: ReplyEmpty,
     ) {
         let fs = self.fs.clone();
-        self.spawn(async move {
+        self.spawn_away(async move {
             match fs.fsync(fh.0).await {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(fail(&fs, "fsync", ino.0, &e)),
@@ -604,7 +624,7 @@ impl fuser::Filesystem for Adapter {
         // directory changes are sent to S3 as they happen; with --write-back, files under it
         // still waiting for their upload go now (`sync DIR`, fsync of a directory)
         let fs = self.fs.clone();
-        self.spawn(async move {
+        self.spawn_away(async move {
             match fs.sync_dir(ino.0).await {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(fail(&fs, "fsyncdir", ino.0, &e)),
