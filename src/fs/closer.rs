@@ -87,6 +87,15 @@ pub struct Closing {
 }
 
 impl Closing {
+    /// For a close that uploads nothing whoever makes it (a reader's): nothing is read.
+    pub fn unread(pid: u32) -> Self {
+        Closing {
+            pid,
+            process: pid,
+            exiting: false,
+        }
+    }
+
     pub fn of(pid: u32) -> Self {
         if pid == 0 {
             return Closing {

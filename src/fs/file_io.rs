@@ -1083,6 +1083,11 @@ impl Filesystem {
         self.flush_by(fh, Closing::of(pid)).await
     }
 
+    /// Whether `fh` is open for writing: only its close may upload (and wait for the bucket).
+    pub fn is_writer(&self, fh: u64) -> bool {
+        matches!(self.handles.get(fh), Some(Handle::Write(_)))
+    }
+
     /// [`flush`](Self::flush), with the closing thread's /proc status already read (by the
     /// FUSE adapter, on its own thread).
     pub async fn flush_by(&self, fh: u64, closing: Closing) -> FsResult<()> {

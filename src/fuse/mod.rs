@@ -1,7 +1,8 @@
-//! Thin FUSE adapter: turns fuser callbacks into calls on the filesystem core, answered from tokio.
+//! Thin FUSE adapter: turns fuser callbacks into calls on the filesystem core.
 //!
 //! A request's work starts on the FUSE thread and is handed to the tokio runtime at its first
-//! wait, so a slow S3 call never blocks the loop that reads /dev/fuse. Failures are logged here, in one place, with the errno sent.
+//! wait, so a slow S3 call never blocks the loop that reads /dev/fuse. Failures are logged
+//! here, in one place, with the errno sent.
 
 use std::ffi::OsStr;
 use std::io;
@@ -129,8 +130,15 @@ impl Adapter {
         // (no waker is kept: the runtime polls the task once as soon as it is spawned, and
         // the waker of that poll is the one its resources wake)
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        if fut.as_mut().poll(&mut cx).is_pending() {
-            self.rt.spawn(fut);
+        // a panic must not end this FUSE thread (the runtime survives a task's): the work is
+        // dropped, and with it its reply, which fuser then answers with EIO
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fut.as_mut().poll(&mut cx)))
+        {
+            Ok(std::task::Poll::Ready(())) => {}
+            Ok(std::task::Poll::Pending) => {
+                self.rt.spawn(fut);
+            }
+            Err(_) => tracing::error!("a request's work panicked on the FUSE thread: EIO"),
         }
     }
 
@@ -523,14 +531,19 @@ impl fuser::Filesystem for Adapter {
         reply: ReplyEmpty,
     ) {
         let fs = self.fs.clone();
-        // who is closing, read here: no /proc read on the runtime
-        let closing = Closing::of(req.pid());
-        self.spawn_away(async move {
+        let work = |closing| async move {
             match fs.flush_by(fh.0, closing).await {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(fail(&fs, "flush", ino.0, &e)),
             }
-        });
+        };
+        if self.fs.is_writer(fh.0) {
+            // who is closing, read here: no /proc read on the runtime
+            self.spawn_away(work(Closing::of(req.pid())));
+        } else {
+            // a reader's close has nothing to send: answered here
+            self.spawn(work(Closing::unread(req.pid())));
+        }
     }
 
     fn release(
