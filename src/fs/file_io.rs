@@ -1088,6 +1088,13 @@ impl Filesystem {
         matches!(self.handles.get(fh), Some(Handle::Write(_)))
     }
 
+    /// Whether a writer's close fsyncs its staged file here before it returns (`--write-back`:
+    /// long blocking work, which the FUSE adapter keeps off its threads) rather than waiting
+    /// for the bucket.
+    pub fn close_syncs_staging(&self) -> bool {
+        self.config.write_back
+    }
+
     /// [`flush`](Self::flush), with the closing thread's /proc status already read (by the
     /// FUSE adapter, on its own thread).
     pub async fn flush_by(&self, fh: u64, closing: Closing) -> FsResult<()> {

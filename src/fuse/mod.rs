@@ -142,8 +142,9 @@ impl Adapter {
         }
     }
 
-    /// Run `work` on the runtime from its start: for flush and fsync, which wait for the
-    /// bucket or fsync staged files (long blocking calls that must not hold a FUSE thread).
+    /// Run `work` on the runtime from its start: for fsync, and for a close with
+    /// `--write-back`, which fsync staged files (long blocking calls that must not hold a FUSE
+    /// thread).
     fn spawn_away<F>(&self, fut: F)
     where
         F: std::future::Future<Output = ()> + Send + 'static,
@@ -539,7 +540,13 @@ impl fuser::Filesystem for Adapter {
         };
         if self.fs.is_writer(fh.0) {
             // who is closing, read here: no /proc read on the runtime
-            self.spawn_away(work(Closing::of(req.pid())));
+            let closing = Closing::of(req.pid());
+            if self.fs.close_syncs_staging() {
+                self.spawn_away(work(closing));
+            } else {
+                // up to its upload's first request, which then waits on the runtime
+                self.spawn(work(closing));
+            }
         } else {
             // a reader's close has nothing to send: answered here
             self.spawn(work(Closing::unread(req.pid())));
