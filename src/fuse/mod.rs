@@ -142,9 +142,9 @@ impl Adapter {
         }
     }
 
-    /// Run `work` on the runtime from its start: for fsync, and for a close with
-    /// `--write-back`, which fsync staged files (long blocking calls that must not hold a FUSE
-    /// thread).
+    /// Run `work` on the runtime from its start: for fsync, and for the close of a file of
+    /// more than one part or with `--write-back` (long blocking calls, such as fsyncs of
+    /// staged files, that must not hold a FUSE thread).
     fn spawn_away<F>(&self, fut: F)
     where
         F: std::future::Future<Output = ()> + Send + 'static,
@@ -512,7 +512,8 @@ impl fuser::Filesystem for Adapter {
         let memory = fs.write_buffer_memory(data.len() as u64, &self.rt);
         let mut buf = bufs.take(data.len());
         buf.extend_from_slice(data);
-        self.spawn(async move {
+        let away = fs.write_goes_away(offset + data.len() as u64);
+        let work = async move {
             let result = fs.write(fh.0, offset, &buf).await;
             bufs.give(buf);
             drop(memory);
@@ -520,7 +521,14 @@ impl fuser::Filesystem for Adapter {
                 Ok(n) => reply.written(n),
                 Err(e) => reply.error(fail(&fs, "write", ino.0, &e)),
             }
-        });
+        };
+        // a small file's write is answered here; a large one's in the durable mode on the
+        // runtime (see `write_goes_away`)
+        if away {
+            self.spawn_away(work);
+        } else {
+            self.spawn(work);
+        }
     }
 
     fn flush(
@@ -541,11 +549,11 @@ impl fuser::Filesystem for Adapter {
         if self.fs.is_writer(fh.0) {
             // who is closing, read here: no /proc read on the runtime
             let closing = Closing::of(req.pid());
-            if self.fs.close_syncs_staging() {
-                self.spawn_away(work(closing));
-            } else {
-                // up to its upload's first request, which then waits on the runtime
+            if self.fs.close_is_one_request(fh.0) {
+                // up to its `PutObject`, which then waits on the runtime
                 self.spawn(work(closing));
+            } else {
+                self.spawn_away(work(closing));
             }
         } else {
             // a reader's close has nothing to send: answered here
