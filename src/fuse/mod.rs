@@ -142,9 +142,9 @@ impl Adapter {
         }
     }
 
-    /// Run `work` on the runtime from its start: for fsync, and for the close of a file of
-    /// more than one part or with `--write-back` (long blocking calls, such as fsyncs of
-    /// staged files, that must not hold a FUSE thread).
+    /// Run `work` on the runtime from its start: for fsync, for the close of a file of more
+    /// than one part or with `--write-back` (long blocking calls, such as fsyncs of staged
+    /// files, that must not hold a FUSE thread), and for a durable large file's writes.
     fn spawn_away<F>(&self, fut: F)
     where
         F: std::future::Future<Output = ()> + Send + 'static,
