@@ -1098,9 +1098,8 @@ impl Filesystem {
 
     /// Whether the close of writer `fh` is light work up to its one request: a durable close
     /// of a file smaller than one part (one `PutObject` of bytes held in memory). Not a larger
-    /// file's (it waits for part files and sends the last part: measured 10 % slower for a
-    /// 1 GiB `dd` when run on a FUSE thread), nor one with `--write-back` (it fsyncs the
-    /// staged file).
+    /// file's (it waits for its part files, blocking, and sends the last part), nor one with
+    /// `--write-back` (it fsyncs the staged file).
     pub fn close_is_one_request(&self, fh: u64) -> bool {
         if self.config.write_back {
             return false;
