@@ -699,3 +699,65 @@ async fn reads_of_a_file_open_for_writing_go_through_the_data_cache() {
     );
     fs.release(o.fh).await.expect("release");
 }
+
+#[tokio::test]
+async fn a_close_is_routed_by_one_size_rule_a_part_s_size() {
+    // the adapter answers a reader's close and a small file's on its own thread, and sends a
+    // close that waits for part files or an upload's completion to the runtime; writes past
+    // the first part go there too, by the same rule
+    use bucketfs::fs::CloseRoute;
+    let srv = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let fs = fs_with(&srv, staged(&dir));
+    let part = 5 * MIB;
+    let (attr, o) = fs
+        .create(ROOT_INO, "f", 0o644, libc::O_WRONLY, ME)
+        .await
+        .expect("create");
+    assert_eq!(fs.close_route(o.fh), CloseRoute::Here, "an empty file");
+    assert!(!fs.write_goes_away(part as u64 - 1));
+    write_all(&fs, o.fh, 0, &data(part - 1, 3)).await;
+    assert_eq!(
+        fs.close_route(o.fh),
+        CloseRoute::Here,
+        "one byte short of a part"
+    );
+    assert!(
+        fs.write_goes_away(part as u64),
+        "the write that fills a part sends it"
+    );
+    fs.write(o.fh, part as u64 - 1, b"x").await.expect("write");
+    assert_eq!(
+        srv.count("CreateMultipartUpload"),
+        1,
+        "the full part went out"
+    );
+    assert_eq!(fs.close_route(o.fh), CloseRoute::Away, "a part's size");
+    let r = fs.open(attr.ino, libc::O_RDONLY, ME).await.expect("open");
+    assert_eq!(fs.close_route(r.fh), CloseRoute::Reader);
+    fs.flush(r.fh, 0).await.expect("reader's close");
+    fs.flush(o.fh, 0).await.expect("close");
+    assert_eq!(srv.count("CompleteMultipartUpload"), 1);
+
+    let wb = tempfile::tempdir().expect("tmp");
+    let fs = fs_with(
+        &srv,
+        FsConfig {
+            write_back: true,
+            ..staged(&wb)
+        },
+    );
+    let (_, o) = fs
+        .create(ROOT_INO, "g", 0o644, libc::O_WRONLY, ME)
+        .await
+        .expect("create");
+    assert_eq!(
+        fs.close_route(o.fh),
+        CloseRoute::Away,
+        "--write-back fsyncs at close"
+    );
+    assert!(
+        !fs.write_goes_away(4 * part as u64),
+        "--write-back writes stay"
+    );
+}

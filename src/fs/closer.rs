@@ -71,6 +71,17 @@ fn proc_field<T: std::str::FromStr>(text: &str, name: &str) -> Option<T> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// Where the FUSE adapter runs a close ([`Filesystem::close_route`](super::Filesystem::close_route)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseRoute {
+    /// A reader's: nothing to send, answered on the FUSE thread.
+    Reader,
+    /// A writer's that is light work up to its one request: started on the FUSE thread.
+    Here,
+    /// A writer's that waits for disk or many requests: on the runtime from its start.
+    Away,
+}
+
 /// The thread closing a file (a FLUSH), from one read of its /proc/PID/status, made where the
 /// close arrives (the FUSE thread) so that an everyday close reads no /proc on the runtime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

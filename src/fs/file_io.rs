@@ -8,7 +8,8 @@ use bytes::Bytes;
 
 use super::attr::{Attr, FileKind};
 use super::closer::{
-    closes_for_the_opener, holds_another_descriptor, killed_by_signal, process_of, Closing,
+    closes_for_the_opener, holds_another_descriptor, killed_by_signal, process_of, CloseRoute,
+    Closing,
 };
 use super::error::{FsError, FsResult};
 use super::inode::ListedChild;
@@ -1083,32 +1084,37 @@ impl Filesystem {
         self.flush_by(fh, Closing::of(pid)).await
     }
 
-    /// Whether `fh` is open for writing: only its close may upload (and wait for the bucket).
-    pub fn is_writer(&self, fh: u64) -> bool {
-        matches!(self.handles.get(fh), Some(Handle::Write(_)))
+    /// Whether a file of `size` bytes streams its parts: one that reached a part's size sent
+    /// that part with UploadPart (its close completes a multipart upload); a smaller one is
+    /// one `PutObject` at close. The one size rule of where the adapter runs writes and closes.
+    fn streams_parts(&self, size: u64) -> bool {
+        size >= self.limits.base
     }
 
     /// Whether a write reaching `end` goes to the runtime from its start: in the durable mode,
-    /// one past the first part (a large file, whose parts go out meanwhile): a 1 GiB `dd` on
-    /// s3s-fs was ~7 % slower with its writes run on the FUSE thread (12 pairs of 14). With
-    /// `--write-back` they stay there (its `dd` returned sooner so, docs/PERFORMANCE.md).
+    /// once the file streams its parts: a 1 GiB `dd` on s3s-fs was ~7 % slower with its writes
+    /// run on the FUSE thread (12 pairs of 14). With `--write-back` they stay there (its `dd`
+    /// returned sooner so, docs/PERFORMANCE.md).
     pub fn write_goes_away(&self, end: u64) -> bool {
-        !self.config.write_back && end > self.limits.base
+        !self.config.write_back && self.streams_parts(end)
     }
 
-    /// Whether the close of writer `fh` is light work up to its one request: a durable close
-    /// of a file smaller than one part (one `PutObject` of bytes held in memory). Not a larger
-    /// file's (it waits for its part files, blocking, and sends the last part), nor one with
-    /// `--write-back` (it fsyncs the staged file).
-    pub fn close_is_one_request(&self, fh: u64) -> bool {
-        if self.config.write_back {
-            return false;
-        }
+    /// Where the close of `fh` runs (one lookup of the handle): a reader's has nothing to send;
+    /// a durable writer's of a file below one part is light work up to its one `PutObject`;
+    /// a larger file's waits for its part files (blocking) and completes its upload, and one
+    /// with `--write-back` fsyncs the staged file: both on the runtime.
+    pub fn close_route(&self, fh: u64) -> CloseRoute {
         let Some(Handle::Write(w)) = self.handles.get(fh) else {
-            return false;
+            return CloseRoute::Reader;
         };
+        if self.config.write_back {
+            return CloseRoute::Away;
+        }
         let size = self.inodes.lock().get(w.ino).map(|n| n.attr.size);
-        size.is_some_and(|s| s < self.limits.base)
+        match size {
+            Some(s) if !self.streams_parts(s) => CloseRoute::Here,
+            _ => CloseRoute::Away,
+        }
     }
 
     /// [`flush`](Self::flush), with the closing thread's /proc status already read (by the

@@ -7,7 +7,7 @@ pub mod attr;
 mod blocking;
 mod busy;
 mod closer;
-pub use closer::Closing;
+pub use closer::{CloseRoute, Closing};
 pub mod control;
 pub mod counters;
 pub mod data_cache;

@@ -20,7 +20,7 @@ use fuser::{
 
 use crate::buffer_pool::BufferPool;
 use crate::fs::error::log_failure;
-use crate::fs::{Attr, Caller, Closing, FileKind, Filesystem, FsError, SetAttr};
+use crate::fs::{Attr, Caller, CloseRoute, Closing, FileKind, Filesystem, FsError, SetAttr};
 
 /// How the kernel mount is set up.
 #[derive(Debug, Clone)]
@@ -546,18 +546,13 @@ impl fuser::Filesystem for Adapter {
                 Err(e) => reply.error(fail(&fs, "flush", ino.0, &e)),
             }
         };
-        if self.fs.is_writer(fh.0) {
-            // who is closing, read here: no /proc read on the runtime
-            let closing = Closing::of(req.pid());
-            if self.fs.close_is_one_request(fh.0) {
-                // up to its `PutObject`, which then waits on the runtime
-                self.spawn(work(closing));
-            } else {
-                self.spawn_away(work(closing));
-            }
-        } else {
+        match self.fs.close_route(fh.0) {
             // a reader's close has nothing to send: answered here
-            self.spawn(work(Closing::unread(req.pid())));
+            CloseRoute::Reader => self.spawn(work(Closing::unread(req.pid()))),
+            // who is closing, read here: no /proc read on the runtime; up to its `PutObject`,
+            // which then waits on the runtime
+            CloseRoute::Here => self.spawn(work(Closing::of(req.pid()))),
+            CloseRoute::Away => self.spawn_away(work(Closing::of(req.pid()))),
         }
     }
 
