@@ -13,7 +13,8 @@
 # cached read, since it empties its cache at every mount); a remount keeping the cache dir, then
 # the same read warm; fio 4 KiB random reads (1 job, FIO_SECS)
 # warm; then a fresh cache dir and fio 4 KiB random reads cold.
-# env: CONFIGS="bfs rcfull" to run only some; FIO_SECS (15); BASE_BIN=path adds config "base"
+# env: EP, AK, SK: another server (default the s3s-fs above; e.g. Ceph RGW from
+#   ../shared/ceph-rgw.sh); CONFIGS="bfs rcfull" to run only some; FIO_SECS (15); BASE_BIN=path adds config "base"
 #   (another bucketfs build, run like bfs: an A/B of a change); ONLY=cold_seq runs only the
 #   cold sequential read (raw, and each mount's first read).
 # Results: /tmp/bench/results_cache.tsv (config, rep, workload, value); a median table at the end.
@@ -22,7 +23,7 @@ cd "$(dirname "$0")/.."
 REPS=${1:-2}
 B=/tmp/bench; OUT=$B/results_cache.tsv; mkdir -p $B/mnt/cache
 FIO_SECS=${FIO_SECS:-15}
-URL=http://127.0.0.1:19000; AK=benchak; SK=benchsk; BKT=cachebench
+URL=${EP:-http://127.0.0.1:19000}; AK=${AK:-benchak}; SK=${SK:-benchsk}; BKT=cachebench
 export AWS_EC2_METADATA_DISABLED=true
 BIN=$B/bucketfs-cachebench; cp target/release/bucketfs "$BIN"
 MP=${MOUNTPOINT_BIN:-/tmp/mountpoint/mount-s3}

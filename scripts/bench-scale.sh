@@ -264,6 +264,9 @@ bulk() {  # bulk REP N
     t1=$(now); k1=$(cmdcpu); u1=$(cpu)
     rec "$cfg#$r" "B_${op}_$n" s_per_1000 "$(per1000 "$(el "$t0" "$t1")" "$n")"
     rec "$cfg#$r" "B_${op}_$n" cpu_s_per_1000 "$(per1000 "$(el "$u0" "$u1")" "$n")"
+    # the daemon's, the server's and the command's own CPU (rsync's grows with its file list)
+    rec "$cfg#$r" "B_${op}_$n" cmd_cpu_s_per_1000 "$(per1000 "$(el "$k0" "$k1")" "$n")"
+    rec "$cfg#$r" "B_${op}_$n" all_cpu_s_per_1000 "$(per1000 "$(python3 -c "print($u1 - $u0 + $(srvcpu) - $s0 + $k1 - $k0)")" "$n")"
   }
   timed cp_r cp -r "$src" "$MNT/bulk$n"
   [ "$(find "$MNT/bulk$n" -type f | wc -l)" = "$n" ] || echo "bench-scale: cp -r left $(find "$MNT/bulk$n" -type f | wc -l) of $n files" >&2
