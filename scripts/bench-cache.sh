@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # bench-cache.sh - reads with a local data cache, bucketfs beside the peers' caches and the raw
-# client, every configuration in rotation (A B C … A B C …) on the s3s-fs server of
+# client, every configuration in rotation (raw first, the others turned each rep:
+# scripts/bench-order.sh) on the s3s-fs server of
 # ../shared/bench (127.0.0.1:19000; start it with ../shared/bench/setup.sh).
 #
 # usage: scripts/bench-cache.sh [REPS]        (default 2)
@@ -86,8 +87,9 @@ fiorand() {
   python3 -c "import json;print(round(json.load(open('$B/.fio_cache.json'))['jobs'][0]['read']['iops']))"
 }
 
+. scripts/bench-order.sh
 for rep in $(seq 1 "$REPS"); do
-  for cfg in $CONFIGS; do
+  for cfg in $(bench_order "$rep" $CONFIGS); do
     if [ "$cfg" = raw ]; then
       rec raw "$rep" cold_seq_MBps "$(S3_URL=$URL S3_AK=$AK S3_SK=$SK python3 - $BKT <<'PY'
 import os, sys, time, boto3

@@ -46,17 +46,10 @@ boto3.client("s3", endpoint_url=os.environ["EP"], region_name="us-east-1").delet
 PY
 }
 
-# the order of rep R: raw first, the others rotated by R - 1, so that each follows raw in as
-# many reps (the config run right after the raw client was ~10 % slower in every pair, whichever
-# it was: a fixed rotation put that on one config)
-order() {
-  local r=$1 others=() n i; for c in $CONFIGS; do [ "$c" = raw ] || others+=("$c"); done
-  n=${#others[@]}; [ "$CONFIGS" != "${others[*]}" ] && printf 'raw '
-  for i in $(seq 0 $((n - 1))); do printf '%s ' "${others[$(( (i + r - 1) % n ))]}"; done
-}
+. scripts/bench-order.sh
 
 for r in $(seq "$REPS"); do
-  for cfg in $(order "$r"); do
+  for cfg in $(bench_order "$r" $CONFIGS); do
     sync; echo 1 > /proc/sys/vm/drop_caches
     if [ "$cfg" = raw ]; then
       rec raw "$r" s "$(python3 - "$BKT" "$SRC" <<'PY'
