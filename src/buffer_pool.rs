@@ -145,6 +145,17 @@ impl BufferPool {
         })
     }
 
+    /// Bytes of idle buffers that hold a share of the gate's budget: room given back as soon
+    /// as a reservation asks for it.
+    pub fn idle_bytes(&self) -> u64 {
+        self.idle
+            .lock()
+            .iter()
+            .filter(|b| b._held.is_some())
+            .map(|b| b.buf.capacity() as u64)
+            .sum()
+    }
+
     /// Idle buffers (for tests).
     pub fn idle(&self) -> usize {
         self.idle.lock().len()

@@ -761,3 +761,52 @@ async fn a_close_is_routed_by_one_size_rule_a_part_s_size() {
         "--write-back writes stay"
     );
 }
+
+#[tokio::test]
+async fn a_writer_short_of_memory_goes_on_when_any_part_in_flight_is_done() {
+    // a server whose parts take uneven times (Ceph RGW): the first part's UploadPart is held;
+    // the parts after it are done, and their room lets the writer go on. Waiting for the
+    // oldest part instead kept the writer standing still until the first came back.
+    let srv = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = FsConfig {
+        max_memory: 24 * MIB as u64,
+        ..staged(&dir)
+    };
+    // the held part must not time out and go again (that would let a waiting writer go on)
+    let client = core_fs::client_with(&srv, |c| {
+        c.read_timeout = std::time::Duration::from_secs(600)
+    });
+    let fs = Filesystem::new(core_fs::isolated(cfg), client);
+    let gate = Gate::new();
+    srv.add_fault(
+        Fault::new(FaultKind::HoldRequest(gate.clone()))
+            .op("UploadPart")
+            .times(1),
+    );
+    let (_, o) = fs
+        .create(ROOT_INO, "big", 0o644, libc::O_WRONLY, ME)
+        .await
+        .expect("create");
+    let want = data(12 * 5 * MIB, 7);
+    let writer = tokio::spawn({
+        let (fs, want) = (fs.clone(), want.clone());
+        async move { write_all(&fs, o.fh, 0, &want).await }
+    });
+    gate.held().await;
+    // a failure guard, not a wait: with the first part held for good, the writes end only if
+    // the writer does not wait for that part (12 parts of 5 MiB through a 24 MiB budget)
+    tokio::time::timeout(std::time::Duration::from_secs(120), writer)
+        .await
+        .expect("the writer stood still behind the held first part")
+        .expect("writer task");
+    assert!(
+        srv.count("UploadPart") >= 8,
+        "the later parts went out meanwhile: {}",
+        srv.count("UploadPart")
+    );
+    gate.open();
+    fs.flush(o.fh, 0).await.expect("close");
+    fs.release(o.fh).await.expect("release");
+    assert_eq!(srv.get_object("big").as_deref(), Some(&want[..]));
+}

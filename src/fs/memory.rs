@@ -142,6 +142,17 @@ impl MemoryBudget {
     }
 
     /// Bytes currently reserved.
+    /// Of [`in_use`](Self::in_use), what the pools' idle buffers hold: theirs only until a
+    /// reservation lacks room.
+    pub fn idle(&self) -> u64 {
+        self.pools
+            .lock()
+            .iter()
+            .filter_map(Weak::upgrade)
+            .map(|p| p.idle_bytes())
+            .sum()
+    }
+
     pub fn in_use(&self) -> u64 {
         (self.total_units as u64 - self.sem.available_permits() as u64) * UNIT
     }

@@ -38,6 +38,8 @@ pub struct PartFileWrites {
     running: Mutex<VecDeque<(u32, JoinHandle<io::Result<()>>)>>,
     /// What the first failure said: kept (the part file lacks bytes for good).
     failed: Mutex<Option<String>>,
+    /// Told when a write ends (its bytes' hold on the budget let go first).
+    ended: Arc<tokio::sync::Notify>,
 }
 
 impl PartFileWrites {
@@ -55,11 +57,14 @@ impl PartFileWrites {
             let oldest = {
                 let mut running = self.running.lock();
                 if running.len() < MAX_RUNNING {
+                    let ended = self.ended.clone();
                     running.push_back((
                         part,
                         tokio::task::spawn_blocking(move || {
-                            let _held = held;
-                            w.run()
+                            let r = w.run();
+                            drop(held);
+                            ended.notify_waiters();
+                            r
                         }),
                     ));
                     return;
@@ -70,6 +75,12 @@ impl PartFileWrites {
                 self.note(h.await.unwrap_or_else(|e| Err(io::Error::other(e))));
             }
         }
+    }
+
+    /// What tells that a write ended (and its room in the budget may be back): take a
+    /// `notified()` of it before looking for room, so that an end in between is not missed.
+    pub fn ended(&self) -> Arc<tokio::sync::Notify> {
+        self.ended.clone()
     }
 
     /// Whether part `n`'s file is being written (without waiting).

@@ -408,12 +408,15 @@ impl Upload {
     /// (the part then goes from memory, see `part_buffer::Tail`): only while the budget in use
     /// stays under three quarters (the rest is for reads; as many parts in flight as the raw
     /// client keeps need more than half of the default 96 MiB); otherwise they go to the file,
-    /// and nobody waits.
+    /// and nobody waits. Idle pooled buffers do not count as in use: they give their room
+    /// back to the reservation (a sent part's buffer idles in its pool until the next part
+    /// takes it, and counting it made a writer wait for sends, then go to the file).
     fn hold(&mut self, more: usize) -> bool {
         let want = (self.buffer.held() + more) as u64;
         while self.reservation.bytes() < want {
             let step = RESERVE_STEP.max(want - self.reservation.bytes());
-            if self.budget.in_use() + step > self.budget.total() / 4 * 3 {
+            let working = self.budget.in_use().saturating_sub(self.budget.idle());
+            if working + step > self.budget.total() / 4 * 3 {
                 return false;
             }
             match self.budget.try_reserve(step) {
@@ -424,9 +427,12 @@ impl Upload {
         true
     }
 
-    /// [`Upload::hold`], and while there is no room, let this upload's oldest part in flight
-    /// finish first (the room it frees is usually what was missing: a writer outrunning the
-    /// server waits for it, as with a memory buffer), before the bytes go to the file.
+    /// [`Upload::hold`], and while there is no room, wait for one of this upload's parts in
+    /// flight to be sent, whichever is first, or for one of its part files to be written
+    /// (what they free is usually what was missing: a writer outrunning the server waits for
+    /// it, as with a memory buffer), before the bytes go to the file. Not for the oldest
+    /// part: on a server whose parts take uneven times (Ceph RGW) the writer then stood still
+    /// while later parts had given their room back.
     async fn hold_or_drain(&mut self, more: usize) -> bool {
         if self.defer_sends {
             // write-back: the writer never waits for a send; without room the bytes go to
@@ -434,17 +440,29 @@ impl Upload {
             return self.hold(more);
         }
         loop {
+            let files = self.part_files.ended();
+            let written = files.notified();
+            tokio::pin!(written);
+            written.as_mut().enable();
             if self.hold(more) {
                 return true;
             }
             let Some(m) = self.mpu.as_mut().filter(|m| !m.in_flight.is_empty()) else {
                 return false;
             };
-            let (_, h) = m.in_flight.remove(0);
-            let result = h.await;
-            self.settle(result);
-            if self.failed.is_some() {
-                return false;
+            let sent = futures::future::select_all(m.in_flight.iter_mut().map(|(_, h)| h));
+            let done = tokio::select! {
+                (result, i, _) = sent => Some((result, i)),
+                () = &mut written => None,
+            };
+            if let Some((result, i)) = done {
+                if let Some(m) = self.mpu.as_mut() {
+                    m.in_flight.swap_remove(i);
+                }
+                self.settle(result);
+                if self.failed.is_some() {
+                    return false;
+                }
             }
         }
     }
