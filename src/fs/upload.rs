@@ -408,14 +408,16 @@ impl Upload {
     /// (the part then goes from memory, see `part_buffer::Tail`): only while the budget in use
     /// stays under three quarters (the rest is for reads; as many parts in flight as the raw
     /// client keeps need more than half of the default 96 MiB); otherwise they go to the file,
-    /// and nobody waits. Idle pooled buffers do not count as in use: they give their room
-    /// back to the reservation (a sent part's buffer idles in its pool until the next part
-    /// takes it, and counting it made a writer wait for sends, then go to the file).
+    /// and nobody waits. One part's worth of idle pooled buffers does not count as in use: a
+    /// sent part's buffer idles in its pool until the next part takes it (and gives its room
+    /// back), and counting it too made a writer wait for sends, then go to the file. No more
+    /// than that: freeing idle buffers for new ones grew the daemon past its budget.
     fn hold(&mut self, more: usize) -> bool {
         let want = (self.buffer.held() + more) as u64;
         while self.reservation.bytes() < want {
             let step = RESERVE_STEP.max(want - self.reservation.bytes());
-            let working = self.budget.in_use().saturating_sub(self.budget.idle());
+            let next_buffer = self.budget.idle().min(self.current_part_size());
+            let working = self.budget.in_use().saturating_sub(next_buffer);
             if working + step > self.budget.total() / 4 * 3 {
                 return false;
             }
