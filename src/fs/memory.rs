@@ -141,7 +141,6 @@ impl MemoryBudget {
         self.overruns.load(Ordering::Relaxed)
     }
 
-    /// Bytes currently reserved.
     /// Of [`in_use`](Self::in_use), what the pools' idle buffers hold: theirs only until a
     /// reservation lacks room.
     pub fn idle(&self) -> u64 {
@@ -153,6 +152,7 @@ impl MemoryBudget {
             .sum()
     }
 
+    /// Bytes currently reserved.
     pub fn in_use(&self) -> u64 {
         (self.total_units as u64 - self.sem.available_permits() as u64) * UNIT
     }

@@ -416,10 +416,13 @@ impl Upload {
         let want = (self.buffer.held() + more) as u64;
         while self.reservation.bytes() < want {
             let step = RESERVE_STEP.max(want - self.reservation.bytes());
-            let next_buffer = self.budget.idle().min(self.current_part_size());
-            let working = self.budget.in_use().saturating_sub(next_buffer);
-            if working + step > self.budget.total() / 4 * 3 {
-                return false;
+            let room = self.budget.total() / 4 * 3;
+            // (the pools are looked at only when the budget looks full)
+            if self.budget.in_use() + step > room {
+                let next_buffer = self.budget.idle().min(self.current_part_size());
+                if self.budget.in_use().saturating_sub(next_buffer) + step > room {
+                    return false;
+                }
             }
             match self.budget.try_reserve(step) {
                 Some(r) => self.reservation.merge(r),
@@ -442,6 +445,11 @@ impl Upload {
             return self.hold(more);
         }
         loop {
+            if self.hold(more) {
+                return true;
+            }
+            // no room: listen for a part file's end, then look once more (one that ended in
+            // between is not missed)
             let files = self.part_files.ended();
             let written = files.notified();
             tokio::pin!(written);
