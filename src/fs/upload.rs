@@ -1506,7 +1506,12 @@ mod read;
 impl Drop for Upload {
     fn drop(&mut self) {
         // part files of an upload still open on the server, or journaled as pending
-        // (write-back), stay for the next mount to resume or abort; everything else goes
+        // (write-back), stay for the next mount to resume or abort; everything else goes.
+        // A completed upload's went at its completion, in the background (`finished`):
+        // removing them here again held the close's reply (~0.2 s per GiB on ext4).
+        if self.sealed {
+            return;
+        }
         let open_remote = self.mpu.as_ref().is_some_and(|m| !m.upload_id.is_empty());
         if self.forgotten || !(open_remote || self.pending) {
             if let Some(j) = &self.journal {
