@@ -603,6 +603,7 @@ impl S3Client {
         let inner = &self.inner;
         let cfg = &inner.cfg;
         let (authority, raw_path) = self.target(call.key)?;
+        let began = Instant::now();
         let payload_hash = match &call.payload_sha256 {
             PayloadSha256::AsConfigured => payload_hash(&call.body, cfg.sign_payload).await?,
             PayloadSha256::Signed => payload_hash(&call.body, true).await?,
@@ -694,6 +695,15 @@ impl S3Client {
                 "S3 request failed"
             );
         }
+        tracing::trace!(
+            op = call.op.name(),
+            key = call.key.unwrap_or(""),
+            attempts = attempt,
+            ok = result.is_ok(),
+            hash_ms = (started - began).as_millis() as u64,
+            ms = started.elapsed().as_millis() as u64,
+            "S3 request done"
+        );
         result
     }
 
