@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
-use crate::store::{ObjectMeta, StoredObject};
+use crate::store::StoredObject;
 
 /// One ListObjects request, independent of the protocol version.
 #[derive(Debug, Clone, Copy, Default)]
@@ -23,10 +23,21 @@ pub struct ListQuery<'a> {
     pub max_keys: usize,
 }
 
+/// What a listing says of one object (no metadata: a listing carries none, and copying it
+/// per entry made the server's listings slow down once objects had metadata).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub key: String,
+    pub size: u64,
+    /// ETag without quotes.
+    pub etag: String,
+    pub last_modified: std::time::SystemTime,
+}
+
 /// One page of a listing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ListPage {
-    pub objects: Vec<ObjectMeta>,
+    pub objects: Vec<Listed>,
     pub common_prefixes: Vec<String>,
     pub is_truncated: bool,
     /// When truncated: the last key or common prefix of this page, to be
@@ -63,45 +74,46 @@ pub(crate) fn list_page(objects: &BTreeMap<String, StoredObject>, q: &ListQuery<
     };
     let mut count = 0usize;
     let mut last: Option<String> = None;
-    while let Some((key, obj)) = objects.range((lower.clone(), Bound::Unbounded)).next() {
-        // Keys with the prefix are contiguous and start at the lower bound.
-        if !key.starts_with(q.prefix) {
-            break;
-        }
-        let rest = &key[q.prefix.len()..];
-        let common = delimiter.and_then(|d| {
-            rest.find(d)
-                .map(|i| key[..q.prefix.len() + i + d.len()].to_owned())
-        });
-        match common {
-            Some(cp) => {
-                let resume_point = q.after == Some(cp.as_str());
-                let next = prefix_successor(&cp);
-                if !resume_point {
-                    if count == q.max_keys {
-                        page.is_truncated = true;
-                        break;
+    // one walk of the map, sought again only past a common prefix's keys
+    'seek: loop {
+        for (key, obj) in objects.range((lower.clone(), Bound::Unbounded)) {
+            // Keys with the prefix are contiguous and start at the lower bound.
+            if !key.starts_with(q.prefix) {
+                break 'seek;
+            }
+            let rest = &key[q.prefix.len()..];
+            let common =
+                delimiter.and_then(|d| rest.find(d).map(|i| &key[..q.prefix.len() + i + d.len()]));
+            if count == q.max_keys && !(common.is_some() && common == q.after) {
+                page.is_truncated = true;
+                break 'seek;
+            }
+            match common {
+                Some(cp) => {
+                    if q.after != Some(cp) {
+                        page.common_prefixes.push(cp.to_owned());
+                        count += 1;
+                        last = Some(cp.to_owned());
                     }
-                    page.common_prefixes.push(cp.clone());
+                    match prefix_successor(cp) {
+                        Some(n) => lower = Bound::Included(n),
+                        None => break 'seek,
+                    }
+                    continue 'seek;
+                }
+                None => {
+                    page.objects.push(Listed {
+                        key: key.clone(),
+                        size: obj.data.len() as u64,
+                        etag: obj.etag.clone(),
+                        last_modified: obj.last_modified,
+                    });
                     count += 1;
-                    last = Some(cp);
+                    last = Some(key.clone());
                 }
-                match next {
-                    Some(n) => lower = Bound::Included(n),
-                    None => break,
-                }
-            }
-            None => {
-                if count == q.max_keys {
-                    page.is_truncated = true;
-                    break;
-                }
-                page.objects.push(obj.meta(key));
-                count += 1;
-                last = Some(key.clone());
-                lower = Bound::Excluded(key.clone());
             }
         }
+        break;
     }
     if page.is_truncated {
         page.next_marker = last;

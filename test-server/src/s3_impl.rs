@@ -15,8 +15,8 @@ use crate::list::{decode_token, encode_token, url_encode};
 use crate::state::Shared;
 use crate::store::{
     check_content_md5, check_crc32c, md5_hex, ByteRange, EtagCond, ListQuery,
-    MetadataDirective as Directive, ObjectAttrs, ObjectMeta, ReadConditions, StoreError,
-    StoredObject, WriteConditions,
+    MetadataDirective as Directive, ObjectAttrs, ReadConditions, StoreError, StoredObject,
+    WriteConditions,
 };
 
 /// Size of the body chunks of GetObject responses.
@@ -170,7 +170,7 @@ fn content_type_or_default(ct: &Option<String>) -> Option<String> {
     )
 }
 
-fn list_object(m: ObjectMeta, url: bool) -> Object {
+fn list_object(m: crate::list::Listed, url: bool) -> Object {
     Object {
         key: Some(if url { url_encode(&m.key) } else { m.key }),
         e_tag: Some(etag(&m.etag)),
