@@ -311,6 +311,47 @@ async fn a_rename_while_a_waiting_file_is_being_uploaded_moves_what_landed() {
     }
 }
 
+/// An open for writing of a waiting file while the uploader is sending it: the open waits
+/// for that upload, then writes on. The uploader let the writer go as the upload landed and
+/// marked the file no longer written, while the open took the writer back: reads then went to
+/// the bucket at the writer's size and got the landed version, shorter (EIO, "short read"; found
+/// by the soak against Ceph RGW).
+#[tokio::test]
+async fn an_open_while_a_waiting_file_is_being_uploaded_keeps_writing_it() {
+    let srv = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let fs = fs_with(&srv, write_back(&dir));
+    let gate = Gate::new();
+    srv.add_fault(
+        Fault::new(FaultKind::HoldRequest(gate.clone()))
+            .op("PutObject")
+            .times(1),
+    );
+    let first = data(100_000, 1);
+    let ino = write_file(&fs, ROOT_INO, "f", &first).await;
+    gate.held().await;
+    let open = tokio::spawn({
+        let fs = fs.clone();
+        async move { fs.open(ino, libc::O_RDWR, ME).await }
+    });
+    fs.an_operation_waits_for_a_release().await;
+    gate.open();
+    let o = open.await.expect("task").expect("open");
+    let more = data(300_000, 2);
+    fs.write(o.fh, 700_000, &more).await.expect("write");
+    let mut want = first.clone();
+    want.resize(700_000, 0);
+    want.extend_from_slice(&more);
+    // a reader sees what the open writer holds, before and after its close
+    assert_eq!(read_all(&fs, ino).await, want);
+    fs.flush(o.fh, 0).await.expect("close");
+    fs.release(o.fh).await.expect("release");
+    assert_eq!(read_all(&fs, ino).await, want);
+    landed(&fs).await;
+    assert_eq!(srv.get_object("f").as_deref(), Some(&want[..]));
+    assert_eq!(read_all(&fs, ino).await, want);
+}
+
 #[tokio::test]
 async fn a_rewrite_while_queued_is_uploaded_once() {
     let srv = TestServer::start().await;

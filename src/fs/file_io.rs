@@ -55,11 +55,12 @@ pub(crate) struct WriteHandle {
     ino: u64,
     /// The process that opened it (0: not known): its close uploads, see `flush`.
     opener: AtomicU32,
-    /// Released by the kernel after its upload failed, and kept (under its old handle number)
-    /// so that its data stays readable and is sent again at the next close or fsync.
-    kept: AtomicBool,
-    /// Open handles (kernel file handles) sharing this writer.
-    fhs: AtomicU32,
+    /// Released by the kernel after its upload failed, or while it waits for its upload
+    /// (write-back), and kept (under its old handle number) so that its data stays readable
+    /// and is sent at the next close or fsync (or by the uploader). Changed only by `Handles`.
+    pub(super) kept: AtomicBool,
+    /// Open handles (kernel file handles) sharing this writer. Changed only by `Handles`.
+    pub(super) fhs: AtomicU32,
     state: tokio::sync::Mutex<WriteState>,
     /// Bytes not yet uploaded, as of the last write (for stats while the state is busy).
     pending_bytes: std::sync::atomic::AtomicU64,
@@ -555,13 +556,8 @@ impl Filesystem {
         };
         let truncate = flags & libc::O_TRUNC != 0;
         if writing {
-            // a file another handle writes (or whose upload failed and is kept): share its
-            // state; the upload happens when the last writer closes, or at an fsync
-            if let Some((old_fh, w)) = self.kept_writer(ino) {
-                return self.attach_writer(Some(old_fh), w, truncate, caller).await;
-            }
-            if let Some(w) = self.write_handle_for(ino) {
-                return self.attach_writer(None, w, truncate, caller).await;
+            if let Some(opened) = self.open_shared(ino, truncate, caller).await? {
+                return Ok(opened);
             }
         }
         let upload = if !truncate && size > self.limits.base {
@@ -621,20 +617,58 @@ impl Filesystem {
         })
     }
 
-    /// Another writer of a file being written, or of one whose upload failed and is kept
-    /// (`kept_fh`, see `release`): it shares that state, so what all of them wrote goes up
-    /// together; O_TRUNC empties it for all.
+    /// An open for writing of a file another handle writes, or whose writer is kept (its
+    /// upload failed, or waits: see `release`): it shares that writer, so that what all of them
+    /// wrote goes up together; the upload happens when the last writer closes, or at an fsync.
+    /// `None`: the file has no writer any more (its upload landed, its release ended; a
+    /// release under way is waited for, up to `release_wait`): the usual open follows.
+    async fn open_shared(
+        &self,
+        ino: u64,
+        truncate: bool,
+        caller: Caller,
+    ) -> FsResult<Option<Opened>> {
+        let deadline = Instant::now() + self.config.release_wait;
+        loop {
+            // registered before looking, so a release in between is not missed
+            let changed = self.handles.writers_changed();
+            if !self.inodes.lock().get(ino).is_some_and(|n| n.writing) {
+                return Ok(None);
+            }
+            let found = match self.kept_writer(ino) {
+                Some((fh, w)) => Some((Some(fh), w)),
+                None => self.write_handle_for(ino).map(|w| (None, w)),
+            };
+            if let Some((kept_fh, w)) = found {
+                match self.attach_writer(kept_fh, w, truncate, caller).await? {
+                    Some(opened) => return Ok(Some(opened)),
+                    // let go or released meanwhile: look again
+                    None => continue,
+                }
+            }
+            // its last handle's release is under way
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            let _waiting = self.handles.waiting();
+            let _ = tokio::time::timeout(deadline - now, changed).await;
+        }
+    }
+
+    /// Another handle of `w`, the writer of a file being written, or kept under `kept_fh` (see
+    /// `release`); O_TRUNC empties it for all. `None`: it went meanwhile.
     async fn attach_writer(
         &self,
         kept_fh: Option<u64>,
         w: Arc<WriteHandle>,
         truncate: bool,
         caller: Caller,
-    ) -> FsResult<Opened> {
+    ) -> FsResult<Option<Opened>> {
         // write-back: a rewrite replaces the version waiting for its upload (uploaded once,
         // at the rewrite's close); a change of it sends that version first, so that what a
         // close acknowledged never depends on writes not acknowledged yet
-        if w.state.lock().await.upload.is_pending() {
+        if self.lock_writer(&w).await.upload.is_pending() {
             if truncate {
                 w.state.lock().await.upload.landed();
                 self.unqueue_pending(w.ino);
@@ -642,6 +676,15 @@ impl Filesystem {
                 self.commit(&w).await?;
                 self.unqueue_pending(w.ino);
             }
+        }
+        // taken now (after the upload above, which may have let it go): the uploader does not
+        // let it go any more
+        let taken = match kept_fh {
+            Some(fh) => self.handles.take_back_kept(fh, &w),
+            None => self.handles.join_writer(&w),
+        };
+        if !taken {
+            return Ok(None);
         }
         // open again: not on its way out any more
         w.state.lock().await.flushed = false;
@@ -656,8 +699,6 @@ impl Filesystem {
             st.dirty = true;
         }
         w.opener.store(process_of(caller.pid), Ordering::Relaxed);
-        w.kept.store(false, Ordering::Relaxed);
-        w.fhs.fetch_add(1, Ordering::Relaxed);
         let fh = self.handles.next_fh();
         self.handles.replace(kept_fh, fh, Handle::Write(w.clone()));
         let mut t = self.inodes.lock();
@@ -670,11 +711,11 @@ impl Filesystem {
                 n.attr.ctime = now;
             }
         }
-        Ok(Opened {
+        Ok(Some(Opened {
             fh,
             keep_cache: false,
             direct_io: false,
-        })
+        }))
     }
 
     /// A read-only open of a file a writer holds: reads see what was written so far.
@@ -911,10 +952,9 @@ impl Filesystem {
 
     /// A kept writer whose upload landed goes: the file is the bucket's again.
     pub(crate) fn release_kept(&self, fh: u64, w: &Arc<WriteHandle>) {
-        if !w.kept.load(Ordering::Relaxed) {
+        if !self.handles.let_go_kept(fh, w) {
             return; // opened again meanwhile
         }
-        self.handles.remove(fh);
         self.inodes.lock().set_writing(w.ino, false);
         self.handles.writer_changed();
     }
@@ -1060,9 +1100,9 @@ impl Filesystem {
             return Ok(());
         }
         // until this release ends, a rename or unlink of the file waits for it (`settle_release`)
-        let (handle, _releasing) = self.handles.remove_for_release(fh);
+        let (handle, last, _releasing) = self.handles.remove_for_release(fh);
         match handle {
-            Some(Handle::Write(w)) if w.fhs.fetch_sub(1, Ordering::Relaxed) > 1 => {
+            Some(Handle::Write(w)) if !last => {
                 // other writers still share this file: the last one's release uploads
                 if let Some(n) = self.inodes.lock().get_mut(w.ino) {
                     n.open_handles = n.open_handles.saturating_sub(1);
@@ -1076,8 +1116,7 @@ impl Filesystem {
                 drop(st);
                 if waits {
                     // write-back: kept (readable, listed) until its upload lands
-                    w.kept.store(true, Ordering::Relaxed);
-                    self.handles.insert(fh, Handle::Write(w.clone()));
+                    self.handles.insert_kept(fh, &w);
                     if let Some(n) = self.inodes.lock().get_mut(w.ino) {
                         n.open_handles = n.open_handles.saturating_sub(1);
                     }
@@ -1100,8 +1139,7 @@ impl Filesystem {
                 }
                 drop(st);
                 if keep {
-                    w.kept.store(true, Ordering::Relaxed);
-                    self.handles.insert(fh, Handle::Write(w.clone()));
+                    self.handles.insert_kept(fh, &w);
                     if let Some(n) = self.inodes.lock().get_mut(w.ino) {
                         n.open_handles = n.open_handles.saturating_sub(1);
                     }
@@ -1170,8 +1208,9 @@ impl Filesystem {
                 return false;
             }
         }
-        w.fhs.fetch_sub(1, Ordering::Relaxed);
-        w.kept.store(true, Ordering::Relaxed);
+        if !self.handles.keep_last(fh, &w) {
+            return false;
+        }
         if let Some(n) = self.inodes.lock().get_mut(w.ino) {
             n.open_handles = n.open_handles.saturating_sub(1);
         }

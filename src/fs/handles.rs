@@ -52,6 +52,11 @@ impl Open {
         Some(h)
     }
 
+    /// `fh` is a handle of the writer `w`.
+    fn holds(&self, fh: u64, w: &Arc<WriteHandle>) -> bool {
+        matches!(self.by_fh.get(&fh), Some(Handle::Write(x)) if Arc::ptr_eq(x, w))
+    }
+
     fn unindex(&mut self, fh: u64, h: &Handle) {
         if let Handle::Write(w) = h {
             if let Some(m) = self.writers.get_mut(&w.ino()) {
@@ -99,18 +104,82 @@ impl Handles {
 
     /// Take `fh` out at its release. Until the returned guard goes, a write handle's inode
     /// counts as being released ([`releasing_inos`](Self::releasing_inos)): its upload may still be
-    /// running, and the file is neither among the writers nor settled.
-    pub(crate) fn remove_for_release(&self, fh: u64) -> (Option<Handle>, Releasing<'_>) {
+    /// running, and the file is neither among the writers nor settled. Whether it was the last
+    /// handle of its writer (true for any other handle).
+    pub(crate) fn remove_for_release(&self, fh: u64) -> (Option<Handle>, bool, Releasing<'_>) {
         let mut st = self.state.lock();
         let h = st.remove(fh);
-        let ino = match &h {
+        let (ino, last) = match &h {
             Some(Handle::Write(w)) => {
                 *st.releasing.entry(w.ino()).or_default() += 1;
-                Some(w.ino())
+                (Some(w.ino()), w.fhs.fetch_sub(1, Ordering::Relaxed) <= 1)
             }
-            _ => None,
+            _ => (None, true),
         };
-        (h, Releasing { handles: self, ino })
+        (h, last, Releasing { handles: self, ino })
+    }
+
+    // A writer's handle count and whether it is kept (see `release`) change only below and in
+    // `remove_for_release`, under the table's lock: of an open taking a kept writer back and
+    // the uploader letting it go once its upload landed, exactly one happens (both did: the
+    // file was taken for not written any more while a writer had it open, and reads went to
+    // the bucket at the writer's size).
+
+    /// The writer `w`, released by its last handle, stays under `fh` as kept (see `release`).
+    pub(crate) fn insert_kept(&self, fh: u64, w: &Arc<WriteHandle>) {
+        let mut st = self.state.lock();
+        w.kept.store(true, Ordering::Relaxed);
+        st.insert(fh, Handle::Write(w.clone()));
+    }
+
+    /// The release of `fh`, `w`'s last handle, keeps `w` where it is, as kept. False: another
+    /// handle joined it meanwhile.
+    pub(crate) fn keep_last(&self, fh: u64, w: &Arc<WriteHandle>) -> bool {
+        let st = self.state.lock();
+        let last = w.fhs.load(Ordering::Relaxed) == 1;
+        if !last || !st.holds(fh, w) {
+            return false;
+        }
+        w.fhs.store(0, Ordering::Relaxed);
+        w.kept.store(true, Ordering::Relaxed);
+        true
+    }
+
+    /// An open takes back `w`, kept under `fh`: not kept any more, one handle more. False: it
+    /// was let go meanwhile.
+    pub(crate) fn take_back_kept(&self, fh: u64, w: &Arc<WriteHandle>) -> bool {
+        let st = self.state.lock();
+        if !st.holds(fh, w) || !w.kept.load(Ordering::Relaxed) {
+            return false;
+        }
+        w.kept.store(false, Ordering::Relaxed);
+        w.fhs.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// An open joins `w`, open under other handles. False: its last handle was released (or
+    /// it was kept) meanwhile.
+    pub(crate) fn join_writer(&self, w: &Arc<WriteHandle>) -> bool {
+        let st = self.state.lock();
+        let open = st
+            .writers
+            .get(&w.ino())
+            .is_some_and(|m| m.values().any(|x| Arc::ptr_eq(x, w)));
+        if !open || w.kept.load(Ordering::Relaxed) {
+            return false;
+        }
+        w.fhs.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// The kept writer `w` leaves `fh` (its upload landed). False: an open took it back first.
+    pub(crate) fn let_go_kept(&self, fh: u64, w: &Arc<WriteHandle>) -> bool {
+        let mut st = self.state.lock();
+        if !st.holds(fh, w) || !w.kept.load(Ordering::Relaxed) {
+            return false;
+        }
+        st.remove(fh);
+        true
     }
 
     /// The inodes whose writer is being released.
