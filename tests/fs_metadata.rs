@@ -440,3 +440,70 @@ fn fs_with_ttl(srv: &TestServer, ttl: Duration) -> Arc<Filesystem> {
         },
     )
 }
+
+async fn read_all(fs: &Filesystem, ino: u64) -> Vec<u8> {
+    let o = fs.open(ino, libc::O_RDONLY, ME).await.expect("open");
+    let mut out = Vec::new();
+    loop {
+        let chunk = fs
+            .read(o.fh, out.len() as u64, 1 << 20)
+            .await
+            .expect("read");
+        if chunk.is_empty() {
+            break;
+        }
+        out.extend_from_slice(&chunk);
+    }
+    fs.release(o.fh).await.expect("release");
+    out
+}
+
+/// A lookup whose HEAD was answered before this mount rewrote (or chmod-ed) the file, and
+/// whose answer arrived after: the mount keeps what it made. The late answer replaced it, and
+/// until the attributes expired `stat` showed the older size and mode and reads gave the older
+/// bytes.
+#[tokio::test]
+async fn an_answer_older_than_a_change_made_here_does_not_replace_it() {
+    for change in ["rewrite", "chmod"] {
+        let srv = TestServer::start().await;
+        srv.put_object("f", "first");
+        let fs = fs(&srv);
+        // the first HEAD of `f` is answered now and held on its way back
+        let gate = bucketfs_test_server::Gate::new();
+        srv.add_fault(
+            Fault::new(FaultKind::HoldResponse(gate.clone()))
+                .op("HeadObject")
+                .times(1),
+        );
+        let slow = tokio::spawn({
+            let fs = fs.clone();
+            async move { fs.lookup(ROOT_INO, "f").await }
+        });
+        gate.held().await;
+        let f = fs.lookup(ROOT_INO, "f").await.expect("lookup");
+        let want: &[u8] = match change {
+            "rewrite" => {
+                let o = fs
+                    .open(f.ino, libc::O_WRONLY | libc::O_TRUNC, ME)
+                    .await
+                    .expect("open");
+                fs.write(o.fh, 0, b"second!!").await.expect("write");
+                fs.flush(o.fh, 0).await.expect("close");
+                fs.release(o.fh).await.expect("release");
+                b"second!!"
+            }
+            _ => {
+                fs.setattr(f.ino, chmod(0o600), ME).await.expect("chmod");
+                written(&fs).await;
+                b"first"
+            }
+        };
+        let mode = fs.getattr(f.ino).await.expect("stat").perm;
+        gate.open();
+        slow.await.expect("task").expect("slow lookup");
+        let attr = fs.getattr(f.ino).await.expect("stat");
+        assert_eq!(attr.size, want.len() as u64, "{change}");
+        assert_eq!(attr.perm, mode, "{change}");
+        assert_eq!(read_all(&fs, f.ino).await, want, "{change}");
+    }
+}

@@ -863,7 +863,7 @@ impl Filesystem {
             if !n.meta_pending {
                 n.meta_changed = Default::default();
             }
-            n.etag = done.etag.clone();
+            n.new_version(done.etag.clone());
             n.attr.size = done.size;
             n.attr_expires = Instant::now() + self.config.metadata_ttl;
             (n.parent, n.name.clone())
@@ -1272,7 +1272,7 @@ impl Filesystem {
                 .inspect_err(|_| self.expire_attr(ino))?;
             let mut t = self.inodes.lock();
             if let Some(n) = t.get_mut(ino) {
-                n.etag = done.etag;
+                n.new_version(done.etag);
                 n.page_cache_etag = None;
                 n.attr_expires = Instant::now() + self.config.metadata_ttl;
             }
@@ -1308,7 +1308,7 @@ impl Filesystem {
             })?;
         let mut t = self.inodes.lock();
         if let Some(n) = t.get_mut(ino) {
-            n.etag = meta.etag;
+            n.new_version(meta.etag);
             n.page_cache_etag = None;
             n.attr_expires = Instant::now() + self.config.metadata_ttl;
         }

@@ -192,7 +192,12 @@ pub struct Inode {
     pub attr: Attr,
     /// Attributes are trusted until then; after it, getattr asks S3 again.
     pub attr_expires: Instant,
+    /// The version's ETag; set through [`Inode::new_version`] when this mount makes one.
     pub etag: Option<String>,
+    /// When this mount last put a new version of the object behind it (a close, truncate,
+    /// attribute copy or rename): an answer to a request made before then (a HEAD or listing
+    /// still on its way) is older than what the node shows, and does not replace it.
+    pub changed_here: Option<Instant>,
     /// Directories: a `dir/` marker object exists.
     pub has_marker: bool,
     /// Kernel references (lookup count); the inode goes when it and `open_handles` reach 0.
@@ -247,6 +252,7 @@ impl Inode {
             attr,
             attr_expires: expires,
             etag: None,
+            changed_here: None,
             has_marker: false,
             lookups: 0,
             open_handles: 0,
@@ -266,6 +272,17 @@ impl Inode {
 
     pub fn kind(&self) -> FileKind {
         self.attr.kind
+    }
+
+    /// This mount put a new version (`etag`) of the object behind it.
+    pub fn new_version(&mut self, etag: Option<String>) {
+        self.etag = etag;
+        self.changed_here = Some(Instant::now());
+    }
+
+    /// This mount put a new version after `asked`: an answer to a request made then is older.
+    pub fn changed_since(&self, asked: Instant) -> bool {
+        self.changed_here.is_some_and(|at| at >= asked)
     }
     /// Directories: what the listing says of `name` at `now`: `Some(None)` when a fresh
     /// complete listing lacks it, `Some(Some(..))` when a fresh listing (or the part of one
@@ -520,6 +537,18 @@ impl InodeTable {
         self.inodes.insert(ino, node);
         self.by_name.insert(map_key, ino);
         ino
+    }
+
+    /// The child `name` of `parent` when this mount put a new version of it after `asked`: an
+    /// answer to a request made then does not replace it. Its lookup is counted, as
+    /// `upsert_child` and `inc_lookup` would; its attributes.
+    pub fn changed_child_since(&mut self, parent: u64, name: &str, asked: Instant) -> Option<Attr> {
+        let ino = self
+            .child(parent, name)
+            .filter(|n| n.changed_since(asked))?
+            .ino;
+        self.inc_lookup(ino);
+        self.get(ino).map(|n| n.attr)
     }
 
     pub fn inc_lookup(&mut self, ino: u64) {

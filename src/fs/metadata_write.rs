@@ -286,7 +286,7 @@ impl Filesystem {
         let mut t = self.inodes.lock();
         if let Some(n) = t.get_mut(ino) {
             n.meta.written(&opts);
-            n.etag = new_etag.clone();
+            n.new_version(new_etag.clone());
             n.page_cache_etag = n.page_cache_etag.take().and(new_etag);
             if attr.kind == FileKind::Directory {
                 n.has_marker = true;

@@ -161,6 +161,8 @@ impl Filesystem {
             self.wait_for_hidden_change(parent, name).await?;
         }
         let now = Instant::now();
+        // what is fetched from here on was asked for now (or, fetched ahead, then)
+        let mut asked = now;
         let (parent_key, listed) = {
             let t = self.inodes.lock();
             let p = t.get(parent).ok_or_else(FsError::not_found)?;
@@ -185,7 +187,10 @@ impl Filesystem {
         let from_listing = self.config.stat_from_listing;
         let ahead = match listed {
             Some(Some(ListedChild::File { size, .. })) if from_listing && size > 0 => None,
-            Some(Some(_)) => self.stat_ahead(parent, name),
+            Some(Some(_)) => self.stat_ahead(parent, name).map(|(head, at)| {
+                asked = at;
+                head
+            }),
             _ => None,
         };
         let found = match listed {
@@ -265,7 +270,7 @@ impl Filesystem {
                 return Err(FsError::not_found());
             }
             Found::File { meta, from_listing } => {
-                self.settle_file(parent, name, key, &meta, from_listing)
+                self.settle_file(parent, name, key, &meta, from_listing, asked)
             }
             Found::Dir { marker, old } => {
                 let attr = match &marker {
@@ -273,6 +278,9 @@ impl Filesystem {
                     None => Attr::new(0, FileKind::Directory, 0, &self.config, SystemTime::now()),
                 };
                 let mut t = self.inodes.lock();
+                if let Some(attr) = t.changed_child_since(parent, name, asked) {
+                    return Ok(attr);
+                }
                 let ino = t.upsert_child(
                     parent,
                     name,
@@ -295,6 +303,9 @@ impl Filesystem {
                 // its attributes are the old object's; a change writes a `dir/` marker
                 let attr = Attr::from_meta(0, FileKind::Directory, &meta, &self.config);
                 let mut t = self.inodes.lock();
+                if let Some(attr) = t.changed_child_since(parent, name, asked) {
+                    return Ok(attr);
+                }
                 let ino =
                     t.upsert_child(parent, name, format!("{key}/"), attr, None, false, deadline);
                 t.inc_lookup(ino);
@@ -309,7 +320,8 @@ impl Filesystem {
     }
 
     /// A file `name` of `parent` found with `meta` (from its HEAD or GET, or only from the
-    /// listing): its inode made or refreshed, one lookup counted; its attributes.
+    /// listing, asked for at `asked`): its inode made or refreshed, one lookup counted; its
+    /// attributes. A node this mount changed since keeps its own.
     fn settle_file(
         &self,
         parent: u64,
@@ -317,10 +329,14 @@ impl Filesystem {
         key: String,
         meta: &ObjectMeta,
         from_listing: bool,
+        asked: Instant,
     ) -> Option<Attr> {
         let deadline = self.attr_deadline();
         let attr = Attr::from_meta(0, FileKind::File, meta, &self.config);
         let mut t = self.inodes.lock();
+        if let Some(attr) = t.changed_child_since(parent, name, asked) {
+            return Some(attr);
+        }
         let ino = t.upsert_child(parent, name, key, attr, meta.etag.clone(), false, deadline);
         t.inc_lookup(ino);
         if !from_listing {
@@ -376,16 +392,18 @@ impl Filesystem {
         if check_name(name).is_err() || check_key(&key).is_err() || self.leftovers.hides(&key) {
             return None;
         }
-        let (meta, from_listing) = match listed {
-            Some(meta) => (meta, true),
+        let (meta, from_listing, asked) = match listed {
+            // (a listing of the directory after a change made here has it as made here)
+            Some(meta) => (meta, true, now),
             // an empty object that is an older form of directory takes the slow way
-            None => (
-                self.stat_ahead_ready(parent, name, |m| !is_old_dir_object(m))?,
-                false,
-            ),
+            None => {
+                let (meta, asked) =
+                    self.stat_ahead_ready(parent, name, |m| !is_old_dir_object(m))?;
+                (meta, false, asked)
+            }
         };
         self.counters.lookup_miss();
-        self.settle_file(parent, name, key, &meta, from_listing)
+        self.settle_file(parent, name, key, &meta, from_listing, asked)
     }
 
     /// HEAD of a directory marker `key/`: its metadata, or None if there is no marker.
@@ -490,6 +508,7 @@ impl Filesystem {
             (n.key.clone(), n.kind(), n.has_marker, n.attr.size)
         };
         let deadline = self.attr_deadline();
+        let asked = Instant::now();
         let meta = match kind {
             FileKind::Directory if !has_marker => None,
             FileKind::Directory => match self.client.head_object(&key).await {
@@ -504,7 +523,8 @@ impl Filesystem {
         };
         let mut t = self.inodes.lock();
         let n = t.get_mut(ino).ok_or_else(FsError::not_found)?;
-        if n.writing || n.local_only || n.meta_pending {
+        // (an answer older than a version this mount put since does not replace it)
+        if n.writing || n.local_only || n.meta_pending || n.changed_since(asked) {
             return Ok(n.attr);
         }
         if let Some(m) = meta {

@@ -192,7 +192,7 @@ impl Filesystem {
                 let mut t = self.inodes.lock();
                 if let Some(n) = t.get_mut(ino) {
                     n.page_cache_etag = n.page_cache_etag.take().and(Some(new_etag.clone()));
-                    n.etag = Some(new_etag);
+                    n.new_version(Some(new_etag));
                 }
             }
             self.client

@@ -67,6 +67,8 @@ fn nonzero(n: usize) -> NonZeroUsize {
 /// One entry's fetch: until when its result may be used, the result once there (set by the
 /// fetch itself, so it can be read without polling anything), and the fetch to wait on.
 struct Ahead {
+    /// When it was asked for (see `Inode::changed_since`).
+    asked: Instant,
     expires: Instant,
     done: Arc<std::sync::OnceLock<HeadResult>>,
     head: PendingHead,
@@ -109,13 +111,13 @@ impl Filesystem {
 
     /// A lookup of `name`, listed in `parent`'s fresh listing, needs its HEAD: note the walk,
     /// start the HEADs ahead of it when it is one, and hand back this entry's HEAD if it was
-    /// started earlier.
-    pub(crate) fn stat_ahead(&self, parent: u64, name: &str) -> Option<PendingHead> {
+    /// started earlier, with when it was.
+    pub(crate) fn stat_ahead(&self, parent: u64, name: &str) -> Option<(PendingHead, Instant)> {
         let now = Instant::now();
         let taken = {
             let mut results = self.stat_ahead.results.lock();
             match results.pop(&(parent, name.to_string())) {
-                Some(a) if now < a.expires => Some(a.head),
+                Some(a) if now < a.expires => Some((a.head, a.asked)),
                 _ => None,
             }
         };
@@ -127,15 +129,15 @@ impl Filesystem {
     }
 
     /// [`stat_ahead`](Self::stat_ahead) for an entry whose fetch has finished with an
-    /// object that `usable` accepts: its metadata, the walk noted and the next entries started,
-    /// all without waiting. `None` changes nothing (not fetched ahead, still in flight,
+    /// object that `usable` accepts: its metadata and when it was asked for, the walk noted and
+    /// the next entries started, all without waiting. `None` changes nothing (not fetched ahead, still in flight,
     /// missing, failed, or outside the runtime): the lookup goes the usual way.
     pub(crate) fn stat_ahead_ready(
         &self,
         parent: u64,
         name: &str,
         usable: impl FnOnce(&ObjectMeta) -> bool,
-    ) -> Option<ObjectMeta> {
+    ) -> Option<(ObjectMeta, Instant)> {
         // the next entries' fetches are spawned on the runtime
         tokio::runtime::Handle::try_current().ok()?;
         let now = Instant::now();
@@ -144,7 +146,7 @@ impl Filesystem {
             let slot = (parent, name.to_string());
             let a = results.peek(&slot)?;
             let meta = match a.done.get() {
-                Some(Ok(Some(meta))) if now < a.expires && usable(meta) => meta.clone(),
+                Some(Ok(Some(meta))) if now < a.expires && usable(meta) => (meta.clone(), a.asked),
                 _ => return None,
             };
             results.pop(&slot);
@@ -329,6 +331,7 @@ impl Filesystem {
         self.stat_ahead.results.lock().put(
             slot,
             Ahead {
+                asked: now,
                 expires: now + self.config.metadata_ttl,
                 done,
                 head,

@@ -199,7 +199,7 @@ impl Filesystem {
                 self.write_back_queue.markers.lock().remove(&ino);
                 if let Some(n) = self.inodes.lock().get_mut(ino) {
                     n.has_marker = true;
-                    n.etag = meta.etag;
+                    n.new_version(meta.etag);
                 }
                 self.write_back_queue.done(ino);
             }
