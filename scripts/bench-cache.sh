@@ -17,7 +17,9 @@
 # env: EP, AK, SK: another server (default the s3s-fs above; e.g. Ceph RGW from
 #   ../shared/ceph-rgw.sh); CONFIGS="bfs rcfull" to run only some; FIO_SECS (15); BASE_BIN=path adds config "base"
 #   (another bucketfs build, run like bfs: an A/B of a change); ONLY=cold_seq runs only the
-#   cold sequential read (raw, and each mount's first read).
+#   cold sequential read (raw, and each mount's first read); bfsshm: bfs with its cache
+#   directory in /dev/shm (no disk shared with the server, as Ceph RGW's OSD shares it on this
+#   box; but tmpfs refuses O_DIRECT, so the cache's writes go through the page cache).
 # Results: /tmp/bench/results_cache.tsv (config, rep, workload, value); a median table at the end.
 set -u
 cd "$(dirname "$0")/.."
@@ -57,7 +59,7 @@ EOF
 mnt() {  # CFG CACHE_DIR
   local cfg=$1 cache=$2; mkdir -p "$cache"
   case $cfg in
-    bfs|bfsoff|base)
+    bfs|bfsoff|bfsshm|base)
       local extra="" bin=$BIN; [ "$cfg" = bfsoff ] && extra="--data-cache off"; [ "$cfg" = base ] && bin=$BASE_BIN
       AWS_ACCESS_KEY_ID=$AK AWS_SECRET_ACCESS_KEY=$SK "$bin" mount $BKT $MNT --endpoint $URL \
         --region us-east-1 --path-style --foreground --cache-dir "$cache" $extra >> $B/log_cache_$cfg.txt 2>&1 & ;;
@@ -121,7 +123,7 @@ PY
 )"
       continue
     fi
-    cache=$B/cachedir_$cfg; rm -rf "$cache"
+    cache=$B/cachedir_$cfg; [ "$cfg" = bfsshm ] && cache=/dev/shm/bucketfs-cachebench; rm -rf "$cache"
     mnt "$cfg" "$cache" || continue
     rec "$cfg" "$rep" cold_seq_MBps "$(seqread)"
     if [ "${ONLY:-}" = cold_seq ]; then umnt; rm -rf "$cache"; continue; fi
