@@ -798,7 +798,30 @@ impl Filesystem {
 
     /// Upload what this handle holds, if the bucket does not have it yet.
     pub(crate) async fn commit(&self, w: &WriteHandle) -> FsResult<()> {
-        let mut st = w.state.lock().await;
+        let st = w.state.lock().await;
+        self.commit_locked(w, st).await
+    }
+
+    /// Write-back's uploader: [`commit`](Self::commit) a waiting file unless an open took its
+    /// writer back (`Ok(false)`), which is looked at under the writer's lock, so that the
+    /// uploader never sends a file while someone writes it.
+    pub(crate) async fn commit_closed(&self, w: &WriteHandle) -> FsResult<bool> {
+        // (first without the lock, which a writer at work may hold for a while)
+        if w.is_open() {
+            return Ok(false);
+        }
+        let st = w.state.lock().await;
+        if w.is_open() {
+            return Ok(false);
+        }
+        self.commit_locked(w, st).await.map(|()| true)
+    }
+
+    async fn commit_locked(
+        &self,
+        w: &WriteHandle,
+        mut st: tokio::sync::MutexGuard<'_, WriteState>,
+    ) -> FsResult<()> {
         if st.discarded || (st.committed && !st.dirty) {
             return Ok(());
         }

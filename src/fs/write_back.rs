@@ -266,11 +266,10 @@ impl Filesystem {
         let Some((fh, w)) = self.pending_writer(ino) else {
             return Ok(());
         };
-        if w.is_open() {
-            return Ok(());
-        }
-        match self.commit(&w).await {
-            Ok(()) => {
+        match self.commit_closed(&w).await {
+            // open again for writing
+            Ok(false) => Ok(()),
+            Ok(true) => {
                 self.write_back_queue.done(ino);
                 if let Some(fh) = fh {
                     self.release_kept(fh, &w);
@@ -382,17 +381,20 @@ impl Filesystem {
             self.write_back_queue.done(ino);
             return;
         };
-        if w.is_open() {
-            // its close is under way (or it was opened again): its release queues it again
-            self.write_back_queue.park(ino);
-            if !w.is_open() {
-                // released meanwhile: its queueing may have come before the parking
-                self.write_back_queue
-                    .push(ino, Instant::now(), self.large(ino));
+        let mut result = match self.commit_closed(&w).await {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                // its close is under way (or it was opened again): its release queues it again
+                self.write_back_queue.park(ino);
+                if !w.is_open() {
+                    // released meanwhile: its queueing may have come before the parking
+                    self.write_back_queue
+                        .push(ino, Instant::now(), self.large(ino));
+                }
+                return;
             }
-            return;
-        }
-        let mut result = self.commit(&w).await;
+            Err(e) => Err(e),
+        };
         if matches!(&result, Err(e) if is_conflict(e)) {
             if let Some(dir) = w.pending_patch_dir().await {
                 // an in-place change: kept, not sent beside it (see patch_stage.rs)
