@@ -892,6 +892,8 @@ impl Filesystem {
         t.inc_lookup(ino);
         if let Some(n) = t.get_mut(ino) {
             n.meta.written(&opts);
+            // (what a lookup asked before this says does not replace it)
+            n.changed_here = Some(Instant::now());
         }
         if meta.is_none() {
             drop(t);
@@ -1105,6 +1107,8 @@ impl Filesystem {
         t.inc_lookup(ino);
         if let Some(n) = t.get_mut(ino) {
             n.meta.written(&opts);
+            // (what a lookup asked before this says does not replace it)
+            n.changed_here = Some(Instant::now());
         }
         t.get(ino).map(|n| n.attr).ok_or_else(FsError::not_found)
     }
