@@ -464,6 +464,30 @@ async fn a_rename_right_after_close_waits_for_the_release_still_uploading_the_fi
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_for_writing_while_the_release_uploads_the_file_waits_for_it() {
+    // `echo a > f; echo b >> f` with the first release still uploading: the second open found
+    // the file written with no writer to join, and failed with EBUSY
+    let srv = TestServer::start().await;
+    let fs = fs_with(&srv, FsConfig::default());
+    let (gate, release) = a_release_held_in_its_upload(&srv, &fs, "f", b"a\n").await;
+    let ino = fs.lookup(ROOT_INO, "f").await.expect("lookup").ino;
+    let open = waiting_for_a_release(&fs, {
+        let fs = fs.clone();
+        async move {
+            let o = fs.open(ino, libc::O_WRONLY | libc::O_APPEND, ME).await?;
+            fs.write(o.fh, 2, b"b\n").await?;
+            fs.flush(o.fh, 0).await?;
+            fs.release(o.fh).await
+        }
+    })
+    .await;
+    gate.open();
+    release.await.expect("task").expect("release");
+    open.await.expect("task").expect("open, append, close");
+    assert_eq!(srv.get_object("f").as_deref(), Some(&b"a\nb\n"[..]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rename_after_close_and_before_the_release_copies_the_uploaded_object() {
     // rsync: close (the object is uploaded), rename at once, the kernel's release after that.
     // Pointing the writer at the new name deleted the uploaded object and sent the bytes again
