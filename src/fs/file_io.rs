@@ -266,7 +266,8 @@ impl Filesystem {
     /// own. A reopen right after a close (`echo a > f; echo b >> f`, `cp a b && cat b`) can
     /// arrive before that release: when every writer of `ino` has been flushed (or closed by a
     /// child, see `flush`) since it last wrote, wait up to `release_wait` (5 s) for it to go instead of failing with EBUSY (under load the
-    /// kernel's release has been seen to take over a second). Whether it went.
+    /// kernel's release has been seen to take over a second). Whether it went and left no
+    /// writer (false when the writer stays, kept: see `release`).
     async fn wait_for_release(&self, ino: u64) -> bool {
         let deadline = Instant::now() + self.config.release_wait;
         loop {
@@ -276,6 +277,9 @@ impl Filesystem {
                 return true;
             }
             let flushed = match self.write_handle_for(ino) {
+                // released and kept (waiting for its write-back upload, or its upload failed):
+                // no release to wait for any more
+                Some(w) if w.kept.load(Ordering::Relaxed) => return false,
                 Some(w) => match w.state.try_lock() {
                     Ok(st) => {
                         Some(st.discarded || st.flushed || st.closed_by_child || st.commit_failed)
