@@ -1,6 +1,7 @@
 //! Open file handles: their numbers, what each one is, an index of the write handles by inode,
 //! the inodes whose writer is being released (its handle gone, its upload maybe still running),
-//! and a notification whenever a writer is flushed or released (what a reopen, rename or unlink
+//! every change of a writer's handle count and kept state (made under the table's lock), and a
+//! notification whenever a writer is flushed or released (what a reopen, rename or unlink
 //! waiting for a release listens to).
 
 use std::collections::{BTreeMap, HashMap};
