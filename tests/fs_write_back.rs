@@ -352,32 +352,22 @@ async fn an_open_while_a_waiting_file_is_being_uploaded_keeps_writing_it() {
     assert_eq!(read_all(&fs, ino).await, want);
 }
 
-/// `cp a b && cat b` with `--write-back`: the reader's open comes before the kernel's release
-/// of the writer, waits for that release, then reads the staged file at once. It waited on
-/// until the upload landed (or `release_wait` passed: 5 s by default, 10 minutes here, as is
-/// the client's read timeout, so that nothing but the upload's end could end that wait).
+/// `cp a b && cat b` with `--write-back` while the server refuses uploads: the reader's open
+/// comes before the kernel's release of the writer, waits for that release, then reads the
+/// staged file at once. It waited on until the upload landed or `release_wait` passed (5 s by
+/// default; 10 minutes here, so that only the upload's landing could end that wait).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_right_after_close_reads_the_staged_file_without_waiting_for_its_upload() {
     let srv = TestServer::start().await;
     let dir = tempfile::tempdir().expect("tmp");
-    let cfg = FsConfig {
-        release_wait: Duration::from_secs(600),
-        ..write_back(&dir)
-    };
-    let fs = Filesystem::new(
-        core_fs::isolated(cfg),
-        client_with(&srv, |c| {
-            c.max_attempts = 1;
-            c.read_timeout = Duration::from_secs(600);
-        }),
+    let fs = fs_with(
+        &srv,
+        FsConfig {
+            release_wait: Duration::from_secs(600),
+            ..write_back(&dir)
+        },
     );
-    // the upload is held until the end
-    let gate = Gate::new();
-    srv.add_fault(
-        Fault::new(FaultKind::HoldRequest(gate.clone()))
-            .op("PutObject")
-            .times(1),
-    );
+    refuse_uploads(&srv);
     let (attr, o) = fs
         .create(ROOT_INO, "b", 0o644, libc::O_WRONLY, ME)
         .await
@@ -394,7 +384,7 @@ async fn a_read_right_after_close_reads_the_staged_file_without_waiting_for_its_
         .await
         .expect("the read waited for the upload");
     assert_eq!(got.expect("task"), b"copied");
-    gate.open();
+    srv.clear_faults();
     landed(&fs).await;
     assert_eq!(srv.get_object("b").as_deref(), Some(&b"copied"[..]));
 }
