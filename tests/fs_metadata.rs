@@ -12,7 +12,7 @@ use bucketfs_test_server::{Fault, FaultKind, TestServer};
 
 #[path = "common/core.rs"]
 mod core_fs;
-use core_fs::{write_file, ME};
+use core_fs::{read_all, write_file, ME};
 
 /// The delay after which a closed file's attribute changes are written (1 s by default): long
 /// enough for the changes each test makes together to go in one copy.
@@ -439,23 +439,6 @@ fn fs_with_ttl(srv: &TestServer, ttl: Duration) -> Arc<Filesystem> {
             ..FsConfig::default()
         },
     )
-}
-
-async fn read_all(fs: &Filesystem, ino: u64) -> Vec<u8> {
-    let o = fs.open(ino, libc::O_RDONLY, ME).await.expect("open");
-    let mut out = Vec::new();
-    loop {
-        let chunk = fs
-            .read(o.fh, out.len() as u64, 1 << 20)
-            .await
-            .expect("read");
-        if chunk.is_empty() {
-            break;
-        }
-        out.extend_from_slice(&chunk);
-    }
-    fs.release(o.fh).await.expect("release");
-    out
 }
 
 /// A lookup whose HEAD was answered before this mount rewrote (or chmod-ed) the file, and

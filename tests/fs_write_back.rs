@@ -15,7 +15,7 @@ use bucketfs_test_server::{Fault, FaultKind, Gate, TestServer};
 
 #[path = "common/core.rs"]
 mod core_fs;
-use core_fs::{client_with, dir_names, write_file, ME};
+use core_fs::{client_with, dir_names, read_all, write_file, ME};
 
 const MIB: usize = 1024 * 1024;
 
@@ -62,23 +62,6 @@ async fn landed(fs: &Filesystem) {
         "uploads still pending after 30 s: {:?}",
         fs.write_back_stats()
     );
-}
-
-async fn read_all(fs: &Filesystem, ino: u64) -> Vec<u8> {
-    let o = fs.open(ino, libc::O_RDONLY, ME).await.expect("open");
-    let mut out = Vec::new();
-    loop {
-        let chunk = fs
-            .read(o.fh, out.len() as u64, 1024 * 1024)
-            .await
-            .expect("read");
-        if chunk.is_empty() {
-            break;
-        }
-        out.extend_from_slice(&chunk);
-    }
-    fs.release(o.fh).await.expect("release");
-    out
 }
 
 #[tokio::test]

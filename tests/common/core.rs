@@ -105,6 +105,24 @@ pub async fn write_file(fs: &Filesystem, parent: u64, name: &str, data: &[u8]) -
     attr.ino
 }
 
+/// The whole file `ino`, read through a fresh read-only open, 1 MiB at a time.
+pub async fn read_all(fs: &Filesystem, ino: u64) -> Vec<u8> {
+    let o = fs.open(ino, libc::O_RDONLY, ME).await.expect("open");
+    let mut out = Vec::new();
+    loop {
+        let chunk = fs
+            .read(o.fh, out.len() as u64, 1024 * 1024)
+            .await
+            .expect("read");
+        if chunk.is_empty() {
+            break;
+        }
+        out.extend_from_slice(&chunk);
+    }
+    fs.release(o.fh).await.expect("release");
+    out
+}
+
 /// Every entry of open directory handle `fh` from `offset` to its end, page by page as a
 /// reader goes (`.` and `..` too when `offset` is 0).
 pub async fn read_rest(
