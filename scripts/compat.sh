@@ -82,7 +82,7 @@ for suite in "${suites[@]}"; do
             fail=$((fail + 1))
             failed+=("$suite::$t")
             if [ -n "${COMPAT_VERBOSE:-}" ]; then
-                grep -E "panicked|assert|left|right|Error|error" <<<"$out" | head -20 | sed 's/^/      /'
+                grep -E -A1 "panicked|assert|left|right|Error|error|RSS" <<<"$out" | head -24 | sed 's/^/      /'
             fi
         fi
     done
