@@ -21,9 +21,12 @@ const KEEP: usize = 8;
 pub const PAGE: usize = 4096;
 
 /// An idle buffer, and its hold on the memory budget.
+/// A buffer's room in the memory budget, as its gate hands it out.
+pub type Room = Box<dyn std::any::Any + Send + Sync>;
+
 struct Idle {
     buf: Vec<u8>,
-    _held: Option<Box<dyn Send>>,
+    held: Option<Room>,
 }
 
 /// Idle buffers of one kind (parts, bodies, …) of one mount.
@@ -72,13 +75,26 @@ impl BufferPool {
     /// An empty buffer able to hold `capacity` bytes without growing: an idle one at most
     /// twice that large (a larger one would hold more than its user counts), else a new one.
     pub fn take(&self, capacity: usize) -> Vec<u8> {
+        self.take_with_room(capacity).0
+    }
+
+    /// [`take`](Self::take), and the room in the budget an idle buffer held. A recycled
+    /// buffer is resident in full (its pages were written before), however little of it its
+    /// new user fills: a user that counts its bytes as it fills them (a part being written)
+    /// keeps this room, so that the budget counts what is resident. 24 writers each
+    /// filling a recycled 8 MiB part went 30 MiB past their budget without it. `None` for a
+    /// new buffer (its pages come as they are written) or where no gate counts them.
+    pub fn take_with_room(&self, capacity: usize) -> (Vec<u8>, Option<Room>) {
         let mut idle = self.idle.lock();
         let fits = |b: &Idle| {
             b.buf.capacity() >= capacity && b.buf.capacity() <= capacity.saturating_mul(2)
         };
         match idle.iter().position(fits) {
-            Some(i) => idle.swap_remove(i).buf,
-            None => Vec::with_capacity(capacity),
+            Some(i) => {
+                let Idle { buf, held } = idle.swap_remove(i);
+                (buf, held)
+            }
+            None => (Vec::with_capacity(capacity), None),
         }
     }
 
@@ -90,6 +106,19 @@ impl BufferPool {
     pub fn take_page_aligned(&self, capacity: usize) -> Vec<u8> {
         let mut buf = self.take(capacity.saturating_add(PAGE));
         let skip = buf.as_ptr().align_offset(PAGE).min(PAGE);
+        buf.resize(skip, 0);
+        buf
+    }
+
+    /// [`take`](Self::take) for `capacity` bytes bound for file offset `offset`: the buffer
+    /// comes back holding the few zero bytes to skip (its `len()`) so that the data's address
+    /// lines up with its offset modulo [`PAGE`]. Its page-aligned middle is then written to
+    /// a part file from where it is (`O_DIRECT` wants aligned memory), whatever the offset,
+    /// instead of through an aligned copy: 24 writers at once made 24 such copies.
+    pub fn take_aligned_to(&self, capacity: usize, offset: u64) -> Vec<u8> {
+        let mut buf = self.take(capacity.saturating_add(PAGE));
+        let to_page = buf.as_ptr().align_offset(PAGE).min(PAGE);
+        let skip = (to_page + (offset % PAGE as u64) as usize) % PAGE;
         buf.resize(skip, 0);
         buf
     }
@@ -127,7 +156,7 @@ impl BufferPool {
                 None => return,
             }
         };
-        idle.push(Idle { buf, _held: held });
+        idle.push(Idle { buf, held });
     }
 
     /// `buf` as `Bytes` that hand the buffer back to this pool once the last copy is dropped.
@@ -151,7 +180,7 @@ impl BufferPool {
         self.idle
             .lock()
             .iter()
-            .filter(|b| b._held.is_some())
+            .filter(|b| b.held.is_some())
             .map(|b| b.buf.capacity() as u64)
             .sum()
     }
@@ -211,6 +240,27 @@ mod tests {
         pool.give(Vec::with_capacity(1 << 20));
         assert_eq!(pool.idle(), KEEP);
         assert!(pool.take(1 << 20).capacity() >= 1 << 20);
+    }
+
+    #[test]
+    fn data_bound_for_an_offset_lines_up_with_it_modulo_a_page() {
+        let pool = BufferPool::default();
+        for offset in [0u64, 1, 511, 4095, 4096 + 17, (8 << 20) + 3000] {
+            let mut b = pool.take_aligned_to(1 << 20, offset);
+            let skip = b.len();
+            let cap = b.capacity();
+            assert!(skip < PAGE && b.iter().all(|&x| x == 0));
+            b.extend_from_slice(&vec![7u8; 1 << 20]);
+            // room enough: the copy did not move the buffer
+            assert_eq!(b.capacity(), cap);
+            let addr = b[skip..].as_ptr() as usize;
+            assert_eq!(
+                addr % PAGE,
+                (offset % PAGE as u64) as usize,
+                "offset {offset}"
+            );
+            pool.give(b);
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 
@@ -21,6 +21,13 @@ const MIN_DIRECT: usize = 64 * 1024;
 
 /// The aligned copy of each direct write, in pieces of at most this.
 const BOUNCE: usize = 1024 * 1024;
+
+/// At most this many aligned copies exist at once (each [`BOUNCE`] bytes, outside the memory
+/// budget); a write of unaligned memory that finds none free goes through the page cache.
+const BOUNCES_AT_ONCE: usize = 4;
+
+/// Aligned copies in use now.
+static BOUNCES_OUT: AtomicUsize = AtomicUsize::new(0);
 
 /// Set once a filesystem refused `O_DIRECT`: every later write is buffered.
 static REFUSED: AtomicBool = AtomicBool::new(false);
@@ -40,6 +47,23 @@ pub fn write_all_at(file: &File, data: &[u8], offset: u64) -> io::Result<()> {
     }
     let head = (first - offset) as usize;
     let mid = (last - first) as usize;
+    let copy = data[head..].as_ptr().align_offset(ALIGN) != 0;
+    if copy && BOUNCES_OUT.fetch_add(1, Ordering::AcqRel) >= BOUNCES_AT_ONCE {
+        BOUNCES_OUT.fetch_sub(1, Ordering::AcqRel);
+        return file.write_all_at(data, offset);
+    }
+    let written = direct_around(file, data, offset, head, mid);
+    if copy {
+        BOUNCES_OUT.fetch_sub(1, Ordering::AcqRel);
+    }
+    written
+}
+
+/// [`write_all_at`] once decided: `head` bytes through the page cache, `mid` direct, the rest
+/// through the page cache.
+fn direct_around(file: &File, data: &[u8], offset: u64, head: usize, mid: usize) -> io::Result<()> {
+    let first = offset + head as u64;
+    let last = first + mid as u64;
     file.write_all_at(&data[..head], offset)?;
     if !direct(file, &data[head..head + mid], first)? {
         file.write_all_at(&data[head..head + mid], first)?;
@@ -197,5 +221,33 @@ mod tests {
             }
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn unaligned_memory_goes_through_the_page_cache_when_every_copy_is_in_use() {
+        let path = std::env::temp_dir().join(format!("bucketfs-bounce-{}", std::process::id()));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .expect("open");
+        let len = 2 * BOUNCE;
+        let mut store = vec![0u8; len + ALIGN];
+        let at = store.as_ptr().align_offset(ALIGN) + 1;
+        let d = data(len);
+        store[at..at + len].copy_from_slice(&d);
+        // every aligned copy taken (by writes that are not there): this one makes none
+        let before = BOUNCES_OUT.fetch_add(BOUNCES_AT_ONCE, Ordering::AcqRel);
+        let written = write_all_at(&file, &store[at..at + len], 0);
+        let after = BOUNCES_OUT.fetch_sub(BOUNCES_AT_ONCE, Ordering::AcqRel);
+        written.expect("write");
+        let mut back = vec![0u8; len];
+        file.read_exact_at(&mut back, 0).expect("read");
+        assert!(back == d, "bytes differ");
+        // the write gave back the slot it looked at (the other test may hold one meanwhile)
+        assert!(after.saturating_sub(BOUNCES_AT_ONCE) <= before + 1);
+        let _ = std::fs::remove_file(&path);
     }
 }

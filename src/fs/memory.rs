@@ -35,6 +35,16 @@ impl Reservation {
             .map(|p| p.num_permits() as u64 * UNIT)
             .unwrap_or(0)
     }
+    /// Add the room an idle buffer held (see [`BufferPool::take_with_room`]) to this one, when
+    /// it is a reservation of this budget.
+    ///
+    /// [`BufferPool::take_with_room`]: crate::buffer_pool::BufferPool::take_with_room
+    pub fn merge_room(&mut self, room: crate::buffer_pool::Room) {
+        if let Ok(r) = room.downcast::<Reservation>() {
+            self.merge(*r);
+        }
+    }
+
     /// Add another reservation's bytes to this one.
     pub fn merge(&mut self, other: Reservation) {
         match (&mut self.permit, other.permit) {
@@ -187,10 +197,10 @@ impl crate::s3::client::MemoryGate for BudgetGate {
 
     /// For idle buffers kept for reuse: while the budget has room (they are dropped as soon
     /// as anyone else finds none, see [`MemoryBudget::try_reserve`]).
-    fn try_acquire(&self, bytes: u64) -> Option<Box<dyn Send>> {
+    fn try_acquire(&self, bytes: u64) -> Option<crate::buffer_pool::Room> {
         self.0
             .reserve_now(bytes)
-            .map(|r| Box::new(r) as Box<dyn Send>)
+            .map(|r| Box::new(r) as crate::buffer_pool::Room)
     }
 }
 

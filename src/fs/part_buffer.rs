@@ -14,6 +14,7 @@ use super::blocking::blocking;
 use super::part_crc::PartCrcs;
 use super::part_files::FileWrite;
 use crate::buffer_pool::BufferPool;
+use crate::buffer_pool::Room;
 use crate::s3::Payload;
 
 /// The bytes themselves.
@@ -59,9 +60,11 @@ pub struct Tail {
 }
 
 impl Tail {
-    /// An empty tail starting at `from` of the part, with room for `room` bytes.
-    fn new(pool: &BufferPool, room: usize, from: usize) -> Tail {
-        let mut buf = pool.take(room + super::direct_io::ALIGN);
+    /// An empty tail starting at `from` of the part, with room for `room` bytes; a recycled
+    /// buffer's room in the budget goes to `rooms`.
+    fn new(pool: &BufferPool, room: usize, from: usize, rooms: &mut Vec<Room>) -> Tail {
+        let (mut buf, held) = pool.take_with_room(room + super::direct_io::ALIGN);
+        rooms.extend(held);
         let skip = buf.as_ptr().align_offset(super::direct_io::ALIGN);
         let skip = if skip < super::direct_io::ALIGN {
             skip
@@ -227,13 +230,14 @@ impl Store {
 
     /// Append `data` at the end of a disk buffer, in memory (the caller has counted it);
     /// `part_size`: the size of the part being filled, the room a new tail takes.
-    pub fn append_held(&mut self, data: &[u8], part_size: usize) {
+    pub fn append_held(&mut self, data: &[u8], part_size: usize, rooms: &mut Vec<Room>) {
         match self {
             Store::Disk {
                 len, tail, pool, ..
             } => {
                 let t = tail.get_or_insert_with(|| {
-                    Tail::new(pool, part_size.saturating_sub(*len).max(data.len()), *len)
+                    let room = part_size.saturating_sub(*len).max(data.len());
+                    Tail::new(pool, room, *len, rooms)
                 });
                 t.buf.extend_from_slice(data);
                 *len += data.len();
@@ -241,7 +245,7 @@ impl Store {
             Store::Mem { .. } => {
                 let at = self.len();
                 // a memory buffer holds everything in memory anyway
-                let _ = self.write_at(at, data);
+                let _ = self.write_at(at, data, rooms);
             }
         }
     }
@@ -286,7 +290,7 @@ impl Store {
     }
 
     /// Write `data` at `rel`, filling any gap with zeros.
-    pub fn write_at(&mut self, rel: usize, data: &[u8]) -> io::Result<()> {
+    pub fn write_at(&mut self, rel: usize, data: &[u8], rooms: &mut Vec<Room>) -> io::Result<()> {
         let end = rel + data.len();
         match self {
             Store::Mem {
@@ -297,7 +301,9 @@ impl Store {
             } => {
                 if buf.capacity() == 0 {
                     // the first byte of a part: a whole part's room, recycled if possible
-                    *buf = pool.take((*part_size).max(end));
+                    let (taken, held) = pool.take_with_room((*part_size).max(end));
+                    *buf = taken;
+                    rooms.extend(held);
                 }
                 let (rel, end) = (*start + rel, *start + end);
                 if rel == buf.len() {
@@ -397,6 +403,7 @@ impl Store {
         n: usize,
         next_path: Option<&PathBuf>,
         next_part_size: usize,
+        rooms: &mut Vec<Room>,
     ) -> io::Result<(Payload, Option<FileWrite>)> {
         match self {
             Store::Mem {
@@ -444,7 +451,7 @@ impl Store {
                 };
                 // the part's file, for a resend or a resume; the next part's bytes stay held
                 let rest = if t.len() > n {
-                    let mut rest = Tail::new(pool, next_part_size.max(t.len() - n), 0);
+                    let mut rest = Tail::new(pool, next_part_size.max(t.len() - n), 0, rooms);
                     rest.buf.extend_from_slice(&t.data()[n..]);
                     t.buf.truncate(t.skip + n);
                     Some(rest)
@@ -510,6 +517,9 @@ impl Store {
 pub struct PartBuffer {
     store: Store,
     crcs: PartCrcs,
+    /// Rooms in the budget of recycled buffers taken since the owner last asked
+    /// ([`take_rooms`](Self::take_rooms)).
+    rooms: Vec<Room>,
 }
 
 impl PartBuffer {
@@ -518,6 +528,7 @@ impl PartBuffer {
         PartBuffer {
             store: Store::memory(pool, part_size),
             crcs: PartCrcs::new(part_size),
+            rooms: Vec::new(),
         }
     }
 
@@ -532,6 +543,7 @@ impl PartBuffer {
         Ok(PartBuffer {
             store: Store::disk_existing(path, len, pool)?,
             crcs: PartCrcs::unknown(len, part_size),
+            rooms: Vec::new(),
         })
     }
 
@@ -541,6 +553,7 @@ impl PartBuffer {
         PartBuffer {
             store: Store::disk(path, pool),
             crcs: PartCrcs::new(part_size),
+            rooms: Vec::new(),
         }
     }
 
@@ -565,10 +578,17 @@ impl PartBuffer {
         self.store.held()
     }
 
+    /// The rooms in the budget of recycled buffers this buffer took (a part's buffer, a tail)
+    /// since the last call: the owner keeps them with its own reservation, as the buffers
+    /// are resident in full from the start.
+    pub fn take_rooms(&mut self) -> Vec<Room> {
+        std::mem::take(&mut self.rooms)
+    }
+
     /// Append `data` at the end of a disk buffer, in memory (the caller has counted it);
     /// `part_size`: the size of the part being filled, the room a new tail takes.
     pub fn append_held(&mut self, data: &[u8], part_size: usize) {
-        self.store.append_held(data, part_size);
+        self.store.append_held(data, part_size, &mut self.rooms);
         self.crcs.append(data);
     }
 
@@ -596,7 +616,7 @@ impl PartBuffer {
 
     /// Write `data` at `rel`, filling any gap with zeros.
     pub fn write_at(&mut self, rel: usize, data: &[u8]) -> io::Result<()> {
-        let r = self.store.write_at(rel, data);
+        let r = self.store.write_at(rel, data, &mut self.rooms);
         match r {
             Ok(()) => self.crcs.write(rel, data),
             Err(_) => self.lost(),
@@ -636,7 +656,10 @@ impl PartBuffer {
         next_path: Option<&PathBuf>,
         next_part_size: usize,
     ) -> io::Result<(Payload, Option<FileWrite>)> {
-        match self.store.split_to(n, next_path, next_part_size) {
+        match self
+            .store
+            .split_to(n, next_path, next_part_size, &mut self.rooms)
+        {
             Ok((body, write)) => {
                 let crc = self.crcs.split(body.len() as usize, next_part_size);
                 Ok((body.with_crc32c(crc), write))
@@ -737,6 +760,56 @@ mod tests {
             assert_eq!(whole.known_crc32c(), Some(crc32c::crc32c(b"uv")));
             assert_eq!(sent(&whole), b"uv");
         }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_recycled_buffer_comes_with_its_room_in_the_budget() {
+        use crate::fs::memory::{BudgetGate, MemoryBudget, Reservation};
+        let dir = std::env::temp_dir().join(format!("bfs-pb-room-{}", std::process::id()));
+        let budget = Arc::new(MemoryBudget::new(16 << 20));
+        let pool = Arc::new(BufferPool::default());
+        pool.set_gate(Arc::new(BudgetGate(budget.clone())));
+        let part = 1 << 20;
+        // a sent part's buffer, idle in the pool: counted in full
+        let mut used = pool.take(part + super::super::direct_io::ALIGN);
+        used.resize(used.capacity(), 1);
+        pool.give(used);
+        let idle = budget.in_use();
+        assert!(idle > part as u64);
+        for memory in [false, true] {
+            let mut b = match memory {
+                false => PartBuffer::disk(&dir.join("1"), part, pool.clone()),
+                true => PartBuffer::memory(pool.clone(), part),
+            };
+            // one byte into a tail (a part) that takes the recycled buffer: its room goes
+            // to the owner with it, not back to the budget
+            match memory {
+                false => b.append_held(b"x", part),
+                true => b.write_at(0, b"x").expect("w"),
+            }
+            assert_eq!(
+                budget.in_use(),
+                idle,
+                "memory {memory}: the room is still counted"
+            );
+            let rooms = b.take_rooms();
+            assert_eq!(rooms.len(), 1, "memory {memory}");
+            let mut kept = Reservation::default();
+            for r in rooms {
+                kept.merge_room(r);
+            }
+            assert_eq!(kept.bytes(), idle, "memory {memory}");
+            assert!(b.take_rooms().is_empty());
+            // the buffer back in the pool (the part flushed or dropped), its room with it
+            drop(kept);
+            drop(b);
+            assert_eq!(budget.in_use(), idle, "memory {memory}: idle again");
+        }
+        // a new buffer brings no room: its pages come as they are written
+        let mut fresh = PartBuffer::memory(pool.clone(), 4 * part);
+        fresh.write_at(0, b"y").expect("w");
+        assert!(fresh.take_rooms().is_empty());
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -510,11 +510,13 @@ impl fuser::Filesystem for Adapter {
         // the copy of the data counts against the budget: with none left this FUSE thread
         // waits (back-pressure on the writer), like a writer in the core
         let memory = fs.write_buffer_memory(data.len() as u64, &self.rt);
-        let mut buf = bufs.take(data.len());
+        // placed so that a write to a part file goes to disk from it without a copy
+        let mut buf = bufs.take_aligned_to(data.len(), offset);
+        let skip = buf.len();
         buf.extend_from_slice(data);
         let away = fs.write_goes_away(offset + data.len() as u64);
         let work = async move {
-            let result = fs.write(fh.0, offset, &buf).await;
+            let result = fs.write(fh.0, offset, &buf[skip..]).await;
             bufs.give(buf);
             drop(memory);
             match result {

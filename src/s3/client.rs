@@ -157,7 +157,7 @@ struct Inner {
 pub trait MemoryGate: Send + Sync {
     fn acquire(&self, bytes: u64) -> futures::future::BoxFuture<'static, Box<dyn Send>>;
     /// A hold on `bytes` now, or `None` when there is no room.
-    fn try_acquire(&self, bytes: u64) -> Option<Box<dyn Send>>;
+    fn try_acquire(&self, bytes: u64) -> Option<crate::buffer_pool::Room>;
     /// `pool` keeps idle buffers under this gate: they are let go when memory is short.
     fn add_pool(&self, pool: std::sync::Weak<BufferPool>);
 }
