@@ -38,14 +38,14 @@ if [ -z "${BUCKETFS_TEST_ENDPOINT:-}" ]; then
     moto_pid=$!
     export BUCKETFS_TEST_ENDPOINT="http://127.0.0.1:$port"
     for _ in $(seq 1 100); do
-        curl -fsS -o /dev/null "$BUCKETFS_TEST_ENDPOINT/" 2>/dev/null && break
+        curl -fsS --max-time 10 -o /dev/null "$BUCKETFS_TEST_ENDPOINT/" 2>/dev/null && break
         sleep 0.1
     done
     export BUCKETFS_TEST_BUCKET="${BUCKETFS_TEST_BUCKET:-bucketfs-compat}"
     export BUCKETFS_TEST_ACCESS_KEY="${BUCKETFS_TEST_ACCESS_KEY:-testing}"
     export BUCKETFS_TEST_SECRET_KEY="${BUCKETFS_TEST_SECRET_KEY:-compat-secret-never-logged}"
     # moto accepts unsigned requests: create the bucket with a plain PUT
-    if ! curl -fsS -X PUT -o /dev/null "$BUCKETFS_TEST_ENDPOINT/$BUCKETFS_TEST_BUCKET"; then
+    if ! curl -fsS --max-time 60 -X PUT -o /dev/null "$BUCKETFS_TEST_ENDPOINT/$BUCKETFS_TEST_BUCKET"; then
         echo "compat: cannot create bucket on moto at $BUCKETFS_TEST_ENDPOINT (log: $log)" >&2
         exit 2
     fi

@@ -74,12 +74,19 @@ trap stop EXIT INT TERM
 
 suites=("$@")
 [ ${#suites[@]} -eq 0 ] && suites=(mount_read mount_write mount_posix mount_open_files mount_write_back mount_faults)
-# make_bucket NAME: a signed PUT of the bucket (curl's SigV4); RGW accepts any signing region
+# make_bucket NAME: a signed PUT of the bucket (curl's SigV4); RGW accepts any signing region.
+# Bounded: an OSD past its full ratio (its sparse file grown by earlier runs) leaves RGW
+# silent, and this PUT waited for it forever.
 make_bucket() {
     local empty_sha=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
-    curl -fsS -X PUT -o /dev/null --aws-sigv4 "aws:amz:us-east-1:s3" \
+    curl -fsS --max-time 60 -X PUT -o /dev/null --aws-sigv4 "aws:amz:us-east-1:s3" \
         --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" -H "x-amz-content-sha256: $empty_sha" \
-        "$S3_ENDPOINT/$1" || { echo "rgw: cannot create bucket $1 at $S3_ENDPOINT" >&2; return 1; }
+        "$S3_ENDPOINT/$1" || {
+        echo "rgw: cannot create bucket $1 at $S3_ENDPOINT" >&2
+        timeout 20 ceph -c "$dir/ceph.conf" health 2>/dev/null | head -3 >&2
+        show_logs
+        return 1
+    }
 }
 bucket=bucketfs-rgw-$(date +%s)
 make_bucket "$bucket" || exit 2
