@@ -131,6 +131,8 @@ struct StoreJob {
     id: ObjectId,
     start: u64,
     data: Bytes,
+    /// The CRC32C of each [`UNIT`] of `data` from its first byte, when known (else empty).
+    crcs: Vec<u32>,
     size: u64,
     pending: PendingStore,
     /// The memory budget's hold on `data`, given back once it is written.
@@ -207,7 +209,7 @@ impl DataCache {
                 // ends when the cache (holding the sender) is dropped
                 while let Ok(job) = rx.recv() {
                     if let Some(cache) = weak.upgrade() {
-                        cache.store(job.id, job.start, &job.data, job.size);
+                        cache.store_with(job.id, job.start, &job.data, job.size, &job.crcs);
                     }
                     drop(job.pending);
                     drop(job.memory);
@@ -324,6 +326,7 @@ impl DataCache {
         id: ObjectId,
         start: u64,
         data: Bytes,
+        crcs: Vec<u32>,
         size: u64,
         memory: Option<Arc<Reservation>>,
     ) -> (tokio::sync::oneshot::Receiver<()>, bool) {
@@ -338,6 +341,7 @@ impl DataCache {
             id,
             start,
             data,
+            crcs,
             size,
             pending,
             memory,
@@ -353,6 +357,13 @@ impl DataCache {
     /// Keeps the whole blocks that `data` (bytes from `start` of an object of `size` bytes)
     /// covers; an object's last block may be short. Blocking.
     pub fn store(&self, id: ObjectId, start: u64, data: &[u8], size: u64) {
+        self.store_with(id, start, data, size, &[]);
+    }
+
+    /// [`store`](Self::store), with the CRC32C of each [`UNIT`] of `data` from its first byte
+    /// when known (`crcs`, computed as the bytes arrived): used where `start` is at a unit's
+    /// start, so that the bytes are not read again for them. Blocking.
+    pub fn store_with(&self, id: ObjectId, start: u64, data: &[u8], size: u64, crcs: &[u32]) {
         let end = start + data.len() as u64;
         let mut blocks = Vec::new();
         let mut b = start.div_ceil(BLOCK);
@@ -370,7 +381,8 @@ impl DataCache {
         if blocks.is_empty() || !self.make_room(bytes) {
             return;
         }
-        if let Err(e) = self.write_blocks(id, start, data, size, &blocks) {
+        let crcs = if start % UNIT == 0 { crcs } else { &[] };
+        if let Err(e) = self.write_blocks(id, start, data, crcs, size, &blocks) {
             tracing::debug!("cannot keep blocks in the data cache: {e}");
         }
     }
@@ -380,6 +392,7 @@ impl DataCache {
         id: ObjectId,
         start: u64,
         data: &[u8],
+        known: &[u32],
         size: u64,
         blocks: &[(u64, u64)],
     ) -> io::Result<()> {
@@ -417,10 +430,17 @@ impl DataCache {
             let len: u64 = run.iter().map(|r| r.1).sum();
             let bytes = &data[from..from + len as usize];
             super::direct_io::write_all_at(&file, bytes, run[0].0 * BLOCK)?;
-            let crcs: Vec<u8> = bytes
-                .chunks(UNIT as usize)
-                .flat_map(|u| crc32c::crc32c(u).to_be_bytes())
-                .collect();
+            // the run's units, as computed when they arrived (`start` is a unit's start), or
+            // now
+            let first = from / UNIT as usize;
+            let units = bytes.len().div_ceil(UNIT as usize);
+            let crcs: Vec<u8> = match known.get(first..first + units) {
+                Some(given) => given.iter().flat_map(|c| c.to_be_bytes()).collect(),
+                None => bytes
+                    .chunks(UNIT as usize)
+                    .flat_map(|u| crc32c::crc32c(u).to_be_bytes())
+                    .collect(),
+            };
             sums.write_all_at(&crcs, run[0].0 * UNITS_PER_BLOCK * 4)?;
             let mut index = self.index.lock();
             for &(b, len) in run {
@@ -531,12 +551,13 @@ impl DataCache {
         id: ObjectId,
         start: u64,
         body: Bytes,
+        crcs: Vec<u32>,
         size: u64,
         memory: Option<Arc<Reservation>>,
     ) {
         self.missed(body.len() as u64);
         let counted = memory.is_some();
-        let (written, behind) = self.store_later(id, start, body, size, memory);
+        let (written, behind) = self.store_later(id, start, body, crcs, size, memory);
         if behind || !counted {
             let _ = written.await;
         }
@@ -687,6 +708,37 @@ mod tests {
         let c = DataCache::open(dir.path(), "b", 1 << 30, None).unwrap();
         assert_eq!(c.bytes(), 6 * BLOCK);
         assert!(c.holds(id, 0, 2 * BLOCK) && !c.holds(id, 2 * BLOCK, 2 * BLOCK + 1));
+    }
+
+    #[test]
+    fn unit_checksums_given_with_the_bytes_are_the_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let size = 2 * BLOCK;
+        let d = data(size as usize);
+        let c = DataCache::open(dir.path(), "b", 1 << 30, None).unwrap();
+        let right: Vec<u32> = d.chunks(UNIT as usize).map(crc32c::crc32c).collect();
+        let ok = ObjectId::new("k", "e1");
+        c.store_with(ok, 0, &d, size, &right);
+        assert_eq!(&c.read(ok, 0, size, size).unwrap()[..], &d[..]);
+        // given ones are kept as they are: a wrong one makes its block fail its check
+        let mut wrong = right.clone();
+        wrong[UNITS_PER_BLOCK as usize] ^= 1;
+        let bad = ObjectId::new("k", "e2");
+        c.store_with(bad, 0, &d, size, &wrong);
+        assert!(c.read(bad, 0, size, size).is_none());
+        assert!(c.holds(bad, 0, BLOCK) && !c.holds(bad, BLOCK, size));
+        // bytes that do not start at a unit: the checksums given are not theirs, so unused
+        let off = ObjectId::new("k", "e3");
+        c.store_with(off, 100, &d[100..], size, &wrong);
+        assert!(c.holds(off, BLOCK, size));
+        assert_eq!(
+            &c.read(off, BLOCK, size, size).unwrap()[..],
+            &d[BLOCK as usize..]
+        );
+        // fewer given than the blocks need: the rest computed
+        let short = ObjectId::new("k", "e4");
+        c.store_with(short, 0, &d, size, &right[..2]);
+        assert_eq!(&c.read(short, 0, size, size).unwrap()[..], &d[..]);
     }
 
     #[test]

@@ -177,7 +177,7 @@ impl PatchUpload {
         let body = self.fetch_source(from, to).await?;
         let memory = self.budget.try_reserve(to - from).map(Arc::new);
         cache
-            .keep_fetched(id, from, body.clone(), size, memory)
+            .keep_fetched(id, from, body.clone(), Vec::new(), size, memory)
             .await;
         Ok(body.slice((start - from) as usize..(end - from) as usize))
     }

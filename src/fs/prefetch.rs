@@ -145,8 +145,14 @@ impl Prefetcher {
                     return held(bytes);
                 }
             }
+            // for the data cache: each unit's CRC32C as the body arrives (hot in the CPU's
+            // caches), not in another pass by its writer
+            let units = cache
+                .as_ref()
+                .filter(|_| start % UNIT == 0)
+                .map(|_| UNIT as usize);
             let out = client
-                .get_object(&key, Some(start..end), etag.as_deref())
+                .get_object_units(&key, Some(start..end), etag.as_deref(), units)
                 .await
                 .map_err(|e| FsError::from_s3(&e, &key))?;
             if out.body.len() as u64 != end - start {
@@ -161,7 +167,7 @@ impl Prefetcher {
             if let Some((cache, id)) = cache {
                 let memory = Some(reservation.clone());
                 cache
-                    .keep_fetched(id, start, out.body.clone(), size, memory)
+                    .keep_fetched(id, start, out.body.clone(), out.unit_crcs, size, memory)
                     .await;
             }
             held(out.body)

@@ -199,6 +199,8 @@ struct Call<'a> {
     accept: &'a [u16],
     /// Check a whole-object body against the server's checksum or MD5 ETag (GET).
     verify_body: bool,
+    /// The CRC32C of each this many bytes of the body, computed as it arrives (GET).
+    unit_crcs: Option<usize>,
     /// A probe's question: one attempt, and a refusal is an answer (not counted or logged).
     probe: bool,
     /// `x-amz-content-sha256`: the body's SHA-256 (the server verifies it) whatever
@@ -229,6 +231,7 @@ impl<'a> Call<'a> {
             check_ok_body: false,
             accept: &[],
             verify_body: false,
+            unit_crcs: None,
             probe: false,
             payload_sha256: PayloadSha256::AsConfigured,
         }
@@ -250,6 +253,8 @@ struct Response {
     status: u16,
     headers: HeaderMap,
     body: Bytes,
+    /// The body's unit CRC32Cs, when the call asked for them.
+    unit_crcs: Vec<u32>,
     /// An earlier attempt of this call failed in a way that may have left it carried out
     /// (its answer lost): the server may have done it twice.
     earlier_may_have_applied: bool,
@@ -794,8 +799,8 @@ impl S3Client {
             }
         }
         let (parts, incoming) = response.into_parts();
-        let body = if call.method == Method::HEAD {
-            Bytes::new()
+        let (body, unit_crcs) = if call.method == Method::HEAD {
+            (Bytes::new(), Vec::new())
         } else {
             let expected = parts
                 .headers
@@ -808,6 +813,7 @@ impl S3Client {
                 cfg.read_timeout,
                 expected,
                 &inner.bodies,
+                call.unit_crcs.map(transport::UnitCrcs::new),
             )
             .await?
         };
@@ -826,6 +832,7 @@ impl S3Client {
             status,
             headers: parts.headers,
             body,
+            unit_crcs,
             earlier_may_have_applied: false,
         })
     }
@@ -935,6 +942,19 @@ impl S3Client {
         range: Option<ByteRange>,
         if_match: Option<&str>,
     ) -> Result<GetObjectOutput, S3Error> {
+        self.get_object_units(key, range, if_match, None).await
+    }
+
+    /// [`get_object`](Self::get_object), with the CRC32C of each `unit` bytes of the body
+    /// (from its first byte; the last may be shorter) in `unit_crcs`, computed as the body
+    /// arrives.
+    pub async fn get_object_units(
+        &self,
+        key: &str,
+        range: Option<ByteRange>,
+        if_match: Option<&str>,
+        unit: Option<usize>,
+    ) -> Result<GetObjectOutput, S3Error> {
         if let Some(r) = &range {
             if r.end < r.start {
                 return Err(S3Error::Config(format!("bad range {}..{}", r.start, r.end)));
@@ -944,6 +964,7 @@ impl S3Client {
                 return Ok(GetObjectOutput {
                     body: Bytes::new(),
                     meta,
+                    unit_crcs: Vec::new(),
                 });
             }
         }
@@ -957,6 +978,7 @@ impl S3Client {
         }
         call.accept = &[416];
         call.verify_body = true;
+        call.unit_crcs = unit;
         if self.asks_checksums() {
             call = call.header("x-amz-checksum-mode", "ENABLED");
         }
@@ -972,15 +994,18 @@ impl S3Client {
                 Some(size) if start >= size => Ok(GetObjectOutput {
                     body: Bytes::new(),
                     meta: ObjectMeta { size, ..meta },
+                    unit_crcs: Vec::new(),
                 }),
                 None if start == 0 => Ok(GetObjectOutput {
                     body: Bytes::new(),
                     meta: ObjectMeta { size: 0, ..meta },
+                    unit_crcs: Vec::new(),
                 }),
                 _ => Err(self.error_from_response(416, &resp.headers, &resp.body, Some(key))),
             };
         }
         let mut body = resp.body;
+        let mut unit_crcs = resp.unit_crcs;
         if let Some(r) = &range {
             if resp.status == 200 {
                 // The server ignored Range and sent everything: cut out what was asked.
@@ -988,9 +1013,15 @@ impl S3Client {
                 let start = r.start.min(len) as usize;
                 let end = r.end.min(len) as usize;
                 body = body.slice(start..end);
+                // (its units start elsewhere)
+                unit_crcs.clear();
             }
         }
-        Ok(GetObjectOutput { body, meta })
+        Ok(GetObjectOutput {
+            body,
+            meta,
+            unit_crcs,
+        })
     }
 
     /// PutObject. Returns size and ETag (other fields from `opts`). An answer that was lost or

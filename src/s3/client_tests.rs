@@ -552,6 +552,38 @@ async fn ranged_gets() {
 }
 
 #[tokio::test]
+async fn a_ranged_get_gives_the_crc32c_of_each_unit_of_its_body() {
+    let body: Vec<u8> = (0..200_000u32).map(|i| (i * 7 + i / 1000) as u8).collect();
+    let served = body.clone();
+    let srv = Server::start(move |req, _| match req.header("range") {
+        Some("bytes=0-199999") => resp(206, &[("content-range", "bytes 0-199999/300000")], &served),
+        // a server that ignores the range: the units it would give are the whole object's
+        _ => resp(200, &[], &served),
+    })
+    .await;
+    let c = srv.client();
+    let unit = 64 * 1024;
+    let out = c
+        .get_object_units("k", Some(0..200_000), None, Some(unit))
+        .await
+        .unwrap();
+    let want: Vec<u32> = body.chunks(unit).map(crc32c::crc32c).collect();
+    assert_eq!(out.unit_crcs.len(), 4);
+    assert_eq!(out.unit_crcs, want);
+    let out = c
+        .get_object_units("k", Some(10..20), None, Some(unit))
+        .await
+        .unwrap();
+    assert_eq!(&out.body[..], &body[10..20]);
+    assert!(
+        out.unit_crcs.is_empty(),
+        "a cut body's units are not its own"
+    );
+    let out = c.get_object("k", Some(0..200_000), None).await.unwrap();
+    assert!(out.unit_crcs.is_empty(), "not asked for");
+}
+
+#[tokio::test]
 async fn head_object_metadata() {
     let srv = Server::start(|_, _| {
         Reply::Raw(

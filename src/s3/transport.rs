@@ -417,7 +417,8 @@ pub(crate) async fn read_body(
     limit: Duration,
     expected_len: Option<u64>,
     pool: &Arc<BufferPool>,
-) -> Result<Bytes, S3Error> {
+    mut units: Option<UnitCrcs>,
+) -> Result<(Bytes, Vec<u32>), S3Error> {
     let cap = expected_len.map_or(8 * 1024, |n| n.min(256 * 1024 * 1024) as usize);
     let mut buf: Option<Vec<u8>> = None;
     // a pooled body starts at a page boundary, after this many bytes (see take_page_aligned)
@@ -435,6 +436,9 @@ pub(crate) async fn read_body(
             Some(Ok(frame)) => {
                 progress.touch();
                 if let Ok(data) = frame.into_data() {
+                    if let Some(u) = units.as_mut() {
+                        u.feed(&data);
+                    }
                     // Keep a lone chunk as is; only copy once a second one arrives.
                     match (&mut buf, only.take()) {
                         (None, None) => only = Some(data),
@@ -482,7 +486,51 @@ pub(crate) async fn read_body(
             ));
         }
     }
-    Ok(out)
+    Ok((out, units.map(UnitCrcs::finish).unwrap_or_default()))
+}
+
+/// The CRC32C of each `unit` bytes of a body, computed frame by frame as it arrives, while
+/// its bytes are still in the CPU's caches (the same pass over bytes that have left them cost
+/// the data cache's writer 0.11 s per GiB, more than the body's copy). The last one covers
+/// what is left, and is shorter.
+#[derive(Debug)]
+pub(crate) struct UnitCrcs {
+    unit: usize,
+    crc: u32,
+    filled: usize,
+    done: Vec<u32>,
+}
+
+impl UnitCrcs {
+    pub(crate) fn new(unit: usize) -> UnitCrcs {
+        UnitCrcs {
+            unit: unit.max(1),
+            crc: 0,
+            filled: 0,
+            done: Vec::new(),
+        }
+    }
+
+    pub(crate) fn feed(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            let n = (self.unit - self.filled).min(data.len());
+            self.crc = crc32c::crc32c_append(self.crc, &data[..n]);
+            self.filled += n;
+            data = &data[n..];
+            if self.filled == self.unit {
+                self.done.push(self.crc);
+                self.crc = 0;
+                self.filled = 0;
+            }
+        }
+    }
+
+    pub(crate) fn finish(mut self) -> Vec<u32> {
+        if self.filled > 0 {
+            self.done.push(self.crc);
+        }
+        self.done
+    }
 }
 
 /// `outer: inner: innermost`, without repeats.
@@ -541,6 +589,20 @@ fn invalid_certificate<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unit_crcs_do_not_depend_on_how_the_body_arrives() {
+        let body: Vec<u8> = (0..300_001u32).map(|i| (i % 251) as u8).collect();
+        let want: Vec<u32> = body.chunks(65_536).map(crc32c::crc32c).collect();
+        for frame in [1usize, 1000, 16_384, 65_536, 65_537, 300_001] {
+            let mut u = UnitCrcs::new(65_536);
+            for piece in body.chunks(frame) {
+                u.feed(piece);
+            }
+            assert_eq!(u.finish(), want, "frames of {frame}");
+        }
+        assert!(UnitCrcs::new(65_536).finish().is_empty());
+    }
 
     #[test]
     fn endpoint_parse() {

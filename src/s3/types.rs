@@ -70,6 +70,9 @@ pub struct ListRequest {
 pub struct GetObjectOutput {
     pub body: Bytes,
     pub meta: ObjectMeta,
+    /// The CRC32C of each unit of the body, when asked for
+    /// ([`S3Client::get_object_units`](super::S3Client::get_object_units)); else empty.
+    pub unit_crcs: Vec<u32>,
 }
 
 /// Headers sent with a new object (PutObject, CreateMultipartUpload, CopyObject with REPLACE).
