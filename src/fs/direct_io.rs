@@ -173,6 +173,17 @@ mod tests {
     use super::*;
     use std::os::unix::fs::FileExt;
 
+    /// An empty file at `path`, open for reading and writing.
+    fn fresh(path: &std::path::Path) -> File {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(path)
+            .expect("open")
+    }
+
     fn data(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i * 7 + i / 4099) as u8).collect()
     }
@@ -191,13 +202,7 @@ mod tests {
         ];
         for (i, (len, offset)) in cases.into_iter().enumerate() {
             let path = dir.join(format!("f{i}"));
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(true)
-                .read(true)
-                .write(true)
-                .open(&path)
-                .expect("open");
+            let file = fresh(&path);
             // bytes before stay
             file.write_all_at(&[9u8; 8], 0).expect("before");
             // from an unaligned copy, or (odd cases) from an aligned address
@@ -226,13 +231,7 @@ mod tests {
     #[test]
     fn unaligned_memory_goes_through_the_page_cache_when_every_copy_is_in_use() {
         let path = std::env::temp_dir().join(format!("bucketfs-bounce-{}", std::process::id()));
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .read(true)
-            .write(true)
-            .open(&path)
-            .expect("open");
+        let file = fresh(&path);
         let len = 2 * BOUNCE;
         let mut store = vec![0u8; len + ALIGN];
         let at = store.as_ptr().align_offset(ALIGN) + 1;
