@@ -104,10 +104,7 @@ impl BufferPool {
     /// written from the bytes as they are (`O_DIRECT` wants aligned memory) instead of through
     /// a copy.
     pub fn take_page_aligned(&self, capacity: usize) -> Vec<u8> {
-        let mut buf = self.take(capacity.saturating_add(PAGE));
-        let skip = buf.as_ptr().align_offset(PAGE).min(PAGE);
-        buf.resize(skip, 0);
-        buf
+        self.take_aligned_to(capacity, 0)
     }
 
     /// [`take`](Self::take) for `capacity` bytes bound for file offset `offset`: the buffer

@@ -47,23 +47,6 @@ pub fn write_all_at(file: &File, data: &[u8], offset: u64) -> io::Result<()> {
     }
     let head = (first - offset) as usize;
     let mid = (last - first) as usize;
-    let copy = data[head..].as_ptr().align_offset(ALIGN) != 0;
-    if copy && BOUNCES_OUT.fetch_add(1, Ordering::AcqRel) >= BOUNCES_AT_ONCE {
-        BOUNCES_OUT.fetch_sub(1, Ordering::AcqRel);
-        return file.write_all_at(data, offset);
-    }
-    let written = direct_around(file, data, offset, head, mid);
-    if copy {
-        BOUNCES_OUT.fetch_sub(1, Ordering::AcqRel);
-    }
-    written
-}
-
-/// [`write_all_at`] once decided: `head` bytes through the page cache, `mid` direct, the rest
-/// through the page cache.
-fn direct_around(file: &File, data: &[u8], offset: u64, head: usize, mid: usize) -> io::Result<()> {
-    let first = offset + head as u64;
-    let last = first + mid as u64;
     file.write_all_at(&data[..head], offset)?;
     if !direct(file, &data[head..head + mid], first)? {
         file.write_all_at(&data[head..head + mid], first)?;
@@ -120,7 +103,13 @@ fn direct(file: &File, data: &[u8], offset: u64) -> io::Result<bool> {
 /// in memory), else through an aligned copy a piece at a time; the bytes written before a
 /// short write or an error (`EINVAL` only when nothing was written).
 fn write_aligned(file: &File, data: &[u8], offset: u64) -> io::Result<usize> {
-    let mut bounce = (data.as_ptr().align_offset(ALIGN) != 0).then(|| {
+    let copy = data.as_ptr().align_offset(ALIGN) != 0;
+    if copy && BOUNCES_OUT.fetch_add(1, Ordering::AcqRel) >= BOUNCES_AT_ONCE {
+        // every aligned copy in use: nothing written here, all of it through the page cache
+        BOUNCES_OUT.fetch_sub(1, Ordering::AcqRel);
+        return Ok(0);
+    }
+    let mut bounce = copy.then(|| {
         BOUNCES
             .lock()
             .pop()
@@ -156,6 +145,7 @@ fn write_aligned(file: &File, data: &[u8], offset: u64) -> io::Result<usize> {
         if idle.len() < 2 {
             idle.push(b);
         }
+        BOUNCES_OUT.fetch_sub(1, Ordering::AcqRel);
     }
     result
 }

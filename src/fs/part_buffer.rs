@@ -11,6 +11,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::blocking::blocking;
+use super::memory::Reservation;
 use super::part_crc::PartCrcs;
 use super::part_files::FileWrite;
 use crate::buffer_pool::BufferPool;
@@ -518,7 +519,7 @@ pub struct PartBuffer {
     store: Store,
     crcs: PartCrcs,
     /// Rooms in the budget of recycled buffers taken since the owner last asked
-    /// ([`take_rooms`](Self::take_rooms)).
+    /// ([`keep_rooms_in`](Self::keep_rooms_in)).
     rooms: Vec<Room>,
 }
 
@@ -578,11 +579,15 @@ impl PartBuffer {
         self.store.held()
     }
 
-    /// The rooms in the budget of recycled buffers this buffer took (a part's buffer, a tail)
-    /// since the last call: the owner keeps them with its own reservation, as the buffers
-    /// are resident in full from the start.
-    pub fn take_rooms(&mut self) -> Vec<Room> {
-        std::mem::take(&mut self.rooms)
+    /// Moves the rooms in the budget of recycled buffers this buffer took (a part's buffer, a
+    /// tail) since the last call into the owner's `reservation`, as the buffers are resident
+    /// in full from the start; how many there were.
+    pub fn keep_rooms_in(&mut self, reservation: &mut Reservation) -> usize {
+        let n = self.rooms.len();
+        for room in self.rooms.drain(..) {
+            reservation.merge_room(room);
+        }
+        n
     }
 
     /// Append `data` at the end of a disk buffer, in memory (the caller has counted it);
@@ -765,7 +770,7 @@ mod tests {
 
     #[test]
     fn a_recycled_buffer_comes_with_its_room_in_the_budget() {
-        use crate::fs::memory::{BudgetGate, MemoryBudget, Reservation};
+        use crate::fs::memory::{BudgetGate, MemoryBudget};
         let dir = std::env::temp_dir().join(format!("bfs-pb-room-{}", std::process::id()));
         let budget = Arc::new(MemoryBudget::new(16 << 20));
         let pool = Arc::new(BufferPool::default());
@@ -793,14 +798,10 @@ mod tests {
                 idle,
                 "memory {memory}: the room is still counted"
             );
-            let rooms = b.take_rooms();
-            assert_eq!(rooms.len(), 1, "memory {memory}");
             let mut kept = Reservation::default();
-            for r in rooms {
-                kept.merge_room(r);
-            }
+            assert_eq!(b.keep_rooms_in(&mut kept), 1, "memory {memory}");
             assert_eq!(kept.bytes(), idle, "memory {memory}");
-            assert!(b.take_rooms().is_empty());
+            assert_eq!(b.keep_rooms_in(&mut kept), 0);
             // the buffer back in the pool (the part flushed or dropped), its room with it
             drop(kept);
             drop(b);
@@ -809,7 +810,7 @@ mod tests {
         // a new buffer brings no room: its pages come as they are written
         let mut fresh = PartBuffer::memory(pool.clone(), 4 * part);
         fresh.write_at(0, b"y").expect("w");
-        assert!(fresh.take_rooms().is_empty());
+        assert_eq!(fresh.keep_rooms_in(&mut Reservation::default()), 0);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

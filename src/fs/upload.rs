@@ -276,7 +276,7 @@ impl Upload {
                 .unwrap_or_default();
         }
         self.buffer.write_at(0, content).map_err(FsError::staging)?;
-        self.keep_rooms();
+        self.buffer.keep_rooms_in(&mut self.reservation);
         self.mark_written(0, content.len());
         Ok(())
     }
@@ -566,7 +566,7 @@ impl Upload {
                 self.reservation = Reservation::default();
             }
         }
-        self.keep_rooms();
+        self.buffer.keep_rooms_in(&mut self.reservation);
         self.update_charge();
         // the bytes are taken: a part that cannot go now (the multipart upload cannot be
         // started, an earlier part failed) does not fail this write, which an application
@@ -711,14 +711,6 @@ impl Upload {
     }
 
     /// This upload's staged bytes, as `--cache-size` counts them.
-    /// A recycled buffer the part buffer took is resident in full: its room in the budget
-    /// joins the reservation for the bytes held (which go with the part they fill).
-    fn keep_rooms(&mut self) {
-        for room in self.buffer.take_rooms() {
-            self.reservation.merge_room(room);
-        }
-    }
-
     fn update_charge(&mut self) {
         let staged = self.sent_files + self.buffer.len() as u64;
         if let Some(c) = self.charge.as_mut() {
@@ -1058,9 +1050,7 @@ impl Upload {
             .split_to(take, next_path.as_ref(), next_part_size as usize)
             .map_err(FsError::staging)?;
         // (a rest held anew: its buffer's room stays with what follows)
-        for room in self.buffer.take_rooms() {
-            self.reservation.merge_room(room);
-        }
+        self.buffer.keep_rooms_in(&mut self.reservation);
         if !self.buffer.in_memory() {
             m.crcs.set(part_number, body.known_crc32c(), body.len());
         }
