@@ -143,7 +143,8 @@ struct Inner {
     keys: SigningKeyCache,
     /// `cfg.storage_class` in the provider's spelling.
     storage_class: Option<String>,
-    /// Buffers for object data read from responses, reused.
+    /// Buffers for object data read from responses, reused; in huge pages where the kernel
+    /// gives them ([`BufferPool::huge`]).
     bodies: Arc<BufferPool>,
     /// What the server really does (from the profile, then the probe and first use).
     caps: parking_lot::RwLock<Capabilities>,
@@ -347,7 +348,7 @@ impl S3Client {
                 stats: Stats::new(),
                 keys: SigningKeyCache::new(),
                 storage_class,
-                bodies: Arc::default(),
+                bodies: Arc::new(BufferPool::huge()),
                 caps: parking_lot::RwLock::new(cfg_caps),
                 memory: std::sync::OnceLock::new(),
             }),
