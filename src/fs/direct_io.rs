@@ -1,7 +1,8 @@
 //! Large writes to staging and cache files that skip the page cache (`O_DIRECT`): a full part
-//! or a run of cache blocks is written once and read back rarely, and on a VM the page cache's
-//! fresh pages cost more CPU than the write (2.5 s of system time per GiB in a buffered `dd`
-//! here, 0.06 s direct). Aligned pieces go direct from an aligned copy; the rest, and files
+//! or a sequential read's run of cache blocks is written once and read back rarely (a random
+//! read's lone block is not, and `data_cache` writes it through the page cache), and on a VM
+//! the page cache's fresh pages cost more CPU than the write (2.5 s of system time per GiB in
+//! a buffered `dd` here, 0.06 s direct). Aligned pieces go direct from an aligned copy; the rest, and files
 //! on filesystems that refuse `O_DIRECT` (tmpfs), are written as usual.
 
 use std::fs::File;
@@ -34,6 +35,13 @@ static REFUSED: AtomicBool = AtomicBool::new(false);
 
 /// Aligned buffers kept for reuse (at most a few; each is [`BOUNCE`] + [`ALIGN`] bytes).
 static BOUNCES: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+
+/// Whether a filesystem has refused `O_DIRECT` in this process (every write since went
+/// through the page cache).
+#[cfg(test)]
+pub fn refused_anywhere() -> bool {
+    REFUSED.load(Ordering::Relaxed)
+}
 
 /// Writes all of `data` at `offset` of `file` (opened for writing, without `O_DIRECT`):
 /// the aligned middle directly to disk, the unaligned ends through the page cache. Blocking.
