@@ -94,6 +94,72 @@ async fn a_write_back_into_parts_already_sent_resends_just_those_parts() {
     assert!(srv.multipart_uploads().is_empty());
 }
 
+/// A sequential writer's bytes, 256 KiB at a time, each first offered to `try_write_now` (as
+/// the FUSE adapter does) and written the long way when it declines: (taken at once, not).
+async fn write_as_the_adapter_does(fs: &Filesystem, fh: u64, bytes: &[u8]) -> (usize, usize) {
+    let (mut now, mut later) = (0, 0);
+    for (i, chunk) in bytes.chunks(256 * 1024).enumerate() {
+        let at = (i * 256 * 1024) as u64;
+        match fs.try_write_now(fh, at, chunk) {
+            Some(r) => {
+                assert_eq!(r.expect("write now"), chunk.len() as u32);
+                now += 1;
+            }
+            None => {
+                fs.write(fh, at, chunk).await.expect("write");
+                later += 1;
+            }
+        }
+    }
+    (now, later)
+}
+
+#[tokio::test]
+async fn a_write_that_continues_the_part_being_filled_is_taken_at_once_and_others_wait() {
+    for staging in [true, false] {
+        let srv = TestServer::start().await;
+        let dir = tempfile::tempdir().expect("tmp");
+        let config = if staging {
+            staged(&dir)
+        } else {
+            FsConfig {
+                part_size: 5 * MIB as u64,
+                ..FsConfig::default()
+            }
+        };
+        let fs = fs_with(&srv, config);
+        let (attr, o) = fs
+            .create(ROOT_INO, "seq.bin", 0o644, libc::O_RDWR, ME)
+            .await
+            .expect("create");
+        let want = data(12 * MIB + 1000, 5);
+        let (now, later) = write_as_the_adapter_does(&fs, o.fh, &want).await;
+        // 49 writes; the two that fill a 5 MiB part send it, which may wait: the long way
+        assert_eq!((now, later), (47, 2), "staging {staging}");
+        assert_eq!(srv.count("CreateMultipartUpload"), 1, "parts stream");
+        // never a write anywhere but at the end
+        assert!(fs.try_write_now(o.fh, 100, b"x").is_none());
+        assert!(fs
+            .try_write_now(o.fh, want.len() as u64 + 1, b"x")
+            .is_none());
+        assert!(fs.try_write_now(o.fh, want.len() as u64, b"").is_none());
+        // nor a handle that does not write
+        assert!(fs.try_write_now(o.fh + 1000, 0, b"x").is_none());
+        // what was taken at once is read back, and the size says it
+        assert_eq!(
+            read_range(&fs, o.fh, 10 * MIB, 2 * MIB + 1000).await,
+            want[10 * MIB..]
+        );
+        let now_attr = fs.getattr(attr.ino).await.expect("getattr");
+        assert_eq!(now_attr.size, want.len() as u64);
+        fs.flush(o.fh, 0).await.expect("close");
+        fs.release(o.fh).await.expect("release");
+        assert_eq!(srv.get_object("seq.bin").as_deref(), Some(&want[..]));
+        assert_eq!(srv.count("UploadPart"), 3, "{:?}", srv.counts());
+        assert_eq!(srv.count("CompleteMultipartUpload"), 1);
+    }
+}
+
 #[tokio::test]
 async fn without_a_staging_dir_a_write_back_into_sent_parts_is_refused() {
     let srv = TestServer::start().await;

@@ -782,6 +782,34 @@ impl Filesystem {
         let opts = self.put_options(w.ino)?;
         let mut st = w.state.lock().await;
         st.upload.write(offset, data, &opts).await?;
+        self.wrote(&w, st);
+        Ok(data.len() as u32)
+    }
+
+    /// [`write`](Self::write) done here and now, with no wait and no copy of `data` kept, when
+    /// it only continues the file in the part being filled (see `Upload::try_append`): for
+    /// the FUSE adapter, which then answers from the FUSE thread. `None`, with nothing done,
+    /// when the write needs more: then [`write`](Self::write).
+    pub fn try_write_now(&self, fh: u64, offset: u64, data: &[u8]) -> Option<FsResult<u32>> {
+        let Ok(Handle::Write(w)) = self.handle(fh) else {
+            return None;
+        };
+        self.limits
+            .check_size(offset.checked_add(data.len() as u64)?)
+            .ok()?;
+        let mut st = w.state.try_lock().ok()?;
+        let Writer::Stream(u) = &mut st.upload else {
+            return None;
+        };
+        if let Err(e) = u.try_append(offset, data)? {
+            return Some(Err(e));
+        }
+        self.wrote(&w, st);
+        Some(Ok(data.len() as u32))
+    }
+
+    /// After a write into `w`: its state says so, and the inode has its new size and times.
+    fn wrote(&self, w: &WriteHandle, mut st: tokio::sync::MutexGuard<'_, WriteState>) {
         st.dirty = true;
         st.closed_by_child = false;
         st.flushed = false;
@@ -797,7 +825,6 @@ impl Filesystem {
             n.attr.mtime = now;
             n.attr.ctime = now;
         }
-        Ok(data.len() as u32)
     }
 
     /// Upload what this handle holds, if the bucket does not have it yet.

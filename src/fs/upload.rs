@@ -587,6 +587,56 @@ impl Upload {
         Ok(())
     }
 
+    /// [`Upload::write`] of bytes that continue the file where it ends, done at once when it
+    /// waits for nothing and fills no part: it only copies the bytes into the part being
+    /// filled (the FUSE adapter calls it with the request's own buffer, so a sequential
+    /// writer's bytes are copied once, on the FUSE thread, with no task). `None`, with
+    /// nothing changed, when the write needs more than that (room to wait for, a part to
+    /// send, the object it starts from, a failure to report, a place other than the end):
+    /// then [`Upload::write`] does it.
+    pub fn try_append(&mut self, offset: u64, data: &[u8]) -> Option<FsResult<()>> {
+        if data.is_empty() || self.sealed || self.finish_failed || self.forgotten {
+            return None;
+        }
+        if self.over.is_some() || self.check_failed().is_err() {
+            return None;
+        }
+        let rel = usize::try_from(offset.checked_sub(self.buffer_start())?).ok()?;
+        let end = rel.checked_add(data.len())?;
+        if rel != self.buffer.len() || end as u64 >= self.current_part_size() {
+            return None;
+        }
+        if self.buffer.in_memory() {
+            // (as `reserve_up_to`, without waiting)
+            while self.reservation.bytes() < end as u64 {
+                let want = RESERVE_STEP.max(end as u64 - self.reservation.bytes());
+                self.reservation.merge(self.budget.try_reserve(want)?);
+            }
+            self.mark_written(offset, data.len());
+            if let Err(e) = self.buffer.write_at(rel, data) {
+                return Some(Err(FsError::staging(e)));
+            }
+        } else {
+            // room in the staging area without dropping sent parts' files or waiting (see
+            // `make_room`), and in memory for the part's tail (see `hold`)
+            let more = data.len() as u64;
+            let roomy = self.charge.as_ref().is_none_or(|c| {
+                let b = c.budget();
+                b.used().saturating_add(more) <= b.limit() / 4 * 3
+            });
+            if !roomy || !self.hold(data.len()) {
+                return None;
+            }
+            self.mark_written(offset, data.len());
+            self.buffer
+                .append_held(data, self.current_part_size() as usize);
+        }
+        self.buffer.keep_rooms_in(&mut self.reservation);
+        self.update_charge();
+        self.pump();
+        Some(Ok(()))
+    }
+
     /// The part holding byte `offset` (1-based) and where it starts (see [`part_holding`]).
     fn part_holding(&self, offset: u64) -> (u32, u64) {
         part_holding(offset, self.limits.base, self.limits.max)

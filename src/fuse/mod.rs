@@ -505,6 +505,19 @@ impl fuser::Filesystem for Adapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        // bytes that continue the file inside the part being filled go there now, straight
+        // from fuser's buffer (a sequential writer's usual write: one copy, no task)
+        let now = {
+            let _rt = self.rt.enter();
+            self.fs.try_write_now(fh.0, offset, data)
+        };
+        if let Some(res) = now {
+            match res {
+                Ok(n) => reply.written(n),
+                Err(e) => reply.error(fail(&self.fs, "write", ino.0, &e)),
+            }
+            return;
+        }
         let fs = self.fs.clone();
         let bufs = self.write_bufs.clone();
         // the copy of the data counts against the budget: with none left this FUSE thread
