@@ -8,6 +8,8 @@
 #   bfs     bucketfs, staging on disk (the default)
 #   bfsmem  bucketfs --cache-dir none (parts in memory only)
 #   base    another bucketfs build (BASE_BIN=path): an A/B of a change
+#   basedef that build with its own defaults (no --cache-dir): a build from before the
+#           staging area (68936c1^) as it ran then, parts in memory
 #   bfsnock bucketfs, staging on disk, --upload-checksums off (what the checksums cost)
 #   bfsmd5  bucketfs, staging on disk, --upload-checksums md5 (Content-MD5 instead of CRC32C or
 #           the signed SHA-256)
@@ -65,7 +67,8 @@ PY
       continue
     fi
     bin=$BIN; cache=(--cache-dir "$B/cache_benchwrite")
-    [ "$cfg" = base ] && bin=$BASE_BIN
+    [ "$cfg" = base ] || [ "$cfg" = basedef ] && bin=$BASE_BIN
+    [ "$cfg" = basedef ] && cache=()
     [ "$cfg" = bfsmem ] && cache=(--cache-dir none)
     [ "$cfg" = bfsnock ] && cache+=(--upload-checksums off)
     [ "$cfg" = bfsmd5 ] && cache+=(--upload-checksums md5)
