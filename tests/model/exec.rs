@@ -3,7 +3,7 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use bucketfs::fs::SetAttr;
+use bucketfs::fs::{Filesystem, SetAttr};
 
 use super::harness::{ensure, expect_errno, Check, Harness, Resolved, CALLER};
 use super::ops::{pattern, Access, Op, P, TARGETS};
@@ -176,7 +176,7 @@ impl Harness {
         let handle = self.model.handles[i].clone();
         let data = pattern(seed, len as usize);
         let HandleKind::Write { group, append, .. } = handle.kind else {
-            let got = self.fs.write(handle.fh, u64::from(off), &data).await;
+            let got = write_as_the_adapter(&self.fs, handle.fh, u64::from(off), &data).await;
             return expect_errno("write through a read-only handle", &got, libc::EBADF);
         };
         let node = self.model.groups[group].node;
@@ -186,7 +186,7 @@ impl Harness {
         } else {
             off as usize
         };
-        let got = self.fs.write(handle.fh, off as u64, &data).await;
+        let got = write_as_the_adapter(&self.fs, handle.fh, off as u64, &data).await;
         ensure!(
             matches!(got, Ok(n) if n == len),
             "write of {len} at {off}: {got:?}"
@@ -772,5 +772,19 @@ fn describe(got: &Result<Vec<u8>, bucketfs::fs::FsError>) -> String {
             bucketfs::fs::error::errno_name(e.errno),
             e.reason
         ),
+    }
+}
+
+/// A write as the FUSE adapter makes it: taken at once when it just continues the part being
+/// filled (`try_write_now`), else the long way.
+async fn write_as_the_adapter(
+    fs: &Filesystem,
+    fh: u64,
+    off: u64,
+    data: &[u8],
+) -> bucketfs::fs::FsResult<u32> {
+    match fs.try_write_now(fh, off, data) {
+        Some(got) => got,
+        None => fs.write(fh, off, data).await,
     }
 }
