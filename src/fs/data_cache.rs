@@ -118,6 +118,8 @@ pub struct DataCache {
     staging: Option<Arc<StagingBudget>>,
     index: Mutex<Index>,
     pending: AtomicU64,
+    /// Region fills under way (their GET, then their store): see [`DataCache::fill_started`].
+    fills: AtomicU64,
     /// Told when a background write of blocks ends.
     stored: tokio::sync::Notify,
     /// The one thread that writes fetched blocks, in order (parallel creates in one directory
@@ -196,6 +198,7 @@ impl DataCache {
             staging,
             index: Mutex::new(index),
             pending: AtomicU64::new(0),
+            fills: AtomicU64::new(0),
             stored: tokio::sync::Notify::new(),
             writer: Mutex::new(None),
             counters: Counters::default(),
@@ -225,6 +228,11 @@ impl DataCache {
         let hex = id.hex();
         let base = self.dir.join(&hex[..2]).join(hex);
         (base.with_extension("data"), base.with_extension("sums"))
+    }
+
+    /// The cache's bound, `--cache-size`.
+    pub fn limit(&self) -> u64 {
+        self.limit
     }
 
     /// Whether every block of `[start, end)` is on disk (marks them used).
@@ -571,16 +579,26 @@ impl DataCache {
         }
     }
 
-    /// Waits until the background writes of blocks under way have ended (at unmount, so that
-    /// the next mount finds what this one read).
+    /// Waits until the background writes of blocks under way, and the region fills, have
+    /// ended (at unmount, so that the next mount finds what this one read).
     pub async fn settle(&self) {
         loop {
             let ended = self.stored.notified();
-            if self.pending.load(Ordering::Relaxed) == 0 {
+            if self.pending.load(Ordering::Relaxed) == 0 && self.fills.load(Ordering::Relaxed) == 0
+            {
                 return;
             }
             ended.await;
         }
+    }
+
+    /// A region fill (a read-ahead for a random reader, `prefetch.rs`) starts: [`settle`]
+    /// waits for it until the guard is dropped, after its bytes were handed to the writer.
+    ///
+    /// [`settle`]: DataCache::settle
+    pub fn fill_started(self: &Arc<Self>) -> FillGuard {
+        self.fills.fetch_add(1, Ordering::Relaxed);
+        FillGuard(self.clone())
     }
 
     /// Bytes of blocks on disk now.
@@ -645,6 +663,16 @@ fn punch_hole(file: &File, offset: u64, len: u64) {
 }
 
 /// Fetched bytes on their way to the cache: counted until written.
+/// A region fill under way (see [`DataCache::fill_started`]).
+pub struct FillGuard(Arc<DataCache>);
+
+impl Drop for FillGuard {
+    fn drop(&mut self) {
+        self.0.fills.fetch_sub(1, Ordering::Relaxed);
+        self.0.stored.notify_waiters();
+    }
+}
+
 struct PendingStore {
     cache: Arc<DataCache>,
     bytes: u64,

@@ -21,6 +21,14 @@ const MIN_RANDOM_GET: u64 = 128 * 1024;
 const INITIAL_WINDOW: u64 = 2 * 1024 * 1024;
 /// Smallest chunk of a sequential stream.
 const MIN_CHUNK: u64 = 256 * 1024;
+/// Random reads of one open file that missed the data cache before each further miss also
+/// fills the region around it (see [`Prefetcher::fill_region`]).
+const FILL_AFTER_MISSES: u32 = 8;
+/// The region a random miss fills in the background, aligned: 16 blocks.
+const FILL_REGION: u64 = 16 * BLOCK;
+/// Region fills under way at most per open file: the reads that miss keep the server's
+/// attention and the memory budget (a fill never waits for either; it is skipped).
+const FILLS_AT_ONCE: usize = 4;
 /// Chunks are kept until the reader is this far past them, for reads that arrive late.
 const BEHIND_SLACK: u64 = 2 * 1024 * 1024;
 
@@ -71,6 +79,12 @@ pub struct Prefetcher {
     max_chunk: u64,
     /// The data cache and this version's name in it (only with an ETag).
     cache: Option<(Arc<DataCache>, ObjectId)>,
+    /// Random reads that missed the cache so far.
+    random_misses: u32,
+    /// Regions a background fill was started for (see [`Prefetcher::fill_region`]).
+    filling: std::collections::HashSet<u64>,
+    /// Region fills under way.
+    fills: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Prefetcher {
@@ -95,6 +109,9 @@ impl Prefetcher {
             max_window,
             max_chunk: max_chunk.max(MIN_CHUNK),
             cache: None,
+            random_misses: 0,
+            filling: std::collections::HashSet::new(),
+            fills: Arc::default(),
         }
     }
 
@@ -219,6 +236,17 @@ impl Prefetcher {
             let chunk = self.spawn_chunk(get_start, get_end, None);
             self.chunks.push_back(chunk);
             self.stream_end = get_end;
+            // (a miss of the data cache: a read it answers is none)
+            let missed = self
+                .cache
+                .as_ref()
+                .is_some_and(|(c, id)| hit_bytes < end - offset && !c.holds(*id, offset, end));
+            if missed {
+                self.random_misses = self.random_misses.saturating_add(1);
+                if self.random_misses > FILL_AFTER_MISSES {
+                    self.fill_region(offset);
+                }
+            }
         } else if straggler {
             // a late read just behind the kept chunks: fetch it alone, the stream stays
             let (get_start, get_end) = self.get_range(offset, end);
@@ -272,6 +300,65 @@ impl Prefetcher {
             hit_bytes,
             miss_bytes: (end - offset) - hit_bytes,
         }
+    }
+
+    /// A file read at random again and again (more than [`FILL_AFTER_MISSES`] misses through
+    /// this handle) has the [`FILL_REGION`] around each further miss fetched into the data
+    /// cache in the background, once per region, as rclone's chunked reads and s3fs's cache
+    /// do: a random reader then finds most of its reads on local disk after a few seconds
+    /// instead of paying one GET per block. Only for an object of at most a quarter of the
+    /// cache (the fills never crowd out the rest), only when the memory budget has room at
+    /// once (never waited for), and never for bytes the cache holds; the read that missed is
+    /// still answered by its own small GET, not by the fill.
+    fn fill_region(&mut self, offset: u64) {
+        let Some((cache, id)) = self.cache.clone() else {
+            return;
+        };
+        if self.size > cache.limit() / 4 {
+            return;
+        }
+        let start = offset - offset % FILL_REGION;
+        let end = (start + FILL_REGION).min(self.size);
+        use std::sync::atomic::Ordering::Relaxed;
+        if start >= end
+            || self.fills.load(Relaxed) >= FILLS_AT_ONCE
+            || self.filling.contains(&start)
+            || cache.holds(id, start, end)
+        {
+            return;
+        }
+        let Some(reservation) = self.budget.try_reserve(end - start) else {
+            return;
+        };
+        self.filling.insert(start);
+        self.fills.fetch_add(1, Relaxed);
+        let fills = self.fills.clone();
+        let (client, key, etag, size) = (
+            self.client.clone(),
+            self.key.clone(),
+            self.etag.clone(),
+            self.size,
+        );
+        let guard = cache.fill_started();
+        tokio::spawn(async move {
+            let _guard = guard;
+            let got = client
+                .get_object_units(&key, Some(start..end), etag.as_deref(), Some(UNIT as usize))
+                .await;
+            match got {
+                Ok(out) if out.body.len() as u64 == end - start => {
+                    let memory = Some(Arc::new(reservation));
+                    cache
+                        .keep_fetched(id, start, out.body, out.unit_crcs, size, memory)
+                        .await;
+                }
+                Ok(out) => tracing::debug!(
+                    %key, start, "region fill: short body of {} bytes", out.body.len()
+                ),
+                Err(e) => tracing::debug!(%key, start, "region fill: {e}"),
+            }
+            fills.fetch_sub(1, Relaxed);
+        });
     }
 
     /// What a GET for `[offset, end)` asks for: whole blocks with a data cache (so that they
