@@ -38,60 +38,70 @@ async fn read_at(fs: &Filesystem, fh: u64, off: u64, want: &[u8]) {
     );
 }
 
+/// A 64 MiB object read at random, one 4 KiB read in each of [`REGIONS`] through one open,
+/// with a cache of `cache_size`, its background work settled; the GETs from the open on.
+struct RandomReader {
+    srv: TestServer,
+    fs: std::sync::Arc<Filesystem>,
+    _dir: tempfile::TempDir,
+    body: Vec<u8>,
+    fh: u64,
+    gets: u64,
+}
+
+impl RandomReader {
+    async fn run(cache_size: u64) -> RandomReader {
+        let srv = TestServer::start().await;
+        let dir = tempfile::tempdir().expect("cache dir");
+        let fs = fs_with(&srv, cached(&dir, cache_size));
+        let body = data(16 * REGION, 7);
+        srv.put_object("big", body.clone());
+        let ino = fs.lookup(ROOT_INO, "big").await.expect("lookup").ino;
+        let fh = fs.open(ino, libc::O_RDONLY, ME).await.expect("open").fh;
+        let gets = srv.count("GetObject");
+        for r in REGIONS {
+            read_at(&fs, fh, r * REGION + MIB + 1234, &body).await;
+        }
+        fs.settle_data_cache().await;
+        RandomReader {
+            srv,
+            fs,
+            _dir: dir,
+            body,
+            fh,
+            gets,
+        }
+    }
+
+    fn gets(&self) -> u64 {
+        self.srv.count("GetObject") - self.gets
+    }
+}
+
 #[tokio::test]
 async fn a_file_read_at_random_again_and_again_has_the_regions_around_its_misses_filled() {
-    let srv = TestServer::start().await;
-    let dir = tempfile::tempdir().expect("cache dir");
-    let fs = fs_with(&srv, cached(&dir, 1024 * MIB));
-    let body = data(16 * REGION, 7);
-    srv.put_object("big", body.clone());
-    let ino = fs.lookup(ROOT_INO, "big").await.expect("lookup").ino;
-    let o = fs.open(ino, libc::O_RDONLY, ME).await.expect("open");
-    let gets = srv.count("GetObject");
-    for r in REGIONS {
-        read_at(&fs, o.fh, r * REGION + MIB + 1234, &body).await;
-    }
-    fs.settle_data_cache().await;
+    let t = RandomReader::run(1024 * MIB).await;
     // a GET of its block for each read; the 9th, 10th and 11th misses (regions 3, 12, 6)
     // each also filled their region
-    assert_eq!(srv.count("GetObject"), gets + 11 + 3);
+    assert_eq!(t.gets(), 11 + 3);
     // anywhere in a filled region (its first, a middle and its last 4 KiB, the regions taken
     // in turn so that no read looks sequential): from the cache, no request, the same bytes
     for at in [0, 3 * MIB + 17, REGION - 4096] {
         for r in [3, 12, 6] {
-            read_at(&fs, o.fh, r * REGION + at, &body).await;
+            read_at(&t.fs, t.fh, r * REGION + at, &t.body).await;
         }
     }
-    assert_eq!(
-        srv.count("GetObject"),
-        gets + 14,
-        "filled regions are read locally"
-    );
+    assert_eq!(t.gets(), 14, "filled regions are read locally");
     // a region read before the fills began was not filled: its other blocks need a GET
-    read_at(&fs, o.fh, 9 * REGION + 3 * MIB, &body).await;
-    assert!(srv.count("GetObject") > gets + 14);
-    fs.release(o.fh).await.expect("release");
+    read_at(&t.fs, t.fh, 9 * REGION + 3 * MIB, &t.body).await;
+    assert!(t.gets() > 14);
+    t.fs.release(t.fh).await.expect("release");
 }
 
 #[tokio::test]
 async fn no_region_is_filled_for_a_file_larger_than_a_quarter_of_the_cache() {
-    let srv = TestServer::start().await;
-    let dir = tempfile::tempdir().expect("cache dir");
     // 64 MiB of data against a 128 MiB cache: more than a quarter of it
-    let fs = fs_with(&srv, cached(&dir, 128 * MIB));
-    let body = data(16 * REGION, 3);
-    srv.put_object("big", body.clone());
-    let ino = fs.lookup(ROOT_INO, "big").await.expect("lookup").ino;
-    let o = fs.open(ino, libc::O_RDONLY, ME).await.expect("open");
-    let gets = srv.count("GetObject");
-    for r in REGIONS {
-        read_at(&fs, o.fh, r * REGION + MIB + 1234, &body).await;
-    }
-    fs.settle_data_cache().await;
-    assert_eq!(
-        srv.count("GetObject"),
-        gets + 11,
-        "one GET per read, nothing more"
-    );
-    fs.release(o.fh).await.expect("release");
+    let t = RandomReader::run(128 * MIB).await;
+    assert_eq!(t.gets(), 11, "one GET per read, nothing more");
+    t.fs.release(t.fh).await.expect("release");
 }
