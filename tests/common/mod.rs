@@ -568,7 +568,12 @@ impl Drop for Mount {
 }
 
 pub fn is_mounted(path: &Path) -> bool {
-    let Ok(canon) = path.canonicalize() else {
+    // (the parent resolved, not the mount point: a mount whose daemon is gone answers every
+    // call on it, canonicalize included, with ENOTCONN, and must still be found to be unmounted)
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return false;
+    };
+    let Ok(canon) = parent.canonicalize().map(|p| p.join(name)) else {
         return false;
     };
     let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
