@@ -76,6 +76,10 @@ mnt() {  # CFG CACHE_DIR
   for _ in $(seq 1 100); do mountpoint -q $MNT && return 0; sleep 0.1; done
   echo "mount $cfg failed" >&2; return 1
 }
+# before every cold read (each configuration's, the raw client's too): the last one's writes on
+# disk and its freed cache files' discards done, and the page cache dropped, so that no
+# configuration reads while another's writeback runs
+quiet() { sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null; sync; }
 umnt() { fusermount -u $MNT 2>/dev/null || umount $MNT; for _ in $(seq 1 100); do mountpoint -q $MNT || break; sleep 0.1; done; sleep 1; }
 rec() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" | tee -a "$OUT"; }
 seqread() {  # seconds → MB/s of reading the whole object
@@ -92,6 +96,7 @@ fiorand() {
 . scripts/bench-order.sh
 for rep in $(seq 1 "$REPS"); do
   for cfg in $(bench_order "$rep" $CONFIGS); do
+    quiet
     if [ "$cfg" = raw ]; then
       rec raw "$rep" cold_seq_MBps "$(S3_URL=$URL S3_AK=$AK S3_SK=$SK python3 - $BKT <<'PY'
 import os, sys, time, boto3
@@ -134,7 +139,7 @@ PY
     umnt; mnt "$cfg" "$cache" || continue
     rec "$cfg" "$rep" warm_seq_MBps "$(seqread)"
     rec "$cfg" "$rep" warm_rand4k_IOPS "$(fiorand)"
-    umnt; rm -rf "$cache"; mnt "$cfg" "$cache" || continue
+    umnt; rm -rf "$cache"; quiet; mnt "$cfg" "$cache" || continue
     rec "$cfg" "$rep" cold_rand4k_IOPS "$(fiorand)"
     umnt; rm -rf "$cache"
   done
