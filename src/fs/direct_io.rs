@@ -1,17 +1,23 @@
-//! Large writes to staging and cache files that skip the page cache (`O_DIRECT`): a full part
-//! or a sequential read's run of cache blocks is written once and read back rarely (a random
-//! read's lone block is not, and `data_cache` writes it through the page cache), and on a VM
-//! the page cache's fresh pages cost more CPU than the write (2.5 s of system time per GiB in
-//! a buffered `dd` here, 0.06 s direct). Aligned pieces go direct from an aligned copy; the rest, and files
-//! on filesystems that refuse `O_DIRECT` (tmpfs), are written as usual.
+//! Large writes to staging and cache files, and large reads of cache files, that skip the page
+//! cache (`O_DIRECT`): a full part or a sequential read's run of cache blocks is written once and
+//! read back rarely (a random read's lone block is not, and `data_cache` writes it through the
+//! page cache), and on a VM the page cache's fresh pages cost more CPU than the write (2.5 s of
+//! system time per GiB in a buffered `dd` here, 0.06 s direct). Aligned pieces go direct from
+//! an aligned copy; the rest, and files on filesystems that refuse `O_DIRECT` (tmpfs), are
+//! written and read as usual.
 
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 
+use bytes::Bytes;
 use parking_lot::Mutex;
+
+use crate::buffer_pool::BufferPool;
 
 /// Offsets, lengths and memory of direct writes are multiples of this (the largest logical
 /// block size of the disks in use; 512 suffices on most).
@@ -156,6 +162,84 @@ fn write_aligned(file: &File, data: &[u8], offset: u64) -> io::Result<usize> {
         BOUNCES_OUT.fetch_sub(1, Ordering::AcqRel);
     }
     result
+}
+
+/// `len` bytes at `offset` (a multiple of [`ALIGN`]) of the file at `path`, read past the page
+/// cache into a page-aligned buffer of `pool` (the bytes hand it back when dropped): no fresh
+/// page-cache pages, no copy out of them, no fresh buffer to fault in. `None` when the file's
+/// filesystem refuses `O_DIRECT` (read it as usual then); an error when the file holds fewer
+/// bytes. Blocking.
+pub fn read_at(
+    path: &Path,
+    offset: u64,
+    len: usize,
+    pool: &Arc<BufferPool>,
+) -> io::Result<Option<Bytes>> {
+    if REFUSED.load(Ordering::Relaxed) || offset % ALIGN as u64 != 0 {
+        return Ok(None);
+    }
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            refused(&e);
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    // whole aligned pieces; the file's end (an object's last block) cuts the last one short
+    let want = len.next_multiple_of(ALIGN);
+    let mut buf = pool.take_page_aligned(want);
+    let skip = buf.len();
+    let mut done = 0;
+    while done < len {
+        // the spare capacity starts right after the bytes read so far (and the skipped ones)
+        let at = &mut buf.spare_capacity_mut()[..want - done];
+        // SAFETY: reads into the buffer's spare capacity (`want - done` bytes past its
+        // initialized ones, within its capacity: take_page_aligned made room for `want`
+        // after the skipped bytes); only the bytes the kernel wrote are marked initialized
+        let n = unsafe {
+            libc::pread(
+                file.as_raw_fd(),
+                at.as_mut_ptr().cast(),
+                at.len(),
+                (offset + done as u64) as libc::off_t,
+            )
+        };
+        match n {
+            n if n > 0 => {
+                done += n as usize;
+                // SAFETY: the kernel wrote these `n` bytes just past the initialized ones
+                unsafe { buf.set_len(skip + done) };
+                if done < len && done % ALIGN != 0 {
+                    // stopped inside a piece before the end: the rest as usual
+                    return Ok(None);
+                }
+            }
+            0 => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("{} holds {done} of {len} bytes at {offset}", path.display()),
+                ))
+            }
+            _ => {
+                let e = io::Error::last_os_error();
+                match e.raw_os_error() {
+                    Some(libc::EINTR) => {}
+                    Some(libc::EINVAL) if done == 0 => {
+                        refused(&e);
+                        return Ok(None);
+                    }
+                    _ => return Err(e),
+                }
+            }
+        }
+    }
+    buf.truncate(skip + len);
+    Ok(Some(pool.freeze_from(buf, skip)))
 }
 
 fn refused(e: &io::Error) {

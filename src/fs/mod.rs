@@ -439,7 +439,10 @@ fn open_data_cache(
     let dir = config.cache_dir.as_ref().filter(|_| config.data_cache)?;
     let id = format!("{}/{}", client.config().endpoint, client.bucket());
     match data_cache::DataCache::open(dir, &id, config.cache_size, staging) {
-        Ok(c) => Some(c),
+        Ok(c) => {
+            c.read_into(client.body_pool());
+            Some(c)
+        }
         Err(e) => {
             tracing::warn!(
                 "data cache in {} unusable, reads go to S3: {e}",

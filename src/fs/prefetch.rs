@@ -87,6 +87,59 @@ pub struct Prefetcher {
     fills: Arc<std::sync::atomic::AtomicUsize>,
 }
 
+/// One object's GET of a range for a chunk or a region fill: the body checked for its length
+/// and, with a data cache, handed to it with each unit's CRC32C computed as the body arrived
+/// (hot in the CPU's caches, not in another pass by the cache's writer).
+struct Fetch<'a> {
+    client: &'a S3Client,
+    key: &'a str,
+    etag: Option<&'a str>,
+    size: u64,
+}
+
+impl Fetch<'_> {
+    async fn get(
+        &self,
+        start: u64,
+        end: u64,
+        cache: Option<(Arc<DataCache>, ObjectId)>,
+        memory: Arc<Reservation>,
+    ) -> FsResult<Bytes> {
+        let key = self.key;
+        let units = cache
+            .as_ref()
+            .filter(|_| start % UNIT == 0)
+            .map(|_| UNIT as usize);
+        let out = self
+            .client
+            .get_object_units(key, Some(start..end), self.etag, units)
+            .await
+            .map_err(|e| FsError::from_s3(&e, key))?;
+        if out.body.len() as u64 != end - start {
+            return Err(FsError::new(
+                libc::EIO,
+                format!(
+                    "short read of {key:?}: asked bytes {start}..{end}, got {} bytes",
+                    out.body.len()
+                ),
+            ));
+        }
+        if let Some((cache, id)) = cache {
+            cache
+                .keep_fetched(
+                    id,
+                    start,
+                    out.body.clone(),
+                    out.unit_crcs,
+                    self.size,
+                    Some(memory),
+                )
+                .await;
+        }
+        Ok(out.body)
+    }
+}
+
 impl Prefetcher {
     pub fn new(
         client: S3Client,
@@ -162,32 +215,13 @@ impl Prefetcher {
                     return held(bytes);
                 }
             }
-            // for the data cache: each unit's CRC32C as the body arrives (hot in the CPU's
-            // caches), not in another pass by its writer
-            let units = cache
-                .as_ref()
-                .filter(|_| start % UNIT == 0)
-                .map(|_| UNIT as usize);
-            let out = client
-                .get_object_units(&key, Some(start..end), etag.as_deref(), units)
-                .await
-                .map_err(|e| FsError::from_s3(&e, &key))?;
-            if out.body.len() as u64 != end - start {
-                return Err(FsError::new(
-                    libc::EIO,
-                    format!(
-                        "short read of {key:?}: asked bytes {start}..{end}, got {} bytes",
-                        out.body.len()
-                    ),
-                ));
-            }
-            if let Some((cache, id)) = cache {
-                let memory = Some(reservation.clone());
-                cache
-                    .keep_fetched(id, start, out.body.clone(), out.unit_crcs, size, memory)
-                    .await;
-            }
-            held(out.body)
+            let fetch = Fetch {
+                client: &client,
+                key: &key,
+                etag: etag.as_deref(),
+                size,
+            };
+            held(fetch.get(start, end, cache, reservation.clone()).await?)
         });
         let abort = task.abort_handle();
         let data = task
@@ -319,9 +353,8 @@ impl Prefetcher {
         }
         let start = offset - offset % FILL_REGION;
         let end = (start + FILL_REGION).min(self.size);
-        use std::sync::atomic::Ordering::Relaxed;
         if start >= end
-            || self.fills.load(Relaxed) >= FILLS_AT_ONCE
+            || self.fills.load(std::sync::atomic::Ordering::Relaxed) >= FILLS_AT_ONCE
             || self.filling.contains(&start)
             || cache.holds(id, start, end)
         {
@@ -331,33 +364,25 @@ impl Prefetcher {
             return;
         };
         self.filling.insert(start);
-        self.fills.fetch_add(1, Relaxed);
-        let fills = self.fills.clone();
+        let guard = cache.fill_started(self.fills.clone());
         let (client, key, etag, size) = (
             self.client.clone(),
             self.key.clone(),
             self.etag.clone(),
             self.size,
         );
-        let guard = cache.fill_started();
         tokio::spawn(async move {
             let _guard = guard;
-            let got = client
-                .get_object_units(&key, Some(start..end), etag.as_deref(), Some(UNIT as usize))
-                .await;
-            match got {
-                Ok(out) if out.body.len() as u64 == end - start => {
-                    let memory = Some(Arc::new(reservation));
-                    cache
-                        .keep_fetched(id, start, out.body, out.unit_crcs, size, memory)
-                        .await;
-                }
-                Ok(out) => tracing::debug!(
-                    %key, start, "region fill: short body of {} bytes", out.body.len()
-                ),
-                Err(e) => tracing::debug!(%key, start, "region fill: {e}"),
+            let fetch = Fetch {
+                client: &client,
+                key: &key,
+                etag: etag.as_deref(),
+                size,
+            };
+            let memory = Arc::new(reservation);
+            if let Err(e) = fetch.get(start, end, Some((cache, id)), memory).await {
+                tracing::debug!(%key, start, "region fill: {e}");
             }
-            fills.fetch_sub(1, Relaxed);
         });
     }
 

@@ -359,6 +359,12 @@ impl S3Client {
         &self.inner.cfg.bucket
     }
 
+    /// The buffers GET bodies arrive in (page-aligned, recycled, counted by the memory gate
+    /// while idle), for other reads of object data into memory to share.
+    pub fn body_pool(&self) -> Arc<BufferPool> {
+        self.inner.bodies.clone()
+    }
+
     pub fn config(&self) -> &S3Config {
         &self.inner.cfg
     }
