@@ -11,8 +11,8 @@
 #   4 KiB ranged GETs one at a time).
 # Per config and rep: a cold 1 GiB sequential read (fresh cache dir, fresh mount); the same
 # read again in the same mount after dropping the kernel's page cache (samemount: Mountpoint's
-# cached read, since it empties its cache at every mount); a remount keeping the cache dir, then
-# the same read warm; fio 4 KiB random reads (1 job, FIO_SECS)
+# cached read, since it empties its cache at every mount); a remount keeping the cache dir, the
+# page cache dropped again, then the same read warm; fio 4 KiB random reads (1 job, FIO_SECS)
 # warm; then a fresh cache dir and fio 4 KiB random reads cold.
 # env: EP, AK, SK: another server (default the s3s-fs above; e.g. Ceph RGW from
 #   ../shared/ceph-rgw.sh); CONFIGS="bfs rcfull" to run only some; FIO_SECS (15); BASE_BIN=path adds config "base"
@@ -136,7 +136,10 @@ PY
     # (Mountpoint empties its cache at every mount, so this is its cached read)
     sync; echo 1 > /proc/sys/vm/drop_caches 2>/dev/null
     rec "$cfg" "$rep" samemount_seq_MBps "$(seqread)"
-    umnt; mnt "$cfg" "$cache" || continue
+    # a remount, and the page cache dropped as for the read above: every configuration reads its
+    # cache files from the disk (Mountpoint's cached read above did too), with no writeback of
+    # the last configuration's files under way
+    umnt; sync; echo 1 > /proc/sys/vm/drop_caches 2>/dev/null; mnt "$cfg" "$cache" || continue
     rec "$cfg" "$rep" warm_seq_MBps "$(seqread)"
     rec "$cfg" "$rep" warm_rand4k_IOPS "$(fiorand)"
     umnt; rm -rf "$cache"; quiet; mnt "$cfg" "$cache" || continue
