@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """bench-scale-table.py RESULTS.tsv [TMO] - markdown table of what scripts/bench-scale.sh measured:
 the median of each config (every rep in brackets), then bucketfs's value divided by the raw
-walk's and by each peer's (below 1: bucketfs took less time or memory). A step that did not
+walk's and by each peer's (below 1: bucketfs took less time or memory), and where the commands
+were timed over the same names in tmpfs (config local) by the raw walk plus that: the least any mount
+could take. A step that did not
 finish is "timeout"; a ratio to it is "<" bucketfs's value over TMO (default 300 s).
 TSV columns: config#rep, workload, metric, value, load1."""
 import collections
@@ -10,8 +12,9 @@ import sys
 
 path = sys.argv[1]
 tmo = float(sys.argv[2]) if len(sys.argv) > 2 else 300.0
-cols = ["raw", "bfs", "bfs-listing", "s3fs", "rcoff"]
-names = {"raw": "raw walk", "bfs": "bucketfs", "bfs-listing": "bucketfs --stat-from-listing",
+cols = ["raw", "local", "bfs", "bfs-listing", "base", "s3fs", "rcoff"]
+names = {"raw": "raw walk", "local": "tmpfs dir", "bfs": "bucketfs", "base": "base build",
+         "bfs-listing": "bucketfs --stat-from-listing",
          "s3fs": "s3fs 1.90", "rcoff": "rclone 1.60 cache off"}
 vals = collections.defaultdict(list)  # (workload, metric, config) -> [value]
 rows, loads = [], []
@@ -39,8 +42,8 @@ def fmt(x):
     return f"{x:.3g}" if abs(x) < 100 else f"{x:.0f}"
 
 
-def fmt2(x):  # a ratio: two significant digits, no exponent
-    return f"{x:.2g}" if 0.001 <= abs(x) < 100 else (f"{x:.0f}" if x >= 100 else f"{x:.1e}")
+def fmt2(x):  # a ratio: three significant digits, no exponent
+    return f"{x:.3g}" if 0.001 <= abs(x) < 100 else (f"{x:.0f}" if x >= 100 else f"{x:.1e}")
 
 
 def median(vs):  # None if any rep did not give a number
@@ -70,10 +73,12 @@ def ratio(b, other, metric, bound=None):
     return fmt2(mb / mo) if mo else "-"
 
 
-ratio_cols = ["raw", "s3fs", "rcoff"]
+ratio_cols = ["raw", "base", "s3fs", "rcoff"]
+floor = any(c == "local" for (_, _, c) in vals)
 print("| workload | metric | " + " | ".join(names[c] for c in cols) + " | "
-      + " | ".join(f"bucketfs ÷ {names[c].split()[0]}" for c in ratio_cols) + " |")
-print("|---|---|" + "---|" * (len(cols) + len(ratio_cols)))
+      + " | ".join(f"bucketfs ÷ {names[c].split()[0]}" for c in ratio_cols)
+      + (" | bucketfs ÷ (raw + local)" if floor else "") + " |")
+print("|---|---|" + "---|" * (len(cols) + len(ratio_cols) + floor))
 for w, m in rows:
     cells = [cell(vals.get((w, m, c), [])) for c in cols]
     rs = []
@@ -85,6 +90,10 @@ for w, m in rows:
         if lst and r != "-":
             r += " / " + ratio(lst, vals.get((w, m, c)), m, bound)  # default / --stat-from-listing
         rs.append(r)
+    if floor:  # the raw walk and the command's own time, medians added
+        mr, ml = (median(vals.get((w, m, c), [])) for c in ("raw", "local"))
+        mb = median(vals.get((w, m, "bfs"), []))
+        rs.append(fmt2(mb / (mr + ml)) if None not in (mr, ml, mb) else "-")
     print(f"| {w} | {m} | " + " | ".join(cells) + " | " + " | ".join(rs) + " |")
 if loads:
     print(f"\nload1 at the records: median {statistics.median(loads):.2f}, "

@@ -9,7 +9,10 @@
 #   L  `ls -f` of one directory of N keys for each N in SCALE_KEYS (100,000), cold (fresh
 #      mount) and warm, then `find` of it cold (mounted again), beside a raw walk of the same
 #      ListObjectsV2 pages over one keep-alive connection; keys past 100,000 only in the first
-#      SCALE_BIG_REPS reps
+#      SCALE_BIG_REPS reps; config `local` times the same two commands over a directory of the
+#      same names in tmpfs (/dev/shm), warm: the commands' own work (fts keeps and prints every
+#      entry; on tmpfs it does not sort them by inode as it does on a mount), which no mount
+#      can take off the raw walk's time
 #   P  for each FUSE config: rsync -a of 1,000 and of PEER_RSYNC (20,000) 1-byte files into
 #      the mount (seconds per 1,000 files), then, each on a fresh mount, chmod -R of a directory
 #      of PEER_N (10,000) objects another tool wrote and mv of another such directory: seconds
@@ -35,7 +38,8 @@
 #        BUCKETFS_BIN=target/release/bucketfs
 #        OUT=/tmp/bench/results_scale.tsv PORT=19060
 #        MOUNT_ARGS="--cache-dir /tmp/x" (extra mount options, split on spaces)
-#        CONFIGS="raw bfs" (add s3fs rcoff for the peers) BACKEND=test|moto TMO=300
+#        CONFIGS="raw bfs" (add s3fs rcoff for the peers, local for the commands' own time,
+#        base for another bucketfs build: BASE_BIN=path) BACKEND=test|moto TMO=300
 #        SCALE_KEYS="100000 1000000" SCALE_BIG_REPS=1 PEER_N=10000 PEER_RSYNC=20000
 #        e.g. CONFIGS="raw bfs s3fs rcoff" PORT=19200 scripts/bench-scale.sh 2 "L S P"
 #        (B is bfs only, on the test server: it counts the server's CopyObject requests;
@@ -51,7 +55,7 @@ REPS=${1:-3}; PHASES=${2:-"L S B"}
 NKEYS=${SCALE_KEYS:-100000}; NFOREIGN=${SCALE_FOREIGN:-10000}; BULK=${BULK_N:-1000}
 CONFIGS=${CONFIGS:-"raw bfs"}; BACKEND=${BACKEND:-test}; TMO=${TMO:-300}
 BIG_REPS=${SCALE_BIG_REPS:-1}; PEER_N=${PEER_N:-10000}; PEER_RSYNC=${PEER_RSYNC:-20000}
-case "$BACKEND: $PHASES " in
+case "$BACKEND: $PHASES : $CONFIGS " in
   moto:*" B "*) echo "bench-scale: B counts the test server's copies: not on moto" >&2; exit 2 ;;
   test:* | moto:*) ;;
   *) echo "bench-scale: BACKEND is test or moto" >&2; exit 2 ;;
@@ -72,7 +76,7 @@ cleanup() {
   mountpoint -q "$MNT" && { umount "$MNT" 2>/dev/null || umount -l "$MNT"; }
   [ -n "$pid" ] && kill "$pid" 2>/dev/null
   [ -n "$srv_pid" ] && kill "$srv_pid" 2>/dev/null
-  rm -rf "$W"
+  rm -rf "$W" ${LOC:+"$LOC"}
 }
 trap cleanup EXIT; trap "exit 143" INT TERM  # so that cleanup runs on a signal too
 
@@ -83,7 +87,7 @@ trap cleanup EXIT; trap "exit 143" INT TERM  # so that cleanup runs on a signal 
 # ch/CFG_REP/ (chmod -R) and under mv/CFG_REP/ (mv), and the rsync sources src1000 and
 # srcPEER_RSYNC (files f1..fN of 1 byte, as bulk makes them) on local disk
 npeer=0
-case " $PHASES " in *" P "*) for c in $CONFIGS; do [ "$c" = raw ] || npeer=$((npeer + 1)); done;; esac
+case " $PHASES " in *" P "*) for c in $CONFIGS; do case $c in raw | local) ;; *) npeer=$((npeer + 1)); esac; done;; esac
 cat > "$W/seed.py" <<'EOF'
 import os, sys
 root, keys, nf, peers, npeer, reps, w = sys.argv[1:8]
@@ -111,7 +115,14 @@ if __name__ == "__main__":
             with open(f"{w}/src{n}/f{i}", "w") as f:
                 f.write("x")
 EOF
-fuses=$(echo $(for c in $CONFIGS; do [ "$c" = raw ] || echo "$c"; done))  # the FUSE configs
+LOC=; case " $CONFIGS " in *" local "*)  # tmpfs directories of the keys' names, for config local
+  LOC=$(mktemp -d /dev/shm/bench-scale.XXXXXX)
+  python3 -c 'import sys, os
+for n in map(int, sys.argv[2:]):
+    d = f"{sys.argv[1]}/big{n}"; os.mkdir(d)
+    for i in range(n): open(f"{d}/f{i:07d}", "wb").close()' "$LOC" $NKEYS ;;
+esac
+fuses=$(echo $(for c in $CONFIGS; do case $c in raw | local) ;; *) echo "$c"; esac; done))  # the FUSE configs
 pn=0; pr=0; [ "$npeer" -gt 0 ] && { pn=$PEER_N; pr=$PEER_RSYNC; }
 seedargs=("$W/seed" "$NKEYS" "$NFOREIGN" "$fuses" "$pn" "$REPS" "$W" "$pr")
 if [ "$BACKEND" = moto ]; then
@@ -148,7 +159,7 @@ done
 
 mnt() {  # mnt LOG [ARGS...]: mount in the background, wait until mounted; sets pid
   local log=$1; shift
-  "$BIN" mount test-bucket "$MNT" --endpoint "$EP" --region us-east-1 --path-style --foreground \
+  "${MBIN:-$BIN}" mount test-bucket "$MNT" --endpoint "$EP" --region us-east-1 --path-style --foreground \
     --log-file "$log" ${MOUNT_ARGS:-} "$@" &
   pid=$!
   for _ in $(seq 100); do mountpoint -q "$MNT" && return 0; sleep 0.1; done
@@ -177,6 +188,8 @@ pmnt() {  # pmnt CFG LOG [ARGS...]: mount CFG (bfs, s3fs, rcoff) at MNT, ARGS fo
   local cfg=$1 log=$2; shift 2
   case $cfg in
     bfs) mnt "$log" "$@"; return ;;
+    base) [ -n "${BASE_BIN:-}" ] || { echo "bench-scale: base needs BASE_BIN" >&2; return 1; }
+          MBIN=$BASE_BIN mnt "$log" "$@"; return ;;
     s3fs) s3fs test-bucket "$MNT" -f \
             -o "passwd_file=$W/passwd-s3fs,url=$EP,use_path_request_style,dbglevel=warn" >>"$log" 2>&1 & ;;
     rcoff) env -u AWS_CA_BUNDLE rclone mount t:test-bucket "$MNT" --config "$W/rclone.conf" \
@@ -306,6 +319,13 @@ for r in $(seq "$REPS"); do
               rec "raw#$r" "L_find_$n" s "$(rawwalk "big$n/")"
               continue
             fi
+            if [ "$cfg" = local ]; then  # the commands' own time over the same names in tmpfs
+              # (read once before: nothing to fetch, every entry cached)
+              step "find '$LOC/big$n' > /dev/null"
+              step "ls -f '$LOC/big$n' | wc -l > '$W/count'"; rec "local#$r" "L_ls_f_$n" s "$DT"
+              step "find '$LOC/big$n' | wc -l > '$W/count'"; rec "local#$r" "L_find_$n" s "$DT"
+              continue
+            fi
             pmnt "$cfg" "$W/log_l_$cfg.txt" || continue
             step "ls -f '$MNT/big$n' | wc -l > '$W/count'"; cold=$DT; cnt=$(cat "$W/count")
             warm=skipped; [ "$cold" = timeout ] || { step "ls -f '$MNT/big$n' > /dev/null"; warm=$DT; }
@@ -329,6 +349,7 @@ for r in $(seq "$REPS"); do
         for cfg in $CONFIGS; do
           subs=-; [ "$cfg" = bfs ] && subs="default listing"
           [ "$cfg" = raw ] && { rec "raw#$r" "S_ls_l_$NFOREIGN" s "$(rawwalk foreign/)"; continue; }
+          [ "$cfg" = local ] && continue
           for sub in $subs; do
             args=(); [ "$sub" = listing ] && args=(--stat-from-listing)
             lab=$cfg; [ "$cfg" = bfs ] && lab=bfs-$sub

@@ -171,3 +171,52 @@ async fn a_file_landing_while_its_directory_is_listed_is_shown() {
     fs.releasedir(fh);
     assert_eq!(dir_names(&fs, ROOT_INO).await, [".", "..", "a", "c"]);
 }
+
+/// A reader that has taken k pages of a listing lets the walk run k parsed pages ahead of it
+/// (from 2, up to 32): one that takes a directory in batches (fts, under `find`, `du`,
+/// `chmod -R`, keeps 100,000 entries, then sorts and prints them before it reads on) finds
+/// the next pages fetched meanwhile. A reader that goes through still costs one request per
+/// page of 1,000.
+#[tokio::test]
+async fn the_walk_runs_as_many_pages_ahead_as_its_reader_has_taken() {
+    let srv = TestServer::start().await;
+    for i in 0..20_000 {
+        srv.put_object(&format!("big/f{i:05}"), "");
+    }
+    let fs = fs(&srv);
+    let d = fs.lookup(ROOT_INO, "big").await.expect("lookup");
+    srv.reset_counts();
+    // a reader of 8 pages lets 8 parsed pages wait, with the 17th parsed and the 18th asked
+    // for (with 2 waiting, the walk stopped at the 12th)
+    let gate = Gate::new();
+    srv.add_fault(
+        Fault::new(FaultKind::HoldRequest(gate.clone()))
+            .op("ListObjectsV2")
+            .skip(17)
+            .times(1),
+    );
+    let fh = fs.opendir(d.ino).await.expect("opendir");
+    let (mut taken, mut offset) = (0usize, 0u64);
+    while taken < 7_500 {
+        fs.readdir_into(d.ino, fh, offset, |next, _, _, _| {
+            offset = next;
+            taken += 1;
+            taken >= 7_500
+        })
+        .await
+        .expect("readdir");
+    }
+    tokio::time::timeout(std::time::Duration::from_secs(60), gate.held())
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "the walk stopped short of 8 pages ahead of the reader: {:?}",
+                srv.counts()
+            )
+        });
+    gate.open();
+    let rest = read_rest(&fs, d.ino, fh, offset).await;
+    fs.releasedir(fh);
+    assert_eq!(taken + rest.len(), 2 + 20_000, "every entry once");
+    assert_eq!(srv.count("ListObjectsV2"), 20, "{:?}", srv.counts());
+}

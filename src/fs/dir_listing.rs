@@ -106,23 +106,70 @@ pub struct DirStream {
 /// holds at most 32,768 entries).
 pub const KEEP_BEHIND: usize = 32_768;
 
-/// Pages parsed ahead that a listing's reader has not taken yet, at most.
+/// Pages parsed ahead that a listing's reader has not taken yet, at first; the reader's k-th
+/// page lets k wait, up to [`MAX_PAGES_AHEAD`].
 const PAGES_AHEAD: usize = 2;
+
+/// Pages parsed ahead at most: a reader that takes a directory in batches (fts, under `find`,
+/// `du`, `chmod -R`, keeps up to 100,000 entries, then sorts and prints them before it reads
+/// on) leaves the walk going meanwhile (~50 ms of pages on the test server), at ~50 KB a page.
+const MAX_PAGES_AHEAD: usize = 32;
+
+/// How many parsed pages may wait for a reader that has taken `taken` pages: as many as it
+/// took (a reader that stops early wastes no more than it read), from [`PAGES_AHEAD`] up to
+/// [`MAX_PAGES_AHEAD`].
+fn pages_ahead(taken: usize) -> usize {
+    taken.clamp(PAGES_AHEAD, MAX_PAGES_AHEAD)
+}
 
 /// A task walking a listing's pages ahead of its reader: it asks for page k+1 as soon as page
 /// k's continuation token is read ([`peek_continuation_token`]), then parses page k while the
 /// server makes k+1, so the server's time, the parsing and the reader's work overlap. At most
-/// [`PAGES_AHEAD`] parsed pages wait (a reader that stops early costs up to three pages more;
-/// a walk of N pages waits for about one request, not N). Stopped when dropped.
+/// [`pages_ahead`] parsed pages wait (a reader that stops early costs that many pages more,
+/// and one in flight; a walk of N pages waits for about one request, not N). Stopped when
+/// dropped.
 #[derive(Debug)]
 struct PageFeed {
     pages: tokio::sync::mpsc::Receiver<Result<ListPage, S3Error>>,
+    /// Pages the reader has taken, and its call to the task when it takes one.
+    taken: Arc<Taken>,
     task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Debug, Default)]
+struct Taken {
+    pages: std::sync::atomic::AtomicUsize,
+    one_more: tokio::sync::Notify,
+}
+
+impl Taken {
+    fn count(&self) -> usize {
+        self.pages.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Until fewer than [`pages_ahead`] of the `given` pages wait for the reader.
+    async fn room(&self, given: usize) {
+        while given - self.count().min(given) >= pages_ahead(self.count()) {
+            // a page taken after the check leaves its permit: not missed
+            self.one_more.notified().await;
+        }
+    }
 }
 
 impl Drop for PageFeed {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+impl PageFeed {
+    async fn recv(&mut self) -> Option<Result<ListPage, S3Error>> {
+        let page = self.pages.recv().await;
+        self.taken
+            .pages
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.taken.one_more.notify_one();
+        page
     }
 }
 
@@ -153,10 +200,13 @@ impl InFlight {
 impl PageFeed {
     /// Without `details`, pages are parsed without their ETags and times.
     fn start(client: &S3Client, first: ListRequest, details: bool) -> PageFeed {
-        let (tx, pages) = tokio::sync::mpsc::channel(PAGES_AHEAD);
+        let (tx, pages) = tokio::sync::mpsc::channel(MAX_PAGES_AHEAD);
+        let taken = Arc::new(Taken::default());
+        let reader = taken.clone();
         let client = client.clone();
         let task = tokio::spawn(async move {
             let mut req = first;
+            let mut given = 0usize;
             let mut next = Some(InFlight::send(&client, &req));
             while let Some(flight) = next.take() {
                 let body = match flight.body().await {
@@ -190,12 +240,14 @@ impl PageFeed {
                     Ok(_) => {}
                     Err(_) => next = None,
                 }
+                reader.room(given).await;
                 if tx.send(page).await.is_err() {
                     return; // the reader is gone
                 }
+                given += 1;
             }
         });
-        PageFeed { pages, task }
+        PageFeed { pages, taken, task }
     }
 }
 
@@ -374,7 +426,7 @@ impl DirStream {
         let Some(feed) = self.ahead.as_mut() else {
             return Ok(());
         };
-        let page = match feed.pages.recv().await {
+        let page = match feed.recv().await {
             Some(page) => page,
             None => Err(S3Error::InvalidResponse("listing walk stopped".into())),
         };
