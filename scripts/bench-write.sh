@@ -29,7 +29,7 @@ OUT=${OUT:-$B/results_write.tsv}; : > "$OUT"
 EP=${EP:-http://127.0.0.1:19000}; BKT=benchwrite
 BIN=${BUCKETFS_BIN:-target/release/bucketfs}
 export EP AWS_EC2_METADATA_DISABLED=true AWS_ACCESS_KEY_ID=${AK:-benchak} AWS_SECRET_ACCESS_KEY=${SK:-benchsk}
-SRC=$B/data/src1g
+SRC=${SRC:-$B/data/src1g}  # the file written (SRC=/dev/shm/...: a source off the disk)
 [ -f "$SRC" ] || { echo "bench-write: $SRC missing (../shared/bench/setup.sh)" >&2; exit 2; }
 mountpoint -q "$MNT" && umount "$MNT"
 [ -z "$(ls -A "$MNT")" ] || { echo "bench-write: $MNT is not empty" >&2; exit 2; }
