@@ -30,6 +30,14 @@ struct Idle {
     held: Option<Room>,
 }
 
+impl Idle {
+    /// Able to hold `capacity` bytes, and no more than twice that (a larger one would hold
+    /// more than its user counts).
+    fn fits(&self, capacity: usize) -> bool {
+        self.buf.capacity() >= capacity && self.buf.capacity() <= capacity.saturating_mul(2)
+    }
+}
+
 /// Idle buffers of one kind (parts, bodies, …) of one mount.
 #[derive(Default)]
 pub struct BufferPool {
@@ -125,10 +133,7 @@ impl BufferPool {
     /// new buffer (its pages come as they are written) or where no gate counts them.
     pub fn take_with_room(&self, capacity: usize) -> (Vec<u8>, Option<Room>) {
         let mut idle = self.idle.lock();
-        let fits = |b: &Idle| {
-            b.buf.capacity() >= capacity && b.buf.capacity() <= capacity.saturating_mul(2)
-        };
-        match idle.iter().position(fits) {
+        match idle.iter().position(|b| b.fits(capacity)) {
             Some(i) => {
                 let Idle { buf, held } = idle.swap_remove(i);
                 (buf, held)
@@ -141,6 +146,17 @@ impl BufferPool {
                 (buf, None)
             }
         }
+    }
+
+    /// An idle buffer for `capacity` bytes (as [`take`](Self::take) would pick) that holds a
+    /// share of the gate's budget, with that share; `None` if there is none.
+    pub fn take_idle_with_room(&self, capacity: usize) -> Option<(Vec<u8>, Room)> {
+        let mut idle = self.idle.lock();
+        let i = idle
+            .iter()
+            .position(|b| b.held.is_some() && b.fits(capacity))?;
+        let Idle { buf, held } = idle.swap_remove(i);
+        held.map(|h| (buf, h))
     }
 
     /// [`take`](Self::take) for `capacity` bytes that start at a page boundary: the buffer

@@ -64,8 +64,25 @@ impl Tail {
     /// An empty tail starting at `from` of the part, with room for `room` bytes; a recycled
     /// buffer's room in the budget goes to `rooms`.
     fn new(pool: &BufferPool, room: usize, from: usize, rooms: &mut Vec<Room>) -> Tail {
-        let (mut buf, held) = pool.take_with_room(room + super::direct_io::ALIGN);
+        let (buf, held) = pool.take_with_room(room + super::direct_io::ALIGN);
         rooms.extend(held);
+        Tail::around(buf, from)
+    }
+
+    /// An empty tail in an idle buffer of `pool` that holds room in the budget (its room to
+    /// `rooms`), or `None` when the pool has none.
+    fn from_idle(
+        pool: &BufferPool,
+        room: usize,
+        from: usize,
+        rooms: &mut Vec<Room>,
+    ) -> Option<Tail> {
+        let (buf, held) = pool.take_idle_with_room(room + super::direct_io::ALIGN)?;
+        rooms.push(held);
+        Some(Tail::around(buf, from))
+    }
+
+    fn around(mut buf: Vec<u8>, from: usize) -> Tail {
         let skip = buf.as_ptr().align_offset(super::direct_io::ALIGN);
         let skip = if skip < super::direct_io::ALIGN {
             skip
@@ -248,6 +265,24 @@ impl Store {
                 // a memory buffer holds everything in memory anyway
                 let _ = self.write_at(at, data, rooms);
             }
+        }
+    }
+
+    /// Starts a disk buffer's tail (the rest of a part of `part_size`) in an idle buffer of
+    /// its pool that holds room in the budget, the room to `rooms`; whether it did (not when a
+    /// tail is there already, or the pool has no such buffer).
+    fn claim_tail(&mut self, part_size: usize, rooms: &mut Vec<Room>) -> bool {
+        match self {
+            Store::Disk {
+                len,
+                tail: tail @ None,
+                pool,
+                ..
+            } if *len < part_size => {
+                *tail = Tail::from_idle(pool, part_size - *len, *len, rooms);
+                tail.is_some()
+            }
+            _ => false,
         }
     }
 
@@ -602,6 +637,13 @@ impl PartBuffer {
         self.store.flush_tail()
     }
 
+    /// With no tail yet, start one for the rest of a part of `part_size` in an idle pooled
+    /// buffer that holds room in the budget: that buffer is what the tail would take anyway,
+    /// and its room comes with it (see [`keep_rooms_in`](Self::keep_rooms_in)). Whether it did.
+    pub fn claim_tail(&mut self, part_size: usize) -> bool {
+        self.store.claim_tail(part_size, &mut self.rooms)
+    }
+
     /// Whether the next `n` bytes split off will be sent from memory.
     pub fn splits_from_memory(&self, n: usize) -> bool {
         self.store.splits_from_memory(n)
@@ -811,6 +853,48 @@ mod tests {
         let mut fresh = PartBuffer::memory(pool.clone(), 4 * part);
         fresh.write_at(0, b"y").expect("w");
         assert_eq!(fresh.keep_rooms_in(&mut Reservation::default()), 0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_tail_claims_an_idle_buffer_that_holds_room_and_nothing_else() {
+        use crate::fs::memory::{BudgetGate, MemoryBudget};
+        let dir = std::env::temp_dir().join(format!("bfs-pb-claim-{}", std::process::id()));
+        let budget = Arc::new(MemoryBudget::new(16 << 20));
+        let pool = Arc::new(BufferPool::default());
+        pool.set_gate(Arc::new(BudgetGate(budget.clone())));
+        let part = 1 << 20;
+        let mut d = PartBuffer::disk(&dir.join("1"), part, pool.clone());
+        assert!(!d.claim_tail(part), "no idle buffer: nothing to claim");
+        // a sent part's buffer, idle in the pool with its room
+        let mut used = pool.take(part + super::super::direct_io::ALIGN);
+        used.resize(used.capacity(), 1);
+        pool.give(used);
+        let idle = budget.in_use();
+        assert!(idle > part as u64);
+        // a tail started in it: the room comes along, the budget in use does not grow
+        assert!(d.claim_tail(part));
+        assert_eq!((pool.idle(), d.held(), d.len()), (0, 0, 0));
+        let mut kept = Reservation::default();
+        assert_eq!(d.keep_rooms_in(&mut kept), 1);
+        assert_eq!((kept.bytes(), budget.in_use()), (idle, idle));
+        // the bytes go into the claimed tail, which takes no other buffer
+        d.append_held(b"abc", part);
+        assert_eq!((d.held(), d.keep_rooms_in(&mut kept)), (3, 0));
+        assert!(!d.claim_tail(part), "a tail is there already");
+        assert_eq!(&d.read(0, 3).expect("r")[..], b"abc");
+        // a buffer in memory has no tail to claim
+        let mut used = pool.take(part + super::super::direct_io::ALIGN);
+        used.resize(used.capacity(), 1);
+        pool.give(used);
+        assert!(!PartBuffer::memory(pool.clone(), part).claim_tail(part));
+        assert_eq!(pool.idle(), 1, "the idle buffer is still there");
+        // nor does a part already full
+        let mut full = PartBuffer::disk(&dir.join("2"), 8, pool.clone());
+        full.append_held(b"12345678", 8);
+        full.flush_tail().expect("flush");
+        assert!(!full.claim_tail(8));
+        drop(d);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
