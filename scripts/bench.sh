@@ -12,6 +12,14 @@
 #   extra    scripts/bench-extra.sh REPS: find over 10,000 keys (bfs/s3fs/rclone/raw), bucketfs daemon
 #            peak RSS + CPU + S3 requests per operation (1 GiB write, 1 GiB cold read, cp -r 2,000 files)
 #   knobs    scripts/bench-knobs.sh REPS: bucketfs alone with several settings in rotation (not in the default set)
+#   The issues' dedicated benchmarks (not in the default set; each prints its own table):
+#   write    scripts/bench-write.sh REPS "raw bfs bfsmem": the 1 GiB write with the data in the
+#            bucket at close beside the raw client's multipart upload (s3s-fs; BASE_BIN=… adds a build)
+#   openfiles scripts/bench-openfiles.sh: zip and SQLite on the mount beside s3fs use_cache (moto)
+#   cache    scripts/bench-cache.sh REPS: cold/warm sequential and random reads with the data cache
+#            beside the raw client, rclone's and s3fs's caches and Mountpoint's (s3s-fs)
+#   scale    scripts/bench-scale.sh REPS "L S B": big directories and bulk operations (the
+#            in-process test server), CONFIGS="raw local bfs" by default here
 #   summary  markdown tables (medians, each rep in brackets) of all result files
 # env: REPS=3  SKIP_SETUP=1 (servers already up)   BUCKETFS_ARGS="--max-memory 128M …"   FIO_SECS=15   KEEP_RESULTS=1 (append instead of
 #      starting fresh result files)   PROFILE=1 (perf record the daemon in `extra`, see bench-extra.sh)
@@ -35,9 +43,9 @@ fi
 [ -x "${BUCKETFS_BIN:-target/release/bucketfs}" ] || { echo "no bucketfs binary; run cargo build --release" >&2; exit 1; }
 # Others rebuild target/ while we measure: bench a private copy of the binary, the same for every rep.
 mkdir -p $B
-if [ -z "${BUCKETFS_BIN:-}" ] && { has big || has dirs || has extra || has knobs; }; then cp target/release/bucketfs $B/bucketfs.bin; fi
+if [ -z "${BUCKETFS_BIN:-}" ] && { has big || has dirs || has extra || has knobs || has write || has openfiles || has scale; }; then cp target/release/bucketfs $B/bucketfs.bin; fi
 [ -n "${BUCKETFS_BIN:-}" ] || export BUCKETFS_BIN=$B/bucketfs.bin
-if [ "${SKIP_SETUP:-0}" != 1 ] && { has setup || has big || has dirs || has extra; }; then
+if [ "${SKIP_SETUP:-0}" != 1 ] && { has setup || has big || has dirs || has extra || has write || has openfiles || has cache; }; then
   info "setup"; bash $SH/setup.sh || exit 1
 fi
 info "bucketfs $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet 2>/dev/null || echo +dirty), BUCKETFS_ARGS='${BUCKETFS_ARGS:-}', REPS=$REPS, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -56,6 +64,23 @@ fi
 if has knobs; then
   fresh $B/results_knobs.tsv; info "bucketfs settings in rotation"
   OUT=$B/results_knobs.tsv bash scripts/bench-knobs.sh "$REPS" > /dev/null
+fi
+if has write; then
+  info "1 GiB write beside the raw client (bench-write.sh)"
+  OUT=$B/results_write.tsv BUCKETFS_BIN=$BUCKETFS_BIN bash scripts/bench-write.sh "$REPS" "raw bfs bfsmem${BASE_BIN:+ base}"
+fi
+if has openfiles; then
+  info "zip and SQLite beside s3fs (bench-openfiles.sh)"
+  REPS=$REPS BUCKETFS_BIN=$BUCKETFS_BIN bash scripts/bench-openfiles.sh
+fi
+if has cache; then
+  info "reads with the data cache beside the peers (bench-cache.sh)"
+  BUCKETFS_BIN=$BUCKETFS_BIN bash scripts/bench-cache.sh "$REPS"
+fi
+if has scale; then
+  info "big directories and bulk operations (bench-scale.sh)"
+  OUT=$B/results_scale.tsv CONFIGS=${CONFIGS:-"raw local bfs"} BUCKETFS_BIN=$BUCKETFS_BIN \
+    bash scripts/bench-scale.sh "$REPS" "L S B" && python3 scripts/bench-scale-table.py $B/results_scale.tsv
 fi
 if has summary; then
   for be in s3sfs moto extra knobs; do
