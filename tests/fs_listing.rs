@@ -16,28 +16,34 @@ fn fs(srv: &TestServer) -> Arc<Filesystem> {
     fs_with(srv, FsConfig::default())
 }
 
-#[tokio::test]
-async fn a_listing_read_through_with_no_lookup_keeps_its_entries_and_builds_no_name_map() {
+/// A server with `n` one-byte keys `big/f00000`…, a core over it, and the directory `big`.
+async fn big_directory(n: usize) -> (TestServer, Arc<Filesystem>, u64) {
     let srv = TestServer::start().await;
-    for i in 0..2_500 {
+    for i in 0..n {
         srv.put_object(&format!("big/f{i:05}"), "x");
     }
     let fs = fs(&srv);
     let d = fs.lookup(ROOT_INO, "big").await.expect("lookup");
-    let fh = fs.opendir(d.ino).await.expect("opendir");
-    assert_eq!(read_rest(&fs, d.ino, fh, 0).await.len(), 2_502);
+    (srv, fs, d.ino)
+}
+
+#[tokio::test]
+async fn a_listing_read_through_with_no_lookup_keeps_its_entries_and_builds_no_name_map() {
+    let (srv, fs, dir) = big_directory(2_500).await;
+    let fh = fs.opendir(dir).await.expect("opendir");
+    assert_eq!(read_rest(&fs, dir, fh, 0).await.len(), 2_502);
     fs.releasedir(fh);
     assert_eq!(
-        fs.listing_name_map_built(d.ino),
+        fs.listing_name_map_built(dir),
         Some(false),
         "`ls -f` copies nothing for lookups"
     );
     // the cached listing still answers lookups, with no request
     srv.reset_counts();
-    let f = fs.lookup(d.ino, "f02000").await.expect("f02000");
+    let f = fs.lookup(dir, "f02000").await.expect("f02000");
     assert_eq!(f.kind, FileKind::File);
     assert_eq!(
-        fs.lookup(d.ino, "f99999").await.expect_err("absent").errno,
+        fs.lookup(dir, "f99999").await.expect_err("absent").errno,
         libc::ENOENT
     );
     assert_eq!(
@@ -46,7 +52,7 @@ async fn a_listing_read_through_with_no_lookup_keeps_its_entries_and_builds_no_n
         "{:?}",
         srv.counts()
     );
-    assert_eq!(fs.listing_name_map_built(d.ino), Some(true));
+    assert_eq!(fs.listing_name_map_built(dir), Some(true));
 }
 
 /// The file `d/x` near the end of the first page (1,000 keys), `d/x-1` and `d/x.txt` after it
@@ -179,12 +185,7 @@ async fn a_file_landing_while_its_directory_is_listed_is_shown() {
 /// page of 1,000.
 #[tokio::test]
 async fn the_walk_runs_as_many_pages_ahead_as_its_reader_has_taken() {
-    let srv = TestServer::start().await;
-    for i in 0..20_000 {
-        srv.put_object(&format!("big/f{i:05}"), "");
-    }
-    let fs = fs(&srv);
-    let d = fs.lookup(ROOT_INO, "big").await.expect("lookup");
+    let (srv, fs, dir) = big_directory(20_000).await;
     srv.reset_counts();
     // a reader of 8 pages lets 8 parsed pages wait, with the 17th parsed and the 18th asked
     // for (with 2 waiting, the walk stopped at the 12th)
@@ -195,10 +196,10 @@ async fn the_walk_runs_as_many_pages_ahead_as_its_reader_has_taken() {
             .skip(17)
             .times(1),
     );
-    let fh = fs.opendir(d.ino).await.expect("opendir");
+    let fh = fs.opendir(dir).await.expect("opendir");
     let (mut taken, mut offset) = (0usize, 0u64);
     while taken < 7_500 {
-        fs.readdir_into(d.ino, fh, offset, |next, _, _, _| {
+        fs.readdir_into(dir, fh, offset, |next, _, _, _| {
             offset = next;
             taken += 1;
             taken >= 7_500
@@ -215,7 +216,7 @@ async fn the_walk_runs_as_many_pages_ahead_as_its_reader_has_taken() {
             )
         });
     gate.open();
-    let rest = read_rest(&fs, d.ino, fh, offset).await;
+    let rest = read_rest(&fs, dir, fh, offset).await;
     fs.releasedir(fh);
     assert_eq!(taken + rest.len(), 2 + 20_000, "every entry once");
     assert_eq!(srv.count("ListObjectsV2"), 20, "{:?}", srv.counts());

@@ -810,18 +810,29 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    #[test]
-    fn a_recycled_buffer_comes_with_its_room_in_the_budget() {
+    /// A pool whose idle buffers count against a 16 MiB budget.
+    fn gated_pool() -> (Arc<crate::fs::memory::MemoryBudget>, Arc<BufferPool>) {
         use crate::fs::memory::{BudgetGate, MemoryBudget};
-        let dir = std::env::temp_dir().join(format!("bfs-pb-room-{}", std::process::id()));
         let budget = Arc::new(MemoryBudget::new(16 << 20));
         let pool = Arc::new(BufferPool::default());
         pool.set_gate(Arc::new(BudgetGate(budget.clone())));
-        let part = 1 << 20;
-        // a sent part's buffer, idle in the pool: counted in full
+        (budget, pool)
+    }
+
+    /// A sent part's buffer (a tail of `part` bytes, written in full) given back to `pool`.
+    fn give_a_sent_part(pool: &BufferPool, part: usize) {
         let mut used = pool.take(part + super::super::direct_io::ALIGN);
         used.resize(used.capacity(), 1);
         pool.give(used);
+    }
+
+    #[test]
+    fn a_recycled_buffer_comes_with_its_room_in_the_budget() {
+        let dir = std::env::temp_dir().join(format!("bfs-pb-room-{}", std::process::id()));
+        let (budget, pool) = gated_pool();
+        let part = 1 << 20;
+        // a sent part's buffer, idle in the pool: counted in full
+        give_a_sent_part(&pool, part);
         let idle = budget.in_use();
         assert!(idle > part as u64);
         for memory in [false, true] {
@@ -858,18 +869,13 @@ mod tests {
 
     #[test]
     fn a_tail_claims_an_idle_buffer_that_holds_room_and_nothing_else() {
-        use crate::fs::memory::{BudgetGate, MemoryBudget};
         let dir = std::env::temp_dir().join(format!("bfs-pb-claim-{}", std::process::id()));
-        let budget = Arc::new(MemoryBudget::new(16 << 20));
-        let pool = Arc::new(BufferPool::default());
-        pool.set_gate(Arc::new(BudgetGate(budget.clone())));
+        let (budget, pool) = gated_pool();
         let part = 1 << 20;
         let mut d = PartBuffer::disk(&dir.join("1"), part, pool.clone());
         assert!(!d.claim_tail(part), "no idle buffer: nothing to claim");
         // a sent part's buffer, idle in the pool with its room
-        let mut used = pool.take(part + super::super::direct_io::ALIGN);
-        used.resize(used.capacity(), 1);
-        pool.give(used);
+        give_a_sent_part(&pool, part);
         let idle = budget.in_use();
         assert!(idle > part as u64);
         // a tail started in it: the room comes along, the budget in use does not grow
@@ -884,9 +890,7 @@ mod tests {
         assert!(!d.claim_tail(part), "a tail is there already");
         assert_eq!(&d.read(0, 3).expect("r")[..], b"abc");
         // a buffer in memory has no tail to claim
-        let mut used = pool.take(part + super::super::direct_io::ALIGN);
-        used.resize(used.capacity(), 1);
-        pool.give(used);
+        give_a_sent_part(&pool, part);
         assert!(!PartBuffer::memory(pool.clone(), part).claim_tail(part));
         assert_eq!(pool.idle(), 1, "the idle buffer is still there");
         // nor does a part already full

@@ -409,16 +409,13 @@ impl Upload {
     /// (the part then goes from memory, see `part_buffer::Tail`): only while the budget in use
     /// stays under three quarters (the rest is for reads; as many parts in flight as the raw
     /// client keeps need more than half of the default 96 MiB); otherwise they go to the file,
-    /// and nobody waits. A new tail first takes a sent part's idle buffer with its room
-    /// ([`PartBuffer::claim_tail`]). Failing that, one part's worth of idle pooled buffers does
-    /// not count as in use: a
-    /// sent part's buffer idles in its pool until the next part takes it (and gives its room
-    /// back), and counting it too made a writer wait for sends, then go to the file. No more
-    /// than that: freeing idle buffers for new ones grew the daemon past its budget.
+    /// and nobody waits. A sent part's buffer idles in its pool, its room still counted, until
+    /// the next part takes it: a new tail first takes one with its room
+    /// ([`PartBuffer::claim_tail`]), so no more of the budget is in use for it (counted, those
+    /// buffers held a writer to 5 parts in flight instead of 9). Failing that, one part's worth
+    /// of idle pooled buffers does not count as in use; no more than that: freeing idle
+    /// buffers for new ones grew the daemon past its budget.
     fn hold(&mut self, more: usize) -> bool {
-        // a new tail first takes a sent part's idle buffer and its room: no more of the budget
-        // is in use for it, where counting that buffer as in use made a writer wait for sends
-        // while the buffers of those already sent idled (5 parts in flight instead of 9)
         if self.buffer.held() == 0 && self.buffer.claim_tail(self.current_part_size() as usize) {
             self.buffer.keep_rooms_in(&mut self.reservation);
         }
